@@ -1,0 +1,105 @@
+"""The vLLM engine a plan targets: its flags (EngineArgs) and its version's semantics (Semantics).
+
+vLLM's memory rules change between releases; every difference tpfit models is one field of
+`Semantics`, chosen by `semantics_for(version)` with the evidence for each boundary beside it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+CURRENT_VLLM_VERSION = "0.33.0"
+"""Newest vLLM release read for tpfit's rules (shared/reference/vllm-internals.md)."""
+
+KV_CACHE_DTYPES = ("auto", "bfloat16", "float16", "fp8", "fp8_e4m3", "fp8_e5m2")
+
+
+def parse_version(text: str) -> tuple[int, int, int]:
+    """`"0.26.0" -> (0, 26, 0)`; also accepts "0.26" and "v0.26.0"."""
+    parts = text.strip().lstrip("v").split("+")[0].split(".")
+    try:
+        nums = [int(p) for p in parts[:3]]
+    except ValueError:
+        raise ValueError(f"not a vLLM version: {text!r}; use a release such as 0.26.0") from None
+    if not nums or len(parts) > 3:
+        raise ValueError(f"not a vLLM version: {text!r}; use a release such as 0.26.0")
+    return tuple(nums + [0] * (3 - len(nums)))  # type: ignore[return-value]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EngineArgs:
+    """The vLLM flags a plan is made for; None means "vLLM's default for this version and GPU"."""
+
+    vllm_version: str = CURRENT_VLLM_VERSION
+    gpu_memory_utilization: float | None = None
+    max_model_len: int | None = None
+    max_num_seqs: int | None = None
+    max_num_batched_tokens: int | None = None
+    kv_cache_dtype: str = "auto"
+    quantization: str | None = None
+    """`--quantization`: only `fp8` (online FP8 of an unquantized checkpoint) changes the weights."""
+    dtype: str = "auto"
+    enforce_eager: bool = False
+    block_size: int | None = None
+    kv_cache_memory_bytes: int | None = None
+    api_server: bool = True
+    """`vllm serve` (True) or the offline `LLM` class (False): their batch defaults differ."""
+
+    def __post_init__(self) -> None:
+        parse_version(self.vllm_version)
+        if self.gpu_memory_utilization is not None and not 0 < self.gpu_memory_utilization <= 1:
+            raise ValueError("--gpu-memory-utilization must be in (0, 1]")
+        if self.kv_cache_dtype not in KV_CACHE_DTYPES:
+            raise ValueError(f"--kv-cache-dtype {self.kv_cache_dtype}: use one of {', '.join(KV_CACHE_DTYPES)}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Semantics:
+    """What one vLLM version does with memory, as far as a prediction needs it."""
+
+    version: tuple[int, int, int]
+    default_gpu_memory_utilization: float
+    cudagraphs_in_budget: bool
+    """CUDA-graph memory is estimated and subtracted before the KV cache is sized."""
+    comm_buffers_in_budget: bool
+    """NCCL / custom all-reduce buffers grow after the memory snapshot, so they count as non-torch."""
+    requested_ceil: bool
+    """requested = ceil(total x util) (newer) instead of total x util."""
+    estimate_deducts_null_block: bool
+    """The "estimated maximum model length" leaves the null block out (newer)."""
+    single_kv_log_line: bool
+    """"GPU KV cache size: N tokens, Maximum concurrency ..." on one line (newer) or two."""
+    three_batch_tiers: bool
+    """Batch defaults have a >=160 GiB tier (B200) besides the >=70 GiB one."""
+    sampler_era: str
+    """Key of the fitted sampler-peak constant in memory_model.json."""
+
+
+def semantics_for(version: str) -> Semantics:
+    """The semantics of a vLLM release.
+
+    Boundaries and their evidence:
+    - 0.20: `gpu_memory_utilization` default 0.9 -> 0.92, and `VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS`
+      default "0" -> "1" (read in the 0.19.0 / 0.20.0 wheels' `config/cache.py` and `envs.py`).
+    - CUDA graphs in the budget: the env default is "1" from 0.20, but real vLLM 0.26.0 on H100
+      (calibration/vllm-0.26-h100) logged no estimate and sized the KV cache without it (KV =
+      requested - weights - activation - non-torch to 0.01 GiB in all 9 runs). 0.33's source applies
+      it. tpfit puts the boundary after the last measured version: 0.27.
+    - Communication buffers: 0.19 logs count ~2.07 GiB non-torch at TP>1; 0.26 counts 0.06 GiB
+      (0.33's `init_device` builds them before the snapshot).
+    """
+    v = parse_version(version)
+    return Semantics(
+        version=v,
+        default_gpu_memory_utilization=0.92 if v >= (0, 20, 0) else 0.9,
+        cudagraphs_in_budget=v >= (0, 27, 0),
+        comm_buffers_in_budget=v < (0, 20, 0),
+        requested_ceil=v >= (0, 20, 0),
+        estimate_deducts_null_block=v >= (0, 20, 0),
+        single_kv_log_line=v >= (0, 27, 0),
+        three_batch_tiers=v >= (0, 20, 0),
+        sampler_era="v0.19" if v < (0, 20, 0) else "v0.20+",
+    )

@@ -1,0 +1,71 @@
+"""Parallel layouts: TP x PP x DP (+ expert parallel), and how vLLM splits layers over PP stages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Layout:
+    """One way to place a model on GPUs: `--tensor-parallel-size`, `--pipeline-parallel-size`,
+    `--data-parallel-size`, `--enable-expert-parallel`."""
+
+    tp: int = 1
+    pp: int = 1
+    dp: int = 1
+    enable_expert_parallel: bool = False
+
+    @property
+    def world_size(self) -> int:
+        """GPUs of one engine (vLLM's world_size = pp x tp; DP replicas are separate engines)."""
+        return self.tp * self.pp
+
+    @property
+    def num_gpus(self) -> int:
+        return self.tp * self.pp * self.dp
+
+    @property
+    def moe_parallel_size(self) -> int:
+        """vLLM flattens TP across DP for the experts (`FusedMoEParallelConfig.make`)."""
+        return self.tp * self.dp
+
+    @property
+    def ep(self) -> int:
+        return self.moe_parallel_size if self.enable_expert_parallel else 1
+
+    def __str__(self) -> str:
+        parts = [f"TP={self.tp}", f"PP={self.pp}"]
+        if self.dp > 1:
+            parts.append(f"DP={self.dp}")
+        if self.enable_expert_parallel:
+            parts.append(f"EP={self.ep}")
+        return " ".join(parts)
+
+    def to_dict(self) -> dict:
+        return {"tp": self.tp, "pp": self.pp, "dp": self.dp, "ep": self.ep}
+
+
+def pp_layer_split(num_layers: int, pp: int) -> tuple[int, ...]:
+    """Layers per stage, as vLLM `get_pp_indices` splits them.
+
+    The remainder goes to the stages before the last, from the second-to-last backwards, so the
+    last stage (final norm + lm_head) never gets an extra layer:
+    61 layers, pp=4 -> (15, 15, 16, 15); 62 -> (15, 16, 16, 15); 63 -> (16, 16, 16, 15).
+    """
+    per, rem = divmod(num_layers, pp)
+    parts = [per] * pp
+    for i in range(2, rem + 2):
+        parts[-i] += 1
+    return tuple(parts)
+
+
+def enumerate_layouts(num_gpus: int, *, is_moe: bool, max_tp: int | None = None) -> tuple[Layout, ...]:
+    """Every TP x PP x DP that fits in `num_gpus` (not only powers of two), EP variants for MoE."""
+    out = []
+    for tp in range(1, (max_tp or num_gpus) + 1):
+        for pp in range(1, num_gpus // tp + 1):
+            for dp in range(1, num_gpus // (tp * pp) + 1):
+                out.append(Layout(tp=tp, pp=pp, dp=dp))
+                if is_moe and tp * dp > 1:
+                    out.append(Layout(tp=tp, pp=pp, dp=dp, enable_expert_parallel=True))
+    return tuple(out)

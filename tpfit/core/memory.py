@@ -1,0 +1,297 @@
+"""Memory as vLLM accounts it, per GPU, and the KV cache that fits.
+
+Mirrors `vllm/v1/worker/utils.py::request_memory`, `gpu_worker.py::determine_available_memory`
+and `kv_cache_planning.py::get_kv_cache_configs` (shared/reference/vllm-internals.md §1, §2, §7):
+
+    requested = total x gpu_memory_utilization
+    kv_cache  = requested - weights - activation_peak - non_torch [- cuda_graphs, newer vLLM]
+    blocks    = min over GPUs of kv_cache // bytes_per_block;  one block is held back (null block)
+
+Activation peak, non-torch memory and CUDA-graph memory can't be derived from a config: they come
+from the fitted constants in tpfit/data/memory_model.json (tools/fit_memory_model.py says how).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+
+from tpfit.core.engine import EngineArgs, Semantics
+from tpfit.core.kv import KV_DTYPE_BYTES, KVGeometry, make_kv_geometry
+from tpfit.core.layout import Layout
+from tpfit.core.weights import padded_vocab, stage_weights
+from tpfit.hardware.cluster import Cluster
+from tpfit.model.spec import ModelSpec
+from tpfit.units import GIB, cdiv, format_gib
+
+STATE_BLOCKS_PER_REQUEST = 2
+"""Blocks a mamba/GDN group holds per request with prefix caching on ("align" mode: 2 + spec + ckpt)."""
+
+
+@lru_cache(maxsize=1)
+def memory_constants() -> dict:
+    """The fitted constants and where they came from (tpfit/data/memory_model.json)."""
+    return json.loads(resources.files("tpfit.data").joinpath("memory_model.json").read_text())
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BatchDefaults:
+    max_num_seqs: int
+    max_num_batched_tokens: int
+
+
+def batch_defaults(cluster: Cluster, engine: EngineArgs, sem: Semantics, max_model_len: int) -> BatchDefaults:
+    """`EngineArgs.get_batch_defaults` by device memory, then vLLM's clamps (§4 of the reference)."""
+    mem = cluster.gpu.cuda_total_bytes
+    if sem.three_batch_tiers and mem >= 160 * GIB:
+        tokens, seqs = 16384, 1024
+    elif mem >= 70 * GIB and not cluster.gpu.is_a100:
+        tokens, seqs = (8192 if engine.api_server else 16384), 1024
+    else:
+        tokens, seqs = (2048 if engine.api_server else 8192), 256
+    seqs = engine.max_num_seqs or seqs
+    if engine.max_num_batched_tokens:
+        tokens = engine.max_num_batched_tokens
+    else:
+        tokens = min(seqs * max_model_len, tokens)
+    return BatchDefaults(max_num_seqs=min(seqs, tokens), max_num_batched_tokens=tokens)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GpuMemory:
+    """One GPU's share of vLLM's budget (all TP ranks of a pipeline stage are alike)."""
+
+    pp_rank: int
+    total_bytes: int
+    requested_bytes: int
+    weight_bytes: int
+    activation_bytes: int
+    non_torch_bytes: int
+    cuda_graph_bytes: int
+    """Estimated CUDA-graph pool; inside the budget only where `Semantics.cudagraphs_in_budget`."""
+    pre_snapshot_bytes: int
+    """CUDA context and communication buffers made before vLLM's memory snapshot: outside the budget."""
+    kv_cache_bytes: int
+    """What vLLM would log as "Available KV cache memory" (may be negative: it will not start)."""
+    bytes_per_block: int
+    num_blocks: int
+
+    @property
+    def peak_bytes(self) -> int:
+        """The process footprint when serving: the budget plus what sits outside it."""
+        graphs_outside = 0 if self.cuda_graph_bytes_in_budget else self.cuda_graph_bytes
+        return self.requested_bytes + graphs_outside + self.pre_snapshot_bytes
+
+    cuda_graph_bytes_in_budget: bool = False
+
+    @property
+    def free_bytes(self) -> int:
+        """What is left on the card while serving."""
+        return self.total_bytes - self.peak_bytes
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MemoryPlan:
+    """The KV cache a layout gets and what it holds."""
+
+    gpus: tuple[GpuMemory, ...]
+    """One entry per pipeline stage."""
+    block_size: int
+    kv_bytes_per_token: int
+    kv_cache_tokens: int
+    max_model_len: int
+    max_concurrency: float
+    max_model_len_fit: int
+    """The largest max_model_len whose one request fits (vLLM's "estimated maximum model length")."""
+    max_num_seqs: int
+    max_num_batched_tokens: int
+    gpu_memory_utilization: float
+    verdict: str
+    """"starts", "refused_at_start", "overflows_at_runtime" or "insufficient_concurrency"."""
+    reasons: tuple[str, ...]
+    vllm_error: str = ""
+
+    @property
+    def worst(self) -> GpuMemory:
+        return min(self.gpus, key=lambda g: g.num_blocks)
+
+    def to_dict(self) -> dict:
+        w = self.worst
+        g = lambda b: round(b / GIB, 2)  # noqa: E731
+        return {
+            "weights_gib": g(w.weight_bytes),
+            "activation_gib": g(w.activation_bytes),
+            "non_torch_gib": g(w.non_torch_bytes),
+            "cuda_graph_gib": g(w.cuda_graph_bytes),
+            "kv_cache_gib": g(w.kv_cache_bytes),
+            "kv_bytes_per_token": self.kv_bytes_per_token,
+            "kv_cache_tokens": self.kv_cache_tokens,
+            "max_concurrency": round(self.max_concurrency, 2),
+            "max_model_len": self.max_model_len,
+            "max_model_len_fit": self.max_model_len_fit,
+            "block_size": self.block_size,
+            "num_gpu_blocks": w.num_blocks,
+            "max_num_seqs": self.max_num_seqs,
+            "max_num_batched_tokens": self.max_num_batched_tokens,
+            "gpu_memory_utilization": self.gpu_memory_utilization,
+            "free_gib_per_gpu": g(min(x.free_bytes for x in self.gpus)),
+            "verdict": self.verdict,
+            "reasons": list(self.reasons),
+            "vllm_error": self.vllm_error,
+            "per_stage": [
+                {"pp_rank": x.pp_rank, "weights_gib": g(x.weight_bytes), "activation_gib": g(x.activation_bytes),
+                 "non_torch_gib": g(x.non_torch_bytes), "cuda_graph_gib": g(x.cuda_graph_bytes),
+                 "kv_cache_gib": g(x.kv_cache_bytes), "num_blocks": x.num_blocks, "free_gib": g(x.free_bytes)}
+                for x in self.gpus
+            ],
+        }
+
+
+def _mlp_width_per_gpu(spec: ModelSpec, layout: Layout, layers: range) -> int:
+    """Widest per-GPU MLP activation of the stage: dense I/tp, or top_k experts' I (+ shared)."""
+    width = 0
+    for i in layers:
+        layer = spec.layers[i]
+        if layer.moe:
+            m = layer.moe
+            moe_tp = 1 if layout.enable_expert_parallel else layout.moe_parallel_size
+            w = m.num_experts_per_tok * m.moe_intermediate_size // moe_tp + m.shared_intermediate_size // layout.tp
+        else:
+            w = layer.intermediate_size // layout.tp
+        width = max(width, w)
+    return width
+
+
+def activation_bytes(spec: ModelSpec, layout: Layout, layers: range, *, last_stage: bool, batch: BatchDefaults,
+                     sem: Semantics) -> int:
+    """Peak of the profile run: the forward of max_num_batched_tokens tokens, or the sampler's
+    [min(max_num_seqs, tokens) x vocab] logits on the last stage, whichever is larger."""
+    c = memory_constants()["activation"]
+    tokens, rows = batch.max_num_batched_tokens, batch.max_num_seqs
+    forward = tokens * (c["bytes_per_token_per_mlp_width_bf16"] * _mlp_width_per_gpu(spec, layout, layers)
+                        + c["bytes_per_token_per_hidden_bf16"] * spec.hidden_size) * spec.dtype_bytes / 2
+    sampler = rows * padded_vocab(spec.vocab_size) * c["sampler_bytes_per_logit"][sem.sampler_era] if last_stage else 0
+    return int(max(forward, sampler))
+
+
+def non_torch_bytes(layout: Layout, sem: Semantics) -> int:
+    """Memory outside torch's allocator that grows after the snapshot (NCCL buffers in older vLLM)."""
+    c = memory_constants()["non_torch"]
+    if layout.world_size == 1:
+        return int(c["single_gpu_gib"] * GIB)
+    extra = c["comm_buffers_gib"] + c["comm_buffers_gib_per_tp"] * layout.tp if (sem.comm_buffers_in_budget and layout.tp > 1) else 0
+    return int((c["multi_gpu_gib"] + extra) * GIB)
+
+
+def pre_snapshot_bytes(layout: Layout) -> int:
+    """CUDA context (+ NCCL communicators for several GPUs), taken before vLLM's snapshot."""
+    c = memory_constants()["pre_snapshot"]
+    return int((c["single_gpu_gib"] if layout.world_size == 1 else c["multi_gpu_gib"]) * GIB)
+
+
+def cuda_graph_bytes(spec: ModelSpec, layout: Layout, n_layers: int, engine: EngineArgs) -> int:
+    """CUDA-graph pool: grows with the layers captured and their per-GPU width."""
+    if engine.enforce_eager:
+        return 0
+    c = memory_constants()["cuda_graphs"]
+    return int((c["base_gib"] + c["gib_per_layer"] * n_layers
+                + c["gib_per_layer_per_khidden_per_tp"] * n_layers * spec.hidden_size / 1024 / layout.tp) * GIB)
+
+
+def make_memory_plan(spec: ModelSpec, layout: Layout, cluster: Cluster, engine: EngineArgs, sem: Semantics, *,
+                     concurrency: int | None = None) -> MemoryPlan:
+    """vLLM's start-up arithmetic for one layout, and what the KV cache then holds."""
+    max_len = engine.max_model_len or spec.max_model_len
+    util = engine.gpu_memory_utilization or sem.default_gpu_memory_utilization
+    total = cluster.gpu.cuda_total_bytes
+    requested = math.ceil(total * util) if sem.requested_ceil else int(total * util)
+    batch = batch_defaults(cluster, engine, sem, max_len)
+    kv_dtype = spec.dtype if engine.kv_cache_dtype == "auto" else engine.kv_cache_dtype
+    geometry = make_kv_geometry(spec, tp=layout.tp, kv_bytes=KV_DTYPE_BYTES[kv_dtype], block_size=engine.block_size)
+    gpus = []
+    for stage in stage_weights(spec, layout):
+        layers = range(stage.layer_start, stage.layer_end)
+        last = stage.pp_rank == layout.pp - 1
+        act = activation_bytes(spec, layout, layers, last_stage=last, batch=batch, sem=sem)
+        nt = non_torch_bytes(layout, sem)
+        cg = cuda_graph_bytes(spec, layout, len(layers), engine)
+        if engine.kv_cache_memory_bytes:
+            kv = engine.kv_cache_memory_bytes
+        else:
+            kv = requested - stage.weight_bytes - act - nt - (cg if sem.cudagraphs_in_budget else 0)
+        per_block = geometry.bytes_per_block(layers)
+        blocks = max(kv, 0) // per_block if per_block else 0
+        gpus.append(GpuMemory(pp_rank=stage.pp_rank, total_bytes=total, requested_bytes=requested,
+                              weight_bytes=stage.weight_bytes, activation_bytes=act, non_torch_bytes=nt,
+                              cuda_graph_bytes=cg, pre_snapshot_bytes=pre_snapshot_bytes(layout),
+                              kv_cache_bytes=kv, bytes_per_block=per_block, num_blocks=blocks,
+                              cuda_graph_bytes_in_budget=sem.cudagraphs_in_budget))
+    return _verdict(tuple(gpus), geometry, spec, layout, cluster, engine, sem, batch, max_len, util, concurrency)
+
+
+def _verdict(gpus, geometry: KVGeometry, spec, layout, cluster, engine, sem, batch, max_len, util, concurrency):
+    worst = min(gpus, key=lambda g: g.num_blocks)
+    blocks = worst.num_blocks
+    in_flight = (2 if layout.pp == 1 else layout.pp) * batch.max_num_batched_tokens
+    per_req = geometry.blocks_per_request(max_len, in_flight_tokens=in_flight, state_blocks=STATE_BLOCKS_PER_REQUEST)
+    conc = blocks / per_req if per_req else 0.0
+    tokens = int(conc * max_len)
+    # vLLM `_estimate_max_model_len_from_groups`: the largest L whose one request fits beside the null block
+    usable = blocks - 1 if sem.estimate_deducts_null_block else blocks
+    fit = _largest_len(geometry, usable, max_len, in_flight)
+    reasons: list[str] = []
+    error = ""
+    verdict = "starts"
+    if worst.kv_cache_bytes <= 0:
+        verdict = "refused_at_start"
+        error = ("No available memory for the cache blocks. Try increasing `gpu_memory_utilization` when "
+                 "initializing the engine.")
+        reasons.append(f"weights + activation + non-torch need {format_gib(worst.requested_bytes - worst.kv_cache_bytes)} "
+                       f"GiB per GPU, the budget is {format_gib(worst.requested_bytes)} GiB")
+    elif usable < per_req:
+        verdict = "refused_at_start"
+        need = per_req * worst.bytes_per_block
+        error = (f"To serve at least one request with the model's max seq len ({max_len}), ({format_gib(need)} GiB KV "
+                 f"cache is needed, which is larger than the available KV cache memory "
+                 f"({format_gib(worst.kv_cache_bytes)} GiB). Based on the available memory, the estimated maximum "
+                 f"model length is {fit}. Try increasing `gpu_memory_utilization` or decreasing `max_model_len` "
+                 "when initializing the engine.")
+        reasons.append(f"one {max_len}-token request needs {format_gib(need)} GiB of KV cache; "
+                       f"{format_gib(worst.kv_cache_bytes)} GiB is left; use --max-model-len {fit}")
+    if cluster.free_bytes and verdict == "starts":
+        free = min(cluster.free_bytes)
+        if free < worst.requested_bytes:
+            verdict = "refused_at_start"
+            error = (f"Free memory on device ({free / GIB:.2f}/{worst.total_bytes / GIB:.2f} GiB) on startup is less "
+                     f"than desired GPU memory utilization ({util}, {worst.requested_bytes / GIB:.2f} GiB).")
+            reasons.append("another process holds GPU memory; lower --gpu-memory-utilization to "
+                           f"{max(0.05, (free - worst.pre_snapshot_bytes) / worst.total_bytes):.2f} or free the GPU")
+    if verdict == "starts" and worst.free_bytes < 0:
+        verdict = "overflows_at_runtime"
+        reasons.append(f"vLLM starts, but CUDA graphs ({format_gib(worst.cuda_graph_bytes)} GiB) and the CUDA "
+                       f"context ({format_gib(worst.pre_snapshot_bytes)} GiB) come on top of the "
+                       f"{format_gib(worst.requested_bytes)} GiB budget: {format_gib(-worst.free_bytes)} GiB more than "
+                       "the card has; lower --gpu-memory-utilization or add --enforce-eager")
+    if verdict == "starts" and concurrency and conc < concurrency:
+        verdict = "insufficient_concurrency"
+        reasons.append(f"the KV cache holds {conc:.2f} requests of {max_len} tokens, not {concurrency}; "
+                       f"use --max-num-seqs {max(1, int(conc))} or a shorter --max-model-len")
+    return MemoryPlan(gpus=gpus, block_size=geometry.block_size, kv_bytes_per_token=geometry.kv_bytes_per_token,
+                      kv_cache_tokens=tokens, max_model_len=max_len, max_concurrency=conc, max_model_len_fit=fit,
+                      max_num_seqs=batch.max_num_seqs, max_num_batched_tokens=batch.max_num_batched_tokens,
+                      gpu_memory_utilization=util, verdict=verdict, reasons=tuple(reasons), vllm_error=error)
+
+
+def _largest_len(geometry: KVGeometry, usable_blocks: int, max_len: int, in_flight: int) -> int:
+    """Binary search over [0, max_len] for the longest request that fits in `usable_blocks`."""
+    lo, hi = 0, max_len
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if geometry.blocks_per_request(mid, in_flight_tokens=in_flight, state_blocks=STATE_BLOCKS_PER_REQUEST) <= usable_blocks:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo

@@ -1,0 +1,134 @@
+"""make_plan: every layout for a model on a cluster, checked against vLLM's rules, with its memory.
+
+Pure: values in, a Plan out (shared/DESIGN.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from tpfit.core.engine import EngineArgs, Semantics, semantics_for
+from tpfit.core.layout import Layout, enumerate_layouts
+from tpfit.core.memory import MemoryPlan, make_memory_plan
+from tpfit.core.rules import Violation, check_layout
+from tpfit.core.weights import stage_weights, total_param_count
+from tpfit.hardware.cluster import Cluster
+from tpfit.model.quant import online_quant
+from tpfit.model.spec import ModelSpec
+from tpfit.units import GB, GIB
+
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Workload:
+    """What the deployment must serve: requests of `context` tokens, `concurrency` at once."""
+
+    context: int | None = None
+    """Tokens per request (prompt + output); becomes --max-model-len. None = the model's maximum."""
+    concurrency: int = 1
+
+    def __post_init__(self) -> None:
+        if self.context is not None and self.context < 1:
+            raise ValueError("--context must be at least 1")
+        if self.concurrency < 1:
+            raise ValueError("--concurrency must be at least 1")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Candidate:
+    """One layout: accepted (with its memory) or refused (with vLLM's reasons)."""
+
+    layout: Layout
+    violations: tuple[Violation, ...]
+    weight_bytes_per_gpu: tuple[int, ...]
+    """Per GPU in rank order (TP innermost, then PP, then DP)."""
+    memory: MemoryPlan | None = None
+
+    @property
+    def accepted(self) -> bool:
+        return not self.violations
+
+    @property
+    def fits(self) -> bool:
+        return self.accepted and self.memory is not None and self.memory.verdict == "starts"
+
+    @property
+    def reason(self) -> str:
+        return "; ".join(v.detail for v in self.violations)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RuleOfThumb:
+    """What the common guides would say, beside vLLM's figure."""
+
+    params: int
+    weights_bytes: int
+    """params x bytes per parameter of the checkpoint dtype."""
+    kv_bytes_at_context: int
+    """"1 GB per 1K tokens of context": context / 1000 GB per request."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Plan:
+    model: ModelSpec
+    cluster: Cluster
+    workload: Workload
+    engine: EngineArgs
+    semantics: Semantics
+    candidates: tuple[Candidate, ...]
+    rule_of_thumb: RuleOfThumb
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def accepted(self) -> tuple[Candidate, ...]:
+        return tuple(c for c in self.candidates if c.accepted)
+
+    @property
+    def rejected(self) -> tuple[Candidate, ...]:
+        return tuple(c for c in self.candidates if not c.accepted)
+
+    @property
+    def best(self) -> Candidate | None:
+        from tpfit.core.recommend import pick_best
+
+        return pick_best(self)
+
+
+def resolve_model(model: ModelSpec, engine: EngineArgs) -> ModelSpec:
+    """The model as the engine will load it: `--dtype` and online `--quantization` applied."""
+    if engine.dtype not in ("auto", model.dtype):
+        model = replace(model, dtype={"half": "float16", "float": "float32"}.get(engine.dtype, engine.dtype))
+    if engine.quantization and model.quant is None:
+        model = replace(model, quant=online_quant(engine.quantization))
+    return model
+
+
+def make_plan(model: ModelSpec, cluster: Cluster, workload: Workload | None = None, engine: EngineArgs | None = None,
+              *, layouts: tuple[Layout, ...] | None = None) -> Plan:
+    """Every layout (or the given ones) with vLLM's verdict and memory."""
+    workload = workload or Workload()
+    engine = engine or EngineArgs()
+    if workload.context and engine.max_model_len is None:
+        engine = replace(engine, max_model_len=workload.context)
+    sem = semantics_for(engine.vllm_version)
+    spec = resolve_model(model, engine)
+    layouts = layouts or enumerate_layouts(cluster.num_gpus, is_moe=spec.is_moe)
+    candidates = []
+    for layout in layouts:
+        violations = check_layout(spec, layout, cluster, engine)
+        per_stage = [s.weight_bytes for s in stage_weights(spec, layout)] if layout.pp <= spec.num_hidden_layers else []
+        per_gpu = tuple(b for _ in range(layout.dp) for b in per_stage for _ in range(layout.tp))
+        memory = None if violations else make_memory_plan(spec, layout, cluster, engine, sem,
+                                                          concurrency=workload.concurrency)
+        candidates.append(Candidate(layout=layout, violations=violations, weight_bytes_per_gpu=per_gpu, memory=memory))
+    params = total_param_count(spec)
+    context = engine.max_model_len or spec.max_model_len
+    thumb = RuleOfThumb(params=params, weights_bytes=params * model.dtype_bytes,
+                        kv_bytes_at_context=context * GB // 1000)
+    return Plan(model=spec, cluster=cluster, workload=workload, engine=engine, semantics=sem,
+                candidates=tuple(candidates), rule_of_thumb=thumb, notes=spec.notes)
+
+
+def weights_gib(c: Candidate) -> list[float]:
+    return [round(b / GIB, 2) for b in c.weight_bytes_per_gpu]

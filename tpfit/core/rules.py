@@ -1,0 +1,268 @@
+"""vLLM's rules for a layout, each with the error it prevents and the fix.
+
+Mirrors `vllm/config/model.py::verify_with_parallel_config`, `vllm/config/parallel.py`,
+`vllm/model_executor/layers/linear.py` (`divide`), `vocab_parallel_embedding.py`, the quantization
+methods' `create_weights`, and `_get_and_verify_max_len` (shared/reference/vllm-internals.md §3).
+A refused layout is data (a Violation), never an exception.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tpfit.core.engine import EngineArgs
+from tpfit.core.layout import Layout
+from tpfit.core.weights import padded_vocab
+from tpfit.hardware.cluster import Cluster
+from tpfit.model.spec import ModelSpec
+
+MARLIN_GROUP_SIZES = (-1, 32, 64, 128)
+"""vLLM `MARLIN_SUPPORTED_GROUP_SIZES`."""
+PACK_FACTOR_4BIT = 8
+"""4-bit values per int32: column-parallel outputs of AWQ layers must split into multiples of it."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Violation:
+    """Why vLLM refuses a layout: the rule, the numbers, vLLM's own message, and what to do."""
+
+    rule: str
+    detail: str
+    vllm_error: str
+    fix: str
+
+    def to_dict(self) -> dict:
+        return {"rule": self.rule, "detail": self.detail, "vllm_error": self.vllm_error, "fix": self.fix}
+
+
+def _valid_tps(n: int, limit: int) -> list[int]:
+    return [t for t in range(1, limit + 1) if n % t == 0]
+
+
+def _join(values: list[int]) -> str:
+    return ", ".join(map(str, values[:-1])) + (" or " if len(values) > 1 else "") + str(values[-1])
+
+
+def _tp_fix(what: str, ok_tps: list[int], layout: Layout, cluster: Cluster) -> str:
+    gpus = layout.world_size
+    lower = [t for t in ok_tps if t < layout.tp]
+    parts = []
+    if layout.pp == 1 and gpus > 1:
+        parts.append(f"use --pipeline-parallel-size {gpus} to use all {gpus} GPUs")
+    if lower:
+        best = lower[-1]
+        left = cluster.num_gpus - best * layout.pp * layout.dp
+        tail = f" and leave {left} GPU{'s' if left != 1 else ''} free" if left else ""
+        parts.append(f"--tensor-parallel-size {best}{tail}")
+    parts.append(f"TP must divide {what}: {_join(ok_tps)}")
+    return "; or ".join(parts[:2]) + ("; " + parts[2] if len(parts) > 2 else "")
+
+
+def check_heads(spec: ModelSpec, layout: Layout, cluster: Cluster) -> list[Violation]:
+    """`verify_with_parallel_config`: attention heads must split evenly over TP."""
+    heads, tp = spec.num_attention_heads, layout.tp
+    if heads % tp == 0:
+        return []
+    return [Violation(
+        rule="heads_divisible_by_tp",
+        detail=f"TP={tp} is refused ({heads} attention heads)",
+        vllm_error=f"Total number of attention heads ({heads}) must be divisible by tensor parallel size ({tp}).",
+        fix=_tp_fix(f"{heads} heads", _valid_tps(heads, max(tp, 8)), layout, cluster),
+    )]
+
+
+def check_kv_heads(spec: ModelSpec, layout: Layout, cluster: Cluster) -> list[Violation]:
+    """`QKVParallelLinear` / model `*Attention.__init__`: KV heads split (kv >= tp) or replicate (kv < tp)."""
+    tp = layout.tp
+    for kv in sorted({l.num_key_value_heads for l in spec.layers if l.attention in ("full", "sliding", "chunked")}):
+        if kv >= tp and kv % tp:
+            return [Violation(rule="kv_heads_split", detail=f"{kv} KV heads do not split over TP={tp}",
+                              vllm_error=f"AssertionError: {kv} is not divisible by {tp}",
+                              fix=_tp_fix(f"{kv} KV heads", _valid_tps(kv, max(tp, 8)), layout, cluster))]
+        if kv < tp and tp % kv:
+            return [Violation(rule="kv_heads_replicate", detail=f"TP={tp} is not a multiple of {kv} KV heads",
+                              vllm_error=f"AssertionError: {tp} is not divisible by {kv}",
+                              fix=f"use a TP that is a divisor or multiple of {kv}")]
+    return []
+
+
+def check_vocab(spec: ModelSpec, layout: Layout, cluster: Cluster) -> list[Violation]:
+    """`VocabParallelEmbedding`: the vocab, padded to 64, must split over TP."""
+    padded = padded_vocab(spec.vocab_size)
+    if padded % layout.tp == 0:
+        return []
+    return [Violation(rule="vocab_divisible_by_tp",
+                      detail=f"padded vocab {padded} does not split over TP={layout.tp}",
+                      vllm_error=f"AssertionError: {padded} is not divisible by {layout.tp}",
+                      fix=_tp_fix(f"the padded vocab {padded}", _valid_tps(padded, max(layout.tp, 8)), layout, cluster))]
+
+
+def check_mlp_split(spec: ModelSpec, layout: Layout, cluster: Cluster) -> list[Violation]:
+    """`divide(output_size, tp)` in the MLP layers and `divide(I, tp)` in FusedMoE."""
+    tp = layout.tp
+    for size in sorted({l.intermediate_size for l in spec.layers if l.mlp in ("gated", "plain")} - {0}):
+        if size % tp:
+            return [Violation(rule="mlp_divisible_by_tp", detail=f"MLP width {size} does not split over TP={tp}",
+                              vllm_error=f"AssertionError: {size} is not divisible by {tp}",
+                              fix=_tp_fix(f"{size}", _valid_tps(size, max(tp, 8)), layout, cluster))]
+    moe_tp = 1 if layout.enable_expert_parallel else layout.moe_parallel_size
+    for size in sorted({l.moe.moe_intermediate_size for l in spec.layers if l.moe}):
+        if size % moe_tp:
+            return [Violation(rule="moe_divisible_by_tp",
+                              detail=f"expert width {size} does not split over {moe_tp} ranks (TP x DP)",
+                              vllm_error=f"AssertionError: {size} is not divisible by {moe_tp}",
+                              fix="add --enable-expert-parallel (whole experts per GPU) or use a TP x DP that divides "
+                                  f"{size}")]
+    return []
+
+
+def check_expert_parallel(spec: ModelSpec, layout: Layout, cluster: Cluster) -> list[Violation]:
+    """`ModelConfig._verify_with_expert_parallelism`: EP needs experts."""
+    if layout.enable_expert_parallel and not spec.is_moe:
+        return [Violation(rule="ep_needs_moe", detail="expert parallel on a dense model",
+                          vllm_error="Number of experts in the model must be greater than 0 when expert parallelism "
+                                     "is enabled.",
+                          fix="drop --enable-expert-parallel")]
+    return []
+
+
+def check_pipeline(spec: ModelSpec, layout: Layout, cluster: Cluster) -> list[Violation]:
+    """PP needs `SupportsPP` and at least one layer per stage (uneven splits are fine)."""
+    if layout.pp > 1 and not spec.supports_pp:
+        return [Violation(rule="pp_supported", detail=f"{spec.architecture} has no pipeline parallel support",
+                          vllm_error="Pipeline parallelism is not supported for this model. Supported models "
+                                     "implement the `SupportsPP` interface.",
+                          fix="use --pipeline-parallel-size 1")]
+    if layout.pp > spec.num_hidden_layers:
+        return [Violation(rule="pp_layers", detail=f"PP={layout.pp} exceeds {spec.num_hidden_layers} layers",
+                          vllm_error="a pipeline stage would hold no layer",
+                          fix=f"use --pipeline-parallel-size <= {spec.num_hidden_layers}")]
+    return []
+
+
+def check_placement(spec: ModelSpec, layout: Layout, cluster: Cluster) -> list[Violation]:
+    """World size vs GPUs per node (`ParallelConfig.__post_init__`) and DP ranks vs local GPUs."""
+    if layout.num_gpus > cluster.num_gpus:
+        return [Violation(rule="gpus_available", detail=f"{layout} needs {layout.num_gpus} GPUs, {cluster.num_gpus} given",
+                          vllm_error=f"World size ({layout.world_size}) is larger than the number of available GPUs "
+                                     f"({cluster.gpus_per_node}) in this node.",
+                          fix=f"use at most {cluster.num_gpus} GPUs in total")]
+    if cluster.nodes == 1 and layout.world_size > cluster.gpus_per_node:
+        return [Violation(rule="world_size", detail=f"TP x PP = {layout.world_size} > {cluster.gpus_per_node} GPUs",
+                          vllm_error=f"World size ({layout.world_size}) is larger than the number of available GPUs "
+                                     f"({cluster.gpus_per_node}) in this node.",
+                          fix="lower TP x PP, or add nodes (--gpus 2x8xH100) with a Ray backend")]
+    if cluster.nodes > 1 and layout.tp > cluster.gpus_per_node:
+        # allowed by vLLM (Ray warns), but the all-reduce then crosses the network every layer
+        return []
+    return []
+
+
+def check_quant_alignment(spec: ModelSpec, layout: Layout, cluster: Cluster) -> list[Violation]:
+    """Quantized shards must hold whole quant groups / FP8 blocks / packed int32s."""
+    q = spec.quant
+    if q is None:
+        return []
+    tp = layout.tp
+    moe_tp = 1 if layout.enable_expert_parallel else layout.moe_parallel_size
+    row_inputs: list[tuple[str, int]] = []  # (layer, input size per partition) of row-parallel layers
+    col_outputs: list[tuple[str, int]] = []
+    for l in spec.layers:
+        if l.attention in ("full", "sliding", "chunked"):
+            row_inputs.append(("o_proj", l.num_attention_heads * l.head_dim // tp))
+        if l.mlp == "gated" and not q.experts_only:
+            row_inputs.append(("down_proj", l.intermediate_size // tp))
+            col_outputs.append(("gate_up_proj", l.intermediate_size // tp))
+        if l.moe:
+            inter = l.moe.moe_intermediate_size // moe_tp
+            row_inputs.append(("experts.down_proj", inter))
+            col_outputs.append(("experts.gate_up_proj", inter))
+    if q.method in ("awq", "gptq", "compressed-tensors") and q.weight_bits == 4:
+        if q.method == "gptq" and q.group_size not in MARLIN_GROUP_SIZES:
+            return [Violation(rule="marlin_group_size", detail=f"group_size {q.group_size}",
+                              vllm_error=f"Marlin does not support group_size = {q.group_size}. Only group_sizes = "
+                                         f"{list(MARLIN_GROUP_SIZES)} are supported.",
+                              fix="use a checkpoint quantized with group size 32, 64 or 128")]
+        g = q.group_size
+        for name, size in row_inputs:
+            if g > 0 and size % g:
+                return [Violation(
+                    rule="quant_group_alignment",
+                    detail=f"{name} input per GPU {size} is not a whole number of {g}-wide quant groups at TP={tp}",
+                    vllm_error="The input size is not aligned with the quantized weight shape. This can be caused by "
+                               "too large tensor parallel size.",
+                    fix="use a smaller --tensor-parallel-size (add --pipeline-parallel-size to use the GPUs)")]
+        for name, size in col_outputs:
+            if size % PACK_FACTOR_4BIT:
+                return [Violation(
+                    rule="quant_pack_alignment", detail=f"{name} output per GPU {size} is not a multiple of 8",
+                    vllm_error="The output size is not aligned with the quantized weight shape. This can be caused "
+                               "by too large tensor parallel size.",
+                    fix="use a smaller --tensor-parallel-size")]
+    if q.weight_bits == 8 and q.block_n:
+        for name, size in row_inputs:
+            if size % q.block_k:
+                return [Violation(
+                    rule="fp8_block_alignment",
+                    detail=f"{name} input per GPU {size} is not a multiple of the FP8 block {q.block_k} at TP={tp}",
+                    vllm_error=f"Weight input_size_per_partition = {size} is not divisible by weight quantization "
+                               f"block_k = {q.block_k}.",
+                    fix="use a smaller --tensor-parallel-size, or --enable-expert-parallel for MoE models")]
+        for name, size in col_outputs:
+            if name.startswith("experts") and size % q.block_n:
+                return [Violation(
+                    rule="fp8_block_alignment",
+                    detail=f"expert gate/up output per GPU {size} is not a multiple of the FP8 block {q.block_n}",
+                    vllm_error=f"The output_size of gate's and up's weight = {size} is not divisible by weight "
+                               f"quantization block_n = {q.block_n}.",
+                    fix="add --enable-expert-parallel (whole experts per GPU) or use a smaller --tensor-parallel-size")]
+    return []
+
+
+def check_gpu_support(spec: ModelSpec, cluster: Cluster, engine: EngineArgs) -> list[Violation]:
+    """`_get_quantization_config` / dtype checks: the GPU's compute capability vs the weight format."""
+    cc = cluster.gpu.compute_capability
+    if cc is None or cluster.gpu.vendor != "NVIDIA":
+        return []
+    out = []
+    method = spec.quant.method if spec.quant else engine.quantization
+    need = {"fp8": 8.0, "modelopt": 8.9, "modelopt_fp4": 10.0, "awq": 7.5, "gptq": 6.0, "mxfp4": 8.0}.get(method or "", 0)
+    if cc < need:
+        out.append(Violation(
+            rule="quant_gpu_capability", detail=f"{method} needs compute capability {need}, {cluster.gpu.name} has {cc}",
+            vllm_error=f"The quantization method {method} is not supported for the current GPU. Minimum capability: "
+                       f"{int(need * 10)}. Current capability: {int(cc * 10)}.",
+            fix="use an AWQ/GPTQ checkpoint or a newer GPU"))
+    if spec.dtype == "bfloat16" and engine.dtype == "auto" and cc < 8.0:
+        out.append(Violation(
+            rule="bf16_gpu_capability", detail=f"bfloat16 needs compute capability 8.0, {cluster.gpu.name} has {cc}",
+            vllm_error="Bfloat16 is only supported on GPUs with compute capability of at least 8.0.",
+            fix="add --dtype half"))
+    return out
+
+
+def check_max_model_len(spec: ModelSpec, engine: EngineArgs) -> list[Violation]:
+    """`_get_and_verify_max_len`: a user max_model_len above the derived maximum is refused."""
+    if engine.max_model_len is None or engine.max_model_len <= spec.max_model_len:
+        return []
+    return [Violation(
+        rule="max_model_len", detail=f"--max-model-len {engine.max_model_len} > the model's {spec.max_model_len}",
+        vllm_error=f"User-specified max_model_len ({engine.max_model_len}) is greater than the derived max_model_len "
+                   f"({spec.max_len_key}={float(spec.max_model_len)} or model_max_length=None in model's "
+                   "config.json). To allow overriding this maximum, set the env var VLLM_ALLOW_LONG_MAX_MODEL_LEN=1.",
+        fix=f"use --max-model-len {spec.max_model_len} or less")]
+
+
+LAYOUT_RULES = (check_placement, check_heads, check_vocab, check_kv_heads, check_mlp_split, check_expert_parallel,
+                check_pipeline, check_quant_alignment)
+
+
+def check_layout(spec: ModelSpec, layout: Layout, cluster: Cluster, engine: EngineArgs) -> tuple[Violation, ...]:
+    """Every reason vLLM would refuse this layout (empty when it accepts it), in the order vLLM
+    meets them: config checks, then the embedding, then the layers."""
+    found: list[Violation] = []
+    for rule in LAYOUT_RULES:
+        found.extend(rule(spec, layout, cluster))
+    found.extend(check_gpu_support(spec, cluster, engine))
+    found.extend(check_max_model_len(spec, engine))
+    return tuple(found)

@@ -1,0 +1,185 @@
+"""Weight bytes held by one GPU, by vLLM's sharding (`vllm/model_executor/layers/linear.py`,
+`vocab_parallel_embedding.py`, `fused_moe/config.py`, the model files).
+
+Column-parallel layers split their output over TP, row-parallel layers their input; norms, routers
+and MLA's down-projections are replicated. "Model loading took X GiB" is what this predicts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tpfit.core.layout import Layout, pp_layer_split
+from tpfit.model.spec import LayerSpec, ModelSpec, QuantSpec
+from tpfit.units import cdiv, round_up
+
+VOCAB_PADDING = 64
+"""vLLM `DEFAULT_VOCAB_PADDING_SIZE`: embeddings and lm_head are padded to a multiple of 64 rows."""
+FP32_BYTES = 4
+MXFP4_PAD = 256
+"""vLLM's mxfp4 MoE (`mxfp4.py`, Hopper kernels) pads the per-GPU expert width to a multiple of 256."""
+
+
+def padded_vocab(vocab_size: int) -> int:
+    return round_up(vocab_size, VOCAB_PADDING)
+
+
+def linear_bytes(out_features: int, in_features: int, dtype_bytes: int, quant: QuantSpec | None) -> int:
+    """Bytes of one (out x in) weight matrix as stored after loading, scales and zeros included."""
+    n, k = out_features, in_features
+    if quant is None:
+        return n * k * dtype_bytes
+    if quant.method == "mxfp4":  # 4-bit values + one e8m0 byte per 32
+        return n * k // 2 + cdiv(n * k, 32)
+    if quant.method == "modelopt_fp4":  # 4-bit values + one fp8 scale per 16
+        return n * k // 2 + cdiv(n * k, 16)
+    if quant.weight_bits == 8:
+        if quant.block_n:  # fp32 scale per (block_n x block_k) tile
+            return n * k + cdiv(n, quant.block_n) * cdiv(k, quant.block_k) * FP32_BYTES
+        if quant.group_size > 0:
+            return n * k + n * cdiv(k, quant.group_size) * dtype_bytes
+        return n * k + (n if quant.group_size < 0 else 1) * FP32_BYTES
+    # 4-bit integer (AWQ / GPTQ / compressed-tensors W4A16): int32-packed values + 16-bit scales per group
+    groups = cdiv(k, quant.group_size) if quant.group_size > 0 else 1
+    total = n * k // 2 + n * groups * 2
+    if quant.has_zero_points:
+        total += n * groups // 2  # 4-bit zero points, int32-packed
+    if quant.method == "gptq":
+        total += k * 4  # g_idx
+    return total
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StageWeights:
+    """Weights on each GPU of one pipeline stage (all TP ranks of a stage hold the same amount)."""
+
+    pp_rank: int
+    layer_start: int
+    layer_end: int
+    weight_bytes: int
+
+
+def _attention_bytes(layer: LayerSpec, spec: ModelSpec, tp: int, lin) -> int:
+    h, b = spec.hidden_size, spec.dtype_bytes
+    if layer.attention == "mla":
+        m = spec.mla
+        heads = layer.num_attention_heads // tp
+        qk_head = m.qk_nope_head_dim + m.qk_rope_head_dim
+        total = 0
+        if m.q_lora_rank:
+            total += lin(m.q_lora_rank, h) + m.q_lora_rank * b  # q_a_proj (replicated) + q_a_layernorm
+            total += lin(heads * qk_head, m.q_lora_rank)  # q_b_proj, column
+        else:
+            total += lin(heads * qk_head, h)  # q_proj, column
+        total += lin(m.kv_lora_rank + m.qk_rope_head_dim, h) + m.kv_lora_rank * b  # kv_a_proj_with_mqa + norm, replicated
+        total += lin(heads * (m.qk_nope_head_dim + m.v_head_dim), m.kv_lora_rank)  # kv_b_proj, column
+        total += lin(h, heads * m.v_head_dim)  # o_proj, row
+        return total
+    if layer.attention in ("full", "sliding", "chunked"):
+        q, kv, d = layer.num_attention_heads // tp, max(1, layer.num_key_value_heads // tp), layer.head_dim
+        q_out = q * d * (2 if layer.gated_attention else 1)
+        total = lin(q_out + 2 * kv * d, h) + lin(h, q * d)  # qkv (column) + o_proj (row)
+        if layer.qkv_bias:
+            total += (q_out + 2 * kv * d) * b
+        if layer.o_bias:
+            total += h * b  # the row-parallel bias is full-size on every rank
+        if layer.qk_norm:
+            total += 2 * d * b
+        return total
+    if layer.attention in ("mamba", "gdn"):
+        s = layer.state
+        if s.kind == "mamba2":
+            inner = s.num_heads * s.head_dim
+            in_proj = 2 * inner + 2 * s.n_groups * s.state_size + s.num_heads  # z, x, B, C, dt
+            return (lin(in_proj // tp, h) + (s.conv_dim // tp) * (s.conv_kernel + 1) * b
+                    + 3 * (s.num_heads // tp) * b + (inner // tp) * b + lin(h, inner // tp))
+        key_dim, value_dim = s.num_k_heads * s.state_size, s.num_heads * s.head_dim
+        in_proj = 2 * key_dim + 2 * value_dim + 2 * s.num_heads  # qkvz + ba
+        return (lin(in_proj // tp, h) + (s.conv_dim // tp) * s.conv_kernel * b
+                + 2 * (s.num_heads // tp) * b + s.head_dim * b + lin(h, value_dim // tp))
+    if layer.linear_replacement:
+        return h * h * b
+    return 0
+
+
+def _mlp_bytes(layer: LayerSpec, spec: ModelSpec, layout: Layout, lin, lin_dense) -> int:
+    h, b, tp = spec.hidden_size, spec.dtype_bytes, layout.tp
+    if layer.mlp == "gated":
+        i = layer.intermediate_size // tp
+        return lin(2 * i, h) + lin(h, i)
+    if layer.mlp == "plain":
+        i = layer.intermediate_size // tp
+        bias = (i + h) * b if layer.mlp_bias else 0
+        return lin(i, h) + lin(h, i) + bias
+    if layer.mlp == "moe":
+        m = layer.moe
+        if layout.enable_expert_parallel:
+            experts, inter = cdiv(m.num_experts, layout.moe_parallel_size), m.moe_intermediate_size
+        else:
+            experts, inter = m.num_experts, m.moe_intermediate_size // layout.moe_parallel_size
+        if spec.quant and spec.quant.method == "mxfp4":
+            inter = round_up(inter, MXFP4_PAD)
+        total = experts * (lin(2 * inter, h) + lin(h, inter))
+        total += h * m.num_experts * b + (m.num_experts * b if m.router_bias else 0)  # router, replicated
+        if m.shared_intermediate_size:
+            si = m.shared_intermediate_size // tp
+            total += lin_dense(2 * si, h) + lin_dense(h, si)
+        if m.shared_expert_gate:
+            total += h * b
+        return total
+    if layer.mlp_linear_replacement:
+        return h * h * b
+    return 0
+
+
+def layer_weight_bytes(layer: LayerSpec, spec: ModelSpec, layout: Layout) -> int:
+    """Bytes of one decoder layer on one GPU."""
+    q, b = spec.quant, spec.dtype_bytes
+    lin_q = (lambda n, k: linear_bytes(n, k, b, q)) if q and not q.experts_only else (lambda n, k: n * k * b)
+    lin_expert = (lambda n, k: linear_bytes(n, k, b, q)) if q else (lambda n, k: n * k * b)
+    mlp = _mlp_bytes(layer, spec, layout, lin_expert if layer.mlp == "moe" else lin_q, lin_q)
+    return _attention_bytes(layer, spec, layout.tp, lin_q) + mlp + layer.norm_vectors * spec.hidden_size * b
+
+
+def stage_weights(spec: ModelSpec, layout: Layout) -> tuple[StageWeights, ...]:
+    """Weight bytes per GPU for each pipeline stage of the layout."""
+    h, b, tp = spec.hidden_size, spec.dtype_bytes, layout.tp
+    vocab_rank = padded_vocab(spec.vocab_size) // tp
+    embed = vocab_rank * h * b
+    q = spec.quant
+    lm_head = (linear_bytes(vocab_rank, h, b, q) if q and q.lm_head_quantized else embed)
+    rope = spec.rope_cache_positions * spec.rotary_dim * b
+    out = []
+    start = 0
+    for rank, n_layers in enumerate(pp_layer_split(spec.num_hidden_layers, layout.pp)):
+        end = start + n_layers
+        total = rope + sum(layer_weight_bytes(layer, spec, layout) for layer in spec.layers[start:end])
+        first, last = rank == 0, rank == layout.pp - 1
+        if first:
+            total += embed + spec.extra_replicated_params * b // tp
+        if last:
+            total += h * b  # final norm
+            if not spec.tie_word_embeddings:
+                total += lm_head
+            elif not first:
+                total += embed  # vLLM builds its own embed_tokens on the last stage when tied (PP > 1)
+        out.append(StageWeights(pp_rank=rank, layer_start=start, layer_end=end, weight_bytes=total))
+        start = end
+    return tuple(out)
+
+
+def total_param_count(spec: ModelSpec) -> int:
+    """Parameters of the whole model (one replica, no sharding), for the rule of thumb."""
+    from tpfit.core.layout import Layout as _L
+
+    unq = spec if spec.quant is None else _replace_quant(spec)
+    one = _L(tp=1, pp=1)
+    return sum(s.weight_bytes for s in stage_weights(unq, one)) // spec.dtype_bytes - (
+        spec.rope_cache_positions * spec.rotary_dim
+    )
+
+
+def _replace_quant(spec: ModelSpec) -> ModelSpec:
+    from dataclasses import replace
+
+    return replace(spec, quant=None)

@@ -1,0 +1,69 @@
+"""Every tpfit exception, grouped by concern (as huggingface_hub's `errors.py`).
+
+    TpfitError
+    ├── UsageError(ValueError)        a bad flag or value: exit code 2
+    ├── SpecError(ValueError)         a model tpfit cannot model (yet)
+    ├── SourceError(OSError)          a config, folder or hub repo that cannot be read
+    │   └── OfflineError(ConnectionError)
+    └── NvmlError(RuntimeError)       GPUs could not be detected
+"""
+
+from __future__ import annotations
+
+
+class TpfitError(Exception):
+    """Base class: the CLI prints `error: <message>` and exits non-zero."""
+
+    exit_code = 1
+
+
+# ---- INPUT -------------------------------------------------------------------------------
+
+
+class UsageError(TpfitError, ValueError):
+    """A flag or value tpfit cannot use, e.g. `--gpus 2xfoo: unknown GPU 'foo'; ...`."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, *, flag: str | None = None, value: object = None) -> None:
+        self.flag = flag
+        self.value = value
+        super().__init__(f"{flag} {value}: {message}" if flag and value is not None else message)
+
+
+class SpecError(TpfitError, ValueError):
+    """A model config tpfit cannot turn into a ModelSpec, e.g. `not supported yet: <what>`."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, *, model_id: str | None = None, field: str | None = None) -> None:
+        self.model_id = model_id
+        self.field = field
+        where = f"{model_id}: " if model_id else ""
+        super().__init__(f"{where}{message}")
+
+
+# ---- SOURCES -----------------------------------------------------------------------------
+
+
+class SourceError(TpfitError, OSError):
+    """A model source that cannot be read: missing folder, malformed config, unknown hub id."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, *, source: str | None = None) -> None:
+        self.source = source
+        super().__init__(message)
+
+
+class OfflineError(SourceError, ConnectionError):
+    """The network is needed but offline mode is on (`HF_HUB_OFFLINE` / `TPFIT_OFFLINE`)."""
+
+
+# ---- HARDWARE ----------------------------------------------------------------------------
+
+
+class NvmlError(TpfitError, RuntimeError):
+    """GPUs could not be read through NVML; the message says how to describe them instead."""
+
+    exit_code = 2

@@ -1,0 +1,92 @@
+"""GPU facts from tpfit/data/gpus.json (built from shared/gpu-catalog.json); MiB become bytes here."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+
+from tpfit.units import MIB
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GpuSpec:
+    """One GPU model."""
+
+    id: str
+    name: str
+    memory_bytes: int
+    """Total memory as nvidia-smi reports it (81559 MiB on an H100 80GB)."""
+    cuda_total_bytes: int
+    """Total memory as CUDA reports it (cudaMemGetInfo): what vLLM multiplies by gpu_memory_utilization."""
+    cuda_total_measured: bool = False
+    """True where cuda_total_bytes was read on real hardware, False where it is scaled from one that was."""
+    mem_bw_bytes_per_s: int = 0
+    bf16_flops_per_s: int = 0
+    fp8_supported: bool = False
+    compute_capability: float | None = None
+    nvlink: bool = False
+    nvml_names: tuple[str, ...] = ()
+    vendor: str = "NVIDIA"
+
+    @property
+    def is_a100(self) -> bool:
+        return "a100" in self.id
+
+
+@lru_cache(maxsize=1)
+def _catalog() -> dict:
+    return json.loads(resources.files("tpfit.data").joinpath("gpus.json").read_text())
+
+
+def _to_spec(g: dict) -> GpuSpec:
+    cc = g.get("compute_capability")
+    return GpuSpec(
+        id=g["id"], name=g["name"], memory_bytes=g["memory_mib"] * MIB, cuda_total_bytes=g["cuda_total_mib"] * MIB,
+        cuda_total_measured=g["cuda_total_measured"], mem_bw_bytes_per_s=int((g["mem_bw_gbs"] or 0) * 1e9),
+        bf16_flops_per_s=int((g["bf16_dense_tflops"] or 0) * 1e12), fp8_supported=bool(g["fp8_supported"]),
+        compute_capability=float(cc) if cc else None, nvlink=bool((g.get("nvlink") or {}).get("supported")),
+        nvml_names=tuple(g["nvml_names"]), vendor=g["vendor"],
+    )
+
+
+def _norm(text: str) -> str:
+    return text.lower().replace("_", "-").replace(" ", "-").replace("geforce-", "").replace("nvidia-", "")
+
+
+@lru_cache(maxsize=None)
+def _alias_index() -> dict[str, dict]:
+    index: dict[str, dict] = {}
+    for g in _catalog()["gpus"]:
+        for alias in g["aliases"]:
+            index[_norm(alias)] = g
+            index[_norm(alias).replace("-", "")] = g
+    return index
+
+
+def find_gpu(name: str) -> GpuSpec | None:
+    """A GPU by alias ("3090", "h100", "H100-80GB", "a100-40gb") or None."""
+    key = _norm(name)
+    g = _alias_index().get(key) or _alias_index().get(key.replace("-", ""))
+    return _to_spec(g) if g else None
+
+
+def find_gpu_by_nvml_name(nvml_name: str) -> GpuSpec | None:
+    for g in _catalog()["gpus"]:
+        if nvml_name in g["nvml_names"]:
+            return _to_spec(g)
+    return None
+
+
+def gpu_aliases() -> list[str]:
+    """The short names `--gpus` accepts, for help and error messages."""
+    return sorted({a for g in _catalog()["gpus"] for a in g["aliases"] if "-" not in a or a.startswith(("h1", "a1"))})
+
+
+def generic_gpu(memory_gib: float) -> GpuSpec:
+    """A GPU known only by its size ("24GB"): CUDA total scaled like the catalog's estimated entries."""
+    smi = int(memory_gib * 1024) * MIB
+    ratio = 81079 / 81559  # the H100 measurement the catalog scales by (tools/build_gpu_catalog.py)
+    return GpuSpec(id=f"generic-{memory_gib:g}gb", name=f"{memory_gib:g} GB GPU", memory_bytes=smi,
+                   cuda_total_bytes=int(smi * ratio) // MIB * MIB)

@@ -1,0 +1,50 @@
+"""The bundled offline catalog: architecture facts of popular models under short aliases."""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from importlib import resources
+
+from tpfit.model.hf_config import make_spec
+from tpfit.model.spec import ModelSpec
+
+DEFAULT_MODEL = "llama-3.1-70b"
+"""What the README's first command plans (with DEFAULT_GPUS)."""
+DEFAULT_GPUS = "2xH100"
+
+
+@lru_cache(maxsize=1)
+def _models() -> dict[str, dict]:
+    return json.loads(resources.files("tpfit.data").joinpath("models.json").read_text())["models"]
+
+
+def _key(name: str) -> str:
+    return name.strip().lower()
+
+
+@lru_cache(maxsize=1)
+def _index() -> dict[str, str]:
+    index = {}
+    for alias, entry in _models().items():
+        index[_key(alias)] = alias
+        index[_key(entry["hf_id"])] = alias
+        index[_key(entry["hf_id"].split("/")[-1])] = alias
+    return index
+
+
+def catalog_aliases() -> list[str]:
+    return sorted(_models())
+
+
+def catalog_names() -> list[str]:
+    """Every name the catalog answers to (aliases and Hugging Face ids), for close-match suggestions."""
+    return sorted(set(_models()) | {m["hf_id"] for m in _models().values()})
+
+
+def find_in_catalog(name: str) -> ModelSpec | None:
+    alias = _index().get(_key(name))
+    if alias is None:
+        return None
+    entry = _models()[alias]
+    return make_spec(entry["facts"], model_id=entry["hf_id"], source=f"catalog:{alias}")

@@ -1,0 +1,35 @@
+"""load_model: a local path, a bundled alias, or a Hugging Face id -> ModelSpec."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from tpfit.errors import SourceError
+from tpfit.model.catalog import catalog_aliases, find_in_catalog
+from tpfit.model.spec import ModelSpec
+
+_HF_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def load_model(name: str, *, revision: str | None = None) -> ModelSpec:
+    """Resolve MODEL as tpfit's CLI does: existing path, then bundled catalog, then the Hub."""
+    from tpfit.model.folder import load_folder
+
+    if not name or not name.strip():
+        raise SourceError("no model given; use a bundled name such as llama-3.1-70b, a folder, or owner/name")
+    path = Path(name).expanduser()
+    if path.exists():
+        return load_folder(path)
+    spec = find_in_catalog(name)
+    if spec is not None:
+        return spec
+    if name.endswith(".json") or name.startswith((".", "/", "~")) or not _HF_ID.match(name):
+        from tpfit.model.hub import _suggest
+
+        raise SourceError(f"model {name!r}: no such file or folder, not a bundled model "
+                          f"({', '.join(catalog_aliases()[:6])}, ...), and not a Hugging Face id (owner/name)"
+                          f"{_suggest(name)}", source=name)
+    from tpfit.model.hub import load_hub
+
+    return load_hub(name, revision=revision)
