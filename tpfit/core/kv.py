@@ -42,8 +42,6 @@ class KVGeometry:
     groups: tuple[KVGroup, ...]
     group_size: int
     """Layers per group (the unit of `bytes_per_block`)."""
-    kv_bytes_per_token: int
-    """KV bytes one token costs on one GPU, over all full-attention layers of the model (for reports)."""
 
     def bytes_per_block(self, layer_range: range) -> int:
         """Bytes one block id costs on a GPU holding `layer_range`: the largest group share."""
@@ -100,7 +98,6 @@ def make_kv_geometry(spec: ModelSpec, *, tp: int, kv_bytes: int, block_size: int
             by_kind.setdefault((_kind(layer), layer.window_tokens), []).append(i)
     attn_layers = [spec.layers[i] for (k, _), idx in by_kind.items() if k != "state" for i in idx]
     per_token = max((attention_page_bytes_per_token(l, spec, tp, kv_bytes) for l in attn_layers), default=0)
-    kv_per_token = sum(attention_page_bytes_per_token(l, spec, tp, kv_bytes) for l in attn_layers)
     bs = block_size or DEFAULT_BLOCK_SIZE
     state_layers = [spec.layers[i] for (k, _), idx in by_kind.items() if k == "state" for i in idx]
     page = bs * per_token
@@ -119,5 +116,4 @@ def make_kv_geometry(spec: ModelSpec, *, tp: int, kv_bytes: int, block_size: int
         n_groups = cdiv(len(idx), group_size)
         for g in range(n_groups):
             groups.append(KVGroup(kind=kind, layers=tuple(idx[g::n_groups]), window_tokens=window))
-    return KVGeometry(block_size=bs, page_bytes=page, groups=tuple(groups), group_size=group_size,
-                      kv_bytes_per_token=kv_per_token)
+    return KVGeometry(block_size=bs, page_bytes=page, groups=tuple(groups), group_size=group_size)

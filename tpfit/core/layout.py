@@ -34,11 +34,11 @@ class Layout:
         return self.moe_parallel_size if self.enable_expert_parallel else 1
 
     def __str__(self) -> str:
-        parts = [f"TP={self.tp}", f"PP={self.pp}"]
+        parts = [f"TP{self.tp}", f"PP{self.pp}"]
         if self.dp > 1:
-            parts.append(f"DP={self.dp}")
+            parts.append(f"DP{self.dp}")
         if self.enable_expert_parallel:
-            parts.append(f"EP={self.ep}")
+            parts.append(f"EP{self.ep}")
         return " ".join(parts)
 
     def to_dict(self) -> dict:

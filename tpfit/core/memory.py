@@ -13,28 +13,20 @@ from the fitted constants in tpfit/data/memory_model.json (tools/fit_memory_mode
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
-from functools import lru_cache
-from importlib import resources
 
 from tpfit.core.engine import EngineArgs, Semantics
 from tpfit.core.kv import KV_DTYPE_BYTES, KVGeometry, make_kv_geometry
 from tpfit.core.layout import Layout
 from tpfit.core.weights import padded_vocab, stage_weights
+from tpfit.data import memory_constants
 from tpfit.hardware.cluster import Cluster
 from tpfit.model.spec import ModelSpec
 from tpfit.units import GIB, cdiv, format_gib
 
 STATE_BLOCKS_PER_REQUEST = 2
 """Blocks a mamba/GDN group holds per request with prefix caching on ("align" mode: 2 + spec + ckpt)."""
-
-
-@lru_cache(maxsize=1)
-def memory_constants() -> dict:
-    """The fitted constants and where they came from (tpfit/data/memory_model.json)."""
-    return json.loads(resources.files("tpfit.data").joinpath("memory_model.json").read_text())
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -101,6 +93,7 @@ class MemoryPlan:
     """One entry per pipeline stage."""
     block_size: int
     kv_bytes_per_token: int
+    """KV bytes one token costs on the GPU that limits the cache (its layers only; groups padded as vLLM pads them)."""
     kv_cache_tokens: int
     max_model_len: int
     max_concurrency: float
@@ -279,7 +272,7 @@ def _verdict(gpus, geometry: KVGeometry, spec, layout, cluster, engine, sem, bat
         verdict = "insufficient_concurrency"
         reasons.append(f"the KV cache holds {conc:.2f} requests of {max_len} tokens, not {concurrency}; "
                        f"use --max-num-seqs {max(1, int(conc))} or a shorter --max-model-len")
-    return MemoryPlan(gpus=gpus, block_size=geometry.block_size, kv_bytes_per_token=geometry.kv_bytes_per_token,
+    return MemoryPlan(gpus=gpus, block_size=geometry.block_size, kv_bytes_per_token=worst.bytes_per_block // geometry.block_size,
                       kv_cache_tokens=tokens, max_model_len=max_len, max_concurrency=conc, max_model_len_fit=fit,
                       max_num_seqs=batch.max_num_seqs, max_num_batched_tokens=batch.max_num_batched_tokens,
                       gpu_memory_utilization=util, verdict=verdict, reasons=tuple(reasons), vllm_error=error)

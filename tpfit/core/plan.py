@@ -15,7 +15,7 @@ from tpfit.core.weights import stage_weights, total_param_count
 from tpfit.hardware.cluster import Cluster
 from tpfit.model.quant import online_quant
 from tpfit.model.spec import ModelSpec
-from tpfit.units import GB, GIB
+from tpfit.units import GB
 
 SCHEMA_VERSION = 1
 
@@ -129,6 +129,3 @@ def make_plan(model: ModelSpec, cluster: Cluster, workload: Workload | None = No
     return Plan(model=spec, cluster=cluster, workload=workload, engine=engine, semantics=sem,
                 candidates=tuple(candidates), rule_of_thumb=thumb, notes=spec.notes)
 
-
-def weights_gib(c: Candidate) -> list[float]:
-    return [round(b / GIB, 2) for b in c.weight_bytes_per_gpu]

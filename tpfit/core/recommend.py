@@ -33,8 +33,10 @@ def _score(plan: Plan, c: Candidate) -> tuple:
     m = c.memory
     cross_node_tp = c.layout.tp > plan.cluster.gpus_per_node
     capacity = m.max_concurrency * c.layout.dp
-    # starts first; then no TP across nodes; then the most concurrent requests; then fewer stages, fewer GPUs
-    return (_VERDICT_ORDER[m.verdict], cross_node_tp, -round(capacity, 1), c.layout.pp, c.layout.num_gpus)
+    # starts first; then no TP across nodes; then the most concurrent requests; then the closest to fitting;
+    # then fewer stages and fewer GPUs
+    return (_VERDICT_ORDER[m.verdict], cross_node_tp, -round(capacity, 1), -m.worst.kv_cache_bytes, c.layout.pp,
+            c.layout.num_gpus)
 
 
 def pick_best(plan: Plan) -> Candidate | None:
@@ -100,8 +102,12 @@ def summarize(plan: Plan) -> str:
                 f"({m.kv_cache_tokens:,} KV tokens); use {flags}")
     dtype = "bf16" if plan.model.dtype == "bfloat16" else plan.model.dtype
     what = f"does not fit in {dtype}" if plan.model.quant is None else "does not fit"
-    if best is not None:
-        what += f" ({best.memory.reasons[0]})" if best.memory.reasons else ""
+    if best is not None and best.memory.verdict == "insufficient_concurrency":
+        m = best.memory
+        what = (f"starts as {best.layout} but holds {m.max_concurrency:.2f} sequences of {ctx} tokens, not {conc}"
+                f" (--max-num-seqs {max(1, int(m.max_concurrency))})")
+    elif best is not None and best.memory.reasons:
+        what += f" ({best.memory.reasons[0]})"
     if plan.model.quant is None:
         awq = QuantSpec(method="awq", weight_bits=4, group_size=128, has_zero_points=True)
         alt = make_plan(replace(plan.model, quant=awq), plan.cluster, plan.workload, plan.engine)

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from functools import lru_cache
-from importlib import resources
 
+from tpfit.data import load_data
 from tpfit.units import MIB
 
 
@@ -35,9 +34,8 @@ class GpuSpec:
         return "a100" in self.id
 
 
-@lru_cache(maxsize=1)
 def _catalog() -> dict:
-    return json.loads(resources.files("tpfit.data").joinpath("gpus.json").read_text())
+    return load_data("gpus.json")
 
 
 def _to_spec(g: dict) -> GpuSpec:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from functools import lru_cache
-from importlib import resources
 
+from tpfit.data import load_data
 from tpfit.model.hf_config import make_spec
 from tpfit.model.spec import ModelSpec
 
@@ -14,9 +13,8 @@ DEFAULT_MODEL = "llama-3.1-70b"
 DEFAULT_GPUS = "2xH100"
 
 
-@lru_cache(maxsize=1)
 def _models() -> dict[str, dict]:
-    return json.loads(resources.files("tpfit.data").joinpath("models.json").read_text())["models"]
+    return load_data("models.json")["models"]
 
 
 def _key(name: str) -> str:

@@ -1,0 +1,34 @@
+"""Shared option aliases, so `--gpus` means the same in every command."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+ModelArg = Annotated[str, typer.Argument(
+    help="Bundled model (llama-3.1-70b, qwen3-32b, ...), a local folder or config.json, or a Hugging Face id.")]
+GpusOpt = Annotated[Optional[str], typer.Option(
+    "--gpus", help="GPUs: 2x3090, 4xH100, 8xH100-80GB, 2x24GB, 2x8xH100 (2 nodes). Default: detected via NVML.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the plan as JSON (the contract in the README).")]
+TpOpt = Annotated[Optional[int], typer.Option("--tp", "--tensor-parallel-size", min=1, help="Only this TP size.")]
+PpOpt = Annotated[Optional[int], typer.Option("--pp", "--pipeline-parallel-size", min=1, help="Only this PP size.")]
+DpOpt = Annotated[Optional[int], typer.Option("--dp", "--data-parallel-size", min=1, help="Only this DP size.")]
+EpOpt = Annotated[Optional[bool], typer.Option("--enable-expert-parallel/--no-expert-parallel",
+                                               help="Only layouts with (or without) expert parallel.")]
+ContextOpt = Annotated[Optional[int], typer.Option(
+    "--context", min=1, help="Tokens per request (prompt + output); sets --max-model-len.")]
+ConcurrencyOpt = Annotated[int, typer.Option("--concurrency", min=1, help="Requests served at once.")]
+MaxModelLenOpt = Annotated[Optional[int], typer.Option("--max-model-len", min=1, help="vLLM's --max-model-len.")]
+GmuOpt = Annotated[Optional[float], typer.Option(
+    "--gpu-memory-utilization", min=0.01, max=1.0, help="vLLM's fraction of each GPU (default: the version's).")]
+KvDtypeOpt = Annotated[str, typer.Option("--kv-cache-dtype", help="auto, fp8, fp8_e4m3, fp8_e5m2, bfloat16, float16.")]
+QuantOpt = Annotated[Optional[str], typer.Option(
+    "--quantization", "-q", help="vLLM's --quantization; fp8 = online FP8 of a bf16 checkpoint.")]
+DtypeOpt = Annotated[str, typer.Option("--dtype", help="vLLM's --dtype: auto, bfloat16, float16, float32.")]
+SeqsOpt = Annotated[Optional[int], typer.Option("--max-num-seqs", min=1, help="vLLM's --max-num-seqs.")]
+BatchedOpt = Annotated[Optional[int], typer.Option("--max-num-batched-tokens", min=1,
+                                                   help="vLLM's --max-num-batched-tokens.")]
+EagerOpt = Annotated[bool, typer.Option("--enforce-eager", help="No CUDA graphs (vLLM's --enforce-eager).")]
+VersionOpt = Annotated[Optional[str], typer.Option("--vllm-version", help="Plan for this vLLM release.")]
+AllOpt = Annotated[bool, typer.Option("--all", help="Show every layout, not only the first rows.")]

@@ -1,0 +1,32 @@
+"""This host's GPUs as a Cluster (NVML), with their free memory."""
+
+from __future__ import annotations
+
+from tpfit.errors import NvmlError
+from tpfit.hardware.catalog import GpuSpec, find_gpu_by_nvml_name
+from tpfit.hardware.cluster import Cluster
+from tpfit.hardware.nvml import NO_GPU_HINT, NvmlGpu, read_gpus
+from tpfit.units import MIB
+
+
+def cluster_from_gpus(gpus: tuple[NvmlGpu, ...], nvlink_pairs: frozenset = frozenset()) -> Cluster:
+    """A Cluster from NVML readings (real or captured): catalog facts, NVML's memory."""
+    if not gpus:
+        raise NvmlError(f"NVML sees no GPU; {NO_GPU_HINT}")
+    first = gpus[0]
+    known = find_gpu_by_nvml_name(first.name)
+    # CUDA's total = NVML's total minus the driver's reservation, which NVML reports as used at idle
+    cuda_total = first.total_bytes - (known.memory_bytes - known.cuda_total_bytes if known else 480 * MIB)
+    gpu = GpuSpec(id=known.id if known else first.name, name=first.name, memory_bytes=first.total_bytes,
+                  cuda_total_bytes=cuda_total, cuda_total_measured=known.cuda_total_measured if known else False,
+                  mem_bw_bytes_per_s=known.mem_bw_bytes_per_s if known else 0,
+                  bf16_flops_per_s=known.bf16_flops_per_s if known else 0,
+                  fp8_supported=known.fp8_supported if known else False,
+                  compute_capability=known.compute_capability if known else None, nvlink=bool(nvlink_pairs))
+    return Cluster(gpu=gpu, gpus_per_node=len(gpus), free_bytes=tuple(g.free_bytes for g in gpus),
+                   nvlink_pairs=nvlink_pairs, source="nvml")
+
+
+def detect_cluster() -> Cluster:
+    gpus, pairs = read_gpus()
+    return cluster_from_gpus(gpus, pairs)
