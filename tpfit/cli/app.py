@@ -139,11 +139,11 @@ def main() -> None:
         sys.exit(exc.exit_code)
     except typer.Abort:
         sys.exit(130)
-    except Exception as exc:  # click usage errors
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
+    except typer.TyperException as exc:  # click's usage errors, as typer vendors them
+        hint = getattr(exc, "param_hint", None) or getattr(getattr(exc, "param", None), "opts", None)
+        message = exc.format_message()
+        if hint and "Invalid value" not in message:
+            message = f"{hint if isinstance(hint, str) else '/'.join(hint)}: {message}"
+        typer.echo(f"error: {message}", err=True)
+        sys.exit(2 if exc.exit_code == 2 else exc.exit_code)
     sys.exit(code if isinstance(code, int) else 0)

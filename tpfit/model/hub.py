@@ -34,12 +34,13 @@ def _raise_source_error(repo_id: str, err: Exception) -> None:
     if isinstance(err, hf.RepositoryNotFoundError):
         raise SourceError(f"model {repo_id!r} not found on the Hub (or private without HF_TOKEN){_suggest(repo_id)}",
                           source=repo_id) from err
-    if isinstance(err, hf.EntryNotFoundError):
-        raise SourceError(f"{repo_id} has no config.json; is it a model repository?", source=repo_id) from err
+    # LocalEntryNotFoundError subclasses EntryNotFoundError: the offline case goes first
     if isinstance(err, (hf.OfflineModeIsEnabled, hf.LocalEntryNotFoundError)):
         raise OfflineError(f"{repo_id} is not in the local Hugging Face cache and the Hub cannot be reached "
                            f"(offline); unset HF_HUB_OFFLINE / TPFIT_OFFLINE, or use a bundled model such as "
                            f"llama-3.1-70b{_suggest(repo_id)}", source=repo_id) from err
+    if isinstance(err, hf.EntryNotFoundError):
+        raise SourceError(f"{repo_id} has no config.json; is it a model repository?", source=repo_id) from err
     raise SourceError(f"cannot read {repo_id} from the Hub: {err}", source=repo_id) from err
 
 

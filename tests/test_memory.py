@@ -1,0 +1,157 @@
+"""KV geometry and vLLM's memory budget, against hand arithmetic and real vLLM logs."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.conftest import load_config
+from tpfit.core.engine import EngineArgs, semantics_for
+from tpfit.core.kv import attention_page_bytes_per_token, make_kv_geometry
+from tpfit.core.layout import Layout
+from tpfit.core.memory import make_memory_plan
+from tpfit.core.plan import make_plan
+from tpfit.hardware.cluster import Cluster
+from tpfit.units import GIB
+
+H100 = Cluster.parse("8xh100")
+
+
+def page_per_token(config: str, tp: int, kv_bytes: int = 2) -> int:
+    spec = load_config(config)
+    layer = next(l for l in spec.layers if l.has_kv_cache)
+    return attention_page_bytes_per_token(layer, spec, tp, kv_bytes)
+
+
+def test_gqa_bytes_per_token():
+    # Qwen3-32B: 64 layers x 8 KV heads / TP 2 x 128 dim x 2 (K,V) x 2 bytes = 131,072 B per token per GPU
+    assert 64 * page_per_token("Qwen--Qwen3-32B.json", tp=2) == 131_072
+
+
+def test_mla_bytes_per_token_on_every_rank():
+    # DeepSeek-V3: (kv_lora_rank 512 + qk_rope_head_dim 64) x 2 bytes = 1,152 B per token per layer, not split by TP
+    for tp in (1, 2, 8):
+        assert page_per_token("deepseek-ai--DeepSeek-V3.json", tp=tp) == 1152
+
+
+def test_fp8_kv_halves_the_page():
+    assert page_per_token("meta-llama--Llama-3.1-8B.json", tp=1, kv_bytes=1) * 2 == \
+        page_per_token("meta-llama--Llama-3.1-8B.json", tp=1, kv_bytes=2)
+
+
+def test_kv_heads_replicated_when_tp_exceeds_them():
+    # Qwen2.5-7B has 4 KV heads: at TP=8 each GPU still holds one whole KV head (max(1, 4 // 8))
+    assert page_per_token("Qwen--Qwen2.5-7B.json", tp=8) == page_per_token("Qwen--Qwen2.5-7B.json", tp=4) == 1 * 2 * 128 * 2
+
+
+def test_sliding_window_groups_and_blocks():
+    # gemma-2-9b: 21 sliding (window 4096) + 21 full layers -> 2 groups of 21; a request of 8192 tokens needs
+    # cdiv(8192,16) = 512 full blocks + cdiv(min(4095 + in_flight, 8192), 16) + 1 = 513 sliding blocks
+    geo = make_kv_geometry(load_config("google--gemma-2-9b-it.json"), tp=1, kv_bytes=2)
+    assert sorted(g.kind for g in geo.groups) == ["full", "sliding"]
+    assert geo.group_size == 21
+    assert geo.blocks_per_request(8192, in_flight_tokens=2 * 8192, state_blocks=2) == 512 + 513
+    # with a short context the window no longer matters
+    assert geo.blocks_per_request(1024, in_flight_tokens=0, state_blocks=2) == 64 + 65
+
+
+def test_logged_v026_llama8b_tp1():
+    # calibration/vllm-0.26-h100/l8-tp1.log: "Available KV cache memory: 54.26 GiB",
+    # "GPU KV cache size: 444,528 tokens", "Maximum concurrency for 8,192 tokens per request: 54.26x"
+    spec = load_config("meta-llama--Llama-3.1-8B.json")
+    engine = EngineArgs(vllm_version="0.26.0", gpu_memory_utilization=0.9, max_model_len=8192, api_server=False)
+    m = make_memory_plan(spec, Layout(), H100, engine, semantics_for("0.26.0"))
+    assert abs(m.worst.kv_cache_bytes / GIB - 54.26) < 0.05
+    assert abs(m.kv_cache_tokens - 444_528) / 444_528 < 0.002
+    assert abs(m.max_concurrency - 54.26) < 0.1
+    assert m.kv_bytes_per_token == 32 * 8 * 2 * 128 * 2
+
+
+def test_max_seq_len_larger_than_kv_cache_predicted_with_estimate():
+    # Llama-3.1-70B on 2xH100 at its full 131072 context: vLLM refuses and suggests
+    # (floor(available / bytes_per_block) - 1) x 16 tokens.
+    spec = load_config("meta-llama--Llama-3.1-70B.json")
+    m = make_memory_plan(spec, Layout(tp=2), Cluster.parse("2xh100"), EngineArgs(), semantics_for("0.33.0"))
+    assert m.verdict == "refused_at_start"
+    per_block = 80 * 16 * (8 // 2) * 2 * 128 * 2
+    assert m.max_model_len_fit == (m.worst.kv_cache_bytes // per_block - 1) * 16
+    assert f"the estimated maximum model length is {m.max_model_len_fit}." in m.vllm_error
+    assert m.vllm_error.startswith("To serve at least one request with the model's max seq len (131072)")
+    again = make_memory_plan(spec, Layout(tp=2), Cluster.parse("2xh100"),
+                             EngineArgs(max_model_len=m.max_model_len_fit), semantics_for("0.33.0"))
+    assert again.verdict in ("starts", "insufficient_concurrency")
+
+
+def test_graphs_outside_the_budget_warn_of_runtime_overflow():
+    # vLLM 0.26: CUDA graphs and the CUDA context come on top of gpu_memory_utilization (gpu-vllm README:
+    # Llama-3.1-70B bf16 TP=2 at 0.95 started, then ran out of memory at its first request)
+    spec = load_config("meta-llama--Llama-3.1-70B.json")
+    engine = EngineArgs(vllm_version="0.26.0", gpu_memory_utilization=0.99, max_model_len=4096)
+    m = make_memory_plan(spec, Layout(tp=2), Cluster.parse("2xh100"), engine, semantics_for("0.26.0"))
+    assert m.verdict == "overflows_at_runtime"
+    assert "--enforce-eager" in m.reasons[0]
+    fine = make_memory_plan(spec, Layout(tp=2), Cluster.parse("2xh100"),
+                            EngineArgs(vllm_version="0.26.0", gpu_memory_utilization=0.9, max_model_len=4096),
+                            semantics_for("0.26.0"))
+    assert fine.verdict == "starts"
+
+
+def test_version_semantics():
+    old, new = semantics_for("0.19.0"), semantics_for("0.33.0")
+    assert (old.default_gpu_memory_utilization, new.default_gpu_memory_utilization) == (0.9, 0.92)
+    assert not old.cudagraphs_in_budget and new.cudagraphs_in_budget
+    spec = load_config("meta-llama--Llama-3.1-8B.json")
+    kv = {v: make_memory_plan(spec, Layout(), H100, EngineArgs(vllm_version=v, gpu_memory_utilization=0.9,
+                                                                max_model_len=8192), semantics_for(v)).worst
+          for v in ("0.26.0", "0.33.0")}
+    # the same flags leave less KV cache where the graph estimate is subtracted
+    assert kv["0.33.0"].kv_cache_bytes == kv["0.26.0"].kv_cache_bytes - kv["0.33.0"].cuda_graph_bytes
+
+
+def test_other_process_holding_memory_refuses_start():
+    from dataclasses import replace
+
+    spec = load_config("meta-llama--Llama-3.1-8B.json")
+    busy = replace(Cluster.parse("1xh100"), free_bytes=(60 * GIB,))
+    m = make_memory_plan(spec, Layout(), busy, EngineArgs(), semantics_for("0.33.0"))
+    assert m.verdict == "refused_at_start"
+    assert m.vllm_error.startswith("Free memory on device (60.00/79.18 GiB) on startup is less than desired GPU "
+                                   "memory utilization (0.92, 72.84 GiB).")
+
+
+@settings(max_examples=40, deadline=None)
+@given(context=st.integers(min_value=16, max_value=131_072), extra=st.integers(min_value=1, max_value=65_536),
+       concurrency=st.integers(min_value=1, max_value=64), tp=st.sampled_from([1, 2, 4, 8]),
+       config=st.sampled_from(["meta-llama--Llama-3.1-8B.json", "google--gemma-2-9b-it.json",
+                               "deepseek-ai--DeepSeek-V2-Lite.json", "Qwen--Qwen3-Next-80B-A3B-Thinking.json"]))
+def test_more_context_never_needs_less_memory(context, extra, concurrency, tp, config):
+    spec = load_config(config)
+    longer = min(context + extra, spec.max_model_len)
+    context = min(context, longer)
+    geo = make_kv_geometry(spec, tp=tp, kv_bytes=2)
+    a = geo.blocks_per_request(context, in_flight_tokens=8192, state_blocks=2)
+    b = geo.blocks_per_request(longer, in_flight_tokens=8192, state_blocks=2)
+    assert b >= a
+    from tpfit.core.plan import Workload
+
+    def verdict(n: int) -> str:
+        plan = make_plan(spec, Cluster.parse("8xh100"), Workload(concurrency=n), EngineArgs(max_model_len=context),
+                         layouts=(Layout(tp=tp),))
+        return plan.candidates[0].memory.verdict if plan.candidates[0].memory else "refused"
+
+    # more concurrency never turns a layout that can't hold it into one that can
+    low, high = verdict(concurrency), verdict(concurrency + extra)
+    if low == "insufficient_concurrency":
+        assert high == "insufficient_concurrency"
+    if high == "starts":
+        assert low == "starts"
+
+def test_hybrid_mamba_block_size_aligned():
+    # Nemotron-H: a mamba2 state page (conv + ssm) is far larger than 16 tokens of attention KV, so vLLM raises
+    # the attention block size until an attention page covers it ("Setting attention block size to N tokens").
+    spec = load_config("nvidia--Nemotron-H-56B-Base-8K.json")
+    geo = make_kv_geometry(spec, tp=1, kv_bytes=2)
+    attn_per_token = 8 * 2 * 128 * 2
+    state = (20480 * 3 + 256 * 64 * 256) * 2
+    assert geo.block_size % 16 == 0 and geo.block_size * attn_per_token >= state
+    assert (geo.block_size - 16) * attn_per_token < state

@@ -1,0 +1,3 @@
+from tpfit.cli.app import main
+
+main()
