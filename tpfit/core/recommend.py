@@ -11,6 +11,8 @@ from tpfit.units import GIB, format_gib
 if TYPE_CHECKING:
     from tpfit.core.plan import Candidate, Plan
 
+PP_DISCOUNT = 0.8
+"""Weight of each extra pipeline stage when ranking by capacity (PP adds a bubble; TP keeps one step)."""
 _VERDICT_ORDER = {"starts": 0, "insufficient_concurrency": 1, "overflows_at_runtime": 2, "refused_at_start": 3}
 
 
@@ -33,10 +35,11 @@ def _score(plan: Plan, c: Candidate) -> tuple:
     m = c.memory
     cross_node_tp = c.layout.tp > plan.cluster.gpus_per_node
     capacity = m.max_concurrency * c.layout.dp
-    # starts first; then no TP across nodes; then the most concurrent requests; then the closest to fitting;
-    # then fewer stages and fewer GPUs
-    return (_VERDICT_ORDER[m.verdict], cross_node_tp, -round(capacity, 1), -m.worst.kv_cache_bytes, c.layout.pp,
-            c.layout.num_gpus)
+    # starts first; then no TP across nodes (vLLM: TP within a node, PP across nodes); then every GPU put to
+    # work; then the most concurrent requests, each extra pipeline stage discounted 20 % (it adds a bubble);
+    # then, among layouts that don't fit, the one closest to fitting
+    return (_VERDICT_ORDER[m.verdict], cross_node_tp, -c.layout.num_gpus,
+            -round(capacity * PP_DISCOUNT ** (c.layout.pp - 1), 1), c.layout.pp, -m.worst.kv_cache_bytes)
 
 
 def pick_best(plan: Plan) -> Candidate | None:
