@@ -212,3 +212,20 @@ class ModelSpec:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ModelSpec:
+        """Inverse of `to_dict` (plain JSON values back into frozen specs)."""
+        d = dict(data)
+
+        def layer(x: dict) -> LayerSpec:
+            x = dict(x)
+            x["moe"] = MoESpec(**x["moe"]) if x.get("moe") else None
+            x["state"] = StateSpec(**x["state"]) if x.get("state") else None
+            return LayerSpec(**x)
+
+        d["layers"] = tuple(layer(x) for x in d["layers"])
+        d["mla"] = MLASpec(**d["mla"]) if d.get("mla") else None
+        d["quant"] = QuantSpec(**d["quant"]) if d.get("quant") else None
+        d["notes"] = tuple(d.get("notes", ()))
+        return cls(**d)

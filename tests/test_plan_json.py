@@ -1,0 +1,45 @@
+"""A plan round-trips through JSON; the recommended layout passes every rule (properties)."""
+
+from __future__ import annotations
+
+import json
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.conftest import load_config
+from tpfit.core.engine import EngineArgs
+from tpfit.core.plan import Workload, make_plan
+from tpfit.core.rules import check_layout
+from tpfit.hardware.cluster import Cluster
+from tpfit.model.spec import ModelSpec
+from tpfit.report.json import plan_to_dict
+from tpfit.report.terminal import render_to_text
+
+CONFIG_NAMES = ["meta-llama--Llama-3.1-70B.json", "mistralai--Mixtral-8x7B-v0.1.json", "Qwen--Qwen3-32B-FP8.json",
+                "deepseek-ai--DeepSeek-V2-Lite.json", "google--gemma-2-9b-it.json", "openai--gpt-oss-20b.json"]
+
+
+@settings(max_examples=25, deadline=None)
+@given(config=st.sampled_from(CONFIG_NAMES), gpus=st.sampled_from(["1xh100", "2x3090", "3xa100", "4xl40s", "8xh100"]),
+       context=st.sampled_from([2048, 4096, 8192, 32768]), concurrency=st.integers(1, 64))
+def test_plan_round_trips_and_best_passes_rules(config, gpus, context, concurrency):
+    spec = load_config(config)
+    cluster = Cluster.parse(gpus)
+    engine = EngineArgs()
+    plan = make_plan(spec, cluster, Workload(context=context, concurrency=concurrency), engine)
+    doc = plan_to_dict(plan)
+    assert json.loads(json.dumps(doc)) == doc
+    # the same inputs, read back from JSON, give the same plan
+    again = make_plan(ModelSpec.from_dict(json.loads(json.dumps(spec.to_dict()))), cluster,
+                      Workload(context=context, concurrency=concurrency), engine)
+    assert plan_to_dict(again) == doc
+    if plan.best is not None:
+        assert not check_layout(plan.model, plan.best.layout, cluster, plan.engine)
+
+
+def test_terminal_report_names_the_recommendation():
+    plan = make_plan(load_config("Qwen--Qwen3-32B.json"), Cluster.parse("3xh100"), Workload(context=8192, concurrency=8))
+    text = render_to_text(plan, width=140)
+    assert "TP1 PP3" in text and "TP=3 is refused (64 attention heads)" in text
+    assert "--pipeline-parallel-size 3" in text and "Rule of thumb" in text
