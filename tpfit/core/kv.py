@@ -7,6 +7,7 @@ Mirrors `vllm/v1/kv_cache_interface.py` (page_size_bytes, max_memory_usage_bytes
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from dataclasses import dataclass
 
 from tpfit.model.spec import LayerSpec, ModelSpec
@@ -45,7 +46,7 @@ class KVGeometry:
 
     def bytes_per_block(self, layer_range: range) -> int:
         """Bytes one block id costs on a GPU holding `layer_range`: the largest group share."""
-        counts = [sum(1 for i in g.layers if i in layer_range) for g in self.groups]
+        counts = [bisect_left(g.layers, layer_range.stop) - bisect_left(g.layers, layer_range.start) for g in self.groups]
         if len(self.groups) == 1:
             return counts[0] * self.page_bytes
         # a group is padded to group_size layers on the worker that holds any of them

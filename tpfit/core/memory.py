@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from tpfit.core.engine import EngineArgs, Semantics
 from tpfit.core.kv import KV_DTYPE_BYTES, KVGeometry, make_kv_geometry
 from tpfit.core.layout import Layout
-from tpfit.core.weights import padded_vocab, stage_weights
+from tpfit.core.weights import StageWeights, distinct_layers, padded_vocab, stage_weights
 from tpfit.data import memory_constants
 from tpfit.hardware.cluster import Cluster
 from tpfit.model.spec import ModelSpec
@@ -146,8 +146,8 @@ class MemoryPlan:
 def _mlp_width_per_gpu(spec: ModelSpec, layout: Layout, layers: range) -> int:
     """Widest per-GPU MLP activation of the stage: dense I/tp, or top_k experts' I (+ shared)."""
     width = 0
-    for i in layers:
-        layer = spec.layers[i]
+    index, distinct = distinct_layers(spec.layers)
+    for layer in (distinct[i] for i in set(index[layers.start:layers.stop])):
         if layer.moe:
             m = layer.moe
             moe_tp = 1 if layout.enable_expert_parallel else layout.moe_parallel_size
@@ -195,7 +195,8 @@ def cuda_graph_bytes(spec: ModelSpec, layout: Layout, n_layers: int, engine: Eng
 
 
 def make_memory_plan(spec: ModelSpec, layout: Layout, cluster: Cluster, engine: EngineArgs, sem: Semantics, *,
-                     concurrency: int | None = None) -> MemoryPlan:
+                     concurrency: int | None = None, stages: tuple[StageWeights, ...] | None = None,
+                     geometry: KVGeometry | None = None) -> MemoryPlan:
     """vLLM's start-up arithmetic for one layout, and what the KV cache then holds."""
     max_len = engine.max_model_len or spec.max_model_len
     util = engine.gpu_memory_utilization or sem.default_gpu_memory_utilization
@@ -203,9 +204,10 @@ def make_memory_plan(spec: ModelSpec, layout: Layout, cluster: Cluster, engine: 
     requested = math.ceil(total * util) if sem.requested_ceil else int(total * util)
     batch = batch_defaults(cluster, engine, sem, max_len)
     kv_dtype = spec.dtype if engine.kv_cache_dtype == "auto" else engine.kv_cache_dtype
-    geometry = make_kv_geometry(spec, tp=layout.tp, kv_bytes=KV_DTYPE_BYTES[kv_dtype], block_size=engine.block_size)
+    geometry = geometry or make_kv_geometry(spec, tp=layout.tp, kv_bytes=KV_DTYPE_BYTES[kv_dtype],
+                                            block_size=engine.block_size)
     gpus = []
-    for stage in stage_weights(spec, layout):
+    for stage in stages or stage_weights(spec, layout):
         layers = range(stage.layer_start, stage.layer_end)
         last = stage.pp_rank == layout.pp - 1
         act = activation_bytes(spec, layout, layers, last_stage=last, batch=batch, sem=sem)

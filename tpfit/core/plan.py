@@ -8,10 +8,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from tpfit.core.engine import EngineArgs, Semantics, semantics_for
+from tpfit.core.kv import KV_DTYPE_BYTES, KVGeometry, make_kv_geometry
 from tpfit.core.layout import Layout, enumerate_layouts
 from tpfit.core.memory import MemoryPlan, make_memory_plan
 from tpfit.core.rules import Violation, check_layout
-from tpfit.core.weights import stage_weights, total_param_count
+from tpfit.core.weights import StageWeights, stage_weights, total_param_count
 from tpfit.hardware.cluster import Cluster
 from tpfit.model.quant import online_quant
 from tpfit.model.spec import ModelSpec
@@ -113,15 +114,30 @@ def make_plan(model: ModelSpec, cluster: Cluster, workload: Workload | None = No
         engine = replace(engine, max_model_len=workload.context)
     sem = semantics_for(engine.vllm_version)
     spec = resolve_model(model, engine)
-    layouts = layouts or enumerate_layouts(cluster.num_gpus, is_moe=spec.is_moe)
+    is_moe = spec.is_moe
+    layouts = layouts or enumerate_layouts(cluster.num_gpus, is_moe=is_moe)
     candidates = []
+    geometries: dict[int, KVGeometry] = {}  # the KV layout depends on TP only
+    kv_dtype = spec.dtype if engine.kv_cache_dtype == "auto" else engine.kv_cache_dtype
+    # DP replicas don't change a GPU's memory, except that MoE experts are split over TP x DP
+    cache: dict[tuple, tuple[tuple[StageWeights, ...], MemoryPlan | None]] = {}
     for layout in layouts:
         violations = check_layout(spec, layout, cluster, engine)
-        per_stage = [s.weight_bytes for s in stage_weights(spec, layout)] if layout.pp <= spec.num_hidden_layers else []
-        per_gpu = tuple(b for _ in range(layout.dp) for b in per_stage for _ in range(layout.tp))
-        memory = None if violations else make_memory_plan(spec, layout, cluster, engine, sem,
-                                                          concurrency=workload.concurrency)
-        candidates.append(Candidate(layout=layout, violations=violations, weight_bytes_per_gpu=per_gpu, memory=memory))
+        key = (layout.tp, layout.pp, layout.moe_parallel_size if is_moe else 1, layout.enable_expert_parallel)
+        if key not in cache or (cache[key][1] is None and not violations):
+            stages = stage_weights(spec, layout) if layout.pp <= spec.num_hidden_layers else ()
+            memory = None
+            if not violations:
+                if layout.tp not in geometries:
+                    geometries[layout.tp] = make_kv_geometry(spec, tp=layout.tp, kv_bytes=KV_DTYPE_BYTES[kv_dtype],
+                                                             block_size=engine.block_size)
+                memory = make_memory_plan(spec, layout, cluster, engine, sem, concurrency=workload.concurrency,
+                                          stages=stages, geometry=geometries[layout.tp])
+            cache[key] = (stages, memory)
+        stages, memory = cache[key]
+        per_gpu = tuple(s.weight_bytes for _ in range(layout.dp) for s in stages for _ in range(layout.tp))
+        candidates.append(Candidate(layout=layout, violations=violations, weight_bytes_per_gpu=per_gpu,
+                                    memory=None if violations else memory))
     params = total_param_count(spec)
     context = engine.max_model_len or spec.max_model_len
     thumb = RuleOfThumb(params=params, weights_bytes=params * model.dtype_bytes,

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from tpfit.core.engine import EngineArgs
 from tpfit.core.layout import Layout
-from tpfit.core.weights import padded_vocab
+from tpfit.core.weights import distinct_layers, padded_vocab
 from tpfit.hardware.cluster import Cluster
 from tpfit.model.spec import ModelSpec
 
@@ -74,7 +74,7 @@ def check_heads(spec: ModelSpec, layout: Layout, cluster: Cluster) -> list[Viola
 def check_kv_heads(spec: ModelSpec, layout: Layout, cluster: Cluster) -> list[Violation]:
     """`QKVParallelLinear` / model `*Attention.__init__`: KV heads split (kv >= tp) or replicate (kv < tp)."""
     tp = layout.tp
-    for kv in sorted({l.num_key_value_heads for l in spec.layers if l.attention in ("full", "sliding", "chunked")}):
+    for kv in sorted({l.num_key_value_heads for l in distinct_layers(spec.layers)[1] if l.attention in ("full", "sliding", "chunked")}):
         if kv >= tp and kv % tp:
             return [Violation(rule="kv_heads_split", detail=f"{kv} KV heads do not split over TP={tp}",
                               vllm_error=f"AssertionError: {kv} is not divisible by {tp}",
@@ -100,13 +100,13 @@ def check_vocab(spec: ModelSpec, layout: Layout, cluster: Cluster) -> list[Viola
 def check_mlp_split(spec: ModelSpec, layout: Layout, cluster: Cluster) -> list[Violation]:
     """`divide(output_size, tp)` in the MLP layers and `divide(I, tp)` in FusedMoE."""
     tp = layout.tp
-    for size in sorted({l.intermediate_size for l in spec.layers if l.mlp in ("gated", "plain")} - {0}):
+    for size in sorted({l.intermediate_size for l in distinct_layers(spec.layers)[1] if l.mlp in ("gated", "plain")} - {0}):
         if size % tp:
             return [Violation(rule="mlp_divisible_by_tp", detail=f"MLP width {size} does not split over TP={tp}",
                               vllm_error=f"AssertionError: {size} is not divisible by {tp}",
                               fix=_tp_fix(f"{size}", _valid_tps(size, max(tp, 8)), layout, cluster))]
     moe_tp = 1 if layout.enable_expert_parallel else layout.moe_parallel_size
-    for size in sorted({l.moe.moe_intermediate_size for l in spec.layers if l.moe}):
+    for size in sorted({l.moe.moe_intermediate_size for l in distinct_layers(spec.layers)[1] if l.moe}):
         if size % moe_tp:
             return [Violation(rule="moe_divisible_by_tp",
                               detail=f"expert width {size} does not split over {moe_tp} ranks (TP x DP)",
@@ -118,7 +118,7 @@ def check_mlp_split(spec: ModelSpec, layout: Layout, cluster: Cluster) -> list[V
 
 def check_expert_parallel(spec: ModelSpec, layout: Layout, cluster: Cluster) -> list[Violation]:
     """`ModelConfig._verify_with_expert_parallelism`: EP needs experts."""
-    if layout.enable_expert_parallel and not spec.is_moe:
+    if layout.enable_expert_parallel and not any(l.moe for l in distinct_layers(spec.layers)[1]):
         return [Violation(rule="ep_needs_moe", detail="expert parallel on a dense model",
                           vllm_error="Number of experts in the model must be greater than 0 when expert parallelism "
                                      "is enabled.",
@@ -167,7 +167,7 @@ def check_quant_alignment(spec: ModelSpec, layout: Layout, cluster: Cluster) -> 
     moe_tp = 1 if layout.enable_expert_parallel else layout.moe_parallel_size
     row_inputs: list[tuple[str, int]] = []  # (layer, input size per partition) of row-parallel layers
     col_outputs: list[tuple[str, int]] = []
-    for l in spec.layers:
+    for l in distinct_layers(spec.layers)[1]:
         if l.attention in ("full", "sliding", "chunked"):
             row_inputs.append(("o_proj", l.num_attention_heads * l.head_dim // tp))
         if l.mlp == "gated" and not q.experts_only:

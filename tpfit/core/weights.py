@@ -49,6 +49,23 @@ def linear_bytes(out_features: int, in_features: int, dtype_bytes: int, quant: Q
     return total
 
 
+_DISTINCT: dict[int, tuple[tuple[LayerSpec, ...], tuple[int, ...], tuple[LayerSpec, ...]]] = {}
+
+
+def distinct_layers(layers: tuple[LayerSpec, ...]) -> tuple[tuple[int, ...], tuple[LayerSpec, ...]]:
+    """(index of each layer into the distinct ones, the distinct layers): most models repeat one or two
+    layer shapes, so per-layer arithmetic is done once per shape. Memoized by the tuple's identity."""
+    hit = _DISTINCT.get(id(layers))
+    if hit is not None and hit[0] is layers:
+        return hit[1], hit[2]
+    seen: dict[LayerSpec, int] = {}
+    index = tuple(seen.setdefault(layer, len(seen)) for layer in layers)
+    if len(_DISTINCT) > 256:
+        _DISTINCT.clear()
+    _DISTINCT[id(layers)] = (layers, index, tuple(seen))
+    return index, tuple(seen)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StageWeights:
     """Weights on each GPU of one pipeline stage (all TP ranks of a stage hold the same amount)."""
@@ -151,9 +168,11 @@ def stage_weights(spec: ModelSpec, layout: Layout) -> tuple[StageWeights, ...]:
     rope = spec.rope_cache_positions * spec.rotary_dim * b
     out = []
     start = 0
+    index, distinct = distinct_layers(spec.layers)
+    per_layer = [layer_weight_bytes(layer, spec, layout) for layer in distinct]
     for rank, n_layers in enumerate(pp_layer_split(spec.num_hidden_layers, layout.pp)):
         end = start + n_layers
-        total = rope + sum(layer_weight_bytes(layer, spec, layout) for layer in spec.layers[start:end])
+        total = rope + sum(per_layer[i] for i in index[start:end])
         first, last = rank == 0, rank == layout.pp - 1
         if first:
             total += embed + spec.extra_replicated_params * b // tp
