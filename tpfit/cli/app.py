@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import sys
-from typing import Optional
+from pathlib import Path
+from typing import Annotated, Optional
 
 import typer
 
@@ -41,31 +42,11 @@ def _cluster(gpus: Optional[str]):
     return detect_cluster()
 
 
-@app.command()
-def plan(
-    model: ModelArg,
-    gpus: GpusOpt = None,
-    tp: TpOpt = None,
-    pp: PpOpt = None,
-    dp: DpOpt = None,
-    enable_expert_parallel: EpOpt = None,
-    context: ContextOpt = None,
-    concurrency: ConcurrencyOpt = 1,
-    max_model_len: MaxModelLenOpt = None,
-    gpu_memory_utilization: GmuOpt = None,
-    kv_cache_dtype: KvDtypeOpt = "auto",
-    quantization: QuantOpt = None,
-    dtype: DtypeOpt = "auto",
-    max_num_seqs: SeqsOpt = None,
-    max_num_batched_tokens: BatchedOpt = None,
-    enforce_eager: EagerOpt = False,
-    vllm_version: VersionOpt = None,
-    show_all: AllOpt = False,
-    as_json: JsonOpt = False,
-) -> None:
-    """Every TP x PP x DP layout for MODEL on GPUS: what vLLM accepts, its memory, and the flags to use."""
+def _make_plan(model, gpus, tp, pp, dp, enable_expert_parallel, context, concurrency, max_model_len,
+               gpu_memory_utilization, kv_cache_dtype, quantization, dtype, max_num_seqs, max_num_batched_tokens,
+               enforce_eager, vllm_version):
     from tpfit.core.engine import CURRENT_VLLM_VERSION, KV_CACHE_DTYPES, EngineArgs, parse_version
-    from tpfit.core.layout import enumerate_layouts
+    from tpfit.core.layout import Layout, enumerate_layouts
     from tpfit.core.plan import Workload, make_plan
     from tpfit.model.load import load_model
 
@@ -95,13 +76,37 @@ def plan(
         lay for lay in enumerate_layouts(cluster.num_gpus, is_moe=spec.is_moe or bool(enable_expert_parallel))
         if (tp is None or lay.tp == tp) and (pp is None or lay.pp == pp) and (dp is None or lay.dp == dp)
         and (enable_expert_parallel is None or lay.enable_expert_parallel == enable_expert_parallel)
-    )
-    if not layouts:
-        from tpfit.core.layout import Layout
+    ) or (Layout(tp=tp or 1, pp=pp or 1, dp=dp or 1, enable_expert_parallel=bool(enable_expert_parallel)),)
+    return make_plan(spec, cluster, Workload(context=context or max_model_len, concurrency=concurrency), engine,
+                     layouts=layouts)
 
-        layouts = (Layout(tp=tp or 1, pp=pp or 1, dp=dp or 1, enable_expert_parallel=bool(enable_expert_parallel)),)
-    result = make_plan(spec, cluster, Workload(context=context or max_model_len, concurrency=concurrency), engine,
-                       layouts=layouts)
+
+@app.command()
+def plan(
+    model: ModelArg,
+    gpus: GpusOpt = None,
+    tp: TpOpt = None,
+    pp: PpOpt = None,
+    dp: DpOpt = None,
+    enable_expert_parallel: EpOpt = None,
+    context: ContextOpt = None,
+    concurrency: ConcurrencyOpt = 1,
+    max_model_len: MaxModelLenOpt = None,
+    gpu_memory_utilization: GmuOpt = None,
+    kv_cache_dtype: KvDtypeOpt = "auto",
+    quantization: QuantOpt = None,
+    dtype: DtypeOpt = "auto",
+    max_num_seqs: SeqsOpt = None,
+    max_num_batched_tokens: BatchedOpt = None,
+    enforce_eager: EagerOpt = False,
+    vllm_version: VersionOpt = None,
+    show_all: AllOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Every TP x PP x DP layout for MODEL on GPUS: what vLLM accepts, its memory, and the flags to use."""
+    result = _make_plan(model, gpus, tp, pp, dp, enable_expert_parallel, context, concurrency, max_model_len,
+                        gpu_memory_utilization, kv_cache_dtype, quantization, dtype, max_num_seqs,
+                        max_num_batched_tokens, enforce_eager, vllm_version)
     if as_json:
         import json
 
@@ -116,6 +121,87 @@ def plan(
         render_plan(result, Console(), show_all=show_all)
     best = result.best
     raise typer.Exit(0 if best is not None and best.memory.verdict == "starts" else 1)
+
+
+@app.command()
+def deploy(
+    model: Annotated[Optional[str], typer.Argument(help="As for `tpfit plan` (omit with --plan).")] = None,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="serve, docker, compose, k8s, lws or ray.")] = "serve",
+    plan_file: Annotated[Optional[Path], typer.Option("--plan", help="A `tpfit plan --json` file to deploy.")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Write the files into this folder.")] = None,
+    cuda: Annotated[str, typer.Option("--cuda", help="Image CUDA build: 12.9 (default) or 13.0 (-cu130).")] = "12.9",
+    driver: Annotated[Optional[str], typer.Option("--driver", help="Host driver version: picks the image CUDA.")] = None,
+    port: Annotated[int, typer.Option("--port", min=1, max=65535)] = 8000,
+    gpu_ids: Annotated[Optional[str], typer.Option("--gpu-ids", help="Host GPU indices, e.g. 0,1 (default: all).")] = None,
+    served_model_name: Annotated[Optional[str], typer.Option("--served-model-name")] = None,
+    shm_size: Annotated[Optional[str], typer.Option("--shm-size", help="Use --shm-size instead of --ipc=host.")] = None,
+    gpus: GpusOpt = None,
+    tp: TpOpt = None,
+    pp: PpOpt = None,
+    dp: DpOpt = None,
+    context: ContextOpt = None,
+    concurrency: ConcurrencyOpt = 1,
+    max_model_len: MaxModelLenOpt = None,
+    gpu_memory_utilization: GmuOpt = None,
+    kv_cache_dtype: KvDtypeOpt = "auto",
+    quantization: QuantOpt = None,
+    max_num_seqs: SeqsOpt = None,
+    enforce_eager: EagerOpt = False,
+    vllm_version: VersionOpt = None,
+) -> None:
+    """Deployment files for the recommended layout: vllm serve, docker run, compose, Kubernetes, Ray."""
+    import json
+    import shlex
+
+    from tpfit.deploy.common import CUDA_VARIANTS, cuda_for_driver, deployment_from_plan_dict
+    from tpfit.deploy.render import FORMATS, render
+
+    if fmt not in FORMATS:
+        raise UsageError(f"use one of {', '.join(FORMATS)}", flag="--format", value=fmt)
+    if cuda not in CUDA_VARIANTS:
+        raise UsageError(f"use one of {', '.join(CUDA_VARIANTS)}", flag="--cuda", value=cuda)
+    ids: tuple[int, ...] = ()
+    if gpu_ids:
+        try:
+            ids = tuple(int(x) for x in gpu_ids.split(","))
+        except ValueError:
+            raise UsageError("use comma-separated GPU indices such as 0,1", flag="--gpu-ids", value=gpu_ids) from None
+    if plan_file is not None:
+        from tpfit.model.folder import read_json
+
+        doc = read_json(plan_file, "plan")
+        if "candidates" not in doc or "model" not in doc:
+            raise UsageError("not a `tpfit plan --json` file (no candidates)", flag="--plan", value=str(plan_file))
+    elif model is None:
+        raise UsageError("give MODEL (and --gpus) or --plan plan.json", flag="MODEL")
+    else:
+        from tpfit.report.json import plan_to_dict
+
+        doc = plan_to_dict(_make_plan(model, gpus, tp, pp, dp, None, context, concurrency, max_model_len,
+                                      gpu_memory_utilization, kv_cache_dtype, quantization, "auto", max_num_seqs,
+                                      None, enforce_eager, vllm_version))
+    if driver:
+        cuda = cuda_for_driver(driver)
+    command = shlex.join(["tpfit", "deploy", *sys.argv[2:]]) if sys.argv[1:2] == ["deploy"] else "tpfit deploy"
+    path_model = model if model and Path(model).exists() else None
+    d = deployment_from_plan_dict(doc, command=command, cuda=cuda, port=port, gpu_ids=ids,
+                                  served_model_name=served_model_name, model_path=path_model, shm_size=shm_size)
+    if fmt == "lws" and d.nodes == 1:
+        typer.echo("note: a single-node plan; the LeaderWorkerSet has one pod per replica", err=True)
+    files = render(d, fmt)
+    if out is None:
+        for name, text in files.items():
+            if len(files) > 1:
+                typer.echo(f"# ---- {name}")
+            typer.echo(text, nl=False)
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (out / name).write_text(text)
+        if name.endswith(".sh"):
+            (out / name).chmod(0o755)
+        typer.echo(f"wrote {out / name}", err=True)
+    _ = json
 
 
 def main() -> None:

@@ -23,12 +23,14 @@ class Flag:
     name: str
     value: str | None
     reason: str
+    optional: bool = False
+    """A suggestion beside the plan (its figures are for the plan without it), not part of the command."""
 
     def argv(self) -> list[str]:
         return [self.name] if self.value is None else [self.name, self.value]
 
     def to_dict(self) -> dict:
-        return {"flag": self.name, "value": self.value, "reason": self.reason}
+        return {"flag": self.name, "value": self.value, "reason": self.reason, "optional": self.optional}
 
 
 def _score(plan: Plan, c: Candidate) -> tuple:
@@ -70,15 +72,22 @@ def make_flags(plan: Plan, c: Candidate) -> tuple[Flag, ...]:
     free = min(g.free_bytes for g in m.gpus)
     flags.append(Flag(name="--gpu-memory-utilization", value=f"{m.gpu_memory_utilization:g}",
                       reason=f"leaves {format_gib(free)} GiB free per GPU while serving"))
-    if plan.engine.kv_cache_dtype == "auto" and plan.cluster.gpu.fp8_supported and plan.model.dtype_bytes == 2 \
+    if plan.engine.max_num_batched_tokens:
+        flags.append(Flag(name="--max-num-batched-tokens", value=str(m.max_num_batched_tokens),
+                          reason="as planned: it sets the profile run's activation peak"))
+    if plan.engine.dtype != "auto":
+        flags.append(Flag(name="--dtype", value=plan.engine.dtype, reason="as planned"))
+    if plan.engine.kv_cache_dtype != "auto":
+        flags.append(Flag(name="--kv-cache-dtype", value=plan.engine.kv_cache_dtype, reason="as planned"))
+    elif plan.cluster.gpu.fp8_supported and plan.model.dtype_bytes == 2 \
             and m.max_concurrency < 2 * plan.workload.concurrency:
-        flags.append(Flag(name="--kv-cache-dtype", value="fp8",
-                          reason=f"{plan.cluster.gpu.name} supports FP8: twice the KV tokens "
-                                 f"({2 * m.kv_cache_tokens:,} instead of {m.kv_cache_tokens:,})"))
+        flags.append(Flag(name="--kv-cache-dtype", value="fp8", optional=True,
+                          reason=f"{plan.cluster.gpu.name} supports FP8: about twice the KV tokens "
+                                 f"(~{2 * m.kv_cache_tokens:,} instead of {m.kv_cache_tokens:,})"))
     if plan.engine.enforce_eager:
         flags.append(Flag(name="--enforce-eager", value=None, reason="no CUDA graphs: frees their memory, slower decode"))
     elif m.verdict == "overflows_at_runtime":
-        flags.append(Flag(name="--enforce-eager", value=None,
+        flags.append(Flag(name="--enforce-eager", value=None, optional=True,
                           reason=f"saves {format_gib(m.worst.cuda_graph_bytes)} GiB of CUDA graphs per GPU at the "
                                  "cost of slower decoding"))
     return tuple(flags)
@@ -100,7 +109,8 @@ def summarize(plan: Plan) -> str:
     ctx, conc = plan.engine.max_model_len or plan.model.max_model_len, plan.workload.concurrency
     if best is not None and best.memory.verdict == "starts":
         m = best.memory
-        flags = " ".join(" ".join(f.argv()) for f in make_flags(plan, best) if f.name != "--gpu-memory-utilization")
+        flags = " ".join(" ".join(f.argv()) for f in make_flags(plan, best)
+                         if f.name != "--gpu-memory-utilization" and not f.optional)
         return (f"{head}: fits as {best.layout} with {m.max_concurrency:.1f} sequences of {ctx} tokens "
                 f"({m.kv_cache_tokens:,} KV tokens); use {flags}")
     dtype = "bf16" if plan.model.dtype == "bfloat16" else plan.model.dtype

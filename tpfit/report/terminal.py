@@ -116,7 +116,7 @@ def render_plan(plan: Plan, console: Console, *, show_all: bool = False) -> None
         ft.add_column("flag", no_wrap=True)
         ft.add_column("why")
         for f in make_flags(plan, best):
-            ft.add_row(escape(" ".join(f.argv())), escape(f.reason))
+            ft.add_row(escape(" ".join(f.argv())), ("consider: " if f.optional else "") + escape(f.reason))
         console.print(ft)
 
 

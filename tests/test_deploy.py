@@ -1,0 +1,238 @@
+"""Deployment files, validated by the ecosystem's own tools: bash/shlex, the compose-spec JSON schema
+(check-jsonschema's vendored copy), the Kubernetes OpenAPI schemas (kubernetes-validate)."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+import sys
+
+import kubernetes_validate
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.conftest import ROOT
+from tpfit.core.engine import EngineArgs
+from tpfit.core.plan import Workload, make_plan
+from tpfit.deploy.common import Deployment, cuda_for_driver, deployment_from_plan_dict, image_for
+from tpfit.deploy.render import FORMATS, render
+from tpfit.hardware.cluster import Cluster
+from tpfit.model.catalog import find_in_catalog
+from tpfit.report.json import plan_to_dict
+
+K8S_VERSION = "1.30.0"
+
+
+def plan_doc(model="llama-3.1-70b", gpus="2xh100", context=8192, concurrency=3) -> dict:
+    plan = make_plan(find_in_catalog(model), Cluster.parse(gpus), Workload(context=context, concurrency=concurrency),
+                     EngineArgs())
+    return json.loads(json.dumps(plan_to_dict(plan)))
+
+
+def planned_flags(doc: dict) -> list[str]:
+    best = doc["candidates"][doc["recommended"]]
+    out = []
+    for f in best["flags"]:
+        if not f["optional"]:
+            out += [f["flag"]] + ([f["value"]] if f["value"] is not None else [])
+    return out
+
+
+def bash_argv(script: str, program: str) -> list[str]:
+    """Let bash itself parse the generated command: replace the program with a printer of its argv."""
+    shim = f'{program}() {{ printf "%s\\0" "$@"; }}\n'
+    result = subprocess.run(["bash", "-c", shim + script], capture_output=True, env={"HOME": "/home/u", "PATH": "/usr/bin:/bin"})
+    assert result.returncode == 0, result.stderr
+    return result.stdout.decode().split("\0")[:-1]
+
+
+def extract_vllm_flags(argv: list[str]) -> list[str]:
+    """The engine flags of a vLLM argv: everything after the model (and --served-model-name)."""
+    if argv[:2] == ["--model", argv[1]]:
+        argv = argv[2:]
+    elif argv and not argv[0].startswith("--"):
+        argv = argv[1:]
+    if argv[:1] == ["--served-model-name"]:
+        argv = argv[2:]
+    return argv
+
+
+def validate_compose(text: str, tmp_path) -> None:
+    path = tmp_path / "compose.yaml"
+    path.write_text(text)
+    result = subprocess.run([sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.compose-spec",
+                             str(path)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def validate_k8s(text: str) -> list[dict]:
+    objs = [o for o in yaml.safe_load_all(text) if o]
+    for obj in objs:
+        if obj["kind"] == "LeaderWorkerSet":
+            # no bundled CRD schema: validate its pod templates as Kubernetes PodTemplates
+            tmpl = obj["spec"]["leaderWorkerTemplate"]
+            for key in ("leaderTemplate", "workerTemplate"):
+                kubernetes_validate.validate({"apiVersion": "v1", "kind": "PodTemplate", "metadata": {"name": "t"},
+                                              "template": tmpl[key]}, K8S_VERSION, strict=True)
+        else:
+            kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
+    return objs
+
+
+def test_every_format_carries_the_plans_flags(tmp_path):
+    doc = plan_doc()
+    flags = planned_flags(doc)
+    d = deployment_from_plan_dict(doc, command="tpfit deploy test")
+    serve = render(d, "serve")["serve.sh"]
+    assert extract_vllm_flags(bash_argv(serve, "vllm")[1:]) == flags  # after "serve"
+    docker = bash_argv(render(d, "docker")["docker-run.sh"], "docker")
+    assert "--ipc=host" in docker and docker[docker.index("--gpus") + 1] == "all"
+    image_at = docker.index(d.image)
+    assert extract_vllm_flags(docker[image_at + 1:]) == flags
+    assert docker[docker.index("-v") + 1] == "/home/u/.cache/huggingface:/root/.cache/huggingface"
+    compose = render(d, "compose")["compose.yaml"]
+    validate_compose(compose, tmp_path)
+    service = next(iter(yaml.safe_load(compose)["services"].values()))
+    assert extract_vllm_flags(service["command"]) == flags
+    assert service["deploy"]["resources"]["reservations"]["devices"][0]["count"] == 2 and service["ipc"] == "host"
+    objs = validate_k8s(render(d, "k8s")["k8s.yaml"])
+    dep = next(o for o in objs if o["kind"] == "Deployment")
+    container = dep["spec"]["template"]["spec"]["containers"][0]
+    assert extract_vllm_flags(container["args"]) == flags
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == 2
+    assert container["startupProbe"]["httpGet"]["path"] == "/health"
+    shm = next(v for v in dep["spec"]["template"]["spec"]["volumes"] if v["name"] == "dshm")
+    assert shm["emptyDir"]["medium"] == "Memory"
+    for text in (serve, compose):
+        header = [line for line in text.splitlines() if line.startswith("# ")]
+        assert any("KV tokens, max concurrency" in line for line in header)
+        assert any(line.startswith("# Generated by tpfit") for line in header)
+
+
+def test_multi_node_ray_lws_and_nnodes(tmp_path):
+    doc = plan_doc("llama-3.1-405b", "2x8xh100")
+    d = deployment_from_plan_dict(doc, command="tpfit deploy")
+    assert (d.tensor_parallel_size, d.pipeline_parallel_size) == (8, 2)
+    flags = planned_flags(doc) + ["--distributed-executor-backend", "ray"]
+    files = render(d, "ray")
+    script = files["ray-cluster.sh"]
+    assert subprocess.run(["bash", "-n"], input=script.encode()).returncode == 0
+    serve_line = next(l for l in script.splitlines() if "docker exec" in l).split("echo ", 1)[1]
+    argv = shlex.split(shlex.split(serve_line)[0])
+    assert argv[:4] == ["docker", "exec", "-it", "vllm-ray-node"] and extract_vllm_flags(argv[6:]) == flags
+    for name in ("VLLM_HOST_IP", "NCCL_SOCKET_IFNAME", "GLOO_SOCKET_IFNAME"):
+        assert name in script
+    native = files["nnodes.sh"]
+    assert "--nnodes 2 --node-rank 1 --headless" in native and "--distributed-executor-backend" not in native
+    objs = validate_k8s(render(d, "lws")["lws.yaml"])
+    lws = objs[0]["spec"]["leaderWorkerTemplate"]
+    assert lws["size"] == 2
+    leader = lws["leaderTemplate"]["spec"]["containers"][0]
+    assert leader["resources"]["limits"]["nvidia.com/gpu"] == 8
+    serve = leader["command"][2].split("; ", 1)[1]
+    assert extract_vllm_flags(shlex.split(serve)[2:]) == flags
+
+
+def test_image_tag_follows_version_and_driver():
+    assert image_for("0.26.0") == "vllm/vllm-openai:v0.26.0"
+    assert image_for("0.33.0", "13.0") == "vllm/vllm-openai:v0.33.0-cu130"
+    # the fixture host's driver (shared/fixtures/gpu-hosts/h100x2-nvlink: 580.159.04) runs CUDA 13.0 images
+    assert cuda_for_driver("580.159.04") == "13.0" and cuda_for_driver("575.57.08") == "12.9"
+
+
+def test_gpu_selection_and_shm_size(tmp_path):
+    doc = plan_doc()
+    d = deployment_from_plan_dict(doc, command="x", gpu_ids=(2, 3), shm_size="16g")
+    docker = bash_argv(render(d, "docker")["docker-run.sh"], "docker")
+    assert docker[docker.index("--gpus") + 1] == '"device=2,3"' and "--shm-size" in docker and "--ipc=host" not in docker
+    compose = render(d, "compose")["compose.yaml"]
+    validate_compose(compose, tmp_path)
+    dev = next(iter(yaml.safe_load(compose)["services"].values()))["deploy"]["resources"]["reservations"]["devices"][0]
+    assert dev["device_ids"] == ["2", "3"] and "count" not in dev
+
+
+hostile = st.text(alphabet=st.sampled_from(list("ab /$()`'\"\n\\;&|*?~#{}-_.:")), min_size=1, max_size=24)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(model=hostile, served=hostile)
+def test_hostile_names_are_quoted_everywhere(model, served, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("c")
+    doc = plan_doc()
+    d = deployment_from_plan_dict(doc, command=f"tpfit deploy {model}", model_path=model, served_model_name=served)
+    want = [model, "--served-model-name", served]
+    assert bash_argv(render(d, "serve")["serve.sh"], "vllm")[1:4] == want
+    docker = bash_argv(render(d, "docker")["docker-run.sh"], "docker")
+    assert docker[docker.index(d.image) + 1: docker.index(d.image) + 5] == ["--model", *want]
+    compose = render(d, "compose")["compose.yaml"]
+    validate_compose(compose, tmp)
+    cmd = next(iter(yaml.safe_load(compose)["services"].values()))["command"]
+    # compose turns $$ back into $ when it interpolates
+    assert [a.replace("$$", "$") for a in cmd[:4]] == ["--model", *want]
+    objs = validate_k8s(render(d, "k8s")["k8s.yaml"])
+    args = next(o for o in objs if o["kind"] == "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert [a.replace("$$(", "$(") for a in args[:4]] == ["--model", *want]
+
+
+def test_no_token_value_in_any_file(monkeypatch, tmp_path):
+    secret = "hf_SECRETvalue1234567890"
+    monkeypatch.setenv("HF_TOKEN", secret)
+    out = tmp_path / "out"
+    for fmt in FORMATS:
+        result = subprocess.run([sys.executable, "-m", "tpfit", "deploy", "llama-3.1-405b", "--gpus", "2x8xh100",
+                                 "--context", "8192", "--format", fmt, "--out", str(out)],
+                                capture_output=True, text=True, cwd=ROOT)
+        assert result.returncode == 0, result.stderr
+    texts = [p.read_text() for p in out.iterdir()]
+    assert len(texts) >= len(FORMATS) and not any(secret in t for t in texts)
+    assert any("HF_TOKEN" in t for t in texts)
+
+
+def test_deploy_from_plan_json_equals_in_process(tmp_path):
+    doc = plan_doc()
+    (tmp_path / "plan.json").write_text(json.dumps(doc))
+    a = subprocess.run([sys.executable, "-m", "tpfit", "deploy", "--plan", str(tmp_path / "plan.json"), "--format",
+                        "compose"], capture_output=True, text=True, cwd=ROOT)
+    b = subprocess.run([sys.executable, "-m", "tpfit", "deploy", "llama-3.1-70b", "--gpus", "2xh100", "--context",
+                        "8192", "--concurrency", "3", "--format", "compose"], capture_output=True, text=True, cwd=ROOT)
+    assert a.returncode == b.returncode == 0
+    body = lambda t: "\n".join(l for l in t.splitlines() if not l.startswith("#"))  # noqa: E731
+    assert body(a.stdout) == body(b.stdout)
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["deploy", "llama-3.1-70b", "--gpus", "2xh100", "--format", "helm"], "--format helm"),
+    (["deploy", "--format", "serve"], "MODEL"),
+    (["deploy", "llama-3.1-70b", "--gpus", "2xh100", "--cuda", "11.8"], "--cuda 11.8"),
+    (["deploy", "llama-3.1-70b", "--gpus", "2xh100", "--gpu-ids", "a,b"], "--gpu-ids a,b"),
+])
+def test_deploy_bad_input(args, needle):
+    result = subprocess.run([sys.executable, "-m", "tpfit", *args], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 2 and needle in result.stderr and "Traceback" not in result.stderr
+
+
+def test_deploy_refuses_a_plan_that_fits_nowhere():
+    result = subprocess.run([sys.executable, "-m", "tpfit", "deploy", "llama-3.1-405b", "--gpus", "2x3090",
+                             "--context", "4096"], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 2 and "nothing to deploy: vLLM would refuse every layout" in result.stderr
+    assert "does not fit" in result.stderr and not result.stdout
+
+
+def test_deployment_is_a_frozen_value():
+    assert Deployment.__dataclass_params__.frozen
+
+
+def test_readme_examples_match_the_code():
+    import re
+
+    text = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"<summary><code>tpfit deploy (.*?)</code></summary>\n\n```\w+\n(.*?)```", text, re.S)
+    assert {b[0].rsplit("--format ", 1)[1] for b in blocks} == set(FORMATS)
+    for args, body in blocks:
+        result = subprocess.run([sys.executable, "-m", "tpfit", "deploy", *args.split()], capture_output=True,
+                                text=True, cwd=ROOT)
+        strip = lambda t: [l for l in t.splitlines() if not l.startswith("# Generated by tpfit")]  # noqa: E731
+        assert strip(result.stdout) == strip(body), args

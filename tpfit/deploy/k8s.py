@@ -1,0 +1,105 @@
+"""Kubernetes manifests: Deployment + Service + PVC for one node; LeaderWorkerSet for several."""
+
+from __future__ import annotations
+
+from tpfit.deploy.common import HF_CACHE_CONTAINER, Deployment, k8s_name
+from tpfit.deploy.shell import comment
+from tpfit.deploy.yamlout import dump_all
+
+TOKEN_SECRET = "hf-token"
+STARTUP_FAILURES = 120
+"""Startup probe: 120 x 10 s = 20 minutes for download, load, profiling and graph capture."""
+
+
+def k8s_args(argv: list[str]) -> list[str]:
+    # kubelet expands $(VAR) in args; $$( keeps it literal
+    return [a.replace("$(", "$$(") for a in argv]
+
+
+def _token_env() -> list[dict]:
+    return [{"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": TOKEN_SECRET, "key": "token",
+                                                                "optional": True}}}]
+
+
+def _probes(port: int) -> dict:
+    get = {"httpGet": {"path": "/health", "port": port}}
+    return {
+        "startupProbe": {**get, "periodSeconds": 10, "failureThreshold": STARTUP_FAILURES},
+        "readinessProbe": {**get, "periodSeconds": 5},
+        "livenessProbe": {**get, "periodSeconds": 10, "failureThreshold": 3},
+    }
+
+
+def _shm_volume() -> dict:
+    return {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "16Gi"}}
+
+
+def single_node(d: Deployment) -> list[dict]:
+    name = k8s_name(d.model)
+    labels = {"app": name}
+    container = {
+        "name": "vllm",
+        "image": d.image,
+        "args": k8s_args(d.server_argv()),
+        "ports": [{"containerPort": d.port, "name": "http"}],
+        "env": _token_env(),
+        "resources": {"limits": {"nvidia.com/gpu": d.gpus_per_replica_node}},
+        "volumeMounts": [{"name": "dshm", "mountPath": "/dev/shm"},
+                         {"name": "hf-cache", "mountPath": HF_CACHE_CONTAINER}],
+        **_probes(d.port),
+    }
+    deployment = {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "labels": labels},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": labels},
+            "template": {"metadata": {"labels": labels}, "spec": {
+                "containers": [container],
+                "volumes": [_shm_volume(), {"name": "hf-cache", "persistentVolumeClaim": {"claimName": f"{name}-hf-cache"}}],
+            }},
+        },
+    }
+    service = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "labels": labels},
+               "spec": {"selector": labels, "ports": [{"name": "http", "port": d.port, "targetPort": d.port}]}}
+    pvc = {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": f"{name}-hf-cache"},
+           "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "200Gi"}}}}
+    return [pvc, deployment, service]
+
+
+def leader_worker_set(d: Deployment) -> list[dict]:
+    """A LeaderWorkerSet: one leader pod and nodes-1 workers per replica, joined through Ray."""
+    import shlex
+
+    name = k8s_name(d.model)
+    serve = shlex.join(["vllm", "serve", *d.vllm_argv()])
+    leader_cmd = ("bash /vllm-workspace/examples/online_serving/multi-node-serving.sh leader "
+                  "--ray_cluster_size=$(LWS_GROUP_SIZE); " + serve.replace("$(", "$$("))
+    worker_cmd = "bash /vllm-workspace/examples/online_serving/multi-node-serving.sh worker --ray_address=$(LWS_LEADER_ADDRESS)"
+
+    def pod(role: str, command: str, probes: bool) -> dict:
+        c = {"name": f"vllm-{role}", "image": d.image, "command": ["sh", "-c", command], "env": _token_env(),
+             "resources": {"limits": {"nvidia.com/gpu": d.tensor_parallel_size}},
+             "volumeMounts": [{"name": "dshm", "mountPath": "/dev/shm"}]}
+        if probes:
+            c["ports"] = [{"containerPort": d.port, "name": "http"}]
+            c.update(_probes(d.port))
+        return {"metadata": {"labels": {"role": role}}, "spec": {"containers": [c], "volumes": [_shm_volume()]}}
+
+    lws = {
+        "apiVersion": "leaderworkerset.x-k8s.io/v1", "kind": "LeaderWorkerSet", "metadata": {"name": name},
+        "spec": {"replicas": 1, "leaderWorkerTemplate": {
+            "size": d.pipeline_parallel_size, "restartPolicy": "RecreateGroupOnPodRestart",
+            "leaderTemplate": pod("leader", leader_cmd, True), "workerTemplate": pod("worker", worker_cmd, False),
+        }},
+    }
+    service = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": f"{name}-leader"},
+               "spec": {"selector": {"leaderworkerset.sigs.k8s.io/name": name, "role": "leader"},
+                        "ports": [{"name": "http", "port": d.port, "targetPort": d.port}]}}
+    return [lws, service]
+
+
+def manifests_yaml(d: Deployment, objects: list[dict]) -> str:
+    note = ("Token: kubectl create secret generic hf-token --from-literal=token=\"$HF_TOKEN\" "
+            "(the manifest only references it)",)
+    return comment(d.header + note) + dump_all(objects)

@@ -1,0 +1,68 @@
+"""`vllm serve` and `docker run` command lines, quoted for a POSIX shell (shlex)."""
+
+from __future__ import annotations
+
+import shlex
+
+from tpfit.deploy.common import HF_CACHE_CONTAINER, HF_CACHE_HOST, Deployment
+
+
+def comment(header: tuple[str, ...]) -> str:
+    # a newline in a header line must not end the comment
+    return "".join(f"# {line.replace(chr(10), ' ')}\n" for line in header)
+
+
+def join_lines(parts: list[list[str]]) -> str:
+    """One shell command over several lines: each inner list is quoted and continued with a backslash."""
+    return " \\\n    ".join(shlex.join(p) for p in parts if p) + "\n"
+
+
+def serve_command(d: Deployment) -> str:
+    """The `vllm serve` command (the token, if needed, comes from the caller's HF_TOKEN environment)."""
+    argv = d.vllm_argv()
+    parts = [["vllm", "serve", argv[0]]]
+    parts += _flag_lines(argv[1:])
+    return comment(d.header) + join_lines(parts)
+
+
+def _flag_lines(argv: list[str]) -> list[list[str]]:
+    lines: list[list[str]] = []
+    for arg in argv:
+        if arg.startswith("--") or not lines:
+            lines.append([arg])
+        else:
+            lines[-1].append(arg)
+    return lines
+
+
+def gpus_flag(d: Deployment) -> str:
+    """`--gpus all`, or the device list in the quoting the NVIDIA Container Toolkit documents: '"device=0,1"'."""
+    if not d.gpu_ids:
+        return "all"
+    return '"device=' + ",".join(map(str, d.gpu_ids)) + '"'
+
+
+def docker_argv(d: Deployment) -> list[list[str]]:
+    shm = ["--shm-size", d.shm_size] if d.shm_size else ["--ipc=host"]
+    return [
+        ["docker", "run", "--runtime", "nvidia", "--gpus", gpus_flag(d)],
+        shm,
+        ["-v", f"{HF_CACHE_HOST}:{HF_CACHE_CONTAINER}".replace("~", "${HOME}")],
+        ["--env", "HF_TOKEN"],  # passed through from the caller's environment, never written here
+        ["-p", f"{d.port}:{d.port}"],
+        [d.image],
+        *_flag_lines(d.server_argv()),
+    ]
+
+
+def docker_command(d: Deployment) -> str:
+    parts = docker_argv(d)
+    # ${HOME} must stay expandable: quote every part except the volume path's variable
+    lines = []
+    for p in parts:
+        if p[0] == "-v":
+            host, container = p[1].split(":", 1)
+            lines.append(f'-v "{host}":{shlex.quote(container)}')
+        else:
+            lines.append(shlex.join(p))
+    return comment(d.header) + " \\\n    ".join(lines) + "\n"
