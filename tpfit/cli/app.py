@@ -204,6 +204,39 @@ def deploy(
     _ = json
 
 
+@app.command()
+def doctor(
+    as_json: JsonOpt = False,
+    image: Annotated[Optional[str], typer.Option("--image", help="The vllm/vllm-openai tag you will run "
+                                                 "(its CUDA build is checked against the driver).")] = None,
+    probe: Annotated[bool, typer.Option("--probe", help="Also run a tiny GPU container (docker run --gpus all).")] = False,
+    gpu_memory_utilization: GmuOpt = None,
+    plan_gpus: Annotated[Optional[int], typer.Option("--plan-gpus", min=1, help="GPUs the plan will use.")] = None,
+) -> None:
+    """Check this host before launching vLLM: driver, GPUs, memory, links, docker, shared memory."""
+    import json
+
+    from tpfit.live.doctor import Finding, check_host, exit_code, report_dict
+    from tpfit.live.read_host import read_host, run_probe
+
+    host = read_host()
+    findings = check_host(host, image=image, gpu_memory_utilization=gpu_memory_utilization or 0.92,
+                          plan_gpus=plan_gpus)
+    if probe:
+        ok, evidence = run_probe(image or "nvidia/cuda:12.9.0-base-ubuntu24.04")
+        findings.append(Finding(check="probe", status="ok" if ok else "fail", title="GPU container probe",
+                                evidence=evidence, fix="" if ok else "see the docker and nvidia_runtime findings"))
+    if as_json:
+        typer.echo(json.dumps(report_dict(host, findings), indent=1))
+    else:
+        from rich.console import Console
+
+        from tpfit.report.doctor import render_findings
+
+        render_findings(host, findings, Console())
+    raise typer.Exit(exit_code(findings))
+
+
 def main() -> None:
     """Console-script entry point: one error line instead of a traceback (`--debug` keeps it)."""
     debug = "--debug" in sys.argv
