@@ -43,3 +43,12 @@ def test_terminal_report_names_the_recommendation():
     text = render_to_text(plan, width=140)
     assert "TP1 PP3" in text and "TP=3 is refused (64 attention heads)" in text
     assert "--pipeline-parallel-size 3" in text and "Rule of thumb" in text
+
+
+def test_ranking_prefers_pp_without_nvlink():
+    # vLLM docs: on GPUs without NVLink (e.g. L40S) prefer pipeline parallelism to tensor parallelism
+    spec = load_config("meta-llama--Llama-3.1-8B.json")
+    pcie = make_plan(spec, Cluster.parse("2xl40s"), Workload(context=8192), EngineArgs())
+    nvlink = make_plan(spec, Cluster.parse("2xh100"), Workload(context=8192), EngineArgs())
+    assert pcie.best.layout.pp == 2 and pcie.best.layout.tp == 1
+    assert nvlink.best.layout.tp == 2

@@ -40,8 +40,18 @@ def _score(plan: Plan, c: Candidate) -> tuple:
     # starts first; then no TP across nodes (vLLM: TP within a node, PP across nodes); then every GPU put to
     # work; then the most concurrent requests, each extra pipeline stage discounted 20 % (it adds a bubble);
     # then, among layouts that don't fit, the one closest to fitting
+    # Without NVLink between the GPUs, vLLM's docs prefer PP to TP: there the TP all-reduce is what costs
+    stages = c.layout.pp - 1 if has_nvlink(plan.cluster) else (c.layout.tp > 1) * 1.0
     return (_VERDICT_ORDER[m.verdict], cross_node_tp, -c.layout.num_gpus,
-            -round(capacity * PP_DISCOUNT ** (c.layout.pp - 1), 1), c.layout.pp, -m.worst.kv_cache_bytes)
+            -round(capacity * PP_DISCOUNT ** stages, 1), c.layout.pp, -m.worst.kv_cache_bytes)
+
+
+def has_nvlink(cluster) -> bool:
+    """NVLink between the GPUs of a node: detected pairs when NVML read them, else the catalog's word."""
+    n = cluster.gpus_per_node
+    if cluster.source == "nvml":
+        return n == 1 or len(cluster.nvlink_pairs) >= n * (n - 1) // 2
+    return n == 1 or cluster.gpu.nvlink
 
 
 def pick_best(plan: Plan) -> Candidate | None:

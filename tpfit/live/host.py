@@ -122,10 +122,10 @@ def _matrix(block: str) -> dict[str, str]:
     rows = [r for r in rows if r]
     if not rows or not rows[0] or not rows[0][0].startswith("GPU"):
         return {}
-    header = [h for h in rows[0] if h.startswith("GPU")]
+    header = [h for h in rows[0] if re.fullmatch(r"GPU\d+", h)]  # not "GPU NUMA ID"'s "GPU"
     out = {}
     for r in rows[1:]:
-        if not r[0].startswith("GPU") or len(r) < len(header) + 1:
+        if not re.fullmatch(r"GPU\d+", r[0]) or len(r) < len(header) + 1:
             continue
         i = int(r[0][3:])
         for j, value in enumerate(r[1:len(header) + 1]):

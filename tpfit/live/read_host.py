@@ -42,7 +42,11 @@ def _from_nvml(unseen: list[str]) -> tuple[str, str, tuple[GpuState, ...]] | Non
         gpus = []
         for i in range(pynvml.nvmlDeviceGetCount()):
             h = pynvml.nvmlDeviceGetHandleByIndex(i)
-            mem = pynvml.nvmlDeviceGetMemoryInfo(h)
+            try:  # v2 reports the driver's reservation apart from "used"
+                mem = pynvml.nvmlDeviceGetMemoryInfo(h, version=pynvml.nvmlMemory_v2)
+                reserved = mem.reserved
+            except (pynvml.NVMLError, AttributeError, TypeError):
+                mem, reserved = pynvml.nvmlDeviceGetMemoryInfo(h), 0
 
             def safe(fn, *args, default=None):
                 try:
@@ -57,7 +61,7 @@ def _from_nvml(unseen: list[str]) -> tuple[str, str, tuple[GpuState, ...]] | Non
             gpus.append(GpuState(
                 index=i, name=name.decode() if isinstance(name, bytes) else name,
                 bus_id=str(pynvml.nvmlDeviceGetPciInfo(h).busId), total_bytes=mem.total, used_bytes=mem.used,
-                free_bytes=mem.free, mig_mode="Enabled" if mig and mig[0] else "Disabled",
+                free_bytes=mem.free, reserved_bytes=reserved, mig_mode="Enabled" if mig and mig[0] else "Disabled",
                 ecc_mode="Enabled" if ecc and ecc[0] else "Disabled",
                 pcie_gen_max=safe(pynvml.nvmlDeviceGetMaxPcieLinkGeneration),
                 pcie_gen_current=safe(pynvml.nvmlDeviceGetCurrPcieLinkGeneration),

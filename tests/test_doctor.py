@@ -1,0 +1,134 @@
+"""tpfit doctor against real captures (shared/fixtures, our own device capture) and captures derived from
+them by changing only the fields in each folder's name (tools/derive_host_fixtures.py)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, SHARED
+from tpfit.hardware.detect import cluster_from_gpus
+from tpfit.hardware.nvml import NvmlGpu
+from tpfit.live.doctor import check_host, exit_code, image_cuda
+from tpfit.live.host import DockerState
+from tpfit.live.read_host import snapshot_from_files
+from tpfit.units import GIB, MIB
+
+REAL = SHARED / "fixtures" / "gpu-hosts" / "h100x2-nvlink"
+OURS = ROOT / "tests" / "data" / "gpu-hosts" / "h100x2-device-2026-11-26"
+DERIVED = ROOT / "tests" / "data" / "gpu-hosts" / "derived"
+
+
+def findings(folder: Path, **kw):
+    h = snapshot_from_files(folder, docker=DockerState(present=True, reachable=True, runtimes=("nvidia", "runc"),
+                                                          server_version="28.2.2", ctk_version="1.17.8"))
+    return h, {f.check: f for f in check_host(h, **kw)}
+
+
+@pytest.mark.parametrize("folder", [REAL, OURS], ids=["shared-capture", "our-device-capture"])
+def test_real_h100_nvlink_host_is_healthy(folder):
+    h, f = findings(folder, plan_gpus=2)
+    assert h.driver_version == "580.159.04" and h.cuda_driver_version == "13.0" and len(h.gpus) == 2
+    assert h.links == {"0-1": "NV18"} and h.p2p_read == {"0-1": "OK"}
+    assert f["link.0-1"].status == "ok" and "NVLink (18 links)" in f["link.0-1"].title
+    assert f["gpu0.memory"].status == f["gpu1.memory"].status == "ok"
+    # nvidia-smi's total (81559 MiB) minus the 480 MiB reservation is what CUDA (and vLLM) call total
+    g = h.gpus[0]
+    assert (g.total_bytes, g.reserved_bytes, g.free_bytes) == (81559 * MIB, 480 * MIB, 81079 * MIB)
+    assert f["image_cuda"].status == "ok" and "12.9, 13.0" in f["image_cuda"].evidence
+    assert exit_code(list(f.values())) == 0
+
+
+def test_our_capture_shows_the_topology_bug_it_found():
+    # doctor.json was printed by the first version on the real host; it had a third "GPU" from "GPU NUMA ID"
+    printed = json.loads((OURS / "doctor.json").read_text())
+    assert any("0-2" in x["title"] for x in printed["findings"])
+    _, f = findings(OURS)
+    assert not any("0-2" in k for k in f)
+
+
+def test_old_driver_fails_for_current_images():
+    _, f = findings(DERIVED / "h100x2-nvlink__driver-535.183.01-cuda-12.2")
+    assert f["image_cuda"].status == "fail"
+    assert "535.183.01 < 575.51.3" in f["image_cuda"].evidence and "VLLM_ENABLE_CUDA_COMPATIBILITY=1" in f["image_cuda"].fix
+    _, f13 = findings(REAL, image="vllm/vllm-openai:v0.33.0-cu130")
+    assert f13["image_cuda"].status == "ok" and image_cuda("vllm/vllm-openai:v0.33.0-cu130") == "13.0"
+
+
+def test_mig_mode_warns():
+    _, f = findings(DERIVED / "h100x2-nvlink__mig-enabled-gpu0")
+    assert f["gpu0.mig"].status == "warn" and "nvidia-smi -i 0 -mig 0" in f["gpu0.mig"].fix
+    assert "gpu1.mig" not in f
+
+
+def test_other_process_holding_memory():
+    _, f = findings(DERIVED / "h100x2-nvlink__other-process-40960MiB-gpu1")
+    m = f["gpu1.memory"]
+    assert m.status == "fail" and "pid 4242 python3 40.00 GiB" in m.evidence
+    assert "--gpu-memory-utilization" in m.fix
+    # the planner, given these GPUs, predicts vLLM's own start-up refusal
+    from tests.conftest import load_config
+    from tpfit.core.engine import EngineArgs
+    from tpfit.core.plan import Workload, make_plan
+
+    h = snapshot_from_files(DERIVED / "h100x2-nvlink__other-process-40960MiB-gpu1")
+    cluster = cluster_from_gpus(tuple(NvmlGpu(index=g.index, name=g.name, total_bytes=g.total_bytes,
+                                              free_bytes=g.free_bytes, used_bytes=g.used_bytes) for g in h.gpus))
+    plan = make_plan(load_config("meta-llama--Llama-3.1-8B.json"), cluster, Workload(context=8192), EngineArgs())
+    best = plan.best
+    assert best.memory.verdict == "refused_at_start" or best.layout.num_gpus == 1
+    tp2 = next(c for c in plan.candidates if c.layout.tp == 2)
+    assert tp2.memory.verdict == "refused_at_start" and tp2.memory.vllm_error.startswith("Free memory on device (39.18")
+
+
+def test_consumer_pcie_without_p2p_gets_nccl_advice():
+    h, f = findings(DERIVED / "h100x2-nvlink__rtx4090-name-memory-link-PHB-p2p-CNS")
+    link = f["link.0-1"]
+    assert link.status == "warn" and "PHB" in link.evidence and "CNS" in link.evidence
+    assert "NCCL_P2P_DISABLE=1" in link.fix and "consumer" in link.fix
+
+
+def test_pcie_width_below_max():
+    _, f = findings(DERIVED / "h100x2-nvlink__pcie-width-x8-gpu1")
+    assert f["gpu1.pcie"].status == "warn" and "x8/x16" in f["gpu1.pcie"].evidence
+
+
+def test_container_side():
+    h = snapshot_from_files(REAL)
+    no_docker = {f.check: f for f in check_host(replace(h, docker=DockerState(present=False, error="docker not found")))}
+    assert no_docker["docker"].status == "warn"
+    no_runtime = {f.check: f for f in check_host(replace(h, docker=DockerState(present=True, reachable=True,
+                                                                                runtimes=("runc",))))}
+    assert no_runtime["nvidia_runtime"].status == "fail" and "nvidia-ctk runtime configure" in no_runtime["nvidia_runtime"].fix
+    small_shm = {f.check: f for f in check_host(replace(h, shm_bytes=64 * MIB))}
+    assert small_shm["shm"].status == "warn" and "--ipc=host" in small_shm["shm"].fix
+    hidden = {f.check: f for f in check_host(replace(h, env={"CUDA_VISIBLE_DEVICES": "0"}), plan_gpus=2)}
+    assert hidden["cuda_visible_devices"].status == "warn"
+
+
+def test_nvml_capture_to_cluster_free_memory():
+    # shared probe.json holds NVML's own values from the real host
+    probe = json.loads((REAL / "probe.json").read_text())["nvml"]
+    gpus = tuple(NvmlGpu(index=d["index"], name=d["name"], total_bytes=d["total"], free_bytes=d["free"],
+                         used_bytes=d["used"]) for d in probe["devices"])
+    cluster = cluster_from_gpus(gpus)
+    assert cluster.gpu.id == "h100-sxm" and cluster.gpus_per_node == 2
+    assert round(cluster.gpu.cuda_total_bytes / GIB, 2) == 79.18
+
+
+def test_doctor_never_crashes_without_gpus_docker_or_nvidia_smi():
+    # this machine (and CI) has no NVIDIA driver: doctor reports what it could not see, exit 1, no traceback
+    result = subprocess.run([sys.executable, "-m", "tpfit", "doctor", "--json"], capture_output=True, text=True,
+                            cwd=ROOT)
+    if "NVIDIA" in result.stdout and '"gpus": []' not in result.stdout:
+        pytest.skip("this machine has GPUs")
+    report = json.loads(result.stdout)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    gpus = next(f for f in report["findings"] if f["check"] == "gpus")
+    assert gpus["status"] == "fail" and "--gpus 2x3090" in gpus["fix"]
+    assert report["host"]["unseen"]
