@@ -5,7 +5,8 @@
     ├── SpecError(ValueError)         a model tpfit cannot model (yet)
     ├── SourceError(OSError)          a config, folder or hub repo that cannot be read
     │   └── OfflineError(ConnectionError)
-    └── NvmlError(RuntimeError)       GPUs could not be detected
+    ├── NvmlError(RuntimeError)       GPUs could not be detected
+    └── ServerError(ConnectionError)  a vLLM server could not be reached, started or read
 """
 
 from __future__ import annotations
@@ -67,3 +68,16 @@ class NvmlError(TpfitError, RuntimeError):
     """GPUs could not be read through NVML; the message says how to describe them instead."""
 
     exit_code = 2
+
+
+# ---- SERVERS -----------------------------------------------------------------------------
+
+
+class ServerError(TpfitError, ConnectionError):
+    """A vLLM server that cannot be reached, started or read: `cannot connect to http://...`."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, url: str | None = None) -> None:
+        self.url = url
+        super().__init__(message)

@@ -237,6 +237,11 @@ def doctor(
     raise typer.Exit(exit_code(findings))
 
 
+from tpfit.cli.verify import verify  # noqa: E402
+
+app.command()(verify)
+
+
 def main() -> None:
     """Console-script entry point: one error line instead of a traceback (`--debug` keeps it)."""
     debug = "--debug" in sys.argv

@@ -69,6 +69,12 @@ class Cluster:
                 )
         return cls(gpu=gpu, gpus_per_node=per_node, nodes=nodes)
 
+    @classmethod
+    def cpu(cls, memory_bytes: int, workers: int = 1) -> Cluster:
+        """vLLM's CPU backend: `workers` ranks (one per TP x PP rank), KV cache set by --kv-cache-memory-bytes."""
+        return cls(gpu=GpuSpec(id="cpu", name="CPU", memory_bytes=memory_bytes, cuda_total_bytes=memory_bytes,
+                               vendor="CPU"), gpus_per_node=workers, source="cpu")
+
     def with_free_bytes(self, free: tuple[int, ...]) -> Cluster:
         return replace(self, free_bytes=free)
 

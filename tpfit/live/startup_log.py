@@ -13,7 +13,8 @@ _NUM = r"([0-9][0-9,]*(?:\.[0-9]+)?)"
 _PATTERNS = {
     "weights_gib": re.compile(r"Model loading took " + _NUM + r" ?GiB"),
     "kv_cache_gib": re.compile(r"Available KV cache memory: " + _NUM + r" ?GiB"),
-    "kv_cache_tokens": re.compile(r"(?:GPU|CPU|XPU)(?: \+ host)? KV cache size: " + _NUM + r" tokens"),
+    "kv_cache_tokens": re.compile(r"(GPU|CPU|XPU)(?: \+ host)? KV cache size: " + _NUM + r" tokens"),
+    "cpu_kv": re.compile(r"(?:Explicitly|Auto) set \(" + _NUM + r"/" + _NUM + r"\) GiB for KV cache"),
     "max_concurrency": re.compile(r"Maximum concurrency for " + _NUM + r" tokens per request: " + _NUM + r"x"),
     "cuda_graph_gib": re.compile(r"Graph capturing finished in \d+ secs?, took " + _NUM + r" GiB"),
     "usage": re.compile(
@@ -45,6 +46,8 @@ class StartupFigures:
     max_model_len: int | None = None
     total_gib: float | None = None
     free_at_start_gib: float | None = None
+    device: str = "GPU"
+    """"GPU" or "CPU", from the "<device> KV cache size" line."""
 
 
 def parse_startup_log(text: str) -> StartupFigures:
@@ -62,7 +65,10 @@ def parse_startup_log(text: str) -> StartupFigures:
     if "kv_cache_gib" in found:
         out["kv_cache_gib"] = _f(found["kv_cache_gib"][0])
     if "kv_cache_tokens" in found:
-        out["kv_cache_tokens"] = int(_f(found["kv_cache_tokens"][0]))
+        out["device"] = found["kv_cache_tokens"][0]
+        out["kv_cache_tokens"] = int(_f(found["kv_cache_tokens"][1]))
+    if "cpu_kv" in found and "kv_cache_gib" not in out:
+        out["kv_cache_gib"] = _f(found["cpu_kv"][0])
     if "max_concurrency" in found:
         out["max_model_len"] = int(_f(found["max_concurrency"][0]))
         out["max_concurrency"] = _f(found["max_concurrency"][1])

@@ -1,0 +1,190 @@
+"""`tpfit verify` and `tpfit explain`: the live commands."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import asdict
+import sys
+import tempfile
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from tpfit.cli.options import ConcurrencyOpt, ContextOpt, DtypeOpt, GpusOpt, JsonOpt, TpOpt, PpOpt
+from tpfit.errors import UsageError
+
+
+def _plan_for_server(facts, model: str | None, gpus: str | None, tp, pp, dtype: str, kv_bytes: int | None,
+                     concurrency: int):
+    from tpfit.core.engine import EngineArgs
+    from tpfit.core.layout import Layout
+    from tpfit.core.plan import Workload, make_plan
+    from tpfit.hardware.cluster import Cluster
+    from tpfit.model.load import load_model
+    from tpfit.units import GIB
+
+    spec = load_model(model or facts.model_root)
+    kv = kv_bytes or (facts.kv_cache_memory_bytes if facts.device == "cpu" or gpus is None else None)
+    cluster = Cluster.parse(gpus) if gpus else Cluster.cpu(64 * GIB, workers=(tp or 1) * (pp or 1))
+    version = facts.version.split("+")[0] or "0.33.0"
+    engine = EngineArgs(vllm_version=version, max_model_len=facts.max_model_len, dtype=dtype,
+                        kv_cache_memory_bytes=kv, block_size=facts.block_size,
+                        gpu_memory_utilization=facts.gpu_memory_utilization)
+    layout = Layout(tp=tp or 1, pp=pp or 1)
+    return make_plan(spec, cluster, Workload(context=facts.max_model_len, concurrency=concurrency), engine,
+                     layouts=(layout,))
+
+
+def verify(
+    model: Annotated[Optional[str], typer.Argument(help="The model (default: what the server reports it loaded).")] = None,
+    url: Annotated[Optional[str], typer.Option("--url", help="A running vLLM server, e.g. http://127.0.0.1:8000")] = None,
+    launch: Annotated[bool, typer.Option("--launch", help="Start vLLM here with the given flags, verify, stop it.")] = False,
+    vllm_args: Annotated[Optional[str], typer.Option("--vllm-args", help="Extra flags for --launch, one string.")] = None,
+    vllm_python: Annotated[Optional[str], typer.Option("--vllm-python", envvar="TPFIT_VLLM_PYTHON",
+                                                       help="Python that has vLLM, for --launch.")] = None,
+    log: Annotated[Optional[Path], typer.Option("--log", help="The server's start-up log (for --url).")] = None,
+    gpus: GpusOpt = None,
+    tp: TpOpt = None,
+    pp: PpOpt = None,
+    dtype: DtypeOpt = "auto",
+    kv_cache_memory_bytes: Annotated[Optional[str], typer.Option("--kv-cache-memory-bytes",
+                                                                 help="As given to vLLM (e.g. 64M).")] = None,
+    context: ContextOpt = None,
+    concurrency: ConcurrencyOpt = 4,
+    output_tokens: Annotated[Optional[int], typer.Option("--output-tokens", min=1)] = None,
+    requests: Annotated[Optional[int], typer.Option("--requests", min=1, help="Default: 3 x concurrency.")] = None,
+    ttft_p99: Annotated[Optional[float], typer.Option("--ttft-p99", min=0, help="SLO in seconds.")] = None,
+    itl_p99: Annotated[Optional[float], typer.Option("--itl-p99", min=0, help="SLO in seconds.")] = None,
+    timeout: Annotated[float, typer.Option("--timeout", min=1, help="Seconds for start-up and for the load.")] = 600,
+    as_json: JsonOpt = False,
+) -> None:
+    """Start or reach a vLLM server, compare its memory with the plan, load it, and give a verdict."""
+    from tpfit.units import parse_size
+
+    if bool(url) == bool(launch):
+        raise UsageError("give exactly one of --url URL or --launch", flag="--url")
+    if launch and not model:
+        raise UsageError("--launch needs MODEL", flag="MODEL")
+    kv_bytes = None
+    if kv_cache_memory_bytes:
+        try:
+            kv_bytes = parse_size(kv_cache_memory_bytes)
+        except ValueError as err:
+            raise UsageError(str(err), flag="--kv-cache-memory-bytes", value=kv_cache_memory_bytes) from None
+    proc = None
+    if launch:
+        import shlex
+
+        from tpfit.live.launch import VllmProcess, default_python, free_port, server_argv
+
+        flags = shlex.split(vllm_args or "")
+        if dtype != "auto":
+            flags += ["--dtype", dtype]
+        if kv_cache_memory_bytes:
+            flags += ["--kv-cache-memory-bytes", kv_cache_memory_bytes]
+        if context:
+            flags += ["--max-model-len", str(context)]
+        for flag, value in (("--tensor-parallel-size", tp), ("--pipeline-parallel-size", pp)):
+            if value:
+                flags += [flag, str(value)]
+        run_dir = Path(tempfile.mkdtemp(prefix="tpfit-verify-"))
+        proc = VllmProcess(argv=server_argv(vllm_python or default_python(), model, flags, port=free_port(),
+                                            served_name=None),
+                           log_path=run_dir / "server.log", env={"TMPDIR": str(run_dir), "VLLM_HOST_IP": "127.0.0.1",
+                                                                 "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1"})
+        url = proc.url
+    try:
+        if proc:
+            proc.start()
+            _progress(f"starting vLLM ({url}); log: {proc.log_path}", as_json)
+            proc.wait_ready(timeout_s=timeout, on_progress=None if as_json else _startup_line)
+        log_text = proc.log_text() if proc else (log.read_text(errors="replace") if log else None)
+        report = asyncio.run(_verify(url, model, gpus, tp, pp, dtype, kv_bytes, context, concurrency, output_tokens,
+                                     requests, ttft_p99, itl_p99, timeout, log_text, as_json))
+    finally:
+        if proc:
+            proc.stop()
+    if as_json:
+        typer.echo(json.dumps(report, indent=1, default=str))
+    else:
+        _render(report)
+    raise typer.Exit(0 if report["verdict"]["passed"] else 1)
+
+
+_KEY_LINES = ("KV cache size", "Maximum concurrency", "Model loading took", "Available KV cache", "init engine",
+              "Explicitly set", "Starting vLLM", "Error", "error")
+
+
+def _startup_line(line: str) -> None:
+    if any(k in line for k in _KEY_LINES):
+        typer.echo("  | " + line[-160:], err=True)
+
+
+def _progress(text: str, quiet: bool) -> None:
+    if not quiet:
+        typer.echo(text, err=True)
+
+
+async def _verify(url, model, gpus, tp, pp, dtype, kv_bytes, context, concurrency, output_tokens, requests,
+                  ttft_p99, itl_p99, timeout, log_text, quiet) -> dict:
+    from tpfit.live.client import VllmClient
+    from tpfit.live.load import LoadSpec, run_load
+    from tpfit.live.server_facts import read_server_facts
+    from tpfit.live.verify import compare, judge
+
+    async with VllmClient(url, max_connections=max(8, concurrency * 2)) as client:
+        facts = await read_server_facts(client, log_text=log_text)
+        plan = _plan_for_server(facts, model if model and Path(model).exists() or model else None, gpus, tp, pp,
+                                dtype, kv_bytes, concurrency)
+        candidate = plan.candidates[0]
+        rows = compare(candidate.memory, facts) if candidate.memory else ()
+        ctx = context or facts.max_model_len
+        out_tokens = output_tokens or max(1, min(128, ctx // 4))
+        if out_tokens >= ctx:
+            raise UsageError(f"--output-tokens {out_tokens} leaves no room for a prompt in {ctx} tokens",
+                             flag="--output-tokens")
+        spec = LoadSpec(model=facts.model_id, prompt_tokens=ctx - out_tokens, output_tokens=out_tokens,
+                        concurrency=concurrency, requests=requests or 3 * concurrency, timeout_s=timeout)
+
+        def progress(done: int, total: int, in_flight: int) -> None:
+            if not quiet:
+                print(f"\r  load: {done}/{total} requests done, {in_flight} in flight   ", end="", file=sys.stderr,
+                      flush=True)
+        load = await run_load(client, spec, on_progress=progress)
+        if not quiet:
+            print(file=sys.stderr)
+    verdict = judge(load, concurrency=concurrency, ttft_p99_s=ttft_p99, itl_p99_s=itl_p99)
+    return {"server": facts.to_dict(), "comparison": [r.to_dict() for r in rows], "load_spec": asdict(spec),
+            "load": load.to_dict(), "verdict": verdict.to_dict(),
+            "plan_verdict": candidate.memory.verdict if candidate.memory else "refused"}
+
+
+def _render(report: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    s = report["server"]
+    console.print(f"vLLM {s['version']} at {s['url']}: {s['model_id']} (max_model_len {s['max_model_len']})")
+    t = Table(title="predicted vs actual", title_justify="left")
+    for c in ("quantity", "predicted", "actual", "error %"):
+        t.add_column(c, justify="left" if c == "quantity" else "right")
+    for r in report["comparison"]:
+        fmt = lambda v: "—" if v is None else (f"{v:,}" if isinstance(v, int) else f"{v:,.2f}")  # noqa: E731
+        t.add_row(r["quantity"], fmt(r["predicted"]), fmt(r["actual"]),
+                  "—" if r["error_pct"] is None else f"{r['error_pct']:+.2f}")
+    console.print(t)
+    load = report["load"]
+    lt = Table(title="load", title_justify="left")
+    for c in ("", "p50", "p90", "p99"):
+        lt.add_column(c, justify="right")
+    for name, key in (("TTFT (ms)", "ttft_s"), ("inter-token (ms)", "itl_s"), ("end-to-end (ms)", "e2e_s")):
+        lt.add_row(name, *(f"{load[key][q] * 1000:.1f}" for q in ("p50", "p90", "p99")))
+    console.print(lt)
+    console.print(f"{load['requests_ok']} ok, {load['requests_failed']} failed, {load['output_tokens_per_s']:.0f} "
+                  f"output tokens/s, KV peak {load['kv_usage_peak']:.0%}, {load['preemptions']:.0f} preemptions, "
+                  f"{load['waiting_peak']:.0f} waiting at most")
+    v = report["verdict"]
+    console.print(("[green]PASS[/]" if v["passed"] else "[red]FAIL[/]") + ": " + "; ".join(v["reasons"]))
