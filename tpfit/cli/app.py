@@ -237,9 +237,10 @@ def doctor(
     raise typer.Exit(exit_code(findings))
 
 
-from tpfit.cli.verify import verify  # noqa: E402
+from tpfit.cli.verify import explain, verify  # noqa: E402
 
 app.command()(verify)
+app.command()(explain)
 
 
 def main() -> None:

@@ -188,3 +188,58 @@ def _render(report: dict) -> None:
                   f"{load['waiting_peak']:.0f} waiting at most")
     v = report["verdict"]
     console.print(("[green]PASS[/]" if v["passed"] else "[red]FAIL[/]") + ": " + "; ".join(v["reasons"]))
+
+
+def explain(
+    logfile: Annotated[Optional[str], typer.Argument(help="A vLLM log file, or - / nothing for stdin.")] = None,
+    model: Annotated[Optional[str], typer.Option("--model", help="The model, for the planner's figures.")] = None,
+    gpus: GpusOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Read a vLLM log: which mistake it was, and the fix."""
+    from tpfit.live.explain import explain as diagnose
+
+    if logfile in (None, "-"):
+        text = sys.stdin.read()
+    else:
+        try:
+            text = Path(logfile).read_text(errors="replace")
+        except OSError as err:
+            raise UsageError(f"cannot read it ({err.strerror or err})", flag="LOGFILE", value=logfile) from None
+    found = diagnose(text, _explain_context(model, gpus))
+    if as_json:
+        typer.echo(json.dumps({"diagnoses": [d.to_dict() for d in found]}, indent=1))
+    elif not found:
+        typer.echo("no known vLLM failure in this log (tpfit explain knows: TP vs heads/KV heads/vocab, quantized "
+                   "shard alignment, max_model_len vs KV cache, CUDA OOM, world size, shared memory, NCCL, no GPU, "
+                   "driver too old, GPU memory in use)")
+    else:
+        for d in found:
+            typer.echo(f"{d.kind}: {d.cause}\n  fix: {d.fix}\n  log: {d.evidence[:300]}")
+    raise typer.Exit(0 if found else 1)
+
+
+def _explain_context(model: str | None, gpus: str | None):
+    from tpfit.live.explain import Context
+
+    if not model:
+        return Context()
+    from tpfit.core.engine import EngineArgs
+    from tpfit.core.layout import Layout
+    from tpfit.core.plan import make_plan
+    from tpfit.core.rules import check_layout
+    from tpfit.core.weights import padded_vocab
+    from tpfit.hardware.cluster import Cluster
+    from tpfit.model.load import load_model
+
+    spec = load_model(model)
+    cluster = Cluster.parse(gpus) if gpus else Cluster.parse("8xh100")
+    valid = tuple(tp for tp in range(1, cluster.gpus_per_node + 1)
+                  if not check_layout(spec, Layout(tp=tp), cluster, EngineArgs()))
+    suggested = None
+    if gpus:
+        best = make_plan(spec, cluster).best
+        suggested = best.memory.max_model_len_fit if best and best.memory else None
+    return Context(num_attention_heads=spec.num_attention_heads, num_key_value_heads=spec.num_key_value_heads,
+                   padded_vocab=padded_vocab(spec.vocab_size), valid_tps=valid, gpus=cluster.num_gpus,
+                   suggested_max_model_len=suggested)
