@@ -7,7 +7,6 @@ Keeps the catalog's values and sources; adds short aliases and the memory CUDA r
 from __future__ import annotations
 
 import json
-import re
 import sys
 from pathlib import Path
 

@@ -150,7 +150,6 @@ def deploy(
     vllm_version: VersionOpt = None,
 ) -> None:
     """Deployment files for the recommended layout: vllm serve, docker run, compose, Kubernetes, Ray."""
-    import json
     import shlex
 
     from tpfit.deploy.common import CUDA_VARIANTS, cuda_for_driver, deployment_from_plan_dict
@@ -201,7 +200,6 @@ def deploy(
         if name.endswith(".sh"):
             (out / name).chmod(0o755)
         typer.echo(f"wrote {out / name}", err=True)
-    _ = json
 
 
 @app.command()
