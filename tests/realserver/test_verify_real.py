@@ -70,8 +70,9 @@ def test_tiny_kv_cache_back_pressure_fails_with_reason(tiny_model, tmp_path):
     assert result.returncode == 1, result.stdout + result.stderr
     report = json.loads(result.stdout)
     reasons = " ".join(report["verdict"]["reasons"])
-    assert "preemption" in reasons or "KV cache reached 100%" in reasons
-    assert report["load"]["kv_usage_peak"] >= 0.99 or report["load"]["preemptions"] > 0
+    assert "KV cache full: it holds 2.00 requests of 512 tokens" in reasons
+    # and vLLM really made them wait: its own queue-time histogram, or preemptions
+    assert report["load"]["queue_time_mean_s"] > 0 or report["load"]["preemptions"] > 0
     assert report["comparison"][2]["predicted"] == report["comparison"][2]["actual"] == 1024
 
 

@@ -155,7 +155,11 @@ async def _verify(url, model, gpus, tp, pp, dtype, kv_bytes, context, concurrenc
         load = await run_load(client, spec, on_progress=progress)
         if not quiet:
             print(file=sys.stderr)
-    verdict = judge(load, concurrency=concurrency, ttft_p99_s=ttft_p99, itl_p99_s=itl_p99)
+    capacity = None
+    if facts.max_concurrency is not None and facts.max_model_len:
+        capacity = facts.max_concurrency * facts.max_model_len / ctx  # the same KV at this context
+    verdict = judge(load, concurrency=concurrency, context=ctx, kv_capacity_requests=capacity, ttft_p99_s=ttft_p99,
+                    itl_p99_s=itl_p99)
     return {"server": facts.to_dict(), "comparison": [r.to_dict() for r in rows], "load_spec": asdict(spec),
             "load": load.to_dict(), "verdict": verdict.to_dict(),
             "plan_verdict": candidate.memory.verdict if candidate.memory else "refused"}

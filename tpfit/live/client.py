@@ -96,10 +96,13 @@ class VllmClient:
                 async for line in r.aiter_lines():
                     if not line.startswith("data: "):
                         continue
-                    data = line[6:]
-                    if data == "[DONE]":
+                    if line == "data: [DONE]":
                         return
-                    chunk = json.loads(data)
+                    # vLLM streams one token per chunk; parse JSON only for errors and the last chunk
+                    if '"finish_reason":null' in line and '"error"' not in line:
+                        yield StreamEvent(t_s=now(), tokens=1)
+                        continue
+                    chunk = json.loads(line[6:])
                     if "error" in chunk:
                         raise ServerError(f"{self.base_url}: {chunk['error']}", url=self.base_url)
                     for choice in chunk.get("choices", []):

@@ -43,6 +43,8 @@ class LoadResult:
     running_peak: float
     preemptions: float
     server_errors: float
+    queue_time_mean_s: float = 0.0
+    """Mean time the load's requests waited in vLLM's queue (from its histogram: reliable, unlike the gauges)."""
     aborted: str = ""
     """Why the load stopped early ("" when it ran to the end)."""
     concurrency_reached: int = 0
@@ -205,5 +207,7 @@ async def run_load(client, spec: LoadSpec, *, now: Callable[[], float] = time.pe
         kv_usage_peak=round(max(peaks["kv"], end.kv_cache_usage), 4), waiting_peak=peaks["waiting"],
         running_peak=peaks["running"], preemptions=end.preemptions_total - first.preemptions_total,
         server_errors=end.request_errors_total - first.request_errors_total, aborted=aborted,
+        queue_time_mean_s=round((end.queue_time_sum_s - first.queue_time_sum_s)
+                                / max(end.queue_time_count - first.queue_time_count, 1), 4),
         concurrency_reached=tally.max_in_flight,
     )

@@ -22,19 +22,39 @@ class MetricsSample:
     request_errors_total: float = 0.0
     """vllm:request_success_total with finished_reason=error or abort."""
     generation_tokens_total: float = 0.0
+    queue_time_sum_s: float = 0.0
+    """vllm:request_queue_time_seconds histogram sum: time finished requests spent waiting for KV blocks."""
+    queue_time_count: float = 0.0
     cache_config: dict[str, str] = field(default_factory=dict)
     """Labels of vllm:cache_config_info (block_size, num_gpu_blocks, kv_cache_memory_bytes, ...)."""
+
+
+WATCHED = ("vllm:cache_config_info", "vllm:request_success_total", "vllm:kv_cache_usage_perc",
+           "vllm:gpu_cache_usage_perc", "vllm:num_requests_running", "vllm:num_requests_waiting",
+           "vllm:num_preemptions", "vllm:generation_tokens", "vllm:request_queue_time_seconds")
+
+
+def _watched_lines(text: str) -> str:
+    """Only the series verify reads: /metrics is ~50 KB of histograms, scraped several times a second."""
+    keep = []
+    for line in text.splitlines():
+        name = line.split(" ", 3)[2] if line.startswith("# TYPE ") or line.startswith("# HELP ") else line
+        if name.startswith(WATCHED) and not name.startswith(("vllm:num_requests_waiting_by_reason",)):
+            keep.append(line)
+    return "\n".join(keep) + "\n"
 
 
 def parse_metrics(text: str) -> MetricsSample:
     """Prometheus text exposition -> the few series verify needs (prometheus_client's parser)."""
     values: dict[str, float] = {}
     cache: dict[str, str] = {}
-    for family in text_string_to_metric_families(text):
+    for family in text_string_to_metric_families(_watched_lines(text)):
         for s in family.samples:
             name = s.name
             if name == "vllm:cache_config_info":
                 cache = {k: v for k, v in s.labels.items() if k not in ("engine",)}
+            elif name in ("vllm:request_queue_time_seconds_sum", "vllm:request_queue_time_seconds_count"):
+                values[name] = values.get(name, 0.0) + s.value
             elif name == "vllm:request_success_total" and s.labels.get("finished_reason") in ("error", "abort"):
                 values["errors"] = values.get("errors", 0.0) + s.value
             elif name in ("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc", "vllm:num_requests_running",
@@ -49,6 +69,8 @@ def parse_metrics(text: str) -> MetricsSample:
         preemptions_total=values.get("vllm:num_preemptions", 0.0),
         request_errors_total=values.get("errors", 0.0),
         generation_tokens_total=values.get("vllm:generation_tokens", 0.0),
+        queue_time_sum_s=values.get("vllm:request_queue_time_seconds_sum", 0.0),
+        queue_time_count=values.get("vllm:request_queue_time_seconds_count", 0.0),
         cache_config=cache,
     )
 

@@ -55,9 +55,11 @@ class Verdict:
         return asdict(self)
 
 
-def judge(load: LoadResult, *, concurrency: int, ttft_p99_s: float | None = None,
-          itl_p99_s: float | None = None) -> Verdict:
-    """Pass, or fail with every reason: errors, preemptions, a full KV cache, missed SLOs, a dead server."""
+def judge(load: LoadResult, *, concurrency: int, context: int, kv_capacity_requests: float | None = None,
+          ttft_p99_s: float | None = None, itl_p99_s: float | None = None) -> Verdict:
+    """Pass, or fail with every reason: errors, preemptions, a full KV cache, missed SLOs, a dead server.
+
+    `kv_capacity_requests` is the server's own "maximum concurrency" at `context` tokens."""
     fails = []
     if load.aborted:
         fails.append(load.aborted)
@@ -69,6 +71,10 @@ def judge(load: LoadResult, *, concurrency: int, ttft_p99_s: float | None = None
                      "this context (vLLM evicted running requests and recomputed them)")
     if load.kv_usage_peak >= 0.999:
         fails.append(f"KV cache reached {load.kv_usage_peak:.0%} usage")
+    if kv_capacity_requests is not None and kv_capacity_requests < concurrency:
+        fails.append(f"KV cache full: it holds {kv_capacity_requests:.2f} requests of {context} tokens (vLLM's own "
+                     f"figure), {concurrency} were sent at once; requests waited {load.queue_time_mean_s * 1000:.0f} ms "
+                     "on average in vLLM's queue")
     if ttft_p99_s is not None and load.ttft_s["p99"] > ttft_p99_s:
         fails.append(f"TTFT p99 {load.ttft_s['p99'] * 1000:.0f} ms > --ttft-p99 {ttft_p99_s * 1000:.0f} ms")
     if itl_p99_s is not None and load.itl_s["p99"] > itl_p99_s:
