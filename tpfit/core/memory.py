@@ -70,14 +70,13 @@ class GpuMemory:
     """What vLLM would log as "Available KV cache memory" (may be negative: it will not start)."""
     bytes_per_block: int
     num_blocks: int
+    cuda_graph_bytes_in_budget: bool = False
 
     @property
     def peak_bytes(self) -> int:
         """The process footprint when serving: the budget plus what sits outside it."""
         graphs_outside = 0 if self.cuda_graph_bytes_in_budget else self.cuda_graph_bytes
         return self.requested_bytes + graphs_outside + self.pre_snapshot_bytes
-
-    cuda_graph_bytes_in_budget: bool = False
 
     @property
     def free_bytes(self) -> int:
