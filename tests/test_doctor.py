@@ -16,7 +16,7 @@ from tpfit.hardware.detect import cluster_from_gpus
 from tpfit.hardware.nvml import NvmlGpu
 from tpfit.live.doctor import check_host, exit_code, image_cuda
 from tpfit.live.host import DockerState
-from tpfit.live.read_host import snapshot_from_files
+from tpfit.live.read_host import read_docker_capture, snapshot_from_files
 from tpfit.units import GIB, MIB
 
 REAL = SHARED / "fixtures" / "gpu-hosts" / "h100x2-nvlink"
@@ -102,9 +102,13 @@ def test_container_side():
     h = snapshot_from_files(REAL)
     no_docker = {f.check: f for f in check_host(replace(h, docker=DockerState(present=False, error="docker not found")))}
     assert no_docker["docker"].status == "warn"
-    no_runtime = {f.check: f for f in check_host(replace(h, docker=DockerState(present=True, reachable=True,
-                                                                                runtimes=("runc",))))}
+    docker_dir = ROOT / "tests" / "data" / "docker-info"
+    no_toolkit = read_docker_capture(docker_dir / "dev-machine__ServerVersion-28.2.2-Runtimes-runc.json")
+    no_runtime = {f.check: f for f in check_host(replace(h, docker=no_toolkit))}
     assert no_runtime["nvidia_runtime"].status == "fail" and "nvidia-ctk runtime configure" in no_runtime["nvidia_runtime"].fix
+    toolkit = read_docker_capture(docker_dir / "dev-machine__ServerVersion-28.2.2-Runtimes-nvidia-runc.json")
+    ok = {f.check: f for f in check_host(replace(h, docker=toolkit))}
+    assert ok["nvidia_runtime"].status == "ok" and ok["docker"].title == "docker 28.2.2"
     small_shm = {f.check: f for f in check_host(replace(h, shm_bytes=64 * MIB))}
     assert small_shm["shm"].status == "warn" and "--ipc=host" in small_shm["shm"].fix
     hidden = {f.check: f for f in check_host(replace(h, env={"CUDA_VISIBLE_DEVICES": "0"}), plan_gpus=2)}
@@ -132,3 +136,11 @@ def test_doctor_never_crashes_without_gpus_docker_or_nvidia_smi():
     gpus = next(f for f in report["findings"] if f["check"] == "gpus")
     assert gpus["status"] == "fail" and "--gpus 2x3090" in gpus["fix"]
     assert report["host"]["unseen"]
+
+
+def test_real_docker_capture_daemon_down():
+    state = read_docker_capture(ROOT / "tests" / "data" / "docker-info" / "dev-machine-daemon-down.json")
+    assert state.present and not state.reachable
+    h = replace(snapshot_from_files(REAL), docker=state)
+    f = {x.check: x for x in check_host(h)}
+    assert f["docker"].status == "warn" and "systemctl start docker" in f["docker"].fix

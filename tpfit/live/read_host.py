@@ -144,14 +144,20 @@ def _version(dist: str) -> str:
         return ""
 
 
+def read_docker_capture(path: Path) -> DockerState:
+    """A `docker info --format '{{json .}}'` capture; no ServerVersion means the daemon did not answer."""
+    runtimes, version = parse_docker_info(path.read_text())
+    return DockerState(present=True, reachable=bool(version), runtimes=runtimes, server_version=version,
+                       error="" if version else "docker daemon not reachable")
+
+
 def snapshot_from_files(folder: Path, **overrides) -> HostSnapshot:
     """A HostSnapshot from captures: nvidia-smi-q.xml, topo.txt (+ ---p2p-r), optional docker-info.json."""
     driver, cuda, gpus = parse_smi_xml((folder / "nvidia-smi-q.xml").read_text())
     links, p2p = parse_topo((folder / "topo.txt").read_text()) if (folder / "topo.txt").is_file() else ({}, {})
     docker = DockerState()
     if (folder / "docker-info.json").is_file():
-        runtimes, version = parse_docker_info((folder / "docker-info.json").read_text())
-        docker = DockerState(present=True, reachable=True, runtimes=runtimes, server_version=version)
+        docker = read_docker_capture(folder / "docker-info.json")
     values = dict(source=f"captured:{folder.name}", driver_version=driver, cuda_driver_version=cuda, gpus=gpus,
                   links=links, p2p_read=p2p, docker=docker)
     values.update(overrides)
