@@ -71,10 +71,13 @@ def test_tiny_kv_cache_back_pressure_fails_with_reason(tiny_model, tmp_path):
     report = json.loads(result.stdout)
     reasons = " ".join(report["verdict"]["reasons"])
     assert "KV cache full: it holds 2.00 requests of 512 tokens" in reasons
-    # vLLM's own signals of the squeeze are reported beside it (on the CPU build they show up in some runs only:
-    # preemptions or queue time), and no request was lost
-    assert report["load"]["queue_time_mean_s"] >= 0 and report["load"]["preemptions"] >= 0
-    assert report["load"]["requests_ok"] == 16
+    # vLLM's own signals of the squeeze vary run to run on the CPU build (preemptions, queue time, requests cut
+    # short): each is reported, every request is accounted for, and any failure is a reason of its own
+    load = report["load"]
+    assert load["queue_time_mean_s"] >= 0 and load["preemptions"] >= 0
+    assert load["requests_ok"] + load["requests_failed"] == 16
+    if load["requests_failed"]:
+        assert "request(s) failed" in reasons
     assert report["comparison"][2]["predicted"] == report["comparison"][2]["actual"] == 1024
 
 
