@@ -93,11 +93,9 @@ class VllmClient:
                 if r.status_code != 200:
                     await r.aread()
                     r.raise_for_status()
-                async for line in r.aiter_lines():
-                    if not line.startswith("data: "):
+                async for line in r.aiter_lines():  # read to the end, so the connection goes back to the pool
+                    if not line.startswith("data: ") or line == "data: [DONE]":
                         continue
-                    if line == "data: [DONE]":
-                        return
                     # vLLM streams one token per chunk; parse JSON only for errors and the last chunk
                     if '"finish_reason":null' in line and '"error"' not in line:
                         yield StreamEvent(t_s=now(), tokens=1)

@@ -96,7 +96,7 @@ async def run_load(client, spec: LoadSpec, *, now: Callable[[], float] = time.pe
     """Send the load; never raises for request failures (they are counted), stops on a dead server."""
     prompt = await make_prompt_ids(client, spec.model, spec.prompt_tokens)
     body = {"model": spec.model, "prompt": prompt, "max_tokens": spec.output_tokens, "ignore_eos": True,
-            "temperature": 0.0, "min_tokens": spec.output_tokens}
+            "temperature": 0.0}
     tally = _Tally()
     queue: asyncio.Queue[int] = asyncio.Queue()
     for i in range(spec.requests):
