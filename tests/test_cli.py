@@ -141,3 +141,10 @@ def test_local_folder_with_safetensors_headers(tmp_path: Path):
 
     spec = load_folder(tmp_path)
     assert spec.checkpoint_bytes == 151936 * 1536 * 2
+
+
+def test_readme_plan_example_matches():
+    text = (ROOT / "README.md").read_text()
+    block = text.split("$ tpfit plan llama-3.1-70b --gpus 2x3090 --context 4096 --concurrency 2\n", 1)[1].split("```")[0]
+    result = tpfit("plan", "llama-3.1-70b", "--gpus", "2x3090", "--context", "4096", "--concurrency", "2", "--json")
+    assert json.loads(result.stdout)["summary"] == " ".join(block.split())
