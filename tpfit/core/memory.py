@@ -207,12 +207,17 @@ def make_memory_plan(spec: ModelSpec, layout: Layout, cluster: Cluster, engine: 
     geometry = geometry or make_kv_geometry(spec, tp=layout.tp, kv_bytes=KV_DTYPE_BYTES[kv_dtype],
                                             block_size=engine.block_size)
     gpus = []
+    nt, pre = non_torch_bytes(layout, sem), pre_snapshot_bytes(layout)
+    index, _ = distinct_layers(spec.layers)
+    per_shape: dict[tuple, tuple[int, int]] = {}  # stages of the same layer shapes peak alike
     for stage in stages or stage_weights(spec, layout):
         layers = range(stage.layer_start, stage.layer_end)
         last = stage.pp_rank == layout.pp - 1
-        act = activation_bytes(spec, layout, layers, last_stage=last, batch=batch, sem=sem)
-        nt = non_torch_bytes(layout, sem)
-        cg = cuda_graph_bytes(spec, layout, len(layers), engine)
+        shape = (frozenset(index[stage.layer_start:stage.layer_end]), len(layers), last)
+        if shape not in per_shape:
+            per_shape[shape] = (activation_bytes(spec, layout, layers, last_stage=last, batch=batch, sem=sem),
+                                cuda_graph_bytes(spec, layout, len(layers), engine))
+        act, cg = per_shape[shape]
         if engine.kv_cache_memory_bytes:
             kv = engine.kv_cache_memory_bytes
         else:
@@ -221,7 +226,7 @@ def make_memory_plan(spec: ModelSpec, layout: Layout, cluster: Cluster, engine: 
         blocks = max(kv, 0) // per_block if per_block else 0
         gpus.append(GpuMemory(pp_rank=stage.pp_rank, total_bytes=total, requested_bytes=requested,
                               weight_bytes=stage.weight_bytes, activation_bytes=act, non_torch_bytes=nt,
-                              cuda_graph_bytes=cg, pre_snapshot_bytes=pre_snapshot_bytes(layout),
+                              cuda_graph_bytes=cg, pre_snapshot_bytes=pre,
                               kv_cache_bytes=kv, bytes_per_block=per_block, num_blocks=blocks,
                               cuda_graph_bytes_in_budget=sem.cudagraphs_in_budget))
     return _verdict(tuple(gpus), geometry, spec, layout, cluster, engine, sem, batch, max_len, util, concurrency)
