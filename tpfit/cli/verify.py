@@ -41,6 +41,8 @@ def verify(
     model: Annotated[Optional[str], typer.Argument(help="The model (default: what the server reports it loaded).")] = None,
     url: Annotated[Optional[str], typer.Option("--url", help="A running vLLM server, e.g. http://127.0.0.1:8000")] = None,
     launch: Annotated[bool, typer.Option("--launch", help="Start vLLM here with the given flags, verify, stop it.")] = False,
+    docker: Annotated[bool, typer.Option("--docker", help="With --launch: run the official vLLM image "
+                                         "(the `tpfit deploy --format docker` command) instead of a local process.")] = False,
     vllm_args: Annotated[Optional[str], typer.Option("--vllm-args", help="Extra flags for --launch, one string.")] = None,
     vllm_python: Annotated[Optional[str], typer.Option("--vllm-python", envvar="TPFIT_VLLM_PYTHON",
                                                        help="Python that has vLLM, for --launch.")] = None,
@@ -67,6 +69,8 @@ def verify(
         raise UsageError("give exactly one of --url URL or --launch", flag="--url")
     if launch and not model:
         raise UsageError("--launch needs MODEL", flag="MODEL")
+    if docker and not launch:
+        raise UsageError("--docker goes with --launch", flag="--docker")
     kv_bytes = None
     if kv_cache_memory_bytes:
         try:
@@ -89,16 +93,20 @@ def verify(
         for flag, value in (("--tensor-parallel-size", tp), ("--pipeline-parallel-size", pp)):
             if value:
                 flags += [flag, str(value)]
-        run_dir = Path(tempfile.mkdtemp(prefix="tpfit-verify-"))
-        proc = VllmProcess(argv=server_argv(vllm_python or default_python(), model, flags, port=free_port(),
-                                            served_name=None),
-                           log_path=run_dir / "server.log", env={"TMPDIR": str(run_dir), "VLLM_HOST_IP": "127.0.0.1",
-                                                                 "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1"})
+        if docker:
+            proc = _docker_process(model, flags)
+        else:
+            run_dir = Path(tempfile.mkdtemp(prefix="tpfit-verify-"))
+            proc = VllmProcess(argv=server_argv(vllm_python or default_python(), model, flags, port=free_port(),
+                                                served_name=None),
+                               log_path=run_dir / "server.log",
+                               env={"TMPDIR": str(run_dir), "VLLM_HOST_IP": "127.0.0.1", "VLLM_NO_USAGE_STATS": "1",
+                                    "DO_NOT_TRACK": "1"})
         url = proc.url
     try:
         if proc:
             proc.start()
-            _progress(f"starting vLLM ({url}); log: {proc.log_path}", as_json)
+            _progress(f"starting vLLM ({url})", as_json)
             proc.wait_ready(timeout_s=timeout, on_progress=None if as_json else _startup_line)
         log_text = proc.log_text() if proc else (log.read_text(errors="replace") if log else None)
         report = asyncio.run(_verify(url, model, gpus, tp, pp, dtype, kv_bytes, context, concurrency, output_tokens,
@@ -111,6 +119,26 @@ def verify(
     else:
         _render(report)
     raise typer.Exit(0 if report["verdict"]["passed"] else 1)
+
+
+def _docker_process(model: str, flags: list[str]):
+    """The docker run of `tpfit deploy --format docker` for these flags, on a free local port."""
+    from tpfit.core.engine import CURRENT_VLLM_VERSION
+    from tpfit.deploy.common import Deployment, image_for
+    from tpfit.deploy.shell import docker_argv
+    from tpfit.live.launch import DockerVllm, free_port
+
+    port = free_port()
+    tp = int(flags[flags.index("--tensor-parallel-size") + 1]) if "--tensor-parallel-size" in flags else 1
+    pp = int(flags[flags.index("--pipeline-parallel-size") + 1]) if "--pipeline-parallel-size" in flags else 1
+    d = Deployment(model=model, served_model_name=None, engine_args=tuple(flags), tensor_parallel_size=tp,
+                   pipeline_parallel_size=pp, data_parallel_size=1, gpus_per_node=tp * pp, nodes=1,
+                   image=image_for(CURRENT_VLLM_VERSION), vllm_version=CURRENT_VLLM_VERSION, port=port)
+    argv = [a.replace("${HOME}", str(Path.home())) for part in docker_argv(d) for a in part]
+    if Path(model).exists():  # a local model folder: visible in the container at the same path
+        path = str(Path(model).resolve())
+        argv[argv.index(d.image):argv.index(d.image)] = ["-v", f"{path}:{path}:ro"]
+    return DockerVllm(argv=argv, name=f"tpfit-verify-{port}", port=port)
 
 
 _KEY_LINES = ("KV cache size", "Maximum concurrency", "Model loading took", "Available KV cache", "init engine",

@@ -149,3 +149,62 @@ def session_pids(sid: int) -> list[int]:
 def default_python() -> str:
     """The Python that has vLLM: TPFIT_VLLM_PYTHON, else this interpreter."""
     return os.environ.get("TPFIT_VLLM_PYTHON", sys.executable)
+
+
+@dataclass
+class DockerVllm:
+    """vLLM in the official image (`docker run -d`, the same argv `tpfit deploy --format docker` writes)."""
+
+    argv: list[str]
+    """A full `docker run ...` argv; `-d --name NAME` are added here."""
+    name: str
+    port: int
+    container: str = ""
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> DockerVllm:
+        argv = self.argv[:2] + ["-d", "--name", self.name] + self.argv[2:]
+        try:
+            result = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+        except (OSError, subprocess.TimeoutExpired) as err:
+            raise ServerError(f"docker run failed: {err}; `tpfit doctor` checks docker and the NVIDIA runtime") from err
+        if result.returncode != 0:
+            msg = [line for line in (result.stderr or result.stdout).strip().splitlines() if line.strip()]
+            raise ServerError(f"docker run failed: {msg[0] if msg else 'no output'}; `tpfit doctor` checks docker and "
+                              "the NVIDIA runtime")
+        self.container = result.stdout.strip()
+        return self
+
+    @property
+    def alive(self) -> bool:
+        out = subprocess.run(["docker", "inspect", "-f", "{{.State.Running}}", self.name], capture_output=True,
+                             text=True)
+        return out.stdout.strip() == "true"
+
+    def log_text(self) -> str:
+        return subprocess.run(["docker", "logs", self.name], capture_output=True, text=True).stdout
+
+    def wait_ready(self, *, timeout_s: float = DEFAULT_START_TIMEOUT_S, model: str | None = None,
+                   on_progress: Callable[[str], None] | None = None) -> None:
+        from tpfit.live.client import VllmClient
+
+        async def probe() -> bool:
+            async with VllmClient(self.url) as client:
+                return await client.healthy()
+
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if not self.alive:
+                tail = "\n".join(self.log_text().splitlines()[-15:])
+                raise ServerError(f"the vLLM container stopped during start-up; last log lines:\n{tail}")
+            if asyncio.run(probe()):
+                return
+            time.sleep(2.0)
+        raise ServerError(f"vLLM in docker did not become ready in {timeout_s:.0f} s (docker logs {self.name})")
+
+    def stop(self) -> None:
+        if self.container:
+            subprocess.run(["docker", "rm", "-f", self.name], capture_output=True, text=True)
