@@ -148,3 +148,17 @@ def test_readme_plan_example_matches():
     block = text.split("$ tpfit plan llama-3.1-70b --gpus 2x3090 --context 4096 --concurrency 2\n", 1)[1].split("```")[0]
     result = tpfit("plan", "llama-3.1-70b", "--gpus", "2x3090", "--context", "4096", "--concurrency", "2", "--json")
     assert json.loads(result.stdout)["summary"] == " ".join(block.split())
+
+
+@pytest.mark.parametrize("args,code,needle", [
+    (["verify"], 2, "--url"),
+    (["verify", "--url", "http://127.0.0.1:9", "--launch"], 2, "exactly one of --url URL or --launch"),
+    (["verify", "--docker", "--url", "http://127.0.0.1:9"], 2, "--docker goes with --launch"),
+    (["verify", "--launch"], 2, "--launch needs MODEL"),
+    (["verify", "--url", "http://127.0.0.1:9", "--kv-cache-memory-bytes", "lots"], 2, "--kv-cache-memory-bytes lots"),
+    (["verify", "--url", "http://127.0.0.1:9"], 1, "cannot connect to http://127.0.0.1:9"),
+])
+def test_verify_bad_input_and_no_server(args, code, needle):
+    result = tpfit(*args)
+    assert result.returncode == code, result.stderr
+    assert needle in result.stderr and "Traceback" not in result.stderr
