@@ -36,6 +36,8 @@ class StreamEvent:
     t_s: float
     tokens: int
     finish_reason: str | None = None
+    completion_tokens: int | None = None
+    """The server's own count, on the final usage chunk (stream_options.include_usage)."""
 
 
 class VllmClient:
@@ -87,7 +89,7 @@ class VllmClient:
     async def stream_completion(self, body: dict, *, now: Callable[[], float] = time.perf_counter
                                 ) -> AsyncIterator[StreamEvent]:
         """POST /v1/completions with stream=true; yields one event per chunk that carried text."""
-        payload = {**body, "stream": True, "stream_options": {"include_usage": False}}
+        payload = {**body, "stream": True, "stream_options": {"include_usage": True}}
         try:
             async with self._http.stream("POST", "/v1/completions", json=payload) as r:
                 if r.status_code != 200:
@@ -103,9 +105,14 @@ class VllmClient:
                     chunk = json.loads(line[6:])
                     if "error" in chunk:
                         raise ServerError(f"{self.base_url}: {chunk['error']}", url=self.base_url)
+                    if chunk.get("usage") and not chunk.get("choices"):
+                        yield StreamEvent(t_s=now(), tokens=0,
+                                          completion_tokens=chunk["usage"].get("completion_tokens"))
+                        continue
                     for choice in chunk.get("choices", []):
+                        # one engine step, one token (its text may be empty: a partial UTF-8 character)
                         ids = choice.get("token_ids")
-                        n = len(ids) if ids else (1 if choice.get("text") else 0)
-                        yield StreamEvent(t_s=now(), tokens=n, finish_reason=choice.get("finish_reason"))
+                        yield StreamEvent(t_s=now(), tokens=len(ids) if ids else 1,
+                                          finish_reason=choice.get("finish_reason"))
         except (httpx.HTTPError, json.JSONDecodeError) as err:
             raise _error(self.base_url + "/v1/completions", err) from err

@@ -114,7 +114,10 @@ async def run_load(client, spec: LoadSpec, *, now: Callable[[], float] = time.pe
         tally.in_flight += 1
         tally.max_in_flight = max(tally.max_in_flight, tally.in_flight)
         try:
+            reported = None
             async for ev in client.stream_completion(body, now=now):
+                if ev.completion_tokens is not None:
+                    reported = ev.completion_tokens
                 if ev.tokens == 0:
                     continue
                 if prev is None:
@@ -124,6 +127,7 @@ async def run_load(client, spec: LoadSpec, *, now: Callable[[], float] = time.pe
                 prev = ev.t_s
                 n += ev.tokens
             tally.e2e.append(now() - t0)
+            n = reported if reported is not None else n  # the server's count, when it gives one
             tally.tokens += n
             if n < spec.output_tokens:
                 tally.failed += 1
