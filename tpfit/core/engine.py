@@ -70,8 +70,6 @@ class Semantics:
     """requested = ceil(total x util) (newer) instead of total x util."""
     estimate_deducts_null_block: bool
     """The "estimated maximum model length" leaves the null block out (newer)."""
-    single_kv_log_line: bool
-    """"GPU KV cache size: N tokens, Maximum concurrency ..." on one line (newer) or two."""
     three_batch_tiers: bool
     """Batch defaults have a >=160 GiB tier (B200) besides the >=70 GiB one."""
     sampler_era: str
@@ -99,7 +97,6 @@ def semantics_for(version: str) -> Semantics:
         comm_buffers_in_budget=v < (0, 20, 0),
         requested_ceil=v >= (0, 20, 0),
         estimate_deducts_null_block=v >= (0, 20, 0),
-        single_kv_log_line=v >= (0, 27, 0),
         three_batch_tiers=v >= (0, 20, 0),
         sampler_era="v0.19" if v < (0, 20, 0) else "v0.20+",
     )

@@ -80,10 +80,7 @@ def state_page_bytes(layer: LayerSpec, tp: int, dtype_bytes: int) -> int:
     """Recurrent state of one request in one mamba2 / GDN layer on one GPU (`MambaStateShapeCalculator`)."""
     s = layer.state
     conv = (s.conv_dim // tp) * (s.conv_kernel - 1)
-    if s.kind == "mamba2":
-        ssm = (s.num_heads // tp) * s.head_dim * s.state_size
-    else:
-        ssm = (s.num_heads // tp) * s.head_dim * s.state_size
+    ssm = (s.num_heads // tp) * s.head_dim * s.state_size  # mamba2: heads x head_dim x state; GDN: v x v_dim x k_dim
     return (conv + ssm) * dtype_bytes
 
 

@@ -51,10 +51,6 @@ class Candidate:
         return not self.violations
 
     @property
-    def fits(self) -> bool:
-        return self.accepted and self.memory is not None and self.memory.verdict == "starts"
-
-    @property
     def reason(self) -> str:
         return "; ".join(v.detail for v in self.violations)
 

@@ -152,9 +152,7 @@ def check_placement(spec: ModelSpec, layout: Layout, cluster: Cluster) -> list[V
                           vllm_error=f"World size ({layout.world_size}) is larger than the number of available GPUs "
                                      f"({cluster.gpus_per_node}) in this node.",
                           fix="lower TP x PP, or add nodes (--gpus 2x8xH100) with a Ray backend")]
-    if cluster.nodes > 1 and layout.tp > cluster.gpus_per_node:
-        # allowed by vLLM (Ray warns), but the all-reduce then crosses the network every layer
-        return []
+    # TP across nodes is allowed (Ray warns); the ranking keeps it last (recommend._score)
     return []
 
 

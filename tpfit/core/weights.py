@@ -7,7 +7,7 @@ and MLA's down-projections are replicated. "Model loading took X GiB" is what th
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from tpfit.core.layout import Layout, pp_layer_split
 from tpfit.model.spec import LayerSpec, ModelSpec, QuantSpec
@@ -189,16 +189,5 @@ def stage_weights(spec: ModelSpec, layout: Layout) -> tuple[StageWeights, ...]:
 
 def total_param_count(spec: ModelSpec) -> int:
     """Parameters of the whole model (one replica, no sharding), for the rule of thumb."""
-    from tpfit.core.layout import Layout as _L
-
-    unq = spec if spec.quant is None else _replace_quant(spec)
-    one = _L(tp=1, pp=1)
-    return sum(s.weight_bytes for s in stage_weights(unq, one)) // spec.dtype_bytes - (
-        spec.rope_cache_positions * spec.rotary_dim
-    )
-
-
-def _replace_quant(spec: ModelSpec) -> ModelSpec:
-    from dataclasses import replace
-
-    return replace(spec, quant=None)
+    (unquantized,) = stage_weights(replace(spec, quant=None), Layout())
+    return unquantized.weight_bytes // spec.dtype_bytes - spec.rope_cache_positions * spec.rotary_dim

@@ -73,10 +73,6 @@ class Deployment:
             return self.tensor_parallel_size
         return self.tensor_parallel_size * self.pipeline_parallel_size * self.data_parallel_size
 
-    @property
-    def multi_node(self) -> bool:
-        return self.nodes > 1 and self.tensor_parallel_size * self.pipeline_parallel_size > self.gpus_per_node
-
     def vllm_argv(self) -> list[str]:
         """`vllm serve` arguments after the program name: the model, then the flags."""
         argv = [self.model]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from tpfit.errors import UsageError
 from tpfit.hardware.catalog import GpuSpec, find_gpu, generic_gpu, gpu_aliases
@@ -74,9 +74,6 @@ class Cluster:
         """vLLM's CPU backend: `workers` ranks (one per TP x PP rank), KV cache set by --kv-cache-memory-bytes."""
         return cls(gpu=GpuSpec(id="cpu", name="CPU", memory_bytes=memory_bytes, cuda_total_bytes=memory_bytes,
                                vendor="CPU"), gpus_per_node=workers, source="cpu")
-
-    def with_free_bytes(self, free: tuple[int, ...]) -> Cluster:
-        return replace(self, free_bytes=free)
 
     def to_dict(self) -> dict:
         return {

@@ -8,10 +8,6 @@ from tpfit.data import load_data
 from tpfit.model.hf_config import make_spec
 from tpfit.model.spec import ModelSpec
 
-DEFAULT_MODEL = "llama-3.1-70b"
-"""What the README's first command plans (with DEFAULT_GPUS)."""
-DEFAULT_GPUS = "2xH100"
-
 
 def _models() -> dict[str, dict]:
     return load_data("models.json")["models"]

@@ -10,7 +10,7 @@ from typing import Any
 
 from tpfit.errors import SpecError
 from tpfit.model.quant import parse_quant
-from tpfit.model.spec import LayerSpec, MLASpec, ModelSpec, MoESpec, QuantSpec, StateSpec
+from tpfit.model.spec import LayerSpec, MLASpec, ModelSpec, MoESpec, StateSpec
 
 # vLLM `model_arch_config_convertor.derive_max_model_len_and_key`: the minimum over these keys.
 _MAX_LEN_KEYS = (
@@ -27,11 +27,6 @@ SUPPORTED_MODEL_TYPES = (
     "llama", "mistral", "qwen2", "qwen3", "phi3", "phi", "gemma2", "mixtral", "qwen3_moe", "gpt_oss",
     "deepseek_v2", "deepseek_v3", "kimi_k2", "nemotron-nas", "nemotron_h", "qwen3_next", "qwen3_vl", "llama4",
 )
-
-
-def _get(cfg: dict, key: str, default: Any = None) -> Any:
-    value = cfg.get(key)
-    return default if value is None else value
 
 
 def _need(cfg: dict, key: str, model_id: str) -> Any:
@@ -94,7 +89,6 @@ def make_spec(config: dict, *, model_id: str, sidecar: dict | None = None, sourc
     notes: list[str] = []
     mla = None
     extra_params = 0
-    supports_pp = True
     rotary_dim = int(head_dim * float(cfg.get("partial_rotary_factor", 1.0)))
 
     builder = _BUILDERS.get(model_type, _build_llama_like)
@@ -136,7 +130,6 @@ def make_spec(config: dict, *, model_id: str, sidecar: dict | None = None, sourc
         layers=tuple(layers),
         mla=mla,
         quant=quant,
-        supports_pp=supports_pp,
         rope_cache_positions=_rope_positions(cfg, max_len),
         rotary_dim=rotary_dim,
         extra_replicated_params=extra_params,
@@ -370,9 +363,3 @@ _BUILDERS = {
     "llama4": _build_llama4,
 }
 
-
-def replace_quant(spec: ModelSpec, quant: QuantSpec | None) -> ModelSpec:
-    """The same model served with other weights (`--quantization fp8` on a bf16 checkpoint)."""
-    from dataclasses import replace
-
-    return replace(spec, quant=quant)
