@@ -11,6 +11,7 @@ from tpfit.core.engine import EngineArgs, Semantics, semantics_for
 from tpfit.core.kv import KV_DTYPE_BYTES, KVGeometry, make_kv_geometry
 from tpfit.core.layout import Layout, enumerate_layouts
 from tpfit.core.memory import MemoryPlan, make_memory_plan
+from tpfit.core.recommend import pick_best
 from tpfit.core.rules import Violation, check_layout
 from tpfit.core.weights import StageWeights, stage_weights, total_param_count
 from tpfit.hardware.cluster import Cluster
@@ -75,6 +76,8 @@ class Plan:
     semantics: Semantics
     candidates: tuple[Candidate, ...]
     rule_of_thumb: RuleOfThumb
+    recommended: int | None = None
+    """Index into `candidates` of the layout tpfit recommends (core/recommend.py ranks them once)."""
     notes: tuple[str, ...] = field(default=())
 
     @property
@@ -87,9 +90,7 @@ class Plan:
 
     @property
     def best(self) -> Candidate | None:
-        from tpfit.core.recommend import pick_best
-
-        return pick_best(self)
+        return None if self.recommended is None else self.candidates[self.recommended]
 
 
 def resolve_model(model: ModelSpec, engine: EngineArgs) -> ModelSpec:
@@ -138,6 +139,7 @@ def make_plan(model: ModelSpec, cluster: Cluster, workload: Workload | None = No
     context = engine.max_model_len or spec.max_model_len
     thumb = RuleOfThumb(params=params, weights_bytes=params * model.dtype_bytes,
                         kv_bytes_at_context=context * GB // 1000)
-    return Plan(model=spec, cluster=cluster, workload=workload, engine=engine, semantics=sem,
-                candidates=tuple(candidates), rule_of_thumb=thumb, notes=spec.notes)
+    candidates = tuple(candidates)
+    return Plan(model=spec, cluster=cluster, workload=workload, engine=engine, semantics=sem, candidates=candidates,
+                rule_of_thumb=thumb, recommended=pick_best(cluster, candidates), notes=spec.notes)
 

@@ -33,15 +33,15 @@ class Flag:
         return {"flag": self.name, "value": self.value, "reason": self.reason, "optional": self.optional}
 
 
-def _score(plan: Plan, c: Candidate) -> tuple:
+def _score(cluster, c: Candidate) -> tuple:
     m = c.memory
-    cross_node_tp = c.layout.tp > plan.cluster.gpus_per_node
+    cross_node_tp = c.layout.tp > cluster.gpus_per_node
     capacity = m.max_concurrency * c.layout.dp
     # starts first; then no TP across nodes (vLLM: TP within a node, PP across nodes); then every GPU put to
     # work; then the most concurrent requests, each extra pipeline stage discounted 20 % (it adds a bubble);
     # then, among layouts that don't fit, the one closest to fitting
     # Without NVLink between the GPUs, vLLM's docs prefer PP to TP: there the TP all-reduce is what costs
-    stages = c.layout.pp - 1 if has_nvlink(plan.cluster) else (c.layout.tp > 1) * 1.0
+    stages = c.layout.pp - 1 if has_nvlink(cluster) else (c.layout.tp > 1) * 1.0
     return (_VERDICT_ORDER[m.verdict], cross_node_tp, -c.layout.num_gpus,
             -round(capacity * PP_DISCOUNT ** stages, 1), c.layout.pp, -m.worst.kv_cache_bytes)
 
@@ -54,9 +54,10 @@ def has_nvlink(cluster) -> bool:
     return n == 1 or cluster.gpu.nvlink
 
 
-def pick_best(plan: Plan) -> Candidate | None:
-    """The accepted layout tpfit recommends, or None when vLLM refuses every layout."""
-    ranked = sorted((c for c in plan.accepted if c.memory), key=lambda c: _score(plan, c))
+def pick_best(cluster, candidates: tuple[Candidate, ...]) -> int | None:
+    """Index of the accepted layout tpfit recommends, or None when vLLM refuses every layout."""
+    ranked = sorted((i for i, c in enumerate(candidates) if c.accepted and c.memory),
+                    key=lambda i: _score(cluster, candidates[i]))
     return ranked[0] if ranked else None
 
 

@@ -21,7 +21,7 @@ def candidate_to_dict(plan: Plan, c: Candidate) -> dict:
 def plan_to_dict(plan: Plan) -> dict:
     from tpfit import __version__
 
-    spec, best = plan.model, plan.best
+    spec = plan.model
     thumb = plan.rule_of_thumb
     return {
         "schema_version": SCHEMA_VERSION,
@@ -48,7 +48,7 @@ def plan_to_dict(plan: Plan) -> dict:
             "kv_rule": "1 GB per 1K tokens of context",
         },
         "summary": summarize(plan),
-        "recommended": plan.candidates.index(best) if best else None,
+        "recommended": plan.recommended,
         "candidates": [candidate_to_dict(plan, c) for c in plan.candidates],
     }
 

@@ -11,7 +11,7 @@ from rich.text import Text
 
 from tpfit.core.memory import GpuMemory
 from tpfit.core.plan import Candidate, Plan
-from tpfit.core.recommend import make_flags, pick_best, summarize
+from tpfit.core.recommend import make_flags, summarize
 from tpfit.units import format_gib
 
 BAR_WIDTH = 60
@@ -48,7 +48,7 @@ def _accepted_table(plan: Plan, rows: list[Candidate]) -> Table:
                  "max len"):
         t.add_column(name, justify="left" if name == "layout" else "right", no_wrap=True)
     t.add_column("verdict")
-    best = pick_best(plan)
+    best = plan.best
     for c in rows:
         m, w = c.memory, c.memory.worst
         style = _VERDICT_STYLE[m.verdict]
