@@ -164,8 +164,7 @@ async def _verify(url, model, gpus, tp, pp, dtype, kv_bytes, context, concurrenc
 
     async with VllmClient(url, max_connections=max(8, concurrency * 2)) as client:
         facts = await read_server_facts(client, log_text=log_text)
-        plan = _plan_for_server(facts, model if model and Path(model).exists() or model else None, gpus, tp, pp,
-                                dtype, kv_bytes, concurrency)
+        plan = _plan_for_server(facts, model, gpus, tp, pp, dtype, kv_bytes, concurrency)
         candidate = plan.candidates[0]
         rows = compare(candidate.memory, facts) if candidate.memory else ()
         ctx = context or facts.max_model_len

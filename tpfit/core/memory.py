@@ -23,7 +23,7 @@ from tpfit.core.weights import StageWeights, distinct_layers, padded_vocab, stag
 from tpfit.data import memory_constants
 from tpfit.hardware.cluster import Cluster
 from tpfit.model.spec import ModelSpec
-from tpfit.units import GIB, format_gib
+from tpfit.units import GIB, format_gib, gib
 
 STATE_BLOCKS_PER_REQUEST = 2
 """Blocks a mamba/GDN group holds per request with prefix caching on ("align" mode: 2 + spec + ckpt)."""
@@ -112,7 +112,7 @@ class MemoryPlan:
 
     def to_dict(self) -> dict:
         w = self.worst
-        g = lambda b: round(b / GIB, 2)  # noqa: E731
+        g = gib
         return {
             "weights_gib": g(w.weight_bytes),
             "activation_gib": g(w.activation_bytes),

@@ -85,6 +85,7 @@ def gpu_aliases() -> list[str]:
 def generic_gpu(memory_gib: float) -> GpuSpec:
     """A GPU known only by its size ("24GB"): CUDA total scaled like the catalog's estimated entries."""
     smi = int(memory_gib * 1024) * MIB
-    ratio = 81079 / 81559  # the H100 measurement the catalog scales by (tools/build_gpu_catalog.py)
+    measured = find_gpu("h100")  # the one measured card the catalog scales the others by
+    ratio = measured.cuda_total_bytes / measured.memory_bytes
     return GpuSpec(id=f"generic-{memory_gib:g}gb", name=f"{memory_gib:g} GB GPU", memory_bytes=smi,
                    cuda_total_bytes=int(smi * ratio) // MIB * MIB)
