@@ -257,3 +257,13 @@ def test_verify_launch_docker_uses_the_deploy_command_and_reports_docker_errors(
     if result.returncode == 0 or "docker run failed" not in result.stderr:
         return  # a daemon with the NVIDIA runtime is here after all
     assert result.returncode == 1 and "Traceback" not in result.stderr and "tpfit doctor" in result.stderr
+
+
+def test_deploy_plan_file_errors(tmp_path):
+    (tmp_path / "other.json").write_text('{"services": {}}')
+    (tmp_path / "broken.json").write_text('{"candidates": [')
+    for name, needle in (("other.json", "not a `tpfit plan --json` file"), ("broken.json", "is not valid JSON"),
+                         ("missing.json", "cannot read plan")):
+        r = subprocess.run([sys.executable, "-m", "tpfit", "deploy", "--plan", str(tmp_path / name)],
+                           capture_output=True, text=True, cwd=ROOT)
+        assert r.returncode == 2 and needle in r.stderr and "Traceback" not in r.stderr, (name, r.stderr)
