@@ -2,8 +2,8 @@
 
     python bench/accuracy.py [--json]
 
-Runs the planner over every row of shared/calibration (vLLM 0.19) and calibration/vllm-0.26-h100
-(our vLLM 0.26 runs) whose config is in shared/model-configs, prints predicted vs logged weights,
+Runs the planner over every row of shared/calibration (vLLM 0.19, H100) and calibration/*/runs.json
+(our vLLM 0.26 runs on H100 and H200) whose config is in shared/model-configs, prints predicted vs logged weights,
 KV GiB, KV tokens and max concurrency, the skipped rows and why, and the median / p90 absolute
 % error. Goal (issue #3): KV tokens median <= 1.5 %, p90 <= 4 %.
 """
@@ -33,7 +33,7 @@ def p90(values: list[float]) -> float:
 
 
 def evaluate(row) -> dict:
-    cluster = Cluster.parse(f"{max(row.layout.world_size, 1)}xh100")
+    cluster = Cluster.parse(f"{max(row.layout.world_size, 1)}x{row.gpu}")
     plan = make_plan(row.spec, cluster, engine=row.engine, layouts=(row.layout,))
     c = plan.candidates[0]
     out = {"row": row.name, "source": row.source, "outcome": row.outcome, "accepted": c.accepted,

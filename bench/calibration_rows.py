@@ -1,5 +1,6 @@
-"""Real vLLM start-ups to check tpfit against: shared/calibration (vLLM 0.19, H100) and our own
-calibration/vllm-0.26-h100 runs. Each row pairs the logged figures with the config it ran.
+"""Real vLLM start-ups to check tpfit against: shared/calibration (vLLM 0.19, H100) and our own runs
+in calibration/*/runs.json (vLLM 0.26 on H100 and H200). Each row pairs the logged figures with the
+config it ran and the GPU it ran on.
 
 Rows whose model config is not in shared/model-configs are skipped, with the reason.
 """
@@ -37,6 +38,7 @@ class Row:
     engine: EngineArgs
     logged: dict
     outcome: str = "ok"
+    gpu: str = "h100-sxm"
 
 
 def _config_for(model_id: str) -> Path | None:
@@ -79,8 +81,15 @@ def shared_rows() -> tuple[list[Row], list[str]]:
 
 
 def own_rows() -> list[Row]:
-    folder = ROOT / "calibration" / "vllm-0.26-h100"
-    manifest = json.loads((folder / "runs.json").read_text())
+    rows = []
+    for manifest_path in sorted((ROOT / "calibration").glob("*/runs.json")):
+        rows += _manifest_rows(manifest_path)
+    return rows
+
+
+def _manifest_rows(manifest_path: Path) -> list[Row]:
+    folder = manifest_path.parent
+    manifest = json.loads(manifest_path.read_text())
     rows = []
     for r in manifest["runs"]:
         figures = parse_startup_log((folder / r["log"]).read_text())
@@ -91,7 +100,7 @@ def own_rows() -> list[Row]:
         logged = {k: getattr(figures, k) for k in ("weights_gib", "activation_gib", "non_torch_gib", "cuda_graph_gib",
                                                    "kv_cache_gib", "kv_cache_tokens", "max_concurrency")}
         logged["pre_snapshot_gib"] = round(figures.total_gib - figures.free_at_start_gib, 2)
-        rows.append(Row(name=f"{r['log'][:-4]} ({spec.model_id} tp{r['tp']} pp{r['pp']})",
-                        source=f"calibration/vllm-0.26-h100/{r['log']}", spec=spec,
-                        layout=Layout(tp=r["tp"], pp=r["pp"]), engine=engine, logged=logged))
+        rows.append(Row(name=f"{r['log'][:-4]} {manifest['gpu']} ({spec.model_id} tp{r['tp']} pp{r['pp']})",
+                        source=f"calibration/{folder.name}/{r['log']}", spec=spec,
+                        layout=Layout(tp=r["tp"], pp=r["pp"]), engine=engine, logged=logged, gpu=manifest["gpu"]))
     return rows

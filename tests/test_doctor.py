@@ -21,6 +21,7 @@ from tpfit.units import GIB, MIB
 
 REAL = SHARED / "fixtures" / "gpu-hosts" / "h100x2-nvlink"
 OURS = ROOT / "tests" / "data" / "gpu-hosts" / "h100x2-device-2026-11-26"
+H200X4 = ROOT / "tests" / "data" / "gpu-hosts" / "h200x4-device-2026-11-26"
 DERIVED = ROOT / "tests" / "data" / "gpu-hosts" / "derived"
 
 
@@ -42,6 +43,25 @@ def test_real_h100_nvlink_host_is_healthy(folder):
     assert (g.total_bytes, g.reserved_bytes, g.free_bytes) == (81559 * MIB, 480 * MIB, 81079 * MIB)
     assert f["image_cuda"].status == "ok" and "12.9, 13.0" in f["image_cuda"].evidence
     assert exit_code(list(f.values())) == 0
+
+
+def test_real_4x_h200_all_pairs_nvlink():
+    h, f = findings(H200X4, plan_gpus=4)
+    assert len(h.gpus) == 4 and {g.name for g in h.gpus} == {"NVIDIA H200"}
+    pairs = {f"{a}-{b}" for a in range(4) for b in range(a + 1, 4)}
+    assert h.links == {p: "NV18" for p in pairs} and h.p2p_read == {p: "OK" for p in pairs}
+    assert all(f[f"link.{p}"].status == "ok" for p in pairs)
+    g = h.gpus[0]
+    assert (g.total_bytes, g.reserved_bytes, g.free_bytes) == (143771 * MIB, 616 * MIB, 143156 * MIB)
+    assert exit_code(list(f.values())) == 0
+    # what doctor printed on that host through NVML agrees with what it reads back from the files
+    printed = {x["check"]: x for x in json.loads((H200X4 / "doctor.json").read_text())["findings"]}
+    assert {k for k in printed if k.startswith("link.")} == {k for k in f if k.startswith("link.")}
+    assert all(printed[f"gpu{i}.memory"]["status"] == "ok" for i in range(4))
+    # and the catalog's H200 is what CUDA reported there (vLLM logged "Free memory on device (138.3/139.8 GiB)")
+    cluster = cluster_from_gpus(tuple(NvmlGpu(index=i, name="NVIDIA H200", total_bytes=143771 * MIB,
+                                              free_bytes=143156 * MIB, used_bytes=0) for i in range(4)))
+    assert cluster.gpu.id == "h200" and round(cluster.gpu.cuda_total_bytes / GIB, 2) == 139.8
 
 
 def test_our_capture_shows_the_topology_bug_it_found():

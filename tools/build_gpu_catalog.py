@@ -14,10 +14,14 @@ ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT.parent / "shared" / "gpu-catalog.json"
 OUT = ROOT / "tpfit" / "data" / "gpus.json"
 
-# Measured: H100 80GB HBM3, driver 580.159.04 -- nvidia-smi total 81559 MiB, free at idle 81079 MiB,
-# vLLM "Free memory on device (78.66/79.18 GiB)" = 81080 MiB (../shared/fixtures/gpu-hosts/h100x2-nvlink,
-# calibration/vllm-0.26-h100). Other GPUs get the same fraction, flagged as estimated.
-H100_SMI_MIB, H100_CUDA_MIB = 81559, 81079
+# Measured, driver 580.159.04 (nvidia-smi total -> what CUDA reports, = total - "reserved" in nvidia-smi -q):
+#   H100 80GB HBM3: 81559 -> 81079 MiB, vLLM "Free memory on device (78.66/79.18 GiB)"
+#     (../shared/fixtures/gpu-hosts/h100x2-nvlink, calibration/vllm-0.26-h100);
+#   H200: 143771 -> 143155 MiB (616 MiB reserved), vLLM "(138.3/139.8 GiB)" (tests/data/gpu-hosts/h200x4-device-*,
+#     calibration/vllm-0.26-h200x4).
+# Other GPUs get the H100's fraction, flagged as estimated.
+MEASURED_CUDA_MIB = {"h100-sxm": (81559, 81079), "h200": (143771, 143155)}
+H100_SMI_MIB, H100_CUDA_MIB = MEASURED_CUDA_MIB["h100-sxm"]
 
 EXTRA_ALIASES = {
     "h100-sxm": ["h100", "h100-80gb", "h100-sxm5"],
@@ -39,13 +43,14 @@ def main() -> int:
         estimated = smi_mib is None
         if estimated:
             smi_mib = int(g["memory_gb"] * 1024)
-        cuda_mib = H100_CUDA_MIB if smi_mib == H100_SMI_MIB else round(smi_mib * H100_CUDA_MIB / H100_SMI_MIB)
+        measured = MEASURED_CUDA_MIB.get(g["id"], (None, None))[0] == smi_mib
+        cuda_mib = MEASURED_CUDA_MIB[g["id"]][1] if measured else round(smi_mib * H100_CUDA_MIB / H100_SMI_MIB)
         aliases = sorted({g["id"], g["id"].replace("rtx-", ""), *EXTRA_ALIASES.get(g["id"], [])})
         gpus.append({
             "id": g["id"], "name": g["marketing_name"], "vendor": g["vendor"], "aliases": aliases,
             "nvml_names": g["nvml_names"], "memory_gb": g["memory_gb"], "memory_mib": smi_mib,
             "memory_mib_estimated": estimated, "cuda_total_mib": cuda_mib,
-            "cuda_total_measured": smi_mib == H100_SMI_MIB,
+            "cuda_total_measured": measured,
             "mem_bw_gbs": g["mem_bw_gbs"], "bf16_dense_tflops": g["bf16_dense_tflops"],
             "fp8_dense_tflops": g["fp8_dense_tflops"], "fp8_supported": g["fp8_supported"],
             "compute_capability": g["compute_capability"], "nvlink": g["nvlink"], "pcie": g["pcie"],
@@ -55,7 +60,7 @@ def main() -> int:
         "schema_version": 1,
         "built_from": "shared/gpu-catalog.json (schema %s) by tools/build_gpu_catalog.py" % catalog["schema_version"],
         "cuda_total_note": "cuda_total_mib = memory CUDA reports (cudaMemGetInfo total), which vLLM multiplies by "
-                           "gpu_memory_utilization; measured on H100 80GB HBM3, scaled by the same fraction elsewhere",
+                           "gpu_memory_utilization; measured on H100 80GB HBM3 and H200, elsewhere scaled by the H100's fraction",
         "vllm_rules": catalog["vllm_rules"],
         "gpus": gpus,
     }, indent=1) + "\n")

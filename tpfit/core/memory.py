@@ -160,13 +160,17 @@ def _mlp_width_per_gpu(spec: ModelSpec, layout: Layout, layers: range) -> int:
 def activation_bytes(spec: ModelSpec, layout: Layout, layers: range, *, last_stage: bool, batch: BatchDefaults,
                      sem: Semantics) -> int:
     """Peak of the profile run: the forward of max_num_batched_tokens tokens, the sampler's
-    [min(max_num_seqs, tokens) x vocab] logits on the last stage, or the version's floor, whichever is larger."""
+    [min(max_num_seqs, tokens) x vocab] logits on the last stage, or the version's floor / TP, whichever
+    is larger."""
     c = memory_constants()["activation"]
     tokens, rows = batch.max_num_batched_tokens, batch.max_num_seqs
     forward = tokens * (c["bytes_per_token_per_mlp_width_bf16"] * _mlp_width_per_gpu(spec, layout, layers)
                         + c["bytes_per_token_per_hidden_bf16"] * spec.hidden_size) * spec.dtype_bytes / 2
     sampler = rows * padded_vocab(spec.vocab_size) * c["sampler_bytes_per_logit"][sem.sampler_era] if last_stage else 0
-    floor = c["floor_gib"][sem.sampler_era] * GIB  # 0.26 never reported less, whatever the model
+    # 0.26 never reported less at TP=1, whatever the model; at TP=4 it reported 0.69 GiB for Llama-3.1-8B
+    # (calibration/vllm-0.26-h200x4), so the floor shrinks with TP. Its cause is unknown; 1/TP is the
+    # smallest assumption every run agrees with.
+    floor = c["floor_gib"][sem.sampler_era] * GIB / layout.tp
     return int(max(forward, sampler, floor))
 
 
