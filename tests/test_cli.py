@@ -153,6 +153,7 @@ def test_readme_plan_example_matches():
 @pytest.mark.parametrize("args,code,needle", [
     (["verify"], 2, "--url"),
     (["verify", "--url", "http://127.0.0.1:9", "--launch"], 2, "exactly one of --url URL or --launch"),
+    (["verify", "--url", "127.0.0.1:8000"], 2, "--url 127.0.0.1:8000: a server URL starts with http:// or https://"),
     (["verify", "--docker", "--url", "http://127.0.0.1:9"], 2, "--docker goes with --launch"),
     (["verify", "--launch"], 2, "--launch needs MODEL"),
     (["verify", "--url", "http://127.0.0.1:9", "--kv-cache-memory-bytes", "lots"], 2, "--kv-cache-memory-bytes lots"),

@@ -67,6 +67,8 @@ def verify(
 
     if bool(url) == bool(launch):
         raise UsageError("give exactly one of --url URL or --launch", flag="--url")
+    if url and not url.startswith(("http://", "https://")):
+        raise UsageError(f"a server URL starts with http:// or https://, e.g. http://{url}", flag="--url", value=url)
     if launch and not model:
         raise UsageError("--launch needs MODEL", flag="MODEL")
     if docker and not launch:

@@ -1,19 +1,18 @@
-"""HTTP to a vLLM server (the only httpx import): JSON endpoints, /metrics, streamed completions.
+"""HTTP to a vLLM server (the only httpx import): JSON endpoints and /metrics; the load's streamed
+completions go through `streams` (stream.py), which costs far less CPU per token.
 
-Every call takes the clock as an argument where timing matters, and raises ServerError (one line,
-naming the URL) for transport failures, so callers never see an httpx exception.
+Every call raises ServerError (one line, naming the URL) for transport failures, so callers never
+see an httpx exception.
 """
 
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 
 import httpx
 
 from tpfit.errors import ServerError
+from tpfit.live.stream import CompletionStreams
 
 DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=5.0)
 
@@ -29,17 +28,6 @@ def _error(url: str, err: Exception) -> ServerError:
     return ServerError(f"{url}: {type(err).__name__}: {err}", url=url)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class StreamEvent:
-    """One streamed chunk: when it arrived and how many tokens it carried."""
-
-    t_s: float
-    tokens: int
-    finish_reason: str | None = None
-    completion_tokens: int | None = None
-    """The server's own count, on the final usage chunk (stream_options.include_usage)."""
-
-
 class VllmClient:
     """A small async client for one server (`base_url` like http://127.0.0.1:8000)."""
 
@@ -49,11 +37,13 @@ class VllmClient:
         self._http = httpx.AsyncClient(base_url=self.base_url, transport=transport, timeout=timeout,
                                        limits=httpx.Limits(max_connections=max_connections,
                                                            max_keepalive_connections=max_connections))
+        self.streams = CompletionStreams(self.base_url)
 
     async def __aenter__(self) -> VllmClient:
         return self
 
     async def __aexit__(self, *exc) -> None:
+        await self.streams.aclose()
         await self._http.aclose()
 
     async def get_json(self, path: str) -> dict:
@@ -85,34 +75,3 @@ class VllmClient:
             return (await self._http.get("/health", timeout=2.0)).status_code == 200
         except httpx.HTTPError:
             return False
-
-    async def stream_completion(self, body: dict, *, now: Callable[[], float] = time.perf_counter
-                                ) -> AsyncIterator[StreamEvent]:
-        """POST /v1/completions with stream=true; yields one event per chunk that carried text."""
-        payload = {**body, "stream": True, "stream_options": {"include_usage": True}}
-        try:
-            async with self._http.stream("POST", "/v1/completions", json=payload) as r:
-                if r.status_code != 200:
-                    await r.aread()
-                    r.raise_for_status()
-                async for line in r.aiter_lines():  # read to the end, so the connection goes back to the pool
-                    if not line.startswith("data: ") or line == "data: [DONE]":
-                        continue
-                    # vLLM streams one token per chunk; parse JSON only for errors and the last chunk
-                    if '"finish_reason":null' in line and '"error"' not in line:
-                        yield StreamEvent(t_s=now(), tokens=1)
-                        continue
-                    chunk = json.loads(line[6:])
-                    if "error" in chunk:
-                        raise ServerError(f"{self.base_url}: {chunk['error']}", url=self.base_url)
-                    if chunk.get("usage") and not chunk.get("choices"):
-                        yield StreamEvent(t_s=now(), tokens=0,
-                                          completion_tokens=chunk["usage"].get("completion_tokens"))
-                        continue
-                    for choice in chunk.get("choices", []):
-                        # one engine step, one token (its text may be empty: a partial UTF-8 character)
-                        ids = choice.get("token_ids")
-                        yield StreamEvent(t_s=now(), tokens=len(ids) if ids else 1,
-                                          finish_reason=choice.get("finish_reason"))
-        except (httpx.HTTPError, json.JSONDecodeError) as err:
-            raise _error(self.base_url + "/v1/completions", err) from err

@@ -4,9 +4,9 @@ latency percentiles, and /metrics watched while it runs."""
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from itertools import pairwise
 
 from tpfit.errors import ServerError
 from tpfit.live.server_facts import parse_metrics
@@ -91,12 +91,13 @@ class _Tally:
     max_in_flight: int = 0
 
 
-async def run_load(client, spec: LoadSpec, *, now: Callable[[], float] = time.perf_counter,
-                   on_progress: Callable[[int, int, int], None] | None = None) -> LoadResult:
+async def run_load(client, spec: LoadSpec, *, on_progress: Callable[[int, int, int], None] | None = None
+                   ) -> LoadResult:
     """Send the load; never raises for request failures (they are counted), stops on a dead server."""
+    now = client.streams.now  # the clock that stamps the tokens
     prompt = await make_prompt_ids(client, spec.model, spec.prompt_tokens)
-    body = {"model": spec.model, "prompt": prompt, "max_tokens": spec.output_tokens, "ignore_eos": True,
-            "temperature": 0.0}
+    request = client.streams.encode({"model": spec.model, "prompt": prompt, "max_tokens": spec.output_tokens,
+                                     "ignore_eos": True, "temperature": 0.0})
     tally = _Tally()
     queue: asyncio.Queue[int] = asyncio.Queue()
     for i in range(spec.requests):
@@ -109,25 +110,16 @@ async def run_load(client, spec: LoadSpec, *, now: Callable[[], float] = time.pe
 
     async def one() -> None:
         t0 = now()
-        prev = None
-        n = 0
         tally.in_flight += 1
         tally.max_in_flight = max(tally.max_in_flight, tally.in_flight)
         try:
-            reported = None
-            async for ev in client.stream_completion(body, now=now):
-                if ev.completion_tokens is not None:
-                    reported = ev.completion_tokens
-                if ev.tokens == 0:
-                    continue
-                if prev is None:
-                    tally.ttft.append(ev.t_s - t0)
-                else:
-                    tally.itl.append((ev.t_s - prev) / ev.tokens)
-                prev = ev.t_s
-                n += ev.tokens
+            r = await client.streams.complete(request, timeout_s=spec.timeout_s)
+            times = r.token_times
+            if times:
+                tally.ttft.append(times[0] - t0)
+                tally.itl.extend([b - a for a, b in pairwise(times)])
             tally.e2e.append(now() - t0)
-            n = reported if reported is not None else n  # the server's count, when it gives one
+            n = r.completion_tokens if r.completion_tokens is not None else len(times)  # the server's count
             tally.tokens += n
             if n < spec.output_tokens:
                 tally.failed += 1
@@ -197,6 +189,7 @@ async def run_load(client, spec: LoadSpec, *, now: Callable[[], float] = time.pe
         await asyncio.gather(runner, return_exceptions=True)
     duration = now() - start
     stop.set()
+    scraper.cancel()  # don't wait out its sleep
     await asyncio.gather(scraper, return_exceptions=True)
     try:
         end = parse_metrics(await client.metrics_text())
