@@ -6,7 +6,8 @@ import pytest
 
 from tests.conftest import load_config
 from tpfit.core.layout import Layout
-from tpfit.core.weights import layer_weight_bytes, linear_bytes, stage_weights
+from tpfit.core.weights import allocated_bytes, layer_weight_bytes, linear_bytes, stage_weights
+from tpfit.units import GIB, MIB
 
 
 def test_llama_3_1_70b_tp2_whole_gpu():
@@ -26,11 +27,26 @@ def test_mixtral_8x7b_tp2_whole_gpu():
     # attention: qkv 4096 x (16+8) x 128 = 12,582,912; o 2048 x 4096 = 8,388,608
     # experts: 8 x (4096 x 2*7168 + 7168 x 4096) = 704,643,072; router 4096 x 8 = 32,768; norms 8,192
     # per layer 725,655,552 x 32 = 23,220,977,664; embed + lm_head 2 x 16000 x 4096 = 131,072,000;
-    # final norm 4,096; rotary 32768 x 128 = 4,194,304 -> 23,356,248,064 x 2 = 46,712,496,128 B (43.50 GiB;
-    # vLLM 0.19 logged 43.51 GiB in shared/calibration)
+    # final norm 4,096; rotary 32768 x 128 = 4,194,304 -> 23,356,248,064 x 2 = 46,712,496,128 B; embed and
+    # lm_head are 125 MiB each, which the caching allocator counts as 126 MiB (+2 MiB) -> 46,714,593,280 B
+    # (43.51 GiB; vLLM 0.19 logged 43.51 GiB in shared/calibration)
     spec = load_config("mistralai--Mixtral-8x7B-v0.1.json")
     (stage,) = stage_weights(spec, Layout(tp=2))
-    assert stage.weight_bytes == 46_712_496_128
+    assert stage.weight_bytes == 46_712_496_128 + 2 * MIB
+
+
+def test_allocator_rounding_qwen2_5_72b_tp4():
+    # h=8192, I=29568, 80 layers: at TP=4 gate_up is 2 x 7392 x 8192 x 2 B = 231 MiB and down 115.5 MiB. The caching
+    # allocator gives each a segment rounded up to 2 MiB and keeps a leftover of <= 1 MiB with the tensor: 232 and
+    # 116 MiB, +1.5 MiB a layer, +120 MiB in all. vLLM 0.26 logged "Model loading took 34.01 GiB" on every rank
+    # (calibration/vllm-0.26-h200x4/q72-tp4.log); the bare parameter bytes are 33.89 GiB.
+    assert (allocated_bytes(231 * MIB), allocated_bytes(115 * MIB + MIB // 2)) == (232 * MIB, 116 * MIB)
+    assert allocated_bytes(124 * MIB + MIB // 2) == 124 * MIB + MIB // 2  # 1.5 MiB left: split off, not counted
+    assert allocated_bytes(3 * MIB) == 3 * MIB  # under 10 MiB: carved from a shared 20 MiB segment
+    spec = load_config("Qwen--Qwen2.5-72B.json")
+    (stage,) = stage_weights(spec, Layout(tp=4))
+    assert round(stage.weight_bytes / GIB, 2) == 34.01
+    assert round((stage.weight_bytes - 80 * 3 * MIB // 2) / GIB, 2) == 33.89
 
 
 def fp8(n: int, k: int) -> int:
@@ -66,7 +82,7 @@ def test_gpt_oss_120b_layer_tp2():
     experts = 128 * (mx(2 * 1536, 2880) + mx(2880, 1536))   # 902,430,720
     router = 2880 * 128 * 2 + 128 * 2
     qkv = 2880 * (32 + 2 * 4) * 64 * 2 + (32 + 8) * 64 * 2   # weight + bias (sharded)
-    o_proj = 2048 * 2880 * 2 + 2880 * 2                       # row-parallel bias is full size
+    o_proj = 12 * MIB + 2880 * 2  # 11.25 MiB weight, counted as its 12 MiB segment; row-parallel bias is full size
     norms = 2 * 2880 * 2
     spec = load_config("openai--gpt-oss-120b.json")
     assert layer_weight_bytes(spec.layers[0], spec, Layout(tp=2)) == experts + router + qkv + o_proj + norms
@@ -84,7 +100,7 @@ def test_qwen3_32b_fp8_layer_tp2():
 def test_tied_embeddings_live_on_first_and_last_stage():
     # Llama-3.2-3B ties lm_head to embed_tokens; with PP the last stage builds its own copy (vLLM llama.py).
     spec = load_config("meta-llama--Llama-3.2-3B.json")
-    embed = 128256 * 3072 * 2
+    embed = 752 * MIB  # 128256 x 3072 x 2 B = 751.5 MiB, counted as its 752 MiB segment
     rope = 131072 * 128 * 2  # each stage builds its own rotary cos/sin cache
     one = stage_weights(spec, Layout(pp=1))[0].weight_bytes
     first, last = (s.weight_bytes for s in stage_weights(spec, Layout(pp=2)))

@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 
 from tpfit.core.layout import Layout, pp_layer_split
 from tpfit.model.spec import LayerSpec, ModelSpec, QuantSpec
-from tpfit.units import cdiv, round_up
+from tpfit.units import MIB, cdiv, round_up
 
 VOCAB_PADDING = 64
 """vLLM `DEFAULT_VOCAB_PADDING_SIZE`: embeddings and lm_head are padded to a multiple of 64 rows."""
@@ -64,6 +64,19 @@ def distinct_layers(layers: tuple[LayerSpec, ...]) -> tuple[tuple[int, ...], tup
         _DISTINCT.clear()
     _DISTINCT[id(layers)] = (layers, index, tuple(seen))
     return index, tuple(seen)
+
+
+def allocated_bytes(size: int) -> int:
+    """What PyTorch's CUDA caching allocator counts as allocated for one tensor of `size` bytes (vLLM's
+    "Model loading took" is torch.cuda.max_memory_allocated): a tensor of 10 MiB or more gets a segment
+    rounded up to 2 MiB, and a leftover of 1 MiB or less is not split off, so it is counted with the
+    tensor (c10 CUDACachingAllocator: kMinLargeAlloc, kRoundLarge, should_split). Llama's shapes are
+    multiples of 2 MiB; Qwen's are not: +1.5-2 MiB per layer, 0.1-0.2 GiB per GPU in the real runs."""
+    size = round_up(size, 512)
+    if size < 10 * MIB:
+        return size
+    segment = round_up(size, 2 * MIB)
+    return segment if segment - size <= MIB else size
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -152,7 +165,7 @@ def _mlp_bytes(layer: LayerSpec, spec: ModelSpec, layout: Layout, lin, lin_dense
 def layer_weight_bytes(layer: LayerSpec, spec: ModelSpec, layout: Layout) -> int:
     """Bytes of one decoder layer on one GPU."""
     q, b = spec.quant, spec.dtype_bytes
-    lin_q = (lambda n, k: linear_bytes(n, k, b, q)) if q and not q.experts_only else (lambda n, k: n * k * b)
+    lin_q = (lambda n, k: linear_bytes(n, k, b, q)) if q and not q.experts_only else (lambda n, k: allocated_bytes(n * k * b))
     lin_expert = (lambda n, k: linear_bytes(n, k, b, q)) if q else (lambda n, k: n * k * b)
     mlp = _mlp_bytes(layer, spec, layout, lin_expert if layer.mlp == "moe" else lin_q, lin_q)
     return _attention_bytes(layer, spec, layout.tp, lin_q) + mlp + layer.norm_vectors * spec.hidden_size * b
@@ -162,10 +175,10 @@ def stage_weights(spec: ModelSpec, layout: Layout) -> tuple[StageWeights, ...]:
     """Weight bytes per GPU for each pipeline stage of the layout."""
     h, b, tp = spec.hidden_size, spec.dtype_bytes, layout.tp
     vocab_rank = padded_vocab(spec.vocab_size) // tp
-    embed = vocab_rank * h * b
+    embed = allocated_bytes(vocab_rank * h * b)
     q = spec.quant
     lm_head = (linear_bytes(vocab_rank, h, b, q) if q and q.lm_head_quantized else embed)
-    rope = spec.rope_cache_positions * spec.rotary_dim * b
+    rope = allocated_bytes(spec.rope_cache_positions * spec.rotary_dim * b)
     out = []
     start = 0
     index, distinct = distinct_layers(spec.layers)

@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
+import re
+
 import yaml
+
+# Strings some YAML reader could take for a number: PyYAML leaves "._" or "1_0" plain, but YAML 1.1
+# readers with underscore digits (ruamel, used by check-jsonschema) read them as floats or fail.
+_NUMBER_LIKE = re.compile(r"[-+]?[0-9._:]+(?:[eE][-+]?[0-9_]*)?")
 
 
 class _PlainDumper(yaml.SafeDumper):
     def ignore_aliases(self, data) -> bool:  # noqa: ANN001 - PyYAML's signature
         return True
+
+
+def _represent_str(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
+    if _NUMBER_LIKE.fullmatch(data):
+        return dumper.represent_scalar("tag:yaml.org,2002:str", data, style="'")
+    return yaml.SafeDumper.represent_str(dumper, data)
+
+
+_PlainDumper.add_representer(str, _represent_str)
 
 
 def dump(obj: object) -> str:
