@@ -99,3 +99,43 @@ def test_nobody_listening_names_the_url():
 def test_bad_url_is_a_clear_error():
     with pytest.raises(ServerError, match="expected http://HOST:PORT"):
         CompletionStreams("127.0.0.1:8000")
+
+
+def test_a_kept_alive_connection_closed_by_the_server_is_retried_once():
+    # The server closes an idle keep-alive connection as the next request goes out (uvicorn's keep-alive
+    # timeout): that request never reached it, so it goes again on a new connection. The answers are the real
+    # capture, with its "connection: close" header turned into keep-alive for the first connection.
+    keep_alive = OK.replace(b"connection: close", b"connection: keep-alive")
+    seen = []
+
+    async def handle(reader, writer):
+        conn = len(seen)
+        seen.append(0)
+        while True:
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+            await reader.readexactly(length)
+            seen[conn] += 1
+            if conn == 0 and seen[conn] == 2:
+                writer.close()  # the keep-alive timer fired: close without answering
+                return
+            writer.write(keep_alive if conn == 0 else OK)
+            await writer.drain()
+            if conn > 0:
+                writer.close()
+                return
+
+    async def go():
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        streams = CompletionStreams(f"http://127.0.0.1:{port}")
+        request = streams.encode({"model": "tiny", "prompt": [1, 2], "max_tokens": 12})
+        first = await streams.complete(request, timeout_s=10)
+        second = await streams.complete(request, timeout_s=10)
+        await streams.aclose()
+        server.close()
+        return first, second
+
+    first, second = asyncio.run(go())
+    assert len(first.token_times) == len(second.token_times) == 12
+    assert seen == [2, 1]  # two requests on the first connection (one unanswered), the retry on a second

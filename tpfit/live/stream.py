@@ -3,9 +3,10 @@
 A load of N concurrent streams sees one HTTP chunk per token per stream. Through httpx (h11, httpcore,
 anyio, an async generator per request) each chunk costs tens of microseconds of Python, so the client,
 not the server, becomes what the benchmark measures (bench/client_cpu.py). Here each connection is an
-`asyncio.Protocol` whose `data_received` stamps the time, de-chunks the body and counts SSE events with
-bytes methods; the request's coroutine wakes once, at the end. Only the final events (the last token,
-usage, errors) are parsed as JSON.
+`asyncio.BufferedProtocol` that reads into one reused buffer, stamps the time, de-chunks the body and
+counts SSE events with bytes methods (a read holding exactly one token chunk takes a shorter path); the
+request's coroutine wakes once, at the end. Only the final events (the last token, usage, errors) are
+parsed as JSON.
 
 Scope: HTTP/1.1 keep-alive to one vLLM server (http or https), `Transfer-Encoding: chunked` or
 `Content-Length` bodies. Everything else tpfit sends goes through httpx (client.py).
@@ -64,6 +65,8 @@ class _Exchange(asyncio.BufferedProtocol):
 
     def data_received(self, data: bytes) -> None:
         t = self.now()
+        if self._done is None or self._done.done():
+            return  # nothing asked: a server's stray bytes are not a response
         try:
             self._feed(data, t)
         except _StreamError as err:  # vLLM's error event inside a 200 stream
@@ -87,6 +90,10 @@ class _Exchange(asyncio.BufferedProtocol):
         self.result = StreamTimes()
         self.transport.write(request)
         return self._done
+
+    @property
+    def answered_nothing(self) -> bool:
+        return self._status == 0 and not self._head
 
     def _finish(self, exc: BaseException | None = None) -> None:
         if self._done is None or self._done.done():
@@ -215,6 +222,10 @@ class _StreamError(ValueError):
     """An error event inside a 200 stream."""
 
 
+class _Stale(Exception):
+    """A reused connection closed before any byte of the answer: the request never reached the server."""
+
+
 class CompletionStreams:
     """A pool of keep-alive connections that stream /v1/completions (`base_url` like http://127.0.0.1:8000)."""
 
@@ -260,7 +271,14 @@ class CompletionStreams:
 
     async def complete(self, request: bytes, *, timeout_s: float) -> StreamTimes:
         """Send one encoded request, wait for its whole stream; ServerError on any failure."""
-        conn = await self._connection()
+        reused = bool(self._idle)
+        try:
+            return await self._exchange(await self._connection(), request, timeout_s, reused=reused)
+        except _Stale:
+            # a kept-alive connection the server closed as we sent (its idle timeout): once more, on a new one
+            return await self._exchange(await self._connection(), request, timeout_s, reused=False)
+
+    async def _exchange(self, conn: _Exchange, request: bytes, timeout_s: float, *, reused: bool) -> StreamTimes:
         url = self.base_url + "/v1/completions"
         try:
             result = await asyncio.wait_for(conn.start(request), timeout_s)
@@ -273,6 +291,8 @@ class CompletionStreams:
             raise ServerError(f"{url} answered {err}", url=url) from err
         except (ConnectionError, _StreamError, ValueError) as err:
             conn.transport.close()
+            if reused and isinstance(err, ConnectionError) and conn.answered_nothing:
+                raise _Stale from err
             raise ServerError(f"{url}: {err}", url=url) from err
         except asyncio.CancelledError:
             conn.transport.close()
