@@ -163,3 +163,19 @@ def test_verify_bad_input_and_no_server(args, code, needle):
     result = tpfit(*args)
     assert result.returncode == code, result.stderr
     assert needle in result.stderr and "Traceback" not in result.stderr
+
+
+def test_launch_temp_dir_stays_short_enough_for_vllm_sockets(monkeypatch, tmp_path):
+    # vLLM binds ZMQ sockets at TMPDIR/<uuid4>; under a deep TMPDIR it dies (tests/data/vllm-logs/
+    # cpu-0.32-zmq-ipc-path-too-long.log), so a launch's run folder falls back to /tmp
+    import tempfile
+
+    from tpfit.live.launch import IPC_PATH_MAX, short_temp_dir
+
+    deep = tmp_path / ("d" * 60)
+    deep.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(deep))
+    assert short_temp_dir() == "/tmp"
+    monkeypatch.setattr(tempfile, "tempdir", "/var/tmp")
+    assert short_temp_dir() == "/var/tmp"
+    assert len("/var/tmp" + "/tpfit-verify-abcdefgh/" + "9915bdab-1af4-41ae-b968-15487a270c3d") <= IPC_PATH_MAX

@@ -119,6 +119,13 @@ def test_max_model_len_above_model_real_calibration_outcome():
     assert d.kind == "max_model_len_exceeds_model" and "--max-model-len 2048" in d.fix
 
 
+def test_ipc_path_too_long_real_cpu_log():
+    # our own test found it: vLLM under a deep TMPDIR cannot bind its ZMQ socket (Unix paths stop at 107 characters)
+    (d,) = explain((LOGS / "cpu-0.32-zmq-ipc-path-too-long.log").read_text())
+    assert d.kind == "ipc_path_too_long" and "107 characters" in d.cause and "TMPDIR=/tmp" in d.fix
+    assert d.evidence.startswith('ipc path "$TMPDIR/') and d.evidence.endswith("is longer than 107 characters")
+
+
 def test_cli_explain_stdin_and_unknown(tmp_path):
     text = (LOGS / "cpu-0.32-tp3-heads.log").read_text()
     r = subprocess.run([sys.executable, "-m", "tpfit", "explain", "-", "--json"], input=text, capture_output=True,

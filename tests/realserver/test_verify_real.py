@@ -6,10 +6,15 @@ import asyncio
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
+
+import pytest
 
 from tests.conftest import ROOT
 from tests.realserver.conftest import BASE_FLAGS, start_server, vllm_python
@@ -19,9 +24,17 @@ from tpfit.live.server_facts import read_server_facts
 from tpfit.live.startup_log import parse_startup_log
 
 
-def tpfit(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+@pytest.fixture
+def short_tmp():
+    """A TMPDIR short enough for vLLM's IPC sockets (pytest's tmp_path is not: see short_temp_dir)."""
+    path = Path(tempfile.mkdtemp(prefix="tpv", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def tpfit(*args: str, timeout: float = 300, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "tpfit", *args], capture_output=True, text=True, cwd=ROOT,
-                          timeout=timeout)
+                          timeout=timeout, env={**os.environ, **(env or {})})
 
 
 def test_server_facts_equal_the_servers_own_log_and_metrics(server):
@@ -62,12 +75,14 @@ def test_verify_url_predicts_the_kv_cache_and_passes(server, tmp_path):
     assert strict.returncode == 1 and "--ttft-p99" in " ".join(json.loads(strict.stdout)["verdict"]["reasons"])
 
 
-def test_tiny_kv_cache_back_pressure_fails_with_reason(tiny_model, tmp_path):
+def test_tiny_kv_cache_back_pressure_fails_with_reason(tiny_model, short_tmp):
     # 1 MiB of fp32 KV = 1,024 tokens = two 512-token requests; 8 at once must queue and preempt
     result = tpfit("verify", str(tiny_model), "--launch", "--vllm-python", vllm_python(), "--dtype", "float32",
                    "--kv-cache-memory-bytes", "1M", "--context", "512", "--vllm-args", "--enforce-eager",
-                   "--concurrency", "8", "--output-tokens", "400", "--requests", "16", "--json")
+                   "--concurrency", "8", "--output-tokens", "400", "--requests", "16", "--json",
+                   env={"TMPDIR": str(short_tmp)})
     assert result.returncode == 1, result.stdout + result.stderr
+    assert not list(short_tmp.glob("tpfit-verify-*"))  # its run folder (log, vLLM's caches) is removed afterwards
     report = json.loads(result.stdout)
     reasons = " ".join(report["verdict"]["reasons"])
     assert "KV cache full: it holds 2.00 requests of 512 tokens" in reasons
@@ -120,3 +135,13 @@ def test_tensor_parallel_2_real_start(tiny_model, tmp_path):
     assert facts.kv_cache_tokens == 131_072
     assert rows["KV cache tokens"]["predicted"] == rows["KV cache tokens"]["actual"] == 131_072
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_launch_that_vllm_refuses_keeps_the_log_and_says_where(tiny_model, short_tmp):
+    # vLLM's own argument parser refuses the flag and exits: tpfit says so with the log's tail and path
+    result = tpfit("verify", str(tiny_model), "--launch", "--vllm-python", vllm_python(), "--vllm-args",
+                   "--no-such-flag", "--json", env={"TMPDIR": str(short_tmp)})
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "vLLM exited during start-up" in result.stderr and "--no-such-flag" in result.stderr
+    (run_dir,) = short_tmp.glob("tpfit-verify-*")
+    assert f"log: {run_dir / 'server.log'}" in result.stderr and (run_dir / "server.log").is_file()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 from dataclasses import asdict
 import sys
 import tempfile
@@ -79,11 +80,11 @@ def verify(
             kv_bytes = parse_size(kv_cache_memory_bytes)
         except ValueError as err:
             raise UsageError(str(err), flag="--kv-cache-memory-bytes", value=kv_cache_memory_bytes) from None
-    proc = None
+    proc = run_dir = None
     if launch:
         import shlex
 
-        from tpfit.live.launch import VllmProcess, default_python, free_port, server_argv
+        from tpfit.live.launch import VllmProcess, default_python, free_port, server_argv, short_temp_dir
 
         flags = shlex.split(vllm_args or "")
         if dtype != "auto":
@@ -98,7 +99,7 @@ def verify(
         if docker:
             proc = _docker_process(model, flags)
         else:
-            run_dir = Path(tempfile.mkdtemp(prefix="tpfit-verify-"))
+            run_dir = Path(tempfile.mkdtemp(prefix="tpfit-verify-", dir=short_temp_dir()))
             proc = VllmProcess(argv=server_argv(vllm_python or default_python(), model, flags, port=free_port(),
                                                 served_name=None),
                                log_path=run_dir / "server.log",
@@ -116,6 +117,8 @@ def verify(
     finally:
         if proc:
             proc.stop()
+    if run_dir:  # the log was read into the report; a failed start keeps it (its path is in the error)
+        shutil.rmtree(run_dir, ignore_errors=True)
     if as_json:
         typer.echo(json.dumps(report, indent=1, default=str))
     else:

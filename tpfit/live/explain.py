@@ -153,6 +153,13 @@ def _head_dim(m: re.Match, ctx: Context) -> Diagnosis:
                      evidence=m.group(0))
 
 
+def _ipc_path(m: re.Match, ctx: Context) -> Diagnosis:
+    return Diagnosis(kind="ipc_path_too_long", cause=f"vLLM's ZMQ socket path under TMPDIR is longer than the "
+                                                     f"{m.group(1)} characters a Unix socket path may have",
+                     fix="start vLLM with a short TMPDIR, e.g. TMPDIR=/tmp (tpfit verify --launch picks a short one)",
+                     evidence=m.group(0))
+
+
 RULES: tuple[tuple[re.Pattern, Callable[[re.Match, Context], Diagnosis]], ...] = (
     (re.compile(r"Total number of attention heads \((\d+)\) must be divisible by tensor parallel size \((\d+)\)"), _heads),
     (re.compile(r"User-specified max_model_len \((\d+)\) is greater than the derived max_model_len \(([^)]*?)(?: or |\))"),
@@ -177,6 +184,7 @@ RULES: tuple[tuple[re.Pattern, Callable[[re.Match, Context], Diagnosis]], ...] =
                 r"runtime version|forward compatibility was attempted on non supported HW|"
                 r"unsatisfied condition: cuda>=[\d.]+[^\n]*"), _driver),
     (re.compile(r"Unsupported CPU attention configuration: head_dim=(\d+)"), _head_dim),
+    (re.compile(r"ipc path \"[^\"]*\" is longer than (\d+) characters"), _ipc_path),
 )
 
 

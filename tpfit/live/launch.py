@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,6 +28,17 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+IPC_PATH_MAX = 107
+"""A Unix socket path's limit (sizeof(sockaddr_un.sun_path) - 1): vLLM binds ZMQ sockets at TMPDIR/<uuid4>."""
+
+
+def short_temp_dir() -> str:
+    """The temp folder for a launched server's TMPDIR, short enough for vLLM's IPC sockets under a run folder."""
+    base = tempfile.gettempdir()
+    # base + "/tpfit-verify-XXXXXXXX" (22) + "/" + a uuid4 (36)
+    return base if len(base) + 22 + 1 + 36 <= IPC_PATH_MAX else "/tmp"
 
 
 def server_argv(python: str, model: str, flags: list[str], *, port: int, served_name: str | None) -> list[str]:
@@ -92,7 +104,8 @@ class VllmProcess:
         while time.monotonic() < deadline:
             if not self.alive:
                 tail = "\n".join(self.log_text().splitlines()[-15:])
-                raise ServerError(f"vLLM exited during start-up (code {self.proc.returncode}); last log lines:\n{tail}")
+                raise ServerError(f"vLLM exited during start-up (code {self.proc.returncode}; log: {self.log_path}); "
+                                  f"last log lines:\n{tail}")
             if on_progress:
                 lines = self.log_text().splitlines()
                 for line in lines[seen:]:
