@@ -40,6 +40,7 @@ def evaluate(row) -> dict:
            "refusal": c.violations[0].vllm_error if c.violations else ""}
     if c.memory is None:
         return out
+    out["verdict"] = c.memory.verdict
     first = c.memory.gpus[0]  # logs show the first worker's figures
     out.update(
         weights=(first.weight_bytes / GIB, row.logged["weights_gib"]),
@@ -64,6 +65,8 @@ def main() -> int:
             print(f"{r['row'][:78]:78s} predicted: {'refused' if not r['accepted'] else 'accepted'} "
                   f"(logged: {expected}) {r['refusal'][:80]}")
             continue
+        if r["outcome"] in ("overflows_at_runtime", "refused_at_start"):  # our runs that failed, and how
+            print(f"{r['row'][:78]:78s} predicted: {r['verdict']} (logged: {r['outcome']})")
         if r["kv_tokens"][1] is None:
             continue
         for k in errors:

@@ -103,7 +103,8 @@ def test_other_process_holding_memory():
     best = plan.best
     assert best.memory.verdict == "refused_at_start" or best.layout.num_gpus == 1
     tp2 = next(c for c in plan.candidates if c.layout.tp == 2)
-    assert tp2.memory.verdict == "refused_at_start" and tp2.memory.vllm_error.startswith("Free memory on device (39.18")
+    # vLLM measures after its own CUDA context and NCCL (1.5 GiB at TP=2): 39.18 - 1.5 GiB free when it checks
+    assert tp2.memory.verdict == "refused_at_start" and tp2.memory.vllm_error.startswith("Free memory on device (37.68")
 
 
 def test_consumer_pcie_without_p2p_gets_nccl_advice():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -86,10 +88,14 @@ def test_graphs_outside_the_budget_warn_of_runtime_overflow():
     # vLLM 0.26: CUDA graphs and the CUDA context come on top of gpu_memory_utilization (gpu-vllm README:
     # Llama-3.1-70B bf16 TP=2 at 0.95 started, then ran out of memory at its first request)
     spec = load_config("meta-llama--Llama-3.1-70B.json")
-    engine = EngineArgs(vllm_version="0.26.0", gpu_memory_utilization=0.99, max_model_len=4096)
+    engine = EngineArgs(vllm_version="0.26.0", gpu_memory_utilization=0.95, max_model_len=4096)
     m = make_memory_plan(spec, Layout(tp=2), Cluster.parse("2xh100"), engine, semantics_for("0.26.0"))
     assert m.verdict == "overflows_at_runtime"
-    assert "--enforce-eager" in m.reasons[0]
+    assert "--enforce-eager" in m.reasons[0] and "1.00 GiB more at the first requests" in m.reasons[0]
+    # at 0.99 vLLM refuses at once: its own context and NCCL (1.5 GiB) leave 77.68 GiB, less than it asks for
+    refused = make_memory_plan(spec, Layout(tp=2), Cluster.parse("2xh100"), replace(engine, gpu_memory_utilization=0.99),
+                               semantics_for("0.26.0"))
+    assert refused.verdict == "refused_at_start" and "(77.68/79.18 GiB)" in refused.vllm_error
     fine = make_memory_plan(spec, Layout(tp=2), Cluster.parse("2xh100"),
                             EngineArgs(vllm_version="0.26.0", gpu_memory_utilization=0.9, max_model_len=4096),
                             semantics_for("0.26.0"))
@@ -115,8 +121,10 @@ def test_other_process_holding_memory_refuses_start():
     busy = replace(Cluster.parse("1xh100"), free_bytes=(60 * GIB,))
     m = make_memory_plan(spec, Layout(), busy, EngineArgs(), semantics_for("0.33.0"))
     assert m.verdict == "refused_at_start"
-    assert m.vllm_error.startswith("Free memory on device (60.00/79.18 GiB) on startup is less than desired GPU "
+    # vLLM checks after its own CUDA context exists (0.52 GiB on one GPU): 60 - 0.52 GiB free by then
+    assert m.vllm_error.startswith("Free memory on device (59.48/79.18 GiB) on startup is less than desired GPU "
                                    "memory utilization (0.92, 72.84 GiB).")
+    assert "another process holds 19.18 GiB" in m.reasons[0]
 
 
 @settings(max_examples=40, deadline=None)
@@ -164,12 +172,20 @@ def test_every_own_vllm_run_within_one_percent():
 
     rows = own_rows()
     assert {r.gpu for r in rows} == {"h100-sxm", "h200"} and any(r.layout.tp == 4 for r in rows)
+    outcomes = {r.outcome for r in rows}
+    assert outcomes == {"ok", "overflows_at_runtime", "refused_at_start"}
     for row in rows:
         cluster = Cluster.parse(f"{row.layout.world_size}x{row.gpu}")
         c = make_plan(row.spec, cluster, engine=row.engine, layouts=(row.layout,)).candidates[0]
+        if row.outcome == "refused_at_start":  # l70-tp4-g99: vLLM's own message, with its figures
+            assert c.memory.verdict == "refused_at_start", row.name
+            assert c.memory.vllm_error.startswith("Free memory on device (138.3/139.8 GiB) on startup is less than "
+                                                  "desired GPU memory utilization (0.99, 138.4 GiB)")
+            continue
         # KV within 0.25 GiB of what vLLM allocated (70B at TP=2 has only 5 GiB of KV, so % would mislead there)
         assert abs(c.memory.gpus[0].kv_cache_bytes / GIB - row.logged["kv_cache_gib"]) < 0.25, row.name
         assert abs(c.memory.kv_cache_tokens - row.logged["kv_cache_tokens"]) / row.logged["kv_cache_tokens"] < 0.015, row.name
         assert abs(c.memory.gpus[0].weight_bytes / GIB - row.logged["weights_gib"]) / row.logged["weights_gib"] < 0.015, row.name
-        # each of these runs started and served (l70-tp4-g95 generated at 0.95): none may be predicted to overflow
-        assert c.memory.verdict == "starts", row.name
+        # the runs that served (l70-tp4-g95 generated at 0.95) start; l70-tp4-g98 started and ran out of memory
+        # at its first request
+        assert c.memory.verdict == ("starts" if row.outcome == "ok" else row.outcome), row.name

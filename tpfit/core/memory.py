@@ -26,6 +26,13 @@ from tpfit.model.spec import ModelSpec
 from tpfit.units import GIB, format_gib, gib
 
 STATE_BLOCKS_PER_REQUEST = 2
+
+RUNTIME_GROWTH_MULTI_GPU = GIB
+"""Memory outside torch that a multi-GPU server adds at its first requests (NCCL and cuBLAS buffers for the
+real shapes), on top of budget + CUDA graphs + context. Real vLLM 0.26 runs of Llama-3.1-70B ran out of
+memory at the first request with 0.88 GiB (2xH100, TP=2, gmu 0.95: ../shared/gpu-vllm) and 0.11 GiB
+(4xH200, TP=4, gmu 0.98: calibration/vllm-0.26-h200x4/l70-tp4-g98.log, whose OOM report shows 2.3 GiB
+outside torch against 1.6 GiB at start-up) predicted free, and served with 4.31 GiB (l70-tp4-g95)."""
 """Blocks a mamba/GDN group holds per request with prefix caching on ("align" mode: 2 + spec + ckpt)."""
 
 
@@ -265,20 +272,29 @@ def _verdict(gpus, geometry: KVGeometry, spec, layout, cluster, engine, sem, bat
                  "when initializing the engine.")
         reasons.append(f"one {max_len}-token request needs {format_gib(need)} GiB of KV cache; "
                        f"{format_gib(worst.kv_cache_bytes)} GiB is left; use --max-model-len {fit}")
-    if cluster.free_bytes and verdict == "starts":
-        free = min(cluster.free_bytes)
-        if free < worst.requested_bytes:
-            verdict = "refused_at_start"
-            error = (f"Free memory on device ({free / GIB:.2f}/{worst.total_bytes / GIB:.2f} GiB) on startup is less "
-                     f"than desired GPU memory utilization ({util}, {worst.requested_bytes / GIB:.2f} GiB).")
-            reasons.append("another process holds GPU memory; lower --gpu-memory-utilization to "
-                           f"{max(0.05, (free - worst.pre_snapshot_bytes) / worst.total_bytes):.2f} or free the GPU")
-    if verdict == "starts" and worst.free_bytes < 0:
+    # vLLM compares what is free once its own CUDA context and NCCL exist with what it will request
+    other = worst.total_bytes - min(cluster.free_bytes) if cluster.free_bytes else 0
+    free_at_start = worst.total_bytes - other - worst.pre_snapshot_bytes
+    if verdict == "starts" and free_at_start < worst.requested_bytes:
+        verdict = "refused_at_start"
+        error = (f"Free memory on device ({round(free_at_start / GIB, 2)}/{round(worst.total_bytes / GIB, 2)} GiB) on "
+                 f"startup is less than desired GPU memory utilization ({util}, {round(worst.requested_bytes / GIB, 2)} "
+                 "GiB).")  # vLLM's format_gib: 2 decimals, no trailing zeros
+        who = (f"another process holds {format_gib(other)} GiB and " if other > worst.pre_snapshot_bytes // 4 else "")
+        reasons.append(f"{who}vLLM's own CUDA context and NCCL take {format_gib(worst.pre_snapshot_bytes)} GiB before "
+                       f"it checks; lower --gpu-memory-utilization to {max(0.05, math.floor(free_at_start / worst.total_bytes * 100) / 100):.2f}"
+                       + (" or free the GPU" if who else ""))
+    growth = RUNTIME_GROWTH_MULTI_GPU if layout.world_size > 1 else 0
+    if verdict == "starts" and worst.free_bytes < growth:
         verdict = "overflows_at_runtime"
-        reasons.append(f"vLLM starts, but CUDA graphs ({format_gib(worst.cuda_graph_bytes)} GiB) and the CUDA "
-                       f"context ({format_gib(worst.pre_snapshot_bytes)} GiB) come on top of the "
-                       f"{format_gib(worst.requested_bytes)} GiB budget: {format_gib(-worst.free_bytes)} GiB more than "
-                       "the card has; lower --gpu-memory-utilization or add --enforce-eager")
+        outside = ([] if worst.cuda_graph_bytes_in_budget else [f"CUDA graphs ({format_gib(worst.cuda_graph_bytes)} GiB)"])
+        outside.append(f"the CUDA context ({format_gib(worst.pre_snapshot_bytes)} GiB)")
+        if growth:
+            outside.append(f"{format_gib(growth)} GiB more at the first requests (NCCL, cuBLAS)")
+        reasons.append(f"vLLM starts, but {', '.join(outside[:-1])}{' and ' if len(outside) > 1 else ''}{outside[-1]} "
+                       f"come on top of the {format_gib(worst.requested_bytes)} GiB budget: "
+                       f"{format_gib(growth - worst.free_bytes)} GiB more than the card has; lower "
+                       "--gpu-memory-utilization or add --enforce-eager")
     if verdict == "starts" and concurrency and conc < concurrency:
         verdict = "insufficient_concurrency"
         reasons.append(f"the KV cache holds {conc:.2f} requests of {max_len} tokens, not {concurrency}; "
@@ -287,6 +303,15 @@ def _verdict(gpus, geometry: KVGeometry, spec, layout, cluster, engine, sem, bat
                       kv_cache_tokens=tokens, max_model_len=max_len, max_concurrency=conc, max_model_len_fit=fit,
                       max_num_seqs=batch.max_num_seqs, max_num_batched_tokens=batch.max_num_batched_tokens,
                       gpu_memory_utilization=util, verdict=verdict, reasons=tuple(reasons), vllm_error=error)
+
+
+def safe_utilization(m: MemoryPlan, layout: Layout) -> float:
+    """The highest --gpu-memory-utilization (2 decimals) whose budget leaves room on every GPU for what comes
+    on top of it: CUDA graphs outside the budget, the context, and the multi-GPU growth at the first requests."""
+    growth = RUNTIME_GROWTH_MULTI_GPU if layout.world_size > 1 else 0
+    shares = [(g.total_bytes - (0 if g.cuda_graph_bytes_in_budget else g.cuda_graph_bytes) - g.pre_snapshot_bytes
+               - growth) / g.total_bytes for g in m.gpus]
+    return math.floor(min(shares) * 100) / 100
 
 
 def _largest_len(geometry: KVGeometry, usable_blocks: int, max_len: int, in_flight: int) -> int:

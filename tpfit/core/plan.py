@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, replace
 from tpfit.core.engine import EngineArgs, Semantics, semantics_for
 from tpfit.core.kv import KV_DTYPE_BYTES, KVGeometry, make_kv_geometry
 from tpfit.core.layout import Layout, enumerate_layouts
-from tpfit.core.memory import MemoryPlan, make_memory_plan
+from tpfit.core.memory import MemoryPlan, make_memory_plan, safe_utilization
 from tpfit.core.recommend import pick_best
 from tpfit.core.rules import Violation, check_layout
 from tpfit.core.weights import StageWeights, stage_weights, total_param_count
@@ -130,6 +130,14 @@ def make_plan(model: ModelSpec, cluster: Cluster, workload: Workload | None = No
                                                              block_size=engine.block_size)
                 memory = make_memory_plan(spec, layout, cluster, engine, sem, concurrency=workload.concurrency,
                                           stages=stages, geometry=geometries[layout.tp])
+                if memory.verdict == "overflows_at_runtime" and engine.gpu_memory_utilization is None:
+                    # the default budget leaves too little for what comes on top: plan the highest safe one
+                    lower = make_memory_plan(spec, layout, cluster,
+                                             replace(engine, gpu_memory_utilization=safe_utilization(memory, layout)),
+                                             sem, concurrency=workload.concurrency, stages=stages,
+                                             geometry=geometries[layout.tp])
+                    if lower.verdict in ("starts", "insufficient_concurrency"):
+                        memory = lower
             cache[key] = (stages, memory)
         stages, memory = cache[key]
         per_gpu = tuple(s.weight_bytes for _ in range(layout.dp) for s in stages for _ in range(layout.tp))

@@ -120,8 +120,9 @@ def summarize(plan: Plan) -> str:
     ctx, conc = plan.engine.max_model_len or plan.model.max_model_len, plan.workload.concurrency
     if best is not None and best.memory.verdict == "starts":
         m = best.memory
-        flags = " ".join(" ".join(f.argv()) for f in make_flags(plan, best)
-                         if f.name != "--gpu-memory-utilization" and not f.optional)
+        default_util = plan.engine.gpu_memory_utilization or plan.semantics.default_gpu_memory_utilization
+        flags = " ".join(" ".join(f.argv()) for f in make_flags(plan, best) if not f.optional and (
+            f.name != "--gpu-memory-utilization" or m.gpu_memory_utilization != default_util))
         return (f"{head}: fits as {best.layout} with {m.max_concurrency:.1f} sequences of {ctx} tokens "
                 f"({m.kv_cache_tokens:,} KV tokens); use {flags}")
     dtype = "bf16" if plan.model.dtype == "bfloat16" else plan.model.dtype
@@ -134,16 +135,24 @@ def summarize(plan: Plan) -> str:
         what += f" ({best.memory.reasons[0]})"
     if plan.model.quant is None:
         awq = QuantSpec(method="awq", weight_bits=4, group_size=128, has_zero_points=True)
-        alt = make_plan(replace(plan.model, quant=awq), plan.cluster, plan.workload, plan.engine)
-        alt_best = alt.best
-        if alt_best is not None and alt_best.memory.verdict in ("starts", "insufficient_concurrency"):
+        # AWQ as planned; failing that, AWQ without CUDA graphs (their memory goes to the KV cache)
+        for engine in (plan.engine, replace(plan.engine, enforce_eager=True)):
+            alt = make_plan(replace(plan.model, quant=awq), plan.cluster, plan.workload, engine)
+            alt_best = alt.best
+            if alt_best is None or alt_best.memory.verdict not in ("starts", "insufficient_concurrency"):
+                continue
             m = alt_best.memory
             seqs = max(1, min(conc, int(m.max_concurrency)))
             if m.max_concurrency >= 1:
+                util = m.gpu_memory_utilization
                 return (f"{head}: {what}; AWQ 4-bit fits with {seqs} sequence{'s' if seqs > 1 else ''} of {ctx} tokens; "
                         f"use --tensor-parallel-size {alt_best.layout.tp}"
                         + (f" --pipeline-parallel-size {alt_best.layout.pp}" if alt_best.layout.pp > 1 else "")
-                        + f" --max-model-len {ctx} --max-num-seqs {seqs} with an AWQ checkpoint")
+                        + f" --max-model-len {ctx} --max-num-seqs {seqs}"
+                        + (f" --gpu-memory-utilization {util:g}" if util != alt.semantics.default_gpu_memory_utilization
+                           else "")
+                        + (" --enforce-eager" if engine.enforce_eager and not plan.engine.enforce_eager else "")
+                        + " with an AWQ checkpoint")
     return f"{head}: {what}; use more or larger GPUs, a quantized checkpoint, or a shorter --max-model-len"
 
 

@@ -172,7 +172,7 @@ RULES: tuple[tuple[re.Pattern, Callable[[re.Match, Context], Diagnosis]], ...] =
     (re.compile(r"CUDA out of memory occurred when warming up sampler[^\n]*|(?:torch\.)?OutOfMemoryError: CUDA out of "
                 r"memory[^\n]*|CUDA error: out of memory"), _oom),
     (re.compile(r"World size \((\d+)\) is larger than the number of available GPUs \((\d+)\)"), _world),
-    (re.compile(r"Free memory on device \(([\d.]+)/[\d.]+ GiB\) on startup is less than desired GPU memory "
+    (re.compile(r"Free memory on device (?:\S+ )?\(([\d.]+)/[\d.]+ GiB\) on startup is less than desired GPU memory "
                 r"utilization \([\d.]+, ([\d.]+) GiB\)"), _free_memory),
     (re.compile(r"unable to allocate shared memory\(shm\)[^\n]*|Bus error|Error while creating shared memory "
                 r"segment|No space left on device[^\n]*shm|/dev/shm[^\n]*(?:No space|too small)"), _shm),

@@ -20,7 +20,7 @@ _PATTERNS = {
     "usage": re.compile(
         r"Actual usage is " + _NUM + r" GiB for weight, " + _NUM + r" GiB for peak activation, " + _NUM
         + r" GiB for non-torch memory, and " + _NUM + r" GiB for CUDAGraph memory"),
-    "free_total": re.compile(r"Free memory on device \(" + _NUM + r"/" + _NUM + r" GiB\) on startup"),
+    "free_total": re.compile(r"Free memory on device (?:\S+ )?\(" + _NUM + r"/" + _NUM + r" GiB\) on startup"),
     "v019_profile": re.compile(
         r"torch peak memory increase: " + _NUM + r"GiB; non-torch forward increase memory: " + _NUM + r"GiB"),
     "estimated_graphs": re.compile(r"Estimated CUDA graph memory: " + _NUM + r" GiB"),
