@@ -114,6 +114,14 @@ def test_gpu_memory_in_use_quoted_message():
     assert kinds(text) == ["gpu_memory_in_use"]
 
 
+def test_gpu_memory_real_vllm_0_26_log():
+    # calibration/vllm-0.26-h200x4/l70-tp4-g99.log: 0.99 of an idle H200 is more than is free once vLLM's own
+    # context and NCCL exist; 0.26 names the device ("on device cuda:0 (...)")
+    (d,) = explain((ROOT / "calibration" / "vllm-0.26-h200x4" / "l70-tp4-g99.log").read_text())
+    assert d.kind == "gpu_memory_in_use" and "only 138.3 GiB were free" in d.cause and "138.4 GiB" in d.cause
+    assert d.fix.startswith("use --gpu-memory-utilization 0.98 or less")
+
+
 def test_max_model_len_above_model_real_calibration_outcome():
     (d,) = explain(outcome("microsoft/phi-2"))
     assert d.kind == "max_model_len_exceeds_model" and "--max-model-len 2048" in d.fix

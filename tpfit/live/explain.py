@@ -3,6 +3,7 @@ model and GPUs are known). Pure: text in, diagnoses out."""
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -133,10 +134,12 @@ def _driver(m: re.Match, ctx: Context) -> Diagnosis:
 
 
 def _free_memory(m: re.Match, ctx: Context) -> Diagnosis:
+    free, total, asked = float(m.group(1)), float(m.group(2)), m.group(3)
     return Diagnosis(kind="gpu_memory_in_use", cause=f"only {m.group(1)} GiB were free at start-up, less than "
-                                                     f"gpu_memory_utilization asked for ({m.group(2)} GiB)",
-                     fix="stop the other processes on the GPU (nvidia-smi lists them) or lower "
-                         "--gpu-memory-utilization below the free share", evidence=m.group(0))
+                                                     f"gpu_memory_utilization asked for ({asked} GiB)",
+                     fix=f"use --gpu-memory-utilization {math.floor(free / total * 100) / 100:.2f} or less: vLLM "
+                         "checks after its own CUDA context and NCCL buffers exist (0.5-1.5 GiB); if nvidia-smi "
+                         "lists other processes on the GPU, stop them", evidence=m.group(0))
 
 
 def _derived_len(m: re.Match, ctx: Context) -> Diagnosis:
@@ -172,7 +175,7 @@ RULES: tuple[tuple[re.Pattern, Callable[[re.Match, Context], Diagnosis]], ...] =
     (re.compile(r"CUDA out of memory occurred when warming up sampler[^\n]*|(?:torch\.)?OutOfMemoryError: CUDA out of "
                 r"memory[^\n]*|CUDA error: out of memory"), _oom),
     (re.compile(r"World size \((\d+)\) is larger than the number of available GPUs \((\d+)\)"), _world),
-    (re.compile(r"Free memory on device (?:\S+ )?\(([\d.]+)/[\d.]+ GiB\) on startup is less than desired GPU memory "
+    (re.compile(r"Free memory on device (?:\S+ )?\(([\d.]+)/([\d.]+) GiB\) on startup is less than desired GPU memory "
                 r"utilization \([\d.]+, ([\d.]+) GiB\)"), _free_memory),
     (re.compile(r"unable to allocate shared memory\(shm\)[^\n]*|Bus error|Error while creating shared memory "
                 r"segment|No space left on device[^\n]*shm|/dev/shm[^\n]*(?:No space|too small)"), _shm),
