@@ -26,6 +26,7 @@ from tpfit.model.spec import ModelSpec
 from tpfit.units import GIB, format_gib, gib
 
 STATE_BLOCKS_PER_REQUEST = 2
+"""Blocks a mamba/GDN group holds per request with prefix caching on ("align" mode: 2 + spec + ckpt)."""
 
 RUNTIME_GROWTH_MULTI_GPU = GIB
 """Memory outside torch that a multi-GPU server adds at its first requests (NCCL and cuBLAS buffers for the
@@ -33,7 +34,6 @@ real shapes), on top of budget + CUDA graphs + context. Real vLLM 0.26 runs of L
 memory at the first request with 0.88 GiB (2xH100, TP=2, gmu 0.95: ../shared/gpu-vllm) and 0.11 GiB
 (4xH200, TP=4, gmu 0.98: calibration/vllm-0.26-h200x4/l70-tp4-g98.log, whose OOM report shows 2.3 GiB
 outside torch against 1.6 GiB at start-up) predicted free, and served with 4.31 GiB (l70-tp4-g95)."""
-"""Blocks a mamba/GDN group holds per request with prefix caching on ("align" mode: 2 + spec + ckpt)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
