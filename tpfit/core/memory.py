@@ -28,12 +28,13 @@ from tpfit.units import GIB, format_gib, gib
 STATE_BLOCKS_PER_REQUEST = 2
 """Blocks a mamba/GDN group holds per request with prefix caching on ("align" mode: 2 + spec + ckpt)."""
 
-RUNTIME_GROWTH_MULTI_GPU = GIB
-"""Memory outside torch that a multi-GPU server adds at its first requests (NCCL and cuBLAS buffers for the
-real shapes), on top of budget + CUDA graphs + context. Real vLLM 0.26 runs of Llama-3.1-70B ran out of
-memory at the first request with 0.88 GiB (2xH100, TP=2, gmu 0.95: ../shared/gpu-vllm) and 0.11 GiB
-(4xH200, TP=4, gmu 0.98: calibration/vllm-0.26-h200x4/l70-tp4-g98.log, whose OOM report shows 2.3 GiB
-outside torch against 1.6 GiB at start-up) predicted free, and served with 4.31 GiB (l70-tp4-g95)."""
+RUNTIME_GROWTH = GIB
+"""Memory a server adds at its first requests (buffers outside torch for the real shapes: NCCL, cuBLAS;
+allocator fragmentation), on top of budget + CUDA graphs + context. Real vLLM 0.26 runs ran out of memory
+at their first request with 0.88 GiB (Llama-3.1-70B, 2xH100 TP=2, gmu 0.95: ../shared/gpu-vllm), 0.11 GiB
+(70B, 4xH200 TP=4, 0.98: calibration/vllm-0.26-h200x4/l70-tp4-g98.log) and 0.28 GiB (Llama-3.1-8B, 1xH200,
+0.988: calibration/vllm-0.26-h200x1, short by 0.43 GiB more) predicted free, and served with 4.31 GiB
+(l70-tp4-g95)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -284,13 +285,12 @@ def _verdict(gpus, geometry: KVGeometry, spec, layout, cluster, engine, sem, bat
         reasons.append(f"{who}vLLM's own CUDA context and NCCL take {format_gib(worst.pre_snapshot_bytes)} GiB before "
                        f"it checks; lower --gpu-memory-utilization to {max(0.05, math.floor(free_at_start / worst.total_bytes * 100) / 100):.2f}"
                        + (" or free the GPU" if who else ""))
-    growth = RUNTIME_GROWTH_MULTI_GPU if layout.world_size > 1 else 0
+    growth = RUNTIME_GROWTH
     if verdict == "starts" and worst.free_bytes < growth:
         verdict = "overflows_at_runtime"
         outside = ([] if worst.cuda_graph_bytes_in_budget else [f"CUDA graphs ({format_gib(worst.cuda_graph_bytes)} GiB)"])
         outside.append(f"the CUDA context ({format_gib(worst.pre_snapshot_bytes)} GiB)")
-        if growth:
-            outside.append(f"{format_gib(growth)} GiB more at the first requests (NCCL, cuBLAS)")
+        outside.append(f"{format_gib(growth)} GiB more at the first requests (buffers, fragmentation)")
         reasons.append(f"vLLM starts, but {', '.join(outside[:-1])}{' and ' if len(outside) > 1 else ''}{outside[-1]} "
                        f"come on top of the {format_gib(worst.requested_bytes)} GiB budget: "
                        f"{format_gib(growth - worst.free_bytes)} GiB more than the card has; lower "
@@ -305,10 +305,10 @@ def _verdict(gpus, geometry: KVGeometry, spec, layout, cluster, engine, sem, bat
                       gpu_memory_utilization=util, verdict=verdict, reasons=tuple(reasons), vllm_error=error)
 
 
-def safe_utilization(m: MemoryPlan, layout: Layout) -> float:
+def safe_utilization(m: MemoryPlan) -> float:
     """The highest --gpu-memory-utilization (2 decimals) whose budget leaves room on every GPU for what comes
-    on top of it: CUDA graphs outside the budget, the context, and the multi-GPU growth at the first requests."""
-    growth = RUNTIME_GROWTH_MULTI_GPU if layout.world_size > 1 else 0
+    on top of it: CUDA graphs outside the budget, the context, and the growth at the first requests."""
+    growth = RUNTIME_GROWTH
     shares = [(g.total_bytes - (0 if g.cuda_graph_bytes_in_budget else g.cuda_graph_bytes) - g.pre_snapshot_bytes
                - growth) / g.total_bytes for g in m.gpus]
     return math.floor(min(shares) * 100) / 100

@@ -133,7 +133,7 @@ def make_plan(model: ModelSpec, cluster: Cluster, workload: Workload | None = No
                 if memory.verdict == "overflows_at_runtime" and engine.gpu_memory_utilization is None:
                     # the default budget leaves too little for what comes on top: plan the highest safe one
                     lower = make_memory_plan(spec, layout, cluster,
-                                             replace(engine, gpu_memory_utilization=safe_utilization(memory, layout)),
+                                             replace(engine, gpu_memory_utilization=safe_utilization(memory)),
                                              sem, concurrency=workload.concurrency, stages=stages,
                                              geometry=geometries[layout.tp])
                     if lower.verdict in ("starts", "insufficient_concurrency"):
