@@ -13,7 +13,7 @@ from tpfit.core.layout import Layout, enumerate_layouts
 from tpfit.core.memory import MemoryPlan, make_memory_plan, safe_utilization
 from tpfit.core.recommend import pick_best
 from tpfit.core.rules import Violation, check_layout
-from tpfit.core.weights import StageWeights, stage_weights, total_param_count
+from tpfit.core.weights import StageWeights, layer_prefix_bytes, stage_weights, total_param_count
 from tpfit.hardware.cluster import Cluster
 from tpfit.model.quant import online_quant
 from tpfit.model.spec import ModelSpec
@@ -118,11 +118,15 @@ def make_plan(model: ModelSpec, cluster: Cluster, workload: Workload | None = No
     kv_dtype = spec.dtype if engine.kv_cache_dtype == "auto" else engine.kv_cache_dtype
     # DP replicas don't change a GPU's memory, except that MoE experts are split over TP x DP
     cache: dict[tuple, tuple[tuple[StageWeights, ...], MemoryPlan | None]] = {}
+    prefixes: dict[tuple, tuple[int, ...]] = {}  # per-layer bytes depend on TP and the expert split, not on PP
     for layout in layouts:
         violations = check_layout(spec, layout, cluster, engine)
-        key = (layout.tp, layout.pp, layout.moe_parallel_size if is_moe else 1, layout.enable_expert_parallel)
+        split = (layout.tp, layout.moe_parallel_size if is_moe else 1, layout.enable_expert_parallel)
+        key = (layout.pp, *split)
         if key not in cache or (cache[key][1] is None and not violations):
-            stages = stage_weights(spec, layout) if layout.pp <= spec.num_hidden_layers else ()
+            if split not in prefixes:
+                prefixes[split] = layer_prefix_bytes(spec, layout)
+            stages = stage_weights(spec, layout, prefixes[split]) if layout.pp <= spec.num_hidden_layers else ()
             memory = None
             if not violations:
                 if layout.tp not in geometries:
@@ -140,7 +144,7 @@ def make_plan(model: ModelSpec, cluster: Cluster, workload: Workload | None = No
                         memory = lower
             cache[key] = (stages, memory)
         stages, memory = cache[key]
-        per_gpu = tuple(s.weight_bytes for _ in range(layout.dp) for s in stages for _ in range(layout.tp))
+        per_gpu = tuple(w for s in stages for w in (s.weight_bytes,) * layout.tp) * layout.dp
         candidates.append(Candidate(layout=layout, violations=violations, weight_bytes_per_gpu=per_gpu,
                                     memory=None if violations else memory))
     params = total_param_count(spec)

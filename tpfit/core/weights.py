@@ -8,6 +8,7 @@ and MLA's down-projections are replicated. "Model loading took X GiB" is what th
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from itertools import accumulate
 
 from tpfit.core.layout import Layout, pp_layer_split
 from tpfit.model.spec import LayerSpec, ModelSpec, QuantSpec
@@ -171,8 +172,17 @@ def layer_weight_bytes(layer: LayerSpec, spec: ModelSpec, layout: Layout) -> int
     return _attention_bytes(layer, spec, layout.tp, lin_q) + mlp + layer.norm_vectors * spec.hidden_size * b
 
 
-def stage_weights(spec: ModelSpec, layout: Layout) -> tuple[StageWeights, ...]:
-    """Weight bytes per GPU for each pipeline stage of the layout."""
+def layer_prefix_bytes(spec: ModelSpec, layout: Layout) -> tuple[int, ...]:
+    """Bytes of layers [0, i) on one GPU, for every i: a stage's layers are one subtraction. It depends on
+    TP and the expert split only, so a search computes it once for all PP sizes."""
+    index, distinct = distinct_layers(spec.layers)
+    per_layer = [layer_weight_bytes(layer, spec, layout) for layer in distinct]
+    return (0, *accumulate(per_layer[i] for i in index))
+
+
+def stage_weights(spec: ModelSpec, layout: Layout, prefix: tuple[int, ...] | None = None
+                  ) -> tuple[StageWeights, ...]:
+    """Weight bytes per GPU for each pipeline stage of the layout (`prefix`: layer_prefix_bytes, if known)."""
     h, b, tp = spec.hidden_size, spec.dtype_bytes, layout.tp
     vocab_rank = padded_vocab(spec.vocab_size) // tp
     embed = allocated_bytes(vocab_rank * h * b)
@@ -181,11 +191,10 @@ def stage_weights(spec: ModelSpec, layout: Layout) -> tuple[StageWeights, ...]:
     rope = allocated_bytes(spec.rope_cache_positions * spec.rotary_dim * b)
     out = []
     start = 0
-    index, distinct = distinct_layers(spec.layers)
-    per_layer = [layer_weight_bytes(layer, spec, layout) for layer in distinct]
+    prefix = prefix or layer_prefix_bytes(spec, layout)
     for rank, n_layers in enumerate(pp_layer_split(spec.num_hidden_layers, layout.pp)):
         end = start + n_layers
-        total = rope + sum(per_layer[i] for i in index[start:end])
+        total = rope + prefix[end] - prefix[start]
         first, last = rank == 0, rank == layout.pp - 1
         if first:
             total += embed + spec.extra_replicated_params * b // tp
