@@ -5,15 +5,15 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
-from dataclasses import asdict
 import sys
 import tempfile
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from tpfit.cli.options import ConcurrencyOpt, ContextOpt, DtypeOpt, GpusOpt, JsonOpt, TpOpt, PpOpt
+from tpfit.cli.options import ConcurrencyOpt, ContextOpt, DtypeOpt, GpusOpt, JsonOpt, PpOpt, TpOpt
 from tpfit.errors import UsageError
 
 
@@ -233,7 +233,7 @@ def explain(
     as_json: JsonOpt = False,
 ) -> None:
     """Read a vLLM log: which mistake it was, and the fix."""
-    from tpfit.live.explain import explain as diagnose
+    from tpfit.live.explain import KNOWN_FAILURES, explain as diagnose
 
     if logfile in (None, "-"):
         text = sys.stdin.read()
@@ -246,9 +246,7 @@ def explain(
     if as_json:
         typer.echo(json.dumps({"diagnoses": [d.to_dict() for d in found]}, indent=1))
     elif not found:
-        typer.echo("no known vLLM failure in this log (tpfit explain knows: TP vs heads/KV heads/vocab, quantized "
-                   "shard alignment, max_model_len vs KV cache, CUDA OOM, world size, shared memory, NCCL, no GPU, "
-                   "driver too old, GPU memory in use)")
+        typer.echo(f"no known vLLM failure in this log (tpfit explain knows: {', '.join(KNOWN_FAILURES)})")
     else:
         for d in found:
             typer.echo(f"{d.kind}: {d.cause}\n  fix: {d.fix}\n  log: {d.evidence[:300]}")

@@ -81,10 +81,15 @@ class GpuMemory:
     cuda_graph_bytes_in_budget: bool = False
 
     @property
+    def outside_budget_bytes(self) -> int:
+        """What the server holds beyond gpu_memory_utilization from its start: CUDA graphs where the version
+        leaves them out of the budget, and the context made before vLLM's snapshot."""
+        return (0 if self.cuda_graph_bytes_in_budget else self.cuda_graph_bytes) + self.pre_snapshot_bytes
+
+    @property
     def peak_bytes(self) -> int:
         """The process footprint when serving: the budget plus what sits outside it."""
-        graphs_outside = 0 if self.cuda_graph_bytes_in_budget else self.cuda_graph_bytes
-        return self.requested_bytes + graphs_outside + self.pre_snapshot_bytes
+        return self.requested_bytes + self.outside_budget_bytes
 
     @property
     def free_bytes(self) -> int:
@@ -120,13 +125,12 @@ class MemoryPlan:
 
     def to_dict(self) -> dict:
         w = self.worst
-        g = gib
         return {
-            "weights_gib": g(w.weight_bytes),
-            "activation_gib": g(w.activation_bytes),
-            "non_torch_gib": g(w.non_torch_bytes),
-            "cuda_graph_gib": g(w.cuda_graph_bytes),
-            "kv_cache_gib": g(w.kv_cache_bytes),
+            "weights_gib": gib(w.weight_bytes),
+            "activation_gib": gib(w.activation_bytes),
+            "non_torch_gib": gib(w.non_torch_bytes),
+            "cuda_graph_gib": gib(w.cuda_graph_bytes),
+            "kv_cache_gib": gib(w.kv_cache_bytes),
             "kv_bytes_per_token": self.kv_bytes_per_token,
             "kv_cache_tokens": self.kv_cache_tokens,
             "max_concurrency": round(self.max_concurrency, 2),
@@ -137,14 +141,14 @@ class MemoryPlan:
             "max_num_seqs": self.max_num_seqs,
             "max_num_batched_tokens": self.max_num_batched_tokens,
             "gpu_memory_utilization": self.gpu_memory_utilization,
-            "free_gib_per_gpu": g(min(x.free_bytes for x in self.gpus)),
+            "free_gib_per_gpu": gib(min(x.free_bytes for x in self.gpus)),
             "verdict": self.verdict,
             "reasons": list(self.reasons),
             "vllm_error": self.vllm_error,
             "per_stage": [
-                {"pp_rank": x.pp_rank, "weights_gib": g(x.weight_bytes), "activation_gib": g(x.activation_bytes),
-                 "non_torch_gib": g(x.non_torch_bytes), "cuda_graph_gib": g(x.cuda_graph_bytes),
-                 "kv_cache_gib": g(x.kv_cache_bytes), "num_blocks": x.num_blocks, "free_gib": g(x.free_bytes)}
+                {"pp_rank": x.pp_rank, "weights_gib": gib(x.weight_bytes), "activation_gib": gib(x.activation_bytes),
+                 "non_torch_gib": gib(x.non_torch_bytes), "cuda_graph_gib": gib(x.cuda_graph_bytes),
+                 "kv_cache_gib": gib(x.kv_cache_bytes), "num_blocks": x.num_blocks, "free_gib": gib(x.free_bytes)}
                 for x in self.gpus
             ],
         }
@@ -281,19 +285,18 @@ def _verdict(gpus, geometry: KVGeometry, spec, layout, cluster, engine, sem, bat
         error = (f"Free memory on device ({round(free_at_start / GIB, 2)}/{round(worst.total_bytes / GIB, 2)} GiB) on "
                  f"startup is less than desired GPU memory utilization ({util}, {round(worst.requested_bytes / GIB, 2)} "
                  "GiB).")  # vLLM's format_gib: 2 decimals, no trailing zeros
-        who = (f"another process holds {format_gib(other)} GiB and " if other > worst.pre_snapshot_bytes // 4 else "")
+        who = f"another process holds {format_gib(other)} GiB and " if other >= GIB // 4 else ""  # not the driver's MiBs
         reasons.append(f"{who}vLLM's own CUDA context and NCCL take {format_gib(worst.pre_snapshot_bytes)} GiB before "
                        f"it checks; lower --gpu-memory-utilization to {max(0.05, math.floor(free_at_start / worst.total_bytes * 100) / 100):.2f}"
                        + (" or free the GPU" if who else ""))
-    growth = RUNTIME_GROWTH
-    if verdict == "starts" and worst.free_bytes < growth:
+    if verdict == "starts" and worst.free_bytes < RUNTIME_GROWTH:
         verdict = "overflows_at_runtime"
         outside = ([] if worst.cuda_graph_bytes_in_budget else [f"CUDA graphs ({format_gib(worst.cuda_graph_bytes)} GiB)"])
         outside.append(f"the CUDA context ({format_gib(worst.pre_snapshot_bytes)} GiB)")
-        outside.append(f"{format_gib(growth)} GiB more at the first requests (buffers, fragmentation)")
+        outside.append(f"{format_gib(RUNTIME_GROWTH)} GiB more at the first requests (buffers, fragmentation)")
         reasons.append(f"vLLM starts, but {', '.join(outside[:-1])}{' and ' if len(outside) > 1 else ''}{outside[-1]} "
                        f"come on top of the {format_gib(worst.requested_bytes)} GiB budget: "
-                       f"{format_gib(growth - worst.free_bytes)} GiB more than the card has; lower "
+                       f"{format_gib(RUNTIME_GROWTH - worst.free_bytes)} GiB more than the card has; lower "
                        "--gpu-memory-utilization or add --enforce-eager")
     if verdict == "starts" and concurrency and conc < concurrency:
         verdict = "insufficient_concurrency"
@@ -308,9 +311,7 @@ def _verdict(gpus, geometry: KVGeometry, spec, layout, cluster, engine, sem, bat
 def safe_utilization(m: MemoryPlan) -> float:
     """The highest --gpu-memory-utilization (2 decimals) whose budget leaves room on every GPU for what comes
     on top of it: CUDA graphs outside the budget, the context, and the growth at the first requests."""
-    growth = RUNTIME_GROWTH
-    shares = [(g.total_bytes - (0 if g.cuda_graph_bytes_in_budget else g.cuda_graph_bytes) - g.pre_snapshot_bytes
-               - growth) / g.total_bytes for g in m.gpus]
+    shares = [(g.total_bytes - g.outside_budget_bytes - RUNTIME_GROWTH) / g.total_bytes for g in m.gpus]
     return math.floor(min(shares) * 100) / 100
 
 

@@ -110,6 +110,14 @@ def _describe_gpus(plan: Plan) -> str:
     return f"{nodes}{cl.gpus_per_node}×{cl.gpu.id.replace('rtx-', '').upper()}"
 
 
+def _command(plan: Plan, c: Candidate) -> str:
+    """The flags of the one-line answer: the plan's own (no optional suggestions), the utilization only where
+    it differs from what the user gave or vLLM's default."""
+    given = plan.engine.gpu_memory_utilization or plan.semantics.default_gpu_memory_utilization
+    return " ".join(" ".join(f.argv()) for f in make_flags(plan, c) if not f.optional and (
+        f.name != "--gpu-memory-utilization" or c.memory.gpu_memory_utilization != given))
+
+
 def summarize(plan: Plan) -> str:
     """One line for the common question: does it fit, with which layout and flags."""
     from tpfit.core.plan import make_plan
@@ -120,11 +128,8 @@ def summarize(plan: Plan) -> str:
     ctx, conc = plan.engine.max_model_len or plan.model.max_model_len, plan.workload.concurrency
     if best is not None and best.memory.verdict == "starts":
         m = best.memory
-        default_util = plan.engine.gpu_memory_utilization or plan.semantics.default_gpu_memory_utilization
-        flags = " ".join(" ".join(f.argv()) for f in make_flags(plan, best) if not f.optional and (
-            f.name != "--gpu-memory-utilization" or m.gpu_memory_utilization != default_util))
         return (f"{head}: fits as {best.layout} with {m.max_concurrency:.1f} sequences of {ctx} tokens "
-                f"({m.kv_cache_tokens:,} KV tokens); use {flags}")
+                f"({m.kv_cache_tokens:,} KV tokens); use {_command(plan, best)}")
     dtype = "bf16" if plan.model.dtype == "bfloat16" else plan.model.dtype
     what = f"does not fit in {dtype}" if plan.model.quant is None else "does not fit"
     if best is not None and best.memory.verdict == "insufficient_concurrency":
@@ -141,18 +146,10 @@ def summarize(plan: Plan) -> str:
             alt_best = alt.best
             if alt_best is None or alt_best.memory.verdict not in ("starts", "insufficient_concurrency"):
                 continue
-            m = alt_best.memory
-            seqs = max(1, min(conc, int(m.max_concurrency)))
-            if m.max_concurrency >= 1:
-                util = m.gpu_memory_utilization
+            seqs = max(1, min(conc, int(alt_best.memory.max_concurrency)))
+            if alt_best.memory.max_concurrency >= 1:
                 return (f"{head}: {what}; AWQ 4-bit fits with {seqs} sequence{'s' if seqs > 1 else ''} of {ctx} tokens; "
-                        f"use --tensor-parallel-size {alt_best.layout.tp}"
-                        + (f" --pipeline-parallel-size {alt_best.layout.pp}" if alt_best.layout.pp > 1 else "")
-                        + f" --max-model-len {ctx} --max-num-seqs {seqs}"
-                        + (f" --gpu-memory-utilization {util:g}" if util != alt.semantics.default_gpu_memory_utilization
-                           else "")
-                        + (" --enforce-eager" if engine.enforce_eager and not plan.engine.enforce_eager else "")
-                        + " with an AWQ checkpoint")
+                        f"use {_command(alt, alt_best)} with an AWQ checkpoint")
     return f"{head}: {what}; use more or larger GPUs, a quantized checkpoint, or a shorter --max-model-len"
 
 

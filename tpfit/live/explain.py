@@ -191,6 +191,12 @@ RULES: tuple[tuple[re.Pattern, Callable[[re.Match, Context], Diagnosis]], ...] =
 )
 
 
+KNOWN_FAILURES = ("TP vs heads / KV heads / vocab", "quantized shard alignment", "max_model_len vs KV cache or model",
+                  "no KV cache memory", "CUDA OOM", "world size", "GPU memory in use", "shared memory", "NCCL",
+                  "no GPU", "driver too old", "CPU head size", "TMPDIR too deep for vLLM's sockets")
+"""What RULES recognise, in words, for the 'nothing found' answer."""
+
+
 def explain(text: str, ctx: Context | None = None) -> list[Diagnosis]:
     """Every recognised failure in a log, first occurrence of each kind, in log order."""
     ctx = ctx or Context()
