@@ -18,7 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.calibration_rows import own_rows, shared_rows  # noqa: E402
-from tpfit.core.plan import make_plan  # noqa: E402
+from tpfit import make_plan  # noqa: E402
 from tpfit.hardware.cluster import Cluster  # noqa: E402
 from tpfit.units import GIB  # noqa: E402
 

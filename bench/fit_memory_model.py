@@ -39,7 +39,7 @@ def features(row):
     n0 = pp_layer_split(spec.num_hidden_layers, row.layout.pp)[0]
     width = _mlp_width_per_gpu(spec, row.layout, range(0, n0))
     return dict(
-        era=sem.sampler_era, tokens=batch.max_num_batched_tokens, rows=batch.max_num_seqs, width=width,
+        era=sem.profile_era, tokens=batch.max_num_batched_tokens, rows=batch.max_num_seqs, width=width,
         hidden=spec.hidden_size, vocab=padded_vocab(spec.vocab_size), last=row.layout.pp == 1, layers=n0,
         tp=row.layout.tp, dtype_bytes=spec.dtype_bytes, world=row.layout.world_size, comm_in_budget=sem.comm_buffers_in_budget,
     )

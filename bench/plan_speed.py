@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tpfit.core.engine import EngineArgs  # noqa: E402
-from tpfit.core.plan import Workload, make_plan  # noqa: E402
+from tpfit import Workload, make_plan  # noqa: E402
 from tpfit.hardware.cluster import Cluster  # noqa: E402
 from tpfit.model.catalog import find_in_catalog  # noqa: E402
 

@@ -16,12 +16,13 @@ from hypothesis import strategies as st
 
 from tests.conftest import ROOT
 from tpfit.core.engine import EngineArgs
-from tpfit.core.plan import Workload, make_plan
-from tpfit.deploy.common import Deployment, cuda_for_driver, deployment_from_plan_dict, image_for
+from tpfit import Workload, make_plan
+from tpfit.deploy.common import Deployment, deployment_from_plan_dict
 from tpfit.deploy.render import FORMATS, render
 from tpfit.hardware.cluster import Cluster
 from tpfit.model.catalog import find_in_catalog
 from tpfit.report.json import plan_to_dict
+from tpfit.vllm_facts import cuda_for_driver, image_for
 
 K8S_VERSION = "1.30.0"
 

@@ -14,10 +14,11 @@ import pytest
 from tests.conftest import ROOT, SHARED
 from tpfit.hardware.detect import cluster_from_gpus
 from tpfit.hardware.nvml import NvmlGpu
-from tpfit.live.doctor import check_host, exit_code, image_cuda
+from tpfit.live.doctor import check_host, exit_code
 from tpfit.live.host import DockerState
 from tpfit.live.read_host import read_docker_capture, snapshot_from_files
 from tpfit.units import GIB, MIB
+from tpfit.vllm_facts import cuda_of_image
 
 REAL = SHARED / "fixtures" / "gpu-hosts" / "h100x2-nvlink"
 OURS = ROOT / "tests" / "data" / "gpu-hosts" / "h100x2-device-2026-11-26"
@@ -77,7 +78,7 @@ def test_old_driver_fails_for_current_images():
     assert f["image_cuda"].status == "fail"
     assert "535.183.01 < 575.51.3" in f["image_cuda"].evidence and "VLLM_ENABLE_CUDA_COMPATIBILITY=1" in f["image_cuda"].fix
     _, f13 = findings(REAL, image="vllm/vllm-openai:v0.33.0-cu130")
-    assert f13["image_cuda"].status == "ok" and image_cuda("vllm/vllm-openai:v0.33.0-cu130") == "13.0"
+    assert f13["image_cuda"].status == "ok" and cuda_of_image("vllm/vllm-openai:v0.33.0-cu130") == "13.0"
 
 
 def test_mig_mode_warns():
@@ -94,7 +95,7 @@ def test_other_process_holding_memory():
     # the planner, given these GPUs, predicts vLLM's own start-up refusal
     from tests.conftest import load_config
     from tpfit.core.engine import EngineArgs
-    from tpfit.core.plan import Workload, make_plan
+    from tpfit import Workload, make_plan
 
     h = snapshot_from_files(DERIVED / "h100x2-nvlink__other-process-40960MiB-gpu1")
     cluster = cluster_from_gpus(tuple(NvmlGpu(index=g.index, name=g.name, total_bytes=g.total_bytes,

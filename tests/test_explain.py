@@ -11,6 +11,7 @@ from tests.conftest import ROOT, SHARED, load_config
 from tpfit.core.engine import EngineArgs, semantics_for
 from tpfit.core.layout import Layout
 from tpfit.core.memory import make_memory_plan
+from tpfit.data import load_memory_model
 from tpfit.core.plan import resolve_model
 from tpfit.hardware.cluster import Cluster
 from tpfit.live.explain import Context, explain
@@ -19,6 +20,8 @@ from tpfit.model.folder import load_folder
 LOGS = ROOT / "tests" / "data" / "vllm-logs"
 REFERENCE = (SHARED / "reference" / "vllm-internals.md").read_text()
 CALIBRATION = [json.loads(line) for line in (SHARED / "calibration" / "vllm-startup-figures.jsonl").read_text().splitlines()]
+
+MM = load_memory_model()
 
 
 def outcome(model: str) -> str:
@@ -67,7 +70,7 @@ def test_max_len_larger_than_kv_cache_real_log_and_planner_agree():
     engine = EngineArgs(vllm_version="0.32.0", dtype="float32", max_model_len=2048, kv_cache_memory_bytes=1 << 20,
                         block_size=128)
     spec = resolve_model(load_folder(ROOT / "tests" / "data" / "tiny-llama-config"), engine)
-    m = make_memory_plan(spec, Layout(), Cluster.cpu(1 << 34), engine, semantics_for("0.32.0"))
+    m = make_memory_plan(spec, Layout(), Cluster.cpu(1 << 34), engine, semantics_for("0.32.0"), memory_model=MM)
     assert m.verdict == "refused_at_start" and m.max_model_len_fit == 896
 
 

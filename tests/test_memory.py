@@ -12,16 +12,19 @@ from tpfit.core.engine import EngineArgs, semantics_for
 from tpfit.core.kv import attention_page_bytes_per_token, make_kv_geometry
 from tpfit.core.layout import Layout
 from tpfit.core.memory import make_memory_plan
-from tpfit.core.plan import make_plan
+from tpfit.data import load_memory_model
+from tpfit import make_plan
 from tpfit.hardware.cluster import Cluster
 from tpfit.units import GIB
 
 H100 = Cluster.parse("8xh100")
 
+MM = load_memory_model()
+
 
 def page_per_token(config: str, tp: int, kv_bytes: int = 2) -> int:
     spec = load_config(config)
-    layer = next(l for l in spec.layers if l.has_kv_cache)
+    layer = next(l for l in spec.layers if l.attention.has_kv_cache)
     return attention_page_bytes_per_token(layer, spec, tp, kv_bytes)
 
 
@@ -62,7 +65,7 @@ def test_logged_v026_llama8b_tp1():
     # "GPU KV cache size: 444,528 tokens", "Maximum concurrency for 8,192 tokens per request: 54.26x"
     spec = load_config("meta-llama--Llama-3.1-8B.json")
     engine = EngineArgs(vllm_version="0.26.0", gpu_memory_utilization=0.9, max_model_len=8192, api_server=False)
-    m = make_memory_plan(spec, Layout(), H100, engine, semantics_for("0.26.0"))
+    m = make_memory_plan(spec, Layout(), H100, engine, semantics_for("0.26.0"), memory_model=MM)
     assert abs(m.worst.kv_cache_bytes / GIB - 54.26) < 0.05
     assert abs(m.kv_cache_tokens - 444_528) / 444_528 < 0.002
     assert abs(m.max_concurrency - 54.26) < 0.1
@@ -73,14 +76,14 @@ def test_max_seq_len_larger_than_kv_cache_predicted_with_estimate():
     # Llama-3.1-70B on 2xH100 at its full 131072 context: vLLM refuses and suggests
     # (floor(available / bytes_per_block) - 1) x 16 tokens.
     spec = load_config("meta-llama--Llama-3.1-70B.json")
-    m = make_memory_plan(spec, Layout(tp=2), Cluster.parse("2xh100"), EngineArgs(), semantics_for("0.33.0"))
+    m = make_memory_plan(spec, Layout(tp=2), Cluster.parse("2xh100"), EngineArgs(), semantics_for("0.33.0"), memory_model=MM)
     assert m.verdict == "refused_at_start"
     per_block = 80 * 16 * (8 // 2) * 2 * 128 * 2
     assert m.max_model_len_fit == (m.worst.kv_cache_bytes // per_block - 1) * 16
     assert f"the estimated maximum model length is {m.max_model_len_fit}." in m.vllm_error
     assert m.vllm_error.startswith("To serve at least one request with the model's max seq len (131072)")
     again = make_memory_plan(spec, Layout(tp=2), Cluster.parse("2xh100"),
-                             EngineArgs(max_model_len=m.max_model_len_fit), semantics_for("0.33.0"))
+                             EngineArgs(max_model_len=m.max_model_len_fit), semantics_for("0.33.0"), memory_model=MM)
     assert again.verdict in ("starts", "insufficient_concurrency")
 
 
@@ -89,16 +92,16 @@ def test_graphs_outside_the_budget_warn_of_runtime_overflow():
     # Llama-3.1-70B bf16 TP=2 at 0.95 started, then ran out of memory at its first request)
     spec = load_config("meta-llama--Llama-3.1-70B.json")
     engine = EngineArgs(vllm_version="0.26.0", gpu_memory_utilization=0.95, max_model_len=4096)
-    m = make_memory_plan(spec, Layout(tp=2), Cluster.parse("2xh100"), engine, semantics_for("0.26.0"))
+    m = make_memory_plan(spec, Layout(tp=2), Cluster.parse("2xh100"), engine, semantics_for("0.26.0"), memory_model=MM)
     assert m.verdict == "overflows_at_runtime"
     assert "--enforce-eager" in m.reasons[0] and "1.00 GiB more at the first requests" in m.reasons[0]
     # at 0.99 vLLM refuses at once: its own context and NCCL (1.5 GiB) leave 77.68 GiB, less than it asks for
     refused = make_memory_plan(spec, Layout(tp=2), Cluster.parse("2xh100"), replace(engine, gpu_memory_utilization=0.99),
-                               semantics_for("0.26.0"))
+                               semantics_for("0.26.0"), memory_model=MM)
     assert refused.verdict == "refused_at_start" and "(77.68/79.18 GiB)" in refused.vllm_error
     fine = make_memory_plan(spec, Layout(tp=2), Cluster.parse("2xh100"),
                             EngineArgs(vllm_version="0.26.0", gpu_memory_utilization=0.9, max_model_len=4096),
-                            semantics_for("0.26.0"))
+                            semantics_for("0.26.0"), memory_model=MM)
     assert fine.verdict == "starts"
 
 
@@ -108,7 +111,7 @@ def test_version_semantics():
     assert not old.cudagraphs_in_budget and new.cudagraphs_in_budget
     spec = load_config("meta-llama--Llama-3.1-8B.json")
     kv = {v: make_memory_plan(spec, Layout(), H100, EngineArgs(vllm_version=v, gpu_memory_utilization=0.9,
-                                                                max_model_len=8192), semantics_for(v)).worst
+                                                                max_model_len=8192), semantics_for(v), memory_model=MM).worst
           for v in ("0.26.0", "0.33.0")}
     # the same flags leave less KV cache where the graph estimate is subtracted
     assert kv["0.33.0"].kv_cache_bytes == kv["0.26.0"].kv_cache_bytes - kv["0.33.0"].cuda_graph_bytes
@@ -119,7 +122,7 @@ def test_other_process_holding_memory_refuses_start():
 
     spec = load_config("meta-llama--Llama-3.1-8B.json")
     busy = replace(Cluster.parse("1xh100"), free_bytes=(60 * GIB,))
-    m = make_memory_plan(spec, Layout(), busy, EngineArgs(), semantics_for("0.33.0"))
+    m = make_memory_plan(spec, Layout(), busy, EngineArgs(), semantics_for("0.33.0"), memory_model=MM)
     assert m.verdict == "refused_at_start"
     # vLLM checks after its own CUDA context exists (0.52 GiB on one GPU): 60 - 0.52 GiB free by then
     assert m.vllm_error.startswith("Free memory on device (59.48/79.18 GiB) on startup is less than desired GPU "

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from tests.conftest import load_config
 from tpfit.core.engine import EngineArgs
-from tpfit.core.plan import Workload, make_plan
+from tpfit import Workload, make_plan
 from tpfit.core.rules import check_layout
 from tpfit.hardware.cluster import Cluster
 from tpfit.model.spec import ModelSpec

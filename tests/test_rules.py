@@ -7,7 +7,7 @@ import pytest
 from tests.conftest import ALL_CONFIGS, load_config
 from tpfit.core.engine import EngineArgs
 from tpfit.core.layout import Layout
-from tpfit.core.plan import make_plan
+from tpfit import make_plan
 from tpfit.core.rules import check_layout
 from tpfit.errors import SpecError
 from tpfit.hardware.cluster import Cluster

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -13,6 +14,8 @@ from tpfit.cli.options import (
     KvDtypeOpt, MaxModelLenOpt, ModelArg, PpOpt, QuantOpt, SeqsOpt, TpOpt, VersionOpt,
 )
 from tpfit.errors import TpfitError, UsageError
+from tpfit.kinds import FindingStatus, KvCacheDtype, ModelDtype, Verdict
+from tpfit.vllm_facts import DEFAULT_CUDA, CudaBuild
 
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_show_locals=False, add_completion=False,
                   help="Plan multi-GPU vLLM deployments with vLLM's own arithmetic.")
@@ -45,33 +48,24 @@ def _cluster(gpus: Optional[str]):
 def _make_plan(model, gpus, tp, pp, dp, enable_expert_parallel, context, concurrency, max_model_len,
                gpu_memory_utilization, kv_cache_dtype, quantization, dtype, max_num_seqs, max_num_batched_tokens,
                enforce_eager, vllm_version):
-    from tpfit.core.engine import CURRENT_VLLM_VERSION, KV_CACHE_DTYPES, EngineArgs, parse_version
+    from tpfit import EngineArgs, Workload, make_plan
     from tpfit.core.layout import Layout, enumerate_layouts
-    from tpfit.core.plan import Workload, make_plan
     from tpfit.model.load import load_model
+    from tpfit.vllm_facts import CURRENT_VLLM_VERSION
 
     if context and max_model_len and context != max_model_len:
         raise UsageError(f"--context {context} and --max-model-len {max_model_len} disagree; give one of them",
                          flag="--context")
-    if kv_cache_dtype not in KV_CACHE_DTYPES:
-        raise UsageError(f"use one of {', '.join(KV_CACHE_DTYPES)}", flag="--kv-cache-dtype", value=kv_cache_dtype)
-    if dtype not in ("auto", "bfloat16", "float16", "half", "float32", "float"):
-        raise UsageError("use auto, bfloat16, float16 or float32", flag="--dtype", value=dtype)
     if quantization not in (None, "fp8"):
         raise UsageError("tpfit models online --quantization fp8; for AWQ/GPTQ/FP8 checkpoints give the "
                          "quantized model itself (its config says how it is stored)", flag="--quantization",
                          value=quantization)
-    version = vllm_version or CURRENT_VLLM_VERSION
-    try:
-        parse_version(version)
-    except ValueError as err:
-        raise UsageError(str(err), flag="--vllm-version", value=version) from None
-    cluster = _cluster(gpus)
-    spec = load_model(model)
-    engine = EngineArgs(vllm_version=version, gpu_memory_utilization=gpu_memory_utilization,
+    engine = EngineArgs(vllm_version=vllm_version or CURRENT_VLLM_VERSION, gpu_memory_utilization=gpu_memory_utilization,
                         max_model_len=max_model_len or context, max_num_seqs=max_num_seqs,
                         max_num_batched_tokens=max_num_batched_tokens, kv_cache_dtype=kv_cache_dtype,
                         quantization=quantization, dtype=dtype, enforce_eager=enforce_eager)
+    cluster = _cluster(gpus)
+    spec = load_model(model)
     layouts = tuple(
         lay for lay in enumerate_layouts(cluster.num_gpus, is_moe=spec.is_moe or bool(enable_expert_parallel))
         if (tp is None or lay.tp == tp) and (pp is None or lay.pp == pp) and (dp is None or lay.dp == dp)
@@ -93,9 +87,9 @@ def plan(
     concurrency: ConcurrencyOpt = 1,
     max_model_len: MaxModelLenOpt = None,
     gpu_memory_utilization: GmuOpt = None,
-    kv_cache_dtype: KvDtypeOpt = "auto",
+    kv_cache_dtype: KvDtypeOpt = KvCacheDtype.AUTO,
     quantization: QuantOpt = None,
-    dtype: DtypeOpt = "auto",
+    dtype: DtypeOpt = ModelDtype.AUTO,
     max_num_seqs: SeqsOpt = None,
     max_num_batched_tokens: BatchedOpt = None,
     enforce_eager: EagerOpt = False,
@@ -120,7 +114,7 @@ def plan(
 
         render_plan(result, Console(), show_all=show_all)
     best = result.best
-    raise typer.Exit(0 if best is not None and best.memory.verdict == "starts" else 1)
+    raise typer.Exit(0 if best is not None and best.memory.verdict is Verdict.STARTS else 1)
 
 
 @app.command()
@@ -129,7 +123,7 @@ def deploy(
     fmt: Annotated[str, typer.Option("--format", "-f", help="serve, docker, compose, k8s, lws or ray.")] = "serve",
     plan_file: Annotated[Optional[Path], typer.Option("--plan", help="A `tpfit plan --json` file to deploy.")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", help="Write the files into this folder.")] = None,
-    cuda: Annotated[str, typer.Option("--cuda", help="Image CUDA build: 12.9 (default) or 13.0 (-cu130).")] = "12.9",
+    cuda: Annotated[CudaBuild, typer.Option("--cuda", help="Image CUDA build (13.0: the -cu130 tag).")] = DEFAULT_CUDA,
     driver: Annotated[Optional[str], typer.Option("--driver", help="Host driver version: picks the image CUDA.")] = None,
     port: Annotated[int, typer.Option("--port", min=1, max=65535)] = 8000,
     gpu_ids: Annotated[Optional[str], typer.Option("--gpu-ids", help="Host GPU indices, e.g. 0,1 (default: all).")] = None,
@@ -143,7 +137,7 @@ def deploy(
     concurrency: ConcurrencyOpt = 1,
     max_model_len: MaxModelLenOpt = None,
     gpu_memory_utilization: GmuOpt = None,
-    kv_cache_dtype: KvDtypeOpt = "auto",
+    kv_cache_dtype: KvDtypeOpt = KvCacheDtype.AUTO,
     quantization: QuantOpt = None,
     max_num_seqs: SeqsOpt = None,
     enforce_eager: EagerOpt = False,
@@ -152,13 +146,12 @@ def deploy(
     """Deployment files for the recommended layout: vllm serve, docker run, compose, Kubernetes, Ray."""
     import shlex
 
-    from tpfit.deploy.common import CUDA_VARIANTS, cuda_for_driver, deployment_from_plan_dict
+    from tpfit.deploy.common import deployment_from_plan_dict
     from tpfit.deploy.render import FORMATS, render
+    from tpfit.vllm_facts import cuda_for_driver
 
     if fmt not in FORMATS:
         raise UsageError(f"use one of {', '.join(FORMATS)}", flag="--format", value=fmt)
-    if cuda not in CUDA_VARIANTS:
-        raise UsageError(f"use one of {', '.join(CUDA_VARIANTS)}", flag="--cuda", value=cuda)
     ids: tuple[int, ...] = ()
     if gpu_ids:
         try:
@@ -177,7 +170,7 @@ def deploy(
         from tpfit.report.json import plan_to_dict
 
         doc = plan_to_dict(_make_plan(model, gpus, tp, pp, dp, None, context, concurrency, max_model_len,
-                                      gpu_memory_utilization, kv_cache_dtype, quantization, "auto", max_num_seqs,
+                                      gpu_memory_utilization, kv_cache_dtype, quantization, ModelDtype.AUTO, max_num_seqs,
                                       None, enforce_eager, vllm_version))
     if driver:
         cuda = cuda_for_driver(driver)
@@ -216,13 +209,16 @@ def doctor(
 
     from tpfit.live.doctor import Finding, check_host, exit_code, report_dict
     from tpfit.live.read_host import read_host, run_probe
+    from tpfit.vllm_facts import CUDA_PROBE_IMAGE, CURRENT_VLLM_VERSION, default_gpu_memory_utilization
 
     host = read_host()
-    findings = check_host(host, image=image, gpu_memory_utilization=gpu_memory_utilization or 0.92,
+    findings = check_host(host, image=image, gpu_memory_utilization=gpu_memory_utilization
+                          or default_gpu_memory_utilization(CURRENT_VLLM_VERSION),
                           plan_gpus=plan_gpus)
     if probe:
-        ok, evidence = run_probe(image or "nvidia/cuda:12.9.0-base-ubuntu24.04")
-        findings.append(Finding(check="probe", status="ok" if ok else "fail", title="GPU container probe",
+        ok, evidence = run_probe(image or CUDA_PROBE_IMAGE)
+        findings.append(Finding(check="probe", status=FindingStatus.OK if ok else FindingStatus.FAIL,
+                                title="GPU container probe",
                                 evidence=evidence, fix="" if ok else "see the docker and nvidia_runtime findings"))
     if as_json:
         typer.echo(json.dumps(report_dict(host, findings), indent=1))
@@ -241,6 +237,10 @@ app.command()(verify)
 app.command()(explain)
 
 
+_BAD_CHOICE = re.compile(r"Invalid value for '(?P<flag>[^']+)'.*?: (?:Value error, )?'(?P<value>.*)' is not one of "
+                         r"(?P<choices>.*)\.")
+
+
 def main() -> None:
     """Console-script entry point: one error line instead of a traceback (`--debug` keeps it)."""
     debug = "--debug" in sys.argv
@@ -253,11 +253,6 @@ def main() -> None:
             raise
         typer.echo(f"error: {err}", err=True)
         sys.exit(err.exit_code)
-    except ValueError as err:  # a value object refusing a flag value
-        if debug:
-            raise
-        typer.echo(f"error: {err}", err=True)
-        sys.exit(2)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except typer.Abort:
@@ -265,7 +260,10 @@ def main() -> None:
     except typer.TyperException as exc:  # click's usage errors, as typer vendors them
         hint = getattr(exc, "param_hint", None) or getattr(getattr(exc, "param", None), "opts", None)
         message = exc.format_message()
-        if hint and "Invalid value" not in message:
+        choice = _BAD_CHOICE.fullmatch(message)
+        if choice:  # an enum option: the same one line as tpfit's own usage errors
+            message = f"{choice['flag']} {choice['value']}: use one of {choice['choices'].replace(chr(39), '')}"
+        elif hint and "Invalid value" not in message:
             message = f"{hint if isinstance(hint, str) else '/'.join(hint)}: {message}"
         typer.echo(f"error: {message}", err=True)
         sys.exit(2 if exc.exit_code == 2 else exc.exit_code)

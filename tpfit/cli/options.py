@@ -6,6 +6,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from tpfit.kinds import KvCacheDtype, ModelDtype
+
 ModelArg = Annotated[str, typer.Argument(
     help="Bundled model (llama-3.1-70b, qwen3-32b, ...), a local folder or config.json, or a Hugging Face id.")]
 GpusOpt = Annotated[Optional[str], typer.Option(
@@ -22,10 +24,11 @@ ConcurrencyOpt = Annotated[int, typer.Option("--concurrency", min=1, help="Reque
 MaxModelLenOpt = Annotated[Optional[int], typer.Option("--max-model-len", min=1, help="vLLM's --max-model-len.")]
 GmuOpt = Annotated[Optional[float], typer.Option(
     "--gpu-memory-utilization", min=0.01, max=1.0, help="vLLM's fraction of each GPU (default: the version's).")]
-KvDtypeOpt = Annotated[str, typer.Option("--kv-cache-dtype", help="auto, fp8, fp8_e4m3, fp8_e5m2, bfloat16, float16.")]
+KvDtypeOpt = Annotated[KvCacheDtype, typer.Option("--kv-cache-dtype", case_sensitive=False,
+                                                   help="vLLM's --kv-cache-dtype.")]
 QuantOpt = Annotated[Optional[str], typer.Option(
     "--quantization", "-q", help="vLLM's --quantization; fp8 = online FP8 of a bf16 checkpoint.")]
-DtypeOpt = Annotated[str, typer.Option("--dtype", help="vLLM's --dtype: auto, bfloat16, float16, float32.")]
+DtypeOpt = Annotated[ModelDtype, typer.Option("--dtype", case_sensitive=False, help="vLLM's --dtype.")]
 SeqsOpt = Annotated[Optional[int], typer.Option("--max-num-seqs", min=1, help="vLLM's --max-num-seqs.")]
 BatchedOpt = Annotated[Optional[int], typer.Option("--max-num-batched-tokens", min=1,
                                                    help="vLLM's --max-num-batched-tokens.")]

@@ -15,13 +15,14 @@ import typer
 
 from tpfit.cli.options import ConcurrencyOpt, ContextOpt, DtypeOpt, GpusOpt, JsonOpt, PpOpt, TpOpt
 from tpfit.errors import UsageError
+from tpfit.kinds import ModelDtype
+from tpfit.vllm_facts import CURRENT_VLLM_VERSION
 
 
 def _plan_for_server(facts, model: str | None, gpus: str | None, tp, pp, dtype: str, kv_bytes: int | None,
                      concurrency: int):
-    from tpfit.core.engine import EngineArgs
+    from tpfit import EngineArgs, Workload, make_plan
     from tpfit.core.layout import Layout
-    from tpfit.core.plan import Workload, make_plan
     from tpfit.hardware.cluster import Cluster
     from tpfit.model.load import load_model
     from tpfit.units import GIB
@@ -29,7 +30,7 @@ def _plan_for_server(facts, model: str | None, gpus: str | None, tp, pp, dtype: 
     spec = load_model(model or facts.model_root)
     kv = kv_bytes or (facts.kv_cache_memory_bytes if facts.device == "cpu" or gpus is None else None)
     cluster = Cluster.parse(gpus) if gpus else Cluster.cpu(64 * GIB, workers=(tp or 1) * (pp or 1))
-    version = facts.version.split("+")[0] or "0.33.0"
+    version = facts.version.split("+")[0] or CURRENT_VLLM_VERSION
     engine = EngineArgs(vllm_version=version, max_model_len=facts.max_model_len, dtype=dtype,
                         kv_cache_memory_bytes=kv, block_size=facts.block_size,
                         gpu_memory_utilization=facts.gpu_memory_utilization)
@@ -51,7 +52,7 @@ def verify(
     gpus: GpusOpt = None,
     tp: TpOpt = None,
     pp: PpOpt = None,
-    dtype: DtypeOpt = "auto",
+    dtype: DtypeOpt = ModelDtype.AUTO,
     kv_cache_memory_bytes: Annotated[Optional[str], typer.Option("--kv-cache-memory-bytes",
                                                                  help="As given to vLLM (e.g. 64M).")] = None,
     context: ContextOpt = None,
@@ -87,7 +88,7 @@ def verify(
         from tpfit.live.launch import VllmProcess, default_python, free_port, server_argv, short_temp_dir
 
         flags = shlex.split(vllm_args or "")
-        if dtype != "auto":
+        if dtype is not ModelDtype.AUTO:
             flags += ["--dtype", dtype]
         if kv_cache_memory_bytes:
             flags += ["--kv-cache-memory-bytes", kv_cache_memory_bytes]
@@ -128,8 +129,8 @@ def verify(
 
 def _docker_process(model: str, flags: list[str]):
     """The docker run of `tpfit deploy --format docker` for these flags, on a free local port."""
-    from tpfit.core.engine import CURRENT_VLLM_VERSION
-    from tpfit.deploy.common import Deployment, image_for
+    from tpfit.deploy.common import Deployment
+    from tpfit.vllm_facts import image_for
     from tpfit.deploy.shell import docker_argv
     from tpfit.live.launch import DockerVllm, free_port
 
@@ -260,7 +261,7 @@ def _explain_context(model: str | None, gpus: str | None):
         return Context()
     from tpfit.core.engine import EngineArgs
     from tpfit.core.layout import Layout
-    from tpfit.core.plan import make_plan
+    from tpfit import make_plan
     from tpfit.core.rules import check_layout
     from tpfit.core.weights import padded_vocab
     from tpfit.hardware.cluster import Cluster

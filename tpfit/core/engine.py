@@ -8,22 +8,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-CURRENT_VLLM_VERSION = "0.33.0"
-"""Newest vLLM release read for tpfit's rules (shared/reference/vllm-internals.md)."""
-
-KV_CACHE_DTYPES = ("auto", "bfloat16", "float16", "fp8", "fp8_e4m3", "fp8_e5m2")
-
-
-def parse_version(text: str) -> tuple[int, int, int]:
-    """`"0.26.0" -> (0, 26, 0)`; also accepts "0.26" and "v0.26.0"."""
-    parts = text.strip().lstrip("v").split("+")[0].split(".")
-    try:
-        nums = [int(p) for p in parts[:3]]
-    except ValueError:
-        raise ValueError(f"not a vLLM version: {text!r}; use a release such as 0.26.0") from None
-    if not nums or len(parts) > 3:
-        raise ValueError(f"not a vLLM version: {text!r}; use a release such as 0.26.0")
-    return tuple(nums + [0] * (3 - len(nums)))  # type: ignore[return-value]
+from tpfit.core.memory_model import ProfileEra
+from tpfit.errors import UsageError
+from tpfit.kinds import KvCacheDtype, ModelDtype
+from tpfit.vllm_facts import CURRENT_VLLM_VERSION, default_gpu_memory_utilization, parse_version
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -35,10 +23,10 @@ class EngineArgs:
     max_model_len: int | None = None
     max_num_seqs: int | None = None
     max_num_batched_tokens: int | None = None
-    kv_cache_dtype: str = "auto"
+    kv_cache_dtype: KvCacheDtype = KvCacheDtype.AUTO
     quantization: str | None = None
     """`--quantization`: only `fp8` (online FP8 of an unquantized checkpoint) changes the weights."""
-    dtype: str = "auto"
+    dtype: ModelDtype = ModelDtype.AUTO
     enforce_eager: bool = False
     block_size: int | None = None
     kv_cache_memory_bytes: int | None = None
@@ -46,11 +34,17 @@ class EngineArgs:
     """`vllm serve` (True) or the offline `LLM` class (False): their batch defaults differ."""
 
     def __post_init__(self) -> None:
-        parse_version(self.vllm_version)
+        try:
+            parse_version(self.vllm_version)
+        except ValueError as err:
+            raise UsageError(str(err), flag="--vllm-version", value=self.vllm_version) from None
         if self.gpu_memory_utilization is not None and not 0 < self.gpu_memory_utilization <= 1:
-            raise ValueError("--gpu-memory-utilization must be in (0, 1]")
-        if self.kv_cache_dtype not in KV_CACHE_DTYPES:
-            raise ValueError(f"--kv-cache-dtype {self.kv_cache_dtype}: use one of {', '.join(KV_CACHE_DTYPES)}")
+            raise UsageError("must be in (0, 1]", flag="--gpu-memory-utilization", value=self.gpu_memory_utilization)
+        for name, kind, flag in (("kv_cache_dtype", KvCacheDtype, "--kv-cache-dtype"), ("dtype", ModelDtype, "--dtype")):
+            value = getattr(self, name)
+            if value not in set(kind):
+                raise UsageError(f"use one of {', '.join(kind)}", flag=flag, value=value)
+            object.__setattr__(self, name, kind(value))  # a plain string of the same spelling becomes the member
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -72,8 +66,8 @@ class Semantics:
     """The "estimated maximum model length" leaves the null block out (newer)."""
     three_batch_tiers: bool
     """Batch defaults have a >=160 GiB tier (B200) besides the >=70 GiB one."""
-    sampler_era: str
-    """Key of the fitted sampler-peak constant in memory_model.json."""
+    profile_era: ProfileEra
+    """Which fitted profile-run constants (sampler, activation floor) apply."""
 
 
 def semantics_for(version: str) -> Semantics:
@@ -92,11 +86,11 @@ def semantics_for(version: str) -> Semantics:
     v = parse_version(version)
     return Semantics(
         version=v,
-        default_gpu_memory_utilization=0.92 if v >= (0, 20, 0) else 0.9,
+        default_gpu_memory_utilization=default_gpu_memory_utilization(version),
         cudagraphs_in_budget=v >= (0, 27, 0),
         comm_buffers_in_budget=v < (0, 20, 0),
         requested_ceil=v >= (0, 20, 0),
         estimate_deducts_null_block=v >= (0, 20, 0),
         three_batch_tiers=v >= (0, 20, 0),
-        sampler_era="v0.19" if v < (0, 20, 0) else "v0.20+",
+        profile_era=ProfileEra.V0_19 if v < (0, 20, 0) else ProfileEra.V0_20,
     )

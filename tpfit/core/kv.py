@@ -10,6 +10,8 @@ from __future__ import annotations
 from bisect import bisect_left
 from dataclasses import dataclass
 
+from tpfit.core.engine import EngineArgs
+from tpfit.kinds import AttentionKind, KvCacheDtype
 from tpfit.model.spec import LayerSpec, ModelSpec
 from tpfit.units import cdiv
 
@@ -18,15 +20,24 @@ DEFAULT_BLOCK_SIZE = 16
 MAMBA_ALIGN_TOKENS = 16
 """Hybrid models raise the attention block size in steps of this (`_align_hybrid_block_size`)."""
 
-KV_DTYPE_BYTES = {"bfloat16": 2, "float16": 2, "float32": 4, "fp8": 1, "fp8_e4m3": 1, "fp8_e5m2": 1}
+KV_CACHE_DTYPE_BYTES = {KvCacheDtype.BFLOAT16: 2, KvCacheDtype.FLOAT16: 2, KvCacheDtype.FP8: 1,
+                        KvCacheDtype.FP8_E4M3: 1, KvCacheDtype.FP8_E5M2: 1}
+"""Bytes per cached element of an explicit `--kv-cache-dtype` (`auto` follows the model's dtype)."""
+
+
+def kv_bytes_per_element(spec: ModelSpec, engine: EngineArgs) -> int:
+    """Bytes of one cached K/V element on the GPU (`STR_DTYPE_TO_TORCH_DTYPE` in vLLM's torch_utils)."""
+    if engine.kv_cache_dtype is KvCacheDtype.AUTO:
+        return spec.dtype_bytes
+    return KV_CACHE_DTYPE_BYTES[engine.kv_cache_dtype]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class KVGroup:
     """One KV-cache group: a set of layers of one type sharing block ids."""
 
-    kind: str
-    """"full", "sliding", "chunked", "mla" or "state"."""
+    kind: AttentionKind
+    """The layers' kind; MAMBA stands for every recurrent-state group (mamba2 and GDN alike)."""
     layers: tuple[int, ...]
     """Global layer indices (padding layers are not listed)."""
     window_tokens: int = 0
@@ -56,12 +67,12 @@ class KVGeometry:
         """Blocks one request at max_model_len needs, summed over groups (`max_memory_usage_bytes`)."""
         total = 0
         for g in self.groups:
-            if g.kind in ("full", "mla"):
+            if g.kind in (AttentionKind.FULL, AttentionKind.MLA):
                 total += cdiv(max_model_len, self.block_size)
-            elif g.kind == "sliding":
+            elif g.kind is AttentionKind.SLIDING:
                 # the "+1": a window of w tokens can straddle one more block than w / block_size
                 total += cdiv(min(g.window_tokens - 1 + in_flight_tokens, max_model_len), self.block_size) + 1
-            elif g.kind == "chunked":
+            elif g.kind is AttentionKind.CHUNKED:
                 total += cdiv(min(g.window_tokens + in_flight_tokens, max_model_len), self.block_size)
             else:
                 total += state_blocks
@@ -70,7 +81,7 @@ class KVGeometry:
 
 def attention_page_bytes_per_token(layer: LayerSpec, spec: ModelSpec, tp: int, kv_bytes: int) -> int:
     """K and V bytes one token costs in one layer on one GPU (MLA: the latent, on every rank)."""
-    if layer.attention == "mla":
+    if layer.attention is AttentionKind.MLA:
         return spec.mla.kv_head_size * kv_bytes
     kv_heads = max(1, layer.num_key_value_heads // tp)  # replicated when TP > KV heads
     return kv_heads * 2 * layer.head_dim * kv_bytes
@@ -84,20 +95,20 @@ def state_page_bytes(layer: LayerSpec, tp: int, dtype_bytes: int) -> int:
     return (conv + ssm) * dtype_bytes
 
 
-def _kind(layer: LayerSpec) -> str:
-    return "state" if layer.attention in ("mamba", "gdn") else layer.attention
+def _kind(layer: LayerSpec) -> AttentionKind:
+    return AttentionKind.MAMBA if layer.attention.has_state else layer.attention
 
 
 def make_kv_geometry(spec: ModelSpec, *, tp: int, kv_bytes: int, block_size: int | None = None) -> KVGeometry:
     """Group the layers and unify page sizes as vLLM's hybrid KV-cache manager does."""
-    by_kind: dict[tuple[str, int], list[int]] = {}
+    by_kind: dict[tuple[AttentionKind, int], list[int]] = {}
     for i, layer in enumerate(spec.layers):
-        if layer.has_kv_cache or layer.attention in ("mamba", "gdn"):
+        if layer.attention.has_kv_cache or layer.attention.has_state:
             by_kind.setdefault((_kind(layer), layer.window_tokens), []).append(i)
-    attn_layers = [spec.layers[i] for (k, _), idx in by_kind.items() if k != "state" for i in idx]
+    attn_layers = [spec.layers[i] for (k, _), idx in by_kind.items() if not k.has_state for i in idx]
     per_token = max((attention_page_bytes_per_token(l, spec, tp, kv_bytes) for l in attn_layers), default=0)
     bs = block_size or DEFAULT_BLOCK_SIZE
-    state_layers = [spec.layers[i] for (k, _), idx in by_kind.items() if k == "state" for i in idx]
+    state_layers = [spec.layers[i] for (k, _), idx in by_kind.items() if k.has_state for i in idx]
     page = bs * per_token
     if state_layers:
         state_page = max(state_page_bytes(l, tp, spec.dtype_bytes) for l in state_layers)

@@ -8,7 +8,7 @@ and `kv_cache_planning.py::get_kv_cache_configs` (shared/reference/vllm-internal
     blocks    = min over GPUs of kv_cache // bytes_per_block;  one block is held back (null block)
 
 Activation peak, non-torch memory and CUDA-graph memory can't be derived from a config: they come
-from the fitted constants in tpfit/data/memory_model.json (tools/fit_memory_model.py says how).
+from a MemoryModel (core/memory_model.py), fitted by bench/fit_memory_model.py and passed in.
 """
 
 from __future__ import annotations
@@ -17,11 +17,12 @@ import math
 from dataclasses import dataclass
 
 from tpfit.core.engine import EngineArgs, Semantics
-from tpfit.core.kv import KV_DTYPE_BYTES, KVGeometry, make_kv_geometry
+from tpfit.core.kv import KVGeometry, kv_bytes_per_element, make_kv_geometry
 from tpfit.core.layout import Layout
+from tpfit.core.memory_model import MemoryModel
 from tpfit.core.weights import StageWeights, distinct_layers, padded_vocab, stage_weights
-from tpfit.data import memory_constants
 from tpfit.hardware.cluster import Cluster
+from tpfit.kinds import Verdict
 from tpfit.model.spec import ModelSpec
 from tpfit.units import GIB, format_gib, gib
 
@@ -114,8 +115,7 @@ class MemoryPlan:
     max_num_seqs: int
     max_num_batched_tokens: int
     gpu_memory_utilization: float
-    verdict: str
-    """"starts", "refused_at_start", "overflows_at_runtime" or "insufficient_concurrency"."""
+    verdict: Verdict
     reasons: tuple[str, ...]
     vllm_error: str = ""
 
@@ -170,48 +170,47 @@ def _mlp_width_per_gpu(spec: ModelSpec, layout: Layout, layers: range) -> int:
 
 
 def activation_bytes(spec: ModelSpec, layout: Layout, layers: range, *, last_stage: bool, batch: BatchDefaults,
-                     sem: Semantics) -> int:
+                     sem: Semantics, mm: MemoryModel) -> int:
     """Peak of the profile run: the forward of max_num_batched_tokens tokens, the sampler's
     [min(max_num_seqs, tokens) x vocab] logits on the last stage, or the version's floor / TP, whichever
     is larger."""
-    c = memory_constants()["activation"]
+    era = mm.era(sem.profile_era)
     tokens, rows = batch.max_num_batched_tokens, batch.max_num_seqs
-    forward = tokens * (c["bytes_per_token_per_mlp_width_bf16"] * _mlp_width_per_gpu(spec, layout, layers)
-                        + c["bytes_per_token_per_hidden_bf16"] * spec.hidden_size) * spec.dtype_bytes / 2
-    sampler = rows * padded_vocab(spec.vocab_size) * c["sampler_bytes_per_logit"][sem.sampler_era] if last_stage else 0
+    forward = tokens * (mm.bytes_per_token_per_mlp_width_bf16 * _mlp_width_per_gpu(spec, layout, layers)
+                        + mm.bytes_per_token_per_hidden_bf16 * spec.hidden_size) * spec.dtype_bytes / 2
+    sampler = rows * padded_vocab(spec.vocab_size) * era.sampler_bytes_per_logit if last_stage else 0
     # 0.26 never reported less at TP=1, whatever the model; at TP=4 it reported 0.69 GiB for Llama-3.1-8B
     # (calibration/vllm-0.26-h200x4), so the floor shrinks with TP. Its cause is unknown; 1/TP is the
     # smallest assumption every run agrees with.
-    floor = c["floor_gib"][sem.sampler_era] * GIB / layout.tp
+    floor = era.activation_floor_gib * GIB / layout.tp
     return int(max(forward, sampler, floor))
 
 
-def non_torch_bytes(layout: Layout, sem: Semantics) -> int:
+def non_torch_bytes(layout: Layout, sem: Semantics, mm: MemoryModel) -> int:
     """Memory outside torch's allocator that grows after the snapshot (NCCL buffers in older vLLM)."""
-    c = memory_constants()["non_torch"]
     if layout.world_size == 1:
-        return int(c["single_gpu_gib"] * GIB)
-    extra = c["comm_buffers_gib"] + c["comm_buffers_gib_per_tp"] * layout.tp if (sem.comm_buffers_in_budget and layout.tp > 1) else 0
-    return int((c["multi_gpu_gib"] + extra) * GIB)
+        return int(mm.non_torch_single_gpu_gib * GIB)
+    comm = sem.comm_buffers_in_budget and layout.tp > 1
+    extra = mm.comm_buffers_gib + mm.comm_buffers_gib_per_tp * layout.tp if comm else 0
+    return int((mm.non_torch_multi_gpu_gib + extra) * GIB)
 
 
-def pre_snapshot_bytes(layout: Layout) -> int:
+def pre_snapshot_bytes(layout: Layout, mm: MemoryModel) -> int:
     """CUDA context (+ NCCL communicators for several GPUs), taken before vLLM's snapshot."""
-    c = memory_constants()["pre_snapshot"]
-    return int((c["single_gpu_gib"] if layout.world_size == 1 else c["multi_gpu_gib"]) * GIB)
+    return int((mm.pre_snapshot_single_gpu_gib if layout.world_size == 1 else mm.pre_snapshot_multi_gpu_gib) * GIB)
 
 
-def cuda_graph_bytes(spec: ModelSpec, layout: Layout, n_layers: int, engine: EngineArgs) -> int:
+def cuda_graph_bytes(spec: ModelSpec, layout: Layout, n_layers: int, engine: EngineArgs, mm: MemoryModel) -> int:
     """CUDA-graph pool: grows with the layers captured and their per-GPU width."""
     if engine.enforce_eager:
         return 0
-    c = memory_constants()["cuda_graphs"]
-    return int((c["base_gib"] + c["gib_per_layer"] * n_layers
-                + c["gib_per_layer_per_khidden_per_tp"] * n_layers * spec.hidden_size / 1024 / layout.tp) * GIB)
+    return int((mm.cuda_graph_base_gib + mm.cuda_graph_gib_per_layer * n_layers
+                + mm.cuda_graph_gib_per_layer_per_khidden_per_tp * n_layers * spec.hidden_size / 1024 / layout.tp)
+               * GIB)
 
 
 def make_memory_plan(spec: ModelSpec, layout: Layout, cluster: Cluster, engine: EngineArgs, sem: Semantics, *,
-                     concurrency: int | None = None, stages: tuple[StageWeights, ...] | None = None,
+                     memory_model: MemoryModel, concurrency: int | None = None, stages: tuple[StageWeights, ...] | None = None,
                      geometry: KVGeometry | None = None) -> MemoryPlan:
     """vLLM's start-up arithmetic for one layout, and what the KV cache then holds."""
     max_len = engine.max_model_len or spec.max_model_len
@@ -219,11 +218,11 @@ def make_memory_plan(spec: ModelSpec, layout: Layout, cluster: Cluster, engine: 
     total = cluster.gpu.cuda_total_bytes
     requested = math.ceil(total * util) if sem.requested_ceil else int(total * util)
     batch = batch_defaults(cluster, engine, sem, max_len)
-    kv_dtype = spec.dtype if engine.kv_cache_dtype == "auto" else engine.kv_cache_dtype
-    geometry = geometry or make_kv_geometry(spec, tp=layout.tp, kv_bytes=KV_DTYPE_BYTES[kv_dtype],
+    geometry = geometry or make_kv_geometry(spec, tp=layout.tp, kv_bytes=kv_bytes_per_element(spec, engine),
                                             block_size=engine.block_size)
     gpus = []
-    nt, pre = non_torch_bytes(layout, sem), pre_snapshot_bytes(layout)
+    mm = memory_model
+    nt, pre = non_torch_bytes(layout, sem, mm), pre_snapshot_bytes(layout, mm)
     index, _ = distinct_layers(spec.layers)
     per_shape: dict[tuple, tuple[int, int]] = {}  # stages of the same layer shapes peak alike
     for stage in stages or stage_weights(spec, layout):
@@ -231,8 +230,8 @@ def make_memory_plan(spec: ModelSpec, layout: Layout, cluster: Cluster, engine: 
         last = stage.pp_rank == layout.pp - 1
         shape = (frozenset(index[stage.layer_start:stage.layer_end]), len(layers), last)
         if shape not in per_shape:
-            per_shape[shape] = (activation_bytes(spec, layout, layers, last_stage=last, batch=batch, sem=sem),
-                                cuda_graph_bytes(spec, layout, len(layers), engine))
+            per_shape[shape] = (activation_bytes(spec, layout, layers, last_stage=last, batch=batch, sem=sem, mm=mm),
+                                cuda_graph_bytes(spec, layout, len(layers), engine, mm))
         act, cg = per_shape[shape]
         if engine.kv_cache_memory_bytes:
             kv = engine.kv_cache_memory_bytes
@@ -260,15 +259,15 @@ def _verdict(gpus, geometry: KVGeometry, spec, layout, cluster, engine, sem, bat
     fit = _largest_len(geometry, usable, max_len, in_flight)
     reasons: list[str] = []
     error = ""
-    verdict = "starts"
+    verdict = Verdict.STARTS
     if worst.kv_cache_bytes <= 0:
-        verdict = "refused_at_start"
+        verdict = Verdict.REFUSED_AT_START
         error = ("No available memory for the cache blocks. Try increasing `gpu_memory_utilization` when "
                  "initializing the engine.")
         reasons.append(f"weights + activation + non-torch need {format_gib(worst.requested_bytes - worst.kv_cache_bytes)} "
                        f"GiB per GPU, the budget is {format_gib(worst.requested_bytes)} GiB")
     elif usable < per_req:
-        verdict = "refused_at_start"
+        verdict = Verdict.REFUSED_AT_START
         need = per_req * worst.bytes_per_block
         error = (f"To serve at least one request with the model's max seq len ({max_len}), ({format_gib(need)} GiB KV "
                  f"cache is needed, which is larger than the available KV cache memory "
@@ -280,8 +279,8 @@ def _verdict(gpus, geometry: KVGeometry, spec, layout, cluster, engine, sem, bat
     # vLLM compares what is free once its own CUDA context and NCCL exist with what it will request
     other = worst.total_bytes - min(cluster.free_bytes) if cluster.free_bytes else 0
     free_at_start = worst.total_bytes - other - worst.pre_snapshot_bytes
-    if verdict == "starts" and free_at_start < worst.requested_bytes:
-        verdict = "refused_at_start"
+    if verdict is Verdict.STARTS and free_at_start < worst.requested_bytes:
+        verdict = Verdict.REFUSED_AT_START
         error = (f"Free memory on device ({round(free_at_start / GIB, 2)}/{round(worst.total_bytes / GIB, 2)} GiB) on "
                  f"startup is less than desired GPU memory utilization ({util}, {round(worst.requested_bytes / GIB, 2)} "
                  "GiB).")  # vLLM's format_gib: 2 decimals, no trailing zeros
@@ -289,8 +288,8 @@ def _verdict(gpus, geometry: KVGeometry, spec, layout, cluster, engine, sem, bat
         reasons.append(f"{who}vLLM's own CUDA context and NCCL take {format_gib(worst.pre_snapshot_bytes)} GiB before "
                        f"it checks; lower --gpu-memory-utilization to {max(0.05, math.floor(free_at_start / worst.total_bytes * 100) / 100):.2f}"
                        + (" or free the GPU" if who else ""))
-    if verdict == "starts" and worst.free_bytes < RUNTIME_GROWTH:
-        verdict = "overflows_at_runtime"
+    if verdict is Verdict.STARTS and worst.free_bytes < RUNTIME_GROWTH:
+        verdict = Verdict.OVERFLOWS_AT_RUNTIME
         outside = ([] if worst.cuda_graph_bytes_in_budget else [f"CUDA graphs ({format_gib(worst.cuda_graph_bytes)} GiB)"])
         outside.append(f"the CUDA context ({format_gib(worst.pre_snapshot_bytes)} GiB)")
         outside.append(f"{format_gib(RUNTIME_GROWTH)} GiB more at the first requests (buffers, fragmentation)")
@@ -298,8 +297,8 @@ def _verdict(gpus, geometry: KVGeometry, spec, layout, cluster, engine, sem, bat
                        f"come on top of the {format_gib(worst.requested_bytes)} GiB budget: "
                        f"{format_gib(RUNTIME_GROWTH - worst.free_bytes)} GiB more than the card has; lower "
                        "--gpu-memory-utilization or add --enforce-eager")
-    if verdict == "starts" and concurrency and conc < concurrency:
-        verdict = "insufficient_concurrency"
+    if verdict is Verdict.STARTS and concurrency and conc < concurrency:
+        verdict = Verdict.INSUFFICIENT_CONCURRENCY
         reasons.append(f"the KV cache holds {conc:.2f} requests of {max_len} tokens, not {concurrency}; "
                        f"use --max-num-seqs {max(1, int(conc))} or a shorter --max-model-len")
     return MemoryPlan(gpus=gpus, block_size=geometry.block_size, kv_bytes_per_token=worst.bytes_per_block // geometry.block_size,

@@ -8,15 +8,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from tpfit.core.engine import EngineArgs, Semantics, semantics_for
-from tpfit.core.kv import KV_DTYPE_BYTES, KVGeometry, make_kv_geometry
+from tpfit.core.kv import KVGeometry, kv_bytes_per_element, make_kv_geometry
 from tpfit.core.layout import Layout, enumerate_layouts
 from tpfit.core.memory import MemoryPlan, make_memory_plan, safe_utilization
-from tpfit.core.recommend import pick_best
+from tpfit.core.memory_model import MemoryModel
+from tpfit.core.rank import pick_best
 from tpfit.core.rules import Violation, check_layout
 from tpfit.core.weights import StageWeights, layer_prefix_bytes, stage_weights, total_param_count
+from tpfit.errors import UsageError
 from tpfit.hardware.cluster import Cluster
+from tpfit.kinds import ModelDtype, Verdict
 from tpfit.model.quant import online_quant
-from tpfit.model.spec import ModelSpec
+from tpfit.model.spec import ModelSpec, QuantSpec
 from tpfit.units import GB
 
 SCHEMA_VERSION = 1
@@ -32,9 +35,9 @@ class Workload:
 
     def __post_init__(self) -> None:
         if self.context is not None and self.context < 1:
-            raise ValueError("--context must be at least 1")
+            raise UsageError("must be at least 1", flag="--context", value=self.context)
         if self.concurrency < 1:
-            raise ValueError("--concurrency must be at least 1")
+            raise UsageError("must be at least 1", flag="--concurrency", value=self.concurrency)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -77,7 +80,10 @@ class Plan:
     candidates: tuple[Candidate, ...]
     rule_of_thumb: RuleOfThumb
     recommended: int | None = None
-    """Index into `candidates` of the layout tpfit recommends (core/recommend.py ranks them once)."""
+    """Index into `candidates` of the layout tpfit recommends (core/rank.py ranks them once)."""
+    fallback: Plan | None = None
+    """When this plan does not fit: the same model as an AWQ 4-bit checkpoint (as planned, else without CUDA
+    graphs), if that serves at least one request; the one-line answer suggests it."""
     notes: tuple[str, ...] = field(default=())
 
     @property
@@ -95,16 +101,21 @@ class Plan:
 
 def resolve_model(model: ModelSpec, engine: EngineArgs) -> ModelSpec:
     """The model as the engine will load it: `--dtype` and online `--quantization` applied."""
-    if engine.dtype not in ("auto", model.dtype):
-        model = replace(model, dtype={"half": "float16", "float": "float32"}.get(engine.dtype, engine.dtype))
+    if engine.dtype is not ModelDtype.AUTO and engine.dtype.canonical != model.dtype:
+        model = replace(model, dtype=engine.dtype.canonical)
     if engine.quantization and model.quant is None:
         model = replace(model, quant=online_quant(engine.quantization))
     return model
 
 
+AWQ_FALLBACK = QuantSpec(method="awq", weight_bits=4, group_size=128, has_zero_points=True)
+"""The quantized checkpoint suggested when a model does not fit: AWQ 4-bit, group 128 (the common export)."""
+
+
 def make_plan(model: ModelSpec, cluster: Cluster, workload: Workload | None = None, engine: EngineArgs | None = None,
-              *, layouts: tuple[Layout, ...] | None = None) -> Plan:
-    """Every layout (or the given ones) with vLLM's verdict and memory."""
+              *, memory_model: MemoryModel, layouts: tuple[Layout, ...] | None = None) -> Plan:
+    """Every layout (or the given ones) with vLLM's verdict and memory, under the fitted `memory_model`
+    (`tpfit.make_plan` passes the bundled one)."""
     workload = workload or Workload()
     engine = engine or EngineArgs()
     if workload.context and engine.max_model_len is None:
@@ -115,7 +126,7 @@ def make_plan(model: ModelSpec, cluster: Cluster, workload: Workload | None = No
     layouts = layouts or enumerate_layouts(cluster.num_gpus, is_moe=is_moe)
     candidates = []
     geometries: dict[int, KVGeometry] = {}  # the KV layout depends on TP only
-    kv_dtype = spec.dtype if engine.kv_cache_dtype == "auto" else engine.kv_cache_dtype
+    kv_bytes = kv_bytes_per_element(spec, engine)
     # DP replicas don't change a GPU's memory, except that MoE experts are split over TP x DP
     cache: dict[tuple, tuple[tuple[StageWeights, ...], MemoryPlan | None]] = {}
     prefixes: dict[tuple, tuple[int, ...]] = {}  # per-layer bytes depend on TP and the expert split, not on PP
@@ -130,17 +141,18 @@ def make_plan(model: ModelSpec, cluster: Cluster, workload: Workload | None = No
             memory = None
             if not violations:
                 if layout.tp not in geometries:
-                    geometries[layout.tp] = make_kv_geometry(spec, tp=layout.tp, kv_bytes=KV_DTYPE_BYTES[kv_dtype],
+                    geometries[layout.tp] = make_kv_geometry(spec, tp=layout.tp, kv_bytes=kv_bytes,
                                                              block_size=engine.block_size)
-                memory = make_memory_plan(spec, layout, cluster, engine, sem, concurrency=workload.concurrency,
-                                          stages=stages, geometry=geometries[layout.tp])
-                if memory.verdict == "overflows_at_runtime" and engine.gpu_memory_utilization is None:
+                memory = make_memory_plan(spec, layout, cluster, engine, sem, memory_model=memory_model,
+                                          concurrency=workload.concurrency, stages=stages,
+                                          geometry=geometries[layout.tp])
+                if memory.verdict is Verdict.OVERFLOWS_AT_RUNTIME and engine.gpu_memory_utilization is None:
                     # the default budget leaves too little for what comes on top: plan the highest safe one
                     lower = make_memory_plan(spec, layout, cluster,
                                              replace(engine, gpu_memory_utilization=safe_utilization(memory)),
-                                             sem, concurrency=workload.concurrency, stages=stages,
-                                             geometry=geometries[layout.tp])
-                    if lower.verdict in ("starts", "insufficient_concurrency"):
+                                             sem, memory_model=memory_model, concurrency=workload.concurrency,
+                                             stages=stages, geometry=geometries[layout.tp])
+                    if lower.verdict.serves:
                         memory = lower
             cache[key] = (stages, memory)
         stages, memory = cache[key]
@@ -152,6 +164,20 @@ def make_plan(model: ModelSpec, cluster: Cluster, workload: Workload | None = No
     thumb = RuleOfThumb(params=params, weights_bytes=params * model.dtype_bytes,
                         kv_bytes_at_context=context * GB // 1000)
     candidates = tuple(candidates)
+    recommended = pick_best(cluster, candidates)
+    fits = recommended is not None and candidates[recommended].memory.verdict is Verdict.STARTS
+    fallback = None if fits or spec.quant is not None else _awq_fallback(spec, cluster, workload, engine, memory_model)
     return Plan(model=spec, cluster=cluster, workload=workload, engine=engine, semantics=sem, candidates=candidates,
-                rule_of_thumb=thumb, recommended=pick_best(cluster, candidates), notes=spec.notes)
+                rule_of_thumb=thumb, recommended=recommended, fallback=fallback, notes=spec.notes)
+
+
+def _awq_fallback(spec: ModelSpec, cluster: Cluster, workload: Workload, engine: EngineArgs,
+                  memory_model: MemoryModel) -> Plan | None:
+    """The model as an AWQ checkpoint, over every layout; failing that, without CUDA graphs (their memory goes
+    to the KV cache)."""
+    for eng in (engine, replace(engine, enforce_eager=True)):
+        alt = make_plan(replace(spec, quant=AWQ_FALLBACK), cluster, workload, eng, memory_model=memory_model)
+        if alt.best is not None and alt.best.memory.verdict.serves and alt.best.memory.max_concurrency >= 1:
+            return alt
+    return None
 

@@ -1,19 +1,12 @@
-"""Rank accepted layouts, turn the best into vLLM flags with reasons, and answer in one line."""
+"""The recommended layout as vLLM flags with their reasons, and the one-line answer."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
-from tpfit.model.spec import QuantSpec
+from tpfit.core.plan import Candidate, Plan
+from tpfit.kinds import KvCacheDtype, ModelDtype, Verdict
 from tpfit.units import GIB, format_gib
-
-if TYPE_CHECKING:
-    from tpfit.core.plan import Candidate, Plan
-
-PP_DISCOUNT = 0.8
-"""Weight of each extra pipeline stage when ranking by capacity (PP adds a bubble; TP keeps one step)."""
-_VERDICT_ORDER = {"starts": 0, "insufficient_concurrency": 1, "overflows_at_runtime": 2, "refused_at_start": 3}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -31,34 +24,6 @@ class Flag:
 
     def to_dict(self) -> dict:
         return {"flag": self.name, "value": self.value, "reason": self.reason, "optional": self.optional}
-
-
-def _score(cluster, c: Candidate) -> tuple:
-    m = c.memory
-    cross_node_tp = c.layout.tp > cluster.gpus_per_node
-    capacity = m.max_concurrency * c.layout.dp
-    # starts first; then no TP across nodes (vLLM: TP within a node, PP across nodes); then every GPU put to
-    # work; then the most concurrent requests, each extra pipeline stage discounted 20 % (it adds a bubble);
-    # then, among layouts that don't fit, the one closest to fitting
-    # Without NVLink between the GPUs, vLLM's docs prefer PP to TP: there the TP all-reduce is what costs
-    stages = c.layout.pp - 1 if has_nvlink(cluster) else (c.layout.tp > 1) * 1.0
-    return (_VERDICT_ORDER[m.verdict], cross_node_tp, -c.layout.num_gpus,
-            -round(capacity * PP_DISCOUNT ** stages, 1), c.layout.pp, -m.worst.kv_cache_bytes)
-
-
-def has_nvlink(cluster) -> bool:
-    """NVLink between the GPUs of a node: detected pairs when NVML read them, else the catalog's word."""
-    n = cluster.gpus_per_node
-    if cluster.source == "nvml":
-        return n == 1 or len(cluster.nvlink_pairs) >= n * (n - 1) // 2
-    return n == 1 or cluster.gpu.nvlink
-
-
-def pick_best(cluster, candidates: tuple[Candidate, ...]) -> int | None:
-    """Index of the accepted layout tpfit recommends, or None when vLLM refuses every layout."""
-    ranked = sorted((i for i, c in enumerate(candidates) if c.accepted and c.memory),
-                    key=lambda i: _score(cluster, candidates[i]))
-    return ranked[0] if ranked else None
 
 
 def make_flags(plan: Plan, c: Candidate) -> tuple[Flag, ...]:
@@ -86,18 +51,18 @@ def make_flags(plan: Plan, c: Candidate) -> tuple[Flag, ...]:
     if plan.engine.max_num_batched_tokens:
         flags.append(Flag(name="--max-num-batched-tokens", value=str(m.max_num_batched_tokens),
                           reason="as planned: it sets the profile run's activation peak"))
-    if plan.engine.dtype != "auto":
+    if plan.engine.dtype is not ModelDtype.AUTO:
         flags.append(Flag(name="--dtype", value=plan.engine.dtype, reason="as planned"))
-    if plan.engine.kv_cache_dtype != "auto":
+    if plan.engine.kv_cache_dtype is not KvCacheDtype.AUTO:
         flags.append(Flag(name="--kv-cache-dtype", value=plan.engine.kv_cache_dtype, reason="as planned"))
     elif plan.cluster.gpu.fp8_supported and plan.model.dtype_bytes == 2 \
             and m.max_concurrency < 2 * plan.workload.concurrency:
-        flags.append(Flag(name="--kv-cache-dtype", value="fp8", optional=True,
+        flags.append(Flag(name="--kv-cache-dtype", value=KvCacheDtype.FP8, optional=True,
                           reason=f"{plan.cluster.gpu.name} supports FP8: about twice the KV tokens "
                                  f"(~{2 * m.kv_cache_tokens:,} instead of {m.kv_cache_tokens:,})"))
     if plan.engine.enforce_eager:
         flags.append(Flag(name="--enforce-eager", value=None, reason="no CUDA graphs: frees their memory, slower decode"))
-    elif m.verdict == "overflows_at_runtime":
+    elif m.verdict is Verdict.OVERFLOWS_AT_RUNTIME:
         flags.append(Flag(name="--enforce-eager", value=None, optional=True,
                           reason=f"saves {format_gib(m.worst.cuda_graph_bytes)} GiB of CUDA graphs per GPU at the "
                                  "cost of slower decoding"))
@@ -120,36 +85,27 @@ def _command(plan: Plan, c: Candidate) -> str:
 
 def summarize(plan: Plan) -> str:
     """One line for the common question: does it fit, with which layout and flags."""
-    from tpfit.core.plan import make_plan
-
     name = plan.model.model_id.split("/")[-1]
     head = f"{name} on {_describe_gpus(plan)}"
     best = plan.best
     ctx, conc = plan.engine.max_model_len or plan.model.max_model_len, plan.workload.concurrency
-    if best is not None and best.memory.verdict == "starts":
+    if best is not None and best.memory.verdict is Verdict.STARTS:
         m = best.memory
         return (f"{head}: fits as {best.layout} with {m.max_concurrency:.1f} sequences of {ctx} tokens "
                 f"({m.kv_cache_tokens:,} KV tokens); use {_command(plan, best)}")
     dtype = "bf16" if plan.model.dtype == "bfloat16" else plan.model.dtype
     what = f"does not fit in {dtype}" if plan.model.quant is None else "does not fit"
-    if best is not None and best.memory.verdict == "insufficient_concurrency":
+    if best is not None and best.memory.verdict is Verdict.INSUFFICIENT_CONCURRENCY:
         m = best.memory
         what = (f"starts as {best.layout} but holds {m.max_concurrency:.2f} sequences of {ctx} tokens, not {conc}"
                 f" (--max-num-seqs {max(1, int(m.max_concurrency))})")
     elif best is not None and best.memory.reasons:
         what += f" ({best.memory.reasons[0]})"
-    if plan.model.quant is None:
-        awq = QuantSpec(method="awq", weight_bits=4, group_size=128, has_zero_points=True)
-        # AWQ as planned; failing that, AWQ without CUDA graphs (their memory goes to the KV cache)
-        for engine in (plan.engine, replace(plan.engine, enforce_eager=True)):
-            alt = make_plan(replace(plan.model, quant=awq), plan.cluster, plan.workload, engine)
-            alt_best = alt.best
-            if alt_best is None or alt_best.memory.verdict not in ("starts", "insufficient_concurrency"):
-                continue
-            seqs = max(1, min(conc, int(alt_best.memory.max_concurrency)))
-            if alt_best.memory.max_concurrency >= 1:
-                return (f"{head}: {what}; AWQ 4-bit fits with {seqs} sequence{'s' if seqs > 1 else ''} of {ctx} tokens; "
-                        f"use {_command(alt, alt_best)} with an AWQ checkpoint")
+    alt = plan.fallback
+    if alt is not None:
+        seqs = max(1, min(conc, int(alt.best.memory.max_concurrency)))
+        return (f"{head}: {what}; AWQ 4-bit fits with {seqs} sequence{'s' if seqs > 1 else ''} of {ctx} tokens; "
+                f"use {_command(alt, alt.best)} with an AWQ checkpoint")
     return f"{head}: {what}; use more or larger GPUs, a quantized checkpoint, or a shorter --max-model-len"
 
 

@@ -14,6 +14,7 @@ from tpfit.core.engine import EngineArgs
 from tpfit.core.layout import Layout
 from tpfit.core.weights import distinct_layers, padded_vocab
 from tpfit.hardware.cluster import Cluster
+from tpfit.kinds import MlpKind, ModelDtype
 from tpfit.model.spec import ModelSpec
 
 MARLIN_GROUP_SIZES = (-1, 32, 64, 128)
@@ -74,7 +75,7 @@ def check_heads(spec: ModelSpec, layout: Layout, cluster: Cluster) -> list[Viola
 def check_kv_heads(spec: ModelSpec, layout: Layout, cluster: Cluster) -> list[Violation]:
     """`QKVParallelLinear` / model `*Attention.__init__`: KV heads split (kv >= tp) or replicate (kv < tp)."""
     tp = layout.tp
-    for kv in sorted({l.num_key_value_heads for l in distinct_layers(spec.layers)[1] if l.attention in ("full", "sliding", "chunked")}):
+    for kv in sorted({l.num_key_value_heads for l in distinct_layers(spec.layers)[1] if l.attention.has_kv_heads}):
         if kv >= tp and kv % tp:
             return [Violation(rule="kv_heads_split", detail=f"{kv} KV heads do not split over TP={tp}",
                               vllm_error=f"AssertionError: {kv} is not divisible by {tp}",
@@ -100,7 +101,7 @@ def check_vocab(spec: ModelSpec, layout: Layout, cluster: Cluster) -> list[Viola
 def check_mlp_split(spec: ModelSpec, layout: Layout, cluster: Cluster) -> list[Violation]:
     """`divide(output_size, tp)` in the MLP layers and `divide(I, tp)` in FusedMoE."""
     tp = layout.tp
-    for size in sorted({l.intermediate_size for l in distinct_layers(spec.layers)[1] if l.mlp in ("gated", "plain")} - {0}):
+    for size in sorted({l.intermediate_size for l in distinct_layers(spec.layers)[1] if l.mlp in (MlpKind.GATED, MlpKind.PLAIN)} - {0}):
         if size % tp:
             return [Violation(rule="mlp_divisible_by_tp", detail=f"MLP width {size} does not split over TP={tp}",
                               vllm_error=f"AssertionError: {size} is not divisible by {tp}",
@@ -166,9 +167,9 @@ def check_quant_alignment(spec: ModelSpec, layout: Layout, cluster: Cluster) -> 
     row_inputs: list[tuple[str, int]] = []  # (layer, input size per partition) of row-parallel layers
     col_outputs: list[tuple[str, int]] = []
     for l in distinct_layers(spec.layers)[1]:
-        if l.attention in ("full", "sliding", "chunked"):
+        if l.attention.has_kv_heads:
             row_inputs.append(("o_proj", l.num_attention_heads * l.head_dim // tp))
-        if l.mlp == "gated" and not q.experts_only:
+        if l.mlp is MlpKind.GATED and not q.experts_only:
             row_inputs.append(("down_proj", l.intermediate_size // tp))
             col_outputs.append(("gate_up_proj", l.intermediate_size // tp))
         if l.moe:
@@ -231,7 +232,7 @@ def check_gpu_support(spec: ModelSpec, cluster: Cluster, engine: EngineArgs) -> 
             vllm_error=f"The quantization method {method} is not supported for the current GPU. Minimum capability: "
                        f"{int(need * 10)}. Current capability: {int(cc * 10)}.",
             fix="use an AWQ/GPTQ checkpoint or a newer GPU"))
-    if spec.dtype == "bfloat16" and engine.dtype == "auto" and cc < 8.0:
+    if spec.dtype == "bfloat16" and engine.dtype is ModelDtype.AUTO and cc < 8.0:
         out.append(Violation(
             rule="bf16_gpu_capability", detail=f"bfloat16 needs compute capability 8.0, {cluster.gpu.name} has {cc}",
             vllm_error="Bfloat16 is only supported on GPUs with compute capability of at least 8.0.",

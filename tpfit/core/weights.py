@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 from itertools import accumulate
 
 from tpfit.core.layout import Layout, pp_layer_split
+from tpfit.kinds import AttentionKind, MlpKind, StateKind
 from tpfit.model.spec import LayerSpec, ModelSpec, QuantSpec
 from tpfit.units import MIB, cdiv, round_up
 
@@ -92,7 +93,7 @@ class StageWeights:
 
 def _attention_bytes(layer: LayerSpec, spec: ModelSpec, tp: int, lin) -> int:
     h, b = spec.hidden_size, spec.dtype_bytes
-    if layer.attention == "mla":
+    if layer.attention is AttentionKind.MLA:
         m = spec.mla
         heads = layer.num_attention_heads // tp
         qk_head = m.qk_nope_head_dim + m.qk_rope_head_dim
@@ -106,7 +107,7 @@ def _attention_bytes(layer: LayerSpec, spec: ModelSpec, tp: int, lin) -> int:
         total += lin(heads * (m.qk_nope_head_dim + m.v_head_dim), m.kv_lora_rank)  # kv_b_proj, column
         total += lin(h, heads * m.v_head_dim)  # o_proj, row
         return total
-    if layer.attention in ("full", "sliding", "chunked"):
+    if layer.attention.has_kv_heads:
         q, kv, d = layer.num_attention_heads // tp, max(1, layer.num_key_value_heads // tp), layer.head_dim
         q_out = q * d * (2 if layer.gated_attention else 1)
         total = lin(q_out + 2 * kv * d, h) + lin(h, q * d)  # qkv (column) + o_proj (row)
@@ -117,9 +118,9 @@ def _attention_bytes(layer: LayerSpec, spec: ModelSpec, tp: int, lin) -> int:
         if layer.qk_norm:
             total += 2 * d * b
         return total
-    if layer.attention in ("mamba", "gdn"):
+    if layer.attention.has_state:
         s = layer.state
-        if s.kind == "mamba2":
+        if s.kind is StateKind.MAMBA2:
             inner = s.num_heads * s.head_dim
             in_proj = 2 * inner + 2 * s.n_groups * s.state_size + s.num_heads  # z, x, B, C, dt
             return (lin(in_proj // tp, h) + (s.conv_dim // tp) * (s.conv_kernel + 1) * b
@@ -135,14 +136,14 @@ def _attention_bytes(layer: LayerSpec, spec: ModelSpec, tp: int, lin) -> int:
 
 def _mlp_bytes(layer: LayerSpec, spec: ModelSpec, layout: Layout, lin, lin_dense) -> int:
     h, b, tp = spec.hidden_size, spec.dtype_bytes, layout.tp
-    if layer.mlp == "gated":
+    if layer.mlp is MlpKind.GATED:
         i = layer.intermediate_size // tp
         return lin(2 * i, h) + lin(h, i)
-    if layer.mlp == "plain":
+    if layer.mlp is MlpKind.PLAIN:
         i = layer.intermediate_size // tp
         bias = (i + h) * b if layer.mlp_bias else 0
         return lin(i, h) + lin(h, i) + bias
-    if layer.mlp == "moe":
+    if layer.mlp is MlpKind.MOE:
         m = layer.moe
         if layout.enable_expert_parallel:
             experts, inter = cdiv(m.num_experts, layout.moe_parallel_size), m.moe_intermediate_size
@@ -168,7 +169,7 @@ def layer_weight_bytes(layer: LayerSpec, spec: ModelSpec, layout: Layout) -> int
     q, b = spec.quant, spec.dtype_bytes
     lin_q = (lambda n, k: linear_bytes(n, k, b, q)) if q and not q.experts_only else (lambda n, k: allocated_bytes(n * k * b))
     lin_expert = (lambda n, k: linear_bytes(n, k, b, q)) if q else (lambda n, k: n * k * b)
-    mlp = _mlp_bytes(layer, spec, layout, lin_expert if layer.mlp == "moe" else lin_q, lin_q)
+    mlp = _mlp_bytes(layer, spec, layout, lin_expert if layer.mlp is MlpKind.MOE else lin_q, lin_q)
     return _attention_bytes(layer, spec, layout.tp, lin_q) + mlp + layer.norm_vectors * spec.hidden_size * b
 
 

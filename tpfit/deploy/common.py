@@ -9,13 +9,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from tpfit.kinds import Verdict
+from tpfit.vllm_facts import DEFAULT_CUDA, CudaBuild, image_for
+
 DEFAULT_PORT = 8000
 HF_CACHE_HOST = "~/.cache/huggingface"
 HF_CACHE_CONTAINER = "/root/.cache/huggingface"
-CUDA_VARIANTS = ("12.9", "13.0")
-MIN_DRIVER_FOR_CUDA = {"12.9": (575, 51, 3), "13.0": (580, 65, 6)}
-"""Minimum Linux driver per image CUDA (CUDA toolkit release notes, deploy-conventions.md §1.2)."""
-
 _DNS_LABEL = re.compile(r"[^a-z0-9-]+")
 
 
@@ -23,23 +22,6 @@ def k8s_name(text: str) -> str:
     """A Kubernetes object name (RFC 1123 label) derived from a model id: 'meta-llama/Llama-3.1-8B' -> 'llama-3-1-8b'."""
     name = _DNS_LABEL.sub("-", text.split("/")[-1].lower()).strip("-")
     return (name or "vllm")[:50].rstrip("-")
-
-
-def image_for(vllm_version: str, cuda: str = "12.9") -> str:
-    """The pinned official image: `vllm/vllm-openai:vX.Y.Z`, `-cu130` for the CUDA 13.0 build."""
-    suffix = "-cu130" if cuda == "13.0" else ""
-    return f"vllm/vllm-openai:v{vllm_version}{suffix}"
-
-
-def cuda_for_driver(driver: str | None) -> str:
-    """The newest image CUDA this host driver runs (12.9 when the driver is unknown)."""
-    if not driver:
-        return "12.9"
-    try:
-        parts = tuple(int(p) for p in driver.split("."))
-    except ValueError:
-        return "12.9"
-    return "13.0" if parts >= MIN_DRIVER_FOR_CUDA["13.0"] else "12.9"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -88,7 +70,7 @@ class Deployment:
         return ["--model", *self.vllm_argv()]
 
 
-def deployment_from_plan_dict(plan: dict, *, command: str, cuda: str = "12.9", port: int = DEFAULT_PORT,
+def deployment_from_plan_dict(plan: dict, *, command: str, cuda: CudaBuild = DEFAULT_CUDA, port: int = DEFAULT_PORT,
                               gpu_ids: tuple[int, ...] = (), served_model_name: str | None = None,
                               model_path: str | None = None, shm_size: str | None = None) -> Deployment:
     """A Deployment from `tpfit plan --json` output (the same dict `tpfit deploy` builds in-process)."""
@@ -100,7 +82,7 @@ def deployment_from_plan_dict(plan: dict, *, command: str, cuda: str = "12.9", p
                          f"{plan.get('summary', '')})", flag="--plan")
     best = plan["candidates"][index]
     lay, mem = best["layout"], best["memory"]
-    if mem["verdict"] == "refused_at_start":
+    if mem["verdict"] == Verdict.REFUSED_AT_START:
         raise UsageError(f"nothing to deploy: vLLM would refuse every layout ({plan.get('summary', '')})",
                          flag="--plan" if command.startswith("tpfit deploy --plan") else "MODEL")
     argv: list[str] = []

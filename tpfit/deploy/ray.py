@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shlex
 
-from tpfit.core.engine import parse_version
+from tpfit.vllm_facts import parse_version
 from tpfit.deploy.common import HF_CACHE_CONTAINER, Deployment
 from tpfit.deploy.shell import comment
 

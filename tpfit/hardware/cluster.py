@@ -34,10 +34,6 @@ class Cluster:
     def num_gpus(self) -> int:
         return self.gpus_per_node * self.nodes
 
-    @property
-    def total_memory_bytes(self) -> int:
-        return self.gpu.cuda_total_bytes * self.num_gpus
-
     def describe(self) -> str:
         nodes = f"{self.nodes}x" if self.nodes > 1 else ""
         return f"{nodes}{self.gpus_per_node}x{self.gpu.id}"

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from tpfit.deploy.common import CUDA_VARIANTS, MIN_DRIVER_FOR_CUDA
+from tpfit.kinds import FindingStatus
 from tpfit.live.host import HostSnapshot
 from tpfit.units import GIB, format_gib
+from tpfit.vllm_facts import GPU_MEMORY_UTILIZATION_DEFAULT, CudaBuild, cuda_of_image, parse_driver
 
-OK, WARN, FAIL = "ok", "warn", "fail"
+OK, WARN, FAIL = FindingStatus.OK, FindingStatus.WARN, FindingStatus.FAIL
 OTHER_PROCESS_BYTES = GIB // 2
 """Memory other processes may hold before vLLM's start-up check is at risk."""
 MIN_SHM_BYTES = 1 * GIB
@@ -23,26 +24,13 @@ CONSUMER_MARKERS = ("GeForce", "RTX 30", "RTX 40", "RTX 50", "TITAN")
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Finding:
     check: str
-    status: str
-    """ok, warn or fail."""
+    status: FindingStatus
     title: str
     evidence: str
     fix: str = ""
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def _driver_tuple(version: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(p) for p in version.split("."))
-    except ValueError:
-        return ()
-
-
-def image_cuda(image: str | None) -> str:
-    """The CUDA build of a vllm/vllm-openai tag: `-cu130` -> 13.0, otherwise the default 12.9."""
-    return "13.0" if image and "cu130" in image else "12.9"
 
 
 def check_gpus(h: HostSnapshot, gpu_memory_utilization: float) -> list[Finding]:
@@ -85,12 +73,12 @@ def check_gpus(h: HostSnapshot, gpu_memory_utilization: float) -> list[Finding]:
 def check_cuda_image(h: HostSnapshot, image: str | None) -> list[Finding]:
     if not h.driver_version:
         return []
-    cuda = image_cuda(image)
-    need = MIN_DRIVER_FOR_CUDA[cuda]
-    have = _driver_tuple(h.driver_version)
+    cuda = cuda_of_image(image)
+    need = cuda.min_driver
+    have = parse_driver(h.driver_version)
     label = image or f"the default vllm/vllm-openai image (CUDA {cuda})"
     if have >= need:
-        newer = [c for c in CUDA_VARIANTS if have >= MIN_DRIVER_FOR_CUDA[c]]
+        newer = [c for c in CudaBuild if have >= c.min_driver]
         return [Finding(check="image_cuda", status=OK, title=f"driver runs {label}",
                         evidence=f"driver {h.driver_version} >= {'.'.join(map(str, need))} needed by CUDA {cuda}; "
                                  f"CUDA builds this driver runs: {', '.join(newer)}")]
@@ -174,7 +162,7 @@ def check_process(h: HostSnapshot, plan_gpus: int | None) -> list[Finding]:
     if h.torch_version or h.vllm_version:
         torch_cuda = h.torch_version.split("+cu")[-1] if "+cu" in h.torch_version else ""
         cuda = f"{torch_cuda[:-1]}.{torch_cuda[-1]}" if torch_cuda else ""
-        bad = cuda and h.cuda_driver_version and _driver_tuple(cuda) > _driver_tuple(h.cuda_driver_version)
+        bad = cuda and h.cuda_driver_version and parse_driver(cuda) > parse_driver(h.cuda_driver_version)
         out.append(Finding(check="python_stack", status=WARN if bad else OK, title="local torch / vLLM",
                            evidence=f"torch {h.torch_version or 'absent'}" + (f" (CUDA {cuda})" if cuda else "")
                                     + f", vllm {h.vllm_version or 'absent'}",
@@ -185,7 +173,8 @@ def check_process(h: HostSnapshot, plan_gpus: int | None) -> list[Finding]:
     return out
 
 
-def check_host(h: HostSnapshot, *, image: str | None = None, gpu_memory_utilization: float = 0.92,
+def check_host(h: HostSnapshot, *, image: str | None = None,
+               gpu_memory_utilization: float = GPU_MEMORY_UTILIZATION_DEFAULT,
                plan_gpus: int | None = None) -> list[Finding]:
     """Every finding for a host, in the order a person would fix them."""
     return (check_gpus(h, gpu_memory_utilization) + check_cuda_image(h, image) + check_topology(h)

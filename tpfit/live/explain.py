@@ -8,6 +8,8 @@ import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
+from tpfit.vllm_facts import driver_requirements
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Diagnosis:
@@ -128,7 +130,7 @@ def _no_gpu(m: re.Match, ctx: Context) -> Diagnosis:
 
 def _driver(m: re.Match, ctx: Context) -> Diagnosis:
     return Diagnosis(kind="driver_too_old", cause="the host driver is older than the CUDA the image or torch needs",
-                     fix="upgrade the NVIDIA driver (CUDA 12.9 images need >= 575.51.03, -cu130 images >= 580.65.06), "
+                     fix=f"upgrade the NVIDIA driver ({driver_requirements()}), "
                          "or use an image built for an older CUDA; datacenter GPUs can try "
                          "-e VLLM_ENABLE_CUDA_COMPATIBILITY=1", evidence=m.group(0))
 

@@ -9,14 +9,19 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from tpfit.errors import SpecError
+from tpfit.kinds import AttentionKind, MlpKind, StateKind
 
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2, "float8": 1}
 """Bytes per element of the activation dtypes a checkpoint may declare."""
 
-ATTENTION_KINDS = ("full", "sliding", "chunked", "mla", "mamba", "gdn", "none")
-"""Per-layer token mixers: KV attention kinds, recurrent state kinds, or no mixer."""
 
-MLP_KINDS = ("gated", "plain", "moe", "none")
+
+def _set_kind(obj: object, name: str, kind: type) -> None:
+    """Check a kind field and store the enum member (a plain string of the same spelling, as from JSON, becomes it)."""
+    value = getattr(obj, name)
+    if value not in set(kind):
+        raise SpecError(f"unknown {name} kind {value!r}; one of {', '.join(kind)}", field=name)
+    object.__setattr__(obj, name, kind(value))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -80,8 +85,7 @@ class MLASpec:
 class StateSpec:
     """Recurrent state of a mamba2 or gated-delta-net layer (per request, token-independent)."""
 
-    kind: str
-    """"mamba2" or "gdn"."""
+    kind: StateKind
     num_heads: int
     """SSM heads (mamba2) or value heads (gdn): split by TP."""
     head_dim: int
@@ -96,13 +100,15 @@ class StateSpec:
     num_k_heads: int = 0
     """gdn key heads."""
 
+    def __post_init__(self) -> None:
+        _set_kind(self, "kind", StateKind)
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LayerSpec:
     """One decoder layer: its token mixer and its MLP."""
 
-    attention: str
-    """One of ATTENTION_KINDS."""
+    attention: AttentionKind
     num_attention_heads: int = 0
     num_key_value_heads: int = 0
     head_dim: int = 0
@@ -114,8 +120,7 @@ class LayerSpec:
     """Qwen3-Next: q_proj also emits a gate, doubling its output."""
     linear_replacement: bool = False
     """Nemotron-NAS: the attention is replaced by one hidden x hidden linear layer."""
-    mlp: str = "gated"
-    """One of MLP_KINDS."""
+    mlp: MlpKind = MlpKind.GATED
     intermediate_size: int = 0
     mlp_bias: bool = False
     mlp_linear_replacement: bool = False
@@ -126,23 +131,17 @@ class LayerSpec:
     qk_norm: bool = False
 
     def __post_init__(self) -> None:
-        if self.attention not in ATTENTION_KINDS:
-            raise SpecError(f"unknown attention kind {self.attention!r}", field="attention")
-        if self.mlp not in MLP_KINDS:
-            raise SpecError(f"unknown MLP kind {self.mlp!r}", field="mlp")
-        if self.attention in ("full", "sliding", "chunked"):
+        _set_kind(self, "attention", AttentionKind)
+        _set_kind(self, "mlp", MlpKind)
+        if self.attention.has_kv_heads:
             if self.num_key_value_heads <= 0 or self.num_attention_heads % self.num_key_value_heads:
                 raise SpecError(
                     f"num_attention_heads ({self.num_attention_heads}) must be a multiple of "
                     f"num_key_value_heads ({self.num_key_value_heads})",
                     field="num_key_value_heads",
                 )
-        if self.mlp == "moe" and self.moe is None:
+        if self.mlp is MlpKind.MOE and self.moe is None:
             raise SpecError("an MoE layer needs its expert shapes", field="moe")
-
-    @property
-    def has_kv_cache(self) -> bool:
-        return self.attention in ("full", "sliding", "chunked", "mla")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -207,7 +206,7 @@ class ModelSpec:
         return max((layer.moe.num_experts for layer in self.layers if layer.moe), default=0)
 
     @property
-    def attention_kinds(self) -> frozenset[str]:
+    def attention_kinds(self) -> frozenset[AttentionKind]:
         return frozenset(layer.attention for layer in self.layers)
 
     def to_dict(self) -> dict:

@@ -6,10 +6,11 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from tpfit.kinds import FindingStatus
 from tpfit.live.doctor import Finding
 from tpfit.live.host import HostSnapshot
 
-_STYLE = {"ok": "green", "warn": "yellow", "fail": "red"}
+_STYLE = {FindingStatus.OK: "green", FindingStatus.WARN: "yellow", FindingStatus.FAIL: "red"}
 
 
 def render_findings(host: HostSnapshot, findings: list[Finding], console: Console) -> None:

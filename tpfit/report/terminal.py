@@ -12,13 +12,14 @@ from rich.text import Text
 from tpfit.core.memory import GpuMemory
 from tpfit.core.plan import Candidate, Plan
 from tpfit.core.recommend import make_flags, summarize
+from tpfit.kinds import Verdict
 from tpfit.units import format_gib
 
 BAR_WIDTH = 60
 _SEGMENTS = (("weights", "blue"), ("activation", "magenta"), ("non-torch", "yellow"), ("graphs", "cyan"),
              ("KV cache", "green"), ("free", "white"))
-_VERDICT_STYLE = {"starts": "green", "insufficient_concurrency": "yellow", "overflows_at_runtime": "red",
-                  "refused_at_start": "red"}
+_VERDICT_STYLE = {Verdict.STARTS: "green", Verdict.INSUFFICIENT_CONCURRENCY: "yellow",
+                  Verdict.OVERFLOWS_AT_RUNTIME: "red", Verdict.REFUSED_AT_START: "red"}
 DEFAULT_ROWS = 12
 
 
