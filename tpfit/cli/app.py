@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 import typer
 
 from tpfit.cli.options import (
-    AllOpt, BatchedOpt, ConcurrencyOpt, ContextOpt, DpOpt, DtypeOpt, EagerOpt, EpOpt, GmuOpt, GpusOpt, JsonOpt,
+    AllOpt, BatchedOpt, ConcurrencyOpt, ContextOpt, DpOpt, DtypeOpt, EagerOpt, EpOpt, GmuOpt, GpusOpt, HtmlOpt, JsonOpt,
     KvDtypeOpt, MaxModelLenOpt, ModelArg, PpOpt, QuantOpt, SeqsOpt, TpOpt, VersionOpt,
 )
 from tpfit.errors import TpfitError, UsageError
@@ -77,6 +77,7 @@ def _make_plan(model, gpus, tp, pp, dp, enable_expert_parallel, context, concurr
 
 @app.command()
 def plan(
+    ctx: typer.Context,
     model: ModelArg,
     gpus: GpusOpt = None,
     tp: TpOpt = None,
@@ -96,6 +97,7 @@ def plan(
     vllm_version: VersionOpt = None,
     show_all: AllOpt = False,
     as_json: JsonOpt = False,
+    html: HtmlOpt = None,
 ) -> None:
     """Every TP x PP x DP layout for MODEL on GPUS: what vLLM accepts, its memory, and the flags to use."""
     result = _make_plan(model, gpus, tp, pp, dp, enable_expert_parallel, context, concurrency, max_model_len,
@@ -113,6 +115,10 @@ def plan(
         from tpfit.report.terminal import render_plan
 
         render_plan(result, Console(), show_all=show_all)
+    if html is not None:
+        from tpfit.cli.plan_form import write_report
+
+        write_report(html, result, ctx.params)
     best = result.best
     raise typer.Exit(0 if best is not None and best.memory.verdict is Verdict.STARTS else 1)
 
@@ -231,10 +237,12 @@ def doctor(
     raise typer.Exit(exit_code(findings))
 
 
+from tpfit.cli.ui import ui  # noqa: E402
 from tpfit.cli.verify import explain, verify  # noqa: E402
 
 app.command()(verify)
 app.command()(explain)
+app.command()(ui)
 
 
 _BAD_CHOICE = re.compile(r"Invalid value for '(?P<flag>[^']+)'.*?: (?:Value error, )?'(?P<value>.*)' is not one of "

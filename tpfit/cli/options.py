@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -35,3 +36,5 @@ BatchedOpt = Annotated[Optional[int], typer.Option("--max-num-batched-tokens", m
 EagerOpt = Annotated[bool, typer.Option("--enforce-eager", help="No CUDA graphs (vLLM's --enforce-eager).")]
 VersionOpt = Annotated[Optional[str], typer.Option("--vllm-version", help="Plan for this vLLM release.")]
 AllOpt = Annotated[bool, typer.Option("--all", help="Show every layout, not only the first rows.")]
+HtmlOpt = Annotated[Optional[Path], typer.Option(
+    "--html", help="Also write the plan as one self-contained HTML page (opens offline).")]

@@ -89,3 +89,8 @@ def generic_gpu(memory_gib: float) -> GpuSpec:
     ratio = measured.cuda_total_bytes / measured.memory_bytes
     return GpuSpec(id=f"generic-{memory_gib:g}gb", name=f"{memory_gib:g} GB GPU", memory_bytes=smi,
                    cuda_total_bytes=int(smi * ratio) // MIB * MIB)
+
+
+def catalog_gpus() -> list[GpuSpec]:
+    """Every GPU of the catalog, in its order (the web page's GPU picker)."""
+    return [_to_spec(g) for g in _catalog()["gpus"]]

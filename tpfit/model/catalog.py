@@ -31,6 +31,11 @@ def catalog_aliases() -> list[str]:
     return sorted(_models())
 
 
+def catalog_models() -> list[tuple[str, str]]:
+    """(alias, Hugging Face id) of every bundled model, by alias (the web page's model picker)."""
+    return [(alias, _models()[alias]["hf_id"]) for alias in catalog_aliases()]
+
+
 def catalog_names() -> list[str]:
     """Every name the catalog answers to (aliases and Hugging Face ids), for close-match suggestions."""
     return sorted(set(_models()) | {m["hf_id"] for m in _models().values()})

@@ -1,0 +1,201 @@
+"""The web planner without a browser: its JSON is `tpfit plan --json`'s, its errors the CLI's, its limits hold.
+
+The app runs in-process (Starlette's TestClient); the CLI runs as a real subprocess beside it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import CONFIGS, ROOT
+
+
+def _need(module: str) -> None:
+    try:
+        __import__(module)
+    except ImportError:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run the web tests: {module} is missing (.ci/run installs '.[ui]')")
+        pytest.skip(f"{module} is not installed (pip install 'tpfit[ui]')")
+
+
+def tpfit(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "tpfit", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def client():
+    _need("starlette")
+    _need("uvicorn")
+    from starlette.testclient import TestClient
+
+    from tpfit.cli.plan_form import plan_view_from_query
+    from tpfit.cli.ui import _page_data
+    from tpfit.ui.server import LOOPBACK_HOSTS, make_app
+
+    app = make_app(plan_view=lambda q, u: plan_view_from_query(q, uploads=u), page_data=_page_data(),
+                   allowed_hosts=(*LOOPBACK_HOSTS, "testserver"))
+    with TestClient(app) as c:
+        yield c
+
+
+PLAN_CASES = [
+    pytest.param({"model": "llama-3.1-70b", "gpus": "2xH100", "context": "8192", "concurrency": "3"},
+                 ["llama-3.1-70b", "--gpus", "2xH100", "--context", "8192", "--concurrency", "3"], id="70b-2xh100"),
+    pytest.param({"model": "qwen3-30b-a3b", "gpus": "2x4xL40S", "context": "32768", "kv_cache_dtype": "fp8",
+                  "enforce_eager": "true"},
+                 ["qwen3-30b-a3b", "--gpus", "2x4xL40S", "--context", "32768", "--kv-cache-dtype", "fp8",
+                  "--enforce-eager"], id="moe-2-nodes-fp8-eager"),
+]
+
+
+@pytest.mark.parametrize(("query", "args"), PLAN_CASES)
+def test_plan_endpoint_is_the_cli_json(client, query, args):
+    page = client.get("/api/plan", params=query)
+    cli = tpfit("plan", *args, "--json")
+    assert page.status_code == 200
+    assert cli.returncode in (0, 1), cli.stderr
+    assert page.json() == json.loads(cli.stdout)
+
+
+def test_view_carries_the_plan_its_arguments_and_deploy_files(client):
+    query, args = PLAN_CASES[0].values
+    view = client.get("/api/view", params=query).json()
+    assert view["plan"] == client.get("/api/plan", params=query).json()
+    assert view["plan_args"] == args
+    serve = tpfit("deploy", *args, "--format", "serve")
+    assert serve.returncode == 0, serve.stderr
+    assert view["deploy"]["formats"]["serve"] == {"serve.sh": serve.stdout}
+
+
+@pytest.mark.parametrize(("query", "field", "flag"), [
+    ({"model": "llama-3.1-8b", "gpus": "2xfoo"}, "gpus", "--gpus"),
+    ({"model": "llama-3.1-8b", "gpus": "1xH100", "context": "0"}, "context", "--context"),
+    ({"model": "llama-3.1-8b", "gpus": "1xH100", "gpu_memory_utilization": "1.5"}, "gpu_memory_utilization",
+     "--gpu-memory-utilization"),
+    ({"model": "llama-3.1-8b", "gpus": "1xH100", "kv_cache_dtype": "fp4"}, "kv_cache_dtype", "--kv-cache-dtype"),
+    ({"model": "llama-3.1-8b", "gpus": "1xH100", "tp": "two"}, "tp", "--tp"),
+    ({"model": "no-such-model", "gpus": "1xH100"}, "model", "MODEL"),
+])
+def test_bad_input_is_the_cli_error_on_its_field(client, query, field, flag):
+    args = [query["model"]]
+    for key, value in query.items():
+        if key != "model":
+            args += ["--" + key.replace("_", "-"), value]
+    cli = tpfit("plan", *args)
+    answer = client.get("/api/view", params=query)
+    assert cli.returncode == 2
+    assert answer.status_code == 400
+    body = answer.json()
+    assert (body["field"], body["flag"]) == (field, flag)
+    cli_line = cli.stderr.strip().removeprefix("error: ")
+    # click words its own errors with the flag first where the CLI's main() adds it; the reason is the same
+    assert body["error"] == cli_line or body["error"].split(": ", 1)[1] in cli_line
+
+
+@pytest.mark.parametrize("model", ["/etc/passwd", "../shared/model-configs", "tests", "~/.cache/x", "config.json"])
+def test_no_file_of_the_server_is_read(client, model):
+    body = client.get("/api/plan", params={"model": model, "gpus": "1xH100"}).json()
+    assert body["field"] == "model"
+    assert "reads no files on this machine" in body["error"]
+
+
+def test_upload_plans_like_the_cli_on_that_config(client):
+    path = CONFIGS / "Qwen--Qwen3-32B.json"
+    name = client.post("/api/upload", content=path.read_bytes()).json()["model"]
+    assert re.fullmatch(r"upload:[0-9a-f]{12}", name)
+    page = client.get("/api/plan", params={"model": name, "gpus": "2xH100", "context": "16384"}).json()
+    cli = json.loads(tpfit("plan", str(path), "--gpus", "2xH100", "--context", "16384", "--json").stdout)
+    for doc in (page, cli):  # where the config came from: a temporary folder vs the shared one
+        doc["model"].pop("source")
+        doc["model"].pop("id")
+    page["summary"] = page["summary"].split(" on ", 1)[1]
+    cli["summary"] = cli["summary"].split(" on ", 1)[1]
+    assert page == cli
+    view = client.get("/api/view", params={"model": name, "gpus": "2xH100", "context": "16384"}).json()
+    assert view["plan_args"][0] == "config.json"
+    assert "--plan plan.json" in view["deploy"]["formats"]["serve"]["serve.sh"]
+
+
+def test_uploads_are_bounded_and_must_be_json_objects(client):
+    from tpfit.ui.server import UPLOAD_LIMIT_BYTES
+
+    big = client.post("/api/upload", content=b"{" + b" " * UPLOAD_LIMIT_BYTES + b"}")
+    assert big.status_code == 413 and big.json()["field"] == "model"
+    for body in (b"not json", b"[1, 2]"):
+        bad = client.post("/api/upload", content=body)
+        assert bad.status_code == 400 and bad.json()["field"] == "model"
+    gone = client.get("/api/plan", params={"model": "upload:000000000000", "gpus": "1xH100"}).json()
+    assert "upload the config.json again" in gone["error"]
+
+
+def test_only_loopback_host_names_are_served(client):
+    assert client.get("/", headers={"Host": "127.0.0.1:8765"}).status_code == 200
+    assert client.get("/", headers={"Host": "attacker.example:8765"}).status_code == 400
+
+
+def test_page_holds_the_fields_of_the_plan_command(client):
+    page = client.get("/").text
+    data = json.loads(re.search(r'<script type="application/json" id="tpfit-data">(.*?)</script>', page, re.S)[1])
+    names = {f["name"] for f in data["fields"]}
+    assert {"gpus", "context", "concurrency", "gpu_memory_utilization", "kv_cache_dtype", "enforce_eager"} <= names
+    assert not names & {"model", "as_json", "show_all", "html"}
+    assert not re.search(r"https?://", re.sub(r'id="tpfit-data">.*?</script>', "", page, flags=re.S))
+
+
+def test_html_report_is_one_file_with_the_plan(tmp_path):
+    out = tmp_path / "report.html"
+    args = ["llama-3.1-70b", "--gpus", "2xH100", "--context", "8192", "--concurrency", "3"]
+    run = tpfit("plan", *args, "--html", str(out))
+    cli = json.loads(tpfit("plan", *args, "--json").stdout)
+    assert run.returncode == 0 and f"wrote {out}" in run.stderr
+    text = out.read_text()
+    data = json.loads(re.search(r'id="tpfit-data">(.*?)</script>', text, re.S)[1])
+    assert data["mode"] == "report"
+    assert data["view"]["plan"] == cli
+    assert not re.search(r'(src|href)="(?!#)', text)  # no script, style or image from elsewhere
+
+
+def test_html_report_refuses_an_unwritable_path(tmp_path):
+    run = tpfit("plan", "llama-3.1-8b", "--gpus", "1xH100", "--html", str(tmp_path / "no" / "such" / "r.html"))
+    assert run.returncode == 2
+    assert run.stderr.startswith("error: --html ") and "Traceback" not in run.stderr
+
+
+def test_plan_imports_no_web_server():
+    code = ("import sys; from tpfit.cli.app import main; sys.argv = ['tpfit', 'plan', 'llama-3.1-8b', '--gpus', "
+            "'1xH100', '--json', '--html', sys.argv[1]]\ntry:\n    main()\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('starlette', 'uvicorn', 'anyio')))")
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        run = subprocess.run([sys.executable, "-c", code, f"{tmp}/r.html"], cwd=ROOT, capture_output=True, text=True,
+                             timeout=60)
+    assert run.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_ui_without_its_extra_names_the_install_line():
+    code = ("import sys; sys.modules['starlette'] = None; sys.modules['uvicorn'] = None\n"
+            "from tpfit.cli.app import main; sys.argv = ['tpfit', 'ui']; main()")
+    run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2
+    assert run.stderr.strip().endswith("pip install 'tpfit[ui]'")
+    assert "Traceback" not in run.stderr
+
+
+def test_ui_refuses_a_port_in_use():
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        run = tpfit("ui", "--port", str(taken.getsockname()[1]), timeout=30)
+    assert run.returncode == 2
+    assert run.stderr.startswith("error: --port ") and "use another --port" in run.stderr

@@ -1,0 +1,242 @@
+"""`tpfit plan`'s options as a web form: the fields, a query string as plan arguments, the plan's view.
+
+The page accepts exactly what the command line accepts, because it is parsed by the `plan` command's own
+options (typer's click command) and planned by the same function; an error names the flag it is about.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from tpfit.errors import NvmlError, SourceError, SpecError, TpfitError, UsageError
+
+OUTPUT_PARAMS = frozenset({"model", "show_all", "as_json", "html"})
+"""`plan` parameters that choose an output, not the plan: not form fields."""
+MAX_QUERY_VALUE_CHARS = 300
+"""A form value longer than this is refused before parsing (a model id or a GPU string is far shorter)."""
+UPLOAD_PREFIX = "upload:"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FieldError(Exception):
+    """Bad input for one form field: the CLI's one-line message and the flag (field) it names."""
+
+    message: str
+    field: str | None
+    """The `plan` parameter name (`gpus`, `context`, ...) or None when no single field is at fault."""
+    flag: str | None
+
+    def __str__(self) -> str:
+        return self.message
+
+    def to_dict(self) -> dict:
+        return {"error": self.message, "field": self.field, "flag": self.flag}
+
+
+def _plan_command():
+    from typer.main import get_command
+
+    from tpfit.cli.app import app
+
+    return get_command(app).commands["plan"]
+
+
+def _deploy_command():
+    from typer.main import get_command
+
+    from tpfit.cli.app import app
+
+    return get_command(app).commands["deploy"]
+
+
+def _kind(param) -> tuple[str, list[str]]:
+    annotation = param.type_descriptor.annotation
+    if getattr(param, "is_bool_flag", False):
+        return "bool", []
+    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
+        return "choice", [str(m.value) for m in annotation]
+    return {int: "int", float: "float"}.get(annotation, "str"), []
+
+
+def form_fields() -> list[dict]:
+    """Every `plan` option as a field: name, flags, kind, bounds, choices, default and help."""
+    fields = []
+    for p in _plan_command().params:
+        if p.name in OUTPUT_PARAMS or getattr(p, "hidden", False):
+            continue
+        kind, choices = _kind(p)
+        default = p.default.value if isinstance(p.default, enum.Enum) else p.default
+        fields.append({
+            "name": p.name, "flag": p.opts[0], "flags": list(p.opts), "off_flag": (p.secondary_opts or [None])[0],
+            "kind": kind, "choices": choices, "min": getattr(p, "min", None), "max": getattr(p, "max", None),
+            "default": default if isinstance(default, (int, float, str, bool)) else None,
+            "help": getattr(p, "help", None) or "",
+        })
+    return fields
+
+
+def _field_for_flag(flag: str | None) -> str | None:
+    if not flag:
+        return None
+    if flag == "MODEL":
+        return "model"
+    for p in _plan_command().params:
+        if flag in (*p.opts, *getattr(p, "secondary_opts", ())):
+            return p.name
+    return None
+
+
+def args_from_query(query: Mapping[str, str]) -> list[str]:
+    """`tpfit plan` arguments from a form's query (keys are parameter names), in the command's option order.
+
+    Valid: {"model": "llama-3.1-8b", "gpus": "2xH100", "context": "8192", "enforce_eager": "true"}
+    -> ["llama-3.1-8b", "--gpus", "2xH100", "--context", "8192", "--enforce-eager"].
+    Empty values are left out (the option's default); booleans are "true"/"false".
+    """
+    args = [query.get("model", "").strip()]
+    known = {f["name"]: f for f in form_fields()}
+    for key, raw in query.items():
+        if len(raw) > MAX_QUERY_VALUE_CHARS:
+            raise FieldError(message=f"{known[key]['flag'] if key in known else key}: {len(raw)} characters is "
+                             f"too long (at most {MAX_QUERY_VALUE_CHARS})", field=key, flag=None)
+    for name, f in known.items():
+        value = query.get(name, "").strip()
+        if not value:
+            continue
+        if f["kind"] == "bool":
+            if value.lower() in ("1", "true", "on", "yes"):
+                args.append(f["flag"])
+            elif f["off_flag"] and value.lower() in ("0", "false", "off", "no"):
+                args.append(f["off_flag"])
+        else:
+            args += [f["flag"], value]
+    return args
+
+
+def query_from_params(params: Mapping[str, object]) -> dict[str, str]:
+    """The form's query for parsed `plan` parameters (the inverse of `args_from_query`, defaults left out)."""
+    query = {"model": str(params["model"])}
+    for f in form_fields():
+        value = params.get(f["name"])
+        if isinstance(value, enum.Enum):
+            value = value.value
+        if value is None or value == f["default"]:
+            continue
+        query[f["name"]] = ("true" if value else "false") if f["kind"] == "bool" else str(value)
+    return query
+
+
+def _click_message(err) -> tuple[str, str | None]:
+    param = getattr(err, "param", None)
+    flag = param.opts[0] if param is not None and getattr(param, "opts", None) else None
+    message = err.format_message()
+    if flag and flag not in message:
+        message = f"{flag}: {message}"
+    return message, flag
+
+
+def parse_args(args: Sequence[str]) -> dict:
+    """The `plan` command's parameters for ARGS, parsed and checked by its own options."""
+    from typer._click.exceptions import ClickException
+
+    try:
+        ctx = _plan_command().make_context("plan", list(args))
+    except ClickException as err:
+        message, flag = _click_message(err)
+        raise FieldError(message=message, field=_field_for_flag(flag), flag=flag) from None
+    return dict(ctx.params)
+
+
+def field_error(err: Exception) -> FieldError:
+    """The form field a planning error belongs to, with the CLI's own one-line message."""
+    if isinstance(err, UsageError):
+        return FieldError(message=str(err), field=_field_for_flag(err.flag), flag=err.flag)
+    if isinstance(err, (SpecError, SourceError)):
+        return FieldError(message=str(err), field="model", flag="MODEL")
+    if isinstance(err, NvmlError):
+        return FieldError(message=str(err), field="gpus", flag="--gpus")
+    message = str(err)
+    flag = message.split(" ", 1)[0].rstrip(":") if message.startswith("--") else None
+    return FieldError(message=message, field=_field_for_flag(flag), flag=flag)
+
+
+def plan_from_params(params: Mapping[str, object]):
+    """The Plan `tpfit plan` makes for these parameters (the same function, not a copy)."""
+    import inspect
+
+    from tpfit.cli.app import _make_plan
+
+    wanted = inspect.signature(_make_plan).parameters
+    try:
+        return _make_plan(**{k: v for k, v in params.items() if k in wanted})
+    except (TpfitError, ValueError) as err:
+        raise field_error(err) from None
+
+
+def deploy_args_for(args: Sequence[str]) -> list[str] | None:
+    """ARGS where `tpfit deploy` takes every one of their flags (so it makes the same plan), else None."""
+    accepted = {o for p in _deploy_command().params for o in (*p.opts, *getattr(p, "secondary_opts", ()))}
+    if all(not a.startswith("-") or a in accepted for a in args[1:]):
+        return list(args)
+    return None
+
+
+def view_for_plan(plan, params: Mapping[str, object], *, uploaded: bool = False) -> dict:
+    """The page's view of a plan made from PARAMS: its JSON, its arguments, its deploy files."""
+    from tpfit.report.json import plan_to_dict
+    from tpfit.report.view import make_view
+
+    args = args_from_query(query_from_params(params))
+    model = str(params["model"])
+    local = not uploaded and Path(model).exists()
+    return make_view(plan_to_dict(plan), plan_args=args,
+                     deploy_args=None if uploaded else deploy_args_for(args), model_path=model if local else None)
+
+
+def check_model_name(model: str) -> None:
+    """The page plans bundled models, Hugging Face ids and uploads: never a path on the server's disk."""
+    if not model:
+        raise FieldError(message="MODEL: choose a bundled model, type a Hugging Face id (owner/name) or upload "
+                         "a config.json", field="model", flag="MODEL")
+    if model.startswith((".", "/", "~", "\\")) or model.endswith(".json") or ".." in model or Path(model).exists():
+        raise FieldError(message=f"MODEL {model}: the page reads no files on this machine; choose a bundled model, "
+                         "a Hugging Face id (owner/name), or upload the model's config.json", field="model",
+                         flag="MODEL")
+
+
+def plan_view_from_query(query: Mapping[str, str], *, uploads: Mapping[str, Path]) -> tuple[dict, dict]:
+    """(plan JSON, view) for a form query; raises FieldError naming the field at fault.
+
+    Args:
+        uploads: uploaded config.json files by their `upload:<id>` model name; nothing else is read.
+    """
+    model = query.get("model", "").strip()
+    uploaded = model.startswith(UPLOAD_PREFIX)
+    if uploaded:
+        if model not in uploads:
+            raise FieldError(message=f"MODEL {model}: this upload is gone (the server restarted?); upload the "
+                             "config.json again", field="model", flag="MODEL")
+        args = args_from_query({**query, "model": str(uploads[model])})
+    else:
+        check_model_name(model)
+        args = args_from_query(query)
+    params = parse_args(args)
+    plan = plan_from_params(params)
+    view = view_for_plan(plan, {**params, "model": "config.json"} if uploaded else params, uploaded=uploaded)
+    return view["plan"], view
+
+
+def write_report(path: Path, plan, params: Mapping[str, object]) -> None:
+    """`tpfit plan --html PATH`: the page of this plan as one file (report/html.py), no extra needed."""
+    import typer
+
+    from tpfit.report.html import render_report
+
+    try:
+        path.write_text(render_report(view_for_plan(plan, params)), encoding="utf-8")
+    except OSError as err:
+        raise UsageError(f"cannot write it: {err.strerror or err}", flag="--html", value=str(path)) from None
+    typer.echo(f"wrote {path}", err=True)
