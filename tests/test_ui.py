@@ -14,6 +14,7 @@ import sys
 import pytest
 
 from tests.conftest import CONFIGS, ROOT
+from tests.inprocess import tpfit
 
 
 def _need(module: str) -> None:
@@ -23,11 +24,6 @@ def _need(module: str) -> None:
         if os.environ.get("CI"):
             pytest.fail(f"CI must run the web tests: {module} is missing (.ci/run installs '.[ui]')")
         pytest.skip(f"{module} is not installed (pip install 'tpfit[ui]')")
-
-
-def tpfit(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "tpfit", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=timeout)
 
 
 @pytest.fixture(scope="module")
@@ -196,6 +192,7 @@ def test_ui_refuses_a_port_in_use():
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen(1)
-        run = tpfit("ui", "--port", str(taken.getsockname()[1]), timeout=30)
+        run = subprocess.run([sys.executable, "-m", "tpfit", "ui", "--port", str(taken.getsockname()[1])], cwd=ROOT,
+                             capture_output=True, text=True, timeout=30)
     assert run.returncode == 2
     assert run.stderr.startswith("error: --port ") and "use another --port" in run.stderr

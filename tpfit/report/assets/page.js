@@ -154,6 +154,7 @@
   }
 
   function showError(err) {
+    document.body.dataset.errors = String(Number(document.body.dataset.errors || 0) + 1);
     const field = err.field && $("err-" + err.field) ? err.field : "general";
     $("err-" + field).textContent = err.error;
     const inputs = field === "gpus" ? ["f-gpu", "f-count", "f-nodes"] : ["f-" + field];
@@ -202,6 +203,7 @@
   // ---- results ---------------------------------------------------------------------------------
   function render(v) {
     view = v;
+    document.body.dataset.renders = String(Number(document.body.dataset.renders || 0) + 1);
     const plan = v.plan;
     $("plan-command").textContent = v.plan_command;
     document.title = "tpfit: " + plan.model.id;
@@ -222,7 +224,7 @@
     const plan = view.plan;
     const c = selected === null ? null : plan.candidates[selected];
     $("mem-layout").textContent = c ? "· " + layoutName(c.layout) + (selected === plan.recommended ? " (recommended)" : "") : "";
-    for (const tr of document.querySelectorAll("#layouts tbody tr")) {
+    for (const tr of document.querySelectorAll("#layouts tr[data-index]")) {
       const on = Number(tr.dataset.index) === selected;
       tr.classList.toggle("selected", on);
       const b = tr.querySelector("button");
@@ -305,19 +307,19 @@
       text: `┆ budget: ${c.memory.gpu_memory_utilization} × ${gib(total)} GiB` + (inBudget ? "" : " (CUDA graphs outside it)") }));
   }
 
-  function whyCell(c) {
-    const td = el("td", { class: "why" });
+  function whyRow(c, columns) {
+    const td = el("td", { class: "why", colspan: columns });
     const add = (strong, text) => { if (text) td.append(el("div", {}, strong ? el("b", { text: strong }) : null, text)); };
     for (const r of c.reasons) {
       add("", r.detail);
-      add("vLLM: ", r.vllm_error);
+      add("vLLM says: ", r.vllm_error);
       add("fix: ", r.fix);
     }
     if (c.memory) {
       for (const r of c.memory.reasons) add("", r);
-      add("vLLM: ", c.memory.vllm_error);
+      add("vLLM says: ", c.memory.vllm_error);
     }
-    return td;
+    return td.childNodes.length ? el("tr", { class: "why-row" }, td) : null;
   }
 
   function renderLayouts() {
@@ -326,8 +328,6 @@
     const head = ["Layout", "Verdict", "KV tokens", "Max concurrency", "Weights / GPU (GiB)", "KV cache / GPU (GiB)", "Free / GPU (GiB)"];
     const numeric = [false, false, true, true, true, true, true];
     if (hasSpeed) for (const [, name] of SPEED_COLUMNS) { head.push(name); numeric.push(true); }
-    head.push("Why");
-    numeric.push(false);
     const thead = el("thead", {}, el("tr", {}, ...head.map((h, i) => el("th", { scope: "col", class: numeric[i] ? "num" : null, text: h }))));
     const tbody = el("tbody");
     plan.candidates.forEach((c, i) => {
@@ -353,8 +353,12 @@
           tr.append(el("td", { class: "num", "data-field": "speed." + key, text: value === null ? "" : value.toFixed(scale === 1000 ? 1 : 0) }));
         }
       }
-      tr.append(whyCell(c));
       tbody.append(tr);
+      const why = whyRow(c, head.length);
+      if (why) {
+        tr.classList.add("has-why");
+        tbody.append(why);
+      }
     });
     $("layouts").replaceChildren(el("caption", { class: "hint", style: "text-align:left", text: `${plan.candidates.length} layouts for ${plan.cluster.nodes} × ${plan.cluster.gpus_per_node} ${plan.cluster.gpu_name}` }), thead, tbody);
   }

@@ -1,0 +1,307 @@
+"""The web planner in a real browser: Debian's Chromium, headless, driven by Selenium against `tpfit ui`.
+
+One server and one browser for the module (the test machine has two cores). Every figure the page shows is
+compared with `tpfit plan --json` for the same inputs, run as a separate process.
+Screenshots go to $TPFIT_SCREENSHOTS (default: a temporary folder, printed).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import unquote
+
+import pytest
+
+from tests.conftest import ROOT
+from tests.inprocess import tpfit
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+EXAMPLE_ARGS = ["llama-3.1-70b", "--gpus", "2xH100", "--context", "8192", "--concurrency", "3"]
+"""What the page plans when opened without inputs (cli/ui.py EXAMPLE_QUERY), as `tpfit plan` arguments."""
+WAIT_S = 30.0
+
+
+def _require_browser() -> None:
+    missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.exists()]
+    for module in ("selenium", "starlette", "uvicorn"):
+        try:
+            __import__(module)
+        except ImportError:
+            missing.append(module)
+    if missing:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run the browser tests; missing: {', '.join(missing)} (.ci/run installs them)")
+        pytest.skip(f"missing: {', '.join(missing)} (apt-get install chromium chromium-driver; pip install selenium)")
+
+
+def cli_plan(args: list[str]) -> dict:
+    run = tpfit("plan", *args, "--json")
+    assert run.returncode in (0, 1), run.stderr
+    return json.loads(run.stdout)
+
+
+@pytest.fixture(scope="module")
+def server():
+    _require_browser()
+    proc = subprocess.Popen([sys.executable, "-m", "tpfit", "ui", "--port", "0"], cwd=ROOT, stderr=subprocess.PIPE,
+                            stdout=subprocess.DEVNULL, text=True)
+    try:
+        line = proc.stderr.readline()  # "tpfit ui: http://127.0.0.1:PORT/ (Ctrl+C stops it)"
+        match = re.search(r"http://\S+/", line)
+        assert match, f"tpfit ui printed {line!r}"
+        yield match[0]
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def browser(server):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,900",
+                "--disable-extensions", "--no-first-run"):
+        options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
+    driver = webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))
+    driver.set_page_load_timeout(WAIT_S)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory) -> Path:
+    folder = Path(os.environ.get("TPFIT_SCREENSHOTS") or tmp_path_factory.mktemp("screenshots"))
+    folder.mkdir(parents=True, exist_ok=True)
+    print(f"screenshots in {folder}")
+    return folder
+
+
+def wait(driver, condition, what: str):
+    deadline = time.monotonic() + WAIT_S
+    while time.monotonic() < deadline:
+        value = driver.execute_script(condition)
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def counter(driver, name: str) -> int:
+    return int(driver.execute_script(f"return Number(document.body.dataset.{name} || 0)"))
+
+
+def wait_counter(driver, name: str, above: int) -> None:
+    wait(driver, f"return Number(document.body.dataset.{name} || 0) > {above}", f"the page's {name} > {above}")
+
+
+def text(driver, element_id: str) -> str:
+    return driver.execute_script("return document.getElementById(arguments[0]).textContent", element_id)
+
+
+def set_value(driver, element_id: str, value: str) -> None:
+    """Type into a field as a user does (select all, type), so the page sees its input events."""
+    from selenium.webdriver.common.keys import Keys
+
+    field = driver.find_element("id", element_id)
+    field.send_keys(Keys.CONTROL, "a")
+    field.send_keys(value)
+
+
+def bars(driver) -> list[dict[str, str]]:
+    """{data-field: data-gib} of each GPU's bar."""
+    return driver.execute_script("""
+        return [...document.querySelectorAll('#bars .bar')].map(bar => Object.fromEntries(
+            [...bar.querySelectorAll('.seg')].map(s => [s.dataset.field, s.dataset.gib])));""")
+
+
+def table_rows(driver) -> list[dict[str, str]]:
+    return driver.execute_script("""
+        return [...document.querySelectorAll('#layouts tr[data-index]')].map(tr => Object.fromEntries(
+            [['verdict', tr.dataset.verdict], ['layout', tr.querySelector('button').textContent],
+             ...[...tr.querySelectorAll('td[data-field]')].map(td => [td.dataset.field, td.textContent])]));""")
+
+
+def check_page_equals_plan(driver, plan: dict) -> None:
+    """The answer, the bars of the shown layout and every row of the layouts table against the plan JSON."""
+    assert text(driver, "answer") == plan["summary"]
+    best = plan["candidates"][plan["recommended"]]
+    verdict = text(driver, "verdict")
+    assert verdict.startswith(("✓", "✗", "!")) and best["memory"]["verdict"].split("_")[0] in verdict.replace(
+        "vLLM refuses", "refused").replace("too few", "insufficient").replace("runs out", "overflows")
+    check_bars(driver, plan, best)
+    rows = table_rows(driver)
+    assert len(rows) == len(plan["candidates"])
+    for row, c in zip(rows, plan["candidates"]):
+        lay = c["layout"]
+        assert row["layout"].startswith(f"TP{lay['tp']} PP{lay['pp']} DP{lay['dp']}")
+        m = c["memory"]
+        if m is None:
+            assert row["verdict"] == "refused" and row["kv_cache_tokens"] == ""
+            continue
+        assert row["verdict"] == m["verdict"]
+        assert int(row["kv_cache_tokens"].replace(",", "")) == m["kv_cache_tokens"]
+        assert float(row["max_concurrency"]) == m["max_concurrency"]
+        for field in ("weights_gib", "kv_cache_gib", "free_gib_per_gpu"):
+            assert float(row[field]) == m[field], (field, row, m)
+        for key, value in (c.get("speed") or {}).items():  # the speed model's figures, where the plan has them
+            if f"speed.{key}" in row and value is not None:
+                scale = 1000 if key.endswith("_s") and "tok" not in key else 1
+                assert abs(float(row[f"speed.{key}"]) - value * scale) <= 0.5 * (0.1 if scale == 1000 else 1)
+
+
+def check_bars(driver, plan: dict, candidate: dict) -> None:
+    lay = candidate["layout"]
+    shown = bars(driver)
+    gpus = lay["tp"] * lay["pp"] * lay["dp"]
+    assert len(shown) == (gpus if gpus <= 8 else lay["pp"])
+    for i, bar in enumerate(shown):
+        stage = candidate["memory"]["per_stage"][(i // lay["tp"]) % lay["pp"] if gpus <= 8 else i]
+        for field in ("weights_gib", "activation_gib", "non_torch_gib", "cuda_graph_gib", "kv_cache_gib", "free_gib"):
+            if field in bar or stage[field] > 0:
+                assert float(bar[field]) == stage[field], (field, bar, stage)
+
+
+def requests_made(driver) -> list[str]:
+    """Every URL the browser asked for since the last call (Chrome's network log)."""
+    urls = []
+    for entry in driver.get_log("performance"):
+        message = json.loads(entry["message"])["message"]
+        if message["method"] == "Network.requestWillBeSent":
+            urls.append(message["params"]["request"]["url"])
+    return urls
+
+
+def test_page_answers_as_the_cli_and_follows_inputs(browser, server, shots):
+    browser.get(server)
+    wait_counter(browser, "renders", 0)
+    check_page_equals_plan(browser, cli_plan(EXAMPLE_ARGS))
+    before = bars(browser)
+    browser.save_screenshot(str(shots / "desktop-first-view.png"))
+
+    renders = counter(browser, "renders")
+    set_value(browser, "f-count", "4")
+    set_value(browser, "f-context", "32768")
+    wait(browser, "return location.search.includes('32768')", "the URL to follow the inputs")
+    wait(browser, f"return Number(document.body.dataset.renders) > {renders} && "
+                  "!document.body.classList.contains('busy')", "the new plan")
+    args = ["llama-3.1-70b", "--gpus", "4xH100", "--context", "32768", "--concurrency", "3"]
+    changed = cli_plan(args)
+    check_page_equals_plan(browser, changed)
+    assert bars(browser) != before
+    assert text(browser, "plan-command") == "tpfit plan " + " ".join(args)
+
+    shared = browser.current_url  # the link to share: a fresh load shows the same inputs and plan
+    browser.get(shared)
+    wait_counter(browser, "renders", 0)
+    assert browser.find_element("id", "f-count").get_attribute("value") == "4"
+    check_page_equals_plan(browser, changed)
+    assert all(url.startswith(server) for url in requests_made(browser)), "the page asked another host"
+
+
+def test_invalid_gpu_shows_the_cli_error_beside_the_field(browser, server):
+    browser.get(server + "?model=llama-3.1-8b&gpus=2xH100&context=4096")
+    wait_counter(browser, "renders", 0)
+    errors = counter(browser, "errors")
+    set_value(browser, "f-gpu", "H1OO")
+    wait_counter(browser, "errors", errors)
+    cli = tpfit("plan", "llama-3.1-8b", "--gpus", "2xH1OO", "--context", "4096")
+    assert cli.returncode == 2
+    assert text(browser, "err-gpus") == cli.stderr.strip().removeprefix("error: ")
+    assert browser.find_element("id", "f-gpu").get_attribute("aria-invalid") == "true"
+    renders = counter(browser, "renders")
+    set_value(browser, "f-gpu", "H100")
+    wait_counter(browser, "renders", renders)
+    assert text(browser, "err-gpus") == ""
+
+
+def test_deploy_tabs_are_tpfit_deploy_and_keyboard_driven(browser, server):
+    from selenium.webdriver.common.keys import Keys
+
+    browser.get(server)
+    wait_counter(browser, "renders", 0)
+    tab = browser.find_element("css selector", "[role=tab][data-format=serve]")
+    for fmt in ("serve", "docker", "compose"):
+        cli = tpfit("deploy", *EXAMPLE_ARGS, "--format", fmt)
+        assert cli.returncode == 0, cli.stderr
+        assert (tab.get_attribute("data-format"), tab.get_attribute("aria-selected")) == (fmt, "true")
+        assert text(browser, "deploy-text") == cli.stdout
+        href = browser.find_element("id", "deploy-download").get_attribute("href")
+        assert unquote(href) == "data:text/plain;charset=utf-8," + cli.stdout
+        tab.send_keys(Keys.ARROW_RIGHT)  # the next tab, chosen from the keyboard
+        tab = browser.switch_to.active_element
+    assert browser.switch_to.active_element.get_attribute("data-format") == "k8s"
+
+
+def test_keyboard_labels_and_verdicts_in_words(browser, server):
+    from selenium.webdriver.common.keys import Keys
+
+    browser.get(server)
+    wait_counter(browser, "renders", 0)
+    unlabeled = browser.execute_script("""
+        return [...document.querySelectorAll('input, select, button')].filter(e => !e.closest('[hidden]')).filter(e =>
+            !(e.id && document.querySelector(`label[for="${e.id}"]`)) && !e.getAttribute('aria-label')
+            && !e.textContent.trim()).map(e => e.outerHTML);""")
+    assert unlabeled == []
+    plan = cli_plan(EXAMPLE_ARGS)
+    other = next(i for i, c in enumerate(plan["candidates"]) if c["memory"] and i != plan["recommended"])
+    button = browser.find_element("css selector", f"#layouts tr[data-index='{other}'] button")
+    button.send_keys(Keys.ENTER)  # a keyboard user picks a layout; its memory is drawn
+    assert button.get_attribute("aria-pressed") == "true"
+    check_bars(browser, plan, plan["candidates"][other])
+    verdicts = browser.execute_script(
+        "return [...document.querySelectorAll('#layouts .tag')].map(t => [t.textContent, getComputedStyle(t).color])")
+    assert all(re.match(r"[✓✗!] \w", words) for words, _ in verdicts)
+    assert len({color for _, color in verdicts}) > 1  # colour and words
+
+
+def test_screenshots_desktop_and_narrow(browser, server, shots):
+    for name, width in (("desktop", 1280), ("mobile", 390)):
+        browser.set_window_size(width, 900)
+        browser.get(server)
+        wait_counter(browser, "renders", 0)
+        height = browser.execute_script("return document.documentElement.scrollHeight")
+        overflow = browser.execute_script("return document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 1, f"{name}: the page is {overflow}px wider than the window"
+        browser.set_window_size(width, min(height + 120, 6000))
+        browser.save_screenshot(str(shots / f"{name}.png"))
+        assert (shots / f"{name}.png").stat().st_size > 10_000
+    browser.set_window_size(1280, 900)
+
+
+def test_html_report_opens_offline_with_the_same_figures(browser, tmp_path):
+    report = tmp_path / "report.html"
+    run = tpfit("plan", *EXAMPLE_ARGS, "--html", str(report))
+    assert run.returncode == 0, run.stderr
+    browser.get("about:blank")
+    requests_made(browser)  # drop what came before
+    browser.execute_cdp_cmd("Network.enable", {})
+    browser.execute_cdp_cmd("Network.emulateNetworkConditions", {
+        "offline": True, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1})
+    try:
+        browser.get(report.as_uri())
+        wait_counter(browser, "renders", 0)
+        check_page_equals_plan(browser, cli_plan(EXAMPLE_ARGS))
+        assert text(browser, "deploy-text") == tpfit("deploy", *EXAMPLE_ARGS, "--format", "serve").stdout
+        resources = browser.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
+        assert resources == []
+        assert requests_made(browser) == [report.as_uri()]
+    finally:
+        browser.execute_cdp_cmd("Network.emulateNetworkConditions", {
+            "offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1})
