@@ -249,6 +249,18 @@ _BAD_CHOICE = re.compile(r"Invalid value for '(?P<flag>[^']+)'.*?: (?:Value erro
                          r"(?P<choices>.*)\.")
 
 
+def usage_error_line(exc: typer.TyperException) -> str:
+    """Click's usage error as tpfit's one line, naming the flag (also shown by the web page beside its field)."""
+    hint = getattr(exc, "param_hint", None) or getattr(getattr(exc, "param", None), "opts", None)
+    message = exc.format_message()
+    choice = _BAD_CHOICE.fullmatch(message)
+    if choice:  # an enum option: the same one line as tpfit's own usage errors
+        return f"{choice['flag']} {choice['value']}: use one of {choice['choices'].replace(chr(39), '')}"
+    if hint and "Invalid value" not in message:
+        return f"{hint if isinstance(hint, str) else '/'.join(hint)}: {message}"
+    return message
+
+
 def main() -> None:
     """Console-script entry point: one error line instead of a traceback (`--debug` keeps it)."""
     debug = "--debug" in sys.argv
@@ -266,13 +278,6 @@ def main() -> None:
     except typer.Abort:
         sys.exit(130)
     except typer.TyperException as exc:  # click's usage errors, as typer vendors them
-        hint = getattr(exc, "param_hint", None) or getattr(getattr(exc, "param", None), "opts", None)
-        message = exc.format_message()
-        choice = _BAD_CHOICE.fullmatch(message)
-        if choice:  # an enum option: the same one line as tpfit's own usage errors
-            message = f"{choice['flag']} {choice['value']}: use one of {choice['choices'].replace(chr(39), '')}"
-        elif hint and "Invalid value" not in message:
-            message = f"{hint if isinstance(hint, str) else '/'.join(hint)}: {message}"
-        typer.echo(f"error: {message}", err=True)
+        typer.echo(f"error: {usage_error_line(exc)}", err=True)
         sys.exit(2 if exc.exit_code == 2 else exc.exit_code)
     sys.exit(code if isinstance(code, int) else 0)

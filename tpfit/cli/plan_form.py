@@ -129,24 +129,18 @@ def query_from_params(params: Mapping[str, object]) -> dict[str, str]:
     return query
 
 
-def _click_message(err) -> tuple[str, str | None]:
-    param = getattr(err, "param", None)
-    flag = param.opts[0] if param is not None and getattr(param, "opts", None) else None
-    message = err.format_message()
-    if flag and flag not in message:
-        message = f"{flag}: {message}"
-    return message, flag
-
-
 def parse_args(args: Sequence[str]) -> dict:
     """The `plan` command's parameters for ARGS, parsed and checked by its own options."""
-    from typer._click.exceptions import ClickException
+    import typer
+
+    from tpfit.cli.app import usage_error_line
 
     try:
         ctx = _plan_command().make_context("plan", list(args))
-    except ClickException as err:
-        message, flag = _click_message(err)
-        raise FieldError(message=message, field=_field_for_flag(flag), flag=flag) from None
+    except typer.TyperException as err:
+        param = getattr(err, "param", None)
+        flag = param.opts[0] if param is not None and getattr(param, "opts", None) else None
+        raise FieldError(message=usage_error_line(err), field=_field_for_flag(flag), flag=flag) from None
     return dict(ctx.params)
 
 
