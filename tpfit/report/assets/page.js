@@ -327,8 +327,9 @@
     const hasSpeed = plan.candidates.some((c) => c.speed);
     const head = ["Layout", "Verdict", "KV tokens", "Max concurrency", "Weights / GPU (GiB)", "KV cache / GPU (GiB)", "Free / GPU (GiB)"];
     const numeric = [false, false, true, true, true, true, true];
-    if (hasSpeed) for (const [, name] of SPEED_COLUMNS) { head.push(name); numeric.push(true); }
-    const thead = el("thead", {}, el("tr", {}, ...head.map((h, i) => el("th", { scope: "col", class: numeric[i] ? "num" : null, text: h }))));
+    const narrow = [false, false, false, false, true, true, true];  // left out on a phone; the bars show them
+    if (hasSpeed) for (const [, name] of SPEED_COLUMNS) { head.push(name); numeric.push(true); narrow.push(false); }
+    const thead = el("thead", {}, el("tr", {}, ...head.map((h, i) => el("th", { scope: "col", class: (numeric[i] ? "num" : "") + (narrow[i] ? " hide-narrow" : ""), text: h }))));
     const tbody = el("tbody");
     plan.candidates.forEach((c, i) => {
       const v = verdictOf(c);
@@ -345,7 +346,9 @@
         ["weights_gib", m ? gib(m.weights_gib) : gib(Math.max(...c.weights_gib_per_gpu, 0))],
         ["kv_cache_gib", m && gib(m.kv_cache_gib)], ["free_gib_per_gpu", m && gib(m.free_gib_per_gpu)],
       ];
-      for (const [field, value] of cells) tr.append(el("td", { class: "num", "data-field": field, text: value ?? "" }));
+      for (const [field, value] of cells) {
+        tr.append(el("td", { class: field.endsWith("gib") || field.endsWith("gpu") ? "num hide-narrow" : "num", "data-field": field, text: value ?? "" }));
+      }
       if (hasSpeed) {
         for (const [key, , scale] of SPEED_COLUMNS) {
           const s = c.speed;
