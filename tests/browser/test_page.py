@@ -18,7 +18,7 @@ from urllib.parse import unquote
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import CONFIGS, ROOT
 from tests.inprocess import tpfit
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -160,10 +160,12 @@ def check_page_equals_plan(driver, plan: dict) -> None:
         assert float(row["max_concurrency"]) == m["max_concurrency"]
         for field in ("weights_gib", "kv_cache_gib", "free_gib_per_gpu"):
             assert float(row[field]) == m[field], (field, row, m)
-        for key, value in (c.get("speed") or {}).items():  # the speed model's figures, where the plan has them
-            if f"speed.{key}" in row and value is not None:
-                scale = 1000 if key.endswith("_s") and "tok" not in key else 1
-                assert abs(float(row[f"speed.{key}"]) - value * scale) <= 0.5 * (0.1 if scale == 1000 else 1)
+        speed = c.get("speed")
+        if speed:  # the speed model's figures, where the plan has them: ms with 1 decimal, tok/s with none
+            assert row["speed.bound"] == speed["bound"]
+            for key, scale, step in (("ttft_s", 1000, 0.1), ("tpot_s", 1000, 0.1), ("request_output_tok_s", 1, 1),
+                                     ("total_output_tok_s", 1, 1)):
+                assert abs(float(row[f"speed.{key}"]) - speed[key] * scale) <= step / 2 + 1e-9, (key, row, speed)
 
 
 def check_bars(driver, plan: dict, candidate: dict) -> None:
@@ -229,6 +231,21 @@ def test_invalid_gpu_shows_the_cli_error_beside_the_field(browser, server):
     set_value(browser, "f-gpu", "H100")
     wait_counter(browser, "renders", renders)
     assert text(browser, "err-gpus") == ""
+
+
+def test_uploaded_config_is_planned_as_the_cli_plans_that_file(browser, server):
+    browser.get(server + "?model=llama-3.1-8b&gpus=2xH100&context=16384")
+    wait_counter(browser, "renders", 0)
+    renders = counter(browser, "renders")
+    config = CONFIGS / "Qwen--Qwen3-32B.json"
+    browser.find_element("id", "f-upload").send_keys(str(config))
+    wait_counter(browser, "renders", renders)
+    assert browser.find_element("id", "f-model").get_attribute("value").startswith("upload:")
+    assert text(browser, "plan-command") == "tpfit plan config.json --gpus 2xH100 --context 16384"
+    plan = cli_plan([str(config), "--gpus", "2xH100", "--context", "16384"])
+    check_bars(browser, plan, plan["candidates"][plan["recommended"]])
+    assert [r["kv_cache_tokens"] for r in table_rows(browser)] == [
+        f"{c['memory']['kv_cache_tokens']:,}" if c["memory"] else "" for c in plan["candidates"]]
 
 
 def test_deploy_tabs_are_tpfit_deploy_and_keyboard_driven(browser, server):

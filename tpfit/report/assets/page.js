@@ -5,7 +5,7 @@
   const DATA = JSON.parse(document.getElementById("tpfit-data").textContent);
   const LIVE = DATA.mode === "live";
   const $ = (id) => document.getElementById(id);
-  const WORKLOAD_FIELDS = ["context", "concurrency", "input_tokens", "output_tokens", "objective"];
+  const WORKLOAD_FIELDS = ["context", "concurrency", "input_tokens", "output_tokens", "objective", "ttft", "tpot"];
   const SEGMENTS = [
     ["weights", "weights_gib", "Weights", "--weights"],
     ["activation", "activation_gib", "Activation peak", "--activation"],
@@ -27,6 +27,12 @@
     ["ttft_s", "TTFT (ms)", 1000], ["tpot_s", "TPOT (ms)", 1000],
     ["request_output_tok_s", "tok/s per request", 1], ["total_output_tok_s", "tok/s total", 1],
   ];
+  const SPEED_LABELS = {
+    ttft_s: "Time to first token", tpot_s: "Time per output token", request_output_tok_s: "Output tokens/s per request",
+    total_output_tok_s: "Output tokens/s, all replicas", concurrency: "Concurrent requests",
+    running_per_replica: "Running per replica", input_tokens: "Input tokens", output_tokens: "Output tokens",
+    bound: "Bound by", step_ms: "Decode step (ms)", calibration: "Figures from",
+  };
   let view = null;
   let selected = null;
 
@@ -328,7 +334,12 @@
     const head = ["Layout", "Verdict", "KV tokens", "Max concurrency", "Weights / GPU (GiB)", "KV cache / GPU (GiB)", "Free / GPU (GiB)"];
     const numeric = [false, false, true, true, true, true, true];
     const narrow = [false, false, false, false, true, true, true];  // left out on a phone; the bars show them
-    if (hasSpeed) for (const [, name] of SPEED_COLUMNS) { head.push(name); numeric.push(true); narrow.push(false); }
+    if (hasSpeed) {
+      for (const [, name] of SPEED_COLUMNS) { head.push(name); numeric.push(true); narrow.push(false); }
+      head.push("Bound by");
+      numeric.push(false);
+      narrow.push(true);
+    }
     const thead = el("thead", {}, el("tr", {}, ...head.map((h, i) => el("th", { scope: "col", class: (numeric[i] ? "num" : "") + (narrow[i] ? " hide-narrow" : ""), text: h }))));
     const tbody = el("tbody");
     plan.candidates.forEach((c, i) => {
@@ -355,6 +366,7 @@
           const value = s && s[key] !== null && s[key] !== undefined ? Number(s[key]) * scale : null;
           tr.append(el("td", { class: "num", "data-field": "speed." + key, text: value === null ? "" : value.toFixed(scale === 1000 ? 1 : 0) }));
         }
+        tr.append(el("td", { class: "hide-narrow", "data-field": "speed.bound", text: c.speed ? c.speed.bound : "" }));
       }
       tbody.append(tr);
       const why = whyRow(c, head.length);
@@ -379,9 +391,11 @@
     const s = c && c.speed;
     $("speed-section").hidden = !s;
     if (!s) return;
-    const rows = Object.entries(s).filter(([, v]) => v === null || typeof v !== "object");
-    $("speed").replaceChildren(el("tbody", {}, ...rows.map(([k, v]) => el("tr", { "data-field": "speed." + k },
-      el("th", { scope: "row", text: k }), el("td", { class: "num", text: v === null ? "" : String(v) })))));
+    const shown = (v) => (v === null ? "" : typeof v === "object"
+      ? Object.entries(v).map(([k, x]) => `${k} ${x}`).join(" · ") : String(v));
+    $("speed").replaceChildren(el("caption", { class: "hint", style: "text-align:left", text: "Predicted for " + layoutName(c.layout) }),
+      el("tbody", {}, ...Object.entries(s).map(([k, v]) => el("tr", { "data-field": "speed." + k },
+        el("th", { scope: "row", text: SPEED_LABELS[k] || k }), el("td", { text: shown(v) + (k.endsWith("_s") && !k.includes("tok") ? " s" : "") })))));
   }
 
   function renderDeploy() {
