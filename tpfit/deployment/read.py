@@ -1,0 +1,95 @@
+"""Read a deployment file of any supported kind, within bounds: one clear error for anything else.
+
+Bounds (a deployment file is a few KB): at most 1 MiB, UTF-8 text, YAML nested at most 64 levels and with at
+most 256 aliases. Anything outside them, unparsable, or starting no vLLM server is a UsageError (exit 2).
+"""
+
+from __future__ import annotations
+
+import re
+
+from tpfit.deployment.facts import DeploymentFile
+from tpfit.errors import UsageError
+from tpfit.units import MIB
+
+MAX_BYTES = MIB
+MAX_DEPTH = 64
+MAX_ALIASES = 256
+_YAML_START = re.compile(r"^(?:---|%YAML|[A-Za-z_][\w.-]*\s*:(?:\s|$)|-\s)")
+_ALIAS = re.compile(r"(?:^|[\s\[{,:])\*[^\s\[\]{},]+")
+
+
+def looks_like_yaml(name: str, text: str) -> bool:
+    if name.endswith((".yaml", ".yml")):
+        return True
+    if name.endswith((".sh", ".bash")):
+        return False
+    for line in text.splitlines():
+        s = line.strip()
+        if s and not s.startswith("#"):
+            return bool(_YAML_START.match(s)) and not s.startswith(("vllm ", "docker ", "podman ", "python"))
+    return False
+
+
+def _nesting(text: str) -> int:
+    """Deepest nesting of flow collections and of indentation (in 2-space steps), cheaply."""
+    depth = worst = 0
+    for c in text:
+        if c in "[{":
+            depth += 1
+            worst = max(worst, depth)
+        elif c in "]}":
+            depth = max(0, depth - 1)
+    indent = max((len(l) - len(l.lstrip(" ")) for l in text.splitlines() if l.strip()), default=0)
+    return max(worst, indent // 2)
+
+
+def decode(data: bytes, name: str) -> str:
+    if len(data) > MAX_BYTES:
+        raise UsageError(f"{len(data) / MIB:.1f} MiB is too big for a deployment file (at most 1 MiB)",
+                         flag="FILE", value=name)
+    if b"\x00" in data:
+        raise UsageError("a binary file, not a shell script, compose file or Kubernetes manifest", flag="FILE",
+                         value=name)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise UsageError(f"not UTF-8 text (byte {err.start}); give a shell script, compose file or Kubernetes "
+                         "manifest", flag="FILE", value=name) from None
+
+
+def load_yaml(text: str, name: str) -> list:
+    """All documents, round-trip (comments and line numbers kept)."""
+    from ruamel.yaml import YAML
+
+    if _nesting(text) > MAX_DEPTH:
+        raise UsageError(f"nested deeper than {MAX_DEPTH} levels; not a deployment file", flag="FILE", value=name)
+    if len(_ALIAS.findall(text)) > MAX_ALIASES:
+        raise UsageError(f"more than {MAX_ALIASES} YAML aliases; not a deployment file", flag="FILE", value=name)
+    yaml = YAML(typ="rt")
+    yaml.preserve_quotes = True
+    try:
+        return [d for d in yaml.load_all(text)]
+    # ruamel raises YAMLError, warnings-as-errors (duplicate keys) and, on some broken input, plain Python errors:
+    # any of them means "not YAML tpfit can read", said once here
+    except Exception as err:  # noqa: BLE001
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UsageError(f"not valid YAML: {first}", flag="FILE", value=name) from None
+
+
+def read_deployment(data: bytes, name: str) -> DeploymentFile:
+    """The vLLM servers a file starts; UsageError when it is not a deployment tpfit can read or starts none."""
+    text = decode(data, name)
+    if looks_like_yaml(name, text):
+        from tpfit.deployment.read_yaml import read_yaml_documents
+
+        found = read_yaml_documents(load_yaml(text, name), name, text)
+    else:
+        from tpfit.deployment.read_shell import read_shell
+
+        found = read_shell(text, name)
+    if not found.units:
+        why = "; ".join(found.notes) or "looked for vllm serve, python -m vllm.entrypoints.openai.api_server, " \
+                                        "docker/podman run with a vLLM image"
+        raise UsageError(f"no vLLM server found ({why})", flag="FILE", value=name)
+    return found

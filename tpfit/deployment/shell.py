@@ -1,0 +1,144 @@
+"""Shell words with their place in the text, and the vLLM server commands among them.
+
+The scanner finds word boundaries (quotes, `$(...)`, comments, `\\` continuations, `;` `&&` `|`) and keeps
+each word's span, so a fix can edit the original text in place; `shlex` turns each word into the string the
+program receives. `vllm serve`, `python -m vllm.entrypoints.openai.api_server` and `docker|podman run IMAGE`
+are recognised (deploy-conventions.md §1.1).
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+import shlex
+from dataclasses import dataclass, field
+
+from tpfit.deployment.facts import Where, Word
+
+OPERATORS = ("&&", "||", ";;", ";", "&", "|", "(", ")", "\n")
+_ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
+_VAR = re.compile(r"^\$(?:\{([A-Za-z_][A-Za-z0-9_]*)(?::?-([^}]*))?\}|([A-Za-z_][A-Za-z0-9_]*))$")
+
+
+@dataclass(slots=True)
+class TextStore:
+    """A text that holds shell words: the file itself, or a YAML string (`sh -c "..."`)."""
+
+    text: str
+    first_line: int = 1
+    """Line of the file where the text starts."""
+    path: str = ""
+    """YAML path of the string ("" for the file)."""
+    node: object = None
+    key: object = None
+    """`node[key]` is the YAML string (None for the file)."""
+    read_only: bool = False
+    """A copy a fix cannot write back (a quoted string with escapes)."""
+    _newlines: list[int] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._newlines = [i for i, c in enumerate(self.text) if c == "\n"]
+
+    def where(self, offset: int) -> Where:
+        return Where(line=self.first_line + bisect.bisect_right(self._newlines, offset - 1), path=self.path)
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    raw: str
+    start: int
+    end: int
+    op: bool = False
+
+
+def scan(text: str) -> list[Token]:
+    """Split shell text into words and operators, each with its span. Never raises: an unclosed quote runs
+    to the end of the text, as it would in the shell (which then reports it)."""
+    out: list[Token] = []
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if c in " \t\r":
+            i += 1
+            continue
+        if c == "\\" and text.startswith("\\\n", i):
+            i += 2
+            continue
+        if c == "#":
+            j = text.find("\n", i)
+            i = n if j < 0 else j
+            continue
+        op = next((o for o in OPERATORS if text.startswith(o, i)), None)
+        if op:
+            out.append(Token(op, i, i + len(op), op=True))
+            i += len(op)
+            continue
+        start, depth = i, 0
+        while i < n:
+            c = text[i]
+            if c == "\\":
+                i += 2
+                continue
+            if c == "'":
+                j = text.find("'", i + 1)
+                i = n if j < 0 else j + 1
+                continue
+            if c == '"':
+                i += 1
+                while i < n and text[i] != '"':
+                    i += 2 if text[i] == "\\" else 1
+                i += 1
+                continue
+            if c == "`":
+                j = text.find("`", i + 1)
+                i = n if j < 0 else j + 1
+                continue
+            if text.startswith("$(", i) or text.startswith("${", i):
+                depth += 1
+                i += 2
+                continue
+            if depth and c in ")}":
+                depth -= 1
+                i += 1
+                continue
+            if not depth and (c in " \t\r\n;&|()"):
+                break
+            i += 1
+        out.append(Token(text[start:min(i, n)], start, min(i, n)))
+    return out
+
+
+def unquote(raw: str) -> str:
+    """The string the program receives for one shell word (quotes removed, escapes applied)."""
+    try:
+        parts = shlex.split(raw, comments=False)
+    except ValueError:
+        return raw.strip("'\"")
+    return " ".join(parts) if parts else ""
+
+
+def commands(store: TextStore) -> list[list[Word]]:
+    """The simple commands of a text: runs of words between operators."""
+    out: list[list[Word]] = [[]]
+    for t in scan(store.text):
+        if t.op:
+            if out[-1]:
+                out.append([])
+            continue
+        out[-1].append(Word(text=unquote(t.raw), where=store.where(t.start), span=(t.start, t.end), store=store))
+    return [c for c in out if c]
+
+
+def expand(value: str, variables: dict[str, str]) -> str:
+    """`$MODEL`, `${MODEL}`, `${MODEL:-x}`: the value assigned earlier in the script or the default; else as is."""
+    m = _VAR.match(value)
+    if not m:
+        return value
+    name = m.group(1) or m.group(3)
+    if name in variables:
+        return variables[name]
+    return m.group(2) if m.group(2) is not None else value
+
+
+def is_assignment(word: str) -> bool:
+    return bool(_ASSIGNMENT.match(word))
