@@ -137,7 +137,8 @@ def read_run(words: list[Word], runtime: Runtime, variables: dict[str, str]) -> 
     volume_shm = "/dev/shm" in mounts
     return Unit(name=image, runtime=runtime, command=command, where=words[0].where, image=image,
                 image_where=image_word.where, gpus=gpus, gpus_where=gpus_where, ipc_host=ipc_host or volume_shm,
-                shm_bytes=shm, env=tuple(env), mounts=tuple(m for m in mounts if m), gpu_ids=gpu_ids)
+                shm_bytes=shm, env=tuple(env), mounts=tuple(m for m in mounts if m), gpu_ids=gpu_ids,
+                handle=image_word)
 
 
 def _server_in(rest: list[Word], entrypoint: str | None, image_word: Word, vllm_image: bool, table,

@@ -150,7 +150,8 @@ class Unit:
     gpu_ids: tuple[str, ...] = ()
     """Host GPU ids given to the container (compose `device_ids`, docker `device=0,1`)."""
     handle: object = field(default=None, compare=False, repr=False)
-    """The YAML mapping of the service or container, for --fix."""
+    """For --fix: the image Word of a docker/podman run; (service, path) of a compose service; (container, pod,
+    path, pod path) of a Kubernetes container."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -1,0 +1,422 @@
+"""The checks of one deployed vLLM server: its flags against the image's release, its layout and memory
+against vLLM's rules (core/rules.py, core/memory.py via make_plan, never a copy), and the container around it
+(GPUs, /dev/shm, probes, secrets, caches) against deploy-conventions.md.
+
+Pure: a Unit and what was resolved for it (model, GPUs, plan) in, Findings out.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from tpfit.check.findings import Edit, Finding, Kind, Op, Severity
+from tpfit.core.engine import EngineArgs, semantics_for
+from tpfit.core.layout import Layout
+from tpfit.core.memory import safe_utilization
+from tpfit.core.plan import Plan
+from tpfit.deploy.common import HF_CACHE_CONTAINER, MIN_DRIVER_FOR_CUDA
+from tpfit.deployment.facts import Runtime, Unit, Where
+from tpfit.deployment.flags import FlagTable
+from tpfit.live.doctor import MIN_SHM_BYTES, image_cuda
+from tpfit.units import GB, GIB, format_gib
+
+KSERVE_FLAGS = frozenset({
+    "--model_name", "--model_id", "--model_dir", "--model_revision", "--tokenizer_revision", "--backend", "--task",
+    "--return_probabilities", "--disable_lower_case", "--disable_special_tokens", "--max_length", "--http_port",
+    "--grpc_port", "--workers", "--max_threads", "--enable_docs_url", "--predictor_host", "--protocol",
+    "--enable_latency_logging", "--configure_logging", "--log_config_file", "--access_log_format",
+    "--return_token_type_ids", "--return_raw_logits", "--tensor_input_names", "--model-id", "--model-name"})
+"""Flags of KServe's huggingfaceserver itself (kserve/python/huggingfaceserver `__main__.py`), passed beside vLLM's."""
+SECRET_NAME = re.compile(r"(TOKEN|SECRET|PASSWORD|API_KEY|APIKEY|ACCESS_KEY)", re.IGNORECASE)
+SECRET_FLAGS = ("--api-key", "--hf-token")
+HF_TOKEN_VALUE = re.compile(r"\bhf_[A-Za-z0-9]{20,}")
+LOAD_BYTES_PER_S = GIB
+"""Weights read into one GPU per second at start-up: safetensors from a network volume or a busy disk (local
+NVMe reads 2-5 GB/s; a slow PVC 0.2 GB/s). Conservative for the probe check."""
+START_OVERHEAD_S = 180
+"""Profiling, torch.compile and CUDA-graph capture after the weights are in: 1-3 minutes on the vLLM 0.26
+H100/H200 runs (../shared/gpu-vllm), more for large MoE models."""
+DOWNLOAD_BYTES_PER_S = 200 * 10**6
+"""Hugging Face download rate a first start (empty cache) gets: ~200 MB/s from the Hub's CDN."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Resolved:
+    """What `run` found out for a unit: the flags table, the engine and layout its flags give, and the plan."""
+
+    table: FlagTable
+    engine: EngineArgs | None
+    layout: Layout | None
+    plan: Plan | None = None
+    """The plan of exactly this layout and flags (one candidate); None when the model or GPUs are unknown."""
+    better: Plan | None = None
+    """The plan over every layout of the same GPUs, for a concrete fix."""
+    gpus_given: int | None = None
+    """GPUs the unit's server gets (container limit, or the cluster for a host command)."""
+    host_driver: str | None = None
+    without_eager: Plan | None = None
+    """The same plan without --enforce-eager, when the unit sets it."""
+
+
+def _f(kind: Kind, sev: Severity, unit: Unit, message: str, where: Where, *, vllm: str = "", fix: str = "",
+       edits: tuple[Edit, ...] = ()) -> Finding:
+    return Finding(kind=kind, severity=sev, message=message, where=where, unit=unit.name, vllm=vllm, fix=fix,
+                   edits=edits)
+
+
+def check_flags(unit: Unit, table: FlagTable) -> list[Finding]:
+    """Each flag against the image's vLLM release: unknown (vLLM's argparse refuses), deprecated."""
+    out = []
+    release = f"vLLM {table.version}" + (f" (read for {table.asked})" if table.asked != table.version else "")
+    for a in unit.command.args:
+        if a.flag in KSERVE_FLAGS or a.flag.startswith("--model_"):
+            continue
+        if not table.has(a.name):
+            span = table.releases_with(a.name)
+            near = table.closest(a.name)
+            if span:
+                msg = f"{a.flag}: {release} has no such flag (vLLM {span[0]} to {span[1]} have it)"
+            else:
+                msg = f"{a.flag}: no vLLM release has this flag"
+            fix = f"use {near}" if near and not span else (f"use an image of vLLM {span[0]} to {span[1]}, or remove "
+                                                            f"{a.flag}" if span else f"remove {a.flag}")
+            edits = (Edit(op=Op.REMOVE_FLAG, flag=a.name, target=a, unit=unit),) if not near or span else (
+                Edit(op=Op.REMOVE_FLAG, flag=a.name, target=a, unit=unit),
+                Edit(op=Op.SET_FLAG, flag=near, value=a.value, unit=unit))
+            out.append(_f(Kind.UNKNOWN_FLAG, Severity.ERROR, unit, msg, a.where,
+                          vllm=f"vllm serve: error: unrecognized arguments: {a.flag}", fix=fix, edits=edits))
+        elif table.deprecated(a.name):
+            out.append(_f(Kind.DEPRECATED_FLAG, Severity.WARNING, unit, f"{a.flag} is deprecated in {release}",
+                          a.where, vllm="a deprecation warning at start-up; a later release removes the flag",
+                          fix=f"remove {a.flag} (see vLLM's release notes for its replacement)"))
+    return out
+
+
+def check_gpu_count(unit: Unit, r: Resolved) -> list[Finding]:
+    """GPUs the container gets vs the GPUs the layout needs on each node (TP x PP x DP, PP across nodes)."""
+    lay, given = r.layout, unit.gpus
+    if lay is None or given is None:
+        return []
+    per_node = lay.num_gpus if unit.nodes == 1 else -(-lay.num_gpus // unit.nodes)
+    if given == per_node:
+        return []
+    edits = _gpu_count_edits(unit, per_node)
+    if given < per_node:
+        return [_f(Kind.GPU_COUNT, Severity.ERROR, unit,
+                   f"the layout {lay} needs {per_node} GPUs per node, the container gets {given}", unit.gpus_where,
+                   vllm=f"World size ({lay.world_size}) is larger than the number of available GPUs ({given}) in "
+                        "this node.",
+                   fix=f"give the container {per_node} GPUs, or lower --tensor-parallel-size", edits=edits)]
+    return [_f(Kind.GPU_COUNT, Severity.WARNING, unit,
+               f"the container gets {given} GPUs, the layout {lay} uses {per_node}: {given - per_node} sit idle",
+               unit.gpus_where, vllm="starts on the first GPUs; the others stay unused",
+               fix=f"give the container {per_node} GPUs, or raise --tensor-parallel-size / --data-parallel-size",
+               edits=edits)]
+
+
+def _gpu_count_edits(unit: Unit, n: int) -> tuple[Edit, ...]:
+    if unit.runtime is Runtime.KUBERNETES and unit.handle is not None:
+        c = unit.handle[0]
+        res = c.get("resources") or {}
+        part = "limits" if "nvidia.com/gpu" in (res.get("limits") or {}) else "requests"
+        return (Edit(op=Op.YAML_SET, key="nvidia.com/gpu", value=n, target=res.get(part), unit=unit),)
+    if unit.runtime in (Runtime.COMPOSE, Runtime.PODMAN_COMPOSE) and unit.handle is not None and not unit.gpu_ids:
+        devices = unit.handle[0].get("deploy", {}).get("resources", {}).get("reservations", {}).get("devices") or [{}]
+        return (Edit(op=Op.YAML_SET, key="count", value=n, target=devices[0], unit=unit),)
+    return ()
+
+
+def check_layout_and_memory(unit: Unit, r: Resolved) -> list[Finding]:
+    """vLLM's verdict on this exact layout and these flags (make_plan over one layout)."""
+    if r.plan is None:
+        return []
+    c = r.plan.candidates[0]
+    where = _flag_where(unit, "--tensor-parallel-size")
+    out = []
+    better = r.better.best if r.better is not None else None
+    layout_edits = _layout_edits(unit, better.layout) if better is not None and better.layout != c.layout else ()
+    for v in c.violations:
+        fix = v.fix + (f" (tpfit plans {better.layout} on these GPUs)" if layout_edits else "")
+        out.append(_f(Kind.LAYOUT, Severity.ERROR, unit, f"{v.detail} [{v.rule}]", where, vllm=v.vllm_error,
+                      fix=fix, edits=layout_edits))
+    m = c.memory
+    if m is None:
+        return out
+    len_where = _flag_where(unit, "--max-model-len")
+    if m.verdict == "refused_at_start":
+        edits: tuple[Edit, ...] = ()
+        fix = "use more or larger GPUs, a quantized checkpoint, or a shorter --max-model-len"
+        if 0 < m.max_model_len_fit < m.max_model_len:
+            edits = (Edit(op=Op.SET_FLAG, flag="--max-model-len", value=str(m.max_model_len_fit), unit=unit),)
+            fix = f"--max-model-len {m.max_model_len_fit} (the longest request the KV cache holds)"
+        out.append(_f(Kind.MEMORY, Severity.ERROR, unit, "refused at start: " + "; ".join(m.reasons), len_where,
+                      vllm=m.vllm_error, fix=fix, edits=edits))
+    elif m.verdict == "overflows_at_runtime":
+        safe = safe_utilization(m)
+        out.append(_f(Kind.MEMORY, Severity.ERROR, unit, "starts, then runs out of memory: " + "; ".join(m.reasons),
+                      _flag_where(unit, "--gpu-memory-utilization") or len_where,
+                      vllm="torch.OutOfMemoryError: CUDA out of memory (at the first requests)",
+                      fix=f"--gpu-memory-utilization {safe:g}",
+                      edits=(Edit(op=Op.SET_FLAG, flag="--gpu-memory-utilization", value=f"{safe:g}", unit=unit),)))
+    else:
+        seqs = max(1, int(m.max_concurrency))
+        out.append(_f(Kind.CAPACITY, Severity.INFO, unit,
+                      f"starts with {m.kv_cache_tokens:,} KV tokens: {m.max_concurrency:.2f} requests of "
+                      f"{m.max_model_len} tokens at once; the largest --max-model-len that fits is "
+                      f"{m.max_model_len_fit}, --max-num-seqs {seqs} keeps every request at full length in memory",
+                      len_where, vllm=f"GPU KV cache size: {m.kv_cache_tokens:,} tokens"))
+    return out
+
+
+def _flag_where(unit: Unit, name: str) -> Where:
+    a = unit.command.get(name)
+    return a.where if a else unit.command.model_where if unit.command.model_where.line else unit.where
+
+
+def _layout_edits(unit: Unit, lay: Layout) -> tuple[Edit, ...]:
+    edits = [Edit(op=Op.SET_FLAG, flag="--tensor-parallel-size", value=str(lay.tp), unit=unit)]
+    for name, n in (("--pipeline-parallel-size", lay.pp), ("--data-parallel-size", lay.dp)):
+        if n > 1 or unit.command.get(name):
+            edits.append(Edit(op=Op.SET_FLAG, flag=name, value=str(n), unit=unit))
+    return tuple(edits)
+
+
+def check_shared_memory(unit: Unit, r: Resolved) -> list[Finding]:
+    """Multi-GPU workers exchange tensors through /dev/shm; docker gives 64 MB (vLLM PR #1125, issue #1710)."""
+    lay = r.layout
+    if not unit.runtime.container or lay is None or lay.num_gpus == 1:
+        return []
+    out = []
+    enough = unit.shm_bytes is not None and unit.shm_bytes >= MIN_SHM_BYTES
+    if not unit.ipc_host and not enough:
+        have = "the runtime's 64 MB" if unit.shm_bytes is None else f"{format_gib(unit.shm_bytes)} GiB"
+        out.append(_f(Kind.SHARED_MEMORY, Severity.ERROR, unit,
+                      f"{lay} runs {lay.num_gpus} worker processes with {have} of /dev/shm", unit.where,
+                      vllm="Bus error (core dumped), or NCCL: Error while creating shared memory segment",
+                      fix=_shm_fix_text(unit), edits=_shm_edits(unit)))
+    elif unit.runtime is Runtime.PODMAN_COMPOSE and unit.ipc_host and not enough:
+        out.append(_f(Kind.PODMAN_IPC, Severity.WARNING, unit,
+                      "podman-compose ignores `ipc: host` (containers/podman-compose#1393): /dev/shm stays 64 MB",
+                      unit.where, vllm="Bus error (core dumped) when the workers start",
+                      fix="shm_size: 16g", edits=(Edit(op=Op.YAML_SET, key="shm_size", value="16g",
+                                                      target=unit.handle[0], unit=unit),)))
+    return out
+
+
+def _shm_fix_text(unit: Unit) -> str:
+    if unit.runtime in (Runtime.DOCKER, Runtime.PODMAN):
+        return "add --ipc=host (or --shm-size 16g)"
+    if unit.runtime is Runtime.KUBERNETES:
+        return "mount an in-memory emptyDir at /dev/shm"
+    return "ipc: host (or shm_size: 16g)"
+
+
+def _shm_edits(unit: Unit) -> tuple[Edit, ...]:
+    if unit.runtime in (Runtime.DOCKER, Runtime.PODMAN):
+        return (Edit(op=Op.CONTAINER_OPTION, value=("--ipc=host",), unit=unit),)
+    if unit.handle is None:
+        return ()
+    if unit.runtime is Runtime.KUBERNETES:
+        c, pod = unit.handle[0], unit.handle[1]
+        return (Edit(op=Op.YAML_APPEND, key="volumes", value={"name": "dshm", "emptyDir": {"medium": "Memory",
+                                                                                           "sizeLimit": "16Gi"}},
+                     target=pod, unit=unit),
+                Edit(op=Op.YAML_APPEND, key="volumeMounts", value={"name": "dshm", "mountPath": "/dev/shm"},
+                     target=c, unit=unit))
+    key, value = ("shm_size", "16g") if unit.runtime is Runtime.PODMAN_COMPOSE else ("ipc", "host")
+    return (Edit(op=Op.YAML_SET, key=key, value=value, target=unit.handle[0], unit=unit),)
+
+
+def load_seconds(r: Resolved) -> tuple[float, float]:
+    """(seconds to start from a warm cache, seconds the first download adds) for the planned model."""
+    c = r.plan.candidates[0]
+    per_gpu = max(c.weight_bytes_per_gpu or (0,))
+    return START_OVERHEAD_S + per_gpu / LOAD_BYTES_PER_S, r.plan.rule_of_thumb.weights_bytes / DOWNLOAD_BYTES_PER_S
+
+
+def check_probes(unit: Unit, r: Resolved) -> list[Finding]:
+    """A liveness probe acts on a server still loading unless a startup probe covers the load (KServe #5062,
+    AIBrix #772): the kubelet kills it and it never comes up."""
+    if unit.runtime is not Runtime.KUBERNETES or r.plan is None:
+        return []
+    live = next((p for p in unit.probes if p.kind == "liveness"), None)
+    startup = next((p for p in unit.probes if p.kind == "startup"), None)
+    guard = startup or live
+    if guard is None:
+        return []
+    warm, download = load_seconds(r)
+    budget = guard.budget_s
+    what = "startup probe" if startup else "liveness probe (no startup probe)"
+    period = startup.period_s if startup else 10.0
+    fix_failures = int(-(-(warm + download) // period))
+    edits: tuple[Edit, ...] = ()
+    if unit.handle is not None:
+        c = unit.handle[0]
+        probe = {"httpGet": {"path": "/health", "port": _port(unit)}, "periodSeconds": int(period),
+                 "failureThreshold": fix_failures}
+        edits = (Edit(op=Op.YAML_SET, key="startupProbe", value=probe, target=c, unit=unit),)
+    fix = f"startupProbe: httpGet /health, periodSeconds {int(period)}, failureThreshold {fix_failures}"
+    if budget < warm:
+        return [_f(Kind.STARTUP_PROBE, Severity.ERROR, unit,
+                   f"the {what} gives up after {budget:.0f} s; loading takes about {warm:.0f} s (weights at "
+                   f"{LOAD_BYTES_PER_S / GIB:.0f} GiB/s + {START_OVERHEAD_S} s of profiling and graph capture)",
+                   guard.where, vllm="killed while loading: the log ends in 'KeyboardInterrupt: terminated', the pod "
+                                     "restarts in a loop", fix=fix, edits=edits)]
+    if budget < warm + download and not (unit.command.model or "/").startswith("/"):
+        return [_f(Kind.STARTUP_PROBE, Severity.WARNING, unit,
+                   f"the {what} gives up after {budget:.0f} s; a first start also downloads "
+                   f"{r.plan.rule_of_thumb.weights_bytes / GB:.0f} GB (about {download:.0f} s at "
+                   f"{DOWNLOAD_BYTES_PER_S / 10**6:.0f} MB/s)", guard.where,
+                   vllm="killed during the first download; starts once the cache is filled", fix=fix, edits=edits)]
+    return []
+
+
+def _port(unit: Unit) -> int:
+    a = unit.command.get("--port")
+    try:
+        return int(a.value) if a and a.value else 8000
+    except ValueError:
+        return 8000
+
+
+def check_image(unit: Unit, r: Resolved) -> list[Finding]:
+    """The image tag: pinned, and built for a CUDA the host driver runs (doctor's table)."""
+    if unit.image is None or not unit.runtime.container:
+        return []
+    out = []
+    from tpfit.deployment.containers import image_version, is_vllm_image
+
+    if is_vllm_image(unit.image) and image_version(unit.image) is None:
+        out.append(_f(Kind.IMAGE, Severity.WARNING, unit,
+                      f"{unit.image} names no vLLM release: each pull may bring another version (flags checked "
+                      f"against vLLM {r.table.version})", unit.image_where,
+                      vllm="runs whatever release the tag points to today",
+                      fix=f"pin it: {unit.image.split(':')[0]}:v{r.table.version}"))
+    if r.host_driver:
+        cuda = image_cuda(unit.image)
+        need = MIN_DRIVER_FOR_CUDA[cuda]
+        try:
+            have = tuple(int(p) for p in r.host_driver.split("."))
+        except ValueError:
+            have = ()
+        if have and have < need:
+            out.append(_f(Kind.IMAGE, Severity.ERROR, unit,
+                          f"{unit.image} is built for CUDA {cuda}, which needs driver >= {'.'.join(map(str, need))}; "
+                          f"this host runs {r.host_driver}", unit.image_where,
+                          vllm="RuntimeError: The NVIDIA driver on your system is too old",
+                          fix="use an image built for this driver's CUDA (without -cu130), or upgrade the driver"))
+    return out
+
+
+def _masked(value: str) -> str:
+    return value[:3] + "…" if len(value) > 6 else "…"
+
+
+def check_secrets(unit: Unit) -> list[Finding]:
+    """Tokens written into the file: anyone who reads the file (or the repository) holds them."""
+    out = []
+    for e in unit.env:
+        if e.value and SECRET_NAME.search(e.name) and not e.value.startswith("$") and e.value.strip():
+            out.append(_f(Kind.SECRET, Severity.ERROR, unit, f"{e.name} is written in the file ({_masked(e.value)})",
+                          e.where, vllm="works, and leaks the token to everyone who can read the file",
+                          fix=_secret_fix(unit, e.name),
+                          edits=(Edit(op=Op.ENV_REFERENCE, key=e.name, target=e, unit=unit),)))
+    for a in unit.command.args:
+        if a.name in SECRET_FLAGS and a.value and not a.value.startswith("$"):
+            out.append(_f(Kind.SECRET, Severity.ERROR, unit, f"{a.flag} is given in plain text ({_masked(a.value)})",
+                          a.where, vllm="works, and shows the secret in `ps` and in the file",
+                          fix=f"remove {a.flag}; set {'VLLM_API_KEY' if a.name == '--api-key' else 'HF_TOKEN'} in the "
+                              "environment from a secret",
+                          edits=(Edit(op=Op.REMOVE_FLAG, flag=a.name, target=a, unit=unit),)))
+        elif a.value and HF_TOKEN_VALUE.search(a.value):
+            out.append(_f(Kind.SECRET, Severity.ERROR, unit, f"{a.flag} holds a Hugging Face token", a.where,
+                          fix="pass the token through HF_TOKEN from a secret"))
+    return out
+
+
+def _secret_fix(unit: Unit, name: str) -> str:
+    if unit.runtime is Runtime.KUBERNETES:
+        return f"valueFrom: secretKeyRef (kubectl create secret generic hf-token --from-literal=token=...) for {name}"
+    if unit.runtime in (Runtime.COMPOSE, Runtime.PODMAN_COMPOSE):
+        return f"{name}: ${{{name}}} (interpolated from the caller's environment)"
+    if unit.runtime in (Runtime.DOCKER, Runtime.PODMAN):
+        return f"--env {name} (passed through from the caller's environment)"
+    return f"export {name} in the environment instead of writing it here"
+
+
+def check_hf_cache(unit: Unit) -> list[Finding]:
+    """A container without the Hugging Face cache mounted downloads the model again on every restart."""
+    model = unit.command.model or ""
+    if not unit.runtime.container or not model or model.startswith(("/", ".", "~", "{{")) or "://" in model:
+        return []
+    cache_env = next((e.value for e in unit.env if e.name in ("HF_HOME", "HF_HUB_CACHE", "TRANSFORMERS_CACHE")
+                      and e.value), None)
+    for m in unit.mounts:
+        if ".cache" in m or "huggingface" in m or (cache_env and cache_env.startswith(m.rstrip("/"))) \
+                or m.rstrip("/") in ("/root", "/home/vllm", "/data", "/models", "/mnt/models"):
+            return []
+    edits: tuple[Edit, ...] = ()
+    if unit.runtime in (Runtime.DOCKER, Runtime.PODMAN):
+        edits = (Edit(op=Op.CONTAINER_OPTION, value=("-v", f"~/.cache/huggingface:{HF_CACHE_CONTAINER}"),
+                      unit=unit),)
+    elif unit.runtime in (Runtime.COMPOSE, Runtime.PODMAN_COMPOSE) and unit.handle is not None:
+        edits = (Edit(op=Op.YAML_APPEND, key="volumes", value=f"${{HF_HOME:-~/.cache/huggingface}}:{HF_CACHE_CONTAINER}",
+                      target=unit.handle[0], unit=unit),)
+    snippet = {Runtime.KUBERNETES: f"a PersistentVolumeClaim mounted at {HF_CACHE_CONTAINER}"}.get(
+        unit.runtime, f"-v ~/.cache/huggingface:{HF_CACHE_CONTAINER}")
+    return [_f(Kind.HF_CACHE, Severity.WARNING, unit, f"no Hugging Face cache mounted: {model} is downloaded again "
+                                                      "on every restart", unit.where,
+               vllm="downloads the whole checkpoint at each start", fix=snippet, edits=edits)]
+
+
+def check_engine_flags(unit: Unit, r: Resolved) -> list[Finding]:
+    """Flags that cost without a reason: remote code for a model vLLM implements, eager mode that isn't needed."""
+    out = []
+    trc = unit.command.get("--trust-remote-code")
+    if trc is not None and r.plan is not None:
+        out.append(_f(Kind.TRUST_REMOTE_CODE, Severity.WARNING, unit,
+                      f"--trust-remote-code on {r.plan.model.architecture}, which vLLM implements itself", trc.where,
+                      vllm="runs the repository's Python code to read the config/tokenizer",
+                      fix="remove --trust-remote-code", edits=(Edit(op=Op.REMOVE_FLAG, flag=trc.name, target=trc,
+                                                                    unit=unit),)))
+    eager = unit.command.get("--enforce-eager")
+    if eager is not None and r.without_eager is not None:
+        m = r.without_eager.candidates[0].memory
+        if m is not None and m.verdict == "starts":
+            out.append(_f(Kind.ENFORCE_EAGER, Severity.WARNING, unit,
+                          "--enforce-eager turns CUDA graphs off; without it this layout still starts "
+                          f"({m.kv_cache_tokens:,} KV tokens)", eager.where,
+                          vllm="decodes without CUDA graphs: slower tokens", fix="remove --enforce-eager",
+                          edits=(Edit(op=Op.REMOVE_FLAG, flag=eager.name, target=eager, unit=unit),)))
+        else:
+            out.append(_f(Kind.ENFORCE_EAGER, Severity.INFO, unit,
+                          "--enforce-eager is needed: CUDA graphs would not fit beside this KV cache", eager.where))
+    return out
+
+
+def check_shared_gpus(units: list[Unit], resolved: list[Resolved]) -> list[Finding]:
+    """Servers given the same GPU: their --gpu-memory-utilization must add up to what one card holds."""
+    out = []
+    by_gpu: dict[str, list[tuple[Unit, float]]] = {}
+    for u, r in zip(units, resolved):
+        if r.engine is None:
+            continue
+        util = r.engine.gpu_memory_utilization or semantics_for(r.engine.vllm_version).default_gpu_memory_utilization
+        for g in u.gpu_ids:
+            by_gpu.setdefault(g, []).append((u, util))
+    for g, users in sorted(by_gpu.items()):
+        total = sum(util for _, util in users)
+        if len(users) > 1 and total > 1.0 - 0.05:
+            u, util = users[-1]
+            share = round(max(0.05, (0.95 / len(users))), 2)
+            out.append(_f(Kind.GPU_UTILIZATION, Severity.ERROR, u,
+                          f"GPU {g} is shared by {', '.join(x.name for x, _ in users)} whose "
+                          f"--gpu-memory-utilization add up to {total:.2f}", _flag_where(u, "--gpu-memory-utilization"),
+                          vllm="the second server: ValueError: Free memory on device is less than desired GPU memory "
+                               "utilization",
+                          fix=f"--gpu-memory-utilization {share} for each of the {len(users)} servers",
+                          edits=tuple(Edit(op=Op.SET_FLAG, flag="--gpu-memory-utilization", value=str(share), unit=x)
+                                      for x, _ in users)))
+    return out
+
