@@ -11,15 +11,16 @@ import re
 from dataclasses import dataclass
 
 from tpfit.check.findings import Edit, Finding, Kind, Op, Severity
-from tpfit.core.engine import EngineArgs, semantics_for
 from tpfit.core.layout import Layout
 from tpfit.core.memory import safe_utilization
 from tpfit.core.plan import Plan
-from tpfit.deploy.common import HF_CACHE_CONTAINER, MIN_DRIVER_FOR_CUDA
+from tpfit.deploy.common import HF_CACHE_CONTAINER
 from tpfit.deployment.facts import Runtime, Unit, Where
 from tpfit.deployment.flags import FlagTable
-from tpfit.live.doctor import MIN_SHM_BYTES, image_cuda
+from tpfit.kinds import Verdict
+from tpfit.live.doctor import MIN_SHM_BYTES
 from tpfit.units import GB, GIB, format_gib
+from tpfit.vllm_facts import cuda_of_image, default_gpu_memory_utilization, parse_driver
 
 KSERVE_FLAGS = frozenset({
     "--model_name", "--model_id", "--model_dir", "--model_revision", "--tokenizer_revision", "--backend", "--task",
@@ -46,7 +47,8 @@ class Resolved:
     """What `run` found out for a unit: the flags table, the engine and layout its flags give, and the plan."""
 
     table: FlagTable
-    engine: EngineArgs | None
+    engine: object | None
+    """The EngineArgs the unit's flags give (None when a value is refused)."""
     layout: Layout | None
     plan: Plan | None = None
     """The plan of exactly this layout and flags (one candidate); None when the model or GPUs are unknown."""
@@ -137,6 +139,8 @@ def check_layout_and_memory(unit: Unit, r: Resolved) -> list[Finding]:
     better = r.better.best if r.better is not None else None
     layout_edits = _layout_edits(unit, better.layout) if better is not None and better.layout != c.layout else ()
     for v in c.violations:
+        if unit.gpus is not None and v.rule in ("gpus_available", "world_size"):
+            continue  # check_gpu_count names the container's GPU count, the place to fix it
         fix = v.fix + (f" (tpfit plans {better.layout} on these GPUs)" if layout_edits else "")
         out.append(_f(Kind.LAYOUT, Severity.ERROR, unit, f"{v.detail} [{v.rule}]", where, vllm=v.vllm_error,
                       fix=fix, edits=layout_edits))
@@ -144,7 +148,7 @@ def check_layout_and_memory(unit: Unit, r: Resolved) -> list[Finding]:
     if m is None:
         return out
     len_where = _flag_where(unit, "--max-model-len")
-    if m.verdict == "refused_at_start":
+    if m.verdict is Verdict.REFUSED_AT_START:
         edits: tuple[Edit, ...] = ()
         fix = "use more or larger GPUs, a quantized checkpoint, or a shorter --max-model-len"
         if 0 < m.max_model_len_fit < m.max_model_len:
@@ -152,7 +156,7 @@ def check_layout_and_memory(unit: Unit, r: Resolved) -> list[Finding]:
             fix = f"--max-model-len {m.max_model_len_fit} (the longest request the KV cache holds)"
         out.append(_f(Kind.MEMORY, Severity.ERROR, unit, "refused at start: " + "; ".join(m.reasons), len_where,
                       vllm=m.vllm_error, fix=fix, edits=edits))
-    elif m.verdict == "overflows_at_runtime":
+    elif m.verdict is Verdict.OVERFLOWS_AT_RUNTIME:
         safe = safe_utilization(m)
         out.append(_f(Kind.MEMORY, Severity.ERROR, unit, "starts, then runs out of memory: " + "; ".join(m.reasons),
                       _flag_where(unit, "--gpu-memory-utilization") or len_where,
@@ -294,12 +298,9 @@ def check_image(unit: Unit, r: Resolved) -> list[Finding]:
                       vllm="runs whatever release the tag points to today",
                       fix=f"pin it: {unit.image.split(':')[0]}:v{r.table.version}"))
     if r.host_driver:
-        cuda = image_cuda(unit.image)
-        need = MIN_DRIVER_FOR_CUDA[cuda]
-        try:
-            have = tuple(int(p) for p in r.host_driver.split("."))
-        except ValueError:
-            have = ()
+        cuda = cuda_of_image(unit.image)
+        need = cuda.min_driver
+        have = parse_driver(r.host_driver)
         if have and have < need:
             out.append(_f(Kind.IMAGE, Severity.ERROR, unit,
                           f"{unit.image} is built for CUDA {cuda}, which needs driver >= {'.'.join(map(str, need))}; "
@@ -383,7 +384,7 @@ def check_engine_flags(unit: Unit, r: Resolved) -> list[Finding]:
     eager = unit.command.get("--enforce-eager")
     if eager is not None and r.without_eager is not None:
         m = r.without_eager.candidates[0].memory
-        if m is not None and m.verdict == "starts":
+        if m is not None and m.verdict is Verdict.STARTS:
             out.append(_f(Kind.ENFORCE_EAGER, Severity.WARNING, unit,
                           "--enforce-eager turns CUDA graphs off; without it this layout still starts "
                           f"({m.kv_cache_tokens:,} KV tokens)", eager.where,
@@ -402,7 +403,7 @@ def check_shared_gpus(units: list[Unit], resolved: list[Resolved]) -> list[Findi
     for u, r in zip(units, resolved):
         if r.engine is None:
             continue
-        util = r.engine.gpu_memory_utilization or semantics_for(r.engine.vllm_version).default_gpu_memory_utilization
+        util = r.engine.gpu_memory_utilization or default_gpu_memory_utilization(r.engine.vllm_version)
         for g in u.gpu_ids:
             by_gpu.setdefault(g, []).append((u, util))
     for g, users in sorted(by_gpu.items()):

@@ -12,7 +12,9 @@ from tpfit.check.rules import (
     Resolved, check_engine_flags, check_flags, check_gpu_count, check_hf_cache, check_image, check_layout_and_memory,
     check_probes, check_secrets, check_shared_gpus, check_shared_memory,
 )
-from tpfit.core.engine import CURRENT_VLLM_VERSION, KV_CACHE_DTYPES, EngineArgs
+from tpfit.core.engine import EngineArgs
+from tpfit.kinds import KvCacheDtype, ModelDtype
+from tpfit.vllm_facts import CURRENT_VLLM_VERSION
 from tpfit.core.layout import Layout
 from tpfit.core.plan import Workload, make_plan
 from tpfit.deployment.containers import image_version
@@ -79,13 +81,13 @@ def engine_from_flags(unit: Unit, version: str) -> tuple[EngineArgs | None, Layo
         block_size=value("--block-size", int, "an int"),
     )
     kv = cmd.get("--kv-cache-dtype")
-    if kv is not None and kv.value in KV_CACHE_DTYPES:
+    if kv is not None and kv.value in set(KvCacheDtype):
         kwargs["kv_cache_dtype"] = kv.value
     q = cmd.get("--quantization")
     if q is not None and q.value == "fp8":
         kwargs["quantization"] = "fp8"
     dtype = cmd.get("--dtype")
-    if dtype is not None and dtype.value in ("auto", "bfloat16", "float16", "half", "float32", "float"):
+    if dtype is not None and dtype.value in set(ModelDtype):
         kwargs["dtype"] = dtype.value
     for n, name in ((tp, "--tensor-parallel-size"), (pp, "--pipeline-parallel-size"), (dp, "--data-parallel-size")):
         if n < 1:
@@ -129,7 +131,8 @@ def cluster_for(unit: Unit, given: Cluster | None) -> Cluster | None:
                    nvlink_pairs=given.nvlink_pairs if free else frozenset(), source=given.source if given else "label")
 
 
-def resolve(unit: Unit, given: Cluster | None, load: Callable, host_driver: str | None) -> tuple[Resolved, list[Finding]]:
+def resolve(unit: Unit, given: Cluster | None, load: Callable, host_driver: str | None,
+            memory_model) -> tuple[Resolved, list[Finding]]:
     version = image_version(unit.image) or CURRENT_VLLM_VERSION
     table = flag_table(version)
     engine, layout, bad = engine_from_flags(unit, version)
@@ -155,11 +158,11 @@ def resolve(unit: Unit, given: Cluster | None, load: Callable, host_driver: str 
                              message="GPUs unknown: give --gpus (e.g. --gpus 2xH100) to check the layout and memory"))
         return r, notes
     try:
-        plan = make_plan(spec, cluster, Workload(concurrency=1), engine, layouts=(layout,))
-        better = make_plan(spec, cluster, Workload(context=engine.max_model_len), engine) \
+        plan = make_plan(spec, cluster, Workload(concurrency=1), engine, layouts=(layout,), memory_model=memory_model)
+        better = make_plan(spec, cluster, Workload(context=engine.max_model_len), engine, memory_model=memory_model) \
             if plan.candidates[0].violations else None
         eager = make_plan(spec, cluster, Workload(concurrency=1), replace(engine, enforce_eager=False),
-                          layouts=(layout,)) if engine.enforce_eager else None
+                          layouts=(layout,), memory_model=memory_model) if engine.enforce_eager else None
     except (TpfitError, ValueError) as err:
         notes.append(Finding(kind=Kind.NOT_CHECKED, severity=Severity.INFO, unit=unit.name, where=unit.where,
                              message=f"layout and memory not checked: {err}"))
@@ -168,14 +171,18 @@ def resolve(unit: Unit, given: Cluster | None, load: Callable, host_driver: str 
 
 
 def check_deployment(dep: DeploymentFile, *, gpus: Cluster | None = None, load: Callable | None = None,
-                     host_driver: str | None = None) -> CheckReport:
-    """Every finding for every vLLM server of the file."""
+                     host_driver: str | None = None, memory_model=None) -> CheckReport:
+    """Every finding for every vLLM server of the file (`load` and `memory_model` default to tpfit's own)."""
     if load is None:
         from tpfit.model.load import load_model as load
+    if memory_model is None:
+        from tpfit.data import load_memory_model
+
+        memory_model = load_memory_model()
     findings: list[Finding] = []
     resolved = []
     for unit in dep.units:
-        r, notes = resolve(unit, gpus, load, host_driver)
+        r, notes = resolve(unit, gpus, load, host_driver, memory_model)
         resolved.append(r)
         findings += check_flags(unit, r.table)
         findings += notes

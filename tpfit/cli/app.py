@@ -237,12 +237,14 @@ def doctor(
     raise typer.Exit(exit_code(findings))
 
 
+from tpfit.cli.check import check  # noqa: E402
 from tpfit.cli.ui import ui  # noqa: E402
 from tpfit.cli.verify import explain, verify  # noqa: E402
 
 app.command()(verify)
 app.command()(explain)
 app.command()(ui)
+app.command()(check)
 
 
 _BAD_CHOICE = re.compile(r"Invalid value for '(?P<flag>[^']+)'.*?: (?:Value error, )?'(?P<value>.*)' is not one of "

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from tpfit.core.engine import CURRENT_VLLM_VERSION, parse_version
+from tpfit.vllm_facts import CURRENT_VLLM_VERSION, parse_version
 from tpfit.deployment.argv import parse_args, server_start, strip_prefixes
 from tpfit.deployment.facts import EnvVar, Runtime, Unit, VllmCommand, Where, Word
 from tpfit.deployment.flags import flag_table

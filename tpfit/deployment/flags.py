@@ -7,7 +7,7 @@ import difflib
 from dataclasses import dataclass
 from functools import lru_cache
 
-from tpfit.core.engine import parse_version
+from tpfit.vllm_facts import parse_version
 from tpfit.data import load_data
 
 NONE, REQUIRED, OPTIONAL = "none", "required", "optional"

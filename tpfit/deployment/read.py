@@ -80,14 +80,19 @@ def load_yaml(text: str, name: str) -> list:
 def read_deployment(data: bytes, name: str) -> DeploymentFile:
     """The vLLM servers a file starts; UsageError when it is not a deployment tpfit can read or starts none."""
     text = decode(data, name)
-    if looks_like_yaml(name, text):
-        from tpfit.deployment.read_yaml import read_yaml_documents
+    try:
+        if looks_like_yaml(name, text):
+            from tpfit.deployment.read_yaml import read_yaml_documents
 
-        found = read_yaml_documents(load_yaml(text, name), name, text)
-    else:
-        from tpfit.deployment.read_shell import read_shell
+            found = read_yaml_documents(load_yaml(text, name), name, text)
+        else:
+            from tpfit.deployment.read_shell import read_shell
 
-        found = read_shell(text, name)
+            found = read_shell(text, name)
+    except UsageError as err:
+        if err.value is not None:
+            raise
+        raise UsageError(str(err), flag="FILE", value=name) from None  # a reader's error, named with the file
     if not found.units:
         why = "; ".join(found.notes) or "looked for vllm serve, python -m vllm.entrypoints.openai.api_server, " \
                                         "docker/podman run with a vLLM image"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tpfit.core.engine import CURRENT_VLLM_VERSION
+from tpfit.vllm_facts import CURRENT_VLLM_VERSION
 from tpfit.deployment.argv import parse_args, server_start, strip_prefixes
 from tpfit.deployment.containers import inner_commands, read_run
 from tpfit.deployment.facts import DeploymentFile, EnvVar, Format, Runtime, Unit, Word

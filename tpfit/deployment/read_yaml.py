@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from tpfit.core.engine import CURRENT_VLLM_VERSION
+from tpfit.vllm_facts import CURRENT_VLLM_VERSION
 from tpfit.deployment.argv import parse_args, server_start, strip_prefixes
 from tpfit.deployment.containers import image_version, is_vllm_image, size_or_none, volume_target
 from tpfit.deployment.facts import DeploymentFile, EnvVar, Format, Probe, Runtime, Unit, VllmCommand, Where, Word

@@ -1,0 +1,274 @@
+"""tpfit check: real-world deployment files (tests/data/deployments, each says where it comes from), every file
+`tpfit deploy` writes (round trip: no error finding), the fixes, the JSON/SARIF outputs and hostile input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tpfit.check.findings import Kind, Severity
+from tpfit.check.fix import fix_text
+from tpfit.check.run import check_deployment
+from tpfit.deployment.read import read_deployment
+from tpfit.errors import SourceError, UsageError
+from tpfit.hardware.cluster import Cluster
+from tpfit.model.load import load_model
+
+ROOT = Path(__file__).resolve().parents[1]
+CORPUS = ROOT / "tests" / "data" / "deployments"
+CONFIGS = ROOT.parent / "shared" / "model-configs"
+
+
+def load_real(name: str):
+    """Models by Hugging Face id from the real configs in ../shared/model-configs (no network in tests)."""
+    path = CONFIGS / (name.replace("/", "--") + ".json")
+    if path.exists():
+        return load_model(str(path))
+    raise SourceError(f"model {name!r} is not among the test configs", source=name)
+
+
+def check_file(path: Path, gpus: str | None):
+    dep = read_deployment(path.read_bytes(), path.name)
+    return dep, check_deployment(dep, gpus=Cluster.parse(gpus) if gpus else None, load=load_real)
+
+
+def kinds(report, severity: Severity) -> set[Kind]:
+    return {f.kind for f in report.findings if f.severity is severity}
+
+
+# file, --gpus, errors expected, warnings expected (each bad example tested for its finding)
+CORPUS_CASES = [
+    ("docs-docker-run.sh", "1xH100", set(), {Kind.IMAGE}),
+    ("docs-quickstart.sh", "1xL4", set(), set()),
+    ("docs-api-server.sh", "1xH100", {Kind.UNKNOWN_FLAG}, set()),  # --disable-log-requests: gone after 0.16
+    ("docs-distributed.sh", "2x8xH100", set(), set()),
+    ("docs-k8s-deployment.yaml", "1xH100", {Kind.STARTUP_PROBE}, {Kind.TRUST_REMOTE_CODE, Kind.IMAGE}),
+    ("docs-lws.yaml", "2x8xH100", {Kind.SECRET}, {Kind.HF_CACHE, Kind.IMAGE}),
+    ("kserve-inferenceservice.yaml", "1xH100", set(), {Kind.HF_CACHE}),
+    ("kserve-servingruntime.yaml", "1xH100", set(), set()),
+    ("production-stack-deployment.yaml", "1xH100", set(), set()),
+    ("aibrix-deployment.yaml", None, {Kind.STARTUP_PROBE}, set()),  # GPU from the node selector
+    ("llm-d-decode.yaml", "2xH100", set(), set()),
+    ("podman-compose.yaml", "2xH100", set(), {Kind.PODMAN_IPC}),
+    ("bad-tp-heads.sh", "4xH100", {Kind.LAYOUT}, set()),
+    ("bad-max-model-len.sh", "1xL4", {Kind.MEMORY}, set()),
+    ("bad-docker-tp2.sh", "2xH100", {Kind.SHARED_MEMORY, Kind.SECRET, Kind.UNKNOWN_FLAG, Kind.MEMORY}, {Kind.HF_CACHE}),
+    ("bad-old-image.sh", "1xH100", {Kind.UNKNOWN_FLAG}, set()),
+    ("bad-compose.yaml", "4xH100", {Kind.GPU_COUNT, Kind.SHARED_MEMORY, Kind.SECRET}, set()),
+    ("bad-shared-gpu.yaml", "1xH100", {Kind.GPU_UTILIZATION}, set()),
+    ("bad-eager-overflow.sh", "1xH100", {Kind.MEMORY}, {Kind.ENFORCE_EAGER}),
+    ("bad-flag-value.sh", "1xH100", {Kind.FLAG_VALUE, Kind.SECRET}, set()),
+]
+
+
+def test_corpus_is_complete_and_sourced():
+    files = sorted(p.name for p in CORPUS.iterdir())
+    assert files == sorted(c[0] for c in CORPUS_CASES)
+    for name in files:
+        head = "\n".join((CORPUS / name).read_text().splitlines()[:3])
+        assert "Source:" in head or "Bad" in head, f"{name} says nowhere where it comes from"
+
+
+@pytest.mark.parametrize("name,gpus,errors,warnings", CORPUS_CASES, ids=[c[0] for c in CORPUS_CASES])
+def test_corpus_findings(name, gpus, errors, warnings):
+    _, report = check_file(CORPUS / name, gpus)
+    assert kinds(report, Severity.ERROR) == errors
+    assert warnings <= kinds(report, Severity.WARNING)
+    assert report.exit_code == (1 if errors else 0)
+
+
+def test_findings_carry_vllm_messages_and_places():
+    _, report = check_file(CORPUS / "bad-tp-heads.sh", "4xH100")
+    heads = next(f for f in report.findings if "heads_divisible_by_tp" in f.message)
+    assert heads.vllm == "Total number of attention heads (28) must be divisible by tensor parallel size (3)."
+    assert heads.where.line == 2
+    # the concrete fix is the layout tpfit plans on the same 4 GPUs
+    assert any(e.flag == "--tensor-parallel-size" and e.value in ("1", "2", "4") for e in heads.edits)
+    _, report = check_file(CORPUS / "bad-max-model-len.sh", "1xL4")
+    mem = next(f for f in report.findings if f.kind is Kind.MEMORY)
+    assert "estimated maximum model length" in mem.vllm
+    assert mem.edits[0].flag == "--max-model-len" and 0 < int(mem.edits[0].value) < 131072
+    _, report = check_file(CORPUS / "bad-docker-tp2.sh", "2xH100")
+    secret = next(f for f in report.findings if f.kind is Kind.SECRET)
+    assert "abcdefghij" not in secret.message  # never repeats the token
+    typo = next(f for f in report.findings if f.kind is Kind.UNKNOWN_FLAG)
+    assert typo.fix == "use --max-model-len" and typo.vllm.endswith("--max-model-length")
+
+
+def test_compose_paths_and_lines():
+    _, report = check_file(CORPUS / "bad-compose.yaml", "4xH100")
+    count = next(f for f in report.findings if f.kind is Kind.GPU_COUNT)
+    assert count.where.path == "services.vllm.deploy.resources.reservations.devices[0]"
+    assert count.where.line == 14
+
+
+# ---- round trip: every file tpfit deploy writes comes out without an error finding ----------------
+
+DEPLOY_CASES = [
+    ("llama-3.1-70b", "2xH100", fmt) for fmt in ("serve", "docker", "compose", "k8s", "lws", "ray")
+] + [("llama-3.1-405b", "2x8xH100", fmt) for fmt in ("lws", "ray")] + [("qwen3-30b-a3b", "1xH100", "k8s")]
+
+
+@pytest.mark.parametrize("model,gpus,fmt", DEPLOY_CASES, ids=[f"{m}-{g}-{f}" for m, g, f in DEPLOY_CASES])
+def test_deploy_output_checks_clean(model, gpus, fmt, tmp_path):
+    from typer.testing import CliRunner
+
+    from tpfit.cli.app import app
+
+    result = CliRunner().invoke(app, ["deploy", model, "--gpus", gpus, "--context", "8192", "--format", fmt,
+                                      "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    files = sorted(tmp_path.iterdir())
+    assert files
+    for path in files:
+        dep = read_deployment(path.read_bytes(), path.name)
+        report = check_deployment(dep, gpus=Cluster.parse(gpus))
+        errors = [f for f in report.findings if f.severity is Severity.ERROR]
+        assert not errors, (path.name, errors)
+        # the plan was checked, not skipped
+        assert any(f.kind is Kind.CAPACITY for f in report.findings), path.name
+
+
+# ---- --fix ------------------------------------------------------------------------------------------------
+
+FIX_CASES = [
+    ("bad-tp-heads.sh", "4xH100"), ("bad-max-model-len.sh", "1xL4"), ("bad-docker-tp2.sh", "2xH100"),
+    ("bad-compose.yaml", "4xH100"), ("bad-shared-gpu.yaml", "1xH100"), ("bad-eager-overflow.sh", "1xH100"),
+    ("docs-k8s-deployment.yaml", "1xH100"), ("aibrix-deployment.yaml", None), ("podman-compose.yaml", "2xH100"),
+    ("docs-lws.yaml", "2x8xH100"),
+]
+
+
+@pytest.mark.parametrize("name,gpus", FIX_CASES, ids=[c[0] for c in FIX_CASES])
+def test_fix_removes_the_fixable_errors_and_keeps_comments(name, gpus):
+    dep, report = check_file(CORPUS / name, gpus)
+    fixed, applied, _ = fix_text(dep, report.findings)
+    assert applied and fixed != dep.text
+    again = check_deployment(read_deployment(fixed.encode(), name), gpus=Cluster.parse(gpus) if gpus else None,
+                             load=load_real)
+    fixable = {f.kind for f in report.findings if f.edits and f.severity is Severity.ERROR}
+    assert not fixable & kinds(again, Severity.ERROR), [f for f in again.findings if f.severity is Severity.ERROR]
+    first_comment = next(l for l in dep.text.splitlines() if l.startswith("#"))
+    assert first_comment in fixed  # comments survive (ruamel round trip for YAML, in-place edits for shell)
+
+
+def test_fix_edits_in_place(tmp_path):
+    dep, report = check_file(CORPUS / "bad-docker-tp2.sh", "2xH100")
+    fixed, _, _ = fix_text(dep, report.findings)
+    assert "--ipc=host vllm/vllm-openai:v0.33.0" in fixed
+    assert "-e HF_TOKEN \\" in fixed and "hf_abc" not in fixed
+    assert "--max-model-len" in fixed and "--max-model-length" not in fixed
+    bash = subprocess.run(["bash", "-n"], input=fixed, text=True, capture_output=True)
+    assert bash.returncode == 0, bash.stderr
+
+
+# ---- CLI: exit codes, JSON, SARIF, --fix file ----------------------------------------------------------------
+
+
+def run_cli(*args, stdin: str | None = None, cwd=ROOT):
+    return subprocess.run([sys.executable, "-m", "tpfit", "check", *args], cwd=cwd, input=stdin, capture_output=True,
+                          text=True, timeout=60, env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
+
+
+def test_cli_exit_codes_json_and_sarif(tmp_path):
+    bad = CORPUS / "bad-compose.yaml"
+    r = run_cli(str(bad), "--gpus", "4xH100", "--json")
+    assert r.returncode == 1, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["exit_code"] == 1 and {f["kind"] for f in doc["findings"]} >= {"gpu-count", "shared-memory"}
+    r = run_cli(str(bad), "--gpus", "4xH100", "--format", "sarif")
+    sarif = json.loads(r.stdout)
+    _assert_sarif(sarif)
+    r = run_cli("-", "--gpus", "1xH100", stdin="vllm serve llama-3.1-8b --max-model-len 4096\n")
+    assert r.returncode == 0, r.stdout + r.stderr
+    copy = tmp_path / "compose.yaml"
+    copy.write_text(bad.read_text())
+    r = run_cli(str(copy), "--gpus", "4xH100", "--fix")
+    assert r.returncode == 1 and (tmp_path / "compose.fixed.yaml").exists()
+    assert copy.read_text() == bad.read_text()  # never in place without --in-place
+    r = run_cli(str(tmp_path / "compose.fixed.yaml"), "--gpus", "4xH100")
+    assert "shared-memory" not in r.stdout and "gpu-count" not in r.stdout
+
+
+def _assert_sarif(sarif: dict) -> None:
+    """SARIF 2.1.0's required structure (sarif-schema-2.1.0.json: version, runs[].tool.driver.name, results[]
+    with message.text, ruleId in the driver's rules, level in the enum, 1-based startLine)."""
+    assert sarif["version"] == "2.1.0" and sarif["$schema"].endswith("sarif-2.1.0.json")
+    run = sarif["runs"][0]
+    driver = run["tool"]["driver"]
+    assert driver["name"] == "tpfit" and driver["rules"]
+    ids = [r["id"] for r in driver["rules"]]
+    for res in run["results"]:
+        assert res["ruleId"] in ids and ids[res["ruleIndex"]] == res["ruleId"]
+        assert res["level"] in ("none", "note", "warning", "error")
+        assert res["message"]["text"]
+        region = res["locations"][0]["physicalLocation"].get("region")
+        assert region is None or region["startLine"] >= 1
+
+
+def test_pre_commit_hook_entry():
+    import yaml
+
+    hooks = yaml.safe_load((ROOT / ".pre-commit-hooks.yaml").read_text())
+    hook = next(h for h in hooks if h["id"] == "tpfit-check")
+    assert hook["entry"].startswith("tpfit check") and hook["language"] == "python"
+
+
+# ---- hostile input: one line on stderr, exit 2, fast --------------------------------------------------------
+
+HOSTILE = {
+    "binary.yaml": b"\x00\x01\x02ELF" * 100,
+    "huge.sh": b"vllm serve x " + b"--a b " * 300_000,
+    "deep.yaml": b"a: " + b"[" * 5000 + b"]" * 5000,
+    "deep-block.yaml": "".join(f"{' ' * (2 * i)}k{i}:\n" for i in range(400)).encode(),
+    "bomb.yaml": (b"a: &a [x, x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
+                  b"c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\n"
+                  b"e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]\nf: &f [*e, *e, *e, *e, *e, *e, *e, *e, *e, *e]\n"
+                  b"g: &g [*f, *f, *f, *f, *f, *f, *f, *f, *f, *f]\nh: &h [*g, *g, *g, *g, *g, *g, *g, *g, *g, *g]\n"
+                  b"i: &i [*h, *h, *h, *h, *h, *h, *h, *h, *h, *h]\n"),
+    "bomb-in-args.yaml": (b"kind: Pod\nx: &a [x, x, x, x, x, x, x, x]\ny: &b [*a, *a, *a, *a, *a, *a, *a, *a]\n"
+                          b"spec:\n  containers:\n  - image: vllm/vllm-openai:v0.33.0\n    args: [*b, *b, *b]\n"),
+    "unknown-kind.yaml": b"apiVersion: example.com/v1\nkind: Frobnicator\nspec: {}\n",
+    "not-vllm.sh": b"#!/bin/sh\necho hello\nls -la\n",
+    "latin1.sh": "vllm serve caf\xe9".encode("latin-1"),
+    "broken.yaml": b"services: [unclosed\n  - {a: \n",
+    "duplicate.yaml": b"services:\n  a: {image: vllm/vllm-openai}\n  a: {image: vllm/vllm-openai}\n",
+}
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE))
+def test_hostile_files_one_line_exit_2(name, tmp_path):
+    path = tmp_path / name
+    path.write_bytes(HOSTILE[name])
+    r = run_cli(str(path), "--gpus", "1xH100")
+    assert r.returncode == 2, (r.returncode, r.stdout[-500:], r.stderr[-500:])
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: FILE"), r.stderr[-800:]
+    assert "Traceback" not in r.stderr
+
+
+def test_hostile_random_input_in_process():
+    """Any bytes: a DeploymentFile or a UsageError, never another exception (hypothesis, bounded)."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    pieces = st.sampled_from(["vllm serve ", "docker run ", "--gpus all ", "vllm/vllm-openai ", "--tp ", "'", '"',
+                              "\\\n", "$(", "${X:-", "}", ")", "; ", "&& ", "services:\n", "  a:\n", "kind: Pod\n",
+                              "spec:\n", "  containers:\n", "- ", "[", "]", "{", "}", "&a ", "*a ", "--model=x ",
+                              "-e HF_TOKEN=hf_x ", "command: ", "args: ", "\n", "  ", "\t", "#", "2", "\x00"])
+
+    @settings(max_examples=300, deadline=2000, suppress_health_check=list(HealthCheck))
+    @given(st.lists(pieces, max_size=40), st.sampled_from(["f.sh", "f.yaml", "f"]))
+    def run(parts, name):
+        data = "".join(parts).encode()
+        try:
+            dep = read_deployment(data, name)
+        except UsageError:
+            return
+        check_deployment(dep, gpus=Cluster.parse("2xH100"), load=load_real)
+
+    run()
