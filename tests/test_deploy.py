@@ -184,7 +184,8 @@ def test_no_token_value_in_any_file(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_TOKEN", secret)
     out = tmp_path / "out"
     for fmt in FORMATS:
-        result = subprocess.run([sys.executable, "-m", "tpfit", "deploy", "llama-3.1-405b", "--gpus", "2x8xh100",
+        model, gpus = ("llama-3.1-405b", "2x8xh100") if fmt in ("lws", "ray") else ("llama-3.1-70b", "2xh100")
+        result = subprocess.run([sys.executable, "-m", "tpfit", "deploy", model, "--gpus", gpus,
                                  "--context", "8192", "--format", fmt, "--out", str(out)],
                                 capture_output=True, text=True, cwd=ROOT)
         assert result.returncode == 0, result.stderr

@@ -92,7 +92,8 @@ def test_shared_memory_real_torch_failure():
 
 def test_nccl_real_failure():
     (d,) = explain((LOGS / "nccl-duplicate-gpu.log").read_text())
-    assert d.kind == "nccl" and "NCCL_P2P_DISABLE=1" in d.fix
+    # two ranks on one GPU: the fix is the device list, not NCCL's transport settings (issue #12)
+    assert d.kind == "nccl" and "CUDA_VISIBLE_DEVICES" in d.fix and "rank 0 and rank 1" in d.cause
 
 
 def test_no_gpu_visible_real_torch_failure():

@@ -51,6 +51,7 @@ def _make_plan(model, gpus, tp, pp, dp, enable_expert_parallel, context, concurr
     from tpfit import EngineArgs, Workload, make_plan
     from tpfit.core.layout import Layout, enumerate_layouts
     from tpfit.model.load import load_model
+    from tpfit.core.engine import normalize_vllm_version
     from tpfit.vllm_facts import CURRENT_VLLM_VERSION
 
     if context and max_model_len and context != max_model_len:
@@ -60,7 +61,8 @@ def _make_plan(model, gpus, tp, pp, dp, enable_expert_parallel, context, concurr
         raise UsageError("tpfit models online --quantization fp8; for AWQ/GPTQ/FP8 checkpoints give the "
                          "quantized model itself (its config says how it is stored)", flag="--quantization",
                          value=quantization)
-    engine = EngineArgs(vllm_version=vllm_version or CURRENT_VLLM_VERSION, gpu_memory_utilization=gpu_memory_utilization,
+    version = CURRENT_VLLM_VERSION if vllm_version is None else normalize_vllm_version(vllm_version)
+    engine = EngineArgs(vllm_version=version, gpu_memory_utilization=gpu_memory_utilization,
                         max_model_len=max_model_len or context, max_num_seqs=max_num_seqs,
                         max_num_batched_tokens=max_num_batched_tokens, kv_cache_dtype=kv_cache_dtype,
                         quantization=quantization, dtype=dtype, enforce_eager=enforce_eager)
@@ -152,24 +154,28 @@ def deploy(
     """Deployment files for the recommended layout: vllm serve, docker run, compose, Kubernetes, Ray."""
     import shlex
 
+    from tpfit.deploy import checks
     from tpfit.deploy.common import deployment_from_plan_dict
     from tpfit.deploy.render import FORMATS, render
     from tpfit.vllm_facts import cuda_for_driver
 
     if fmt not in FORMATS:
         raise UsageError(f"use one of {', '.join(FORMATS)}", flag="--format", value=fmt)
-    ids: tuple[int, ...] = ()
-    if gpu_ids:
-        try:
-            ids = tuple(int(x) for x in gpu_ids.split(","))
-        except ValueError:
-            raise UsageError("use comma-separated GPU indices such as 0,1", flag="--gpu-ids", value=gpu_ids) from None
+    ids = checks.parse_gpu_ids(gpu_ids) if gpu_ids is not None else ()
+    if shm_size is not None:
+        shm_size = checks.check_shm_size(shm_size)
+    if driver is not None:
+        checks.parse_driver(driver)
+    if out is not None:
+        checks.check_out_dir(out)
     if plan_file is not None:
         from tpfit.model.folder import read_json
 
+        if model is not None:
+            raise UsageError(f"give MODEL or --plan, not both (the plan file already names its model; MODEL "
+                             f"{model!r} would be ignored)", flag="--plan", value=str(plan_file))
         doc = read_json(plan_file, "plan")
-        if "candidates" not in doc or "model" not in doc:
-            raise UsageError("not a `tpfit plan --json` file (no candidates)", flag="--plan", value=str(plan_file))
+        checks.check_plan_doc(doc, plan_file)
     elif model is None:
         raise UsageError("give MODEL (and --gpus) or --plan plan.json", flag="MODEL")
     else:
@@ -182,8 +188,17 @@ def deploy(
         cuda = cuda_for_driver(driver)
     command = shlex.join(["tpfit", "deploy", *sys.argv[2:]]) if sys.argv[1:2] == ["deploy"] else "tpfit deploy"
     path_model = model if model and Path(model).exists() else None
-    d = deployment_from_plan_dict(doc, command=command, cuda=cuda, port=port, gpu_ids=ids,
-                                  served_model_name=served_model_name, model_path=path_model, shm_size=shm_size)
+    try:
+        d = deployment_from_plan_dict(doc, command=command, cuda=cuda, port=port, gpu_ids=ids,
+                                      served_model_name=served_model_name, model_path=path_model, shm_size=shm_size)
+    except (KeyError, TypeError, IndexError, AttributeError, ValueError) as err:
+        if isinstance(err, UsageError) or plan_file is None:
+            raise
+        raise UsageError(f"not a complete `tpfit plan --json` file ({type(err).__name__}: {err}); save the plan "
+                         "again with tpfit plan --json", flag="--plan", value=str(plan_file)) from None
+    checks.check_format(d, fmt, gpu_id=str(doc["cluster"]["gpu"]))
+    if ids:
+        checks.check_gpu_ids(ids, d, text=gpu_ids)
     if fmt == "lws" and d.nodes == 1:
         typer.echo("note: a single-node plan; the LeaderWorkerSet has one pod per replica", err=True)
     files = render(d, fmt)
@@ -193,12 +208,15 @@ def deploy(
                 typer.echo(f"# ---- {name}")
             typer.echo(text, nl=False)
         return
-    out.mkdir(parents=True, exist_ok=True)
-    for name, text in files.items():
-        (out / name).write_text(text)
-        if name.endswith(".sh"):
-            (out / name).chmod(0o755)
-        typer.echo(f"wrote {out / name}", err=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for name, text in files.items():
+            (out / name).write_text(text)
+            if name.endswith(".sh"):
+                (out / name).chmod(0o755)
+            typer.echo(f"wrote {out / name}", err=True)
+    except OSError as err:
+        raise UsageError(f"cannot write there ({err.strerror or err})", flag="--out", value=str(out)) from None
 
 
 @app.command()

@@ -13,7 +13,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from tpfit.cli.options import ConcurrencyOpt, ContextOpt, DtypeOpt, GpusOpt, JsonOpt, PpOpt, TpOpt
+from tpfit.cli.options import ConcurrencyOpt, ContextOpt, DtypeOpt, GpusOpt, PpOpt, TpOpt
 from tpfit.errors import UsageError
 from tpfit.kinds import ModelDtype
 from tpfit.vllm_facts import CURRENT_VLLM_VERSION
@@ -61,8 +61,9 @@ def verify(
     requests: Annotated[Optional[int], typer.Option("--requests", min=1, help="Default: 3 x concurrency.")] = None,
     ttft_p99: Annotated[Optional[float], typer.Option("--ttft-p99", min=0, help="SLO in seconds.")] = None,
     itl_p99: Annotated[Optional[float], typer.Option("--itl-p99", min=0, help="SLO in seconds.")] = None,
-    timeout: Annotated[float, typer.Option("--timeout", min=1, help="Seconds for start-up and for the load.")] = 600,
-    as_json: JsonOpt = False,
+    timeout: Annotated[float, typer.Option("--timeout", min=1, max=86_400,
+                                           help="Seconds for start-up, for each request and for the load.")] = 600,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the verify report as JSON.")] = False,
 ) -> None:
     """Start or reach a vLLM server, compare its memory with the plan, load it, and give a verdict."""
     from tpfit.units import parse_size
@@ -70,7 +71,19 @@ def verify(
     if bool(url) == bool(launch):
         raise UsageError("give exactly one of --url URL or --launch", flag="--url")
     if url and not url.startswith(("http://", "https://")):
-        raise UsageError(f"a server URL starts with http:// or https://, e.g. http://{url}", flag="--url", value=url)
+        example = f"http://{url}" if "://" not in url else "http://127.0.0.1:8000"
+        raise UsageError(f"a server URL starts with http:// or https://, e.g. {example}", flag="--url", value=url)
+    if url:
+        from urllib.parse import urlparse
+
+        try:
+            parsed = urlparse(url)
+            parsed.port  # noqa: B018 - raises ValueError for a port out of range
+        except ValueError:
+            parsed = None
+        if parsed is None or not parsed.hostname:
+            raise UsageError("not a server URL; use http://HOST:PORT such as http://127.0.0.1:8000", flag="--url",
+                             value=url)
     if launch and not model:
         raise UsageError("--launch needs MODEL", flag="MODEL")
     if docker and not launch:
@@ -100,8 +113,12 @@ def verify(
         if docker:
             proc = _docker_process(model, flags)
         else:
+            python = vllm_python or default_python()
+            if not shutil.which(python):
+                raise UsageError("no such Python (or not executable); give the Python that has vLLM installed, "
+                                 "e.g. --vllm-python ~/vllm-venv/bin/python", flag="--vllm-python", value=python)
             run_dir = Path(tempfile.mkdtemp(prefix="tpfit-verify-", dir=short_temp_dir()))
-            proc = VllmProcess(argv=server_argv(vllm_python or default_python(), model, flags, port=free_port(),
+            proc = VllmProcess(argv=server_argv(python, model, flags, port=free_port(),
                                                 served_name=None),
                                log_path=run_dir / "server.log",
                                env={"TMPDIR": str(run_dir), "VLLM_HOST_IP": "127.0.0.1", "VLLM_NO_USAGE_STATS": "1",
@@ -163,12 +180,12 @@ def _progress(text: str, quiet: bool) -> None:
 
 async def _verify(url, model, gpus, tp, pp, dtype, kv_bytes, context, concurrency, output_tokens, requests,
                   ttft_p99, itl_p99, timeout, log_text, quiet) -> dict:
-    from tpfit.live.client import VllmClient
+    from tpfit.live.client import VllmClient, request_timeout
     from tpfit.live.load import LoadSpec, run_load
     from tpfit.live.server_facts import read_server_facts
     from tpfit.live.verify import compare, judge
 
-    async with VllmClient(url, max_connections=max(8, concurrency * 2)) as client:
+    async with VllmClient(url, max_connections=max(8, concurrency * 2), timeout=request_timeout(timeout)) as client:
         facts = await read_server_facts(client, log_text=log_text)
         plan = _plan_for_server(facts, model, gpus, tp, pp, dtype, kv_bytes, concurrency)
         candidate = plan.candidates[0]
@@ -231,11 +248,14 @@ def explain(
     logfile: Annotated[Optional[str], typer.Argument(help="A vLLM log file, or - / nothing for stdin.")] = None,
     model: Annotated[Optional[str], typer.Option("--model", help="The model, for the planner's figures.")] = None,
     gpus: GpusOpt = None,
-    as_json: JsonOpt = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the diagnoses as JSON.")] = False,
 ) -> None:
     """Read a vLLM log: which mistake it was, and the fix."""
     from tpfit.live.explain import KNOWN_FAILURES, explain as diagnose
 
+    if logfile is None and sys.stdin.isatty():
+        raise UsageError("LOGFILE missing: give a vLLM log file, or pipe one in: vllm serve ... 2>&1 | tpfit explain -",
+                         flag="LOGFILE")
     if logfile in (None, "-"):
         text = sys.stdin.read()
     else:

@@ -13,6 +13,30 @@ from tpfit.errors import UsageError
 from tpfit.kinds import KvCacheDtype, ModelDtype
 from tpfit.vllm_facts import CURRENT_VLLM_VERSION, default_gpu_memory_utilization, parse_version
 
+MODELLED_VLLM_VERSIONS = ("0.19.0", "0.33.0")
+"""The oldest and newest vLLM release whose memory rules tpfit models (patch releases of the newest included).
+`--vllm-version` outside this range is refused, naming it; `semantics_for` holds the differences inside it."""
+
+
+def normalize_vllm_version(text: str | None, *, flag: str = "--vllm-version") -> str:
+    """One spelling per release, valid as an image tag after "v", within MODELLED_VLLM_VERSIONS.
+
+    Valid: "0.26.0", "v0.26.0", "V0.26", "0.26.0+cu129" (all -> "0.26.0"), "0.33.1".
+    Not valid: "", "abc", "0.26.0.1", "0.1" and "99.0" (outside the modelled range).
+    """
+    low, high = MODELLED_VLLM_VERSIONS
+    raw = (text or "").strip()
+    body = raw[1:] if raw[:1] in ("v", "V") else raw
+    parts = body.split("+")[0].split(".")
+    if not 2 <= len(parts) <= 3 or not all(p.isdigit() and len(p) <= 4 for p in parts):
+        raise UsageError(f"not a vLLM release; use one such as {high} (tpfit models {low} to {high})", flag=flag,
+                         value=repr(text) if not raw else raw)
+    version = tuple(int(p) for p in parts) + (0,) * (3 - len(parts))
+    if not parse_version(low) <= version or version[:2] > parse_version(high)[:2]:
+        raise UsageError(f"tpfit models vLLM {low} to {high} (patch releases included); plan with one of those",
+                         flag=flag, value=raw)
+    return ".".join(map(str, version))
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class EngineArgs:

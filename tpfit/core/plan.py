@@ -99,8 +99,18 @@ class Plan:
         return None if self.recommended is None else self.candidates[self.recommended]
 
 
-def resolve_model(model: ModelSpec, engine: EngineArgs) -> ModelSpec:
-    """The model as the engine will load it: `--dtype` and online `--quantization` applied."""
+def resolve_model(model: ModelSpec, engine: EngineArgs, cluster: Cluster | None = None) -> ModelSpec:
+    """The model as the engine will load it: `--dtype` and online `--quantization` applied.
+
+    Under `--dtype auto` a bfloat16 checkpoint on an NVIDIA GPU below compute capability 8.0 is served in
+    float16, with vLLM's warning (`_resolve_auto_dtype`: "Your device ... doesn't support torch.bfloat16.
+    Falling back to torch.float16 for compatibility."); an explicit `--dtype bfloat16` is refused by a rule.
+    """
+    cc = cluster.gpu.compute_capability if cluster is not None and cluster.gpu.vendor == "NVIDIA" else None
+    if engine.dtype is ModelDtype.AUTO and model.dtype == "bfloat16" and cc is not None and cc < 8.0:
+        note = (f"{cluster.gpu.name} (compute capability {cc}) has no bfloat16: vLLM serves this bfloat16 "
+                "checkpoint in float16 under --dtype auto, as planned here")
+        return resolve_model(replace(model, dtype="float16", notes=(*model.notes, note)), engine)
     if engine.dtype is not ModelDtype.AUTO and engine.dtype.canonical != model.dtype:
         model = replace(model, dtype=engine.dtype.canonical)
     if engine.quantization and model.quant is None:
@@ -121,7 +131,7 @@ def make_plan(model: ModelSpec, cluster: Cluster, workload: Workload | None = No
     if workload.context and engine.max_model_len is None:
         engine = replace(engine, max_model_len=workload.context)
     sem = semantics_for(engine.vllm_version)
-    spec = resolve_model(model, engine)
+    spec = resolve_model(model, engine, cluster)
     is_moe = spec.is_moe
     layouts = layouts or enumerate_layouts(cluster.num_gpus, is_moe=is_moe)
     candidates = []
@@ -166,17 +176,21 @@ def make_plan(model: ModelSpec, cluster: Cluster, workload: Workload | None = No
     candidates = tuple(candidates)
     recommended = pick_best(cluster, candidates)
     fits = recommended is not None and candidates[recommended].memory.verdict is Verdict.STARTS
-    fallback = None if fits or spec.quant is not None else _awq_fallback(spec, cluster, workload, engine, memory_model)
+    # a layout refused by a rule is reported as such (recommend.summarize), not answered with a quantized model
+    refused_by_rules = not any(c.accepted for c in candidates)
+    fallback = None if fits or spec.quant is not None or refused_by_rules else _awq_fallback(
+        spec, cluster, workload, engine, memory_model, layouts)
     return Plan(model=spec, cluster=cluster, workload=workload, engine=engine, semantics=sem, candidates=candidates,
                 rule_of_thumb=thumb, recommended=recommended, fallback=fallback, notes=spec.notes)
 
 
 def _awq_fallback(spec: ModelSpec, cluster: Cluster, workload: Workload, engine: EngineArgs,
-                  memory_model: MemoryModel) -> Plan | None:
-    """The model as an AWQ checkpoint, over every layout; failing that, without CUDA graphs (their memory goes
-    to the KV cache)."""
+                  memory_model: MemoryModel, layouts: tuple[Layout, ...]) -> Plan | None:
+    """The model as an AWQ checkpoint, over the same layouts (the user's --tp/--pp/--dp hold); failing that,
+    without CUDA graphs (their memory goes to the KV cache)."""
     for eng in (engine, replace(engine, enforce_eager=True)):
-        alt = make_plan(replace(spec, quant=AWQ_FALLBACK), cluster, workload, eng, memory_model=memory_model)
+        alt = make_plan(replace(spec, quant=AWQ_FALLBACK), cluster, workload, eng, memory_model=memory_model,
+                        layouts=layouts)
         if alt.best is not None and alt.best.memory.verdict.serves and alt.best.memory.max_concurrency >= 1:
             return alt
     return None

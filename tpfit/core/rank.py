@@ -34,8 +34,14 @@ def has_nvlink(cluster: Cluster) -> bool:
     return n == 1 or cluster.gpu.nvlink
 
 
+def rank_accepted(cluster: Cluster, candidates: tuple[Candidate, ...]) -> list[int]:
+    """Indices of the layouts that pass vLLM's rules, best first (whatever their memory verdict)."""
+    return sorted((i for i, c in enumerate(candidates) if c.accepted and c.memory),
+                  key=lambda i: _score(cluster, candidates[i]))
+
+
 def pick_best(cluster: Cluster, candidates: tuple[Candidate, ...]) -> int | None:
-    """Index of the accepted layout tpfit recommends, or None when vLLM refuses every layout."""
-    ranked = sorted((i for i, c in enumerate(candidates) if c.accepted and c.memory),
-                    key=lambda i: _score(cluster, candidates[i]))
+    """Index of the layout tpfit recommends, or None when none starts and keeps serving (every layout refused
+    by a rule, refused at start, or out of memory at its first requests): `Plan.best` is then None."""
+    ranked = [i for i in rank_accepted(cluster, candidates) if candidates[i].memory.verdict.serves]
     return ranked[0] if ranked else None

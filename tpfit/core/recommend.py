@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tpfit.core.plan import Candidate, Plan
+from tpfit.core.rank import rank_accepted
 from tpfit.kinds import KvCacheDtype, ModelDtype, Verdict
 from tpfit.units import GIB, format_gib
 
@@ -24,6 +25,39 @@ class Flag:
 
     def to_dict(self) -> dict:
         return {"flag": self.name, "value": self.value, "reason": self.reason, "optional": self.optional}
+
+
+def layout_flags(layout) -> str:
+    """The vLLM flags that select one layout: `--tensor-parallel-size 2 --pipeline-parallel-size 2`."""
+    flags = [f"--tensor-parallel-size {layout.tp}"]
+    if layout.pp > 1:
+        flags.append(f"--pipeline-parallel-size {layout.pp}")
+    if layout.dp > 1:
+        flags.append(f"--data-parallel-size {layout.dp}")
+    if layout.enable_expert_parallel:
+        flags.append("--enable-expert-parallel")
+    return " ".join(flags)
+
+
+def _rule_refusal(plan: Plan, head: str) -> str:
+    """Every layout broke a vLLM rule: say which rule, with the user's own flags, and its fix."""
+    first = plan.candidates[0].violations[0]
+    if len(plan.candidates) == 1:
+        what = layout_flags(plan.candidates[0].layout)
+    else:
+        common = {v.rule for v in plan.candidates[0].violations}
+        for c in plan.candidates[1:]:
+            common &= {v.rule for v in c.violations}
+        first = next((v for v in plan.candidates[0].violations if v.rule in common), first)
+        what = f"all {len(plan.candidates)} layouts"
+    return f"{head}: vLLM refuses {what}: {first.detail}; {first.fix}"
+
+
+def closest(plan: Plan) -> Candidate | None:
+    """The recommended layout, or when none starts the accepted one nearest to starting (None if every
+    layout broke a rule)."""
+    ranked = rank_accepted(plan.cluster, plan.candidates)
+    return plan.best or (plan.candidates[ranked[0]] if ranked else None)
 
 
 def make_flags(plan: Plan, c: Candidate) -> tuple[Flag, ...]:
@@ -87,7 +121,9 @@ def summarize(plan: Plan) -> str:
     """One line for the common question: does it fit, with which layout and flags."""
     name = plan.model.model_id.split("/")[-1]
     head = f"{name} on {_describe_gpus(plan)}"
-    best = plan.best
+    if not plan.accepted:
+        return _rule_refusal(plan, head)
+    best = closest(plan)
     ctx, conc = plan.engine.max_model_len or plan.model.max_model_len, plan.workload.concurrency
     if best is not None and best.memory.verdict is Verdict.STARTS:
         m = best.memory

@@ -232,11 +232,13 @@ def check_gpu_support(spec: ModelSpec, cluster: Cluster, engine: EngineArgs) -> 
             vllm_error=f"The quantization method {method} is not supported for the current GPU. Minimum capability: "
                        f"{int(need * 10)}. Current capability: {int(cc * 10)}.",
             fix="use an AWQ/GPTQ checkpoint or a newer GPU"))
-    if spec.dtype == "bfloat16" and engine.dtype is ModelDtype.AUTO and cc < 8.0:
+    if spec.dtype == "bfloat16" and cc < 8.0:  # only an explicit --dtype bfloat16 gets here (plan.resolve_model)
         out.append(Violation(
             rule="bf16_gpu_capability", detail=f"bfloat16 needs compute capability 8.0, {cluster.gpu.name} has {cc}",
-            vllm_error="Bfloat16 is only supported on GPUs with compute capability of at least 8.0.",
-            fix="add --dtype half"))
+            vllm_error=f"Bfloat16 is only supported on GPUs with compute capability of at least 8.0. Your "
+                       f"{cluster.gpu.name} GPU has compute capability {cc}. You can use float16 instead by "
+                       "explicitly setting the `dtype` flag in CLI, for example: --dtype=half.",
+            fix="use --dtype half (or --dtype auto, which vLLM turns into float16 here)"))
     return out
 
 

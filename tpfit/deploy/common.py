@@ -78,11 +78,11 @@ def deployment_from_plan_dict(plan: dict, *, command: str, cuda: CudaBuild = DEF
 
     index = plan.get("recommended")
     if index is None:
-        raise UsageError("the plan has no layout that vLLM accepts; nothing to deploy (see its summary: "
+        raise UsageError("nothing to deploy: vLLM would refuse every layout or run out of memory (the plan's summary: "
                          f"{plan.get('summary', '')})", flag="--plan")
     best = plan["candidates"][index]
     lay, mem = best["layout"], best["memory"]
-    if mem["verdict"] == Verdict.REFUSED_AT_START:
+    if not Verdict(mem["verdict"]).serves:
         raise UsageError(f"nothing to deploy: vLLM would refuse every layout ({plan.get('summary', '')})",
                          flag="--plan" if command.startswith("tpfit deploy --plan") else "MODEL")
     argv: list[str] = []
@@ -93,7 +93,9 @@ def deployment_from_plan_dict(plan: dict, *, command: str, cuda: CudaBuild = DEF
     cluster = plan["cluster"]
     if cluster["nodes"] > 1 and lay["tp"] * lay["pp"] > cluster["gpus_per_node"]:
         argv += ["--distributed-executor-backend", "ray"]
-    version = plan["engine"]["vllm_version"]
+    from tpfit.core.engine import normalize_vllm_version
+
+    version = normalize_vllm_version(str(plan["engine"]["vllm_version"]), flag="--plan")
     model = model_path or plan["model"]["id"]
     from tpfit import __version__
 

@@ -7,9 +7,14 @@ from dataclasses import dataclass, field
 
 from tpfit.errors import UsageError
 from tpfit.hardware.catalog import GpuSpec, find_gpu, generic_gpu, gpu_aliases
+from tpfit.limits import MAX_GPU_MEMORY_GIB, MAX_GPUS, MAX_GPUS_PER_NODE, MAX_NODES
 from tpfit.units import GIB
 
-_SPEC = re.compile(r"^\s*(?:(\d+)\s*[x×*]\s*)?(?:(\d+)\s*[x×*]\s*)?([A-Za-z0-9][A-Za-z0-9 ._-]*?)\s*$")
+_SPEC = re.compile(r"^\s*(?:(\d+)\s*[x×*]\s*)?(?:(\d+)\s*[x×*]\s*)?([A-Za-z0-9][A-Za-z0-9 ._-]*?)\s*$", re.IGNORECASE)
+_COUNT_AS_NAME = re.compile(r"^\d+\s*[x×*]$", re.IGNORECASE)
+"""What is left as the GPU name when none was given: "2x" or "2x2x"."""
+_POPULAR = ("h100", "h200", "b200", "a100", "l40s", "l4", "a10g", "4090", "3090", "mi300x")
+"""Named in the unknown-GPU message; the full list is long and the close matches come first."""
 _SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*gi?b$", re.IGNORECASE)
 
 
@@ -43,26 +48,35 @@ class Cluster:
         """Parse a GPU description.
 
         Valid: "2x3090", "4xH100", "8xH100-80GB", "2x24GB", "2x8xH100" (2 nodes of 8), "h100", "1x4090".
-        Not valid: "2xfoo" (unknown GPU), "0x3090", "x3090", "".
+        Not valid: "2xfoo" (unknown GPU), "0x3090", "x3090", "2x", "", "10000xH100" (over `tpfit.limits`).
         """
-        m = _SPEC.match(text or "")
-        if not m:
-            raise UsageError(f"cannot read {text!r}; use COUNTxGPU such as 2x3090, 4xH100 or 2x8xH100",
+        m = _SPEC.match(text or "") if len(text or "") <= 100 else None
+        if not m or _COUNT_AS_NAME.match(m.group(3)):
+            raise UsageError("cannot read it; use COUNTxGPU such as 2xH100, 4x3090, 2x24GB or 2x8xH100 (2 nodes)",
                              flag="--gpus", value=text)
         first, second, name = m.group(1), m.group(2), m.group(3)
         nodes, per_node = (int(first), int(second)) if second else (1, int(first or 1))
         if nodes < 1 or per_node < 1:
             raise UsageError("GPU and node counts must be at least 1, e.g. 2x3090", flag="--gpus", value=text)
+        if nodes > MAX_NODES or per_node > MAX_GPUS_PER_NODE or nodes * per_node > MAX_GPUS:
+            raise UsageError(f"tpfit plans at most {MAX_NODES} nodes, {MAX_GPUS_PER_NODE} GPUs per node and "
+                             f"{MAX_GPUS} GPUs in all, e.g. 16x8xH100", flag="--gpus", value=text)
         size = _SIZE.match(name.strip())
         if size:
-            gpu = generic_gpu(float(size.group(1)))
+            memory_gib = float(size.group(1))
+            if not 1 <= memory_gib <= MAX_GPU_MEMORY_GIB:
+                raise UsageError(f"a GPU size from 1 to {MAX_GPU_MEMORY_GIB} GB, e.g. 2x24GB", flag="--gpus",
+                                 value=text)
+            gpu = generic_gpu(memory_gib)
         else:
             gpu = find_gpu(name)
             if gpu is None:
-                raise UsageError(
-                    f"unknown GPU {name!r}; known: {', '.join(gpu_aliases())}, or a size such as 24GB",
-                    flag="--gpus", value=text,
-                )
+                import difflib
+
+                close = difflib.get_close_matches(name.lower(), gpu_aliases(), n=3, cutoff=0.5)
+                hint = f"did you mean {' or '.join(close)}? " if close else ""
+                raise UsageError(f"unknown GPU {name!r}; {hint}known GPUs include {', '.join(_POPULAR)}; or give a "
+                                 "size such as 2x24GB", flag="--gpus", value=text)
         return cls(gpu=gpu, gpus_per_node=per_node, nodes=nodes)
 
     @classmethod

@@ -15,16 +15,39 @@ from tpfit.errors import ServerError
 from tpfit.live.stream import CompletionStreams
 
 DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=5.0)
+_VLLM_PATHS = ("/version", "/v1/models", "/metrics")
+"""Endpoints every vLLM OpenAI server has: a 404 there means another kind of server."""
 
 
-def _error(url: str, err: Exception) -> ServerError:
+def request_timeout(seconds: float) -> httpx.Timeout:
+    """`--timeout` for every request: connect, read, write and pool (connect at most 5 s)."""
+    return httpx.Timeout(seconds, connect=min(seconds, 5.0))
+
+
+def _error(url: str, err: Exception, timeout: httpx.Timeout | None = None) -> ServerError:
+    base, path = url, ""
+    for p in _VLLM_PATHS:
+        if url.endswith(p):
+            base, path = url[: -len(p)], p
     if isinstance(err, httpx.ConnectError):
-        return ServerError(f"cannot connect to {url}: is the vLLM server running there?", url=url)
+        return ServerError(f"cannot connect to {base}: is the vLLM server running there?", url=url)
     if isinstance(err, httpx.TimeoutException):
-        return ServerError(f"{url} did not answer in time ({type(err).__name__})", url=url)
+        seconds = f" within {timeout.read:g} s (--timeout)" if timeout is not None and timeout.read else " in time"
+        return ServerError(f"{url} did not answer{seconds}; is it a vLLM server that has finished starting?", url=url)
+    if isinstance(err, (httpx.RemoteProtocolError, httpx.LocalProtocolError)):
+        return ServerError(f"{base} is not an HTTP server (it answered GET {path or '/'} with something else); check "
+                           "the port", url=url)
     if isinstance(err, httpx.HTTPStatusError):
-        body = err.response.text[:300].replace("\n", " ")
-        return ServerError(f"{url} answered HTTP {err.response.status_code}: {body}", url=url)
+        status = err.response.status_code
+        if status == 404 and path:
+            return ServerError(f"{base} is not a vLLM server: GET {path} answered HTTP 404 (a vLLM OpenAI server "
+                               "answers it); check the URL and port", url=url)
+        body = " ".join(err.response.text[:200].split())
+        if "<" in body[:20]:
+            body = "an HTML page"
+        return ServerError(f"{url} answered HTTP {status}: {body}", url=url)
+    if isinstance(err, json.JSONDecodeError):
+        return ServerError(f"{base} is not a vLLM server: GET {path} did not answer JSON", url=url)
     return ServerError(f"{url}: {type(err).__name__}: {err}", url=url)
 
 
@@ -34,6 +57,7 @@ class VllmClient:
     def __init__(self, base_url: str, *, transport: httpx.AsyncBaseTransport | None = None,
                  timeout: httpx.Timeout = DEFAULT_TIMEOUT, max_connections: int = 256) -> None:
         self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
         self._http = httpx.AsyncClient(base_url=self.base_url, transport=transport, timeout=timeout,
                                        limits=httpx.Limits(max_connections=max_connections,
                                                            max_keepalive_connections=max_connections))
@@ -50,9 +74,13 @@ class VllmClient:
         try:
             r = await self._http.get(path)
             r.raise_for_status()
-            return r.json()
+            data = r.json()
         except (httpx.HTTPError, json.JSONDecodeError) as err:
-            raise _error(self.base_url + path, err) from err
+            raise _error(self.base_url + path, err, self.timeout) from err
+        if not isinstance(data, dict):
+            raise ServerError(f"{self.base_url} is not a vLLM server: GET {path} answered {type(data).__name__}, "
+                              "not a JSON object", url=self.base_url + path)
+        return data
 
     async def post_json(self, path: str, body: dict) -> dict:
         try:
@@ -60,7 +88,7 @@ class VllmClient:
             r.raise_for_status()
             return r.json()
         except (httpx.HTTPError, json.JSONDecodeError) as err:
-            raise _error(self.base_url + path, err) from err
+            raise _error(self.base_url + path, err, self.timeout) from err
 
     async def metrics_text(self) -> str:
         try:
@@ -68,7 +96,7 @@ class VllmClient:
             r.raise_for_status()
             return r.text
         except httpx.HTTPError as err:
-            raise _error(self.base_url + "/metrics", err) from err
+            raise _error(self.base_url + "/metrics", err, self.timeout) from err
 
     async def healthy(self) -> bool:
         try:

@@ -114,6 +114,14 @@ def _shm(m: re.Match, ctx: Context) -> Diagnosis:
                          "with medium: Memory at /dev/shm", evidence=m.group(0))
 
 
+def _duplicate_gpu(m: re.Match, ctx: Context) -> Diagnosis:
+    return Diagnosis(kind="nccl", cause=f"two vLLM ranks (rank {m.group(1)} and rank {m.group(2)}) were placed on one "
+                                        "GPU; NCCL needs one GPU per rank",
+                     fix="give each rank its own GPU: check CUDA_VISIBLE_DEVICES (or tpfit deploy --gpu-ids) names "
+                         "TP x PP distinct GPUs, and that no other container claims the same devices",
+                     evidence=m.group(0))
+
+
 def _nccl(m: re.Match, ctx: Context) -> Diagnosis:
     return Diagnosis(kind="nccl", cause="NCCL failed between the GPUs (peer-to-peer, shared memory or network)",
                      fix="in docker add --ipc=host; on PCIe consumer GPUs export NCCL_P2P_DISABLE=1; across nodes set "
@@ -181,6 +189,8 @@ RULES: tuple[tuple[re.Pattern, Callable[[re.Match, Context], Diagnosis]], ...] =
                 r"utilization \([\d.]+, ([\d.]+) GiB\)"), _free_memory),
     (re.compile(r"unable to allocate shared memory\(shm\)[^\n]*|Bus error|Error while creating shared memory "
                 r"segment|No space left on device[^\n]*shm|/dev/shm[^\n]*(?:No space|too small)"), _shm),
+    # before the generic NCCL rule: the first rule of a kind wins, and this one names the cause
+    (re.compile(r"Duplicate GPU detected ?: rank (\d+) and rank (\d+) both on CUDA device \w+"), _duplicate_gpu),
     (re.compile(r"NCCL error[^\n]*|ncclUnhandledCudaError[^\n]*|ncclSystemError[^\n]*|ncclInternalError[^\n]*|"
                 r"ncclInvalidUsage[^\n]*"), _nccl),
     (re.compile(r"No CUDA GPUs are available|Failed to infer device type|libcuda\.so\.1: cannot open shared object "
@@ -195,6 +205,7 @@ RULES: tuple[tuple[re.Pattern, Callable[[re.Match, Context], Diagnosis]], ...] =
 
 KNOWN_FAILURES = ("TP vs heads / KV heads / vocab", "quantized shard alignment", "max_model_len vs KV cache or model",
                   "no KV cache memory", "CUDA OOM", "world size", "GPU memory in use", "shared memory", "NCCL",
+                  "two ranks on one GPU",
                   "no GPU", "driver too old", "CPU head size", "TMPDIR too deep for vLLM's sockets")
 """What RULES recognise, in words, for the 'nothing found' answer."""
 

@@ -67,9 +67,13 @@ class VllmProcess:
     def start(self) -> VllmProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("wb")
-        self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                     env={**os.environ, **self.env}, start_new_session=True)
-        log.close()
+        try:
+            self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                         env={**os.environ, **self.env}, start_new_session=True)
+        except OSError as err:
+            raise ServerError(f"cannot start vLLM with {self.argv[0]}: {err.strerror or err}") from err
+        finally:
+            log.close()
         return self
 
     @property

@@ -11,7 +11,7 @@ from rich.text import Text
 
 from tpfit.core.memory import GpuMemory
 from tpfit.core.plan import Candidate, Plan
-from tpfit.core.recommend import make_flags, summarize
+from tpfit.core.recommend import closest, make_flags, summarize
 from tpfit.kinds import Verdict
 from tpfit.units import format_gib
 
@@ -43,28 +43,44 @@ def _legend() -> Text:
     return text
 
 
-def _accepted_table(plan: Plan, rows: list[Candidate]) -> Table:
-    t = Table(title="Layouts that pass vLLM's rules (GiB per GPU)", title_justify="left")
-    for name in ("layout", "weights", "activ.", "non-torch", "graphs", "KV", "KV tokens", "max conc.",
-                 "max len"):
-        t.add_column(name, justify="left" if name == "layout" else "right", no_wrap=True)
-    t.add_column("verdict")
+_DROP_FIRST = ("activ.", "non-torch", "graphs", "max len", "weights", "KV")
+"""Columns left out, in this order, when the terminal is too narrow; layout, KV tokens, concurrency and the
+verdict always stay."""
+
+
+def _accepted_table(plan: Plan, rows: list[Candidate], width: int | None = None) -> Table:
+    from rich.measure import Measurement
+
+    columns = ["layout", "weights", "activ.", "non-torch", "graphs", "KV", "KV tokens", "max conc.", "max len",
+               "verdict"]
     best = plan.best
-    for c in rows:
-        m, w = c.memory, c.memory.worst
-        style = _VERDICT_STYLE[m.verdict]
-        t.add_row(("★ " if c is best else "  ") + str(c.layout), format_gib(w.weight_bytes),
-                  format_gib(w.activation_bytes), format_gib(w.non_torch_bytes), format_gib(w.cuda_graph_bytes),
-                  format_gib(w.kv_cache_bytes), f"{m.kv_cache_tokens:,}", f"{m.max_concurrency:.2f}",
-                  f"{m.max_model_len_fit:,}", Text(m.verdict.replace("_", " "), style=style))
+    for dropped in range(len(_DROP_FIRST) + 1):
+        shown = [name for name in columns if name not in _DROP_FIRST[:dropped]]
+        t = Table(title="Layouts that pass vLLM's rules (GiB per GPU)", title_justify="left")
+        for name in shown:
+            t.add_column(name, justify="left" if name in ("layout", "verdict") else "right", no_wrap=True)
+        for c in rows:
+            m, w = c.memory, c.memory.worst
+            cells = {"layout": ("★ " if c is best else "  ") + str(c.layout), "weights": format_gib(w.weight_bytes),
+                     "activ.": format_gib(w.activation_bytes), "non-torch": format_gib(w.non_torch_bytes),
+                     "graphs": format_gib(w.cuda_graph_bytes), "KV": format_gib(w.kv_cache_bytes),
+                     "KV tokens": f"{m.kv_cache_tokens:,}", "max conc.": f"{m.max_concurrency:.2f}",
+                     "max len": f"{m.max_model_len_fit:,}",
+                     "verdict": Text(m.verdict.replace("_", " "), style=_VERDICT_STYLE[m.verdict])}
+            t.add_row(*(cells[name] for name in shown))
+        if width is None:
+            return t
+        probe = Console(width=10_000, file=io.StringIO())
+        if Measurement.get(probe, probe.options, t).maximum <= width:
+            return t
     return t
 
 
 def _refused_table(rows: list[Candidate]) -> Table:
     t = Table(title="Layouts vLLM refuses", title_justify="left")
     t.add_column("layout", no_wrap=True)
-    t.add_column("why")
-    t.add_column("fix")
+    t.add_column("why", overflow="fold")
+    t.add_column("fix", overflow="fold")
     for c in rows:
         v = c.violations[0]
         t.add_row(str(c.layout), escape(v.detail), escape(v.fix))
@@ -80,6 +96,12 @@ def render_plan(plan: Plan, console: Console, *, show_all: bool = False) -> None
     for note in plan.notes:
         console.print(f"note: {escape(note)}", style="dim")
     best = plan.best
+    near = closest(plan)
+    if best is None and near is not None:
+        console.print(f"Closest layout {near.layout}: {near.memory.verdict.replace('_', ' ')}",
+                      style=_VERDICT_STYLE[near.memory.verdict])
+        for reason in near.memory.reasons:
+            console.print(f"  ! {escape(reason)}", style=_VERDICT_STYLE[near.memory.verdict])
     if best is not None:
         console.print()
         console.print(f"Per-GPU memory for {best.layout} (vLLM's accounting):")
@@ -94,7 +116,7 @@ def render_plan(plan: Plan, console: Console, *, show_all: bool = False) -> None
     limit = None if show_all else DEFAULT_ROWS
     console.print()
     if ranked:
-        console.print(_accepted_table(plan, ranked[:limit]))
+        console.print(_accepted_table(plan, ranked[:limit], width=console.width))
     if refused:
         console.print(_refused_table(refused[:limit]))
     hidden = max(0, len(ranked) - DEFAULT_ROWS) + max(0, len(refused) - DEFAULT_ROWS)

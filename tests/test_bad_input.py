@@ -1,0 +1,386 @@
+"""Every input a user can type: the right answer or one clear error (issue #12's examples, one test each).
+
+Each test runs the real `tpfit` command in a subprocess and asserts the contract of the README: exit 2 with
+one line on stderr naming the field or flag for bad input, never a traceback, a hang or a silent wrong answer.
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import CONFIGS, ROOT
+
+LLAMA_8B = CONFIGS / "meta-llama--Llama-3.1-8B-Instruct.json"
+
+
+def tpfit(*args: str, env: dict | None = None, timeout: float = 60, stdin=subprocess.DEVNULL
+          ) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "120", **(env or {})}
+    return subprocess.run([sys.executable, "-m", "tpfit", *args], capture_output=True, text=True, cwd=ROOT,
+                          env=full_env, timeout=timeout, stdin=stdin)
+
+
+def one_line_error(result: subprocess.CompletedProcess, *needles: str, code: int = 2) -> str:
+    """The contract for bad input: exit `code`, one `error:` line on stderr naming what was wrong."""
+    assert "Traceback" not in result.stderr, result.stderr
+    assert result.returncode == code, (result.returncode, result.stdout[-2000:], result.stderr)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+    return lines[0]
+
+
+def config_with(tmp_path: Path, **changes) -> Path:
+    cfg = json.loads(LLAMA_8B.read_text())
+    for key, value in changes.items():
+        if value is None:
+            cfg.pop(key, None)
+        else:
+            cfg[key] = value
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(cfg))
+    return path
+
+
+# ---- tracebacks ------------------------------------------------------------------------------------------
+
+
+def test_zero_attention_heads_names_the_field(tmp_path):
+    one_line_error(tpfit("plan", str(config_with(tmp_path, num_attention_heads=0)), "--gpus", "1xH100"),
+                   "num_attention_heads", "config.json")
+
+
+def test_plan_file_with_recommended_out_of_range(tmp_path):
+    doc = json.loads(tpfit("plan", "llama-3.1-8b", "--gpus", "1xH100", "--json").stdout)
+    doc["recommended"] = 999
+    plan = tmp_path / "p.json"
+    plan.write_text(json.dumps(doc))
+    one_line_error(tpfit("deploy", "--plan", str(plan)), "--plan", "recommended")
+
+
+def test_out_naming_an_existing_file(tmp_path):
+    existing = tmp_path / "file.txt"
+    existing.write_text("x")
+    one_line_error(tpfit("deploy", "llama-3.1-8b", "--gpus", "1xH100", "--out", str(existing)), "--out")
+    assert existing.read_text() == "x"
+
+
+def test_verify_launch_with_a_missing_python():
+    one_line_error(tpfit("verify", "--launch", "llama-3.1-8b", "--vllm-python", "/does/not/exist"),
+                   "--vllm-python", "/does/not/exist")
+
+
+# ---- hangs and blow-ups ----------------------------------------------------------------------------------
+
+
+def test_absurd_layer_count_is_refused_fast(tmp_path):
+    start = time.monotonic()
+    one_line_error(tpfit("plan", str(config_with(tmp_path, num_hidden_layers=1e12)), "--gpus", "1xH100",
+                         timeout=20), "num_hidden_layers")
+    assert time.monotonic() - start < 10
+
+
+@pytest.mark.parametrize("gpus", ["10000xH100", "1000xH100", "100x100xH100"])
+def test_absurd_gpu_counts_are_refused_fast(gpus):
+    one_line_error(tpfit("plan", "llama-3.1-8b", "--gpus", gpus, "--json", timeout=20), "--gpus")
+
+
+def test_the_largest_cluster_allowed_plans_quickly():
+    """At the documented bound (16 nodes x 8 GPUs) the layout search answers in seconds, not minutes."""
+    start = time.monotonic()
+    result = tpfit("plan", "llama-3.1-70b", "--gpus", "16x8xH100", "--json", timeout=60)
+    assert result.returncode in (0, 1), result.stderr
+    assert time.monotonic() - start < 30
+    assert len(result.stdout) < 30_000_000
+
+
+class _Silent:
+    """A TCP port that accepts connections (the kernel's backlog) and never answers."""
+
+    def __enter__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        return f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+
+    def __exit__(self, *exc):
+        self.sock.close()
+
+
+def test_verify_timeout_holds_against_a_silent_port():
+    with _Silent() as url:
+        start = time.monotonic()
+        line = one_line_error(tpfit("verify", "--url", url, "--timeout", "1", timeout=30), url, code=1)
+        assert time.monotonic() - start < 8, line
+        assert "did not answer" in line and "1" in line
+
+
+def test_verify_names_a_port_that_is_not_http():
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(4)
+    port = srv.getsockname()[1]
+
+    def greet():
+        for _ in range(4):
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                return
+            conn.sendall(b"SSH-2.0-OpenSSH_9.6\r\n")
+            conn.close()
+    threading.Thread(target=greet, daemon=True).start()
+    try:
+        one_line_error(tpfit("verify", "--url", f"http://127.0.0.1:{port}", "--timeout", "2", timeout=30),
+                       "not an HTTP server", code=1)
+    finally:
+        srv.close()
+
+
+def test_verify_names_an_http_server_that_is_not_vllm(tmp_path):
+    handler = lambda *a, **kw: http.server.SimpleHTTPRequestHandler(*a, directory=str(tmp_path), **kw)  # noqa: E731
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        line = one_line_error(tpfit("verify", "--url", f"http://127.0.0.1:{server.server_port}", "--timeout", "2",
+                                    timeout=30), "not a vLLM server", code=1)
+        assert "<html" not in line.lower() and "<!doctype" not in line.lower()
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_unknown_hub_id_without_network_is_quick_and_blames_no_unset_setting(tmp_path):
+    """This machine has no route to the Hub: one short attempt, then a line saying what was tried."""
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TPFIT_OFFLINE")}
+    env["HF_HOME"] = str(tmp_path / "hf")
+    start = time.monotonic()
+    result = subprocess.run([sys.executable, "-m", "tpfit", "plan", "nobody-owns/this-model-xyz", "--gpus", "1xH100"],
+                            capture_output=True, text=True, cwd=ROOT, env=env, timeout=60)
+    elapsed = time.monotonic() - start
+    line = one_line_error(result, "nobody-owns/this-model-xyz", "cache")
+    assert "HF_HUB_OFFLINE" not in line, line
+    assert elapsed < 12, (elapsed, line)
+
+
+def test_a_cached_hub_model_answers_without_the_network(tmp_path):
+    """A config in the Hugging Face cache answers first, whether or not the Hub is reachable."""
+    hub = tmp_path / "hf" / "hub" / "models--someone--cached-model"
+    snap = hub / "snapshots" / ("a" * 40)
+    snap.mkdir(parents=True)
+    (snap / "config.json").write_text(LLAMA_8B.read_text())
+    (hub / "refs").mkdir()
+    (hub / "refs" / "main").write_text("a" * 40)
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TPFIT_OFFLINE")}
+    env["HF_HOME"] = str(tmp_path / "hf")
+    env["HF_HUB_ETAG_TIMEOUT"] = "30"  # if tpfit asked the Hub first, this would cost seconds here
+    start = time.monotonic()
+    result = subprocess.run([sys.executable, "-m", "tpfit", "plan", "someone/cached-model", "--gpus", "1xH100",
+                             "--json"], capture_output=True, text=True, cwd=ROOT, env=env, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["summary"].startswith("cached-model on 1×H100-SXM: fits")
+    assert time.monotonic() - start < 6
+
+
+# ---- silent wrong answers --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("args,needles", [
+    (("--gpus", "2xH100", "--tp", "999"), ("--tensor-parallel-size 999", "999 GPUs")),
+    (("--gpus", "2xH100", "--dp", "3"), ("--data-parallel-size 3", "3 GPUs")),
+    (("--gpus", "2xH100", "--enable-expert-parallel"), ("--enable-expert-parallel", "dense")),
+    (("--gpus", "4xH100", "--tp", "3"), ("--tensor-parallel-size 3", "64 attention heads")),
+    (("--gpus", "4xH100", "--context", "500000"), ("--max-model-len 500000", "131072")),
+])
+def test_a_rule_refusal_is_reported_as_one_with_the_users_flags(args, needles):
+    result = tpfit("plan", "llama-3.1-70b", *args, "--json")
+    assert "Traceback" not in result.stderr and result.returncode == 1, result.stderr
+    summary = json.loads(result.stdout)["summary"]
+    assert "vLLM refuses" in summary, summary
+    for needle in needles:
+        assert needle in summary, (needle, summary)
+    assert "AWQ" not in summary and "does not fit" not in summary, summary
+
+
+def test_explicit_bfloat16_on_a_t4_is_refused_and_auto_falls_back_to_float16():
+    explicit = tpfit("plan", "llama-3.2-1b", "--gpus", "1xT4", "--dtype", "bfloat16", "--json")
+    doc = json.loads(explicit.stdout)
+    assert explicit.returncode == 1 and doc["recommended"] is None
+    assert any(r["rule"] == "bf16_gpu_capability" for c in doc["candidates"] for r in c["reasons"])
+    auto = tpfit("plan", "llama-3.2-1b", "--gpus", "1xT4", "--json")
+    doc = json.loads(auto.stdout)
+    assert auto.returncode == 0, doc["summary"]
+    assert doc["model"]["dtype"] == "float16"
+    assert any("float16" in n for n in doc["model"]["notes"])
+
+
+@pytest.mark.parametrize("version", ["0.1", "99.0", "", "abc", "0.26.0.1", "-1.0"])
+def test_unmodelled_or_malformed_vllm_versions_are_refused(version):
+    line = one_line_error(tpfit("plan", "llama-3.1-8b", "--gpus", "1xH100", "--vllm-version", version),
+                          "--vllm-version")
+    if version in ("0.1", "99.0"):
+        from tpfit.core.engine import MODELLED_VLLM_VERSIONS
+
+        low, high = MODELLED_VLLM_VERSIONS
+        assert low in line and high in line, line
+
+
+@pytest.mark.parametrize("version", ["0.26.0", "v0.26.0", "V0.26.0", "0.26"])
+def test_vllm_version_forms_give_one_valid_image_tag(version):
+    result = tpfit("deploy", "llama-3.1-8b", "--gpus", "1xH100", "--format", "docker", "--vllm-version", version)
+    assert result.returncode == 0, result.stderr
+    assert "vllm/vllm-openai:v0.26.0 " in result.stdout or "vllm/vllm-openai:v0.26.0\n" in result.stdout, \
+        result.stdout
+
+
+@pytest.mark.parametrize("fmt", ["serve", "docker", "compose", "k8s"])
+def test_a_multi_node_plan_is_refused_in_a_single_node_format(fmt):
+    one_line_error(tpfit("deploy", "llama-3.1-405b", "--gpus", "2x8xH100", "--context", "8192", "--format", fmt),
+                   "--format", "2 nodes", "lws", "ray")
+
+
+def test_a_non_nvidia_gpu_gets_no_cuda_container():
+    line = one_line_error(tpfit("deploy", "llama-3.1-8b", "--gpus", "4xMI300X", "--format", "docker"), "--gpus",
+                          "ROCm")
+    assert "--runtime nvidia" not in line
+
+
+@pytest.mark.parametrize("args,needles", [
+    (("--tp", "2", "--gpu-ids", "0"), ("--gpu-ids", "2 GPUs")),
+    (("--gpu-ids", "0,0"), ("--gpu-ids", "twice")),
+    (("--gpu-ids", "-1"), ("--gpu-ids",)),
+    (("--shm-size", "lots"), ("--shm-size", "16g")),
+    (("--driver", "abc"), ("--driver", "580.65.06")),
+    (("--driver", "450.80.02"), ("--driver", "575.51.03")),
+])
+def test_deploy_checks_its_own_flags(args, needles):
+    one_line_error(tpfit("deploy", "llama-3.1-8b", "--gpus", "2xH100", "--format", "docker", *args), *needles)
+
+
+def test_deploy_model_and_plan_together_is_refused(tmp_path):
+    plan = tmp_path / "p.json"
+    plan.write_text(tpfit("plan", "llama-3.1-8b", "--gpus", "1xH100", "--json").stdout)
+    one_line_error(tpfit("deploy", "qwen3-32b", "--plan", str(plan)), "--plan", "MODEL")
+
+
+@pytest.mark.parametrize("changes,field", [
+    ({"num_key_value_heads": 0}, "num_key_value_heads"),
+    ({"num_attention_heads": 32.5}, "num_attention_heads"),
+    ({"num_attention_heads": "32"}, "num_attention_heads"),
+    ({"hidden_size": 4100, "head_dim": None}, "hidden_size"),
+    ({"num_key_value_heads": 5}, "num_key_value_heads"),
+    ({"head_dim": 0}, "head_dim"),
+    ({"vocab_size": -1}, "vocab_size"),
+    ({"intermediate_size": True}, "intermediate_size"),
+])
+def test_inconsistent_config_fields_are_named(tmp_path, changes, field):
+    one_line_error(tpfit("plan", str(config_with(tmp_path, **changes)), "--gpus", "1xH100"), field, "config.json")
+
+
+def test_library_best_is_none_when_nothing_starts():
+    from tpfit.core.plan import make_plan
+    from tpfit.hardware.cluster import Cluster
+    from tpfit.model.load import load_model
+
+    plan = make_plan(load_model("llama-3.1-70b"), Cluster.parse("2x3090"))
+    assert plan.best is None and plan.recommended is None
+    assert all(c.memory is None or c.memory.verdict not in ("starts", "insufficient_concurrency")
+               for c in plan.candidates)
+
+
+# ---- the report never contradicts itself ----------------------------------------------------------------
+
+
+def test_nothing_fits_report_marks_no_star_and_no_flags():
+    result = tpfit("plan", "llama-3.1-70b", "--gpus", "2x3090", "--context", "4096", "--concurrency", "2")
+    assert result.returncode == 1
+    out = result.stdout
+    assert "★" not in out and "vLLM flags for" not in out, out
+    assert "GiB KV" not in out or "-" not in out.split("GiB KV")[0].splitlines()[-1], out
+
+
+@pytest.mark.parametrize("width", ["80", "60"])
+def test_narrow_terminal_keeps_the_verdict_and_whole_numbers(width):
+    result = tpfit("plan", "qwen3-32b", "--gpus", "4xH100", "--context", "8192", env={"COLUMNS": width})
+    assert result.returncode == 0, result.stderr
+    table = result.stdout.split("Layouts that pass")[1].split("Layouts vLLM refuses")[0]
+    assert "verdict" in table and "starts" in table, table
+    assert "…" not in result.stdout, result.stdout
+    assert max(len(line) for line in result.stdout.splitlines()) <= int(width)
+
+
+# ---- unclear errors ------------------------------------------------------------------------------------
+
+
+def test_binary_config_names_the_file(tmp_path):
+    path = tmp_path / "config.json"
+    path.write_bytes(bytes(range(256)) * 4)
+    one_line_error(tpfit("plan", str(path), "--gpus", "1xH100"), str(path))
+
+
+def test_binary_plan_file_names_the_file(tmp_path):
+    path = tmp_path / "plan.json"
+    path.write_bytes(b"\xff\xfe\x00\x81" * 100)
+    one_line_error(tpfit("deploy", "--plan", str(path)), str(path))
+
+
+def test_nan_in_config_names_the_field(tmp_path):
+    path = tmp_path / "config.json"
+    path.write_text(LLAMA_8B.read_text().replace('"hidden_size": 4096', '"hidden_size": NaN'))
+    one_line_error(tpfit("plan", str(path), "--gpus", "1xH100"), "hidden_size")
+
+
+def test_gpu_count_without_a_gpu_is_one_short_line():
+    line = one_line_error(tpfit("plan", "llama-3.1-8b", "--gpus", "2x"), "--gpus", "2xH100")
+    assert "3090ti" not in line and len(line) < 200, line
+
+
+def test_gpu_spec_is_case_insensitive():
+    upper = tpfit("plan", "llama-3.1-8b", "--gpus", "2XH100", "--json")
+    lower = tpfit("plan", "llama-3.1-8b", "--gpus", "2xh100", "--json")
+    assert upper.returncode == 0, upper.stderr
+    assert json.loads(upper.stdout)["summary"] == json.loads(lower.stdout)["summary"]
+
+
+def test_non_http_url_scheme_is_named():
+    line = one_line_error(tpfit("verify", "--url", "ftp://example.com:8000"), "--url", "http://")
+    assert "http://ftp://" not in line
+
+
+def test_explain_without_a_log_on_a_terminal_does_not_wait():
+    import pty
+
+    primary, secondary = pty.openpty()
+    try:
+        result = tpfit("explain", stdin=secondary, timeout=20)
+    finally:
+        os.close(primary)
+        os.close(secondary)
+    one_line_error(result, "LOGFILE")
+
+
+def test_json_help_says_what_each_command_prints():
+    for command, word in (("verify", "report"), ("explain", "diagnoses")):
+        text = tpfit(command, "--help", env={"COLUMNS": "200"}).stdout
+        line = next(line for line in text.splitlines() if "--json" in line)
+        assert "plan" not in line.lower() and word in line, line
+
+
+def test_explain_names_two_ranks_on_one_gpu(tmp_path):
+    log = tmp_path / "vllm.log"
+    log.write_text("(Worker pid=1) ERROR ... ncclInvalidUsage: This usually reflects invalid usage of NCCL library.\n"
+                   "Duplicate GPU detected : rank 1 and rank 0 both on CUDA device 1000\n")
+    result = tpfit("explain", str(log))
+    assert result.returncode == 0, result.stderr
+    assert "CUDA_VISIBLE_DEVICES" in result.stdout and "--gpu-ids" in result.stdout, result.stdout

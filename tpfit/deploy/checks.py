@@ -1,0 +1,104 @@
+"""Can this deployment be written in this format, with these flags? One UsageError line each, naming the flag.
+
+Checked before any file is written: a saved plan's shape, `--gpu-ids`, `--shm-size`, `--driver`, a
+multi-node layout in a single-node format, and a GPU whose vendor the container formats do not serve.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from tpfit.deploy.common import Deployment
+from tpfit.errors import UsageError
+from tpfit.vllm_facts import CudaBuild, driver_requirements
+
+SINGLE_NODE_FORMATS = ("serve", "docker", "compose", "k8s")
+"""Formats that start one server on one machine; a layout across nodes needs `lws` or `ray`."""
+CONTAINER_FORMATS = ("docker", "compose", "k8s", "lws", "ray")
+"""Formats that pin the CUDA image `vllm/vllm-openai` and NVIDIA's device plumbing."""
+MAX_GPU_INDEX = 1023
+
+_SHM = re.compile(r"^\d+(\.\d+)?\s?[kmgtp]?i?b?$", re.IGNORECASE)
+"""docker's `RAMInBytes` grammar (go-units): `16g`, `16GB`, `16gib`, `1024m`, `17179869184`."""
+_DRIVER = re.compile(r"^\d{2,4}(\.\d{1,3}){1,2}$")
+
+
+def parse_gpu_ids(text: str) -> tuple[int, ...]:
+    """`--gpu-ids 0,1` -> (0, 1). Not valid: "0,0" (twice), "-1", "a,b", ""."""
+    parts = [p.strip() for p in text.split(",")]
+    if not all(p.isdigit() and int(p) <= MAX_GPU_INDEX for p in parts):
+        raise UsageError("use comma-separated GPU indices such as 0,1 (as nvidia-smi numbers them)",
+                         flag="--gpu-ids", value=text)
+    ids = tuple(int(p) for p in parts)
+    twice = sorted({i for i in ids if ids.count(i) > 1})
+    if twice:
+        raise UsageError(f"GPU {twice[0]} is named twice; two vLLM ranks on one GPU fail (NCCL: 'Duplicate GPU "
+                         "detected'); name each GPU once", flag="--gpu-ids", value=text)
+    return ids
+
+
+def check_gpu_ids(ids: tuple[int, ...], d: Deployment, *, text: str) -> None:
+    """The indices must name exactly the GPUs one node of the layout uses."""
+    need = d.gpus_per_replica_node
+    if ids and len(ids) != need:
+        layout = f"TP{d.tensor_parallel_size} PP{d.pipeline_parallel_size} DP{d.data_parallel_size}"
+        example = ",".join(map(str, range(need)))
+        raise UsageError(f"names {len(ids)} GPU{'s' if len(ids) != 1 else ''}, the layout {layout} uses {need} GPUs "
+                         f"per node; give {need} indices such as {example}", flag="--gpu-ids", value=text)
+
+
+def check_shm_size(text: str) -> str:
+    """docker's size syntax, above zero: `16g`, `10.24gb`, `1024m`."""
+    if not _SHM.match(text.strip()) or not any(ch in "123456789" for ch in text.split(".")[0] + text):
+        raise UsageError("use a size docker understands, such as 16g or 1024m", flag="--shm-size", value=text)
+    return text.strip()
+
+
+def parse_driver(text: str) -> tuple[int, ...]:
+    """`--driver 580.65.06` -> (580, 65, 6); refused when not a version or too old for every image tpfit writes."""
+    if not _DRIVER.match(text.strip()):
+        raise UsageError("use the driver version nvidia-smi prints, such as 580.65.06", flag="--driver", value=text)
+    version = tuple(int(p) for p in text.strip().split("."))
+    if not any(version >= c.min_driver for c in CudaBuild):
+        raise UsageError(f"too old for the vLLM images tpfit writes ({driver_requirements()}); update the host "
+                         "driver", flag="--driver", value=text)
+    return version
+
+
+def check_format(d: Deployment, fmt: str, *, gpu_id: str) -> None:
+    """Refuse a format that would silently deploy something else than the plan."""
+    per_node = d.gpus_per_node
+    used = d.tensor_parallel_size * d.pipeline_parallel_size * d.data_parallel_size
+    if fmt in SINGLE_NODE_FORMATS and d.nodes > 1 and used > per_node:
+        nodes = -(-used // per_node)
+        raise UsageError(f"the plan spans {nodes} nodes (TP{d.tensor_parallel_size} x PP{d.pipeline_parallel_size} "
+                         f"x DP{d.data_parallel_size} on {per_node} GPUs per node); {fmt} starts one node's server; "
+                         "use --format lws or --format ray", flag="--format", value=fmt)
+    from tpfit.hardware.catalog import find_gpu
+
+    gpu = find_gpu(gpu_id)
+    vendor = gpu.vendor if gpu is not None else "NVIDIA"  # a GPU given by size ("24GB") is planned as NVIDIA's
+    if fmt in CONTAINER_FORMATS and vendor != "NVIDIA":
+        raise UsageError(f"{vendor} GPUs need vLLM's ROCm image (vllm/vllm-openai-rocm, --device /dev/kfd --device "
+                         f"/dev/dri), which tpfit does not write; --format {fmt} writes NVIDIA's CUDA image; use "
+                         "--format serve on a host with vLLM for ROCm installed", flag="--gpus", value=gpu_id)
+
+
+def check_out_dir(out: Path) -> None:
+    """`--out` is a folder to write into: an existing file is refused before anything is written."""
+    if out.exists() and not out.is_dir():
+        raise UsageError("is a file; give a folder to write the deployment files into", flag="--out", value=str(out))
+
+
+def check_plan_doc(doc: dict, path: Path) -> None:
+    """A saved `tpfit plan --json`: the fields deploy reads, with the right types and a valid index."""
+    where = "not a `tpfit plan --json` file"
+    candidates = doc.get("candidates")
+    if not isinstance(candidates, list) or not isinstance(doc.get("model"), dict):
+        raise UsageError(f"{where} (no candidates)", flag="--plan", value=str(path))
+    index = doc.get("recommended")
+    if index is not None and (not isinstance(index, int) or isinstance(index, bool)
+                              or not 0 <= index < len(candidates)):
+        raise UsageError(f"{where}: recommended is {index!r} but there are {len(candidates)} candidates; save the plan "
+                         "again with tpfit plan --json", flag="--plan", value=str(path))

@@ -1,0 +1,41 @@
+"""The largest inputs tpfit accepts: beyond them a value is a typo, not a model or a cluster.
+
+Each bound is several times the largest real value (quoted beside it), so no real model or cluster is
+refused, while a typo (`num_hidden_layers: 1e12`, `--gpus 10000xH100`) gets one clear line instead of
+minutes of arithmetic. The README's "Bounds" table lists them; `tests/test_fuzz.py` plans at them.
+"""
+
+from __future__ import annotations
+
+# ---- model config fields (tpfit/model/validate.py) --------------------------------------------------
+
+MAX_LAYERS = 1024
+"""num_hidden_layers: Llama-3.1-405B has 126, DeepSeek-V3 61."""
+MAX_HIDDEN_SIZE = 65_536
+"""hidden_size: Llama-3.1-405B has 16,384."""
+MAX_INTERMEDIATE_SIZE = 1 << 20
+"""intermediate_size and expert widths: Llama-3.1-405B has 53,248."""
+MAX_HEADS = 1024
+"""num_attention_heads / num_key_value_heads / other head counts: the largest real models have 128."""
+MAX_HEAD_DIM = 4096
+"""head_dim and the MLA ranks: 576 (kv_lora_rank 512 + rope 64) is the largest cached width."""
+MAX_VOCAB = 1 << 22
+"""vocab_size: Gemma has 256,000."""
+MAX_EXPERTS = 4096
+"""Routed experts: Qwen3-Next has 512, Kimi-K2 384."""
+MAX_POSITIONS = 1 << 27
+"""max_position_embeddings and other context keys: Llama-4-Scout has 10,485,760."""
+
+MAX_JSON_BYTES = 64 << 20
+"""A config, quantization sidecar or saved plan file: real configs are under 100 KB, plans of 128 GPUs ~10 MB."""
+
+# ---- clusters (`--gpus`, tpfit/hardware/cluster.py) ---------------------------------------------------
+
+MAX_NODES = 16
+"""Nodes in `--gpus NODESxCOUNTxGPU`: vLLM's own multi-node recipes go to a few nodes."""
+MAX_GPUS_PER_NODE = 16
+"""GPUs per node: 8 on HGX/DGX boards, 16 on the largest PCIe servers."""
+MAX_GPUS = 128
+"""GPUs in all: the layout search lists every TP x PP x DP (~2,100 layouts at 128) and answers in seconds."""
+MAX_GPU_MEMORY_GIB = 2048
+"""A GPU described by size (`--gpus 2x24GB`): B300 has 288 GB."""
