@@ -289,9 +289,7 @@ def test_inconsistent_config_fields_are_named(tmp_path, changes, field):
 
 
 def test_library_best_is_none_when_nothing_starts():
-    from tpfit.core.plan import make_plan
-    from tpfit.hardware.cluster import Cluster
-    from tpfit.model.load import load_model
+    from tpfit import Cluster, load_model, make_plan
 
     plan = make_plan(load_model("llama-3.1-70b"), Cluster.parse("2x3090"))
     assert plan.best is None and plan.recommended is None
