@@ -42,6 +42,7 @@ def client():
         yield c
 
 
+JSON = {"Content-Type": "application/json"}
 PLAN_CASES = [
     pytest.param({"model": "llama-3.1-70b", "gpus": "2xH100", "context": "8192", "concurrency": "3"},
                  ["llama-3.1-70b", "--gpus", "2xH100", "--context", "8192", "--concurrency", "3"], id="70b-2xh100"),
@@ -103,7 +104,7 @@ def test_no_file_of_the_server_is_read(client, model):
 
 def test_upload_plans_like_the_cli_on_that_config(client):
     path = CONFIGS / "Qwen--Qwen3-32B.json"
-    name = client.post("/api/upload", content=path.read_bytes()).json()["model"]
+    name = client.post("/api/upload", content=path.read_bytes(), headers=JSON).json()["model"]
     assert re.fullmatch(r"upload:[0-9a-f]{12}", name)
     page = client.get("/api/plan", params={"model": name, "gpus": "2xH100", "context": "16384"}).json()
     cli = json.loads(tpfit("plan", str(path), "--gpus", "2xH100", "--context", "16384", "--json").stdout)
@@ -121,11 +122,13 @@ def test_upload_plans_like_the_cli_on_that_config(client):
 def test_uploads_are_bounded_and_must_be_json_objects(client):
     from tpfit.ui.server import UPLOAD_LIMIT_BYTES
 
-    big = client.post("/api/upload", content=b"{" + b" " * UPLOAD_LIMIT_BYTES + b"}")
+    big = client.post("/api/upload", content=b"{" + b" " * UPLOAD_LIMIT_BYTES + b"}", headers=JSON)
     assert big.status_code == 413 and big.json()["field"] == "model"
     for body in (b"not json", b"[1, 2]"):
-        bad = client.post("/api/upload", content=body)
+        bad = client.post("/api/upload", content=body, headers=JSON)
         assert bad.status_code == 400 and bad.json()["field"] == "model"
+    plain = client.post("/api/upload", content=b"{}", headers={"Content-Type": "text/plain"})
+    assert plain.status_code == 415  # what a page of another site could send without a CORS preflight
     gone = client.get("/api/plan", params={"model": "upload:000000000000", "gpus": "1xH100"}).json()
     assert "upload the config.json again" in gone["error"]
 

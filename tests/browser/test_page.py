@@ -267,6 +267,7 @@ def test_deploy_tabs_are_tpfit_deploy_and_keyboard_driven(browser, server):
 
 
 def test_keyboard_labels_and_verdicts_in_words(browser, server):
+    from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.keys import Keys
 
     browser.get(server)
@@ -277,11 +278,19 @@ def test_keyboard_labels_and_verdicts_in_words(browser, server):
             && !e.textContent.trim()).map(e => e.outerHTML);""")
     assert unlabeled == []
     plan = cli_plan(EXAMPLE_ARGS)
-    other = next(i for i, c in enumerate(plan["candidates"]) if c["memory"] and i != plan["recommended"])
+    other = next(i for i, c in enumerate(plan["candidates"])
+                 if c["memory"] and c["memory"]["kv_cache_gib"] > 0 and i != plan["recommended"])
     button = browser.find_element("css selector", f"#layouts tr[data-index='{other}'] button")
     button.send_keys(Keys.ENTER)  # a keyboard user picks a layout; its memory is drawn
     assert button.get_attribute("aria-pressed") == "true"
     check_bars(browser, plan, plan["candidates"][other])
+    stage = plan["candidates"][other]["memory"]["per_stage"][0]
+    kv = f"KV cache: {stage['kv_cache_gib']:.2f} GiB"
+    first_bar = browser.find_element("css selector", "#bars .bar")
+    browser.execute_script("arguments[0].focus()", first_bar)  # a keyboard stop per GPU reads all its parts
+    assert kv in browser.find_element("css selector", ".tip").text
+    ActionChains(browser).move_to_element(first_bar.find_element("css selector", ".seg.kv_cache")).perform()
+    assert browser.find_element("css selector", ".tip").text == kv  # hover: the part under the pointer
     verdicts = browser.execute_script(
         "return [...document.querySelectorAll('#layouts .tag')].map(t => [t.textContent, getComputedStyle(t).color])")
     assert all(re.match(r"[✓✗!] \w", words) for words, _ in verdicts)

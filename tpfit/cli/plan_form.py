@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
 
 from tpfit.errors import NvmlError, SourceError, SpecError, TpfitError, UsageError
 
@@ -61,12 +61,17 @@ def _kind(param) -> tuple[str, list[str]]:
     return {int: "int", float: "float"}.get(annotation, "str"), []
 
 
+def _is_path(param) -> bool:
+    annotation = param.type_descriptor.annotation
+    return isinstance(annotation, type) and issubclass(annotation, PurePath)
+
+
 def form_fields() -> list[dict]:
     """Every `plan` option as a field: name, flags, kind, bounds, choices, default and help."""
     fields = []
     for p in _plan_command().params:
-        if p.name in OUTPUT_PARAMS or getattr(p, "hidden", False):
-            continue
+        if p.name in OUTPUT_PARAMS or getattr(p, "hidden", False) or _is_path(p):
+            continue  # a path option would let the page read this machine's files
         kind, choices = _kind(p)
         default = p.default.value if isinstance(p.default, enum.Enum) else p.default
         fields.append({

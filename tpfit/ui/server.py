@@ -92,6 +92,10 @@ def make_app(*, plan_view: PlanView, page_data: dict, allowed_hosts: tuple[str, 
         return answer(request, 1)
 
     async def upload(request: Request) -> JSONResponse:
+        if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+            # a page on another site can send a form or text/plain here, but not JSON without asking first (CORS)
+            return JSONResponse({"error": "config.json: send it as application/json", "field": "model",
+                                 "flag": "MODEL"}, status_code=415)
         declared = request.headers.get("content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > UPLOAD_LIMIT_BYTES):
             return _too_big()

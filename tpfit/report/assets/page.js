@@ -287,7 +287,9 @@
       values.context = Math.max(0, total - known);
       let order = SEGMENTS.map((s) => s[0]);
       if (!inBudget) order = ["weights", "activation", "non_torch", "kv_cache", "cuda_graph", "context", "free"];
-      const bar = el("div", { class: "bar", role: "group", "aria-label": `${row.label}: ${gib(total)} GiB` });
+      // one keyboard stop per GPU: focus reads (and shows) every part of its bar
+      const bar = el("div", { class: "bar", role: "img", tabindex: "0", onfocus: showTip, onblur: hideTip });
+      const parts = [];
       for (const key of order) {
         const [, field, name] = SEGMENTS.find((s) => s[0] === key);
         const value = values[key];
@@ -296,14 +298,16 @@
         if (width <= 0 && key !== "kv_cache" && key !== "free") continue;
         const label = `${name}: ${gib(value)} GiB` + (value < 0 ? " (short: it does not fit)" : "");
         const seg = el("div", {
-          class: "seg " + key, style: `width:${width}%`, tabindex: "0", role: "img", "aria-label": label,
+          class: "seg " + key, style: `width:${width}%`, "aria-label": label,
           "data-field": field || "context", "data-gib": gib(value),
-          onmouseenter: showTip, onmousemove: showTip, onmouseleave: hideTip, onfocus: showTip, onblur: hideTip,
+          onmouseenter: showTip, onmousemove: showTip, onmouseleave: hideTip,
         });
         if (width > 9) seg.textContent = gib(value);
         bar.append(seg);
+        parts.push(label);
       }
-      bar.append(el("div", { class: "budget", style: `left:${(100 * budget) / total}%`, title: "gpu_memory_utilization budget" }));
+      bar.setAttribute("aria-label", `${row.label}, ${gib(total)} GiB: ` + parts.join("; "));
+      bar.append(el("div", { class: "budget", style: `left:${(100 * budget) / total}%` }));
       box.append(el("div", { class: "bar-row" }, el("div", { class: "bar-label", text: row.label, title: row.label }), bar));
     }
     for (const [key, , name, color] of SEGMENTS) {
