@@ -149,7 +149,7 @@ def parse_args(args: Sequence[str]) -> dict:
     return dict(ctx.params)
 
 
-def field_error(err: Exception) -> FieldError:
+def field_error(err: TpfitError) -> FieldError:
     """The form field a planning error belongs to, with the CLI's own one-line message."""
     if isinstance(err, UsageError):
         return FieldError(message=str(err), field=_field_for_flag(err.flag), flag=err.flag)
@@ -157,9 +157,7 @@ def field_error(err: Exception) -> FieldError:
         return FieldError(message=str(err), field="model", flag="MODEL")
     if isinstance(err, NvmlError):
         return FieldError(message=str(err), field="gpus", flag="--gpus")
-    message = str(err)
-    flag = message.split(" ", 1)[0].rstrip(":") if message.startswith("--") else None
-    return FieldError(message=message, field=_field_for_flag(flag), flag=flag)
+    return FieldError(message=str(err), field=None, flag=None)
 
 
 def plan_from_params(params: Mapping[str, object]):
@@ -171,7 +169,7 @@ def plan_from_params(params: Mapping[str, object]):
     wanted = inspect.signature(_make_plan).parameters
     try:
         return _make_plan(**{k: v for k, v in params.items() if k in wanted})
-    except (TpfitError, ValueError) as err:
+    except TpfitError as err:  # as main() does: anything else is a bug, not bad input
         raise field_error(err) from None
 
 
