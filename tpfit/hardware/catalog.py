@@ -23,9 +23,18 @@ class GpuSpec:
     """True where cuda_total_bytes was read on real hardware, False where it is scaled from one that was."""
     mem_bw_bytes_per_s: int = 0
     bf16_flops_per_s: int = 0
+    fp8_flops_per_s: int = 0
+    """Dense FP8 tensor-core peak (0 = none or unknown)."""
     fp8_supported: bool = False
     compute_capability: float | None = None
     nvlink: bool = False
+    nvlink_bytes_per_s: int = 0
+    """NVLink bytes/s per direction per GPU (the catalog's GB/s), 0 = none."""
+    nvlink_pairs_only: bool = False
+    """NVLink only through a bridge between two cards (the catalog's note says "bridge")."""
+    pcie_gen: int = 4
+    p2p: bool = True
+    """Peer-to-peer access over PCIe: NVIDIA disables it on GeForce cards (vLLM then skips its custom all-reduce)."""
     nvml_names: tuple[str, ...] = ()
     vendor: str = "NVIDIA"
 
@@ -40,11 +49,17 @@ def _catalog() -> dict:
 
 def _to_spec(g: dict) -> GpuSpec:
     cc = g.get("compute_capability")
+    link = g.get("nvlink") or {}
+    note = (link.get("note") or "").lower()
     return GpuSpec(
         id=g["id"], name=g["name"], memory_bytes=g["memory_mib"] * MIB, cuda_total_bytes=g["cuda_total_mib"] * MIB,
         cuda_total_measured=g["cuda_total_measured"], mem_bw_bytes_per_s=int((g["mem_bw_gbs"] or 0) * 1e9),
         bf16_flops_per_s=int((g["bf16_dense_tflops"] or 0) * 1e12), fp8_supported=bool(g["fp8_supported"]),
-        compute_capability=float(cc) if cc else None, nvlink=bool((g.get("nvlink") or {}).get("supported")),
+        fp8_flops_per_s=int((g.get("fp8_dense_tflops") or 0) * 1e12),
+        compute_capability=float(cc) if cc else None, nvlink=bool(link.get("supported")),
+        nvlink_bytes_per_s=int((link.get("gbs_per_direction") or (link.get("gbs_total") or 0) / 2) * 1e9),
+        nvlink_pairs_only="bridge" in note and not ("nvswitch" in note or "sxm" in note),
+        pcie_gen=int((g.get("pcie") or {}).get("gen") or 4), p2p="GeForce" not in g["name"],
         nvml_names=tuple(g["nvml_names"]), vendor=g["vendor"],
     )
 

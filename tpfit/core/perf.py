@@ -1,0 +1,485 @@
+"""Speed: how fast one layout serves a workload (TTFT, TPOT, output tokens/s), as a roofline.
+
+One engine step reads the rank's weights (for MoE only the experts the batch touches) and the KV of
+the running requests, does 2 x params FLOPs per token, and all-reduces twice per layer over TP:
+
+    t_step = max(bytes_read / mem_bw, flops / gemm_flops) + all_reduces + step_overhead
+
+Decode and prefill share steps (vLLM's chunked prefill): in steady state each step also carries its share
+of the prompts, concurrency x input_tokens / output_tokens tokens. PP stages run micro-batches in turn
+(a token passes every stage); DP replicas share nothing. Requests beyond what the KV cache holds wait
+(Little's law). The efficiencies below are fitted by bench/speed_accuracy.py on a documented split of real
+vLLM runs; a measured GpuCalibration replaces the spec-sheet figures where there is one.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+from tpfit.core.kv import KV_DTYPE_BYTES, attention_page_bytes_per_token
+from tpfit.core.layout import Layout, pp_layer_split
+from tpfit.core.weights import allocated_bytes, linear_bytes, padded_vocab, round_up, MXFP4_PAD
+from tpfit.model.spec import LayerSpec, ModelSpec
+
+if TYPE_CHECKING:
+    from tpfit.core.memory import MemoryPlan
+    from tpfit.hardware.catalog import GpuSpec
+    from tpfit.hardware.cluster import Cluster
+
+# --- default efficiencies (spec sheet x these, where no calibration was measured) -------------------------
+# Fitted by `python bench/speed_accuracy.py --fit` on the fit split it names (H100 rows of AIConfigurator's
+# silicon_sample.csv, vLLM 0.12-0.18); reported on the other rows. Rounded to 2 digits.
+MEM_BW_EFFICIENCY = 0.72
+"""Decode: achieved bytes/s over the spec-sheet HBM bandwidth (GEMV-like weight reads + paged-KV reads)."""
+GEMM_EFFICIENCY = 0.62
+"""Prefill: achieved FLOP/s over the spec-sheet dense bf16/fp8 tensor-core peak (large GEMMs)."""
+STEP_OVERHEAD_S = 0.0012
+"""Per engine step: scheduling, input preparation, sampling, CUDA-graph launch, output processing (s)."""
+STEP_OVERHEAD_PER_RANK_S = 0.00026
+"""Per step and per extra GPU of one engine: vLLM's multiprocess executor broadcasts each step to every rank (s)."""
+UNKNOWN_PEAK_FLOPS_PER_BYTE = 76
+"""Where the catalog lacks a bf16 peak: FLOPs per byte of memory bandwidth of a like card (RTX 3090: 71 TFLOPS / 936 GB/s)."""
+REQUEST_OVERHEAD_S = 0.036
+"""Per request, outside the engine steps: HTTP, tokenisation, scheduling wait, first-token detokenisation (s)."""
+PROMPT_WAVES = 6.5
+"""Waves of `concurrency` requests a measured run holds (a benchmark sends a few times its concurrency);
+the first wave's prompts queue behind each other, later ones barely do (see make_speed)."""
+MOE_GEMM_EFFICIENCY = 1.0
+"""Routed-expert FLOPs run in grouped (fused-MoE) GEMMs at this fraction of the dense GEMM rate."""
+MOE_BW_EFFICIENCY = 1.0
+"""Routed-expert weights are read by fused-MoE kernels at this fraction of the dense decode bandwidth."""
+
+# --- links (uncalibrated): time(n bytes) = latency_s + n / bytes_per_s for one all-reduce --------------------
+NVLINK_ALLREDUCE_LATENCY_S = 12e-6
+"""vLLM's custom all-reduce over NVLink at small messages (one-shot kernel), ~10-15 us (vLLM PR #2192 figures)."""
+NVLINK_BUS_EFFICIENCY = 0.7
+"""Achieved over the catalog's NVLink GB/s per direction (NCCL all-reduce bus bandwidth on H100 NVSwitch ~ 0.7 x 450)."""
+PCIE_P2P_ALLREDUCE_LATENCY_S = 25e-6
+"""Custom all-reduce / NCCL over PCIe with peer access (s)."""
+PCIE_HOST_ALLREDUCE_LATENCY_S = 60e-6
+"""NCCL through host memory when the GPUs have no peer access (GeForce cards): a copy each way (s)."""
+PCIE_BYTES_PER_S = {3: 12e9, 4: 24e9, 5: 48e9}
+"""Achieved PCIe x16 bytes/s per direction by generation (~75 % of 16/32/64 GB/s)."""
+PCIE_HOST_EFFICIENCY = 0.5
+"""Without peer access each byte crosses PCIe twice (GPU -> host -> GPU)."""
+NETWORK_ALLREDUCE_LATENCY_S = 30e-6
+NETWORK_BYTES_PER_S = 40e9
+"""Across nodes: 400 Gb/s InfiniBand / RoCE per GPU, ~80 % achieved."""
+PP_HANDOFF_LATENCY_S = 30e-6
+"""One pipeline hand-off (send/recv of the hidden states between stages) besides its bytes (s)."""
+
+ACT_BYTES = 2
+"""Activations and all-reduce messages are bf16/fp16: 2 bytes per element."""
+FLOPS_PER_PARAM_PER_TOKEN = 2
+"""A multiply and an add per weight per token (the 2N of Kaplan et al. 2020 / PaLM appendix B)."""
+CUSTOM_ALLREDUCE_MAX_PCIE_GPUS = 2
+"""vLLM `CustomAllreduce`: "not supported on more than two PCIe-only GPUs" (custom_all_reduce.py)."""
+
+
+class LinkKind(str, enum.Enum):
+    """What joins the GPUs of one TP group."""
+
+    NONE = "none"
+    """One GPU: nothing to all-reduce."""
+    NVLINK = "nvlink"
+    PCIE_P2P = "pcie_p2p"
+    """PCIe with peer access (datacenter and workstation cards)."""
+    PCIE_HOST = "pcie_host"
+    """PCIe without peer access (GeForce cards): NCCL stages through host memory, no custom all-reduce."""
+    NETWORK = "network"
+    """Across nodes."""
+
+
+class Bound(str, enum.Enum):
+    """The term that sets a layout's speed."""
+
+    MEMORY = "memory"
+    """Reading weights and KV each decode step."""
+    COMPUTE = "compute"
+    """FLOPs (prompts, large batches)."""
+    COMMUNICATION = "communication"
+    """TP all-reduces and PP hand-offs."""
+    OVERHEAD = "overhead"
+    """Per-step CPU work (small models, small batches)."""
+    QUEUE = "queue"
+    """More requests than the KV cache holds: the rest wait."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CollectiveCost:
+    """time(n bytes) = latency_s + n / bytes_per_s for one all-reduce of n bytes (a GpuCalibration's AllReduceFit)."""
+
+    latency_s: float
+    bytes_per_s: float
+
+    def time_s(self, n_bytes: float) -> float:
+        return self.latency_s + n_bytes / self.bytes_per_s
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GpuSpeed:
+    """What a speed prediction needs of one GPU type and its links."""
+
+    gpu_id: str
+    mem_bw_bytes_per_s: float
+    """Effective bytes/s a decode step reads at."""
+    bf16_flops_per_s: float
+    """Effective dense bf16 FLOP/s of prefill-sized GEMMs."""
+    fp8_flops_per_s: float
+    """Effective FP8 FLOP/s; 0 where the GPU has no FP8 tensor cores (FP8 weights then run as bf16 math)."""
+    nvlink_bytes_per_s: float
+    """Catalog NVLink GB/s per direction (0 = none)."""
+    pcie_bytes_per_s: float
+    p2p: bool
+    """Peer access between GPUs over PCIe (False on GeForce cards)."""
+    nvlink_pairs_only: bool = False
+    """NVLink by bridge between card pairs only (3090, A6000): larger TP groups go over PCIe."""
+    allreduce: tuple[tuple[int, CollectiveCost], ...] = ()
+    """Measured all-reduce cost per world size (a calibration), else empty: the link model applies."""
+    step_overhead_s: float = STEP_OVERHEAD_S
+    calibration: str = "uncalibrated"
+    """Where the figures come from: "uncalibrated (spec sheet x default efficiencies)" or the calibration's source."""
+
+    @property
+    def calibrated(self) -> bool:
+        return not self.calibration.startswith("uncalibrated")
+
+
+def make_gpu_speed(gpu: GpuSpec, calibration=None) -> GpuSpeed:
+    """Spec sheet x the default efficiencies, or a GpuCalibration's measured figures where given.
+
+    A calibration's copy bandwidth counts bytes read + written; a decode step's reads run at about the same
+    rate, so it replaces spec x MEM_BW_EFFICIENCY directly. Its prefill GEMM rate replaces spec x GEMM_EFFICIENCY.
+    """
+    pcie = PCIE_BYTES_PER_S.get(gpu.pcie_gen, PCIE_BYTES_PER_S[4])
+    base = GpuSpeed(
+        gpu_id=gpu.id, mem_bw_bytes_per_s=gpu.mem_bw_bytes_per_s * MEM_BW_EFFICIENCY,
+        bf16_flops_per_s=(gpu.bf16_flops_per_s or gpu.mem_bw_bytes_per_s * UNKNOWN_PEAK_FLOPS_PER_BYTE) * GEMM_EFFICIENCY,
+        fp8_flops_per_s=gpu.fp8_flops_per_s * GEMM_EFFICIENCY if gpu.fp8_supported else 0.0,
+        nvlink_bytes_per_s=gpu.nvlink_bytes_per_s, pcie_bytes_per_s=pcie, p2p=gpu.p2p,
+        nvlink_pairs_only=gpu.nvlink_pairs_only, step_overhead_s=STEP_OVERHEAD_S,
+        calibration="uncalibrated (spec sheet x default efficiencies)",
+    )
+    if calibration is None:
+        return base
+    gemm = calibration.gemm_flops_per_s
+    return replace(
+        base,
+        mem_bw_bytes_per_s=calibration.mem_bw_bytes_per_s or base.mem_bw_bytes_per_s,
+        bf16_flops_per_s=gemm.get("bf16_prefill", base.bf16_flops_per_s),
+        fp8_flops_per_s=gemm.get("fp8_prefill", base.fp8_flops_per_s),
+        p2p=calibration.p2p_bytes_per_s is not None if calibration.allreduce else base.p2p,
+        allreduce=tuple((f.world_size, CollectiveCost(latency_s=f.latency_s, bytes_per_s=f.bus_bytes_per_s))
+                        for f in calibration.allreduce),
+        step_overhead_s=calibration.step_overhead_s or base.step_overhead_s,
+        calibration=calibration.source,
+    )
+
+
+def link_kind(cluster: Cluster, world: int) -> LinkKind:
+    """The link a TP group of `world` GPUs all-reduces over: NVML's NVLink pairs when detected, else the catalog."""
+    if world <= 1:
+        return LinkKind.NONE
+    if world > cluster.gpus_per_node:
+        return LinkKind.NETWORK
+    gpu = cluster.gpu
+    if cluster.source == "nvml" and cluster.nvlink_pairs:
+        nvlink = len(cluster.nvlink_pairs) >= world * (world - 1) // 2
+    else:
+        nvlink = gpu.nvlink and not (gpu.nvlink_pairs_only and world > 2)
+        # a bridge is an add-on: a described GeForce/workstation pair is taken as PCIe unless NVML saw the link
+        nvlink = nvlink and not gpu.nvlink_pairs_only
+    if nvlink:
+        return LinkKind.NVLINK
+    return LinkKind.PCIE_P2P if gpu.p2p else LinkKind.PCIE_HOST
+
+
+def collective_cost(speed: GpuSpeed, link: LinkKind, world: int) -> CollectiveCost:
+    """One all-reduce over `world` GPUs: measured where calibrated, else a ring's 2(w-1)/w bytes over the link."""
+    measured = dict(speed.allreduce)
+    if world in measured and link != LinkKind.NETWORK:
+        return measured[world]
+    ring = 2 * (world - 1) / world  # bytes each GPU sends per byte of message (ring all-reduce)
+    if link == LinkKind.NVLINK:
+        return CollectiveCost(latency_s=NVLINK_ALLREDUCE_LATENCY_S,
+                              bytes_per_s=speed.nvlink_bytes_per_s * NVLINK_BUS_EFFICIENCY / ring)
+    if link == LinkKind.PCIE_P2P:
+        latency = PCIE_P2P_ALLREDUCE_LATENCY_S * (1 if world <= CUSTOM_ALLREDUCE_MAX_PCIE_GPUS else 2)
+        return CollectiveCost(latency_s=latency, bytes_per_s=speed.pcie_bytes_per_s / ring)
+    if link == LinkKind.PCIE_HOST:
+        return CollectiveCost(latency_s=PCIE_HOST_ALLREDUCE_LATENCY_S,
+                              bytes_per_s=speed.pcie_bytes_per_s * PCIE_HOST_EFFICIENCY / ring)
+    return CollectiveCost(latency_s=NETWORK_ALLREDUCE_LATENCY_S, bytes_per_s=NETWORK_BYTES_PER_S / ring)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SpeedWorkload:
+    """Requests of `input_tokens` prompt and `output_tokens` answer, `concurrency` in flight across all replicas."""
+
+    input_tokens: int
+    output_tokens: int
+    concurrency: int
+
+    def __post_init__(self) -> None:
+        for name in ("input_tokens", "output_tokens", "concurrency"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StepTerms:
+    """One engine step (one token for every running request), split by what it spends its time on (s)."""
+
+    memory_s: float
+    compute_s: float
+    communication_s: float
+    overhead_s: float
+
+    @property
+    def total_s(self) -> float:
+        return max(self.memory_s, self.compute_s) + self.communication_s + self.overhead_s
+
+    @property
+    def bound(self) -> Bound:
+        terms = {Bound.MEMORY: self.memory_s, Bound.COMPUTE: self.compute_s,
+                 Bound.COMMUNICATION: self.communication_s, Bound.OVERHEAD: self.overhead_s}
+        return max(terms, key=terms.get)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Speed:
+    """Predicted speed of one layout at one workload."""
+
+    ttft_s: float
+    """Mean time to first token, queueing included."""
+    tpot_s: float
+    """Mean time per output token after the first (one engine step, prompts of others included)."""
+    request_output_tok_s: float
+    """Tokens/s one request streams at: 1 / TPOT."""
+    total_output_tok_s: float
+    """Output tokens/s of all replicas together at this concurrency."""
+    concurrency: int
+    running_per_replica: int
+    """Requests decoding at once in one replica (the rest wait for KV cache)."""
+    input_tokens: int
+    output_tokens: int
+    bound: Bound
+    step: StepTerms
+    calibration: str
+
+    def to_dict(self) -> dict:
+        return {"ttft_s": round(self.ttft_s, 4), "tpot_s": round(self.tpot_s, 5),
+                "request_output_tok_s": round(self.request_output_tok_s, 1),
+                "total_output_tok_s": round(self.total_output_tok_s, 1), "concurrency": self.concurrency,
+                "running_per_replica": self.running_per_replica, "input_tokens": self.input_tokens,
+                "output_tokens": self.output_tokens, "bound": self.bound.value,
+                "step_ms": {"memory": round(self.step.memory_s * 1e3, 3), "compute": round(self.step.compute_s * 1e3, 3),
+                            "communication": round(self.step.communication_s * 1e3, 3),
+                            "overhead": round(self.step.overhead_s * 1e3, 3)},
+                "calibration": self.calibration}
+
+
+def expert_coverage(tokens: float, num_experts: int, experts_per_token: int) -> float:
+    """Expected fraction of experts a batch of `tokens` touches: 1 - (1 - k/E)^tokens (uniform routing)."""
+    if num_experts <= 0:
+        return 1.0
+    return 1.0 - (1.0 - experts_per_token / num_experts) ** tokens
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _LayerCost:
+    """One decoder layer on one GPU of a layout."""
+
+    dense_bytes: int
+    """Weights read whatever the batch: attention, norms, router, shared experts."""
+    expert_bytes: int
+    """Routed-expert weights this GPU holds (read only for experts the batch touches)."""
+    dense_params: int
+    """Parameters of the dense part on this GPU (FLOPs per token = 2 x params)."""
+    active_expert_params: int
+    """Routed-expert parameters one token uses on this GPU: k experts, split over the MoE group."""
+    kv_bytes_per_token: int
+    """K+V bytes of one context token on this GPU (0 for layers without a KV cache)."""
+    window_tokens: int
+    """Sliding window (0 = full context)."""
+    attn_width: int
+    """Query heads x head dim on this GPU (attention FLOPs = 4 x width x context per token)."""
+    num_experts: int
+    experts_per_token: int
+    moe_allreduce: bool
+
+
+def _layer_cost(layer: LayerSpec, spec: ModelSpec, layout: Layout, kv_bytes: int) -> _LayerCost:
+    from tpfit.core.weights import layer_weight_bytes
+
+    h, b, tp = spec.hidden_size, spec.dtype_bytes, layout.tp
+    total = layer_weight_bytes(layer, spec, layout)
+    params_total = layer_weight_bytes(layer, replace(spec, quant=None), layout) // b
+    expert_bytes = expert_params = active = 0
+    m = layer.moe
+    if m is not None:
+        group = layout.moe_parallel_size
+        if layout.enable_expert_parallel:
+            experts, inter = -(-m.num_experts // group), m.moe_intermediate_size
+        else:
+            experts, inter = m.num_experts, m.moe_intermediate_size // group
+        q = spec.quant
+        if q and q.method == "mxfp4":
+            inter = round_up(inter, MXFP4_PAD)
+        per_expert = (linear_bytes(2 * inter, h, b, q) + linear_bytes(h, inter, b, q)) if q else 3 * inter * h * b
+        expert_bytes = experts * per_expert
+        expert_params = experts * 3 * inter * h
+        # every token uses k experts of 3 x h x moe_inter parameters, spread over the MoE group's GPUs
+        active = m.num_experts_per_tok * 3 * h * m.moe_intermediate_size // group
+    kv = attention_page_bytes_per_token(layer, spec, tp, kv_bytes) if layer.has_kv_cache else 0
+    heads = max(1, layer.num_attention_heads // tp) if layer.has_kv_cache else 0
+    head_dim = (spec.mla.qk_nope_head_dim + spec.mla.qk_rope_head_dim) if layer.attention == "mla" else layer.head_dim
+    window = layer.window_tokens if layer.attention in ("sliding", "chunked") else 0
+    return _LayerCost(dense_bytes=total - expert_bytes, expert_bytes=expert_bytes,
+                      dense_params=params_total - expert_params, active_expert_params=active,
+                      kv_bytes_per_token=kv, window_tokens=window, attn_width=heads * head_dim,
+                      num_experts=m.num_experts if m else 0, experts_per_token=m.num_experts_per_tok if m else 0,
+                      moe_allreduce=m is not None)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Stage:
+    layers: tuple[_LayerCost, ...]
+    extra_bytes: int
+    """Read each step besides the layers: lm_head on the last stage."""
+    extra_params: int
+
+
+def _stages(spec: ModelSpec, layout: Layout, kv_bytes: int) -> tuple[_Stage, ...]:
+    from tpfit.core.weights import distinct_layers
+
+    index, distinct = distinct_layers(spec.layers)
+    costs = [_layer_cost(layer, spec, layout, kv_bytes) for layer in distinct]
+    vocab_rank = padded_vocab(spec.vocab_size) // layout.tp
+    q = spec.quant
+    lm_head = (linear_bytes(vocab_rank, spec.hidden_size, spec.dtype_bytes, q) if q and q.lm_head_quantized
+               else allocated_bytes(vocab_rank * spec.hidden_size * spec.dtype_bytes))
+    out, start = [], 0
+    for rank, n in enumerate(pp_layer_split(spec.num_hidden_layers, layout.pp)):
+        last = rank == layout.pp - 1
+        # the embedding is a lookup (a few rows read); the lm_head is a full GEMV every step
+        out.append(_Stage(layers=tuple(costs[index[i]] for i in range(start, start + n)),
+                          extra_bytes=lm_head if last else 0,
+                          extra_params=vocab_rank * spec.hidden_size if last else 0))
+        start += n
+    return tuple(out)
+
+
+def _gemm_flops_per_s(spec: ModelSpec, speed: GpuSpeed) -> float:
+    """FP8 tensor cores where the weights are FP8 and the GPU has them (w8a8), else bf16 math."""
+    q = spec.quant
+    if q and q.method in ("fp8", "modelopt", "compressed-tensors") and q.weight_bits == 8 and speed.fp8_flops_per_s:
+        return speed.fp8_flops_per_s
+    return speed.bf16_flops_per_s
+
+
+def _stage_step(stage: _Stage, *, decode: float, prefill: float, context: float, prefill_context: float,
+                speed: GpuSpeed, flops_per_s: float, tp_cost: CollectiveCost | None,
+                moe_cost: CollectiveCost | None, hidden: int) -> StepTerms:
+    """One stage's share of a step: `decode` requests at mean `context` tokens, plus `prefill` prompt tokens
+    attending to `prefill_context` tokens on average."""
+    tokens = decode + prefill
+    read = stage.extra_bytes
+    flops = FLOPS_PER_PARAM_PER_TOKEN * stage.extra_params * decode  # lm_head: only for sampled tokens
+    comm = 0.0
+    message = tokens * hidden * ACT_BYTES
+    for c in stage.layers:
+        cover = expert_coverage(tokens, c.num_experts, c.experts_per_token) if c.num_experts else 0.0
+        span = min(context, c.window_tokens) if c.window_tokens else context
+        pspan = min(prefill_context, c.window_tokens) if c.window_tokens else prefill_context
+        read += c.dense_bytes + c.expert_bytes * cover / MOE_BW_EFFICIENCY + c.kv_bytes_per_token * span * decode
+        flops += FLOPS_PER_PARAM_PER_TOKEN * (c.dense_params + c.active_expert_params / MOE_GEMM_EFFICIENCY) * tokens
+        flops += 4 * c.attn_width * (span * decode + pspan * prefill)  # QK^T and PV
+        if tp_cost is not None:
+            comm += tp_cost.time_s(message)  # after attention
+        cost = moe_cost if c.moe_allreduce else tp_cost
+        if cost is not None:
+            comm += cost.time_s(message)  # after the MLP / MoE
+    return StepTerms(memory_s=read / speed.mem_bw_bytes_per_s, compute_s=flops / flops_per_s,
+                     communication_s=comm, overhead_s=0.0)
+
+
+def make_speed(spec: ModelSpec, layout: Layout, memory: MemoryPlan, cluster: Cluster, speed: GpuSpeed,
+               workload: SpeedWorkload, *, kv_cache_dtype: str = "auto") -> Speed:
+    """TTFT, TPOT and throughput of one accepted layout (its memory plan gives KV room and batch limits)."""
+    isl, osl = workload.input_tokens, workload.output_tokens
+    kv_bytes = KV_DTYPE_BYTES[spec.dtype if kv_cache_dtype == "auto" else kv_cache_dtype]
+    stages = _stages(spec, layout, kv_bytes)
+    flops_per_s = _gemm_flops_per_s(spec, speed)
+    tp_link = link_kind(cluster, layout.tp)
+    tp_cost = collective_cost(speed, tp_link, layout.tp) if layout.tp > 1 else None
+    moe_world = layout.moe_parallel_size if spec.is_moe else layout.tp
+    moe_cost = collective_cost(speed, link_kind(cluster, moe_world), moe_world) if moe_world > 1 else tp_cost
+    hidden = spec.hidden_size
+
+    # requests per replica, and how many of them the KV cache holds at once: vLLM admits a request when its
+    # prompt's blocks are free and preempts when the cache fills, so on average each holds prompt + half the answer
+    per_replica = math.ceil(workload.concurrency / layout.dp)
+    blocks_per_request = -(-(isl + osl // 2) // memory.block_size)
+    kv_slots = (memory.kv_cache_tokens // memory.block_size) // blocks_per_request
+    running = max(1, min(per_replica, kv_slots, memory.max_num_seqs))
+    budget = memory.max_num_batched_tokens
+
+    def step(decode: float, prefill: float) -> StepTerms:
+        decode = max(decode, 0.0)
+        """A full token round for `decode` running requests: every stage once per micro-batch, in turn."""
+        micro = max(1, min(layout.pp, round(decode) or 1))
+        per_micro = [_stage_step(s, decode=decode / micro, prefill=prefill / micro, context=isl + osl / 2,
+                                 prefill_context=isl / 2, speed=speed, flops_per_s=flops_per_s,
+                                 tp_cost=tp_cost, moe_cost=moe_cost, hidden=hidden) for s in stages]
+        handoff = 0.0
+        if layout.pp > 1:
+            across = layout.world_size > cluster.gpus_per_node  # vLLM puts TP within a node, PP across nodes
+            pp_cost = collective_cost(speed, LinkKind.NETWORK if across else link_kind(cluster, 2), 2)
+            handoff = (layout.pp - 1) * (PP_HANDOFF_LATENCY_S
+                                         + (decode + prefill) / micro * hidden * ACT_BYTES / pp_cost.bytes_per_s)
+        # a micro-batch passes every stage; with `micro` batches in flight the slowest stage is busy `micro` times
+        round_s = max(sum(t.total_s for t in per_micro), micro * max(t.total_s for t in per_micro)) + handoff
+        overhead = speed.step_overhead_s + STEP_OVERHEAD_PER_RANK_S * (layout.world_size - 1)
+        scale = round_s / max(sum(t.total_s for t in per_micro), 1e-12)
+        return StepTerms(memory_s=sum(t.memory_s for t in per_micro) * scale,
+                         compute_s=sum(t.compute_s for t in per_micro) * scale,
+                         communication_s=sum(t.communication_s for t in per_micro) * scale + handoff,
+                         overhead_s=overhead)
+
+    # steady state: every running request needs one prompt per `osl` steps, so running / osl prompts arrive per
+    # step; each is cut into chunks of the token budget. A fraction `with_prompt` of the steps carries prompt
+    # tokens (compute-heavy, and touching more experts), the rest decode only: TPOT is the mean step.
+    chunk = max(budget - running, 1)
+    prompts_per_step = running / osl
+    with_prompt = min(1.0, prompts_per_step * -(-isl // chunk))
+    prompt_tokens = prompts_per_step * isl / with_prompt
+    decode_step = step(running, 0.0)
+    mixed = step(running, prompt_tokens)
+    tpot = (1 - with_prompt) * decode_step.total_s + with_prompt * mixed.total_s
+    terms = mixed if with_prompt * mixed.total_s > (1 - with_prompt) * decode_step.total_s else decode_step
+
+    # TTFT: wait for the step in flight, then the prompts ahead of this one, then its own chunks.
+    # Requests of one length arrive in waves (a closed loop keeps them in step): the first wave's prompts are
+    # prefilled one after another at the full token budget, the mean one waits half the wave; later waves
+    # arrive spaced by that prefill and barely wait. PROMPT_WAVES averages the first wave over a run.
+    chunk = max(budget - (running - 1), 1)
+    own = sum(step(running - 1, min(chunk, isl - i * chunk)).total_s for i in range(-(-isl // chunk)))
+    full = step(0.0, float(budget)).total_s  # a step of prompts only, at the whole budget
+    wave_s = (running - 1) / 2 * isl * full / budget
+    ttft = REQUEST_OVERHEAD_S + (tpot / 2 if running > 1 else 0.0) + wave_s / PROMPT_WAVES + own
+
+    request_s = ttft + (osl - 1) * tpot
+    bound = terms.bound
+    if per_replica > running:
+        # Little's law: `running` slots turn over every request_s; the others wait their turn before prefill
+        waiting_s = (per_replica / running - 1) * request_s
+        ttft += waiting_s
+        bound = Bound.QUEUE
+    total = layout.dp * running * osl / request_s
+    return Speed(ttft_s=ttft, tpot_s=tpot, request_output_tok_s=1 / tpot, total_output_tok_s=total,
+                 concurrency=workload.concurrency, running_per_replica=running, input_tokens=isl, output_tokens=osl,
+                 bound=bound, step=terms, calibration=speed.calibration)
