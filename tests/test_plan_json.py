@@ -12,6 +12,7 @@ from tpfit.core.engine import EngineArgs
 from tpfit import Workload, make_plan
 from tpfit.core.rules import check_layout
 from tpfit.hardware.cluster import Cluster
+from tpfit.kinds import Objective
 from tpfit.model.spec import ModelSpec
 from tpfit.report.json import plan_to_dict
 from tpfit.report.terminal import render_to_text
@@ -45,10 +46,12 @@ def test_terminal_report_names_the_recommendation():
     assert "--pipeline-parallel-size 3" in text and "Rule of thumb" in text
 
 
-def test_ranking_prefers_pp_without_nvlink():
-    # vLLM docs: on GPUs without NVLink (e.g. L40S) prefer pipeline parallelism to tensor parallelism
+def test_ranking_avoids_tp_without_nvlink_and_uses_it_for_latency_with_nvlink():
+    # vLLM docs: on GPUs without NVLink (e.g. L40S) prefer pipeline parallelism or replicas to tensor parallelism;
+    # with NVLink, TP=2 answers one request faster than one GPU can
     spec = load_config("meta-llama--Llama-3.1-8B.json")
     pcie = make_plan(spec, Cluster.parse("2xl40s"), Workload(context=8192), EngineArgs())
-    nvlink = make_plan(spec, Cluster.parse("2xh100"), Workload(context=8192), EngineArgs())
-    assert pcie.best.layout.pp == 2 and pcie.best.layout.tp == 1
+    latency = Workload(context=8192, concurrency=1, objective=Objective.LATENCY)
+    nvlink = make_plan(spec, Cluster.parse("2xh100"), latency, EngineArgs())
+    assert pcie.best.layout.tp == 1
     assert nvlink.best.layout.tp == 2

@@ -125,3 +125,41 @@ class FindingStatus(Kind):
     OK = "ok"
     WARN = "warn"
     FAIL = "fail"
+
+
+class Objective(Kind):
+    """What `tpfit plan --objective` ranks layouts by."""
+
+    THROUGHPUT = "throughput"
+    """Most output tokens/s across all replicas at the requested concurrency."""
+    LATENCY = "latency"
+    """Shortest request: TTFT + (output tokens - 1) x TPOT."""
+
+
+class Bound(Kind):
+    """The term that sets a layout's speed (core/perf.py)."""
+
+    MEMORY = "memory"
+    """Reading weights and KV each decode step."""
+    COMPUTE = "compute"
+    """FLOPs (prompts, large batches)."""
+    COMMUNICATION = "communication"
+    """TP all-reduces and PP hand-offs."""
+    OVERHEAD = "overhead"
+    """Per-step CPU work (small models, small batches)."""
+    QUEUE = "queue"
+    """More requests than the KV cache holds: the rest wait."""
+
+
+class LinkKind(Kind):
+    """What joins the GPUs of one TP group."""
+
+    NONE = "none"
+    """One GPU: nothing to all-reduce."""
+    NVLINK = "nvlink"
+    PCIE_P2P = "pcie_p2p"
+    """PCIe with peer access (datacenter and workstation cards)."""
+    PCIE_HOST = "pcie_host"
+    """PCIe without peer access (GeForce cards): NCCL stages through host memory, no custom all-reduce."""
+    NETWORK = "network"
+    """Across nodes."""

@@ -10,11 +10,12 @@ from typing import Annotated, Optional
 import typer
 
 from tpfit.cli.options import (
-    AllOpt, BatchedOpt, ConcurrencyOpt, ContextOpt, DpOpt, DtypeOpt, EagerOpt, EpOpt, GmuOpt, GpusOpt, HtmlOpt, JsonOpt,
-    KvDtypeOpt, MaxModelLenOpt, ModelArg, PpOpt, QuantOpt, SeqsOpt, TpOpt, VersionOpt,
+    AllOpt, BatchedOpt, ConcurrencyOpt, ContextOpt, DpOpt, DtypeOpt, EagerOpt, EpOpt, GmuOpt, GpusOpt, HtmlOpt,
+    InputTokensOpt, JsonOpt, KvDtypeOpt, MaxModelLenOpt, ModelArg, ObjectiveOpt, OutputTokensOpt, PpOpt, QuantOpt,
+    SeqsOpt, TpotOpt, TpOpt, TtftOpt, VersionOpt,
 )
 from tpfit.errors import TpfitError, UsageError
-from tpfit.kinds import FindingStatus, KvCacheDtype, ModelDtype, Verdict
+from tpfit.kinds import FindingStatus, KvCacheDtype, ModelDtype, Objective, Verdict
 from tpfit.vllm_facts import DEFAULT_CUDA, CudaBuild
 
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_show_locals=False, add_completion=False,
@@ -45,9 +46,18 @@ def _cluster(gpus: Optional[str]):
     return detect_cluster()
 
 
+def _gpu_speed(cluster):
+    """The GPU's calibration (the user's `tpfit calibrate` file, else a built-in one) as speed figures."""
+    from tpfit.core.perf import make_gpu_speed
+    from tpfit.hardware.calibration import find_calibration
+
+    return make_gpu_speed(cluster.gpu, find_calibration(cluster.gpu.id))
+
+
 def _make_plan(model, gpus, tp, pp, dp, enable_expert_parallel, context, concurrency, max_model_len,
                gpu_memory_utilization, kv_cache_dtype, quantization, dtype, max_num_seqs, max_num_batched_tokens,
-               enforce_eager, vllm_version):
+               enforce_eager, vllm_version, input_tokens=None, output_tokens=None, objective=Objective.THROUGHPUT,
+               ttft=None, tpot=None):
     from tpfit import EngineArgs, Workload, make_plan
     from tpfit.core.layout import Layout, enumerate_layouts
     from tpfit.model.load import load_model
@@ -66,6 +76,8 @@ def _make_plan(model, gpus, tp, pp, dp, enable_expert_parallel, context, concurr
                         max_model_len=max_model_len or context, max_num_seqs=max_num_seqs,
                         max_num_batched_tokens=max_num_batched_tokens, kv_cache_dtype=kv_cache_dtype,
                         quantization=quantization, dtype=dtype, enforce_eager=enforce_eager)
+    workload = Workload(context=context or max_model_len, concurrency=concurrency, input_tokens=input_tokens,
+                        output_tokens=output_tokens, objective=objective, ttft_s=ttft, tpot_s=tpot)
     cluster = _cluster(gpus)
     spec = load_model(model)
     layouts = tuple(
@@ -73,8 +85,7 @@ def _make_plan(model, gpus, tp, pp, dp, enable_expert_parallel, context, concurr
         if (tp is None or lay.tp == tp) and (pp is None or lay.pp == pp) and (dp is None or lay.dp == dp)
         and (enable_expert_parallel is None or lay.enable_expert_parallel == enable_expert_parallel)
     ) or (Layout(tp=tp or 1, pp=pp or 1, dp=dp or 1, enable_expert_parallel=bool(enable_expert_parallel)),)
-    return make_plan(spec, cluster, Workload(context=context or max_model_len, concurrency=concurrency), engine,
-                     layouts=layouts)
+    return make_plan(spec, cluster, workload, engine, layouts=layouts, gpu_speed=_gpu_speed(cluster))
 
 
 @app.command()
@@ -97,14 +108,20 @@ def plan(
     max_num_batched_tokens: BatchedOpt = None,
     enforce_eager: EagerOpt = False,
     vllm_version: VersionOpt = None,
+    input_tokens: InputTokensOpt = None,
+    output_tokens: OutputTokensOpt = None,
+    objective: ObjectiveOpt = Objective.THROUGHPUT,
+    ttft: TtftOpt = None,
+    tpot: TpotOpt = None,
     show_all: AllOpt = False,
     as_json: JsonOpt = False,
     html: HtmlOpt = None,
 ) -> None:
-    """Every TP x PP x DP layout for MODEL on GPUS: what vLLM accepts, its memory, and the flags to use."""
+    """Every TP x PP x DP layout for MODEL on GPUS: what vLLM accepts, its memory, its speed, and the flags."""
     result = _make_plan(model, gpus, tp, pp, dp, enable_expert_parallel, context, concurrency, max_model_len,
                         gpu_memory_utilization, kv_cache_dtype, quantization, dtype, max_num_seqs,
-                        max_num_batched_tokens, enforce_eager, vllm_version)
+                        max_num_batched_tokens, enforce_eager, vllm_version, input_tokens, output_tokens, objective,
+                        ttft, tpot)
     if as_json:
         import json
 

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from tpfit.kinds import KvCacheDtype, ModelDtype
+from tpfit.kinds import KvCacheDtype, ModelDtype, Objective
 
 ModelArg = Annotated[str, typer.Argument(
     help="Bundled model (llama-3.1-70b, qwen3-32b, ...), a local folder or config.json, or a Hugging Face id.")]
@@ -38,3 +38,12 @@ VersionOpt = Annotated[Optional[str], typer.Option("--vllm-version", help="Plan 
 AllOpt = Annotated[bool, typer.Option("--all", help="Show every layout, not only the first rows.")]
 HtmlOpt = Annotated[Optional[Path], typer.Option(
     "--html", help="Also write the plan as one self-contained HTML page (opens offline).")]
+InputTokensOpt = Annotated[Optional[int], typer.Option(
+    "--input-tokens", min=1, help="Prompt tokens per request for the speed figures (default: context - output).")]
+OutputTokensOpt = Annotated[Optional[int], typer.Option(
+    "--output-tokens", min=1, help="Answer tokens per request for the speed figures (default: 256).")]
+ObjectiveOpt = Annotated[Objective, typer.Option(
+    "--objective", case_sensitive=False,
+    help="Rank layouts by throughput (output tok/s at --concurrency) or latency (per request).")]
+TtftOpt = Annotated[Optional[float], typer.Option("--ttft", min=0.0, help="Target time to first token, seconds.")]
+TpotOpt = Annotated[Optional[float], typer.Option("--tpot", min=0.0, help="Target time per output token, seconds.")]

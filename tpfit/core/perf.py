@@ -14,14 +14,15 @@ vLLM runs; a measured GpuCalibration replaces the spec-sheet figures where there
 
 from __future__ import annotations
 
-import enum
 import math
+from collections import Counter
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from tpfit.core.kv import KV_DTYPE_BYTES, attention_page_bytes_per_token
+from tpfit.core.kv import attention_page_bytes_per_token
 from tpfit.core.layout import Layout, pp_layer_split
 from tpfit.core.weights import allocated_bytes, linear_bytes, padded_vocab, round_up, MXFP4_PAD
+from tpfit.kinds import Bound, LinkKind, Objective
 from tpfit.model.spec import LayerSpec, ModelSpec
 
 if TYPE_CHECKING:
@@ -79,33 +80,10 @@ CUSTOM_ALLREDUCE_MAX_PCIE_GPUS = 2
 """vLLM `CustomAllreduce`: "not supported on more than two PCIe-only GPUs" (custom_all_reduce.py)."""
 
 
-class LinkKind(str, enum.Enum):
-    """What joins the GPUs of one TP group."""
-
-    NONE = "none"
-    """One GPU: nothing to all-reduce."""
-    NVLINK = "nvlink"
-    PCIE_P2P = "pcie_p2p"
-    """PCIe with peer access (datacenter and workstation cards)."""
-    PCIE_HOST = "pcie_host"
-    """PCIe without peer access (GeForce cards): NCCL stages through host memory, no custom all-reduce."""
-    NETWORK = "network"
-    """Across nodes."""
-
-
-class Bound(str, enum.Enum):
-    """The term that sets a layout's speed."""
-
-    MEMORY = "memory"
-    """Reading weights and KV each decode step."""
-    COMPUTE = "compute"
-    """FLOPs (prompts, large batches)."""
-    COMMUNICATION = "communication"
-    """TP all-reduces and PP hand-offs."""
-    OVERHEAD = "overhead"
-    """Per-step CPU work (small models, small batches)."""
-    QUEUE = "queue"
-    """More requests than the KV cache holds: the rest wait."""
+DEFAULT_OUTPUT_TOKENS = 256
+"""Answer length when --output-tokens is not given (requests then fill --context with their prompt)."""
+DEFAULT_INPUT_TOKENS = 1024
+"""Prompt length when neither --input-tokens nor --context is given."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -148,12 +126,15 @@ class GpuSpeed:
         return not self.calibration.startswith("uncalibrated")
 
 
-def make_gpu_speed(gpu: GpuSpec, calibration=None) -> GpuSpeed:
-    """Spec sheet x the default efficiencies, or a GpuCalibration's measured figures where given.
+MODEL_OF_MICROBENCH = 0.85
+"""A whole model step reaches this fraction of a calibration's micro-benchmarks (a large copy, one GEMM shape):
+the fitted MEM_BW_EFFICIENCY / GEMM_EFFICIENCY (0.72, 0.62 of spec) over what such benchmarks reach on
+H100 (~0.85 and ~0.75 of spec). An estimate until built-in calibrations and real runs pin it."""
 
-    A calibration's copy bandwidth counts bytes read + written; a decode step's reads run at about the same
-    rate, so it replaces spec x MEM_BW_EFFICIENCY directly. Its prefill GEMM rate replaces spec x GEMM_EFFICIENCY.
-    """
+
+def make_gpu_speed(gpu: GpuSpec, calibration=None) -> GpuSpeed:
+    """Spec sheet x the default efficiencies, or a GpuCalibration's measured figures where given
+    (x MODEL_OF_MICROBENCH: a model step reaches less than a micro-benchmark)."""
     pcie = PCIE_BYTES_PER_S.get(gpu.pcie_gen, PCIE_BYTES_PER_S[4])
     base = GpuSpeed(
         gpu_id=gpu.id, mem_bw_bytes_per_s=gpu.mem_bw_bytes_per_s * MEM_BW_EFFICIENCY,
@@ -168,9 +149,9 @@ def make_gpu_speed(gpu: GpuSpec, calibration=None) -> GpuSpeed:
     gemm = calibration.gemm_flops_per_s
     return replace(
         base,
-        mem_bw_bytes_per_s=calibration.mem_bw_bytes_per_s or base.mem_bw_bytes_per_s,
-        bf16_flops_per_s=gemm.get("bf16_prefill", base.bf16_flops_per_s),
-        fp8_flops_per_s=gemm.get("fp8_prefill", base.fp8_flops_per_s),
+        mem_bw_bytes_per_s=calibration.mem_bw_bytes_per_s * MODEL_OF_MICROBENCH,
+        bf16_flops_per_s=gemm["bf16_prefill"] * MODEL_OF_MICROBENCH if "bf16_prefill" in gemm else base.bf16_flops_per_s,
+        fp8_flops_per_s=gemm["fp8_prefill"] * MODEL_OF_MICROBENCH if "fp8_prefill" in gemm else base.fp8_flops_per_s,
         p2p=calibration.p2p_bytes_per_s is not None if calibration.allreduce else base.p2p,
         allreduce=tuple((f.world_size, CollectiveCost(latency_s=f.latency_s, bytes_per_s=f.bus_bytes_per_s))
                         for f in calibration.allreduce),
@@ -223,6 +204,15 @@ class SpeedWorkload:
     output_tokens: int
     concurrency: int
 
+    @classmethod
+    def make(cls, *, concurrency: int, context: int | None, input_tokens: int | None = None,
+             output_tokens: int | None = None) -> SpeedWorkload:
+        """Fill what the user left out: answers of DEFAULT_OUTPUT_TOKENS (at most half the context), prompts
+        filling the rest of `context` (DEFAULT_INPUT_TOKENS without one)."""
+        out = output_tokens or (min(DEFAULT_OUTPUT_TOKENS, max(1, context // 2)) if context else DEFAULT_OUTPUT_TOKENS)
+        inp = input_tokens or (max(1, context - out) if context else DEFAULT_INPUT_TOKENS)
+        return cls(input_tokens=inp, output_tokens=out, concurrency=concurrency)
+
     def __post_init__(self) -> None:
         for name in ("input_tokens", "output_tokens", "concurrency"):
             if getattr(self, name) < 1:
@@ -237,10 +227,12 @@ class StepTerms:
     compute_s: float
     communication_s: float
     overhead_s: float
+    pipeline_s: float = 0.0
+    """PP: stages that wait (uneven stages, fewer micro-batches than stages, or memory-bound beside compute-bound)."""
 
     @property
     def total_s(self) -> float:
-        return max(self.memory_s, self.compute_s) + self.communication_s + self.overhead_s
+        return max(self.memory_s, self.compute_s) + self.communication_s + self.overhead_s + self.pipeline_s
 
     @property
     def bound(self) -> Bound:
@@ -270,6 +262,11 @@ class Speed:
     step: StepTerms
     calibration: str
 
+    @property
+    def request_s(self) -> float:
+        """One request from sending to its last token."""
+        return self.ttft_s + (self.output_tokens - 1) * self.tpot_s
+
     def to_dict(self) -> dict:
         return {"ttft_s": round(self.ttft_s, 4), "tpot_s": round(self.tpot_s, 5),
                 "request_output_tok_s": round(self.request_output_tok_s, 1),
@@ -278,7 +275,8 @@ class Speed:
                 "output_tokens": self.output_tokens, "bound": self.bound.value,
                 "step_ms": {"memory": round(self.step.memory_s * 1e3, 3), "compute": round(self.step.compute_s * 1e3, 3),
                             "communication": round(self.step.communication_s * 1e3, 3),
-                            "overhead": round(self.step.overhead_s * 1e3, 3)},
+                            "overhead": round(self.step.overhead_s * 1e3, 3),
+                            "pipeline": round(self.step.pipeline_s * 1e3, 3)},
                 "calibration": self.calibration}
 
 
@@ -312,12 +310,12 @@ class _LayerCost:
     moe_allreduce: bool
 
 
-def _layer_cost(layer: LayerSpec, spec: ModelSpec, layout: Layout, kv_bytes: int) -> _LayerCost:
+def _layer_cost(layer: LayerSpec, spec: ModelSpec, unquantized: ModelSpec, layout: Layout, kv_bytes: int) -> _LayerCost:
     from tpfit.core.weights import layer_weight_bytes
 
     h, b, tp = spec.hidden_size, spec.dtype_bytes, layout.tp
     total = layer_weight_bytes(layer, spec, layout)
-    params_total = layer_weight_bytes(layer, replace(spec, quant=None), layout) // b
+    params_total = layer_weight_bytes(layer, unquantized, layout) // b
     expert_bytes = expert_params = active = 0
     m = layer.moe
     if m is not None:
@@ -347,7 +345,8 @@ def _layer_cost(layer: LayerSpec, spec: ModelSpec, layout: Layout, kv_bytes: int
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class _Stage:
-    layers: tuple[_LayerCost, ...]
+    layers: tuple[tuple[_LayerCost, int], ...]
+    """Each distinct layer shape of the stage and how many layers have it."""
     extra_bytes: int
     """Read each step besides the layers: lm_head on the last stage."""
     extra_params: int
@@ -357,7 +356,8 @@ def _stages(spec: ModelSpec, layout: Layout, kv_bytes: int) -> tuple[_Stage, ...
     from tpfit.core.weights import distinct_layers
 
     index, distinct = distinct_layers(spec.layers)
-    costs = [_layer_cost(layer, spec, layout, kv_bytes) for layer in distinct]
+    unquantized = replace(spec, quant=None) if spec.quant else spec
+    costs = [_layer_cost(layer, spec, unquantized, layout, kv_bytes) for layer in distinct]
     vocab_rank = padded_vocab(spec.vocab_size) // layout.tp
     q = spec.quant
     lm_head = (linear_bytes(vocab_rank, spec.hidden_size, spec.dtype_bytes, q) if q and q.lm_head_quantized
@@ -366,7 +366,8 @@ def _stages(spec: ModelSpec, layout: Layout, kv_bytes: int) -> tuple[_Stage, ...
     for rank, n in enumerate(pp_layer_split(spec.num_hidden_layers, layout.pp)):
         last = rank == layout.pp - 1
         # the embedding is a lookup (a few rows read); the lm_head is a full GEMV every step
-        out.append(_Stage(layers=tuple(costs[index[i]] for i in range(start, start + n)),
+        counts = Counter(index[start:start + n])
+        out.append(_Stage(layers=tuple((costs[i], k) for i, k in sorted(counts.items())),
                           extra_bytes=lm_head if last else 0,
                           extra_params=vocab_rank * spec.hidden_size if last else 0))
         start += n
@@ -391,28 +392,37 @@ def _stage_step(stage: _Stage, *, decode: float, prefill: float, context: float,
     flops = FLOPS_PER_PARAM_PER_TOKEN * stage.extra_params * decode  # lm_head: only for sampled tokens
     comm = 0.0
     message = tokens * hidden * ACT_BYTES
-    for c in stage.layers:
+    for c, n in stage.layers:
         cover = expert_coverage(tokens, c.num_experts, c.experts_per_token) if c.num_experts else 0.0
         span = min(context, c.window_tokens) if c.window_tokens else context
         pspan = min(prefill_context, c.window_tokens) if c.window_tokens else prefill_context
-        read += c.dense_bytes + c.expert_bytes * cover / MOE_BW_EFFICIENCY + c.kv_bytes_per_token * span * decode
-        flops += FLOPS_PER_PARAM_PER_TOKEN * (c.dense_params + c.active_expert_params / MOE_GEMM_EFFICIENCY) * tokens
-        flops += 4 * c.attn_width * (span * decode + pspan * prefill)  # QK^T and PV
+        read += n * (c.dense_bytes + c.expert_bytes * cover / MOE_BW_EFFICIENCY + c.kv_bytes_per_token * span * decode)
+        flops += n * FLOPS_PER_PARAM_PER_TOKEN * (c.dense_params + c.active_expert_params / MOE_GEMM_EFFICIENCY) * tokens
+        flops += n * 4 * c.attn_width * (span * decode + pspan * prefill)  # QK^T and PV
         if tp_cost is not None:
-            comm += tp_cost.time_s(message)  # after attention
+            comm += n * tp_cost.time_s(message)  # after attention
         cost = moe_cost if c.moe_allreduce else tp_cost
         if cost is not None:
-            comm += cost.time_s(message)  # after the MLP / MoE
+            comm += n * cost.time_s(message)  # after the MLP / MoE
     return StepTerms(memory_s=read / speed.mem_bw_bytes_per_s, compute_s=flops / flops_per_s,
                      communication_s=comm, overhead_s=0.0)
 
 
 def make_speed(spec: ModelSpec, layout: Layout, memory: MemoryPlan, cluster: Cluster, speed: GpuSpeed,
-               workload: SpeedWorkload, *, kv_cache_dtype: str = "auto") -> Speed:
-    """TTFT, TPOT and throughput of one accepted layout (its memory plan gives KV room and batch limits)."""
+               workload: SpeedWorkload, *, kv_bytes: int | None = None, cache: dict | None = None) -> Speed:
+    """TTFT, TPOT and throughput of one accepted layout (its memory plan gives KV room and batch limits).
+
+    `kv_bytes`: bytes of one cached K/V element (kv.kv_bytes_per_element; default the model dtype's).
+    `cache`: a dict kept across the layouts of one search (per-GPU layer costs depend on TP, PP and the expert
+    split only)."""
     isl, osl = workload.input_tokens, workload.output_tokens
-    kv_bytes = KV_DTYPE_BYTES[spec.dtype if kv_cache_dtype == "auto" else kv_cache_dtype]
-    stages = _stages(spec, layout, kv_bytes)
+    kv_bytes = kv_bytes or spec.dtype_bytes
+    key = (layout.tp, layout.pp, layout.moe_parallel_size if spec.is_moe else 1, layout.enable_expert_parallel)
+    cache = {} if cache is None else cache
+    if key not in cache:
+        # identical stages (the same layers, no lm_head) cost the same: each is worked out once
+        cache[key] = tuple(Counter(_stages(spec, layout, kv_bytes)).items())
+    stages = cache[key]
     flops_per_s = _gemm_flops_per_s(spec, speed)
     tp_link = link_kind(cluster, layout.tp)
     tp_cost = collective_cost(speed, tp_link, layout.tp) if layout.tp > 1 else None
@@ -429,12 +439,12 @@ def make_speed(spec: ModelSpec, layout: Layout, memory: MemoryPlan, cluster: Clu
     budget = memory.max_num_batched_tokens
 
     def step(decode: float, prefill: float) -> StepTerms:
-        decode = max(decode, 0.0)
         """A full token round for `decode` running requests: every stage once per micro-batch, in turn."""
+        decode = max(decode, 0.0)
         micro = max(1, min(layout.pp, round(decode) or 1))
-        per_micro = [_stage_step(s, decode=decode / micro, prefill=prefill / micro, context=isl + osl / 2,
-                                 prefill_context=isl / 2, speed=speed, flops_per_s=flops_per_s,
-                                 tp_cost=tp_cost, moe_cost=moe_cost, hidden=hidden) for s in stages]
+        per_micro = [(_stage_step(s, decode=decode / micro, prefill=prefill / micro, context=isl + osl / 2,
+                                  prefill_context=isl / 2, speed=speed, flops_per_s=flops_per_s, tp_cost=tp_cost,
+                                  moe_cost=moe_cost, hidden=hidden), n) for s, n in stages]
         handoff = 0.0
         if layout.pp > 1:
             across = layout.world_size > cluster.gpus_per_node  # vLLM puts TP within a node, PP across nodes
@@ -442,13 +452,14 @@ def make_speed(spec: ModelSpec, layout: Layout, memory: MemoryPlan, cluster: Clu
             handoff = (layout.pp - 1) * (PP_HANDOFF_LATENCY_S
                                          + (decode + prefill) / micro * hidden * ACT_BYTES / pp_cost.bytes_per_s)
         # a micro-batch passes every stage; with `micro` batches in flight the slowest stage is busy `micro` times
-        round_s = max(sum(t.total_s for t in per_micro), micro * max(t.total_s for t in per_micro)) + handoff
-        overhead = speed.step_overhead_s + STEP_OVERHEAD_PER_RANK_S * (layout.world_size - 1)
-        scale = round_s / max(sum(t.total_s for t in per_micro), 1e-12)
-        return StepTerms(memory_s=sum(t.memory_s for t in per_micro) * scale,
-                         compute_s=sum(t.compute_s for t in per_micro) * scale,
-                         communication_s=sum(t.communication_s for t in per_micro) * scale + handoff,
-                         overhead_s=overhead)
+        busy = sum(t.total_s * n for t, n in per_micro)
+        round_s = max(busy, micro * max(t.total_s for t, _ in per_micro))
+        memory = sum(t.memory_s * n for t, n in per_micro)
+        compute = sum(t.compute_s * n for t, n in per_micro)
+        comm = sum(t.communication_s * n for t, n in per_micro) + handoff
+        return StepTerms(memory_s=memory, compute_s=compute, communication_s=comm,
+                         overhead_s=speed.step_overhead_s + STEP_OVERHEAD_PER_RANK_S * (layout.world_size - 1),
+                         pipeline_s=round_s + handoff - max(memory, compute) - comm)
 
     # steady state: every running request needs one prompt per `osl` steps, so running / osl prompts arrive per
     # step; each is cut into chunks of the token budget. A fraction `with_prompt` of the steps carries prompt

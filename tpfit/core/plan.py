@@ -12,12 +12,13 @@ from tpfit.core.kv import KVGeometry, kv_bytes_per_element, make_kv_geometry
 from tpfit.core.layout import Layout, enumerate_layouts
 from tpfit.core.memory import MemoryPlan, make_memory_plan, safe_utilization
 from tpfit.core.memory_model import MemoryModel
+from tpfit.core.perf import GpuSpeed, Speed, SpeedWorkload, make_gpu_speed, make_speed
 from tpfit.core.rank import pick_best
 from tpfit.core.rules import Violation, check_layout
 from tpfit.core.weights import StageWeights, layer_prefix_bytes, stage_weights, total_param_count
 from tpfit.errors import UsageError
 from tpfit.hardware.cluster import Cluster
-from tpfit.kinds import ModelDtype, Verdict
+from tpfit.kinds import ModelDtype, Objective, Verdict
 from tpfit.model.quant import online_quant
 from tpfit.model.spec import ModelSpec, QuantSpec
 from tpfit.units import GB
@@ -32,12 +33,33 @@ class Workload:
     context: int | None = None
     """Tokens per request (prompt + output); becomes --max-model-len. None = the model's maximum."""
     concurrency: int = 1
+    input_tokens: int | None = None
+    """Prompt tokens per request for the speed figures (default: the context less the answer)."""
+    output_tokens: int | None = None
+    """Answer tokens per request for the speed figures (default: perf.DEFAULT_OUTPUT_TOKENS)."""
+    objective: Objective = Objective.THROUGHPUT
+    ttft_s: float | None = None
+    """Target time to first token: layouts that meet it rank first."""
+    tpot_s: float | None = None
+    """Target time per output token: layouts that meet it rank first."""
 
     def __post_init__(self) -> None:
         if self.context is not None and self.context < 1:
             raise UsageError("must be at least 1", flag="--context", value=self.context)
         if self.concurrency < 1:
             raise UsageError("must be at least 1", flag="--concurrency", value=self.concurrency)
+        for flag, value in (("--input-tokens", self.input_tokens), ("--output-tokens", self.output_tokens)):
+            if value is not None and value < 1:
+                raise UsageError("must be at least 1", flag=flag, value=value)
+        asked = (self.input_tokens or 0) + (self.output_tokens or 0)
+        if self.context and asked > self.context:
+            raise UsageError(f"--input-tokens + --output-tokens ({asked}) exceed --context {self.context}; vLLM "
+                             "refuses such requests", flag="--input-tokens", value=self.input_tokens)
+
+    def speed_workload(self) -> SpeedWorkload:
+        """The requests the speed figures are for (defaults filled in)."""
+        return SpeedWorkload.make(concurrency=self.concurrency, context=self.context,
+                                  input_tokens=self.input_tokens, output_tokens=self.output_tokens)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -49,6 +71,8 @@ class Candidate:
     weight_bytes_per_gpu: tuple[int, ...]
     """Per GPU in rank order (TP innermost, then PP, then DP)."""
     memory: MemoryPlan | None = None
+    speed: Speed | None = None
+    """Predicted TTFT, TPOT and throughput (core/perf.py), for layouts whose KV cache holds a request."""
 
     @property
     def accepted(self) -> bool:
@@ -123,9 +147,11 @@ AWQ_FALLBACK = QuantSpec(method="awq", weight_bits=4, group_size=128, has_zero_p
 
 
 def make_plan(model: ModelSpec, cluster: Cluster, workload: Workload | None = None, engine: EngineArgs | None = None,
-              *, memory_model: MemoryModel, layouts: tuple[Layout, ...] | None = None) -> Plan:
-    """Every layout (or the given ones) with vLLM's verdict and memory, under the fitted `memory_model`
-    (`tpfit.make_plan` passes the bundled one)."""
+              *, memory_model: MemoryModel, layouts: tuple[Layout, ...] | None = None,
+              gpu_speed: GpuSpeed | None = None) -> Plan:
+    """Every layout (or the given ones) with vLLM's verdict, memory and speed, under the fitted `memory_model`
+    (`tpfit.make_plan` passes the bundled one) and `gpu_speed` (a calibration chosen at the edge; default the
+    spec sheet x perf.py's efficiencies)."""
     workload = workload or Workload()
     engine = engine or EngineArgs()
     if workload.context and engine.max_model_len is None:
@@ -135,6 +161,8 @@ def make_plan(model: ModelSpec, cluster: Cluster, workload: Workload | None = No
     is_moe = spec.is_moe
     layouts = layouts or enumerate_layouts(cluster.num_gpus, is_moe=is_moe)
     candidates = []
+    speed_work = workload.speed_workload()
+    speed_cache: dict = {}
     geometries: dict[int, KVGeometry] = {}  # the KV layout depends on TP only
     kv_bytes = kv_bytes_per_element(spec, engine)
     # DP replicas don't change a GPU's memory, except that MoE experts are split over TP x DP
@@ -143,7 +171,8 @@ def make_plan(model: ModelSpec, cluster: Cluster, workload: Workload | None = No
     for layout in layouts:
         violations = check_layout(spec, layout, cluster, engine)
         split = (layout.tp, layout.moe_parallel_size if is_moe else 1, layout.enable_expert_parallel)
-        key = (layout.pp, *split)
+        per_replica = -(-workload.concurrency // layout.dp)  # DP replicas share the requests out
+        key = (layout.pp, per_replica, *split)
         if key not in cache or (cache[key][1] is None and not violations):
             if split not in prefixes:
                 prefixes[split] = layer_prefix_bytes(spec, layout)
@@ -154,43 +183,48 @@ def make_plan(model: ModelSpec, cluster: Cluster, workload: Workload | None = No
                     geometries[layout.tp] = make_kv_geometry(spec, tp=layout.tp, kv_bytes=kv_bytes,
                                                              block_size=engine.block_size)
                 memory = make_memory_plan(spec, layout, cluster, engine, sem, memory_model=memory_model,
-                                          concurrency=workload.concurrency, stages=stages,
+                                          concurrency=per_replica, stages=stages,
                                           geometry=geometries[layout.tp])
                 if memory.verdict is Verdict.OVERFLOWS_AT_RUNTIME and engine.gpu_memory_utilization is None:
                     # the default budget leaves too little for what comes on top: plan the highest safe one
                     lower = make_memory_plan(spec, layout, cluster,
                                              replace(engine, gpu_memory_utilization=safe_utilization(memory)),
-                                             sem, memory_model=memory_model, concurrency=workload.concurrency,
+                                             sem, memory_model=memory_model, concurrency=per_replica,
                                              stages=stages, geometry=geometries[layout.tp])
                     if lower.verdict.serves:
                         memory = lower
             cache[key] = (stages, memory)
         stages, memory = cache[key]
         per_gpu = tuple(w for s in stages for w in (s.weight_bytes,) * layout.tp) * layout.dp
+        speed = None
+        if not violations and memory is not None and memory.kv_cache_tokens > 0 and cluster.gpu.vendor != "CPU":
+            gpu_speed = gpu_speed or make_gpu_speed(cluster.gpu)
+            speed = make_speed(spec, layout, memory, cluster, gpu_speed, speed_work, kv_bytes=kv_bytes,
+                               cache=speed_cache)
         candidates.append(Candidate(layout=layout, violations=violations, weight_bytes_per_gpu=per_gpu,
-                                    memory=None if violations else memory))
+                                    memory=None if violations else memory, speed=speed))
     params = total_param_count(spec)
     context = engine.max_model_len or spec.max_model_len
     thumb = RuleOfThumb(params=params, weights_bytes=params * model.dtype_bytes,
                         kv_bytes_at_context=context * GB // 1000)
     candidates = tuple(candidates)
-    recommended = pick_best(cluster, candidates)
+    recommended = pick_best(cluster, candidates, workload)
     fits = recommended is not None and candidates[recommended].memory.verdict is Verdict.STARTS
     # a layout refused by a rule is reported as such (recommend.summarize), not answered with a quantized model
     refused_by_rules = not any(c.accepted for c in candidates)
     fallback = None if fits or spec.quant is not None or refused_by_rules else _awq_fallback(
-        spec, cluster, workload, engine, memory_model, layouts)
+        spec, cluster, workload, engine, memory_model, layouts, gpu_speed)
     return Plan(model=spec, cluster=cluster, workload=workload, engine=engine, semantics=sem, candidates=candidates,
                 rule_of_thumb=thumb, recommended=recommended, fallback=fallback, notes=spec.notes)
 
 
 def _awq_fallback(spec: ModelSpec, cluster: Cluster, workload: Workload, engine: EngineArgs,
-                  memory_model: MemoryModel, layouts: tuple[Layout, ...]) -> Plan | None:
+                  memory_model: MemoryModel, layouts: tuple[Layout, ...], gpu_speed: GpuSpeed | None) -> Plan | None:
     """The model as an AWQ checkpoint, over the same layouts (the user's --tp/--pp/--dp hold); failing that,
     without CUDA graphs (their memory goes to the KV cache)."""
     for eng in (engine, replace(engine, enforce_eager=True)):
         alt = make_plan(replace(spec, quant=AWQ_FALLBACK), cluster, workload, eng, memory_model=memory_model,
-                        layouts=layouts)
+                        layouts=layouts, gpu_speed=gpu_speed)
         if alt.best is not None and alt.best.memory.verdict.serves and alt.best.memory.max_concurrency >= 1:
             return alt
     return None

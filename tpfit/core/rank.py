@@ -1,47 +1,51 @@
-"""Which accepted layout tpfit recommends: vLLM's verdict first, then its deployment conventions."""
+"""Which accepted layout tpfit recommends: vLLM's verdict first, then its deployment conventions, then the
+predicted speed by the workload's objective."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
 from tpfit.hardware.cluster import Cluster
+from tpfit.kinds import Objective
 
 if TYPE_CHECKING:
-    from tpfit.core.plan import Candidate
+    from tpfit.core.plan import Candidate, Workload
 
-PP_DISCOUNT = 0.8
-"""Weight of each extra pipeline stage when ranking by capacity (PP adds a bubble; TP keeps one step)."""
+SPEED_TIE = 0.05
+"""Predicted speeds within 5 % are a tie (bench/speed_accuracy.py ranks within this band): the simpler layout
+wins, fewer pipeline stages then less TP, i.e. replicas first, as vLLM's maintainers advise for models that fit."""
 
 
-def _score(cluster: Cluster, c: Candidate) -> tuple:
-    m = c.memory
+def _score(cluster: Cluster, c: Candidate, workload: Workload | None) -> tuple:
+    m, sp = c.memory, c.speed
     cross_node_tp = c.layout.tp > cluster.gpus_per_node
-    capacity = m.max_concurrency * c.layout.dp
-    # starts first; then no TP across nodes (vLLM: TP within a node, PP across nodes); then every GPU put to
-    # work; then the most concurrent requests, each extra pipeline stage discounted 20 % (it adds a bubble);
-    # then, among layouts that don't fit, the one closest to fitting
-    # Without NVLink between the GPUs, vLLM's docs prefer PP to TP: there the TP all-reduce is what costs
-    stages = c.layout.pp - 1 if has_nvlink(cluster) else (c.layout.tp > 1) * 1.0
-    return (m.verdict.rank, cross_node_tp, -c.layout.num_gpus,
-            -round(capacity * PP_DISCOUNT ** stages, 1), c.layout.pp, -m.worst.kv_cache_bytes)
+    # starts first; then no TP across nodes (vLLM: TP within a node, PP across nodes); then the layouts that meet
+    # the --ttft/--tpot targets; then the objective on the predicted speed (core/perf.py); then the fewest
+    # pipeline stages; among layouts that don't fit, the one closest to fitting
+    if sp is None or workload is None:
+        return (m.verdict.rank, cross_node_tp, 0, 0.0, c.layout.pp, -m.worst.kv_cache_bytes)
+    misses = (workload.ttft_s is not None and sp.ttft_s > workload.ttft_s) + \
+             (workload.tpot_s is not None and sp.tpot_s > workload.tpot_s)
+    key = -sp.total_output_tok_s if workload.objective is Objective.THROUGHPUT else sp.request_s
+    return (m.verdict.rank, cross_node_tp, misses, key, c.layout.pp, -m.worst.kv_cache_bytes)
 
 
-def has_nvlink(cluster: Cluster) -> bool:
-    """NVLink between the GPUs of a node: detected pairs when NVML read them, else the catalog's word."""
-    n = cluster.gpus_per_node
-    if cluster.source == "nvml":
-        return n == 1 or len(cluster.nvlink_pairs) >= n * (n - 1) // 2
-    return n == 1 or cluster.gpu.nvlink
-
-
-def rank_accepted(cluster: Cluster, candidates: tuple[Candidate, ...]) -> list[int]:
+def rank_accepted(cluster: Cluster, candidates: tuple[Candidate, ...], workload: Workload | None = None) -> list[int]:
     """Indices of the layouts that pass vLLM's rules, best first (whatever their memory verdict)."""
     return sorted((i for i, c in enumerate(candidates) if c.accepted and c.memory),
-                  key=lambda i: _score(cluster, candidates[i]))
+                  key=lambda i: _score(cluster, candidates[i], workload))
 
 
-def pick_best(cluster: Cluster, candidates: tuple[Candidate, ...]) -> int | None:
+def pick_best(cluster: Cluster, candidates: tuple[Candidate, ...], workload: Workload | None = None) -> int | None:
     """Index of the layout tpfit recommends, or None when none starts and keeps serving (every layout refused
-    by a rule, refused at start, or out of memory at its first requests): `Plan.best` is then None."""
-    ranked = [i for i in rank_accepted(cluster, candidates) if candidates[i].memory.verdict.serves]
-    return ranked[0] if ranked else None
+    by a rule, refused at start, or out of memory at its first requests): `Plan.best` is then None.
+
+    Among the best by the objective, predicted speeds within SPEED_TIE count as equal: the simpler layout wins."""
+    ranked = [i for i in rank_accepted(cluster, candidates, workload) if candidates[i].memory.verdict.serves]
+    if not ranked or candidates[ranked[0]].speed is None:
+        return ranked[0] if ranked else None
+    scores = {i: _score(cluster, candidates[i], workload) for i in ranked}
+    top = scores[ranked[0]]
+    tied = [i for i in ranked if scores[i][:3] == top[:3]
+            and abs(top[3]) / (1 + SPEED_TIE) <= abs(scores[i][3]) <= abs(top[3]) * (1 + SPEED_TIE)]
+    return min(tied, key=lambda i: (candidates[i].layout.pp, candidates[i].layout.tp, ranked.index(i)))

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tpfit.core.plan import Candidate, Plan
-from tpfit.core.rank import rank_accepted
-from tpfit.kinds import KvCacheDtype, ModelDtype, Verdict
+from tpfit.core.rank import SPEED_TIE, rank_accepted
+from tpfit.kinds import KvCacheDtype, ModelDtype, Objective, Verdict
 from tpfit.units import GIB, format_gib
 
 
@@ -56,7 +56,7 @@ def _rule_refusal(plan: Plan, head: str) -> str:
 def closest(plan: Plan) -> Candidate | None:
     """The recommended layout, or when none starts the accepted one nearest to starting (None if every
     layout broke a rule)."""
-    ranked = rank_accepted(plan.cluster, plan.candidates)
+    ranked = rank_accepted(plan.cluster, plan.candidates, plan.workload)
     return plan.best or (plan.candidates[ranked[0]] if ranked else None)
 
 
@@ -117,6 +117,54 @@ def _command(plan: Plan, c: Candidate) -> str:
         f.name != "--gpu-memory-utilization" or c.memory.gpu_memory_utilization != given))
 
 
+def _kind(lay) -> str:
+    """A layout in a word for the comparison line: DP=2, TP=2, PP=2, TP=2 PP=2, 1 GPU."""
+    parts = [f"{k}={v}" for k, v in (("TP", lay.tp), ("PP", lay.pp), ("DP", lay.dp)) if v > 1]
+    return (" ".join(parts) + (" EP" if lay.enable_expert_parallel else "")) if parts else "1 GPU"
+
+
+def _times(ratio: float) -> str:
+    return f"{ratio:.2f}×" if ratio < 1.1 else f"{ratio:.1f}×"
+
+
+def compare_speed(plan: Plan) -> str:
+    """Why the recommended layout wins, against the runner-up by the objective and the layout best at the other
+    measure: "DP=2: 1.3× the throughput of TP=2; TP=2 answers each request 1.5× faster"."""
+    best = plan.best
+    if best is None or best.speed is None:
+        return ""
+    others = [c for c in plan.accepted if c.speed is not None and c is not best
+              and c.memory.verdict is best.memory.verdict]
+    if not others:
+        return ""
+    b = best.speed
+    quick = min(others, key=lambda c: c.speed.request_s)
+    bulk = max(others, key=lambda c: c.speed.total_output_tok_s)
+    if plan.workload.objective is Objective.THROUGHPUT:
+        ratio = b.total_output_tok_s / bulk.speed.total_output_tok_s
+        line = (f"{_kind(best.layout)}: {_times(ratio)} the throughput of {_kind(bulk.layout)}" if ratio >= 1 else
+                f"{_kind(best.layout)}: within {SPEED_TIE:.0%} of {_kind(bulk.layout)}'s throughput, simpler")
+        if quick.speed.request_s * 1.05 < b.request_s:
+            line += f"; {_kind(quick.layout)} answers each request {_times(b.request_s / quick.speed.request_s)} faster"
+        return line
+    ratio = quick.speed.request_s / b.request_s
+    line = (f"{_kind(best.layout)}: answers each request {_times(ratio)} faster than {_kind(quick.layout)}"
+            if ratio >= 1 else f"{_kind(best.layout)}: within {SPEED_TIE:.0%} of {_kind(quick.layout)}'s latency, simpler")
+    if bulk.speed.total_output_tok_s > 1.05 * b.total_output_tok_s:
+        line += f"; {_kind(bulk.layout)} gives {_times(bulk.speed.total_output_tok_s / b.total_output_tok_s)} the throughput"
+    return line
+
+
+def _speed_clause(plan: Plan) -> str:
+    """"; about 3,850 output tok/s at 64 concurrent (TTFT 0.15 s, TPOT 16 ms; DP=2: 1.2× the throughput of TP=2)"."""
+    sp = plan.best.speed
+    if sp is None:
+        return ""
+    why = compare_speed(plan)
+    return (f"; about {sp.total_output_tok_s:,.0f} output tok/s at {sp.concurrency} concurrent (TTFT {sp.ttft_s:.2f} s, "
+            f"TPOT {sp.tpot_s * 1e3:.0f} ms{'; ' + why if why else ''})")
+
+
 def summarize(plan: Plan) -> str:
     """One line for the common question: does it fit, with which layout and flags."""
     name = plan.model.model_id.split("/")[-1]
@@ -128,7 +176,7 @@ def summarize(plan: Plan) -> str:
     if best is not None and best.memory.verdict is Verdict.STARTS:
         m = best.memory
         return (f"{head}: fits as {best.layout} with {m.max_concurrency:.1f} sequences of {ctx} tokens "
-                f"({m.kv_cache_tokens:,} KV tokens); use {_command(plan, best)}")
+                f"({m.kv_cache_tokens:,} KV tokens){_speed_clause(plan)}; use {_command(plan, best)}")
     dtype = "bf16" if plan.model.dtype == "bfloat16" else plan.model.dtype
     what = f"does not fit in {dtype}" if plan.model.quant is None else "does not fit"
     if best is not None and best.memory.verdict is Verdict.INSUFFICIENT_CONCURRENCY:

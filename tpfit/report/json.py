@@ -14,8 +14,14 @@ def candidate_to_dict(plan: Plan, c: Candidate) -> dict:
         "reasons": [v.to_dict() for v in c.violations],
         "weights_gib_per_gpu": weights_gib_per_gpu(c),
         "memory": c.memory.to_dict() if c.memory else None,
+        "speed": c.speed.to_dict() if c.speed else None,
         "flags": [f.to_dict() for f in make_flags(plan, c)] if c.memory else [],
     }
+
+
+def _speed_workload(plan: Plan) -> dict:
+    w = plan.workload.speed_workload()
+    return {"input_tokens": w.input_tokens, "output_tokens": w.output_tokens}
 
 
 def plan_to_dict(plan: Plan) -> dict:
@@ -40,7 +46,9 @@ def plan_to_dict(plan: Plan) -> dict:
         "cluster": plan.cluster.to_dict(),
         "engine": {**plan.engine.to_dict(), "cudagraphs_in_budget": plan.semantics.cudagraphs_in_budget,
                    "default_gpu_memory_utilization": plan.semantics.default_gpu_memory_utilization},
-        "workload": {"context": plan.workload.context, "concurrency": plan.workload.concurrency},
+        "workload": {"context": plan.workload.context, "concurrency": plan.workload.concurrency,
+                     "objective": plan.workload.objective.value, "ttft_s": plan.workload.ttft_s,
+                     "tpot_s": plan.workload.tpot_s, **_speed_workload(plan)},
         "rule_of_thumb": {
             "weights_gib": gib(thumb.weights_bytes),
             "weights_rule": "params x bytes per parameter",
