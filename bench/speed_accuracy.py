@@ -30,7 +30,8 @@ sys.path.insert(0, str(ROOT))
 from tpfit.core import perf  # noqa: E402
 from tpfit.core.engine import EngineArgs  # noqa: E402
 from tpfit.core.layout import Layout  # noqa: E402
-from tpfit.core.plan import Workload, make_plan  # noqa: E402
+from tpfit.core.rank import SPEED_TIE  # noqa: E402
+from tpfit import Workload, make_plan  # noqa: E402
 from tpfit.hardware.cluster import Cluster  # noqa: E402
 from tpfit.model.folder import load_folder  # noqa: E402
 
@@ -254,7 +255,9 @@ def ranking(pairs: list[tuple[Measured, perf.Speed]]) -> tuple[int, int, list[st
             continue
         total += 1
         best_measured = max(x[1] for x in members)
-        pick = max(members, key=lambda x: x[2])
+        # tpfit's own choice (core/rank.py): the most predicted throughput, ties within SPEED_TIE to the simpler
+        top = max(x[2] for x in members)
+        pick = min((x for x in members if x[2] * (1 + SPEED_TIE) >= top), key=lambda x: (x[0].layout.pp, x[0].layout.tp))
         good = pick[1] >= 0.95 * best_measured
         ok += good
         model, gpu, _, isl, osl, _, gpus, conc = key

@@ -332,8 +332,8 @@ def _layer_cost(layer: LayerSpec, spec: ModelSpec, unquantized: ModelSpec, layou
         expert_params = experts * 3 * inter * h
         # every token uses k experts of 3 x h x moe_inter parameters, spread over the MoE group's GPUs
         active = m.num_experts_per_tok * 3 * h * m.moe_intermediate_size // group
-    kv = attention_page_bytes_per_token(layer, spec, tp, kv_bytes) if layer.has_kv_cache else 0
-    heads = max(1, layer.num_attention_heads // tp) if layer.has_kv_cache else 0
+    kv = attention_page_bytes_per_token(layer, spec, tp, kv_bytes) if layer.attention.has_kv_cache else 0
+    heads = max(1, layer.num_attention_heads // tp) if layer.attention.has_kv_cache else 0
     head_dim = (spec.mla.qk_nope_head_dim + spec.mla.qk_rope_head_dim) if layer.attention == "mla" else layer.head_dim
     window = layer.window_tokens if layer.attention in ("sliding", "chunked") else 0
     return _LayerCost(dense_bytes=total - expert_bytes, expert_bytes=expert_bytes,

@@ -161,8 +161,10 @@ def _speed_clause(plan: Plan) -> str:
     if sp is None:
         return ""
     why = compare_speed(plan)
+    idle = plan.cluster.num_gpus - plan.best.layout.num_gpus
+    spare = f"; {idle} GPU{'s' if idle > 1 else ''} left free" if idle else ""
     return (f"; about {sp.total_output_tok_s:,.0f} output tok/s at {sp.concurrency} concurrent (TTFT {sp.ttft_s:.2f} s, "
-            f"TPOT {sp.tpot_s * 1e3:.0f} ms{'; ' + why if why else ''})")
+            f"TPOT {sp.tpot_s * 1e3:.0f} ms{'; ' + why if why else ''}{spare})")
 
 
 def summarize(plan: Plan) -> str:

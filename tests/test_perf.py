@@ -1,0 +1,160 @@
+"""The speed model (tpfit/core/perf.py): its shape, on real configs. Accuracy against real vLLM runs is
+measured in bench/speed_accuracy.py, not here."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import load_config
+from tpfit import EngineArgs, Workload, make_plan
+from tpfit.core.layout import Layout
+from tpfit.core.perf import SpeedWorkload, expert_coverage, link_kind, make_gpu_speed, make_speed
+from tpfit.core.recommend import summarize
+from tpfit.hardware.cluster import Cluster
+from tpfit.kinds import Bound, LinkKind, Objective
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _speeds(config: str, gpus: str, layout: Layout, concurrencies, *, isl=1024, osl=256, context=2048):
+    spec = load_config(config)
+    cluster = Cluster.parse(gpus)
+    out = []
+    for n in concurrencies:
+        plan = make_plan(spec, cluster, Workload(context=context, concurrency=n, input_tokens=isl, output_tokens=osl),
+                         EngineArgs(), layouts=(layout,))
+        out.append(plan.candidates[0])
+    return out
+
+
+def test_throughput_rises_and_tpot_worsens_with_concurrency_until_the_kv_cache_is_full():
+    # Llama-3.1-8B on one H100 holds ~ 450k KV tokens: about 350 requests of 1024 + 256 tokens
+    cands = _speeds("meta-llama--Llama-3.1-8B.json", "1xh100", Layout(), (1, 2, 4, 8, 16, 32, 64, 128, 256))
+    speeds = [c.speed for c in cands]
+    assert all(s.bound is not Bound.QUEUE for s in speeds)
+    for a, b in zip(speeds, speeds[1:]):
+        assert b.total_output_tok_s >= a.total_output_tok_s
+        assert b.tpot_s >= a.tpot_s
+    assert speeds[-1].total_output_tok_s > 20 * speeds[0].total_output_tok_s  # batching pays while memory-bound
+
+
+def test_beyond_the_kv_cache_requests_queue_and_throughput_stops_rising():
+    # 70B in bf16 on 2 H100s (TP=2) leaves ~ 12 GiB KV per GPU: a few dozen requests of 4096 + 512 tokens
+    cands = _speeds("meta-llama--Llama-3.1-70B.json", "2xh100", Layout(tp=2), (64, 512, 1024),
+                    isl=4096, osl=512, context=8192)
+    held, many, more = (c.speed for c in cands)
+    assert many.bound is Bound.QUEUE and more.bound is Bound.QUEUE
+    assert many.running_per_replica == more.running_per_replica < 512
+    assert more.total_output_tok_s == pytest.approx(many.total_output_tok_s, rel=1e-6)
+    assert more.ttft_s > 1.8 * many.ttft_s  # twice the queue ahead
+
+
+@pytest.mark.parametrize("tp", [2, 4])
+def test_pcie_without_p2p_never_beats_nvlink_at_the_same_tp(tp):
+    spec = load_config("meta-llama--Llama-3.1-70B.json")
+    nvlink = Cluster.parse(f"{tp}xh100")
+    pcie = replace(nvlink, gpu=replace(nvlink.gpu, nvlink=False, nvlink_bytes_per_s=0, p2p=False))
+    assert link_kind(nvlink, tp) is LinkKind.NVLINK and link_kind(pcie, tp) is LinkKind.PCIE_HOST
+    for conc in (1, 16, 64):
+        work = Workload(context=4096, concurrency=conc, input_tokens=2048, output_tokens=256)
+        a = make_plan(spec, nvlink, work, EngineArgs(), layouts=(Layout(tp=tp),)).candidates[0]
+        b = make_plan(spec, pcie, work, EngineArgs(), layouts=(Layout(tp=tp),)).candidates[0]
+        assert b.speed.tpot_s > a.speed.tpot_s and b.speed.ttft_s > a.speed.ttft_s
+        assert b.speed.total_output_tok_s < a.speed.total_output_tok_s
+        assert b.speed.step.communication_s > 3 * a.speed.step.communication_s
+
+
+def test_geforce_cards_have_no_peer_access_and_bridged_cards_go_over_pcie_when_described():
+    assert link_kind(Cluster.parse("2x4090"), 2) is LinkKind.PCIE_HOST
+    assert link_kind(Cluster.parse("4xl40s"), 4) is LinkKind.PCIE_P2P
+    assert link_kind(Cluster.parse("2x3090"), 2) is LinkKind.PCIE_HOST  # NVLink bridge: only when NVML saw it
+    assert link_kind(Cluster.parse("8xh200"), 8) is LinkKind.NVLINK
+    assert link_kind(Cluster.parse("2x8xh100"), 16) is LinkKind.NETWORK
+
+
+def test_replicas_vs_tensor_parallel_on_a_model_that_fits_one_gpu():
+    spec = load_config("meta-llama--Llama-3.1-8B.json")
+    cluster = Cluster.parse("2xh100")
+    layouts = (Layout(tp=2), Layout(dp=2), Layout(pp=2))
+    one = make_plan(spec, cluster, Workload(context=4096, concurrency=1, objective=Objective.LATENCY), EngineArgs(),
+                    layouts=layouts)
+    tp2, dp2, pp2 = (c.speed for c in one.candidates)
+    # one request: TP=2 reads half the weights per GPU each step, so it answers faster; DP and PP do not
+    assert tp2.tpot_s < 0.75 * dp2.tpot_s and tp2.tpot_s < pp2.tpot_s
+    assert one.best.layout == Layout(tp=2)
+    # many requests: replicas double what one GPU serves and need no all-reduce; tpfit recommends them
+    many = make_plan(spec, cluster, Workload(context=4096, concurrency=64), EngineArgs())
+    assert many.best.layout == Layout(dp=2)
+    single = make_plan(spec, Cluster.parse("1xh100"), Workload(context=4096, concurrency=32), EngineArgs()).best.speed
+    assert many.best.speed.total_output_tok_s == pytest.approx(2 * single.total_output_tok_s, rel=0.01)
+    assert many.best.speed.calibration.startswith("uncalibrated")
+
+
+def test_three_gpus_get_an_honest_answer():
+    # Qwen3-32B: 64 heads, so vLLM refuses TP=3; PP=3, DP=3 and TP=2 on two of the GPUs remain. Long prompts make
+    # it compute-bound: TP=2 serves as much as PP=3 (within 5 %) and leaves a GPU free, and the summary says so
+    plan = make_plan(load_config("Qwen--Qwen3-32B.json"), Cluster.parse("3xh100"),
+                     Workload(context=8192, concurrency=16), EngineArgs())
+    assert any(c.layout.tp == 3 and not c.accepted for c in plan.candidates)
+    best = plan.best
+    served = [c.speed.total_output_tok_s for c in plan.accepted if c.speed and c.memory.verdict is best.memory.verdict]
+    assert best.speed.total_output_tok_s * 1.05 >= max(served)
+    if best.layout.num_gpus < 3:
+        assert f"{3 - best.layout.num_gpus} GPU" in summarize(plan)
+    # one GPU per replica cannot hold 16 requests of 8192 tokens beside 61 GiB of weights: those layouts queue
+    assert all(c.speed.bound is Bound.QUEUE for c in plan.accepted if c.layout.tp == c.layout.pp == 1)
+
+
+def test_expert_coverage_is_the_chance_an_expert_is_picked():
+    assert expert_coverage(1, 128, 8) == pytest.approx(8 / 128)
+    assert expert_coverage(2, 128, 8) == pytest.approx(1 - (120 / 128) ** 2)
+    assert expert_coverage(200, 128, 8) > 0.999
+    assert expert_coverage(16, 64, 1) < expert_coverage(16, 64, 2)
+
+
+def test_moe_decode_reads_only_the_experts_the_batch_touches():
+    # Qwen3-30B-A3B: 128 experts, 8 per token; one request reads ~6 % of the expert weights, 64 read nearly all
+    spec = load_config("Qwen--Qwen3-30B-A3B.json")
+    cluster = Cluster.parse("1xh100")
+    plan = make_plan(spec, cluster, Workload(context=4096), EngineArgs(), layouts=(Layout(),))
+    memory = plan.candidates[0].memory
+    speed = make_gpu_speed(cluster.gpu)
+    steps = [make_speed(plan.model, Layout(), memory, cluster, speed,
+                        SpeedWorkload(input_tokens=16, output_tokens=4096, concurrency=n)).step for n in (1, 64)]
+    weights_s = sum(plan.candidates[0].weight_bytes_per_gpu) / speed.mem_bw_bytes_per_s
+    assert steps[0].memory_s < 0.25 * weights_s
+    assert steps[1].memory_s > 0.9 * weights_s
+
+
+def test_plan_json_carries_speed_for_every_served_layout():
+    import json
+
+    out = subprocess.run([sys.executable, "-m", "tpfit", "plan", "llama-3.1-8b", "--gpus", "2xH100", "--context",
+                          "4096", "--concurrency", "64", "--json"], cwd=ROOT, capture_output=True, text=True,
+                         timeout=120)
+    doc = json.loads(out.stdout)
+    assert doc["workload"]["objective"] == "throughput" and doc["workload"]["input_tokens"] == 4096 - 256
+    for c in doc["candidates"]:
+        if c["memory"] and c["memory"]["verdict"] in ("starts", "insufficient_concurrency"):
+            sp = c["speed"]
+            assert set(sp) >= {"ttft_s", "tpot_s", "request_output_tok_s", "total_output_tok_s", "concurrency",
+                               "input_tokens", "output_tokens", "bound", "calibration"}
+            assert sp["concurrency"] == 64 and sp["bound"] in {b.value for b in Bound}
+    best = doc["candidates"][doc["recommended"]]
+    assert best["layout"]["dp"] == 2 and "DP=2" in doc["summary"]
+
+
+@pytest.mark.parametrize("args,flag", [
+    (["--objective", "fastest"], "--objective"),
+    (["--context", "4096", "--input-tokens", "4000", "--output-tokens", "200"], "--input-tokens"),
+    (["--output-tokens", "0"], "--output-tokens"),
+])
+def test_bad_speed_options_name_the_flag(args, flag):
+    out = subprocess.run([sys.executable, "-m", "tpfit", "plan", "llama-3.1-8b", "--gpus", "2xH100", *args],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and flag in out.stderr and "Traceback" not in out.stderr
