@@ -170,9 +170,9 @@ def make_checked_spec(config: Any, *, model_id: str, source: str, sidecar: dict 
     """`check_config`, then `make_spec`; whatever the family builder still trips on becomes one SpecError line."""
     from tpfit.model.hf_config import make_spec
 
-    from tpfit.model.hf_config import SUPPORTED_MODEL_TYPES
+    from tpfit.model.families import find_family
 
-    if isinstance(config, dict) and config.get("model_type") not in SUPPORTED_MODEL_TYPES:
+    if isinstance(config, dict) and find_family(str(config.get("model_type", ""))) is None:
         return make_spec(config, model_id=model_id, sidecar=sidecar, source=spec_source or source)  # its refusal
     check_config(config, source=source)
     try:
