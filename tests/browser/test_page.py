@@ -295,6 +295,12 @@ def test_keyboard_labels_and_verdicts_in_words(browser, server):
         "return [...document.querySelectorAll('#layouts .tag')].map(t => [t.textContent, getComputedStyle(t).color])")
     assert all(re.match(r"[✓✗!] \w", words) for words, _ in verdicts)
     assert len({color for _, color in verdicts}) > 1  # colour and words
+    toggle = browser.find_element("id", "show-refused")
+    toggle.send_keys(Keys.SPACE)  # leave out the layouts vLLM refuses
+    shown = browser.execute_script(
+        "return [...document.querySelectorAll('#layouts tr[data-index]')].filter(r => !r.hidden).map(r => r.dataset.verdict)")
+    assert shown == [c["memory"]["verdict"] for c in plan["candidates"]
+                     if c["memory"] and c["memory"]["verdict"] != "refused_at_start"]
 
 
 def test_screenshots_desktop_and_narrow(browser, server, shots):

@@ -178,8 +178,12 @@
     $("status").textContent = "Planning…";
     try {
       const resp = await fetch("api/view?" + q.toString(), { signal: inflight.signal });
-      const body = await resp.json();
       clearErrors();
+      if (resp.status >= 500) {
+        showError({ error: `tpfit failed on these inputs (HTTP ${resp.status}, a bug: the terminal running \`tpfit ui\` shows the traceback)` });
+        return;
+      }
+      const body = await resp.json();
       if (!resp.ok) showError(body);
       else { $("status").textContent = ""; render(body); }
     } catch (e) {
@@ -379,7 +383,22 @@
         tbody.append(why);
       }
     });
+    const refused = plan.candidates.filter((c) => ["refused", "refused_at_start"].includes(verdictOf(c))).length;
+    $("show-refused-text").textContent = `Show the ${refused} layouts vLLM refuses`;
+    $("show-refused").checked = plan.candidates.length <= 16;  // a long list starts with what runs
+    $("show-refused").parentElement.hidden = refused === 0;
+    $("show-refused").onchange = showRefused;
     $("layouts").replaceChildren(el("caption", { class: "hint", style: "text-align:left", text: `${plan.candidates.length} layouts for ${plan.cluster.nodes} × ${plan.cluster.gpus_per_node} ${plan.cluster.gpu_name}` }), thead, tbody);
+    showRefused();
+  }
+
+  function showRefused() {
+    const on = $("show-refused").checked;
+    for (const tr of document.querySelectorAll("#layouts tr[data-index]")) {
+      const hide = !on && ["refused", "refused_at_start"].includes(tr.dataset.verdict);
+      tr.hidden = hide;
+      if (tr.nextElementSibling && tr.nextElementSibling.classList.contains("why-row")) tr.nextElementSibling.hidden = hide;
+    }
   }
 
   function renderFlags(c) {
