@@ -50,6 +50,8 @@ PLAN_CASES = [
                   "enforce_eager": "true"},
                  ["qwen3-30b-a3b", "--gpus", "2x4xL40S", "--context", "32768", "--kv-cache-dtype", "fp8",
                   "--enforce-eager"], id="moe-2-nodes-fp8-eager"),
+    pytest.param({"model": "llama-3.1-70b", "gpus": "2x3090", "context": "4096", "concurrency": "2"},
+                 ["llama-3.1-70b", "--gpus", "2x3090", "--context", "4096", "--concurrency", "2"], id="nothing-fits"),
 ]
 
 
@@ -60,6 +62,14 @@ def test_plan_endpoint_is_the_cli_json(client, query, args):
     assert page.status_code == 200
     assert cli.returncode in (0, 1), cli.stderr
     assert page.json() == json.loads(cli.stdout)
+
+
+def test_nothing_to_deploy_is_said_not_drawn(client):
+    view = client.get("/api/view", params=PLAN_CASES[2].values[0]).json()
+    cli = tpfit("deploy", *PLAN_CASES[2].values[1], "--format", "serve")
+    assert cli.returncode == 2  # 70B in bf16 does not fit two 24 GB cards: the page says so, with deploy's words
+    assert view["deploy"]["formats"] == {}
+    assert view["deploy"]["error"] and view["deploy"]["error"] in cli.stderr
 
 
 def test_view_carries_the_plan_its_arguments_and_deploy_files(client):

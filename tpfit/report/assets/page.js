@@ -17,15 +17,15 @@
   ];
   const VERDICTS = {
     starts: ["✓ starts", "v-starts", "ok"],
-    refused_at_start: ["✗ vLLM refuses it at start", "v-bad", "bad"],
-    overflows_at_runtime: ["! runs out of memory when serving", "v-bad", "bad"],
-    insufficient_concurrency: ["! starts, too few sequences", "v-warn", "warn"],
-    refused: ["✗ refused by vLLM's rules", "v-bad", "bad"],
-    none: ["✗ no layout vLLM accepts", "v-bad", "bad"],
+    refused_at_start: ["✗ refused at start", "v-bad", "bad"],
+    overflows_at_runtime: ["! out of memory serving", "v-bad", "bad"],
+    insufficient_concurrency: ["! too few sequences", "v-warn", "warn"],
+    refused: ["✗ refused by rules", "v-bad", "bad"],
+    none: ["✗ nothing starts", "v-bad", "bad"],
   };
   const SPEED_COLUMNS = [
-    ["ttft_s", "TTFT (ms)", 1000], ["tpot_s", "TPOT (ms)", 1000],
-    ["request_output_tok_s", "tok/s per request", 1], ["total_output_tok_s", "tok/s total", 1],
+    ["ttft_s", "TTFT ms", 1000], ["tpot_s", "TPOT ms", 1000],
+    ["request_output_tok_s", "tok/s each", 1], ["total_output_tok_s", "tok/s total", 1],
   ];
   const SPEED_LABELS = {
     ttft_s: "Time to first token", tpot_s: "Time per output token", request_output_tok_s: "Output tokens/s per request",
@@ -339,12 +339,12 @@
   function renderLayouts() {
     const plan = view.plan;
     const hasSpeed = plan.candidates.some((c) => c.speed);
-    const head = ["Layout", "Verdict", "KV tokens", "Max concurrency", "Weights / GPU (GiB)", "KV cache / GPU (GiB)", "Free / GPU (GiB)"];
+    const head = ["Layout", "Verdict", "KV tokens", "Max conc.", "Weights GiB/GPU", "KV cache GiB/GPU", "Free GiB/GPU"];
     const numeric = [false, false, true, true, true, true, true];
     const narrow = [false, false, false, false, true, true, true];  // left out on a phone; the bars show them
     if (hasSpeed) {
       for (const [, name] of SPEED_COLUMNS) { head.push(name); numeric.push(true); narrow.push(false); }
-      head.push("Bound by");
+      head.push("Bound");
       numeric.push(false);
       narrow.push(true);
     }
