@@ -7,6 +7,8 @@
     │   └── OfflineError(ConnectionError)
     ├── NvmlError(RuntimeError)       GPUs could not be detected
     └── ServerError(ConnectionError)  a vLLM server could not be reached, started or read
+        ├── ServerTimeout(TimeoutError)     it did not answer in time (stalled)
+        └── MetricsFormatError(ValueError)  its /metrics body is not Prometheus text
 """
 
 from __future__ import annotations
@@ -81,3 +83,11 @@ class ServerError(TpfitError, ConnectionError):
     def __init__(self, message: str, *, url: str | None = None) -> None:
         self.url = url
         super().__init__(message)
+
+
+class ServerTimeout(ServerError, TimeoutError):
+    """A server that did not answer in time: `http://.../metrics did not answer in time (ReadTimeout)`."""
+
+
+class MetricsFormatError(ServerError, ValueError):
+    """A /metrics body that is not Prometheus text: `not Prometheus text (ValueError: ...)`."""

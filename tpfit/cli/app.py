@@ -14,6 +14,7 @@ from tpfit.cli.options import (
     InputTokensOpt, JsonOpt, KvDtypeOpt, MaxModelLenOpt, ModelArg, ObjectiveOpt, OutputTokensOpt, PpOpt, QuantOpt,
     SeqsOpt, TpotOpt, TpOpt, TtftOpt, VersionOpt,
 )
+from tpfit.cli.monitoring import AlertLabelOpt, JobOpt, MonitoringOpt, ThresholdOpt
 from tpfit.errors import TpfitError, UsageError
 from tpfit.kinds import FindingStatus, KvCacheDtype, ModelDtype, Objective, Verdict
 from tpfit.vllm_facts import DEFAULT_CUDA, CudaBuild
@@ -145,7 +146,8 @@ def plan(
 @app.command()
 def deploy(
     model: Annotated[Optional[str], typer.Argument(help="As for `tpfit plan` (omit with --plan).")] = None,
-    fmt: Annotated[str, typer.Option("--format", "-f", help="serve, docker, compose, k8s, lws or ray.")] = "serve",
+    fmt: Annotated[str, typer.Option("--format", "-f", help="serve, docker, compose, k8s, lws, ray; alerts "
+                                     "(Prometheus rules) or grafana (dashboard JSON).")] = "serve",
     plan_file: Annotated[Optional[Path], typer.Option("--plan", help="A `tpfit plan --json` file to deploy.")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", help="Write the files into this folder.")] = None,
     cuda: Annotated[CudaBuild, typer.Option("--cuda", help="Image CUDA build (13.0: the -cu130 tag).")] = DEFAULT_CUDA,
@@ -167,13 +169,18 @@ def deploy(
     max_num_seqs: SeqsOpt = None,
     enforce_eager: EagerOpt = False,
     vllm_version: VersionOpt = None,
+    monitoring: MonitoringOpt = False,
+    job: JobOpt = None,
+    threshold: ThresholdOpt = None,
+    alert_label: AlertLabelOpt = None,
 ) -> None:
-    """Deployment files for the recommended layout: vllm serve, docker run, compose, Kubernetes, Ray."""
+    """Deployment files for the recommended layout: vllm serve, docker run, compose, Kubernetes, Ray; its
+    Prometheus alerting rules and Grafana dashboard."""
     import shlex
 
     from tpfit.deploy import checks
     from tpfit.deploy.common import deployment_from_plan_dict
-    from tpfit.deploy.render import FORMATS, render
+    from tpfit.deploy.render import FORMATS, MONITORED_FORMATS, MONITORING_FORMATS, render
     from tpfit.vllm_facts import cuda_for_driver
 
     if fmt not in FORMATS:
@@ -185,6 +192,9 @@ def deploy(
         checks.parse_driver(driver)
     if out is not None:
         checks.check_out_dir(out)
+    if monitoring and fmt not in MONITORED_FORMATS:
+        raise UsageError(f"--monitoring goes with --format {', '.join(MONITORED_FORMATS)} (for rules alone: "
+                         "--format alerts)", flag="--monitoring")
     if plan_file is not None:
         from tpfit.model.folder import read_json
 
@@ -218,7 +228,12 @@ def deploy(
         checks.check_gpu_ids(ids, d, text=gpu_ids)
     if fmt == "lws" and d.nodes == 1:
         typer.echo("note: a single-node plan; the LeaderWorkerSet has one pod per replica", err=True)
-    files = render(d, fmt)
+    watched = None
+    if monitoring or fmt in MONITORING_FORMATS:
+        from tpfit.cli.monitoring import make_monitoring
+
+        watched = make_monitoring(doc, d, job=job, threshold=threshold, alert_label=alert_label)
+    files = render(d, fmt, watched)
     if out is None:
         for name, text in files.items():
             if len(files) > 1:
@@ -275,11 +290,13 @@ def doctor(
 from tpfit.cli.check import check  # noqa: E402
 from tpfit.cli.ui import ui  # noqa: E402
 from tpfit.cli.verify import explain, verify  # noqa: E402
+from tpfit.cli.watch import watch  # noqa: E402
 
 app.command()(verify)
 app.command()(explain)
 app.command()(ui)
 app.command()(check)
+app.command()(watch)
 
 
 _BAD_CHOICE = re.compile(r"Invalid value for '(?P<flag>[^']+)'.*?: (?:Value error, )?'(?P<value>.*)' is not one of "

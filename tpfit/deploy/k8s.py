@@ -93,7 +93,7 @@ def leader_worker_set(d: Deployment) -> list[dict]:
             "leaderTemplate": pod("leader", leader_cmd, True), "workerTemplate": pod("worker", worker_cmd, False),
         }},
     }
-    service = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": f"{name}-leader"},
+    service = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": f"{name}-leader", "labels": {"app": name}},
                "spec": {"selector": {"leaderworkerset.sigs.k8s.io/name": name, "role": "leader"},
                         "ports": [{"name": "http", "port": d.port, "targetPort": d.port}]}}
     return [lws, service]

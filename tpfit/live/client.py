@@ -11,7 +11,7 @@ import json
 
 import httpx
 
-from tpfit.errors import ServerError
+from tpfit.errors import ServerError, ServerTimeout
 from tpfit.live.stream import CompletionStreams
 
 DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=5.0)
@@ -33,7 +33,7 @@ def _error(url: str, err: Exception, timeout: httpx.Timeout | None = None) -> Se
         return ServerError(f"cannot connect to {base}: is the vLLM server running there?", url=url)
     if isinstance(err, httpx.TimeoutException):
         seconds = f" within {timeout.read:g} s (--timeout)" if timeout is not None and timeout.read else " in time"
-        return ServerError(f"{url} did not answer{seconds}; is it a vLLM server that has finished starting?", url=url)
+        return ServerTimeout(f"{url} did not answer{seconds}; is it a vLLM server that has finished starting?", url=url)
     if isinstance(err, (httpx.RemoteProtocolError, httpx.LocalProtocolError)):
         return ServerError(f"{base} is not an HTTP server (it answered GET {path or '/'} with something else); check "
                            "the port", url=url)
@@ -90,13 +90,15 @@ class VllmClient:
         except (httpx.HTTPError, json.JSONDecodeError) as err:
             raise _error(self.base_url + path, err, self.timeout) from err
 
-    async def metrics_text(self) -> str:
+    async def metrics_text(self, *, timeout_s: float | None = None) -> str:
+        """The /metrics body; `timeout_s` bounds this one request (watch's stall detection)."""
         try:
-            r = await self._http.get("/metrics")
+            r = await self._http.get("/metrics", **({"timeout": timeout_s} if timeout_s else {}))
             r.raise_for_status()
             return r.text
         except httpx.HTTPError as err:
-            raise _error(self.base_url + "/metrics", err, self.timeout) from err
+            # a per-scrape timeout is the caller's own (watch's --scrape-timeout), not --timeout
+            raise _error(self.base_url + "/metrics", err, None if timeout_s else self.timeout) from err
 
     async def healthy(self) -> bool:
         try:

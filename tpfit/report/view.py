@@ -10,7 +10,8 @@ import shlex
 from collections.abc import Sequence
 
 from tpfit.deploy.common import deployment_from_plan_dict
-from tpfit.deploy.render import FORMATS, render
+from tpfit.deploy.monitoring import default_monitoring
+from tpfit.deploy.render import FORMATS, MONITORING_FORMATS, render
 from tpfit.errors import UsageError
 
 VIEW_SCHEMA_VERSION = 1
@@ -32,7 +33,7 @@ def deploy_files(plan: dict, *, deploy_args: Sequence[str] | None, model_path: s
             d = deployment_from_plan_dict(plan, command=command, model_path=model_path)
         except UsageError as err:
             return {"error": str(err).split(": ", 1)[-1], "formats": {}}
-        files[fmt] = render(d, fmt)
+        files[fmt] = render(d, fmt, default_monitoring(plan, d) if fmt in MONITORING_FORMATS else None)
     return {"error": None, "formats": files}
 
 
