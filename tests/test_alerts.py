@@ -332,6 +332,17 @@ def test_deploy_alerts_cli_writes_rules_with_the_runbook(tmp_path):
     assert "lower --max-num-seqs to 55" in rules["VllmPreemptions"]["annotations"]["runbook"]
 
 
+def test_the_plans_latency_targets_become_rules(tmp_path):
+    plan = tpfit("plan", "llama-3.1-8b", "--gpus", "1xh100", "--context", "8192", "--concurrency", "12",
+                 "--ttft", "1.5", "--tpot", "0.04", "--json")
+    (tmp_path / "plan.json").write_text(plan.stdout)
+    result = tpfit("deploy", "--plan", str(tmp_path / "plan.json"), "--format", "alerts")
+    assert result.returncode == 0, result.stderr
+    rules = {r["alert"]: r for r in yaml.safe_load(result.stdout)["groups"][0]["rules"]}
+    assert rules["VllmTtftAboveTarget"]["expr"].endswith("> 1.5")
+    assert rules["VllmInterTokenLatencyAboveTarget"]["expr"].endswith("> 0.04")
+
+
 @pytest.mark.parametrize("args,needle", [
     (["--format", "serve", "--monitoring"], "--monitoring"),
     (["--format", "alerts", "--alert-label", "bad label=x"], "--alert-label"),

@@ -9,7 +9,10 @@ from typing import Annotated, Optional
 import typer
 
 from tpfit.cli.monitoring import PlanFileOpt, ThresholdOpt, plan_document, plan_targets
-from tpfit.cli.options import ConcurrencyOpt, ContextOpt, DpOpt, GmuOpt, GpusOpt, PpOpt, TpOpt, VersionOpt
+from tpfit.cli.options import (
+    ConcurrencyOpt, ContextOpt, DpOpt, GmuOpt, GpusOpt, InputTokensOpt, OutputTokensOpt, PpOpt, TpotOpt, TpOpt,
+    TtftOpt, VersionOpt,
+)
 from tpfit.errors import UsageError
 
 def watch(
@@ -33,6 +36,10 @@ def watch(
     concurrency: ConcurrencyOpt = 1,
     gpu_memory_utilization: GmuOpt = None,
     vllm_version: VersionOpt = None,
+    input_tokens: InputTokensOpt = None,
+    output_tokens: OutputTokensOpt = None,
+    ttft: TtftOpt = None,
+    tpot: TpotOpt = None,
 ) -> None:
     """Watch running vLLM servers: KV cache usage and headroom, queue, preemptions, latency, tokens/s, each
     beside the plan's figure, with the fix when a threshold is crossed."""
@@ -49,7 +56,8 @@ def watch(
     doc = plan_document(plan_file, model, dict(
         gpus=gpus, tp=tp, pp=pp, dp=dp, enable_expert_parallel=None, context=context, concurrency=concurrency,
         max_model_len=None, gpu_memory_utilization=gpu_memory_utilization, kv_cache_dtype="auto", quantization=None,
-        dtype="auto", max_num_seqs=None, max_num_batched_tokens=None, enforce_eager=False, vllm_version=vllm_version))
+        dtype="auto", max_num_seqs=None, max_num_batched_tokens=None, enforce_eager=False, vllm_version=vllm_version,
+        input_tokens=input_tokens, output_tokens=output_tokens, ttft=ttft, tpot=tpot))
     targets = plan_targets(doc, "--plan" if plan_file else "MODEL")
 
     if as_json:

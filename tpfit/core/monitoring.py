@@ -107,7 +107,14 @@ class PlanTargets:
     data_parallel_size: int = 1
     vllm_version: str = "0.33.0"
     ttft_p99_s: float | None = None
+    """The plan's `--ttft` target, held against TTFT p99."""
     itl_p99_s: float | None = None
+    """The plan's `--tpot` target, held against inter-token latency p99."""
+    predicted_ttft_s: float | None = None
+    """The plan's predicted TTFT at its concurrency (its `speed` block), shown beside TTFT p50."""
+    predicted_tpot_s: float | None = None
+    predicted_output_tokens_per_s: float | None = None
+    """Predicted output tokens/s of the whole deployment at the planned concurrency."""
 
     @property
     def total_kv_cache_tokens(self) -> int:
@@ -125,9 +132,11 @@ class PlanTargets:
     @classmethod
     def from_plan_dict(cls, doc: dict, *, ttft_p99_s: float | None = None,
                        itl_p99_s: float | None = None) -> PlanTargets:
-        """From `tpfit plan --json` (its recommended layout). KeyError/TypeError when it is not one."""
+        """From `tpfit plan --json` (its recommended layout, its --ttft/--tpot targets and predicted speed).
+        KeyError/TypeError when it is not one."""
         best = doc["candidates"][doc["recommended"]]
-        mem, lay, cluster = best["memory"], best["layout"], doc["cluster"]
+        mem, lay, cluster, work = best["memory"], best["layout"], doc["cluster"], doc["workload"]
+        speed = best.get("speed") or {}
         nodes = f"{cluster['nodes']}x" if cluster["nodes"] > 1 else ""
         return cls(
             model_id=doc["model"]["id"], gpus=f"{nodes}{cluster['gpus_per_node']}x{cluster['gpu']}",
@@ -135,7 +144,10 @@ class PlanTargets:
             kv_cache_tokens=int(mem["kv_cache_tokens"]), num_gpu_blocks=int(mem["num_gpu_blocks"]),
             block_size=int(mem["block_size"]), max_concurrency=float(mem["max_concurrency"]),
             data_parallel_size=int(lay.get("dp", 1)), vllm_version=doc["engine"]["vllm_version"],
-            ttft_p99_s=ttft_p99_s, itl_p99_s=itl_p99_s,
+            ttft_p99_s=ttft_p99_s if ttft_p99_s is not None else work.get("ttft_s"),
+            itl_p99_s=itl_p99_s if itl_p99_s is not None else work.get("tpot_s"),
+            predicted_ttft_s=speed.get("ttft_s"), predicted_tpot_s=speed.get("tpot_s"),
+            predicted_output_tokens_per_s=speed.get("total_output_tok_s"),
         )
 
 
