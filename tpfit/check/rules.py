@@ -56,9 +56,14 @@ class Resolved:
     """The plan over every layout of the same GPUs, for a concrete fix."""
     gpus_given: int | None = None
     """GPUs the unit's server gets (container limit, or the cluster for a host command)."""
+    node_gpus: int | None = None
+    """GPUs per node of the machines the deployment targets (--gpus), when given."""
     host_driver: str | None = None
     without_eager: Plan | None = None
     """The same plan without --enforce-eager, when the unit sets it."""
+    longest_len: int | None = None
+    """The longest --max-model-len this layout's KV cache holds one request of (vLLM's estimate, up to the
+    model's maximum)."""
 
 
 def _f(kind: Kind, sev: Severity, unit: Unit, message: str, where: Where, *, vllm: str = "", fix: str = "",
@@ -105,11 +110,16 @@ def check_gpu_count(unit: Unit, r: Resolved) -> list[Finding]:
         return []
     edits = _gpu_count_edits(unit, per_node)
     if given < per_node:
+        fix = f"give the container {per_node} GPUs, or lower --tensor-parallel-size"
+        best = r.better.best if r.better is not None else None
+        if r.node_gpus is not None and r.node_gpus < per_node and best is not None:
+            # the nodes have no more GPUs to give: the layout has to shrink to the container's
+            edits = _layout_edits(unit, best.layout)
+            fix = f"the nodes have {r.node_gpus} GPUs: use {best.layout} (tpfit's plan for {given} GPUs)"
         return [_f(Kind.GPU_COUNT, Severity.ERROR, unit,
                    f"the layout {lay} needs {per_node} GPUs per node, the container gets {given}", unit.gpus_where,
                    vllm=f"World size ({lay.world_size}) is larger than the number of available GPUs ({given}) in "
-                        "this node.",
-                   fix=f"give the container {per_node} GPUs, or lower --tensor-parallel-size", edits=edits)]
+                        "this node.", fix=fix, edits=edits)]
     return [_f(Kind.GPU_COUNT, Severity.WARNING, unit,
                f"the container gets {given} GPUs, the layout {lay} uses {per_node}: {given - per_node} sit idle",
                unit.gpus_where, vllm="starts on the first GPUs; the others stay unused",
@@ -163,13 +173,14 @@ def check_layout_and_memory(unit: Unit, r: Resolved) -> list[Finding]:
                       vllm="torch.OutOfMemoryError: CUDA out of memory (at the first requests)",
                       fix=f"--gpu-memory-utilization {safe:g}",
                       edits=(Edit(op=Op.SET_FLAG, flag="--gpu-memory-utilization", value=f"{safe:g}", unit=unit),)))
-    else:
+    elif unit.runtime is not Runtime.SERVER:  # a server's own figure comes from check_server
         seqs = max(1, int(m.max_concurrency))
+        longest = r.longest_len or m.max_model_len_fit
         out.append(_f(Kind.CAPACITY, Severity.INFO, unit,
                       f"starts with {m.kv_cache_tokens:,} KV tokens: {m.max_concurrency:.2f} requests of "
-                      f"{m.max_model_len} tokens at once; the largest --max-model-len that fits is "
-                      f"{m.max_model_len_fit}, --max-num-seqs {seqs} keeps every request at full length in memory",
-                      len_where, vllm=f"GPU KV cache size: {m.kv_cache_tokens:,} tokens"))
+                      f"{m.max_model_len} tokens at once; up to --max-num-seqs {seqs} every request can reach that "
+                      f"length in memory; the longest --max-model-len these GPUs hold is {longest}",
+                      len_where, vllm=f"KV cache size: {m.kv_cache_tokens:,} tokens"))
     return out
 
 
@@ -253,7 +264,7 @@ def check_probes(unit: Unit, r: Resolved) -> list[Finding]:
     budget = guard.budget_s
     what = "startup probe" if startup else "liveness probe (no startup probe)"
     period = startup.period_s if startup else 10.0
-    fix_failures = int(-(-(warm + download) // period))
+    fix_failures = int(-(-(1.5 * (warm + download)) // period))  # half again: load speeds vary by storage
     edits: tuple[Edit, ...] = ()
     if unit.handle is not None:
         c = unit.handle[0]
@@ -303,7 +314,7 @@ def check_image(unit: Unit, r: Resolved) -> list[Finding]:
         have = parse_driver(r.host_driver)
         if have and have < need:
             out.append(_f(Kind.IMAGE, Severity.ERROR, unit,
-                          f"{unit.image} is built for CUDA {cuda}, which needs driver >= {'.'.join(map(str, need))}; "
+                          f"{unit.image} is built for CUDA {cuda}, which needs driver >= {need[0]}.{need[1]:02d}.{need[2]:02d}; "
                           f"this host runs {r.host_driver}", unit.image_where,
                           vllm="RuntimeError: The NVIDIA driver on your system is too old",
                           fix="use an image built for this driver's CUDA (without -cu130), or upgrade the driver"))
@@ -394,6 +405,24 @@ def check_engine_flags(unit: Unit, r: Resolved) -> list[Finding]:
             out.append(_f(Kind.ENFORCE_EAGER, Severity.INFO, unit,
                           "--enforce-eager is needed: CUDA graphs would not fit beside this KV cache", eager.where))
     return out
+
+
+def check_server(unit: Unit, r: Resolved) -> list[Finding]:
+    """A running server: the KV cache it reports, beside what vLLM's arithmetic gives for the same flags."""
+    if unit.runtime is not Runtime.SERVER or unit.handle is None:
+        return []
+    facts = unit.handle
+    if not facts.kv_cache_tokens:
+        return []
+    said = (f"the server holds {facts.kv_cache_tokens:,} KV tokens"
+            + (f": {facts.max_concurrency:.2f} requests of {facts.max_model_len} tokens" if facts.max_concurrency
+               else ""))
+    m = r.plan.candidates[0].memory if r.plan is not None else None
+    if m is not None and m.kv_cache_tokens:
+        err = (m.kv_cache_tokens - facts.kv_cache_tokens) / facts.kv_cache_tokens * 100
+        said += f"; tpfit predicts {m.kv_cache_tokens:,} for these flags ({err:+.1f} %)"
+    return [_f(Kind.CAPACITY, Severity.INFO, unit, said, unit.where,
+               vllm=f"KV cache size: {facts.kv_cache_tokens:,} tokens")]
 
 
 def check_shared_gpus(units: list[Unit], resolved: list[Resolved]) -> list[Finding]:

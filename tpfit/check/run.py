@@ -10,7 +10,7 @@ from typing import Callable
 from tpfit.check.findings import Finding, Kind, Severity
 from tpfit.check.rules import (
     Resolved, check_engine_flags, check_flags, check_gpu_count, check_hf_cache, check_image, check_layout_and_memory,
-    check_probes, check_secrets, check_shared_gpus, check_shared_memory,
+    check_probes, check_secrets, check_server, check_shared_gpus, check_shared_memory,
 )
 from tpfit.core.engine import EngineArgs
 from tpfit.kinds import KvCacheDtype, ModelDtype
@@ -23,6 +23,7 @@ from tpfit.deployment.flags import flag_table
 from tpfit.errors import TpfitError
 from tpfit.hardware.catalog import find_gpu, find_gpu_by_nvml_name
 from tpfit.hardware.cluster import Cluster
+from tpfit.units import parse_size
 
 _HUMAN_INT = re.compile(r"^(\d+(?:\.\d+)?)([kKmMgG]?)$")
 
@@ -79,6 +80,7 @@ def engine_from_flags(unit: Unit, version: str) -> tuple[EngineArgs | None, Layo
         max_num_batched_tokens=value("--max-num-batched-tokens", human_int, "an int"),
         enforce_eager=cmd.get("--enforce-eager") is not None and cmd.get("--no-enforce-eager") is None,
         block_size=value("--block-size", int, "an int"),
+        kv_cache_memory_bytes=value("--kv-cache-memory-bytes", parse_size, "a size"),
     )
     kv = cmd.get("--kv-cache-dtype")
     if kv is not None and kv.value in set(KvCacheDtype):
@@ -131,13 +133,24 @@ def cluster_for(unit: Unit, given: Cluster | None) -> Cluster | None:
                    nvlink_pairs=given.nvlink_pairs if free else frozenset(), source=given.source if given else "label")
 
 
+def intended(unit: Unit, table) -> Unit:
+    """The unit as its author meant it: a misspelled flag no release has read as its nearest real flag
+    (`--max-model-length 16384` -> `--max-model-len 16384`), so the other checks judge the intended value."""
+    args = []
+    for a in unit.command.args:
+        near = table.closest(a.name) if not table.has(a.name) and table.releases_with(a.name) is None else None
+        args.append(replace(a, name=near) if near else a)
+    return replace(unit, command=replace(unit.command, args=tuple(args)))
+
+
 def resolve(unit: Unit, given: Cluster | None, load: Callable, host_driver: str | None,
             memory_model) -> tuple[Resolved, list[Finding]]:
     version = image_version(unit.image) or CURRENT_VLLM_VERSION
     table = flag_table(version)
-    engine, layout, bad = engine_from_flags(unit, version)
+    engine, layout, bad = engine_from_flags(intended(unit, table), version)
     notes: list[Finding] = list(bad)
-    r = Resolved(table=table, engine=engine, layout=layout, gpus_given=unit.gpus, host_driver=host_driver)
+    r = Resolved(table=table, engine=engine, layout=layout, gpus_given=unit.gpus, host_driver=host_driver,
+                 node_gpus=given.gpus_per_node if given is not None and given.source != "cpu" else None)
     if engine is None or unit.command.get("--headless") is not None:
         return r, notes
     model = unit.command.model
@@ -163,11 +176,18 @@ def resolve(unit: Unit, given: Cluster | None, load: Callable, host_driver: str 
             if plan.candidates[0].violations else None
         eager = make_plan(spec, cluster, Workload(concurrency=1), replace(engine, enforce_eager=False),
                           layouts=(layout,), memory_model=memory_model) if engine.enforce_eager else None
+        memory = plan.candidates[0].memory
+        longest = None
+        if memory is not None and memory.max_model_len_fit >= memory.max_model_len:
+            # vLLM's "estimated maximum model length" is capped at the configured length: ask at the model's own
+            at_max = make_plan(spec, cluster, Workload(concurrency=1), replace(engine, max_model_len=None),
+                               layouts=(layout,), memory_model=memory_model).candidates[0].memory
+            longest = at_max.max_model_len_fit if at_max is not None else None
     except (TpfitError, ValueError) as err:
         notes.append(Finding(kind=Kind.NOT_CHECKED, severity=Severity.INFO, unit=unit.name, where=unit.where,
                              message=f"layout and memory not checked: {err}"))
         return r, notes
-    return replace(r, plan=plan, better=better, without_eager=eager), notes
+    return replace(r, plan=plan, better=better, without_eager=eager, longest_len=longest), notes
 
 
 def check_deployment(dep: DeploymentFile, *, gpus: Cluster | None = None, load: Callable | None = None,
@@ -194,6 +214,7 @@ def check_deployment(dep: DeploymentFile, *, gpus: Cluster | None = None, load: 
         findings += check_secrets(unit)
         findings += check_hf_cache(unit)
         findings += check_engine_flags(unit, r)
+        findings += check_server(unit, r)
     findings += check_shared_gpus(list(dep.units), resolved)
     order = {Severity.ERROR: 0, Severity.WARNING: 1, Severity.INFO: 2}
     findings.sort(key=lambda f: (f.where.line, order[f.severity]))

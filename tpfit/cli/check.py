@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from tpfit.cli.options import GpusOpt
+from tpfit.cli.options import DtypeOpt, GpusOpt, PpOpt, TpOpt
 from tpfit.errors import NvmlError, UsageError
 
 FORMATS = ("text", "json", "sarif")
@@ -36,12 +36,41 @@ def _fixed_path(file: str, in_place: bool) -> Path | None:
     return path if in_place else path.with_name(f"{path.stem}.fixed{path.suffix}")
 
 
+def _server(url: str, log: Optional[Path], tp: Optional[int], pp: Optional[int], dtype: str):
+    import asyncio
+
+    from tpfit.deployment.read_server import server_deployment
+    from tpfit.live.client import VllmClient
+    from tpfit.live.server_facts import read_server_facts
+
+    log_text = None
+    if log is not None:
+        try:
+            log_text = log.read_text(errors="replace")
+        except OSError as err:
+            raise UsageError(f"cannot read it ({err.strerror})", flag="--log", value=str(log)) from None
+
+    async def read():
+        async with VllmClient(url) as client:
+            return await read_server_facts(client, log_text=log_text)
+
+    facts = asyncio.run(read())
+    return server_deployment(facts, tp=tp, pp=pp, dtype=dtype), facts
+
+
 def check(
-    file: Annotated[str, typer.Argument(help="A shell script or command line, a compose file or Kubernetes "
-                                              "manifests; - reads stdin.")],
+    file: Annotated[Optional[str], typer.Argument(help="A shell script or command line, a compose file or "
+                                                       "Kubernetes manifests; - reads stdin.")] = None,
+    url: Annotated[Optional[str], typer.Option("--url", help="Check a running vLLM server instead of a file.")] = None,
+    log: Annotated[Optional[Path], typer.Option("--log", help="With --url: the server's start-up log.")] = None,
+    tp: TpOpt = None,
+    pp: PpOpt = None,
+    dtype: DtypeOpt = "auto",
     gpus: GpusOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the findings as JSON.")] = False,
     fmt: Annotated[str, typer.Option("--format", help="text, json or sarif (SARIF 2.1.0 for code scanning).")] = "text",
+    driver: Annotated[Optional[str], typer.Option("--driver", help="The host's NVIDIA driver (e.g. 570.133.20): "
+                                                  "checks the image's CUDA build against it.")] = None,
     fix: Annotated[bool, typer.Option("--fix", help="Write the corrected file beside FILE (NAME.fixed.EXT).")] = False,
     in_place: Annotated[bool, typer.Option("--in-place", help="With --fix: overwrite FILE itself.")] = False,
 ) -> None:
@@ -59,7 +88,15 @@ def check(
     if in_place and not fix:
         raise UsageError("--in-place only goes with --fix", flag="--in-place")
     fmt = "json" if as_json else fmt
-    dep = read_deployment(_read(file), "stdin" if file == "-" else file)
+    if (file is None) == (url is None):
+        raise UsageError("give FILE (or - for stdin) or --url, not both", flag="FILE")
+    if url is not None and fix:
+        raise UsageError("a running server has no file to fix", flag="--fix")
+    facts = None
+    if url is not None:
+        dep, facts = _server(url, log, tp, pp, getattr(dtype, "value", dtype))
+    else:
+        dep = read_deployment(_read(file), "stdin" if file == "-" else file)
     cluster = None
     if gpus is not None:
         from tpfit.hardware.cluster import Cluster
@@ -72,7 +109,19 @@ def check(
             cluster = detect_cluster()
         except (NvmlError, ImportError):
             cluster = None  # the manifest's node labels, else "GPUs unknown" findings say to give --gpus
-    report = check_deployment(dep, gpus=cluster)
+    if cluster is None and facts is not None and facts.kv_cache_memory_bytes:
+        from tpfit.hardware.cluster import Cluster
+        from tpfit.units import GIB
+
+        # a server whose KV cache is set in bytes (the CPU build): its size does not depend on the device memory
+        cluster = Cluster.cpu(64 * GIB, workers=(tp or 1) * (pp or 1))
+    if driver is not None:
+        from tpfit.vllm_facts import parse_driver
+
+        if not parse_driver(driver):
+            raise UsageError("use a driver version such as 570.133.20 (nvidia-smi prints it)", flag="--driver",
+                             value=driver)
+    report = check_deployment(dep, gpus=cluster, host_driver=driver)
     if fmt == "json":
         typer.echo(json.dumps(report_dict(report), indent=1))
     elif fmt == "sarif":
