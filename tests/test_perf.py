@@ -158,3 +158,24 @@ def test_bad_speed_options_name_the_flag(args, flag):
     out = subprocess.run([sys.executable, "-m", "tpfit", "plan", "llama-3.1-8b", "--gpus", "2xH100", *args],
                          cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 2 and flag in out.stderr and "Traceback" not in out.stderr
+
+
+def test_one_request_keeps_one_replica_busy():
+    spec = load_config("meta-llama--Llama-3.1-8B.json")
+    plan = make_plan(spec, Cluster.parse("2xh100"), Workload(context=4096, concurrency=1), EngineArgs(),
+                     layouts=(Layout(), Layout(dp=2)))
+    one, two = (c.speed for c in plan.candidates)
+    assert two.total_output_tok_s == pytest.approx(one.total_output_tok_s, rel=1e-6)
+
+
+def test_speed_command_prints_layouts_by_concurrency():
+    out = subprocess.run([sys.executable, "-m", "tpfit", "speed", "llama-3.1-8b", "--gpus", "2xH100", "--context",
+                          "4096", "--concurrency", "1,64"], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                         env={"COLUMNS": "160", "PATH": "/usr/bin:/bin"})
+    assert out.returncode == 0, out.stderr
+    lines = [line for line in out.stdout.splitlines() if "TP" in line and "│" in line]
+    assert {line.split("│")[1].strip() for line in lines} == {"TP1 PP1", "TP1 PP1 DP2", "TP1 PP2", "TP2 PP1"}
+    assert sum(line.count("★") for line in lines) == 2  # one recommendation per concurrency
+    bad = subprocess.run([sys.executable, "-m", "tpfit", "speed", "llama-3.1-8b", "--gpus", "2xH100",
+                          "--concurrency", "0,4"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "--concurrency" in bad.stderr

@@ -288,6 +288,7 @@ def doctor(
 
 
 from tpfit.cli.check import check  # noqa: E402
+from tpfit.cli.speed import speed  # noqa: E402
 from tpfit.cli.ui import ui  # noqa: E402
 from tpfit.cli.verify import explain, verify  # noqa: E402
 from tpfit.cli.watch import watch  # noqa: E402
@@ -297,6 +298,7 @@ app.command()(explain)
 app.command()(ui)
 app.command()(check)
 app.command()(watch)
+app.command()(speed)
 
 
 _BAD_CHOICE = re.compile(r"Invalid value for '(?P<flag>[^']+)'.*?: (?:Value error, )?'(?P<value>.*)' is not one of "

@@ -490,7 +490,8 @@ def make_speed(spec: ModelSpec, layout: Layout, memory: MemoryPlan, cluster: Clu
         waiting_s = (per_replica / running - 1) * request_s
         ttft += waiting_s
         bound = Bound.QUEUE
-    total = layout.dp * running * osl / request_s
+    # replicas serve at most `concurrency` requests between them: one request keeps one replica busy
+    total = min(workload.concurrency, layout.dp * running) * osl / request_s
     return Speed(ttft_s=ttft, tpot_s=tpot, request_output_tok_s=1 / tpot, total_output_tok_s=total,
                  concurrency=workload.concurrency, running_per_replica=running, input_tokens=isl, output_tokens=osl,
                  bound=bound, step=terms, calibration=speed.calibration)
