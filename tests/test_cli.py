@@ -150,6 +150,14 @@ def test_readme_plan_example_matches():
     assert json.loads(result.stdout)["summary"] == " ".join(block.split())
 
 
+@pytest.mark.parametrize("gpus", ["2xH100", "4xL40S"])
+def test_readme_speed_examples_match(gpus):
+    text = (ROOT / "README.md").read_text()
+    block = text.split(f"$ tpfit plan llama-3.1-8b --gpus {gpus} --context 4096 --concurrency 64\n", 1)[1]
+    result = tpfit("plan", "llama-3.1-8b", "--gpus", gpus, "--context", "4096", "--concurrency", "64", "--json")
+    assert json.loads(result.stdout)["summary"] == " ".join(block.split("```")[0].split())
+
+
 @pytest.mark.parametrize("args,code,needle", [
     (["verify"], 2, "--url"),
     (["verify", "--url", "http://127.0.0.1:9", "--launch"], 2, "exactly one of --url URL or --launch"),

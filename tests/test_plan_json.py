@@ -47,10 +47,10 @@ def test_terminal_report_names_the_recommendation():
 
 
 def test_ranking_avoids_tp_without_nvlink_and_uses_it_for_latency_with_nvlink():
-    # vLLM docs: on GPUs without NVLink (e.g. L40S) prefer pipeline parallelism or replicas to tensor parallelism;
-    # with NVLink, TP=2 answers one request faster than one GPU can
+    # vLLM docs: on GPUs without NVLink (e.g. L40S) prefer pipeline parallelism or replicas to tensor parallelism
+    # for throughput; with NVLink, TP=2 answers one request faster than one GPU can
     spec = load_config("meta-llama--Llama-3.1-8B.json")
-    pcie = make_plan(spec, Cluster.parse("2xl40s"), Workload(context=8192), EngineArgs())
+    pcie = make_plan(spec, Cluster.parse("2xl40s"), Workload(context=2048, concurrency=128), EngineArgs())
     latency = Workload(context=8192, concurrency=1, objective=Objective.LATENCY)
     nvlink = make_plan(spec, Cluster.parse("2xh100"), latency, EngineArgs())
     assert pcie.best.layout.tp == 1

@@ -31,26 +31,27 @@ if TYPE_CHECKING:
     from tpfit.hardware.cluster import Cluster
 
 # --- default efficiencies (spec sheet x these, where no calibration was measured) -------------------------
-# Fitted by `python bench/speed_accuracy.py --fit` on the fit split it names (H100 rows of AIConfigurator's
-# silicon_sample.csv, vLLM 0.12-0.18); reported on the other rows. Rounded to 2 digits.
-MEM_BW_EFFICIENCY = 0.72
+# Fitted by `python bench/speed_accuracy.py --fit` on the fit split it names (half of the real vLLM 0.12-0.19
+# serving rows published with NVIDIA's AIConfigurator, calibration/aiconfigurator-silicon: H100, H200, B200;
+# dense, FP8, MoE); accuracy is reported on the other half. Rounded to 2 digits.
+MEM_BW_EFFICIENCY = 0.65
 """Decode: achieved bytes/s over the spec-sheet HBM bandwidth (GEMV-like weight reads + paged-KV reads)."""
-GEMM_EFFICIENCY = 0.62
+GEMM_EFFICIENCY = 0.56
 """Prefill: achieved FLOP/s over the spec-sheet dense bf16/fp8 tensor-core peak (large GEMMs)."""
-STEP_OVERHEAD_S = 0.0012
+STEP_OVERHEAD_S = 0.00054
 """Per engine step: scheduling, input preparation, sampling, CUDA-graph launch, output processing (s)."""
-STEP_OVERHEAD_PER_RANK_S = 0.00026
+STEP_OVERHEAD_PER_RANK_S = 0.00024
 """Per step and per extra GPU of one engine: vLLM's multiprocess executor broadcasts each step to every rank (s)."""
 UNKNOWN_PEAK_FLOPS_PER_BYTE = 76
 """Where the catalog lacks a bf16 peak: FLOPs per byte of memory bandwidth of a like card (RTX 3090: 71 TFLOPS / 936 GB/s)."""
-REQUEST_OVERHEAD_S = 0.036
+REQUEST_OVERHEAD_S = 0.025
 """Per request, outside the engine steps: HTTP, tokenisation, scheduling wait, first-token detokenisation (s)."""
 PROMPT_WAVES = 6.5
 """Waves of `concurrency` requests a measured run holds (a benchmark sends a few times its concurrency);
 the first wave's prompts queue behind each other, later ones barely do (see make_speed)."""
-MOE_GEMM_EFFICIENCY = 1.0
+MOE_GEMM_EFFICIENCY = 0.2
 """Routed-expert FLOPs run in grouped (fused-MoE) GEMMs at this fraction of the dense GEMM rate."""
-MOE_BW_EFFICIENCY = 1.0
+MOE_BW_EFFICIENCY = 0.86
 """Routed-expert weights are read by fused-MoE kernels at this fraction of the dense decode bandwidth."""
 
 # --- links (uncalibrated): time(n bytes) = latency_s + n / bytes_per_s for one all-reduce --------------------
@@ -128,8 +129,8 @@ class GpuSpeed:
 
 MODEL_OF_MICROBENCH = 0.85
 """A whole model step reaches this fraction of a calibration's micro-benchmarks (a large copy, one GEMM shape):
-the fitted MEM_BW_EFFICIENCY / GEMM_EFFICIENCY (0.72, 0.62 of spec) over what such benchmarks reach on
-H100 (~0.85 and ~0.75 of spec). An estimate until built-in calibrations and real runs pin it."""
+the fitted MEM_BW_EFFICIENCY / GEMM_EFFICIENCY (0.65, 0.56 of spec) over what such benchmarks reach on
+H100 (~0.8 and ~0.7 of spec). An estimate until built-in calibrations and real runs pin it."""
 
 
 def make_gpu_speed(gpu: GpuSpec, calibration=None) -> GpuSpeed:
@@ -464,10 +465,12 @@ def make_speed(spec: ModelSpec, layout: Layout, memory: MemoryPlan, cluster: Clu
     # steady state: every running request needs one prompt per `osl` steps, so running / osl prompts arrive per
     # step; each is cut into chunks of the token budget. A fraction `with_prompt` of the steps carries prompt
     # tokens (compute-heavy, and touching more experts), the rest decode only: TPOT is the mean step.
-    chunk = max(budget - running, 1)
-    prompts_per_step = running / osl
+    # With PP each of the `micro` batches in flight is its own scheduler step, with its own prompts.
+    micro = max(1, min(layout.pp, running))
+    chunk = max(budget - running // micro, 1)
+    prompts_per_step = running / micro / osl
     with_prompt = min(1.0, prompts_per_step * -(-isl // chunk))
-    prompt_tokens = prompts_per_step * isl / with_prompt
+    prompt_tokens = micro * prompts_per_step * isl / with_prompt  # over the micro-batches of one round
     decode_step = step(running, 0.0)
     mixed = step(running, prompt_tokens)
     tpot = (1 - with_prompt) * decode_step.total_s + with_prompt * mixed.total_s
@@ -480,7 +483,7 @@ def make_speed(spec: ModelSpec, layout: Layout, memory: MemoryPlan, cluster: Clu
     chunk = max(budget - (running - 1), 1)
     own = sum(step(running - 1, min(chunk, isl - i * chunk)).total_s for i in range(-(-isl // chunk)))
     full = step(0.0, float(budget)).total_s  # a step of prompts only, at the whole budget
-    wave_s = (running - 1) / 2 * isl * full / budget
+    wave_s = (running - 1) / 2 * isl * full / budget / micro  # PP stages work on `micro` prompts at once
     ttft = REQUEST_OVERHEAD_S + (tpot / 2 if running > 1 else 0.0) + wave_s / PROMPT_WAVES + own
 
     request_s = ttft + (osl - 1) * tpot
