@@ -1,7 +1,7 @@
 """NVIDIA AIConfigurator's own estimate for each row of calibration/aiconfigurator-silicon/rows.csv, so
 bench/speed_accuracy.py can print it beside tpfit's.
 
-    /path/to/venv-with-aiconfigurator/bin/python bench/aic_estimates.py [--stride N]
+    /path/to/venv-with-aiconfigurator/bin/python bench/aic_estimates.py [--stride N] [--out FILE]
 
 Needs `pip install aiconfigurator` (not a tpfit dependency; run it in its own venv). Writes
 calibration/aiconfigurator-silicon/aic_estimates.csv: row id, AIC version, TTFT ms, TPOT ms, or the error.
@@ -31,9 +31,10 @@ def main() -> int:
     # every Nth row (each estimate takes seconds of CPU: --stride 4 keeps a quarter, spread over all models)
     stride = int(sys.argv[sys.argv.index("--stride") + 1]) if "--stride" in sys.argv else 1
     rows = list(csv.DictReader(ROWS.open()))[::stride]
-    done = {r["id"] for r in csv.DictReader(OUT.open())} if OUT.exists() else set()
-    new = not OUT.exists()
-    with OUT.open("a", newline="") as f:
+    out = Path(sys.argv[sys.argv.index("--out") + 1]) if "--out" in sys.argv else OUT
+    done = {r["id"] for r in csv.DictReader(out.open())} if out.exists() else set()
+    new = not out.exists()
+    with out.open("a", newline="") as f:
         w = csv.writer(f)
         if new:
             w.writerow(["id", "aiconfigurator_version", "ttft_ms", "tpot_ms", "error"])
