@@ -20,6 +20,7 @@ from tpfit import Workload, make_plan
 from tpfit.deploy.common import Deployment, deployment_from_plan_dict
 from tpfit.deploy.render import FORMATS, render
 from tpfit.hardware.cluster import Cluster
+from tpfit.live.launch import free_port
 from tpfit.model.catalog import find_in_catalog
 from tpfit.report.json import plan_to_dict
 from tpfit.vllm_facts import cuda_for_driver, image_for
@@ -121,13 +122,15 @@ def test_multi_node_ray_lws_and_nnodes(tmp_path):
     files = render(d, "ray")
     script = files["ray-cluster.sh"]
     assert subprocess.run(["bash", "-n"], input=script.encode()).returncode == 0
-    serve_line = next(l for l in script.splitlines() if "docker exec" in l).split("echo ", 1)[1]
-    argv = shlex.split(shlex.split(serve_line)[0])
-    assert argv[:4] == ["docker", "exec", "-it", "vllm-ray-node"] and extract_vllm_flags(argv[6:]) == flags
-    for name in ("VLLM_HOST_IP", "NCCL_SOCKET_IFNAME", "GLOO_SOCKET_IFNAME"):
+    argv = shlex.split(next(line for line in script.splitlines() if line.startswith("in_node vllm serve")))
+    assert argv[:3] == ["in_node", "vllm", "serve"] and argv[-1] == "$@" and extract_vllm_flags(argv[3:-1]) == flags
+    for name in ("VLLM_HOST_IP", "NCCL_SOCKET_IFNAME", "GLOO_SOCKET_IFNAME", "NODES=2"):
         assert name in script
     native = files["nnodes.sh"]
-    assert "--nnodes 2 --node-rank 1 --headless" in native and "--distributed-executor-backend" not in native
+    assert subprocess.run(["bash", "-n"], input=native.encode()).returncode == 0
+    argv = shlex.split(next(line for line in native.splitlines() if line.startswith("exec vllm serve")))
+    assert argv[-4:] == ["--nnodes", "2", "${ROLE_ARGS[@]}", "$@"] and extract_vllm_flags(argv[3:-4]) == flags[:-2]
+    assert "ROLE_ARGS+=(--headless)" in native
     objs = validate_k8s(render(d, "lws")["lws.yaml"])
     lws = objs[0]["spec"]["leaderWorkerTemplate"]
     assert lws["size"] == 2
@@ -270,3 +273,54 @@ def test_deploy_plan_file_errors(tmp_path):
         r = subprocess.run([sys.executable, "-m", "tpfit", "deploy", "--plan", str(tmp_path / name)],
                            capture_output=True, text=True, cwd=ROOT)
         assert r.returncode == 2 and needle in r.stderr and "Traceback" not in r.stderr, (name, r.stderr)
+
+
+def _multi_node_scripts(tmp_path):
+    d = deployment_from_plan_dict(plan_doc("llama-3.1-405b", "2x8xh100"), command="tpfit deploy")
+    files = render(d, "ray")
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    return tmp_path / "ray-cluster.sh", tmp_path / "nnodes.sh"
+
+
+def _run(script, *args, **env):
+    # no vllm, ray or docker on this PATH: every case below must stop before it would start one
+    return subprocess.run(["bash", str(script), *args], capture_output=True, text=True, timeout=30,
+                          env={"PATH": "/usr/bin:/bin:/usr/sbin:/sbin", "HOME": "/tmp", **env})
+
+
+@pytest.mark.parametrize("args, env, code, message", [
+    ((), {"HEAD_IP": "127.0.0.1"}, 2, "first argument: --head, --worker or --stop"),
+    (("--head",), {}, 1, "set HEAD_IP to the head node address"),
+    (("--head",), {"HEAD_IP": "127.0.0.1", "RUNTIME": "podman"}, 2, "RUNTIME=podman: use docker or host"),
+    # the head must run where HEAD_IP lives: 192.0.2.1 (TEST-NET-1) is nobody's address
+    (("--head",), {"HEAD_IP": "192.0.2.1"}, 2, "VLLM_HOST_IP=192.0.2.1 is not an address of this node"),
+])
+def test_ray_script_refuses_what_would_never_join(tmp_path, args, env, code, message):
+    ray, _ = _multi_node_scripts(tmp_path)
+    result = _run(ray, *args, **env)
+    assert result.returncode == code and message in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("env, code, message", [
+    ({"HEAD_IP": "127.0.0.1"}, 1, "set NODE_RANK: 0 on the head, 1..1 on the workers"),
+    ({"HEAD_IP": "127.0.0.1", "NODE_RANK": "2"}, 2, "NODE_RANK=2: use 0..1"),
+    ({"HEAD_IP": "127.0.0.1", "NODE_RANK": "x"}, 2, "NODE_RANK=x: use 0..1"),
+    ({"NODE_RANK": "0"}, 1, "set HEAD_IP to the head node address"),
+    ({"HEAD_IP": "192.0.2.1", "NODE_RANK": "0"}, 2, "NODE_RANK=0 runs on the node whose address is HEAD_IP"),
+])
+def test_nnodes_script_refuses_what_would_never_join(tmp_path, env, code, message):
+    _, nnodes = _multi_node_scripts(tmp_path)
+    result = _run(nnodes, **env)
+    assert result.returncode == code and message in result.stderr, result.stderr
+
+
+def test_nnodes_worker_gives_up_on_an_absent_head_with_a_message(tmp_path):
+    _, nnodes = _multi_node_scripts(tmp_path)
+    port = free_port()  # nothing listens there
+    result = _run(nnodes, HEAD_IP="127.0.0.1", NODE_RANK="1", MASTER_PORT=str(port), JOIN_TIMEOUT_S="2")
+    assert result.returncode == 1
+    assert f"the head (NODE_RANK=0) at 127.0.0.1:{port} did not answer in 2s" in result.stderr
+    assert "interface lo" in result.stdout  # the interface NCCL/Gloo will use, found from the route to HEAD_IP
+    stop = _run(nnodes, "--stop", NODE_RANK="1", TMPDIR=str(tmp_path))
+    assert stop.returncode == 1 and "no running node 1" in stop.stderr

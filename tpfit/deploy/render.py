@@ -6,7 +6,7 @@ from tpfit.deploy.common import Deployment
 from tpfit.deploy.compose import compose_dict, compose_file
 from tpfit.deploy.k8s import leader_worker_set, manifests_yaml, single_node
 from tpfit.deploy.monitoring import Monitoring, monitoring_files, prometheus_rule, prometheus_service, service_monitor
-from tpfit.deploy.ray import nnodes_commands, ray_script
+from tpfit.deploy.ray import nnodes_script, ray_script
 from tpfit.deploy.shell import docker_command, serve_command
 
 FORMATS = ("serve", "docker", "compose", "k8s", "lws", "ray", "alerts", "grafana")
@@ -37,9 +37,9 @@ def render(d: Deployment, fmt: str, monitoring: Monitoring | None = None) -> dic
         return {"lws.yaml": manifests_yaml(d, leader_worker_set(d))}
     if fmt == "ray":
         files = {"ray-cluster.sh": ray_script(d)}
-        native = nnodes_commands(d)
+        native = nnodes_script(d)
         if native:
-            files["nnodes.sh"] = "#!/usr/bin/env bash\n" + native
+            files["nnodes.sh"] = native
         return files
     raise ValueError(f"--format {fmt}: use one of {', '.join(FORMATS)}")
 
