@@ -122,8 +122,10 @@ def test_multi_node_ray_lws_and_nnodes(tmp_path):
     files = render(d, "ray")
     script = files["ray-cluster.sh"]
     assert subprocess.run(["bash", "-n"], input=script.encode()).returncode == 0
-    argv = shlex.split(next(line for line in script.splitlines() if line.startswith("in_node vllm serve")))
-    assert argv[:3] == ["in_node", "vllm", "serve"] and argv[-1] == "$@" and extract_vllm_flags(argv[3:-1]) == flags
+    argv = shlex.split(next(line for line in script.splitlines() if line.startswith("exec vllm serve")))
+    assert argv[:3] == ["exec", "vllm", "serve"] and argv[-1] == "$@" and extract_vllm_flags(argv[3:-1]) == flags
+    in_container = shlex.split(next(line for line in script.splitlines() if "exec docker exec" in line))
+    assert in_container[:5] == ["exec", "docker", "exec", "-i", "$CONTAINER"] and in_container[5:] == argv[1:]
     for name in ("VLLM_HOST_IP", "NCCL_SOCKET_IFNAME", "GLOO_SOCKET_IFNAME", "NODES=2"):
         assert name in script
     native = files["nnodes.sh"]

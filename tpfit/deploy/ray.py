@@ -105,7 +105,10 @@ def ray_script(d: Deployment) -> str:
         '  echo "$joined of $NODES nodes in the Ray cluster; waiting ..."; sleep 5',
         'done',
         'echo "all $NODES nodes joined; starting vllm serve"',
-        f'in_node {serve} "$@"',
+        'if [ "$RUNTIME" = docker ]; then',
+        f'  exec docker exec -i "$CONTAINER" {serve} "$@"',
+        'fi',
+        f'exec {serve} "$@"',
     ]
     return "\n".join(lines) + "\n"
 
