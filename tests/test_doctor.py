@@ -65,6 +65,27 @@ def test_real_4x_h200_all_pairs_nvlink():
     assert cluster.gpu.id == "h200" and round(cluster.gpu.cuda_total_bytes / GIB, 2) == 139.8
 
 
+def test_doctor_and_planner_share_the_start_up_check():
+    # calibration/vllm-0.26-h200x4/l70-tp4-g99.log: on these idle H200s vLLM refused --gpu-memory-utilization 0.99
+    # at TP=4 ("Free memory on device cuda:0 (138.3/139.8 GiB) on startup is less than desired GPU memory
+    # utilization (0.99, 138.4 GiB)") and started at 0.98 (l70-tp4-g98.log). Doctor says the same, with the
+    # planner's check and figures.
+    from tests.conftest import load_config
+    from tpfit import EngineArgs, Layout, Workload, make_plan
+
+    _, refused = findings(H200X4, plan_gpus=4, gpu_memory_utilization=0.99)
+    _, fine = findings(H200X4, plan_gpus=4, gpu_memory_utilization=0.98)
+    m = refused["gpu0.memory"]
+    assert m.status == "fail" and "held by others" not in m.title and "--gpu-memory-utilization 0.98" in m.fix
+    assert fine["gpu0.memory"].status == "ok"
+    cluster = cluster_from_gpus(tuple(NvmlGpu(index=g.index, name=g.name, total_bytes=g.total_bytes,
+                                              free_bytes=g.free_bytes, used_bytes=g.used_bytes)
+                                      for g in snapshot_from_files(H200X4).gpus))
+    plan = make_plan(load_config("meta-llama--Llama-3.1-70B.json"), cluster, Workload(context=8192),
+                     EngineArgs(gpu_memory_utilization=0.99), layouts=(Layout(tp=4),))
+    assert plan.best.memory.vllm_error and plan.best.memory.vllm_error in m.evidence
+
+
 def test_our_capture_shows_the_topology_bug_it_found():
     # doctor.json was printed by the first version on the real host; it had a third "GPU" from "GPU NUMA ID"
     printed = json.loads((OURS / "doctor.json").read_text())

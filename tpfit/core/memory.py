@@ -20,6 +20,10 @@ from tpfit.core.engine import EngineArgs, Semantics
 from tpfit.core.kv import KVGeometry, kv_bytes_per_element, make_kv_geometry
 from tpfit.core.layout import Layout
 from tpfit.core.memory_model import MemoryModel
+from tpfit.core.startup import (
+    check_free_memory, check_kv_cache_fits_max_len, check_kv_cache_memory, reason, requested_bytes,
+)
+from tpfit.core.vllm_messages import Violation
 from tpfit.core.weights import StageWeights, distinct_layers, padded_vocab, stage_weights
 from tpfit.hardware.cluster import Cluster
 from tpfit.kinds import Verdict
@@ -117,7 +121,13 @@ class MemoryPlan:
     gpu_memory_utilization: float
     verdict: Verdict
     reasons: tuple[str, ...]
-    vllm_error: str = ""
+    refusal: Violation | None = None
+    """The start-up check vLLM fails (core/startup.py), when the verdict is refused_at_start."""
+
+    @property
+    def vllm_error(self) -> str:
+        """What vLLM would print when it refuses to start ("" when it starts)."""
+        return self.refusal.vllm_error if self.refusal else ""
 
     @property
     def worst(self) -> GpuMemory:
@@ -216,7 +226,7 @@ def make_memory_plan(spec: ModelSpec, layout: Layout, cluster: Cluster, engine: 
     max_len = engine.max_model_len or spec.max_model_len
     util = engine.gpu_memory_utilization or sem.default_gpu_memory_utilization
     total = cluster.gpu.cuda_total_bytes
-    requested = math.ceil(total * util) if sem.requested_ceil else int(total * util)
+    requested = requested_bytes(total, util, sem)
     batch = batch_defaults(cluster, engine, sem, max_len)
     geometry = geometry or make_kv_geometry(spec, tp=layout.tp, kv_bytes=kv_bytes_per_element(spec, engine),
                                             block_size=engine.block_size)
@@ -257,37 +267,18 @@ def _verdict(gpus, geometry: KVGeometry, spec, layout, cluster, engine, sem, bat
     # vLLM `_estimate_max_model_len_from_groups`: the largest L whose one request fits beside the null block
     usable = blocks - 1 if sem.estimate_deducts_null_block else blocks
     fit = _largest_len(geometry, usable, max_len, in_flight)
-    reasons: list[str] = []
-    error = ""
-    verdict = Verdict.STARTS
-    if worst.kv_cache_bytes <= 0:
-        verdict = Verdict.REFUSED_AT_START
-        error = ("No available memory for the cache blocks. Try increasing `gpu_memory_utilization` when "
-                 "initializing the engine.")
-        reasons.append(f"weights + activation + non-torch need {format_gib(worst.requested_bytes - worst.kv_cache_bytes)} "
-                       f"GiB per GPU, the budget is {format_gib(worst.requested_bytes)} GiB")
-    elif usable < per_req:
-        verdict = Verdict.REFUSED_AT_START
-        need = per_req * worst.bytes_per_block
-        error = (f"To serve at least one request with the model's max seq len ({max_len}), ({format_gib(need)} GiB KV "
-                 f"cache is needed, which is larger than the available KV cache memory "
-                 f"({format_gib(worst.kv_cache_bytes)} GiB). Based on the available memory, the estimated maximum "
-                 f"model length is {fit}. Try increasing `gpu_memory_utilization` or decreasing `max_model_len` "
-                 "when initializing the engine.")
-        reasons.append(f"one {max_len}-token request needs {format_gib(need)} GiB of KV cache; "
-                       f"{format_gib(worst.kv_cache_bytes)} GiB is left; use --max-model-len {fit}")
-    # vLLM compares what is free once its own CUDA context and NCCL exist with what it will request
     other = worst.total_bytes - min(cluster.free_bytes) if cluster.free_bytes else 0
-    free_at_start = worst.total_bytes - other - worst.pre_snapshot_bytes
-    if verdict is Verdict.STARTS and free_at_start < worst.requested_bytes:
-        verdict = Verdict.REFUSED_AT_START
-        error = (f"Free memory on device ({round(free_at_start / GIB, 2)}/{round(worst.total_bytes / GIB, 2)} GiB) on "
-                 f"startup is less than desired GPU memory utilization ({util}, {round(worst.requested_bytes / GIB, 2)} "
-                 "GiB).")  # vLLM's format_gib: 2 decimals, no trailing zeros
-        who = f"another process holds {format_gib(other)} GiB and " if other >= GIB // 4 else ""  # not the driver's MiBs
-        reasons.append(f"{who}vLLM's own CUDA context and NCCL take {format_gib(worst.pre_snapshot_bytes)} GiB before "
-                       f"it checks; lower --gpu-memory-utilization to {max(0.05, math.floor(free_at_start / worst.total_bytes * 100) / 100):.2f}"
-                       + (" or free the GPU" if who else ""))
+    # the KV checks as vLLM makes them; failing those, the free memory it finds at start (an earlier check in
+    # vLLM, but the KV refusals say more about the plan)
+    refusal = (check_kv_cache_memory(requested_bytes=worst.requested_bytes, kv_cache_bytes=worst.kv_cache_bytes)
+               or check_kv_cache_fits_max_len(max_model_len=max_len, usable_blocks=usable, blocks_per_request=per_req,
+                                              bytes_per_block=worst.bytes_per_block,
+                                              kv_cache_bytes=worst.kv_cache_bytes, estimated_max_len=fit)
+               or check_free_memory(total_bytes=worst.total_bytes, other_bytes=other,
+                                    pre_snapshot_bytes=worst.pre_snapshot_bytes,
+                                    requested_bytes=worst.requested_bytes, gpu_memory_utilization=util))
+    reasons = [reason(refusal)] if refusal else []
+    verdict = Verdict.REFUSED_AT_START if refusal else Verdict.STARTS
     if verdict is Verdict.STARTS and worst.free_bytes < RUNTIME_GROWTH:
         verdict = Verdict.OVERFLOWS_AT_RUNTIME
         outside = ([] if worst.cuda_graph_bytes_in_budget else [f"CUDA graphs ({format_gib(worst.cuda_graph_bytes)} GiB)"])
@@ -304,7 +295,7 @@ def _verdict(gpus, geometry: KVGeometry, spec, layout, cluster, engine, sem, bat
     return MemoryPlan(gpus=gpus, block_size=geometry.block_size, kv_bytes_per_token=worst.bytes_per_block // geometry.block_size,
                       kv_cache_tokens=tokens, max_model_len=max_len, max_concurrency=conc, max_model_len_fit=fit,
                       max_num_seqs=batch.max_num_seqs, max_num_batched_tokens=batch.max_num_batched_tokens,
-                      gpu_memory_utilization=util, verdict=verdict, reasons=tuple(reasons), vllm_error=error)
+                      gpu_memory_utilization=util, verdict=verdict, reasons=tuple(reasons), refusal=refusal)
 
 
 def safe_utilization(m: MemoryPlan) -> float:

@@ -14,7 +14,8 @@ from tpfit.core.memory import MemoryPlan, make_memory_plan, safe_utilization
 from tpfit.core.memory_model import MemoryModel
 from tpfit.core.perf import GpuSpeed, Speed, SpeedWorkload, make_gpu_speed, make_speed
 from tpfit.core.rank import pick_best
-from tpfit.core.rules import Violation, check_layout
+from tpfit.core.rules import check_layout
+from tpfit.core.vllm_messages import Violation
 from tpfit.core.weights import StageWeights, layer_prefix_bytes, stage_weights, total_param_count
 from tpfit.errors import UsageError
 from tpfit.hardware.cluster import Cluster

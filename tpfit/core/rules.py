@@ -8,32 +8,22 @@ A refused layout is data (a Violation), never an exception.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from tpfit.core.engine import EngineArgs
 from tpfit.core.layout import Layout
 from tpfit.core.weights import distinct_layers, padded_vocab
 from tpfit.hardware.cluster import Cluster
-from tpfit.kinds import MlpKind, ModelDtype
+from tpfit.core.vllm_messages import (
+    BF16_CAPABILITY, EP_WITHOUT_EXPERTS, FP8_BLOCK_K, FP8_MOE_BLOCK_N, HEADS_NOT_DIVISIBLE, MARLIN_GROUP_SIZE,
+    MAX_LEN_ABOVE_DERIVED, NOT_DIVISIBLE, PP_NOT_SUPPORTED, PP_STAGE_WITHOUT_LAYERS, QUANT_CAPABILITY,
+    QUANT_INPUT_NOT_ALIGNED, QUANT_OUTPUT_NOT_ALIGNED, WORLD_SIZE_ABOVE_GPUS, Violation,
+)
+from tpfit.kinds import MlpKind
 from tpfit.model.spec import ModelSpec
 
 MARLIN_GROUP_SIZES = (-1, 32, 64, 128)
 """vLLM `MARLIN_SUPPORTED_GROUP_SIZES`."""
 PACK_FACTOR_4BIT = 8
 """4-bit values per int32: column-parallel outputs of AWQ layers must split into multiples of it."""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Violation:
-    """Why vLLM refuses a layout: the rule, the numbers, vLLM's own message, and what to do."""
-
-    rule: str
-    detail: str
-    vllm_error: str
-    fix: str
-
-    def to_dict(self) -> dict:
-        return {"rule": self.rule, "detail": self.detail, "vllm_error": self.vllm_error, "fix": self.fix}
 
 
 def _valid_tps(n: int, limit: int) -> list[int]:
@@ -67,7 +57,7 @@ def check_heads(spec: ModelSpec, layout: Layout, cluster: Cluster) -> list[Viola
     return [Violation(
         rule="heads_divisible_by_tp",
         detail=f"TP={tp} is refused ({heads} attention heads)",
-        vllm_error=f"Total number of attention heads ({heads}) must be divisible by tensor parallel size ({tp}).",
+        vllm_error=HEADS_NOT_DIVISIBLE.format(heads=heads, tp=tp),
         fix=_tp_fix(f"{heads} heads", _valid_tps(heads, max(tp, 8)), layout, cluster),
     )]
 
@@ -78,11 +68,11 @@ def check_kv_heads(spec: ModelSpec, layout: Layout, cluster: Cluster) -> list[Vi
     for kv in sorted({l.num_key_value_heads for l in distinct_layers(spec.layers)[1] if l.attention.has_kv_heads}):
         if kv >= tp and kv % tp:
             return [Violation(rule="kv_heads_split", detail=f"{kv} KV heads do not split over TP={tp}",
-                              vllm_error=f"AssertionError: {kv} is not divisible by {tp}",
+                              vllm_error=NOT_DIVISIBLE.format(numerator=kv, denominator=tp),
                               fix=_tp_fix(f"{kv} KV heads", _valid_tps(kv, max(tp, 8)), layout, cluster))]
         if kv < tp and tp % kv:
             return [Violation(rule="kv_heads_replicate", detail=f"TP={tp} is not a multiple of {kv} KV heads",
-                              vllm_error=f"AssertionError: {tp} is not divisible by {kv}",
+                              vllm_error=NOT_DIVISIBLE.format(numerator=tp, denominator=kv),
                               fix=f"use a TP that is a divisor or multiple of {kv}")]
     return []
 
@@ -94,7 +84,7 @@ def check_vocab(spec: ModelSpec, layout: Layout, cluster: Cluster) -> list[Viola
         return []
     return [Violation(rule="vocab_divisible_by_tp",
                       detail=f"padded vocab {padded} does not split over TP={layout.tp}",
-                      vllm_error=f"AssertionError: {padded} is not divisible by {layout.tp}",
+                      vllm_error=NOT_DIVISIBLE.format(numerator=padded, denominator=layout.tp),
                       fix=_tp_fix(f"the padded vocab {padded}", _valid_tps(padded, max(layout.tp, 8)), layout, cluster))]
 
 
@@ -104,14 +94,14 @@ def check_mlp_split(spec: ModelSpec, layout: Layout, cluster: Cluster) -> list[V
     for size in sorted({l.intermediate_size for l in distinct_layers(spec.layers)[1] if l.mlp in (MlpKind.GATED, MlpKind.PLAIN)} - {0}):
         if size % tp:
             return [Violation(rule="mlp_divisible_by_tp", detail=f"MLP width {size} does not split over TP={tp}",
-                              vllm_error=f"AssertionError: {size} is not divisible by {tp}",
+                              vllm_error=NOT_DIVISIBLE.format(numerator=size, denominator=tp),
                               fix=_tp_fix(f"{size}", _valid_tps(size, max(tp, 8)), layout, cluster))]
     moe_tp = 1 if layout.enable_expert_parallel else layout.moe_parallel_size
     for size in sorted({l.moe.moe_intermediate_size for l in distinct_layers(spec.layers)[1] if l.moe}):
         if size % moe_tp:
             return [Violation(rule="moe_divisible_by_tp",
                               detail=f"expert width {size} does not split over {moe_tp} ranks (TP x DP)",
-                              vllm_error=f"AssertionError: {size} is not divisible by {moe_tp}",
+                              vllm_error=NOT_DIVISIBLE.format(numerator=size, denominator=moe_tp),
                               fix="add --enable-expert-parallel (whole experts per GPU) or use a TP x DP that divides "
                                   f"{size}")]
     return []
@@ -121,9 +111,8 @@ def check_expert_parallel(spec: ModelSpec, layout: Layout, cluster: Cluster) -> 
     """`ModelConfig._verify_with_expert_parallelism`: EP needs experts."""
     if layout.enable_expert_parallel and not any(l.moe for l in distinct_layers(spec.layers)[1]):
         return [Violation(rule="ep_needs_moe", detail="expert parallel on a dense model",
-                          vllm_error="Number of experts in the model must be greater than 0 when expert parallelism "
-                                     "is enabled.",
-                          fix="drop --enable-expert-parallel")]
+                          vllm_error=EP_WITHOUT_EXPERTS.format(),
+                          fix=EP_WITHOUT_EXPERTS.fix)]
     return []
 
 
@@ -131,12 +120,11 @@ def check_pipeline(spec: ModelSpec, layout: Layout, cluster: Cluster) -> list[Vi
     """PP needs `SupportsPP` and at least one layer per stage (uneven splits are fine)."""
     if layout.pp > 1 and not spec.supports_pp:
         return [Violation(rule="pp_supported", detail=f"{spec.architecture} has no pipeline parallel support",
-                          vllm_error="Pipeline parallelism is not supported for this model. Supported models "
-                                     "implement the `SupportsPP` interface.",
-                          fix="use --pipeline-parallel-size 1")]
+                          vllm_error=PP_NOT_SUPPORTED.format(),
+                          fix=PP_NOT_SUPPORTED.fix)]
     if layout.pp > spec.num_hidden_layers:
         return [Violation(rule="pp_layers", detail=f"PP={layout.pp} exceeds {spec.num_hidden_layers} layers",
-                          vllm_error="a pipeline stage would hold no layer",
+                          vllm_error=PP_STAGE_WITHOUT_LAYERS.format(),
                           fix=f"use --pipeline-parallel-size <= {spec.num_hidden_layers}")]
     return []
 
@@ -145,13 +133,13 @@ def check_placement(spec: ModelSpec, layout: Layout, cluster: Cluster) -> list[V
     """World size vs GPUs per node (`ParallelConfig.__post_init__`) and DP ranks vs local GPUs."""
     if layout.num_gpus > cluster.num_gpus:
         return [Violation(rule="gpus_available", detail=f"{layout} needs {layout.num_gpus} GPUs, {cluster.num_gpus} given",
-                          vllm_error=f"World size ({layout.world_size}) is larger than the number of available GPUs "
-                                     f"({cluster.gpus_per_node}) in this node.",
+                          vllm_error=WORLD_SIZE_ABOVE_GPUS.format(world_size=layout.world_size,
+                                                                  gpus=cluster.gpus_per_node),
                           fix=f"use at most {cluster.num_gpus} GPUs in total")]
     if cluster.nodes == 1 and layout.world_size > cluster.gpus_per_node:
         return [Violation(rule="world_size", detail=f"TP x PP = {layout.world_size} > {cluster.gpus_per_node} GPUs",
-                          vllm_error=f"World size ({layout.world_size}) is larger than the number of available GPUs "
-                                     f"({cluster.gpus_per_node}) in this node.",
+                          vllm_error=WORLD_SIZE_ABOVE_GPUS.format(world_size=layout.world_size,
+                                                                  gpus=cluster.gpus_per_node),
                           fix="lower TP x PP, or add nodes (--gpus 2x8xH100) with a Ray backend")]
     # TP across nodes is allowed (Ray warns); the ranking keeps it last (recommend._score)
     return []
@@ -179,8 +167,8 @@ def check_quant_alignment(spec: ModelSpec, layout: Layout, cluster: Cluster) -> 
     if q.method in ("awq", "gptq", "compressed-tensors") and q.weight_bits == 4:
         if q.method == "gptq" and q.group_size not in MARLIN_GROUP_SIZES:
             return [Violation(rule="marlin_group_size", detail=f"group_size {q.group_size}",
-                              vllm_error=f"Marlin does not support group_size = {q.group_size}. Only group_sizes = "
-                                         f"{list(MARLIN_GROUP_SIZES)} are supported.",
+                              vllm_error=MARLIN_GROUP_SIZE.format(group_size=q.group_size,
+                                                                  supported=list(MARLIN_GROUP_SIZES)),
                               fix="use a checkpoint quantized with group size 32, 64 or 128")]
         g = q.group_size
         for name, size in row_inputs:
@@ -188,15 +176,13 @@ def check_quant_alignment(spec: ModelSpec, layout: Layout, cluster: Cluster) -> 
                 return [Violation(
                     rule="quant_group_alignment",
                     detail=f"{name} input per GPU {size} is not a whole number of {g}-wide quant groups at TP={tp}",
-                    vllm_error="The input size is not aligned with the quantized weight shape. This can be caused by "
-                               "too large tensor parallel size.",
+                    vllm_error=QUANT_INPUT_NOT_ALIGNED.format(),
                     fix="use a smaller --tensor-parallel-size (add --pipeline-parallel-size to use the GPUs)")]
         for name, size in col_outputs:
             if size % PACK_FACTOR_4BIT:
                 return [Violation(
                     rule="quant_pack_alignment", detail=f"{name} output per GPU {size} is not a multiple of 8",
-                    vllm_error="The output size is not aligned with the quantized weight shape. This can be caused "
-                               "by too large tensor parallel size.",
+                    vllm_error=QUANT_OUTPUT_NOT_ALIGNED.format(),
                     fix="use a smaller --tensor-parallel-size")]
     if q.weight_bits == 8 and q.block_n:
         for name, size in row_inputs:
@@ -204,16 +190,14 @@ def check_quant_alignment(spec: ModelSpec, layout: Layout, cluster: Cluster) -> 
                 return [Violation(
                     rule="fp8_block_alignment",
                     detail=f"{name} input per GPU {size} is not a multiple of the FP8 block {q.block_k} at TP={tp}",
-                    vllm_error=f"Weight input_size_per_partition = {size} is not divisible by weight quantization "
-                               f"block_k = {q.block_k}.",
+                    vllm_error=FP8_BLOCK_K.format(size=size, block_k=q.block_k),
                     fix="use a smaller --tensor-parallel-size, or --enable-expert-parallel for MoE models")]
         for name, size in col_outputs:
             if name.startswith("experts") and size % q.block_n:
                 return [Violation(
                     rule="fp8_block_alignment",
                     detail=f"expert gate/up output per GPU {size} is not a multiple of the FP8 block {q.block_n}",
-                    vllm_error=f"The output_size of gate's and up's weight = {size} is not divisible by weight "
-                               f"quantization block_n = {q.block_n}.",
+                    vllm_error=FP8_MOE_BLOCK_N.format(size=size, block_n=q.block_n),
                     fix="add --enable-expert-parallel (whole experts per GPU) or use a smaller --tensor-parallel-size")]
     return []
 
@@ -229,16 +213,13 @@ def check_gpu_support(spec: ModelSpec, cluster: Cluster, engine: EngineArgs) -> 
     if cc < need:
         out.append(Violation(
             rule="quant_gpu_capability", detail=f"{method} needs compute capability {need}, {cluster.gpu.name} has {cc}",
-            vllm_error=f"The quantization method {method} is not supported for the current GPU. Minimum capability: "
-                       f"{int(need * 10)}. Current capability: {int(cc * 10)}.",
-            fix="use an AWQ/GPTQ checkpoint or a newer GPU"))
+            vllm_error=QUANT_CAPABILITY.format(method=method, minimum=int(need * 10), current=int(cc * 10)),
+            fix=QUANT_CAPABILITY.fix))
     if spec.dtype == "bfloat16" and cc < 8.0:  # only an explicit --dtype bfloat16 gets here (plan.resolve_model)
         out.append(Violation(
             rule="bf16_gpu_capability", detail=f"bfloat16 needs compute capability 8.0, {cluster.gpu.name} has {cc}",
-            vllm_error=f"Bfloat16 is only supported on GPUs with compute capability of at least 8.0. Your "
-                       f"{cluster.gpu.name} GPU has compute capability {cc}. You can use float16 instead by "
-                       "explicitly setting the `dtype` flag in CLI, for example: --dtype=half.",
-            fix="use --dtype half (or --dtype auto, which vLLM turns into float16 here)"))
+            vllm_error=BF16_CAPABILITY.format(gpu_name=cluster.gpu.name, capability=cc),
+            fix=BF16_CAPABILITY.fix))
     return out
 
 
@@ -248,9 +229,8 @@ def check_max_model_len(spec: ModelSpec, engine: EngineArgs) -> list[Violation]:
         return []
     return [Violation(
         rule="max_model_len", detail=f"--max-model-len {engine.max_model_len} > the model's {spec.max_model_len}",
-        vllm_error=f"User-specified max_model_len ({engine.max_model_len}) is greater than the derived max_model_len "
-                   f"({spec.max_len_key}={float(spec.max_model_len)} or model_max_length=None in model's "
-                   "config.json). To allow overriding this maximum, set the env var VLLM_ALLOW_LONG_MAX_MODEL_LEN=1.",
+        vllm_error=MAX_LEN_ABOVE_DERIVED.format(max_model_len=engine.max_model_len, max_len_key=spec.max_len_key,
+                                                derived=float(spec.max_model_len), model_max_length=None),
         fix=f"use --max-model-len {spec.max_model_len} or less")]
 
 

@@ -8,14 +8,22 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from tpfit.core.engine import semantics_for
+from tpfit.core.layout import Layout
+from tpfit.core.memory import pre_snapshot_bytes
+from tpfit.core.memory_model import MemoryModel
+from tpfit.core.startup import check_free_memory, requested_bytes, startable_utilization
+from tpfit.data import load_memory_model
 from tpfit.kinds import FindingStatus
 from tpfit.live.host import HostSnapshot
 from tpfit.units import GIB, format_gib
-from tpfit.vllm_facts import GPU_MEMORY_UTILIZATION_DEFAULT, CudaBuild, cuda_of_image, parse_driver
+from tpfit.vllm_facts import (
+    CURRENT_VLLM_VERSION, GPU_MEMORY_UTILIZATION_DEFAULT, CudaBuild, cuda_of_image, parse_driver,
+)
 
 OK, WARN, FAIL = FindingStatus.OK, FindingStatus.WARN, FindingStatus.FAIL
-OTHER_PROCESS_BYTES = GIB // 2
-"""Memory other processes may hold before vLLM's start-up check is at risk."""
+HELD_BY_OTHERS_BYTES = GIB // 2
+"""Used memory that means other processes hold the GPU (NVML's "used" of an idle GPU stays below it)."""
 MIN_SHM_BYTES = 1 * GIB
 CONSUMER_MARKERS = ("GeForce", "RTX 30", "RTX 40", "RTX 50", "TITAN")
 """GPU names whose PCIe peer-to-peer is disabled by the driver (no NVLink between them)."""
@@ -33,7 +41,9 @@ class Finding:
         return asdict(self)
 
 
-def check_gpus(h: HostSnapshot, gpu_memory_utilization: float) -> list[Finding]:
+def check_gpus(h: HostSnapshot, gpu_memory_utilization: float, pre_snapshot: int) -> list[Finding]:
+    """Driver, GPUs, and whether vLLM's start-up memory check passes on each (core/startup.py, as the planner
+    makes it): `pre_snapshot` is what vLLM's own CUDA context and NCCL take before it checks."""
     if not h.gpus:
         why = "; ".join(h.unseen) or "no NVIDIA GPU found"
         return [Finding(check="gpus", status=FAIL, title="no NVIDIA GPU visible", evidence=why,
@@ -42,18 +52,27 @@ def check_gpus(h: HostSnapshot, gpu_memory_utilization: float) -> list[Finding]:
     out = [Finding(check="driver", status=OK, title=f"driver {h.driver_version}",
                    evidence=f"driver {h.driver_version} supports CUDA up to {h.cuda_driver_version or '?'}; "
                             f"{len(h.gpus)} GPU(s): {', '.join(sorted({g.name for g in h.gpus}))}")]
+    sem = semantics_for(CURRENT_VLLM_VERSION)
     for g in h.gpus:
         others = g.used_bytes
         ev = (f"GPU {g.index} {g.name}: {format_gib(g.total_bytes)} GiB total, {format_gib(g.used_bytes)} GiB used, "
               f"{format_gib(g.free_bytes)} GiB free")
-        if others > OTHER_PROCESS_BYTES:
+        total = g.total_bytes - g.reserved_bytes  # what CUDA reports: vLLM's total
+        refusal = check_free_memory(total_bytes=total, other_bytes=total - g.free_bytes, pre_snapshot_bytes=pre_snapshot,
+                                    requested_bytes=requested_bytes(total, gpu_memory_utilization, sem),
+                                    gpu_memory_utilization=gpu_memory_utilization)
+        held = others > HELD_BY_OTHERS_BYTES
+        if refusal or held:
             procs = ", ".join(f"pid {p.pid} {p.name} {format_gib(p.used_bytes)} GiB" for p in g.processes) or "unknown processes"
-            usable = max(0.05, (g.free_bytes - GIB // 2) / max(g.total_bytes, 1))
-            status = FAIL if g.free_bytes < gpu_memory_utilization * (g.total_bytes - g.reserved_bytes) else WARN
-            out.append(Finding(check=f"gpu{g.index}.memory", status=status, title=f"GPU {g.index} memory held by others",
-                               evidence=f"{ev}; {procs}",
-                               fix=f"stop those processes, or start vLLM with --gpu-memory-utilization {usable:.2f} "
-                                   f"(vLLM refuses to start when free memory < {gpu_memory_utilization} x total)"))
+            usable = startable_utilization(g.free_bytes - pre_snapshot, max(total, 1))
+            out.append(Finding(
+                check=f"gpu{g.index}.memory", status=FAIL if refusal else WARN,
+                title=f"GPU {g.index} memory held by others" if held else
+                f"GPU {g.index} too full for --gpu-memory-utilization {gpu_memory_utilization}",
+                evidence=ev + (f"; {procs}" if held else "") + (f"; vLLM would refuse: {refusal.vllm_error}" if refusal else ""),
+                fix=("stop those processes, or " if held else "") + f"start vLLM with --gpu-memory-utilization "
+                    f"{usable:.2f} (vLLM refuses to start when free memory, once its own CUDA context exists, is below "
+                    f"{gpu_memory_utilization} x total)"))
         else:
             out.append(Finding(check=f"gpu{g.index}.memory", status=OK, title=f"GPU {g.index} free", evidence=ev))
         if g.mig_mode == "Enabled":
@@ -174,10 +193,12 @@ def check_process(h: HostSnapshot, plan_gpus: int | None) -> list[Finding]:
 
 
 def check_host(h: HostSnapshot, *, image: str | None = None,
-               gpu_memory_utilization: float = GPU_MEMORY_UTILIZATION_DEFAULT,
-               plan_gpus: int | None = None) -> list[Finding]:
-    """Every finding for a host, in the order a person would fix them."""
-    return (check_gpus(h, gpu_memory_utilization) + check_cuda_image(h, image) + check_topology(h)
+               gpu_memory_utilization: float = GPU_MEMORY_UTILIZATION_DEFAULT, plan_gpus: int | None = None,
+               memory_model: MemoryModel | None = None) -> list[Finding]:
+    """Every finding for a host, in the order a person would fix them (the bundled memory model unless given:
+    its CUDA-context figure for `plan_gpus` GPUs, default one)."""
+    pre = pre_snapshot_bytes(Layout(tp=plan_gpus or 1), memory_model or load_memory_model())
+    return (check_gpus(h, gpu_memory_utilization, pre) + check_cuda_image(h, image) + check_topology(h)
             + check_container(h, image) + check_process(h, plan_gpus))
 
 

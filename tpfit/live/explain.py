@@ -3,11 +3,17 @@ model and GPUs are known). Pure: text in, diagnoses out."""
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
+from tpfit.core.startup import startable_utilization
+from tpfit.core.vllm_messages import (
+    BF16_CAPABILITY, EP_WITHOUT_EXPERTS, FP8_BLOCK_K, FP8_BLOCK_N, FP8_MOE_BLOCK_N, FREE_MEMORY_BELOW_REQUEST,
+    HEADS_NOT_DIVISIBLE, KV_CACHE_BELOW_MAX_LEN, MARLIN_GROUP_SIZE, MARLIN_GROUP_SPLIT, MARLIN_MIN_THREAD_K,
+    MARLIN_MIN_THREAD_N, MAX_LEN_ABOVE_DERIVED, NOT_DIVISIBLE, NO_KV_CACHE_MEMORY, PP_NOT_SUPPORTED,
+    QUANT_CAPABILITY, QUANT_INPUT_NOT_ALIGNED, QUANT_OUTPUT_NOT_ALIGNED, VllmMessage, WORLD_SIZE_ABOVE_GPUS,
+)
 from tpfit.vllm_facts import driver_requirements
 
 
@@ -42,14 +48,14 @@ def _tp_advice(ctx: Context) -> str:
 
 
 def _heads(m: re.Match, ctx: Context) -> Diagnosis:
-    heads, tp = m.group(1), m.group(2)
+    heads, tp = m["heads"], m["tp"]
     return Diagnosis(kind="heads_divisible_by_tp", cause=f"TP={tp} does not divide the model's {heads} attention heads",
                      fix=_tp_advice(ctx) + f"; or --pipeline-parallel-size {tp} to use all {tp} GPUs",
                      evidence=m.group(0))
 
 
 def _divisible(m: re.Match, ctx: Context) -> Diagnosis:
-    a, b = int(m.group(1)), int(m.group(2))
+    a, b = int(m["numerator"]), int(m["denominator"])
     what = "a tensor dimension"
     if ctx.padded_vocab and a == ctx.padded_vocab:
         what = f"the vocabulary (padded to {a})"
@@ -72,10 +78,8 @@ def _quant(m: re.Match, ctx: Context) -> Diagnosis:
 
 
 def _max_len(m: re.Match, ctx: Context) -> Diagnosis:
-    wanted = m.group(1)
-    est_m = re.search(r"estimated maximum model length is (\d+)", m.group(0))
-    est = est_m.group(1) if est_m else None
-    target = est or (str(ctx.suggested_max_model_len) if ctx.suggested_max_model_len else None)
+    wanted = m["max_model_len"]
+    target = m["estimated"] or (str(ctx.suggested_max_model_len) if ctx.suggested_max_model_len else None)
     fix = (f"start with --max-model-len {target} (what fits), or free memory for the KV cache: raise "
            "--gpu-memory-utilization, add GPUs (TP/PP), use --kv-cache-dtype fp8 or a quantized model") if target else \
         "lower --max-model-len or raise --gpu-memory-utilization"
@@ -101,7 +105,7 @@ def _oom(m: re.Match, ctx: Context) -> Diagnosis:
 
 
 def _world(m: re.Match, ctx: Context) -> Diagnosis:
-    return Diagnosis(kind="world_size", cause=f"TP x PP = {m.group(1)} GPUs, but this node shows {m.group(2)}",
+    return Diagnosis(kind="world_size", cause=f"TP x PP = {m['world_size']} GPUs, but this node shows {m['gpus']}",
                      fix="lower --tensor-parallel-size x --pipeline-parallel-size to the visible GPUs; check "
                          "CUDA_VISIBLE_DEVICES / docker --gpus; for several nodes add --distributed-executor-backend ray",
                      evidence=m.group(0))
@@ -144,18 +148,19 @@ def _driver(m: re.Match, ctx: Context) -> Diagnosis:
 
 
 def _free_memory(m: re.Match, ctx: Context) -> Diagnosis:
-    free, total, asked = float(m.group(1)), float(m.group(2)), m.group(3)
-    return Diagnosis(kind="gpu_memory_in_use", cause=f"only {m.group(1)} GiB were free at start-up, less than "
+    free, total, asked = float(m["free_gib"]), float(m["total_gib"]), m["requested_gib"]
+    return Diagnosis(kind="gpu_memory_in_use", cause=f"only {m['free_gib']} GiB were free at start-up, less than "
                                                      f"gpu_memory_utilization asked for ({asked} GiB)",
-                     fix=f"use --gpu-memory-utilization {math.floor(free / total * 100) / 100:.2f} or less: vLLM "
+                     fix=f"use --gpu-memory-utilization {startable_utilization(free, total):.2f} or less: vLLM "
                          "checks after its own CUDA context and NCCL buffers exist (0.5-1.5 GiB); if nvidia-smi "
                          "lists other processes on the GPU, stop them", evidence=m.group(0))
 
 
 def _derived_len(m: re.Match, ctx: Context) -> Diagnosis:
-    return Diagnosis(kind="max_model_len_exceeds_model", cause=f"--max-model-len {m.group(1)} is above the model's "
-                                                                f"own limit ({m.group(2)})",
-                     fix=f"use --max-model-len {m.group(2).split('=')[-1].split('.')[0]} or less "
+    limit = f"{m['max_len_key']}={m['derived']}"
+    return Diagnosis(kind="max_model_len_exceeds_model", cause=f"--max-model-len {m['max_model_len']} is above the "
+                                                                f"model's own limit ({limit})",
+                     fix=f"use --max-model-len {m['derived'].split('.')[0]} or less "
                          "(VLLM_ALLOW_LONG_MAX_MODEL_LEN=1 only if the model really handles longer context)",
                      evidence=m.group(0))
 
@@ -173,40 +178,78 @@ def _ipc_path(m: re.Match, ctx: Context) -> Diagnosis:
                      evidence=m.group(0))
 
 
-RULES: tuple[tuple[re.Pattern, Callable[[re.Match, Context], Diagnosis]], ...] = (
-    (re.compile(r"Total number of attention heads \((\d+)\) must be divisible by tensor parallel size \((\d+)\)"), _heads),
-    (re.compile(r"User-specified max_model_len \((\d+)\) is greater than the derived max_model_len \(([^)]*?)(?: or |\))"),
-     _derived_len),
-    (re.compile(r"To serve at least one request with the model'?s max seq len \((\d+)\)[^\n]*"), _max_len),
-    (re.compile(r"No available memory for the cache blocks"), _no_blocks),
-    (re.compile(r"(?:The (?:input|output) size is not aligned with the quantized weight shape|is not divisible by "
-                r"(?:weight quantization block_[nk]|group_size|min_thread_[nk])[^.]*)"), _quant),
-    (re.compile(r"AssertionError: (\d+) is not divisible by (\d+)"), _divisible),
-    (re.compile(r"CUDA out of memory occurred when warming up sampler[^\n]*|(?:torch\.)?OutOfMemoryError: CUDA out of "
-                r"memory[^\n]*|CUDA error: out of memory"), _oom),
-    (re.compile(r"World size \((\d+)\) is larger than the number of available GPUs \((\d+)\)"), _world),
-    (re.compile(r"Free memory on device (?:\S+ )?\(([\d.]+)/([\d.]+) GiB\) on startup is less than desired GPU memory "
-                r"utilization \([\d.]+, ([\d.]+) GiB\)"), _free_memory),
-    (re.compile(r"unable to allocate shared memory\(shm\)[^\n]*|Bus error|Error while creating shared memory "
-                r"segment|No space left on device[^\n]*shm|/dev/shm[^\n]*(?:No space|too small)"), _shm),
+def _ep_without_experts(m: re.Match, ctx: Context) -> Diagnosis:
+    return Diagnosis(kind="ep_without_experts", cause="expert parallelism was asked of a model without experts",
+                     fix=EP_WITHOUT_EXPERTS.fix, evidence=m.group(0))
+
+
+def _pp_not_supported(m: re.Match, ctx: Context) -> Diagnosis:
+    return Diagnosis(kind="pp_not_supported", cause="vLLM's class for this model has no pipeline-parallel support",
+                     fix=f"{PP_NOT_SUPPORTED.fix} and a --tensor-parallel-size that uses the GPUs", evidence=m.group(0))
+
+
+def _capability(m: re.Match, ctx: Context) -> Diagnosis:
+    return Diagnosis(kind="gpu_capability", cause=f"the GPU (compute capability {int(m['current']) / 10}) is too old "
+                                                  f"for {m['method']} weights (needs {int(m['minimum']) / 10})",
+                     fix=QUANT_CAPABILITY.fix, evidence=m.group(0))
+
+
+def _bf16(m: re.Match, ctx: Context) -> Diagnosis:
+    return Diagnosis(kind="gpu_capability_bf16", cause="the GPU has no bfloat16 (compute capability below 8.0)",
+                     fix=BF16_CAPABILITY.fix, evidence=m.group(0))
+
+
+class LogSignature:
+    """A failure that is not a refusal of the configuration (out of memory, NCCL, the host): a pattern only."""
+
+    def __init__(self, pattern: str) -> None:
+        self.pattern = re.compile(pattern)
+
+    def search(self, text: str) -> re.Match | None:
+        return self.pattern.search(text)
+
+
+Diagnose = Callable[[re.Match, Context], Diagnosis]
+RULES: tuple[tuple[VllmMessage | LogSignature, Diagnose], ...] = (
+    (HEADS_NOT_DIVISIBLE, _heads),
+    (MAX_LEN_ABOVE_DERIVED, _derived_len),
+    (KV_CACHE_BELOW_MAX_LEN, _max_len),
+    (NO_KV_CACHE_MEMORY, _no_blocks),
+    (QUANT_INPUT_NOT_ALIGNED, _quant), (QUANT_OUTPUT_NOT_ALIGNED, _quant), (FP8_BLOCK_K, _quant), (FP8_BLOCK_N, _quant),
+    (FP8_MOE_BLOCK_N, _quant), (MARLIN_GROUP_SPLIT, _quant), (MARLIN_MIN_THREAD_N, _quant),
+    (MARLIN_MIN_THREAD_K, _quant), (MARLIN_GROUP_SIZE, _quant),
+    (NOT_DIVISIBLE, _divisible),
+    (LogSignature(r"CUDA out of memory occurred when warming up sampler[^\n]*|(?:torch\.)?OutOfMemoryError: CUDA out "
+                  r"of memory[^\n]*|CUDA error: out of memory"), _oom),
+    (WORLD_SIZE_ABOVE_GPUS, _world),
+    (EP_WITHOUT_EXPERTS, _ep_without_experts),
+    (PP_NOT_SUPPORTED, _pp_not_supported),
+    (QUANT_CAPABILITY, _capability),
+    (BF16_CAPABILITY, _bf16),
+    (FREE_MEMORY_BELOW_REQUEST, _free_memory),
+    (LogSignature(r"unable to allocate shared memory\(shm\)[^\n]*|Bus error|Error while creating shared memory "
+                  r"segment|No space left on device[^\n]*shm|/dev/shm[^\n]*(?:No space|too small)"), _shm),
     # before the generic NCCL rule: the first rule of a kind wins, and this one names the cause
-    (re.compile(r"Duplicate GPU detected ?: rank (\d+) and rank (\d+) both on CUDA device \w+"), _duplicate_gpu),
-    (re.compile(r"NCCL error[^\n]*|ncclUnhandledCudaError[^\n]*|ncclSystemError[^\n]*|ncclInternalError[^\n]*|"
-                r"ncclInvalidUsage[^\n]*"), _nccl),
-    (re.compile(r"No CUDA GPUs are available|Failed to infer device type|libcuda\.so\.1: cannot open shared object "
-                r"file|Found no NVIDIA driver on your system|CUDA driver initialization failed"), _no_gpu),
-    (re.compile(r"The NVIDIA driver on your system is too old[^\n]*|CUDA driver version is insufficient for CUDA "
-                r"runtime version|forward compatibility was attempted on non supported HW|"
-                r"unsatisfied condition: cuda>=[\d.]+[^\n]*"), _driver),
-    (re.compile(r"Unsupported CPU attention configuration: head_dim=(\d+)"), _head_dim),
-    (re.compile(r"ipc path \"[^\"]*\" is longer than (\d+) characters"), _ipc_path),
+    (LogSignature(r"Duplicate GPU detected ?: rank (\d+) and rank (\d+) both on CUDA device \w+"), _duplicate_gpu),
+    (LogSignature(r"NCCL error[^\n]*|ncclUnhandledCudaError[^\n]*|ncclSystemError[^\n]*|ncclInternalError[^\n]*|"
+                  r"ncclInvalidUsage[^\n]*"), _nccl),
+    (LogSignature(r"No CUDA GPUs are available|Failed to infer device type|libcuda\.so\.1: cannot open shared "
+                  r"object file|Found no NVIDIA driver on your system|CUDA driver initialization failed"), _no_gpu),
+    (LogSignature(r"The NVIDIA driver on your system is too old[^\n]*|CUDA driver version is insufficient for CUDA "
+                  r"runtime version|forward compatibility was attempted on non supported HW|"
+                  r"unsatisfied condition: cuda>=[\d.]+[^\n]*"), _driver),
+    (LogSignature(r"Unsupported CPU attention configuration: head_dim=(\d+)"), _head_dim),
+    (LogSignature(r"ipc path \"[^\"]*\" is longer than (\d+) characters"), _ipc_path),
 )
+"""vLLM's refusal messages (core/vllm_messages.py, the texts the planner predicts) and the log signatures of
+other failures, each with what tpfit says about it."""
 
 
 KNOWN_FAILURES = ("TP vs heads / KV heads / vocab", "quantized shard alignment", "max_model_len vs KV cache or model",
                   "no KV cache memory", "CUDA OOM", "world size", "GPU memory in use", "shared memory", "NCCL",
                   "two ranks on one GPU",
-                  "no GPU", "driver too old", "CPU head size", "TMPDIR too deep for vLLM's sockets")
+                  "no GPU", "driver too old", "CPU head size", "TMPDIR too deep for vLLM's sockets",
+                  "expert parallel without experts", "pipeline parallel unsupported", "GPU too old for the weights")
 """What RULES recognise, in words, for the 'nothing found' answer."""
 
 
@@ -214,8 +257,8 @@ def explain(text: str, ctx: Context | None = None) -> list[Diagnosis]:
     """Every recognised failure in a log, first occurrence of each kind, in log order."""
     ctx = ctx or Context()
     found: dict[str, tuple[int, Diagnosis]] = {}
-    for pattern, make in RULES:
-        m = pattern.search(text)
+    for signature, make in RULES:
+        m = signature.search(text)
         if m:
             d = make(m, ctx)
             if d.kind not in found:
