@@ -83,7 +83,8 @@ def test_doctor_and_planner_share_the_start_up_check():
                                       for g in snapshot_from_files(H200X4).gpus))
     plan = make_plan(load_config("meta-llama--Llama-3.1-70B.json"), cluster, Workload(context=8192),
                      EngineArgs(gpu_memory_utilization=0.99), layouts=(Layout(tp=4),))
-    assert plan.best.memory.vllm_error and plan.best.memory.vllm_error in m.evidence
+    (tp4,) = plan.candidates
+    assert tp4.memory.vllm_error and tp4.memory.vllm_error in m.evidence
 
 
 def test_our_capture_shows_the_topology_bug_it_found():
