@@ -183,3 +183,23 @@ def test_speed_command_prints_layouts_by_concurrency():
     bad = subprocess.run([sys.executable, "-m", "tpfit", "speed", "llama-3.1-8b", "--gpus", "2xH100",
                           "--concurrency", "0,4"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "--concurrency" in bad.stderr
+
+
+def test_verify_puts_the_predicted_speed_beside_the_load():
+    from tpfit.live.load import LoadResult
+    from tpfit.live.verify import compare_speed
+
+    plan = make_plan(load_config("meta-llama--Llama-3.1-8B.json"), Cluster.parse("1xh100"),
+                     Workload(context=4096, concurrency=8, input_tokens=3968, output_tokens=128), EngineArgs(),
+                     layouts=(Layout(),))
+    speed = plan.candidates[0].speed
+    # a load twice as slow as predicted in every respect
+    load = LoadResult(requests_ok=24, requests_failed=0, errors=(), duration_s=24 * 128 / speed.total_output_tok_s * 2,
+                      output_tokens=24 * 128, ttft_s={"p50": 2 * speed.ttft_s}, itl_s={"p50": 2 * speed.tpot_s},
+                      e2e_s={"p50": 1.0}, kv_usage_peak=0.1, waiting_peak=0, running_peak=8, preemptions=0,
+                      server_errors=0)
+    rows = {r.quantity: r for r in compare_speed(speed, load)}
+    assert set(rows) == {"TTFT (s)", "TPOT (s)", "output tokens/s"}
+    assert rows["TTFT (s)"].error_pct == pytest.approx(-50, abs=0.1)
+    assert rows["TPOT (s)"].error_pct == pytest.approx(-50, abs=0.1)
+    assert rows["output tokens/s"].error_pct == pytest.approx(100, abs=0.5)

@@ -20,7 +20,7 @@ from tpfit.vllm_facts import CURRENT_VLLM_VERSION
 
 
 def _plan_for_server(facts, model: str | None, gpus: str | None, tp, pp, dtype: str, kv_bytes: int | None,
-                     concurrency: int):
+                     concurrency: int, input_tokens: int | None = None, output_tokens: int | None = None):
     from tpfit import EngineArgs, Workload, make_plan
     from tpfit.core.layout import Layout
     from tpfit.hardware.cluster import Cluster
@@ -35,8 +35,9 @@ def _plan_for_server(facts, model: str | None, gpus: str | None, tp, pp, dtype: 
                         kv_cache_memory_bytes=kv, block_size=facts.block_size,
                         gpu_memory_utilization=facts.gpu_memory_utilization)
     layout = Layout(tp=tp or 1, pp=pp or 1)
-    return make_plan(spec, cluster, Workload(context=facts.max_model_len, concurrency=concurrency), engine,
-                     layouts=(layout,))
+    work = Workload(context=facts.max_model_len, concurrency=concurrency, input_tokens=input_tokens,
+                    output_tokens=output_tokens)
+    return make_plan(spec, cluster, work, engine, layouts=(layout,))
 
 
 def verify(
@@ -183,18 +184,20 @@ async def _verify(url, model, gpus, tp, pp, dtype, kv_bytes, context, concurrenc
     from tpfit.live.client import VllmClient, request_timeout
     from tpfit.live.load import LoadSpec, run_load
     from tpfit.live.server_facts import read_server_facts
-    from tpfit.live.verify import compare, judge
+    from tpfit.live.verify import compare, compare_speed, judge
 
     async with VllmClient(url, max_connections=max(8, concurrency * 2), timeout=request_timeout(timeout)) as client:
         facts = await read_server_facts(client, log_text=log_text)
-        plan = _plan_for_server(facts, model, gpus, tp, pp, dtype, kv_bytes, concurrency)
-        candidate = plan.candidates[0]
-        rows = compare(candidate.memory, facts) if candidate.memory else ()
         ctx = context or facts.max_model_len
         out_tokens = output_tokens or max(1, min(128, ctx // 4))
         if out_tokens >= ctx:
             raise UsageError(f"--output-tokens {out_tokens} leaves no room for a prompt in {ctx} tokens",
                              flag="--output-tokens")
+        plan = _plan_for_server(facts, model, gpus, tp, pp, dtype, kv_bytes, concurrency,
+                                input_tokens=ctx - out_tokens if ctx <= facts.max_model_len else None,
+                                output_tokens=out_tokens if ctx <= facts.max_model_len else None)
+        candidate = plan.candidates[0]
+        rows = compare(candidate.memory, facts) if candidate.memory else ()
         spec = LoadSpec(model=facts.model_id, prompt_tokens=ctx - out_tokens, output_tokens=out_tokens,
                         concurrency=concurrency, requests=requests or 3 * concurrency, timeout_s=timeout)
 
@@ -210,7 +213,11 @@ async def _verify(url, model, gpus, tp, pp, dtype, kv_bytes, context, concurrenc
         capacity = facts.max_concurrency * facts.max_model_len / ctx  # the same KV at this context
     verdict = judge(load, concurrency=concurrency, context=ctx, kv_capacity_requests=capacity, ttft_p99_s=ttft_p99,
                     itl_p99_s=itl_p99)
-    return {"server": facts.to_dict(), "comparison": [r.to_dict() for r in rows], "load_spec": asdict(spec),
+    speed_rows = compare_speed(candidate.speed, load) if candidate.speed else ()
+    return {"server": facts.to_dict(), "comparison": [r.to_dict() for r in rows],
+            "speed": {"predicted": candidate.speed.to_dict() if candidate.speed else None,
+                      "comparison": [r.to_dict() for r in speed_rows]},
+            "load_spec": asdict(spec),
             "load": load.to_dict(), "verdict": verdict.to_dict(),
             "plan_verdict": candidate.memory.verdict if candidate.memory else "refused"}
 
@@ -240,6 +247,17 @@ def _render(report: dict) -> None:
     console.print(f"{load['requests_ok']} ok, {load['requests_failed']} failed, {load['output_tokens_per_s']:.0f} "
                   f"output tokens/s, KV peak {load['kv_usage_peak']:.0%}, {load['preemptions']:.0f} preemptions, "
                   f"{load['waiting_peak']:.0f} waiting at most")
+    sp = report.get("speed") or {}
+    if sp.get("comparison"):
+        st = Table(title=f"speed: predicted ({sp['predicted']['calibration']}) vs this load", title_justify="left")
+        for c in ("quantity", "predicted", "measured", "error %"):
+            st.add_column(c, justify="left" if c == "quantity" else "right")
+        for r in sp["comparison"]:
+            st.add_row(r["quantity"], f"{r['predicted']:,.4g}", "—" if r["actual"] is None else f"{r['actual']:,.4g}",
+                       "—" if r["error_pct"] is None else f"{r['error_pct']:+.1f}")
+        console.print(st)
+        console.print("measured TTFT and inter-token time are medians; tokens/s spans the whole load, ramp included",
+                      style="dim")
     v = report["verdict"]
     console.print(("[green]PASS[/]" if v["passed"] else "[red]FAIL[/]") + ": " + "; ".join(v["reasons"]))
 

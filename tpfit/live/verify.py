@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from tpfit.core.memory import MemoryPlan
+from tpfit.core.perf import Speed
 from tpfit.live.load import LoadResult
 from tpfit.live.server_facts import ServerFacts
 from tpfit.units import GIB
@@ -44,6 +45,17 @@ def compare(memory: MemoryPlan, facts: ServerFacts) -> tuple[Comparison, ...]:
         Comparison(quantity="max concurrency", predicted=round(memory.max_concurrency, 2), actual=facts.max_concurrency),
     ]
     return tuple(rows)
+
+
+def compare_speed(speed: Speed, load: LoadResult) -> tuple[Comparison, ...]:
+    """The speed model's figures beside the load's: median TTFT and inter-token time against the predicted means,
+    and output tokens/s over the whole load (its ramp included, so a lower bound of the steady figure)."""
+    return (
+        Comparison(quantity="TTFT (s)", predicted=round(speed.ttft_s, 4), actual=load.ttft_s.get("p50")),
+        Comparison(quantity="TPOT (s)", predicted=round(speed.tpot_s, 5), actual=load.itl_s.get("p50")),
+        Comparison(quantity="output tokens/s", predicted=round(speed.total_output_tok_s, 1),
+                   actual=round(load.output_tokens_per_s, 1)),
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
