@@ -326,3 +326,70 @@ def test_readme_before_after(before, after, name):
     assert _readme_block(after) in fixed
     again = check_deployment(read_deployment(fixed.encode(), name), gpus=Cluster.parse("2xH100"))
     assert again.exit_code == 0
+
+
+def _paths(node, prefix=()):
+    yield prefix
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield from _paths(v, prefix + (k,))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from _paths(v, prefix + (i,))
+
+
+def _replace(node, path, value):
+    if not path:
+        return value
+    node[path[0]] = _replace(node[path[0]], path[1:], value)
+    return node
+
+
+def test_hostile_yaml_structures_in_process():
+    """The corpus's compose files and manifests with parts replaced by any shape of value (hypothesis, bounded):
+    a report (and a fix) or a UsageError naming the file, never another exception."""
+    import copy
+
+    import yaml
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    bases = [list(yaml.safe_load_all(p.read_text())) for p in sorted(CORPUS.glob("*.yaml"))]
+    scalars = st.one_of(
+        st.sampled_from(["vllm/vllm-openai:v0.33.0", "vllm/vllm-openai", "vllm serve llama-3.1-8b --tp 2", "vllm",
+                         "serve", "llama-3.1-8b", "--tensor-parallel-size", "2", "all", "host", "16g", "Deployment",
+                         "LeaderWorkerSet", "InferenceService", "Pod", "sh", "-c", "Memory", "/dev/shm", "hf://x/y",
+                         "HF_TOKEN", "hf_abcdefghijklmnopqrstuvwxyz", "--enforce-eager", "nvidia", "$(X)", "{{.Name}}",
+                         "", "-", "--max-model-len=abc", "0", "-3", "1e99"]),
+        st.integers(-5, 10**6), st.booleans(), st.none(), st.floats(allow_nan=True, allow_infinity=True))
+    keys = st.sampled_from(["image", "command", "args", "env", "name", "value", "limits", "nvidia.com/gpu", "size",
+                            "containers", "spec", "services", "deploy", "devices", "count", "mountPath", "emptyDir"])
+    trees = st.recursive(scalars, lambda c: st.one_of(st.lists(c, max_size=4), st.dictionaries(keys, c, max_size=4)),
+                         max_leaves=12)
+
+    @settings(max_examples=400, deadline=5000, suppress_health_check=list(HealthCheck))
+    @given(st.integers(0, len(bases) - 1), st.lists(st.tuples(st.integers(0, 10**6), trees), min_size=1, max_size=3))
+    def run(which, changes):
+        docs = copy.deepcopy(bases[which])
+        for pick, value in changes:
+            paths = [p for p in _paths(docs) if p]
+            path = paths[pick % len(paths)]
+            _replace(docs, path, value)
+        data = yaml.safe_dump_all(docs).encode()
+        try:
+            dep = read_deployment(data, "f.yaml")
+        except UsageError as err:
+            assert "f.yaml" in str(err)
+            return
+        report = check_deployment(dep, gpus=Cluster.parse("2xH100"), load=load_real)
+        fix_text(dep, report.findings)
+
+    run()
+
+
+def test_yaml_warnings_stay_off_stderr(tmp_path):
+    path = tmp_path / "anchors.yaml"
+    path.write_text("x: &a 1\ny: &a 2\nservices:\n  v: {image: vllm/vllm-openai:v0.33.0, command: [--model, "
+                    "llama-3.1-8b, --max-model-len, '4096']}\n")
+    r = run_cli(str(path), "--gpus", "1xH100")
+    assert r.returncode == 0 and r.stderr == "", r.stderr

@@ -161,8 +161,8 @@ class Fixer:
             return self.container_option(unit, edit.value)
         if edit.op is Op.ENV_REFERENCE:
             return self.env_reference(unit, edit.target)
-        if edit.target is None:
-            return False
+        if not isinstance(edit.target, dict):
+            return False  # the file holds something else there: left to do by hand
         if edit.op is Op.YAML_SET:
             edit.target[edit.key] = edit.value
             return True
@@ -170,6 +170,8 @@ class Fixer:
             items = edit.target.get(edit.key)
             if items is None:
                 edit.target[edit.key] = items = []
+            if not isinstance(items, list):
+                return False
             if edit.value not in items:
                 items.append(edit.value)
             return True

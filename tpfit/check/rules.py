@@ -127,15 +127,22 @@ def check_gpu_count(unit: Unit, r: Resolved) -> list[Finding]:
                edits=edits)]
 
 
+def _dig(node, *keys):
+    for k in keys:
+        node = node.get(k) if isinstance(node, dict) else None
+    return node
+
+
 def _gpu_count_edits(unit: Unit, n: int) -> tuple[Edit, ...]:
     if unit.runtime is Runtime.KUBERNETES and unit.handle is not None:
         c = unit.handle[0]
-        res = c.get("resources") or {}
-        part = "limits" if "nvidia.com/gpu" in (res.get("limits") or {}) else "requests"
-        return (Edit(op=Op.YAML_SET, key="nvidia.com/gpu", value=n, target=res.get(part), unit=unit),)
+        limits = _dig(c, "resources", "limits")
+        part = "limits" if isinstance(limits, dict) and "nvidia.com/gpu" in limits else "requests"
+        return (Edit(op=Op.YAML_SET, key="nvidia.com/gpu", value=n, target=_dig(c, "resources", part), unit=unit),)
     if unit.runtime in (Runtime.COMPOSE, Runtime.PODMAN_COMPOSE) and unit.handle is not None and not unit.gpu_ids:
-        devices = unit.handle[0].get("deploy", {}).get("resources", {}).get("reservations", {}).get("devices") or [{}]
-        return (Edit(op=Op.YAML_SET, key="count", value=n, target=devices[0], unit=unit),)
+        devices = _dig(unit.handle[0], "deploy", "resources", "reservations", "devices")
+        target = devices[0] if isinstance(devices, list) and devices else None
+        return (Edit(op=Op.YAML_SET, key="count", value=n, target=target, unit=unit),)
     return ()
 
 

@@ -1,18 +1,19 @@
 """Read a deployment file of any supported kind, within bounds: one clear error for anything else.
 
-Bounds (a deployment file is a few KB): at most 1 MiB, UTF-8 text, YAML nested at most 64 levels and with at
+Bounds (a deployment file is a few KB): at most 512 KiB (ruamel's round-trip reader takes ~5 s of CPU for that), UTF-8 text, YAML nested at most 64 levels and with at
 most 256 aliases. Anything outside them, unparsable, or starting no vLLM server is a UsageError (exit 2).
 """
 
 from __future__ import annotations
 
 import re
+import warnings
 
 from tpfit.deployment.facts import DeploymentFile
 from tpfit.errors import UsageError
 from tpfit.units import MIB
 
-MAX_BYTES = MIB
+MAX_BYTES = MIB // 2
 MAX_DEPTH = 64
 MAX_ALIASES = 256
 _YAML_START = re.compile(r"^(?:---|%YAML|[A-Za-z_][\w.-]*\s*:(?:\s|$)|-\s)")
@@ -46,7 +47,7 @@ def _nesting(text: str) -> int:
 
 def decode(data: bytes, name: str) -> str:
     if len(data) > MAX_BYTES:
-        raise UsageError(f"{len(data) / MIB:.1f} MiB is too big for a deployment file (at most 1 MiB)",
+        raise UsageError(f"{len(data) / MIB:.1f} MiB is too big for a deployment file (at most 512 KiB)",
                          flag="FILE", value=name)
     if b"\x00" in data:
         raise UsageError("a binary file, not a shell script, compose file or Kubernetes manifest", flag="FILE",
@@ -69,7 +70,9 @@ def load_yaml(text: str, name: str) -> list:
     yaml = YAML(typ="rt")
     yaml.preserve_quotes = True
     try:
-        return [d for d in yaml.load_all(text)]
+        with warnings.catch_warnings():  # ruamel warns on stderr (reused anchors): the file's problem, not ours
+            warnings.simplefilter("ignore")
+            return [d for d in yaml.load_all(text)]
     # ruamel raises YAMLError, warnings-as-errors (duplicate keys) and, on some broken input, plain Python errors:
     # any of them means "not YAML tpfit can read", said once here
     except Exception as err:  # noqa: BLE001
@@ -80,19 +83,18 @@ def load_yaml(text: str, name: str) -> list:
 def read_deployment(data: bytes, name: str) -> DeploymentFile:
     """The vLLM servers a file starts; UsageError when it is not a deployment tpfit can read or starts none."""
     text = decode(data, name)
+    docs = load_yaml(text, name) if looks_like_yaml(name, text) else None
     try:
-        if looks_like_yaml(name, text):
+        if docs is not None:
             from tpfit.deployment.read_yaml import read_yaml_documents
 
-            found = read_yaml_documents(load_yaml(text, name), name, text)
+            found = read_yaml_documents(docs, name, text)
         else:
             from tpfit.deployment.read_shell import read_shell
 
             found = read_shell(text, name)
-    except UsageError as err:
-        if err.value is not None:
-            raise
-        raise UsageError(str(err), flag="FILE", value=name) from None  # a reader's error, named with the file
+    except UsageError as err:  # a reader's error (a field of the file): named with the file
+        raise UsageError(str(err), flag="FILE", value=name) from None
     if not found.units:
         why = "; ".join(found.notes) or "looked for vllm serve, python -m vllm.entrypoints.openai.api_server, " \
                                         "docker/podman run with a vLLM image"

@@ -59,6 +59,11 @@ def _get(node, *keys):
     return node
 
 
+def _list(value) -> list:
+    """A YAML list, or [] for anything else in its place."""
+    return value if isinstance(value, list) else []
+
+
 def _scalar(value) -> str | None:
     if isinstance(value, (str, int, float)) and not isinstance(value, bool):
         return str(value)
@@ -75,7 +80,7 @@ def _list_words(seq, path: str, variables: dict[str, str]) -> list[Word]:
     for i, item in enumerate(seq):
         text = _scalar(item)
         if text is None:
-            raise UsageError(f"{path}[{i}] is not a string (a command line holds strings)", flag="FILE")
+            raise UsageError(f"{path}[{i}] is not a string (a command line holds strings)")
         text = _KUBE_VAR.sub(lambda m: variables.get(m.group(1), m.group(0)), text)
         out.append(Word(text=text, where=Where(line=_line(seq, i), path=f"{path}[{i}]"), span=(i, i + 1), store=store))
     return out
@@ -147,7 +152,7 @@ def _probes(c, path: str) -> list[Probe]:
                                  where=Where(line=_line(c, f"{kind}Probe"), path=f"{path}.{kind}Probe")))
             except (TypeError, ValueError):
                 raise UsageError(f"{path}.{kind}Probe: periodSeconds, failureThreshold and initialDelaySeconds "
-                                 "must be numbers", flag="FILE") from None
+                                 "must be numbers") from None
     return out
 
 
@@ -159,9 +164,9 @@ def _gpu_product(pod) -> str | None:
                 return str(sel[label])
     terms = _get(pod, "affinity", "nodeAffinity", "requiredDuringSchedulingIgnoredDuringExecution",
                  "nodeSelectorTerms")
-    for term in terms if isinstance(terms, list) else []:
-        for expr in (term.get("matchExpressions") or []) if isinstance(term, dict) else []:
-            if isinstance(expr, dict) and expr.get("key") in PRODUCT_LABELS and expr.get("values"):
+    for term in _list(terms):
+        for expr in _list(term.get("matchExpressions")) if isinstance(term, dict) else []:
+            if isinstance(expr, dict) and expr.get("key") in PRODUCT_LABELS and _list(expr.get("values")):
                 return str(expr["values"][0])
     return None
 
@@ -193,24 +198,24 @@ def _container_unit(c, path: str, pod, pod_path: str, *, nodes: int = 1, model_h
             try:
                 gpus = int(str(res[GPU_RESOURCE]))
             except ValueError:
-                raise UsageError(f"{path}.resources.{part}.{GPU_RESOURCE} must be a whole number of GPUs",
-                                 flag="FILE", value=res[GPU_RESOURCE]) from None
+                raise UsageError(f"{path}.resources.{part}.{GPU_RESOURCE} must be a whole number of GPUs, not "
+                                 f"{str(res[GPU_RESOURCE])[:40]!r}") from None
             gpus_where = Where(line=_line(res, GPU_RESOURCE), path=f"{path}.resources.{part}.{GPU_RESOURCE}")
             break
-    volumes = {v.get("name"): v for v in (_get(pod, "volumes") or []) if isinstance(v, dict)}
+    volumes = {str(v.get("name")): v for v in _list(_get(pod, "volumes")) if isinstance(v, dict)}
     mounts, shm = [], None
-    for m in c.get("volumeMounts") or []:
+    for m in _list(c.get("volumeMounts")):
         if not isinstance(m, dict):
             continue
         mounts.append(str(m.get("mountPath", "")))
         if m.get("mountPath") == "/dev/shm":
-            vol = volumes.get(m.get("name")) or {}
+            vol = volumes.get(str(m.get("name"))) or {}
             empty = vol.get("emptyDir") if isinstance(vol, dict) else None
             if isinstance(empty, dict) and empty.get("medium") == "Memory":
                 shm = size_or_none(_scalar(empty.get("sizeLimit"))) or 1 << 40  # no limit: node memory
             elif isinstance(vol, dict) and vol.get("hostPath"):
                 shm = 1 << 40
-    for e in c.get("envFrom") or []:
+    for e in _list(c.get("envFrom")):
         if isinstance(e, dict):
             env.append(EnvVar(name="*" + str(next(iter(e.keys()), "")), value=None, where=Where(path=f"{path}.envFrom")))
     return Unit(name=str(c.get("name") or image or "vllm"), runtime=Runtime.KUBERNETES, command=command,
@@ -238,11 +243,12 @@ def _kube_units(doc, index: int) -> tuple[list[Unit], str | None]:
         keys = POD_PATHS[kind]
         return _pod_units(_get(doc, *keys), prefix + ".".join(keys)), None
     if kind == "LeaderWorkerSet":
-        tmpl = _get(doc, "spec", "leaderWorkerTemplate") or {}
+        tmpl = _get(doc, "spec", "leaderWorkerTemplate")
+        tmpl = tmpl if isinstance(tmpl, dict) else {}
         try:
             size = int(tmpl.get("size", 1))
         except (TypeError, ValueError):
-            raise UsageError("spec.leaderWorkerTemplate.size must be a whole number", flag="FILE") from None
+            raise UsageError("spec.leaderWorkerTemplate.size must be a whole number") from None
         base = prefix + "spec.leaderWorkerTemplate"
         units = _pod_units(_get(tmpl, "leaderTemplate", "spec"), f"{base}.leaderTemplate.spec", nodes=size)
         if not units:  # some LWS examples start the server in the worker template only
@@ -256,7 +262,7 @@ def _kube_units(doc, index: int) -> tuple[list[Unit], str | None]:
         if isinstance(model, dict):
             uri = str(model.get("storageUri") or "")
             hint = uri[len("hf://"):] if uri.startswith("hf://") else None
-            args = [str(a) for a in model.get("args") or []]
+            args = [str(a) for a in _list(model.get("args"))]
             for a in args:
                 if a.startswith("--model_id=") or a.startswith("--model-id="):
                     hint = a.split("=", 1)[1]
@@ -302,10 +308,10 @@ def _compose_unit(name: str, svc, path: str, runtime: Runtime) -> Unit | None:
         if not isinstance(d, dict):
             continue
         gpus_where = Where(line=_line(devices, i), path=f"{path}.deploy.resources.reservations.devices[{i}]")
-        if d.get("device_ids"):
+        if _list(d.get("device_ids")):
             ids = tuple(str(x) for x in d["device_ids"])
             gpus = len(ids)
-        elif isinstance(d.get("count"), int):
+        elif isinstance(d.get("count"), int) and not isinstance(d.get("count"), bool):
             gpus = d["count"]
     if svc.get("runtime") == "nvidia":
         vis = next((e.value for e in env if e.name == "NVIDIA_VISIBLE_DEVICES" and e.value), None)
@@ -313,7 +319,7 @@ def _compose_unit(name: str, svc, path: str, runtime: Runtime) -> Unit | None:
             ids = tuple(vis.split(","))
             gpus = len(ids)
     mounts = []
-    for v in svc.get("volumes") or []:
+    for v in _list(svc.get("volumes")):
         if isinstance(v, str):
             mounts.append(volume_target(v))
         elif isinstance(v, dict):
@@ -321,10 +327,14 @@ def _compose_unit(name: str, svc, path: str, runtime: Runtime) -> Unit | None:
     probes = []
     hc = svc.get("healthcheck")
     if isinstance(hc, dict):
-        probes.append(Probe(kind="healthcheck", initial_delay_s=float(size_or_seconds(hc.get("start_period")) or 0),
-                            period_s=float(size_or_seconds(hc.get("interval")) or 30),
-                            failure_threshold=int(hc.get("retries", 3) or 3),
-                            where=Where(line=_line(svc, "healthcheck"), path=f"{path}.healthcheck")))
+        try:
+            probes.append(Probe(kind="healthcheck", initial_delay_s=float(size_or_seconds(hc.get("start_period")) or 0),
+                                period_s=float(size_or_seconds(hc.get("interval")) or 30),
+                                failure_threshold=int(hc.get("retries", 3) or 3),
+                                where=Where(line=_line(svc, "healthcheck"), path=f"{path}.healthcheck")))
+        except (TypeError, ValueError):
+            raise UsageError(f"{path}.healthcheck: retries must be a number, interval and start_period durations "
+                             "such as 30s") from None
     return Unit(name=name, runtime=runtime, command=command, where=Where(line=_line(svc, "image") if image else 0,
                                                                            path=path),
                 image=image, image_where=Where(line=_line(svc, "image"), path=f"{path}.image") if image else Where(),
@@ -351,8 +361,7 @@ def read_yaml_documents(docs: list, name: str, text: str) -> DeploymentFile:
     """Units of a compose file or of Kubernetes manifests already loaded round-trip."""
     mappings = [d for d in docs if isinstance(d, dict)]
     if not mappings:
-        raise UsageError("neither a compose file (no services:) nor Kubernetes manifests (no kind:)", flag="FILE",
-                         value=name)
+        raise UsageError("neither a compose file (no services:) nor Kubernetes manifests (no kind:)")
     if any("services" in d for d in mappings):
         runtime = Runtime.PODMAN_COMPOSE if "podman" in name.lower() or any(
             str(k).startswith("x-podman") for d in mappings for k in d) else Runtime.COMPOSE
@@ -367,8 +376,7 @@ def read_yaml_documents(docs: list, name: str, text: str) -> DeploymentFile:
         return DeploymentFile(name=name, format=Format.COMPOSE, units=tuple(units), text=text, documents=docs,
                               notes=() if units else ("no service runs a vLLM server",))
     if not any("kind" in d for d in mappings):
-        raise UsageError("neither a compose file (no services:) nor Kubernetes manifests (no kind:)", flag="FILE",
-                         value=name)
+        raise UsageError("neither a compose file (no services:) nor Kubernetes manifests (no kind:)")
     units, skipped = [], []
     for i, d in enumerate(docs):
         if isinstance(d, dict):
