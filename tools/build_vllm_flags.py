@@ -1,7 +1,7 @@
 """Build tpfit/data/vllm_flags.json: the `vllm serve` flags of each vLLM release, read from its source.
 
-Reads, for each release unpacked under SRC (`pip download --no-deps vllm==X`, then unzip
-`vllm/engine/arg_utils.py`, `vllm/entrypoints/openai/cli_args.py`, `vllm/entrypoints/cli/serve.py`),
+Reads, for each release unpacked under SRC/X.Y.Z (`pip download --no-deps vllm==X.Y.Z`, then
+`unzip WHEEL 'vllm/engine/arg_utils.py' 'vllm/entrypoints/*' -d SRC/X.Y.Z`; the files read are FILES below),
 every `add_argument(...)` call and the dataclass fields vLLM turns into flags (`FrontendArgs`,
 `f"--{key.replace('_', '-')}"`), with whether each flag takes a value: `action="store_true"` and bool
 fields (argparse `BooleanOptionalAction`, which also makes `--no-X`) take none. Run by hand when a
@@ -26,7 +26,8 @@ ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "tpfit" / "data" / "vllm_flags.json"
 FILES = ("vllm/engine/arg_utils.py", "vllm/entrypoints/openai/cli_args.py", "vllm/entrypoints/cli/serve.py",
          "vllm/entrypoints/launchers/cli_args.py", "vllm/entrypoints/common/cli_args.py")
-"""Where the serve flags are defined; `cli_args.py` moved from entrypoints/openai to entrypoints/launchers in 0.29, to entrypoints/common in 0.33."""
+"""Where the serve flags are defined; `cli_args.py` moved from entrypoints/openai to entrypoints/launchers in
+0.29, and to entrypoints/common in 0.33."""
 NONE, REQUIRED, OPTIONAL = "none", "required", "optional"
 
 
@@ -171,7 +172,8 @@ def check_against(python: str, table: dict) -> list[str]:
     real = {k: v for k, v in real.items() if k not in ("-h", "--help")}
     problems = [f"missing {k}" for k in sorted(set(real) - set(ours))]
     problems += [f"extra {k}" for k in sorted(set(ours) - set(real))]
-    problems += [f"arity {k}: ours {ours[k]}, vLLM {real[k]}" for k in sorted(set(real) & set(ours)) if ours[k] != real[k]]
+    problems += [f"arity {k}: ours {ours[k]}, vLLM {real[k]}" for k in sorted(set(real) & set(ours))
+                 if ours[k] != real[k]]
     return problems
 
 

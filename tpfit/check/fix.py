@@ -144,7 +144,8 @@ class Fixer:
         for item in node.get("env") or []:
             if isinstance(item, dict) and item.get("name") == name:
                 item.pop("value", None)
-                secret = "hf-token" if name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN") else name.lower().replace("_", "-")
+                token = name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
+                secret = "hf-token" if token else name.lower().replace("_", "-")
                 item["valueFrom"] = {"secretKeyRef": {"name": secret, "key": "token"}}
                 return True
         return False

@@ -321,7 +321,8 @@ def check_image(unit: Unit, r: Resolved) -> list[Finding]:
         have = parse_driver(r.host_driver)
         if have and have < need:
             out.append(_f(Kind.IMAGE, Severity.ERROR, unit,
-                          f"{unit.image} is built for CUDA {cuda}, which needs driver >= {need[0]}.{need[1]:02d}.{need[2]:02d}; "
+                          f"{unit.image} is built for CUDA {cuda}, which needs driver >= "
+                          f"{need[0]}.{need[1]:02d}.{need[2]:02d}; "
                           f"this host runs {r.host_driver}", unit.image_where,
                           vllm="RuntimeError: The NVIDIA driver on your system is too old",
                           fix="use an image built for this driver's CUDA (without -cu130), or upgrade the driver"))
@@ -371,17 +372,17 @@ def check_hf_cache(unit: Unit) -> list[Finding]:
         return []
     cache_env = next((e.value for e in unit.env if e.name in ("HF_HOME", "HF_HUB_CACHE", "TRANSFORMERS_CACHE")
                       and e.value), None)
-    for m in unit.mounts:
-        if ".cache" in m or "huggingface" in m or (cache_env and cache_env.startswith(m.rstrip("/"))) \
-                or m.rstrip("/") in ("/root", "/home/vllm", "/data", "/models", "/mnt/models"):
+    for m in (m.rstrip("/") for m in unit.mounts):
+        if ".cache" in m or "huggingface" in m or (cache_env and m and cache_env.startswith(m)) \
+                or m in ("/root", "/home/vllm", "/data", "/models", "/mnt/models"):
             return []
     edits: tuple[Edit, ...] = ()
     if unit.runtime in (Runtime.DOCKER, Runtime.PODMAN):
         edits = (Edit(op=Op.CONTAINER_OPTION, value=("-v", f"~/.cache/huggingface:{HF_CACHE_CONTAINER}"),
                       unit=unit),)
     elif unit.runtime in (Runtime.COMPOSE, Runtime.PODMAN_COMPOSE) and unit.handle is not None:
-        edits = (Edit(op=Op.YAML_APPEND, key="volumes", value=f"${{HF_HOME:-~/.cache/huggingface}}:{HF_CACHE_CONTAINER}",
-                      target=unit.handle[0], unit=unit),)
+        volume = f"${{HF_HOME:-~/.cache/huggingface}}:{HF_CACHE_CONTAINER}"
+        edits = (Edit(op=Op.YAML_APPEND, key="volumes", value=volume, target=unit.handle[0], unit=unit),)
     snippet = {Runtime.KUBERNETES: f"a PersistentVolumeClaim mounted at {HF_CACHE_CONTAINER}"}.get(
         unit.runtime, f"-v ~/.cache/huggingface:{HF_CACHE_CONTAINER}")
     return [_f(Kind.HF_CACHE, Severity.WARNING, unit, f"no Hugging Face cache mounted: {model} is downloaded again "

@@ -137,6 +137,6 @@ def check(
             sys.stdout.write(text)
         else:
             target.write_text(text)
-            typer.echo(f"wrote {target}: {len(applied)} edit(s)" + (f"; by hand: {'; '.join(manual)}" if manual else ""),
-                       err=True)
+            by_hand = f"; by hand: {'; '.join(manual)}" if manual else ""
+            typer.echo(f"wrote {target}: {len(applied)} edit(s){by_hand}", err=True)
     raise typer.Exit(report.exit_code)

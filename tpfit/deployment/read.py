@@ -1,7 +1,7 @@
 """Read a deployment file of any supported kind, within bounds: one clear error for anything else.
 
-Bounds (a deployment file is a few KB): at most 512 KiB (ruamel's round-trip reader takes ~5 s of CPU for that), UTF-8 text, YAML nested at most 64 levels and with at
-most 256 aliases. Anything outside them, unparsable, or starting no vLLM server is a UsageError (exit 2).
+Bounds (a deployment file is a few KB): at most 512 KiB (ruamel's round-trip reader takes ~5 s of CPU for
+that), UTF-8 text, YAML nested at most 64 levels and with at most 256 aliases. Anything outside them, unparsable, or starting no vLLM server is a UsageError (exit 2).
 """
 
 from __future__ import annotations

@@ -217,7 +217,8 @@ def _container_unit(c, path: str, pod, pod_path: str, *, nodes: int = 1, model_h
                 shm = 1 << 40
     for e in _list(c.get("envFrom")):
         if isinstance(e, dict):
-            env.append(EnvVar(name="*" + str(next(iter(e.keys()), "")), value=None, where=Where(path=f"{path}.envFrom")))
+            env.append(EnvVar(name="*" + str(next(iter(e.keys()), "")), value=None,
+                              where=Where(path=f"{path}.envFrom")))
     return Unit(name=str(c.get("name") or image or "vllm"), runtime=Runtime.KUBERNETES, command=command,
                 where=Where(line=_line(c, "name") if "name" in c else 0, path=path), image=image,
                 image_where=Where(line=_line(c, "image"), path=f"{path}.image") if image else Where(),
