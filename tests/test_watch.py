@@ -188,6 +188,9 @@ def test_two_servers_summed_and_per_engine():
     assert view.line("kv_cache_tokens").value == 3 * 1024 and view.line("kv_cache_tokens").plan == 3 * 1024
     assert view.line("kv_cache_usage").value == pytest.approx(1 / 3)
     assert view.line("requests_running").plan == 2 * 2  # each server runs the plan
+    # one engine full, two idle: saturated where it is full, as the rule's max by (instance, engine)
+    saturated = next(a for a in view.alerts if a.kind is AlertKind.KV_SATURATED)
+    assert saturated.message == f"KV cache at 100% on {a} #0 (threshold 90%)"
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -302,8 +302,12 @@ def make_view(history: Sequence[Scrape], *, urls: Sequence[str], now_s: float, t
                            t.down_for_s))
     if have:
         usage = total.kv_cache_usage
-        conditions.append((AlertKind.KV_SATURATED, "all", usage >= t.kv_cache_usage,
-                           f"KV cache at {_pct(usage)} (threshold {_pct(t.kv_cache_usage)})", t.kv_cache_usage_for_s))
+        # per engine, as the rule's `max by (instance, engine)`: one full DP rank preempts while another idles
+        fullest = max(engines, key=lambda e: e.kv_cache_usage)
+        where = f" on {fullest.url} #{fullest.engine}" if len(engines) > 1 else ""
+        conditions.append((AlertKind.KV_SATURATED, "all", fullest.kv_cache_usage >= t.kv_cache_usage,
+                           f"KV cache at {_pct(fullest.kv_cache_usage)}{where} (threshold {_pct(t.kv_cache_usage)})",
+                           t.kv_cache_usage_for_s))
         conditions.append((AlertKind.QUEUE, "all", total.requests_waiting > t.waiting,
                            f"{total.requests_waiting:.0f} request(s) waiting with KV at {_pct(usage)} and "
                            f"{total.requests_running:.0f} running", t.waiting_for_s))
@@ -340,13 +344,14 @@ def make_view(history: Sequence[Scrape], *, urls: Sequence[str], now_s: float, t
                             fix=fix_for(kind, targets, demand=demand_peak)))
     state = {(a.kind, a.scope): a for a in alerts}
 
-    def status(kind: AlertKind, *, warn: bool = False, value: object = 0) -> Status:
+    def status(kind: AlertKind, *, value: object) -> Status:
+        """A line's status from its alert: pending is warn, firing is alert; unknown without a reading."""
         if value is None:
             return Status.UNKNOWN
         a = state.get((kind, "all"))
         if a is not None:
             return Status.ALERT if a.firing else Status.WARN
-        return Status.WARN if warn else Status.OK
+        return Status.OK
 
     v = total if have else None
     lines = (
