@@ -333,7 +333,10 @@ def test_html_report_opens_offline_with_the_same_figures(browser, tmp_path):
     try:
         browser.get(report.as_uri())
         wait_counter(browser, "renders", 0)
-        check_page_equals_plan(browser, cli_plan(EXAMPLE_ARGS))
+        plan = cli_plan(EXAMPLE_ARGS)
+        check_page_equals_plan(browser, plan)
+        href = browser.find_element("id", "plan-json").get_attribute("href")
+        assert json.loads(unquote(href.split(",", 1)[1])) == plan  # the download is `tpfit plan --json`'s object
         assert text(browser, "deploy-text") == tpfit("deploy", *EXAMPLE_ARGS, "--format", "serve").stdout
         resources = browser.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
         assert resources == []

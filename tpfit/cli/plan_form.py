@@ -36,20 +36,13 @@ class FieldError(Exception):
         return {"error": self.message, "field": self.field, "flag": self.flag}
 
 
-def _plan_command():
+def _command(name: str):
+    """The typer app's click command NAME: its parameters are the page's fields."""
     from typer.main import get_command
 
     from tpfit.cli.app import app
 
-    return get_command(app).commands["plan"]
-
-
-def _deploy_command():
-    from typer.main import get_command
-
-    from tpfit.cli.app import app
-
-    return get_command(app).commands["deploy"]
+    return get_command(app).commands[name]
 
 
 def _kind(param) -> tuple[str, list[str]]:
@@ -69,7 +62,7 @@ def _is_path(param) -> bool:
 def form_fields() -> list[dict]:
     """Every `plan` option as a field: name, flags, kind, bounds, choices, default and help."""
     fields = []
-    for p in _plan_command().params:
+    for p in _command("plan").params:
         if p.name in OUTPUT_PARAMS or getattr(p, "hidden", False) or _is_path(p):
             continue  # a path option would let the page read this machine's files
         kind, choices = _kind(p)
@@ -88,7 +81,7 @@ def _field_for_flag(flag: str | None) -> str | None:
         return None
     if flag == "MODEL":
         return "model"
-    for p in _plan_command().params:
+    for p in _command("plan").params:
         if flag in (*p.opts, *getattr(p, "secondary_opts", ())):
             return p.name
     return None
@@ -141,7 +134,7 @@ def parse_args(args: Sequence[str]) -> dict:
     from tpfit.cli.app import usage_error_line
 
     try:
-        ctx = _plan_command().make_context("plan", list(args))
+        ctx = _command("plan").make_context("plan", list(args))
     except typer.TyperException as err:
         param = getattr(err, "param", None)
         flag = param.opts[0] if param is not None and getattr(param, "opts", None) else None
@@ -175,7 +168,7 @@ def plan_from_params(params: Mapping[str, object]):
 
 def deploy_args_for(args: Sequence[str]) -> list[str] | None:
     """ARGS where `tpfit deploy` takes every one of their flags (so it makes the same plan), else None."""
-    accepted = {o for p in _deploy_command().params for o in (*p.opts, *getattr(p, "secondary_opts", ()))}
+    accepted = {o for p in _command("deploy").params for o in (*p.opts, *getattr(p, "secondary_opts", ()))}
     if all(not a.startswith("-") or a in accepted for a in args[1:]):
         return list(args)
     return None

@@ -216,6 +216,8 @@
     document.body.dataset.renders = String(Number(document.body.dataset.renders || 0) + 1);
     const plan = v.plan;
     $("plan-command").textContent = v.plan_command;
+    $("plan-json").href = "data:application/json;charset=utf-8," + encodeURIComponent(JSON.stringify(plan, null, 1));
+    $("plan-json").setAttribute("aria-label", "Download this plan as tpfit plan --json writes it (plan.json)");
     document.title = "tpfit: " + plan.model.id;
     const best = plan.recommended === null ? null : plan.candidates[plan.recommended];
     selected = best ? plan.recommended : plan.candidates.findIndex((c) => c.accepted);
