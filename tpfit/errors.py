@@ -2,6 +2,7 @@
 
     TpfitError
     ├── UsageError(ValueError)        a bad flag or value: exit code 2
+    │   └── FieldError                the same, as the web page shows it beside one form field
     ├── SpecError(ValueError)         a model tpfit cannot model (yet)
     ├── SourceError(OSError)          a config, folder or hub repo that cannot be read
     │   └── OfflineError(ConnectionError)
@@ -32,6 +33,19 @@ class UsageError(TpfitError, ValueError):
         self.flag = flag
         self.value = value
         super().__init__(f"{flag} {value}: {message}" if flag and value is not None else message)
+
+
+class FieldError(UsageError):
+    """Bad input for one field of the web page: the CLI's own one-line message and the `plan` parameter it is
+    about (`gpus`, `context`, `model`, ...), or None when no single field is at fault."""
+
+    def __init__(self, message: str, *, field: str | None, flag: str | None) -> None:
+        super().__init__(message)
+        self.field = field
+        self.flag = flag
+
+    def to_dict(self) -> dict:
+        return {"error": str(self), "field": self.field, "flag": self.flag}
 
 
 class SpecError(TpfitError, ValueError):

@@ -8,32 +8,15 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path, PurePath
 
-from tpfit.errors import NvmlError, SourceError, SpecError, TpfitError, UsageError
+from tpfit.errors import FieldError, NvmlError, SourceError, SpecError, TpfitError, UsageError
 
 OUTPUT_PARAMS = frozenset({"model", "show_all", "as_json", "html"})
 """`plan` parameters that choose an output, not the plan: not form fields."""
 MAX_QUERY_VALUE_CHARS = 300
 """A form value longer than this is refused before parsing (a model id or a GPU string is far shorter)."""
 UPLOAD_PREFIX = "upload:"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class FieldError(Exception):
-    """Bad input for one form field: the CLI's one-line message and the flag (field) it names."""
-
-    message: str
-    field: str | None
-    """The `plan` parameter name (`gpus`, `context`, ...) or None when no single field is at fault."""
-    flag: str | None
-
-    def __str__(self) -> str:
-        return self.message
-
-    def to_dict(self) -> dict:
-        return {"error": self.message, "field": self.field, "flag": self.flag}
 
 
 def _command(name: str):
@@ -98,7 +81,7 @@ def args_from_query(query: Mapping[str, str]) -> list[str]:
     known = {f["name"]: f for f in form_fields()}
     for key, raw in query.items():
         if len(raw) > MAX_QUERY_VALUE_CHARS:
-            raise FieldError(message=f"{known[key]['flag'] if key in known else key}: {len(raw)} characters is "
+            raise FieldError(f"{known[key]['flag'] if key in known else key}: {len(raw)} characters is "
                              f"too long (at most {MAX_QUERY_VALUE_CHARS})", field=key, flag=None)
     for name, f in known.items():
         value = query.get(name, "").strip()
@@ -138,19 +121,19 @@ def parse_args(args: Sequence[str]) -> dict:
     except typer.TyperException as err:
         param = getattr(err, "param", None)
         flag = param.opts[0] if param is not None and getattr(param, "opts", None) else None
-        raise FieldError(message=usage_error_line(err), field=_field_for_flag(flag), flag=flag) from None
+        raise FieldError(usage_error_line(err), field=_field_for_flag(flag), flag=flag) from None
     return dict(ctx.params)
 
 
 def field_error(err: TpfitError) -> FieldError:
     """The form field a planning error belongs to, with the CLI's own one-line message."""
     if isinstance(err, UsageError):
-        return FieldError(message=str(err), field=_field_for_flag(err.flag), flag=err.flag)
+        return FieldError(str(err), field=_field_for_flag(err.flag), flag=err.flag)
     if isinstance(err, (SpecError, SourceError)):
-        return FieldError(message=str(err), field="model", flag="MODEL")
+        return FieldError(str(err), field="model", flag="MODEL")
     if isinstance(err, NvmlError):
-        return FieldError(message=str(err), field="gpus", flag="--gpus")
-    return FieldError(message=str(err), field=None, flag=None)
+        return FieldError(str(err), field="gpus", flag="--gpus")
+    return FieldError(str(err), field=None, flag=None)
 
 
 def plan_from_params(params: Mapping[str, object]):
@@ -189,10 +172,10 @@ def view_for_plan(plan, params: Mapping[str, object], *, uploaded: bool = False)
 def check_model_name(model: str) -> None:
     """The page plans bundled models, Hugging Face ids and uploads: never a path on the server's disk."""
     if not model:
-        raise FieldError(message="MODEL: choose a bundled model, type a Hugging Face id (owner/name) or upload "
+        raise FieldError("MODEL: choose a bundled model, type a Hugging Face id (owner/name) or upload "
                          "a config.json", field="model", flag="MODEL")
     if model.startswith((".", "/", "~", "\\")) or model.endswith(".json") or ".." in model or Path(model).exists():
-        raise FieldError(message=f"MODEL {model}: the page reads no files on this machine; choose a bundled model, "
+        raise FieldError(f"MODEL {model}: the page reads no files on this machine; choose a bundled model, "
                          "a Hugging Face id (owner/name), or upload the model's config.json", field="model",
                          flag="MODEL")
 
@@ -207,7 +190,7 @@ def plan_view_from_query(query: Mapping[str, str], *, uploads: Mapping[str, Path
     uploaded = model.startswith(UPLOAD_PREFIX)
     if uploaded:
         if model not in uploads:
-            raise FieldError(message=f"MODEL {model}: this upload is gone (the server restarted?); upload the "
+            raise FieldError(f"MODEL {model}: this upload is gone (the server restarted?); upload the "
                              "config.json again", field="model", flag="MODEL")
         args = args_from_query({**query, "model": str(uploads[model])})
     else:

@@ -23,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse
 from starlette.routing import Route
 
+from tpfit.errors import FieldError
 from tpfit.report.html import render_page
 
 UPLOAD_LIMIT_BYTES = 1 << 20
@@ -32,7 +33,7 @@ MAX_UPLOADS = 32
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
 
 PlanView = Callable[[dict, dict], tuple[dict, dict]]
-"""(form query, {upload name: config path}) -> (plan JSON, view); raises an error with `to_dict()`."""
+"""(form query, {upload name: config path}) -> (plan JSON, view); bad input raises FieldError."""
 
 
 class Uploads:
@@ -76,9 +77,7 @@ def make_app(*, plan_view: PlanView, page_data: dict, allowed_hosts: tuple[str, 
         query = dict(request.query_params)
         try:
             result = plan_view(query, dict(uploads.paths))
-        except Exception as err:  # noqa: BLE001 - only errors that say which field are shown; others re-raise
-            if not hasattr(err, "to_dict"):
-                raise
+        except FieldError as err:  # anything else is a bug: a 500, with its traceback in the terminal
             return JSONResponse(err.to_dict(), status_code=400)
         return JSONResponse(result[key])
 
@@ -94,8 +93,7 @@ def make_app(*, plan_view: PlanView, page_data: dict, allowed_hosts: tuple[str, 
     async def upload(request: Request) -> JSONResponse:
         if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
             # a page on another site can send a form or text/plain here, but not JSON without asking first (CORS)
-            return JSONResponse({"error": "config.json: send it as application/json", "field": "model",
-                                 "flag": "MODEL"}, status_code=415)
+            return _model_error("config.json: send it as application/json", 415)
         declared = request.headers.get("content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > UPLOAD_LIMIT_BYTES):
             return _too_big()
@@ -107,11 +105,9 @@ def make_app(*, plan_view: PlanView, page_data: dict, allowed_hosts: tuple[str, 
         try:
             config = json.loads(body)
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            return JSONResponse({"error": f"config.json is not valid JSON ({err}); upload the model's config.json",
-                                 "field": "model", "flag": "MODEL"}, status_code=400)
+            return _model_error(f"config.json is not valid JSON ({err}); upload the model's config.json", 400)
         if not isinstance(config, dict):
-            return JSONResponse({"error": "config.json must hold a JSON object (the model's config)",
-                                 "field": "model", "flag": "MODEL"}, status_code=400)
+            return _model_error("config.json must hold a JSON object (the model's config)", 400)
         return JSONResponse({"model": uploads.add(body)})
 
     routes = [Route("/", index), Route("/api/plan", plan_json), Route("/api/view", view_json),
@@ -125,6 +121,10 @@ def make_app(*, plan_view: PlanView, page_data: dict, allowed_hosts: tuple[str, 
     return Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
 
 
+def _model_error(message: str, status: int) -> JSONResponse:
+    return JSONResponse(FieldError(message, field="model", flag="MODEL").to_dict(), status_code=status)
+
+
 def _too_big() -> JSONResponse:
-    return JSONResponse({"error": f"config.json: more than {UPLOAD_LIMIT_BYTES} bytes; upload the model's "
-                         "config.json only (no weights)", "field": "model", "flag": "MODEL"}, status_code=413)
+    return _model_error(f"config.json: more than {UPLOAD_LIMIT_BYTES} bytes; upload the model's config.json only "
+                        "(no weights)", 413)
