@@ -6,6 +6,8 @@ import re
 
 GIB = 1 << 30
 """Bytes in a GiB: vLLM's `GiB_bytes`, the unit of every memory figure in its logs."""
+KIB = 1 << 10
+"""Bytes in a KiB."""
 MIB = 1 << 20
 """Bytes in a MiB: nvidia-smi's unit."""
 GB = 1_000_000_000

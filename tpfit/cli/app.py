@@ -287,6 +287,7 @@ def doctor(
     raise typer.Exit(exit_code(findings))
 
 
+from tpfit.cli.calibrate import calibrate  # noqa: E402
 from tpfit.cli.check import check  # noqa: E402
 from tpfit.cli.speed import speed  # noqa: E402
 from tpfit.cli.ui import ui  # noqa: E402
@@ -296,6 +297,7 @@ from tpfit.cli.watch import watch  # noqa: E402
 app.command()(verify)
 app.command()(explain)
 app.command()(ui)
+app.command()(calibrate)
 app.command()(check)
 app.command()(watch)
 app.command()(speed)

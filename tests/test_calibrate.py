@@ -1,0 +1,172 @@
+"""`tpfit calibrate`: the fitting arithmetic, the timing loop, and a real run on torch CPU with two gloo processes."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT
+from tpfit.errors import UsageError
+from tpfit.hardware.calibration import GpuCalibration
+from tpfit.live.calibrate import (
+    INSTALL_LINE, AllReduceSample, CopySample, GemmSample, Launch, fit_allreduce, make_calibration, prefer_graphs,
+    summarize_gemm, time_op,
+)
+
+HAS_TORCH = importlib.util.find_spec("torch") is not None
+needs_torch = pytest.mark.skipif(not HAS_TORCH and os.environ.get("CI") != "true",
+                                 reason=f"torch is not installed ({INSTALL_LINE}); CI installs it")
+
+
+def _line(world_size: int, latency_s: float, bytes_per_s: float, sizes) -> list[AllReduceSample]:
+    return [AllReduceSample(world_size=world_size, message_bytes=n, seconds=latency_s + n / bytes_per_s,
+                            backend="nccl") for n in sizes]
+
+
+def test_fit_recovers_latency_and_bandwidth_of_a_line():
+    sizes = [4096 * 4**i for i in range(9)]
+    fit = fit_allreduce(_line(2, 18e-6, 150e9, sizes))
+    assert fit.world_size == 2 and fit.backend == "nccl"
+    assert fit.latency_s == pytest.approx(18e-6, rel=1e-6)
+    assert fit.bus_bytes_per_s == pytest.approx(150e9, rel=1e-6)
+
+
+def test_fit_keeps_small_message_latency_within_a_few_percent_under_noise():
+    # +-3 % alternating noise: plain least squares would let the 256 MiB point swamp the 4 KiB intercept
+    samples = [AllReduceSample(world_size=4, message_bytes=s.message_bytes, seconds=s.seconds * (1.03 if i % 2 else 0.97),
+                               backend="nccl") for i, s in enumerate(_line(4, 25e-6, 100e9, [4096 * 4**i for i in range(9)]))]
+    fit = fit_allreduce(samples)
+    assert fit.latency_s == pytest.approx(25e-6, rel=0.1)
+    assert fit.bus_bytes_per_s == pytest.approx(100e9, rel=0.1)
+
+
+def test_fit_never_gives_a_negative_latency_or_bandwidth():
+    # time shrinking with size (noise on a fast link) still fits a positive line
+    noisy = [AllReduceSample(world_size=2, message_bytes=n, seconds=t, backend="gloo")
+             for n, t in [(4096, 5e-5), (65536, 4e-5), (1 << 20, 3e-5)]]
+    fit = fit_allreduce(noisy)
+    assert fit.latency_s >= 0 and fit.bus_bytes_per_s > 0
+    # a line through the origin (no fixed cost) fits with latency 0, not below
+    assert fit_allreduce(_line(2, 0.0, 10e9, [1 << 10, 1 << 20, 1 << 24])).latency_s == pytest.approx(0, abs=1e-12)
+
+
+def test_fit_refuses_one_size_or_mixed_groups():
+    with pytest.raises(UsageError, match="two message sizes"):
+        fit_allreduce(_line(2, 1e-5, 1e10, [4096, 4096]))
+    with pytest.raises(UsageError, match="one world size"):
+        fit_allreduce(_line(2, 1e-5, 1e10, [4096]) + _line(4, 1e-5, 1e10, [65536]))
+
+
+def test_gemm_summary_is_the_median_at_the_largest_batch():
+    def g(key, m, n, seconds):
+        return GemmSample(key=key, m=m, n=n, k=1000, seconds=seconds)
+
+    samples = [g("bf16_decode", 1, 1000, 1e-3), g("bf16_decode", 256, 1000, 1e-3), g("bf16_decode", 256, 2000, 1e-3),
+               g("bf16_decode", 256, 3000, 1e-3), g("bf16_prefill", 4096, 1000, 2e-3)]
+    figures = summarize_gemm(samples)
+    # m=256: 2*256*{1000,2000,3000}*1000 / 1 ms -> median 2*256*2000*1000/1e-3 = 1.024e12
+    assert figures["bf16_decode"] == pytest.approx(1.024e12)
+    assert figures["bf16_prefill"] == pytest.approx(2 * 4096 * 1000 * 1000 / 2e-3)
+    assert set(figures) == {"bf16_decode", "bf16_prefill"}
+
+
+def test_time_op_sizes_its_batches_from_an_injected_clock():
+    clock = [0.0]
+    calls = []
+
+    def op():
+        calls.append(1)
+        clock[0] += 0.002  # each call takes 2 ms of the fake clock
+
+    seconds = time_op(op, sync=lambda: None, now=lambda: clock[0], target_s=0.02, repeats=3)
+    assert seconds == pytest.approx(0.002)
+    # warm-up + sizing call + 3 batches of 0.02 / 0.002 = 10 calls
+    assert len(calls) == 2 + 3 * 10
+
+
+def test_make_calibration_from_samples():
+    samples = [CopySample(kind="memory", bytes_moved=2 << 30, seconds=0.5e-3),
+               CopySample(kind="memory", bytes_moved=2 << 30, seconds=0.6e-3),
+               CopySample(kind="memory", bytes_moved=2 << 30, seconds=0.7e-3),
+               CopySample(kind="p2p", bytes_moved=1 << 30, seconds=1e-2),
+               GemmSample(key="bf16_prefill", m=4096, n=4096, k=4096, seconds=2e-4),
+               *_line(2, 2e-5, 1e11, [4096, 1 << 20, 1 << 26]), *_line(4, 3e-5, 8e10, [4096, 1 << 20, 1 << 26])]
+    cal = make_calibration(samples, gpu_name="NVIDIA H200", gpu_id="h200", num_gpus=4, source="test")
+    assert cal.mem_bw_bytes_per_s == pytest.approx((2 << 30) / 0.6e-3)
+    assert cal.p2p_bytes_per_s == pytest.approx((1 << 30) / 1e-2)
+    assert [f.world_size for f in cal.allreduce] == [2, 4]
+    assert cal.allreduce_fit(4).bus_bytes_per_s == pytest.approx(8e10, rel=1e-6)
+    with pytest.raises(UsageError, match="memory-bandwidth"):
+        make_calibration(samples[3:], gpu_name="x", gpu_id=None, num_gpus=1, source="s")
+
+
+def test_graph_timings_replace_eager_ones_where_both_exist():
+    # vLLM decodes from CUDA graphs: where a kind was timed both ways the graph timings speak for it
+    eager = _line(2, 40e-6, 300e9, [4096, 1 << 20, 1 << 28])
+    graphed = [AllReduceSample(world_size=2, message_bytes=s.message_bytes, seconds=s.seconds - 30e-6, backend="nccl",
+                               launch=Launch.CUDA_GRAPH) for s in eager]
+    only_eager = [GemmSample(key="bf16_prefill", m=4096, n=8, k=8, seconds=1.0)]
+    kept = prefer_graphs(eager + graphed + only_eager)
+    assert kept == graphed + only_eager
+    cal = make_calibration([CopySample(kind="memory", bytes_moved=1, seconds=1.0), *eager, *graphed],
+                           gpu_name="g", gpu_id=None, num_gpus=2, source="s")
+    assert cal.allreduce_fit(2).latency_s == pytest.approx(10e-6, rel=1e-3)
+
+
+def _tpfit(*args, env=None, timeout=240):
+    return subprocess.run([sys.executable, "-m", "tpfit", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, **(env or {})})
+
+
+@needs_torch
+def test_real_cpu_run_with_two_gloo_processes(tmp_path):
+    """The measuring code end to end on torch CPU: copy, bf16 GEMMs, an all-reduce over two spawned gloo ranks."""
+    out = tmp_path / "cpu.json"
+    run = _tpfit("calibrate", "--device", "cpu", "--quick", "--json", "--out", str(out))
+    assert run.returncode == 0, run.stderr[-2000:]
+    printed = json.loads(run.stdout)
+    assert printed == json.loads(out.read_text())
+    cal = GpuCalibration.from_dict(printed)
+    assert cal.gpu_name == "CPU" and cal.gpu_id is None and cal.p2p_bytes_per_s is None
+    assert cal.source.startswith("tpfit calibrate on 1x CPU, torch ")
+    (fit,) = cal.allreduce
+    assert (fit.world_size, fit.backend) == (2, "gloo")
+    assert fit.bus_bytes_per_s > 1e6 and fit.latency_s < 0.1
+    # any CPU copies more than 100 MB/s and multiplies faster than 10 MFLOP/s; far below, something timed wrong
+    assert cal.mem_bw_bytes_per_s > 1e8
+    # bf16 always; fp8 too where torch._scaled_mm runs on this CPU (torch 2.13 does)
+    bf16, fp8 = {"bf16_decode", "bf16_prefill"}, {"fp8_decode", "fp8_prefill"}
+    assert set(cal.gemm_flops_per_s) in (bf16, bf16 | fp8)
+    assert min(cal.gemm_flops_per_s.values()) > 1e7
+    kinds = {s.get("kind") or s.get("key") or "allreduce" for s in printed["samples"]}
+    assert kinds == {"memory", "allreduce"} | set(cal.gemm_flops_per_s)
+    assert f"wrote {out}" in run.stderr
+
+
+@needs_torch
+def test_world_size_the_host_cannot_form_is_refused():
+    run = _tpfit("calibrate", "--device", "cpu", "--world-size", "1")
+    assert run.returncode == 2
+    assert "--world-size 1: an all-reduce needs 2 to" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_without_torch_it_prints_the_install_line():
+    code = ("import sys; sys.modules['torch'] = None; sys.argv = ['tpfit', 'calibrate']\n"
+            "from tpfit.cli.app import main; main()")
+    run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2
+    assert run.stderr.strip() == f"error: tpfit calibrate needs torch: {INSTALL_LINE}"
+
+
+def test_plan_never_imports_torch():
+    code = ("import sys; sys.argv = ['tpfit', 'plan', 'llama-3.1-8b', '--gpus', '2xH100']\n"
+            "from tpfit.cli.app import main\n"
+            "try:\n    main()\nexcept SystemExit as e:\n    assert e.code == 0, e.code\n"
+            "assert 'torch' not in sys.modules, 'tpfit plan imported torch'")
+    run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]

@@ -1,0 +1,105 @@
+"""`tpfit calibrate`: measure this host's GPUs and write a calibration file that `plan` and `speed` pick up."""
+
+from __future__ import annotations
+
+import datetime
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from tpfit.cli.options import JsonOpt
+from tpfit.live.calibrate import Device
+
+
+def calibrate(
+    out: Annotated[Optional[Path], typer.Option("--out", help="Write the calibration here "
+                                                "(default: the calibration folder, one file per GPU model).")] = None,
+    as_json: JsonOpt = False,
+    quick: Annotated[bool, typer.Option("--quick", help="Fewer shapes and sizes: seconds instead of a minute.")] = False,
+    device: Annotated[Device, typer.Option("--device", case_sensitive=False,
+                                           help="auto (CUDA when torch sees a GPU), cuda or cpu.")] = Device.AUTO,
+    world_size: Annotated[Optional[list[int]], typer.Option(
+        "--world-size", help="All-reduce over this many GPUs (repeatable; default every size the host can form).")] = None,
+) -> None:
+    """Measure memory bandwidth, GEMM TFLOP/s, all-reduce and P2P on this host's GPUs (needs tpfit[calibrate])."""
+    from tpfit.errors import UsageError
+    from tpfit.hardware.calibration import calibration_dir
+    from tpfit.live.calibrate import (
+        FULL_SIZES, QUICK_SIZES, TINY_SIZES, CalibrationError, CopySample, calibration_document, catalog_id, check_world_sizes,
+        default_world_sizes, describe_source, import_torch, make_calibration, plan_steps, read_host_facts,
+    )
+
+    import_torch()
+    facts = read_host_facts(device)
+    if facts.device is Device.CPU:
+        sizes = TINY_SIZES if quick else QUICK_SIZES
+    else:
+        sizes = QUICK_SIZES if quick else FULL_SIZES
+    sizes_ar = tuple(world_size) if world_size else default_world_sizes(facts, quick=quick)
+    check_world_sizes(facts, sizes_ar)
+    steps = plan_steps(facts, sizes, sizes_ar)
+    samples, failed = _run_with_progress(steps, quiet=as_json)
+    if not any(isinstance(s, CopySample) and s.kind == "memory" for s in samples):
+        raise CalibrationError(f"the memory-bandwidth measurement failed; nothing written (failed: {', '.join(failed)})")
+    gpu_id = catalog_id(facts.gpu_name)
+    cal = make_calibration(samples, gpu_name=facts.gpu_name, gpu_id=gpu_id, num_gpus=facts.num_gpus,
+                           source=describe_source(facts, datetime.date.today().isoformat()))
+    path = out or calibration_dir() / f"{gpu_id or _slug(facts.gpu_name)}.json"
+    document = calibration_document(cal, samples)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(document, indent=1) + "\n")
+    except OSError as err:
+        raise UsageError(f"cannot write the calibration ({err.strerror or err}); give a writable --out FILE",
+                         flag="--out", value=str(path)) from None
+    if as_json:
+        typer.echo(json.dumps(document, indent=1))
+        typer.echo(f"wrote {path}", err=True)
+    else:
+        from rich.console import Console
+
+        from tpfit.report.calibration import render_calibration
+
+        render_calibration(cal, Console(), written_to=str(path))
+    if failed:
+        typer.echo(f"error: these measurements failed and are missing from {path}: {', '.join(failed)}", err=True)
+        raise typer.Exit(1)
+
+
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-") or "gpu"
+
+
+def _run_with_progress(steps, *, quiet: bool):
+    """Run each step under a progress bar, logging what it measured; a failing step is logged and skipped."""
+    import time
+
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from tpfit.live.calibrate import describe_samples
+
+    samples, failed = [], []
+    console = Console(stderr=True, soft_wrap=True)
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, disable=quiet) as progress:
+        task = progress.add_task("calibrating", total=len(steps))
+        for step in steps:
+            progress.update(task, description=step.name)
+            start = time.monotonic()
+            try:
+                got = step.run()
+            except Exception as err:  # a kernel or a worker that failed: keep the other measurements
+                failed.append(step.name)
+                console.print(f"{escape(step.name)}: failed: {escape(type(err).__name__)}: {escape(str(err)[:300])}",
+                              highlight=False)
+            else:
+                samples.extend(got)
+                console.print(f"{escape(step.name)} ({time.monotonic() - start:.1f} s): "
+                              f"{escape(describe_samples(got))}", highlight=False)
+            progress.advance(task)
+        progress.update(task, description="done")
+    return samples, failed
