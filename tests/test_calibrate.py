@@ -12,10 +12,11 @@ import pytest
 
 from tests.conftest import ROOT
 from tpfit.errors import UsageError
-from tpfit.hardware.calibration import GpuCalibration
+from tpfit.hardware.calibration import GpuCalibration, builtin_calibrations, find_calibration
+from tpfit.hardware.catalog import find_gpu
 from tpfit.live.calibrate import (
     INSTALL_LINE, AllReduceSample, CopySample, GemmSample, Launch, fit_allreduce, make_calibration, prefer_graphs,
-    summarize_gemm, time_op,
+    sample_from_dict, summarize_gemm, time_op,
 )
 
 HAS_TORCH = importlib.util.find_spec("torch") is not None
@@ -170,3 +171,53 @@ def test_plan_never_imports_torch():
             "assert 'torch' not in sys.modules, 'tpfit plan imported torch'")
     run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr[-2000:]
+
+
+# ---- the built-in calibration, measured with `tpfit calibrate` on 2x H200 (calibration/h200x2-calibrate/) ----
+
+H200_FILE = ROOT / "tpfit" / "data" / "calibration" / "h200.json"
+
+
+def test_h200_fixture_is_the_builtin_for_h200(tmp_path):
+    cal = find_calibration("h200", tmp_path)  # the user has none: the built-in one answers
+    assert cal is not None and cal.gpu_name == "NVIDIA H200" and cal.num_gpus == 2
+    assert cal.source.startswith("tpfit calibrate on 2x NVIDIA H200, torch 2.11.0")
+    assert cal in builtin_calibrations()
+
+
+def test_h200_figures_are_what_its_raw_timings_give():
+    """Re-fit the file's own raw samples with today's fitting code: the stored figures must come out."""
+    doc = json.loads(H200_FILE.read_text())
+    stored = GpuCalibration.from_dict(doc)
+    samples = [sample_from_dict(s) for s in doc["samples"]]
+    refit = make_calibration(samples, gpu_name=stored.gpu_name, gpu_id=stored.gpu_id, num_gpus=stored.num_gpus,
+                             source=stored.source)
+    # equal to the last bits, but for float sums taken on another Python (3.12 there, the test's here)
+    assert refit.mem_bw_bytes_per_s == stored.mem_bw_bytes_per_s and refit.p2p_bytes_per_s == stored.p2p_bytes_per_s
+    assert dict(refit.gemm_flops_per_s) == pytest.approx(dict(stored.gemm_flops_per_s), rel=1e-12)
+    (mine,), (theirs,) = refit.allreduce, stored.allreduce
+    assert (mine.world_size, mine.backend) == (theirs.world_size, theirs.backend)
+    assert (mine.latency_s, mine.bus_bytes_per_s) == pytest.approx((theirs.latency_s, theirs.bus_bytes_per_s), rel=1e-12)
+
+
+def test_h200_figures_sit_below_the_spec_sheet():
+    """Measured rates are below the catalog's peaks and not absurdly far (a unit slip would be 1000x off)."""
+    cal = GpuCalibration.from_dict(json.loads(H200_FILE.read_text()))
+    spec = find_gpu("h200")
+    assert 0.7 * spec.mem_bw_bytes_per_s < cal.mem_bw_bytes_per_s < spec.mem_bw_bytes_per_s  # 4.23 of 4.8 TB/s
+    assert 0.5 * spec.bf16_flops_per_s < cal.gemm_flops_per_s["bf16_prefill"] < spec.bf16_flops_per_s
+    assert cal.gemm_flops_per_s["fp8_prefill"] > 1.5 * cal.gemm_flops_per_s["bf16_prefill"]  # FP8 tensor cores
+    assert cal.gemm_flops_per_s["bf16_decode"] < cal.gemm_flops_per_s["bf16_prefill"]
+    # NVLink 4: 450 GB/s per direction on the spec sheet
+    assert 0.5 * 450e9 < cal.p2p_bytes_per_s < 450e9
+
+
+def test_h200_allreduce_fit_follows_its_graph_timings():
+    doc = json.loads(H200_FILE.read_text())
+    fit = GpuCalibration.from_dict(doc).allreduce_fit(2)
+    graphed = [sample_from_dict(s) for s in doc["samples"] if s.get("launch") == "cuda_graph" and "world_size" in s]
+    assert len(graphed) >= 8 and fit.backend == "nccl"
+    for s in graphed:  # 4 KiB .. 256 MiB: the two-term line stays within 30 % of every measured size
+        assert fit.time_s(s.message_bytes) == pytest.approx(s.seconds, rel=0.3), s
+    # decode's all-reduce (one token x 8192 hidden x 2 bytes = 16 KiB) costs the fixed latency, ~10-12 us
+    assert 5e-6 < fit.time_s(16 * 1024) < 20e-6

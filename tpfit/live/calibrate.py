@@ -612,6 +612,17 @@ def describe_source(facts: HostFacts, today: str) -> str:
     return f"tpfit calibrate on {facts.num_gpus}x {facts.gpu_name}, torch {facts.torch_version}, {today}"
 
 
+def sample_from_dict(data: dict) -> Sample:
+    """One raw timing of a calibration file's `samples` (what `to_dict` wrote), for re-fitting and tests."""
+    launch = Launch(data.get("launch", Launch.EAGER.value))
+    if "key" in data:
+        return GemmSample(key=data["key"], m=data["m"], n=data["n"], k=data["k"], seconds=data["seconds"], launch=launch)
+    if "world_size" in data:
+        return AllReduceSample(world_size=data["world_size"], message_bytes=data["message_bytes"],
+                               seconds=data["seconds"], backend=data["backend"], launch=launch)
+    return CopySample(kind=data["kind"], bytes_moved=data["bytes_moved"], seconds=data["seconds"])
+
+
 def calibration_document(calibration: GpuCalibration, samples: Sequence[Sample]) -> dict:
     """The file `tpfit calibrate` writes: the calibration, plus every raw timing it was fitted from."""
     return {**calibration.to_dict(), "samples": [s.to_dict() for s in samples]}
