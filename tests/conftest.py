@@ -22,3 +22,18 @@ def load_config(name: str):
 def shared() -> Path:
     assert SHARED.is_dir(), "tests read ../shared (real configs and captures); it must sit beside the checkout"
     return SHARED
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_user_calibrations(tmp_path_factory):
+    """Plans in tests use the built-in calibrations only, never a `tpfit calibrate` file of this machine's user
+    (subprocesses inherit the variable)."""
+    import os
+
+    old = os.environ.get("TPFIT_CALIBRATION_DIR")
+    os.environ["TPFIT_CALIBRATION_DIR"] = str(tmp_path_factory.mktemp("no-user-calibrations"))
+    yield
+    if old is None:
+        os.environ.pop("TPFIT_CALIBRATION_DIR", None)
+    else:
+        os.environ["TPFIT_CALIBRATION_DIR"] = old
