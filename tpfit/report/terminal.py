@@ -11,6 +11,7 @@ from rich.text import Text
 
 from tpfit.core.memory import GpuMemory
 from tpfit.core.plan import Candidate, Plan
+from tpfit.core.rank import rank_accepted
 from tpfit.core.recommend import closest, make_flags, summarize
 from tpfit.kinds import Verdict
 from tpfit.units import format_gib
@@ -87,6 +88,20 @@ def _refused_table(rows: list[Candidate]) -> Table:
     return t
 
 
+def _speed_table(plan: Plan, rows: list[Candidate]) -> Table:
+    """Predicted speed of the layouts that serve, in the order tpfit ranks them (core/rank.py)."""
+    work = plan.workload.speed_workload()
+    t = Table(title=f"Predicted speed at {work.concurrency} concurrent ({work.input_tokens:,} prompt + "
+                    f"{work.output_tokens:,} output tokens; {rows[0].speed.calibration})", title_justify="left")
+    for name in ("layout", "output tok/s", "tok/s per request", "TTFT (s)", "TPOT (ms)", "bound"):
+        t.add_column(name, justify="left" if name in ("layout", "bound") else "right", no_wrap=True)
+    for c in rows:
+        sp = c.speed
+        t.add_row(("★ " if c is plan.best else "  ") + str(c.layout), f"{sp.total_output_tok_s:,.0f}",
+                  f"{sp.request_output_tok_s:,.0f}", f"{sp.ttft_s:.2f}", f"{sp.tpot_s * 1e3:.1f}", sp.bound.value)
+    return t
+
+
 def render_plan(plan: Plan, console: Console, *, show_all: bool = False) -> None:
     spec, cl = plan.model, plan.cluster
     console.print(f"[bold]{escape(spec.model_id)}[/] ({escape(spec.architecture)}, {spec.dtype}"
@@ -117,9 +132,14 @@ def render_plan(plan: Plan, console: Console, *, show_all: bool = False) -> None
     console.print()
     if ranked:
         console.print(_accepted_table(plan, ranked[:limit], width=console.width))
+    fast = [plan.candidates[i] for i in rank_accepted(plan.cluster, plan.candidates, plan.workload)
+            if plan.candidates[i].speed is not None and plan.candidates[i].memory.verdict.serves]
+    fast.sort(key=lambda c: c is not best)  # the recommendation first (a tie may have put it below)
+    if fast:
+        console.print(_speed_table(plan, fast[:limit]))
     if refused:
         console.print(_refused_table(refused[:limit]))
-    hidden = max(0, len(ranked) - DEFAULT_ROWS) + max(0, len(refused) - DEFAULT_ROWS)
+    hidden = max(0, len(ranked) - DEFAULT_ROWS) + max(0, len(refused) - DEFAULT_ROWS) + max(0, len(fast) - DEFAULT_ROWS)
     if hidden and not show_all:
         console.print(f"({hidden} more layouts: --all shows them, --json lists every one)", style="dim")
     thumb = plan.rule_of_thumb
