@@ -88,17 +88,34 @@ def _refused_table(rows: list[Candidate]) -> Table:
     return t
 
 
-def _speed_table(plan: Plan, rows: list[Candidate]) -> Table:
+_SPEED_DROP_FIRST = ("tok/s per request", "bound", "TTFT (s)")
+"""Speed columns left out, in this order, when the terminal is too narrow."""
+
+
+def _speed_table(plan: Plan, rows: list[Candidate], width: int | None = None) -> Table:
     """Predicted speed of the layouts that serve, in the order tpfit ranks them (core/rank.py)."""
+    from rich.measure import Measurement
+
     work = plan.workload.speed_workload()
-    t = Table(title=f"Predicted speed at {work.concurrency} concurrent ({work.input_tokens:,} prompt + "
-                    f"{work.output_tokens:,} output tokens; {rows[0].speed.calibration})", title_justify="left")
-    for name in ("layout", "output tok/s", "tok/s per request", "TTFT (s)", "TPOT (ms)", "bound"):
-        t.add_column(name, justify="left" if name in ("layout", "bound") else "right", no_wrap=True)
-    for c in rows:
-        sp = c.speed
-        t.add_row(("★ " if c is plan.best else "  ") + str(c.layout), f"{sp.total_output_tok_s:,.0f}",
-                  f"{sp.request_output_tok_s:,.0f}", f"{sp.ttft_s:.2f}", f"{sp.tpot_s * 1e3:.1f}", sp.bound.value)
+    title = (f"Predicted speed at {work.concurrency} concurrent ({work.input_tokens:,} prompt + "
+             f"{work.output_tokens:,} output tokens; {rows[0].speed.calibration})")
+    columns = ["layout", "output tok/s", "tok/s per request", "TTFT (s)", "TPOT (ms)", "bound"]
+    for dropped in range(len(_SPEED_DROP_FIRST) + 1):
+        shown = [name for name in columns if name not in _SPEED_DROP_FIRST[:dropped]]
+        t = Table(title=title, title_justify="left")
+        for name in shown:
+            t.add_column(name, justify="left" if name in ("layout", "bound") else "right", no_wrap=True)
+        for c in rows:
+            sp = c.speed
+            cells = {"layout": ("★ " if c is plan.best else "  ") + str(c.layout),
+                     "output tok/s": f"{sp.total_output_tok_s:,.0f}", "tok/s per request": f"{sp.request_output_tok_s:,.0f}",
+                     "TTFT (s)": f"{sp.ttft_s:.2f}", "TPOT (ms)": f"{sp.tpot_s * 1e3:.1f}", "bound": sp.bound.value}
+            t.add_row(*(cells[name] for name in shown))
+        if width is None:
+            return t
+        probe = Console(width=10_000, file=io.StringIO())
+        if Measurement.get(probe, probe.options, t).maximum <= width:
+            return t
     return t
 
 
@@ -136,7 +153,7 @@ def render_plan(plan: Plan, console: Console, *, show_all: bool = False) -> None
             if plan.candidates[i].speed is not None and plan.candidates[i].memory.verdict.serves]
     fast.sort(key=lambda c: c is not best)  # the recommendation first (a tie may have put it below)
     if fast:
-        console.print(_speed_table(plan, fast[:limit]))
+        console.print(_speed_table(plan, fast[:limit], width=console.width))
     if refused:
         console.print(_refused_table(refused[:limit]))
     hidden = max(0, len(ranked) - DEFAULT_ROWS) + max(0, len(refused) - DEFAULT_ROWS) + max(0, len(fast) - DEFAULT_ROWS)
