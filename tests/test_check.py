@@ -63,6 +63,7 @@ CORPUS_CASES = [
     ("bad-shared-gpu.yaml", "1xH100", {Kind.GPU_UTILIZATION}, set()),
     ("bad-eager-overflow.sh", "1xH100", {Kind.MEMORY}, {Kind.ENFORCE_EAGER}),
     ("bad-flag-value.sh", "1xH100", {Kind.FLAG_VALUE, Kind.SECRET}, set()),
+    ("example-disaggregated-prefill.sh", "4xH100", set(), {Kind.TRUST_REMOTE_CODE}),
 ]
 
 
@@ -98,6 +99,18 @@ def test_findings_carry_vllm_messages_and_places():
     assert "abcdefghij" not in secret.message  # never repeats the token
     typo = next(f for f in report.findings if f.kind is Kind.UNKNOWN_FLAG)
     assert typo.fix == "use --max-model-len" and typo.vllm.endswith("--max-model-length")
+
+
+def test_shell_script_with_functions_and_background_servers():
+    """Two `vllm serve ... &` after functions and an if-block; the model from `${HF_MODEL_NAME:-...}`, each server
+    on the one GPU CUDA_VISIBLE_DEVICES gives it."""
+    dep, report = check_file(CORPUS / "example-disaggregated-prefill.sh", "4xH100")
+    assert [u.command.model for u in dep.units] == ["meta-llama/Llama-3.1-8B-Instruct"] * 2
+    assert [u.gpu_ids for u in dep.units] == [("2",), ("3",)]
+    assert [u.command.get("--port").value for u in dep.units] == ["8100", "8200"]
+    assert dep.units[0].command.get("--kv-transfer-config").value.startswith('{"kv_connector"')
+    capacity = [f for f in report.findings if f.kind is Kind.CAPACITY]
+    assert len(capacity) == 2 and all("requests of 100 tokens" in f.message for f in capacity)
 
 
 def test_compose_paths_and_lines():
@@ -393,3 +406,13 @@ def test_yaml_warnings_stay_off_stderr(tmp_path):
                     "llama-3.1-8b, --max-model-len, '4096']}\n")
     r = run_cli(str(path), "--gpus", "1xH100")
     assert r.returncode == 0 and r.stderr == "", r.stderr
+
+
+def test_cli_stdin_fix_is_a_filter_and_url_options_need_url():
+    r = run_cli("-", "--gpus", "2xH100", "--fix",
+                stdin="docker run --gpus all -v ~/.cache/huggingface:/root/.cache/huggingface vllm/vllm-openai:v0.33.0 "
+                      "--model llama-3.1-8b --tensor-parallel-size 2 --max-model-len 4096\n")
+    assert r.returncode == 1 and "error[shared-memory]" in r.stderr
+    assert r.stdout.startswith("docker run --gpus all") and "--ipc=host vllm/vllm-openai:v0.33.0" in r.stdout
+    bad = run_cli(str(CORPUS / "docs-quickstart.sh"), "--tp", "2")
+    assert bad.returncode == 2 and "--url" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1

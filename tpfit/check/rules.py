@@ -109,6 +109,7 @@ def check_gpu_count(unit: Unit, r: Resolved) -> list[Finding]:
     if given == per_node:
         return []
     edits = _gpu_count_edits(unit, per_node)
+    holder = "the container" if unit.runtime.container else "CUDA_VISIBLE_DEVICES"
     if given < per_node:
         fix = f"give the container {per_node} GPUs, or lower --tensor-parallel-size"
         best = r.better.best if r.better is not None else None
@@ -117,11 +118,11 @@ def check_gpu_count(unit: Unit, r: Resolved) -> list[Finding]:
             edits = _layout_edits(unit, best.layout)
             fix = f"the nodes have {r.node_gpus} GPUs: use {best.layout} (tpfit's plan for {given} GPUs)"
         return [_f(Kind.GPU_COUNT, Severity.ERROR, unit,
-                   f"the layout {lay} needs {per_node} GPUs per node, the container gets {given}", unit.gpus_where,
+                   f"the layout {lay} needs {per_node} GPUs per node, {holder} gives it {given}", unit.gpus_where,
                    vllm=f"World size ({lay.world_size}) is larger than the number of available GPUs ({given}) in "
                         "this node.", fix=fix, edits=edits)]
     return [_f(Kind.GPU_COUNT, Severity.WARNING, unit,
-               f"the container gets {given} GPUs, the layout {lay} uses {per_node}: {given - per_node} sit idle",
+               f"{holder} gives it {given} GPUs, the layout {lay} uses {per_node}: {given - per_node} sit idle",
                unit.gpus_where, vllm="starts on the first GPUs; the others stay unused",
                fix=f"give the container {per_node} GPUs, or raise --tensor-parallel-size / --data-parallel-size",
                edits=edits)]

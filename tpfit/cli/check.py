@@ -37,11 +37,7 @@ def _fixed_path(file: str, in_place: bool) -> Path | None:
 
 
 def _server(url: str, log: Optional[Path], tp: Optional[int], pp: Optional[int], dtype: str):
-    import asyncio
-
-    from tpfit.deployment.read_server import server_deployment
-    from tpfit.live.client import VllmClient
-    from tpfit.live.server_facts import read_server_facts
+    from tpfit.deployment.read_server import read_server, server_deployment
 
     log_text = None
     if log is not None:
@@ -49,12 +45,7 @@ def _server(url: str, log: Optional[Path], tp: Optional[int], pp: Optional[int],
             log_text = log.read_text(errors="replace")
         except OSError as err:
             raise UsageError(f"cannot read it ({err.strerror})", flag="--log", value=str(log)) from None
-
-    async def read():
-        async with VllmClient(url) as client:
-            return await read_server_facts(client, log_text=log_text)
-
-    facts = asyncio.run(read())
+    facts = read_server(url, log_text=log_text)
     return server_deployment(facts, tp=tp, pp=pp, dtype=dtype), facts
 
 
@@ -88,10 +79,19 @@ def check(
     if in_place and not fix:
         raise UsageError("--in-place only goes with --fix", flag="--in-place")
     fmt = "json" if as_json else fmt
+    if driver is not None:
+        from tpfit.vllm_facts import parse_driver
+
+        if not parse_driver(driver):
+            raise UsageError("use a driver version such as 570.133.20 (nvidia-smi prints it)", flag="--driver",
+                             value=driver)
     if (file is None) == (url is None):
         raise UsageError("give FILE (or - for stdin) or --url, not both", flag="FILE")
     if url is not None and fix:
         raise UsageError("a running server has no file to fix", flag="--fix")
+    if url is None and (log is not None or tp or pp or getattr(dtype, "value", dtype) != "auto"):
+        raise UsageError("--log, --tp, --pp and --dtype describe a running server: they go with --url "
+                         "(a file says its own)", flag="--url")
     facts = None
     if url is not None:
         dep, facts = _server(url, log, tp, pp, getattr(dtype, "value", dtype))
@@ -115,19 +115,14 @@ def check(
 
         # a server whose KV cache is set in bytes (the CPU build): its size does not depend on the device memory
         cluster = Cluster.cpu(64 * GIB, workers=(tp or 1) * (pp or 1))
-    if driver is not None:
-        from tpfit.vllm_facts import parse_driver
-
-        if not parse_driver(driver):
-            raise UsageError("use a driver version such as 570.133.20 (nvidia-smi prints it)", flag="--driver",
-                             value=driver)
     report = check_deployment(dep, gpus=cluster, host_driver=driver)
+    to_stderr = fix and file == "-"  # `tpfit check - --fix` is a filter: the corrected text alone on stdout
     if fmt == "json":
-        typer.echo(json.dumps(report_dict(report), indent=1))
+        typer.echo(json.dumps(report_dict(report), indent=1), err=to_stderr)
     elif fmt == "sarif":
-        typer.echo(json.dumps(sarif_dict(report, version=__version__), indent=1))
+        typer.echo(json.dumps(sarif_dict(report, version=__version__), indent=1), err=to_stderr)
     else:
-        typer.echo(render_text(report), nl=False)
+        typer.echo(render_text(report), nl=False, err=to_stderr)
     if fix:
         from tpfit.check.fix import fix_text
 

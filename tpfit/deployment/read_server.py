@@ -11,6 +11,20 @@ def _arg(name: str, value: object, path: str) -> Arg:
     return Arg(flag=name, name=name, value=str(value), where=Where(path=path), words=())
 
 
+def read_server(url: str, *, log_text: str | None = None) -> ServerFacts:
+    """What the server at `url` says about itself (ServerError, one line, when it cannot be read)."""
+    import asyncio
+
+    from tpfit.live.client import VllmClient
+    from tpfit.live.server_facts import read_server_facts
+
+    async def read() -> ServerFacts:
+        async with VllmClient(url) as client:
+            return await read_server_facts(client, log_text=log_text)
+
+    return asyncio.run(read())
+
+
 def server_deployment(facts: ServerFacts, *, tp: int | None = None, pp: int | None = None,
                       dtype: str = "auto") -> DeploymentFile:
     """One unit: the served model with the flags the server reports (and the layout and dtype the caller knows:

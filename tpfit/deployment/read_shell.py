@@ -30,9 +30,12 @@ def units_in(cmds: list[list[Word]], variables: dict[str, str], depth: int = 0) 
             i, positional = found
             cmd = parse_args(words[i:], flag_table(CURRENT_VLLM_VERSION), positional_model=positional,
                              anchor=words[i - 1], store=words[0].store, variables=variables)
+            visible = env.get("CUDA_VISIBLE_DEVICES", variables.get("CUDA_VISIBLE_DEVICES", ""))
+            ids = tuple(x for x in visible.split(",") if x) if visible and not visible.startswith("$") else ()
             out.append(Unit(name=cmd.model or "vllm", runtime=Runtime.HOST, command=cmd, where=words[0].where,
                             env=tuple(EnvVar(name=k, value=v, where=w.where)
-                                      for (k, v), w in zip(env.items(), env_words))))
+                                      for (k, v), w in zip(env.items(), env_words)),
+                            gpus=len(ids) if ids else None, gpus_where=words[0].where, gpu_ids=ids))
         elif prog in ("docker", "podman") and len(words) > 2:
             sub = words[1:]
             if sub[0].text == "container":
