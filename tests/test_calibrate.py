@@ -11,11 +11,12 @@ import sys
 import pytest
 
 from tests.conftest import ROOT
-from tpfit.errors import UsageError
+from tpfit.errors import CalibrationError, UsageError
 from tpfit.hardware.calibration import GpuCalibration, builtin_calibrations, find_calibration
 from tpfit.hardware.catalog import find_gpu
+from tpfit.kinds import Launch
 from tpfit.live.calibrate import (
-    INSTALL_LINE, AllReduceSample, CopySample, GemmSample, Launch, fit_allreduce, make_calibration, prefer_graphs,
+    INSTALL_LINE, AllReduceSample, CopySample, GemmSample, calibration_filename, fit_allreduce, make_calibration, prefer_graphs,
     sample_from_dict, summarize_gemm, time_op,
 )
 
@@ -102,7 +103,7 @@ def test_make_calibration_from_samples():
     assert cal.p2p_bytes_per_s == pytest.approx((1 << 30) / 1e-2)
     assert [f.world_size for f in cal.allreduce] == [2, 4]
     assert cal.allreduce_fit(4).bus_bytes_per_s == pytest.approx(8e10, rel=1e-6)
-    with pytest.raises(UsageError, match="memory-bandwidth"):
+    with pytest.raises(CalibrationError, match="memory-bandwidth"):
         make_calibration(samples[3:], gpu_name="x", gpu_id=None, num_gpus=1, source="s")
 
 
@@ -117,6 +118,14 @@ def test_graph_timings_replace_eager_ones_where_both_exist():
     cal = make_calibration([CopySample(kind="memory", bytes_moved=1, seconds=1.0), *eager, *graphed],
                            gpu_name="g", gpu_id=None, num_gpus=2, source="s")
     assert cal.allreduce_fit(2).latency_s == pytest.approx(10e-6, rel=1e-3)
+
+
+@pytest.mark.parametrize("name,gpu_id,expected", [
+    ("NVIDIA H200", "h200", "h200.json"), ("NVIDIA RTX PRO 6000 Blackwell", None, "nvidia-rtx-pro-6000-blackwell.json"),
+    ("CPU", None, "cpu.json"), ("???", None, "gpu.json"),
+])
+def test_calibration_filename(name, gpu_id, expected):
+    assert calibration_filename(name, gpu_id) == expected
 
 
 def _tpfit(*args, env=None, timeout=240):

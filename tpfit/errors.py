@@ -7,6 +7,7 @@
     ├── SourceError(OSError)          a config, folder or hub repo that cannot be read
     │   └── OfflineError(ConnectionError)
     ├── NvmlError(RuntimeError)       GPUs could not be detected
+    ├── CalibrationError(RuntimeError) a `tpfit calibrate` measurement failed
     └── ServerError(ConnectionError)  a vLLM server could not be reached, started or read
         ├── ServerTimeout(TimeoutError)     it did not answer in time (stalled)
         └── MetricsFormatError(ValueError)  its /metrics body is not Prometheus text
@@ -78,6 +79,13 @@ class OfflineError(SourceError, ConnectionError):
 
 
 # ---- HARDWARE ----------------------------------------------------------------------------
+
+
+class CalibrationError(TpfitError, RuntimeError):
+    """A `tpfit calibrate` measurement that could not be made: a worker process that failed or hung, a kernel
+    that raised, e.g. `all-reduce over 2 processes failed on rank 1: ...`."""
+
+    exit_code = 1
 
 
 class NvmlError(TpfitError, RuntimeError):

@@ -163,3 +163,23 @@ class LinkKind(Kind):
     """PCIe without peer access (GeForce cards): NCCL stages through host memory, no custom all-reduce."""
     NETWORK = "network"
     """Across nodes."""
+
+
+class CalibrationDevice(Kind):
+    """Where `tpfit calibrate` measures (its --device)."""
+
+    AUTO = "auto"
+    """CUDA when torch sees a GPU, else the CPU."""
+    CUDA = "cuda"
+    CPU = "cpu"
+    """torch CPU and gloo: the figures describe the CPU, for tests and for checking the tool itself."""
+
+
+class Launch(Kind):
+    """How a timed kernel was launched (a calibration sample's `launch`)."""
+
+    EAGER = "eager"
+    """One Python call per kernel: small kernels then time the CPU's launch cost (~20 us for a matmul, ~40 us for
+    torch.distributed's all-reduce), not the GPU."""
+    CUDA_GRAPH = "cuda_graph"
+    """Replayed from a CUDA graph, as vLLM runs its decode steps: the GPU's own time."""

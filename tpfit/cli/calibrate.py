@@ -9,44 +9,36 @@ from typing import Annotated, Optional
 
 import typer
 
-from tpfit.cli.options import JsonOpt
-from tpfit.live.calibrate import Device
+from tpfit.kinds import CalibrationDevice
 
 
 def calibrate(
     out: Annotated[Optional[Path], typer.Option("--out", help="Write the calibration here "
                                                 "(default: the calibration folder, one file per GPU model).")] = None,
-    as_json: JsonOpt = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Also print the calibration (raw timings included) as "
+                                          "JSON on stdout.")] = False,
     quick: Annotated[bool, typer.Option("--quick", help="Fewer shapes and sizes: seconds instead of a minute.")] = False,
-    device: Annotated[Device, typer.Option("--device", case_sensitive=False,
-                                           help="auto (CUDA when torch sees a GPU), cuda or cpu.")] = Device.AUTO,
+    device: Annotated[CalibrationDevice, typer.Option(
+        "--device", case_sensitive=False, help="auto (CUDA when torch sees a GPU), cuda or cpu.")] = CalibrationDevice.AUTO,
     world_size: Annotated[Optional[list[int]], typer.Option(
         "--world-size", help="All-reduce over this many GPUs (repeatable; default every size the host can form).")] = None,
 ) -> None:
-    """Measure memory bandwidth, GEMM TFLOP/s, all-reduce and P2P on this host's GPUs (needs tpfit[calibrate])."""
+    """Measure memory bandwidth, GEMM TFLOP/s, all-reduce and P2P on this host's GPUs (needs torch: the calibrate extra)."""
     from tpfit.errors import UsageError
     from tpfit.hardware.calibration import calibration_dir
     from tpfit.live.calibrate import (
-        FULL_SIZES, QUICK_SIZES, TINY_SIZES, CalibrationError, CopySample, calibration_document, catalog_id, check_world_sizes,
-        default_world_sizes, describe_source, import_torch, make_calibration, plan_steps, read_host_facts,
+        calibration_document, calibration_filename, catalog_id, check_world_sizes, default_world_sizes,
+        describe_source, make_calibration, plan_steps, read_host_facts, sizes_for,
     )
 
-    import_torch()
-    facts = read_host_facts(device)
-    if facts.device is Device.CPU:
-        sizes = TINY_SIZES if quick else QUICK_SIZES
-    else:
-        sizes = QUICK_SIZES if quick else FULL_SIZES
-    sizes_ar = tuple(world_size) if world_size else default_world_sizes(facts, quick=quick)
-    check_world_sizes(facts, sizes_ar)
-    steps = plan_steps(facts, sizes, sizes_ar)
-    samples, failed = _run_with_progress(steps, quiet=as_json)
-    if not any(isinstance(s, CopySample) and s.kind == "memory" for s in samples):
-        raise CalibrationError(f"the memory-bandwidth measurement failed; nothing written (failed: {', '.join(failed)})")
+    facts = read_host_facts(device)  # the install line (exit 2) when torch is missing
+    world_sizes = tuple(world_size) if world_size else default_world_sizes(facts, quick=quick)
+    check_world_sizes(facts, world_sizes)
+    samples, failed = _run_with_progress(plan_steps(facts, sizes_for(facts, quick=quick), world_sizes), quiet=as_json)
     gpu_id = catalog_id(facts.gpu_name)
     cal = make_calibration(samples, gpu_name=facts.gpu_name, gpu_id=gpu_id, num_gpus=facts.num_gpus,
                            source=describe_source(facts, datetime.date.today().isoformat()))
-    path = out or calibration_dir() / f"{gpu_id or _slug(facts.gpu_name)}.json"
+    path = out or calibration_dir() / calibration_filename(facts.gpu_name, gpu_id)
     document = calibration_document(cal, samples)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -66,10 +58,6 @@ def calibrate(
     if failed:
         typer.echo(f"error: these measurements failed and are missing from {path}: {', '.join(failed)}", err=True)
         raise typer.Exit(1)
-
-
-def _slug(name: str) -> str:
-    return "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-") or "gpu"
 
 
 def _run_with_progress(steps, *, quiet: bool):

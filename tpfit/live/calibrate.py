@@ -17,8 +17,10 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from tpfit.errors import TpfitError, UsageError
+from tpfit.errors import CalibrationError, UsageError
 from tpfit.hardware.calibration import AllReduceFit, GpuCalibration
+from tpfit.kinds import CalibrationDevice as Device
+from tpfit.kinds import Launch
 from tpfit.units import GB, KIB, MIB
 
 INSTALL_LINE = "pip install 'tpfit[calibrate]'"
@@ -30,32 +32,6 @@ GRAPH_TIMEOUT_S = 90.0
 """Longest wait for the CUDA-graph all-reduce timings once the eager ones are in; past it the eager ones stand."""
 GRAPH_LAUNCHES = 16
 """Kernels captured in one CUDA graph: replaying it costs one launch, so small kernels are timed on the GPU alone."""
-
-
-class CalibrationError(TpfitError, RuntimeError):
-    """A measurement that could not be made: a worker process that failed or hung, a kernel that raised."""
-
-    exit_code = 1
-
-
-class Launch(str, enum.Enum):
-    """How a timed kernel was launched."""
-
-    EAGER = "eager"
-    """One Python call per kernel: small kernels then time the CPU's launch cost (~20 us for a matmul, ~40 us for
-    torch.distributed's all-reduce), not the GPU."""
-    CUDA_GRAPH = "cuda_graph"
-    """Replayed from a CUDA graph, as vLLM runs its decode steps: the GPU's own time."""
-
-
-class Device(str, enum.Enum):
-    """Where to measure."""
-
-    AUTO = "auto"
-    """CUDA when torch sees a GPU, else the CPU."""
-    CUDA = "cuda"
-    CPU = "cpu"
-    """torch CPU and gloo: the figures describe the CPU, for tests and for checking the tool itself."""
 
 
 # ---- what one measurement records ---------------------------------------------------------------
@@ -184,7 +160,7 @@ def make_calibration(samples: Sequence[Sample], *, gpu_name: str, gpu_id: str | 
     """The GpuCalibration these samples give: medians of repeated copies, one all-reduce fit per world size."""
     memory = [s.bytes_per_s for s in samples if isinstance(s, CopySample) and s.kind == "memory"]
     if not memory:
-        raise UsageError("a calibration needs a memory-bandwidth measurement")
+        raise CalibrationError("the memory-bandwidth measurement failed, and a calibration needs it; nothing written")
     p2p = [s.bytes_per_s for s in samples if isinstance(s, CopySample) and s.kind == "p2p"]
     reduces = [s for s in prefer_graphs(samples) if isinstance(s, AllReduceSample)]
     fits = tuple(fit_allreduce([s for s in reduces if s.world_size == n])
@@ -605,6 +581,19 @@ def check_world_sizes(facts: HostFacts, world_sizes: Sequence[int]) -> None:
         if not 2 <= n <= max(2, limit):
             raise UsageError(f"an all-reduce needs 2 to {max(2, limit)} processes on this host",
                              flag="--world-size", value=n)
+
+
+def sizes_for(facts: HostFacts, *, quick: bool) -> CalibrationSizes:
+    """FULL on GPUs (QUICK with --quick); on the CPU, QUICK (TINY with --quick: seconds, for CI)."""
+    if facts.device is Device.CPU:
+        return TINY_SIZES if quick else QUICK_SIZES
+    return QUICK_SIZES if quick else FULL_SIZES
+
+
+def calibration_filename(gpu_name: str, gpu_id: str | None) -> str:
+    """`h200.json` for a catalog GPU, else the name made safe for a file (`nvidia-rtx-pro-6000.json`, `cpu.json`)."""
+    slug = "".join(c if c.isalnum() else "-" for c in gpu_name.lower()).strip("-") or "gpu"
+    return f"{gpu_id or slug}.json"
 
 
 def describe_source(facts: HostFacts, today: str) -> str:
