@@ -8,10 +8,17 @@ from typing import Annotated, Optional
 
 import typer
 
-from tpfit.cli.options import DtypeOpt, GpusOpt, PpOpt, TpOpt
+from tpfit.cli.options import GpusOpt
+from tpfit.kinds import ModelDtype
 from tpfit.errors import NvmlError, UsageError
 
 FORMATS = ("text", "json", "sarif")
+ServerTpOpt = Annotated[Optional[int], typer.Option("--tp", "--tensor-parallel-size", min=1, help=(
+    "With --url: the server's --tensor-parallel-size (a server does not report it)."))]
+ServerPpOpt = Annotated[Optional[int], typer.Option("--pp", "--pipeline-parallel-size", min=1, help=(
+    "With --url: the server's --pipeline-parallel-size."))]
+ServerDtypeOpt = Annotated[ModelDtype, typer.Option("--dtype", case_sensitive=False, help=(
+    "With --url: the server's --dtype (a server does not report it)."))]
 
 
 def _read(file: str) -> bytes:
@@ -54,9 +61,9 @@ def check(
                                                        "Kubernetes manifests; - reads stdin.")] = None,
     url: Annotated[Optional[str], typer.Option("--url", help="Check a running vLLM server instead of a file.")] = None,
     log: Annotated[Optional[Path], typer.Option("--log", help="With --url: the server's start-up log.")] = None,
-    tp: TpOpt = None,
-    pp: PpOpt = None,
-    dtype: DtypeOpt = "auto",
+    tp: ServerTpOpt = None,
+    pp: ServerPpOpt = None,
+    dtype: ServerDtypeOpt = ModelDtype.AUTO,
     gpus: GpusOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the findings as JSON.")] = False,
     fmt: Annotated[str, typer.Option("--format", help="text, json or sarif (SARIF 2.1.0 for code scanning).")] = "text",

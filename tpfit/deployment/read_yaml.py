@@ -220,7 +220,7 @@ def _container_unit(c, path: str, pod, pod_path: str, *, nodes: int = 1, model_h
             env.append(EnvVar(name="*" + str(next(iter(e.keys()), "")), value=None,
                               where=Where(path=f"{path}.envFrom")))
     return Unit(name=str(c.get("name") or image or "vllm"), runtime=Runtime.KUBERNETES, command=command,
-                where=Where(line=_line(c, "name") if "name" in c else 0, path=path), image=image,
+                where=Where(line=_line(c, "name" if "name" in c else next(iter(c), "")), path=path), image=image,
                 image_where=Where(line=_line(c, "image"), path=f"{path}.image") if image else Where(),
                 gpus=gpus, gpus_where=gpus_where, gpu_product=_gpu_product(pod), nodes=nodes,
                 ipc_host=bool(_get(pod, "hostIPC")), shm_bytes=shm, env=tuple(env), mounts=tuple(mounts),
