@@ -1,7 +1,7 @@
 """NVIDIA AIConfigurator's own estimate for each row of calibration/aiconfigurator-silicon/rows.csv, so
 bench/speed_accuracy.py can print it beside tpfit's.
 
-    /path/to/venv-with-aiconfigurator/bin/python bench/aic_estimates.py [--stride N] [--out FILE]
+    /path/to/venv-with-aiconfigurator/bin/python bench/aic_estimates.py [--held-out] [--stride N] [--out FILE]
 
 Needs `pip install aiconfigurator` (not a tpfit dependency; run it in its own venv). Writes
 calibration/aiconfigurator-silicon/aic_estimates.csv: row id, AIC version, TTFT ms, TPOT ms, or the error.
@@ -15,6 +15,7 @@ import csv
 import logging
 import sys
 import time
+import zlib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,7 +31,10 @@ def main() -> int:
     logging.disable(logging.WARNING)
     # every Nth row (each estimate takes seconds of CPU: --stride 4 keeps a quarter, spread over all models)
     stride = int(sys.argv[sys.argv.index("--stride") + 1]) if "--stride" in sys.argv else 1
-    rows = list(csv.DictReader(ROWS.open()))[::stride]
+    rows = list(csv.DictReader(ROWS.open()))
+    if "--held-out" in sys.argv:  # the rows bench/speed_accuracy.py reports on (its fit_split: odd CRC-32)
+        rows = [r for r in rows if zlib.crc32(f"silicon_sample.csv {r['id']}".encode()) % 2]
+    rows = rows[::stride]
     out = Path(sys.argv[sys.argv.index("--out") + 1]) if "--out" in sys.argv else OUT
     done = {r["id"] for r in csv.DictReader(out.open())} if out.exists() else set()
     new = not out.exists()

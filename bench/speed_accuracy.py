@@ -39,6 +39,7 @@ from tpfit.model.folder import load_folder  # noqa: E402
 
 CONFIGS = ROOT.parent / "shared" / "model-configs"
 SILICON = ROOT / "calibration" / "aiconfigurator-silicon" / "rows.csv"
+AIC = ROOT / "calibration" / "aiconfigurator-silicon" / "aic_estimates.csv"
 
 SYSTEMS = {"h100_sxm": "h100-sxm", "h200_sxm": "h200", "b200_sxm": "b200"}
 """AIConfigurator system names -> tpfit catalog ids."""
@@ -211,6 +212,15 @@ def fit(rows: list[Measured]) -> dict[str, float]:
     return {name: getattr(perf, name) for name in FITTED}
 
 
+def aic_estimates() -> dict[str, tuple[float, float, str]]:
+    """AIConfigurator's own (TTFT s, TPOT s, version) per silicon row id, where bench/aic_estimates.py ran."""
+    if not AIC.exists():
+        return {}
+    with AIC.open() as f:
+        return {r["id"]: (float(r["ttft_ms"]) / 1e3, float(r["tpot_ms"]) / 1e3, r["aiconfigurator_version"])
+                for r in csv.DictReader(f) if r["ttft_ms"] and r["tpot_ms"]}
+
+
 def err(pred: float, obs: float) -> float:
     return (pred - obs) / obs * 100
 
@@ -322,6 +332,17 @@ def main() -> int:
         print(f"{label:34s} {sm['rows']:5d} {sm['tpot']['median_pct']:8.1f}% {sm['tpot']['p90_pct']:5.0f}% "
               f"{sm['ttft']['median_pct']:8.1f}% {sm['ttft']['p90_pct']:5.0f}% "
               f"{sm['throughput']['median_pct']:8.1f}% {sm['throughput']['p90_pct']:5.0f}%")
+    aic = aic_estimates()
+    both = [(m, s, aic[m.source.split()[-1]]) for m, s in held if m.source.split()[-1] in aic]
+    if both:
+        version = both[0][2][2]
+        for who, get in (("tpfit", lambda m, s, a: (s.tpot_s, s.ttft_s)),
+                         (f"AIConfigurator {version}", lambda m, s, a: (a[1], a[0]))):
+            tpot = [abs(err(get(m, s, a)[0], m.tpot_s)) for m, s, a in both]
+            ttft = [abs(err(get(m, s, a)[1], m.ttft_s)) for m, s, a in both]
+            print(f"{who + ' on the ' + str(len(both)) + ' held-out rows AIC estimated':52s} TPOT median "
+                  f"{statistics.median(tpot):5.1f}% p90 {p90(tpot):4.0f}%   TTFT median {statistics.median(ttft):5.1f}% "
+                  f"p90 {p90(ttft):4.0f}%")
     fok, ftotal, _ = ranking(fit_rows)
     print(f"ranking: first by predicted throughput is measured best or within 5 %: held out {ok}/{total}"
           f" groups, fit {fok}/{ftotal}")

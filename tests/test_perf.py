@@ -203,3 +203,23 @@ def test_verify_puts_the_predicted_speed_beside_the_load():
     assert rows["TTFT (s)"].error_pct == pytest.approx(-50, abs=0.1)
     assert rows["TPOT (s)"].error_pct == pytest.approx(-50, abs=0.1)
     assert rows["output tokens/s"].error_pct == pytest.approx(100, abs=0.5)
+
+
+def test_a_calibration_replaces_the_spec_sheet_and_is_named_in_every_figure():
+    from tpfit.hardware.calibration import AllReduceFit, GpuCalibration
+
+    cluster = Cluster.parse("2xh200")
+    cal = GpuCalibration(gpu_name="NVIDIA H200", gpu_id="h200", source="tpfit calibrate on 2x NVIDIA H200 (test)",
+                         mem_bw_bytes_per_s=2.0e12, gemm_flops_per_s={"bf16_prefill": 400e12},
+                         allreduce=(AllReduceFit(world_size=2, latency_s=1e-3, bus_bytes_per_s=1e9, backend="nccl"),),
+                         p2p_bytes_per_s=1e9, step_overhead_s=0.002, num_gpus=2)
+    spec_sheet, measured = make_gpu_speed(cluster.gpu), make_gpu_speed(cluster.gpu, cal)
+    assert measured.mem_bw_bytes_per_s < spec_sheet.mem_bw_bytes_per_s and measured.step_overhead_s == 0.002
+    spec = load_config("meta-llama--Llama-3.1-8B.json")
+    work = Workload(context=2048, concurrency=16)
+    a = make_plan(spec, cluster, work, EngineArgs(), layouts=(Layout(tp=2),)).candidates[0].speed
+    b = make_plan(spec, cluster, work, EngineArgs(), layouts=(Layout(tp=2),), gpu_speed=measured).candidates[0].speed
+    assert a.calibration.startswith("uncalibrated") and b.calibration == cal.source
+    # a slow measured all-reduce (1 ms, 1 GB/s) makes TP=2 communication-bound
+    assert b.step.communication_s > 10 * a.step.communication_s and b.bound is Bound.COMMUNICATION
+    assert b.tpot_s > a.tpot_s

@@ -7,7 +7,8 @@ the running requests, does 2 x params FLOPs per token, and all-reduces twice per
 
 Decode and prefill share steps (vLLM's chunked prefill): in steady state each step also carries its share
 of the prompts, concurrency x input_tokens / output_tokens tokens. PP stages run micro-batches in turn
-(a token passes every stage); DP replicas share nothing. Requests beyond what the KV cache holds wait
+(a token passes every stage); DP replicas share the requests (for MoE, vLLM's DP ranks also share the experts,
+so their MoE all-reduce spans TP x DP). Requests beyond what the KV cache holds wait
 (Little's law). The efficiencies below are fitted by bench/speed_accuracy.py on a documented split of real
 vLLM runs; a measured GpuCalibration replaces the spec-sheet figures where there is one.
 """
@@ -21,12 +22,17 @@ from typing import TYPE_CHECKING
 
 from tpfit.core.kv import attention_page_bytes_per_token
 from tpfit.core.layout import Layout, pp_layer_split
-from tpfit.core.weights import allocated_bytes, linear_bytes, padded_vocab, round_up, MXFP4_PAD
-from tpfit.kinds import Bound, LinkKind, Objective
+from tpfit.core.weights import (
+    MXFP4_PAD, allocated_bytes, distinct_layers, layer_weight_bytes, linear_bytes, padded_vocab,
+)
+from tpfit.errors import UsageError
+from tpfit.kinds import Bound, LinkKind
 from tpfit.model.spec import LayerSpec, ModelSpec
+from tpfit.units import cdiv, round_up
 
 if TYPE_CHECKING:
     from tpfit.core.memory import MemoryPlan
+    from tpfit.hardware.calibration import GpuCalibration
     from tpfit.hardware.catalog import GpuSpec
     from tpfit.hardware.cluster import Cluster
 
@@ -114,17 +120,11 @@ class GpuSpeed:
     pcie_bytes_per_s: float
     p2p: bool
     """Peer access between GPUs over PCIe (False on GeForce cards)."""
-    nvlink_pairs_only: bool = False
-    """NVLink by bridge between card pairs only (3090, A6000): larger TP groups go over PCIe."""
     allreduce: tuple[tuple[int, CollectiveCost], ...] = ()
     """Measured all-reduce cost per world size (a calibration), else empty: the link model applies."""
     step_overhead_s: float = STEP_OVERHEAD_S
     calibration: str = "uncalibrated"
     """Where the figures come from: "uncalibrated (spec sheet x default efficiencies)" or the calibration's source."""
-
-    @property
-    def calibrated(self) -> bool:
-        return not self.calibration.startswith("uncalibrated")
 
 
 MODEL_OF_MICROBENCH = 0.85
@@ -133,7 +133,7 @@ the fitted MEM_BW_EFFICIENCY / GEMM_EFFICIENCY (0.65, 0.56 of spec) over what su
 H100 (~0.8 and ~0.7 of spec). An estimate until built-in calibrations and real runs pin it."""
 
 
-def make_gpu_speed(gpu: GpuSpec, calibration=None) -> GpuSpeed:
+def make_gpu_speed(gpu: GpuSpec, calibration: GpuCalibration | None = None) -> GpuSpeed:
     """Spec sheet x the default efficiencies, or a GpuCalibration's measured figures where given
     (x MODEL_OF_MICROBENCH: a model step reaches less than a micro-benchmark)."""
     pcie = PCIE_BYTES_PER_S.get(gpu.pcie_gen, PCIE_BYTES_PER_S[4])
@@ -141,8 +141,7 @@ def make_gpu_speed(gpu: GpuSpec, calibration=None) -> GpuSpeed:
         gpu_id=gpu.id, mem_bw_bytes_per_s=gpu.mem_bw_bytes_per_s * MEM_BW_EFFICIENCY,
         bf16_flops_per_s=(gpu.bf16_flops_per_s or gpu.mem_bw_bytes_per_s * UNKNOWN_PEAK_FLOPS_PER_BYTE) * GEMM_EFFICIENCY,
         fp8_flops_per_s=gpu.fp8_flops_per_s * GEMM_EFFICIENCY if gpu.fp8_supported else 0.0,
-        nvlink_bytes_per_s=gpu.nvlink_bytes_per_s, pcie_bytes_per_s=pcie, p2p=gpu.p2p,
-        nvlink_pairs_only=gpu.nvlink_pairs_only, step_overhead_s=STEP_OVERHEAD_S,
+        nvlink_bytes_per_s=gpu.nvlink_bytes_per_s, pcie_bytes_per_s=pcie, p2p=gpu.p2p, step_overhead_s=STEP_OVERHEAD_S,
         calibration="uncalibrated (spec sheet x default efficiencies)",
     )
     if calibration is None:
@@ -171,9 +170,8 @@ def link_kind(cluster: Cluster, world: int) -> LinkKind:
     if cluster.source == "nvml" and cluster.nvlink_pairs:
         nvlink = len(cluster.nvlink_pairs) >= world * (world - 1) // 2
     else:
-        nvlink = gpu.nvlink and not (gpu.nvlink_pairs_only and world > 2)
-        # a bridge is an add-on: a described GeForce/workstation pair is taken as PCIe unless NVML saw the link
-        nvlink = nvlink and not gpu.nvlink_pairs_only
+        # a bridge (3090, A6000, H100 NVL) is an add-on between two cards: taken as PCIe unless NVML saw the link
+        nvlink = gpu.nvlink and not gpu.nvlink_pairs_only
     if nvlink:
         return LinkKind.NVLINK
     return LinkKind.PCIE_P2P if gpu.p2p else LinkKind.PCIE_HOST
@@ -217,7 +215,7 @@ class SpeedWorkload:
     def __post_init__(self) -> None:
         for name in ("input_tokens", "output_tokens", "concurrency"):
             if getattr(self, name) < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
+                raise UsageError("must be at least 1", flag=f"--{name.replace('_', '-')}", value=getattr(self, name))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -312,8 +310,6 @@ class _LayerCost:
 
 
 def _layer_cost(layer: LayerSpec, spec: ModelSpec, unquantized: ModelSpec, layout: Layout, kv_bytes: int) -> _LayerCost:
-    from tpfit.core.weights import layer_weight_bytes
-
     h, b, tp = spec.hidden_size, spec.dtype_bytes, layout.tp
     total = layer_weight_bytes(layer, spec, layout)
     params_total = layer_weight_bytes(layer, unquantized, layout) // b
@@ -322,7 +318,7 @@ def _layer_cost(layer: LayerSpec, spec: ModelSpec, unquantized: ModelSpec, layou
     if m is not None:
         group = layout.moe_parallel_size
         if layout.enable_expert_parallel:
-            experts, inter = -(-m.num_experts // group), m.moe_intermediate_size
+            experts, inter = cdiv(m.num_experts, group), m.moe_intermediate_size
         else:
             experts, inter = m.num_experts, m.moe_intermediate_size // group
         q = spec.quant
@@ -354,8 +350,6 @@ class _Stage:
 
 
 def _stages(spec: ModelSpec, layout: Layout, kv_bytes: int) -> tuple[_Stage, ...]:
-    from tpfit.core.weights import distinct_layers
-
     index, distinct = distinct_layers(spec.layers)
     unquantized = replace(spec, quant=None) if spec.quant else spec
     costs = [_layer_cost(layer, spec, unquantized, layout, kv_bytes) for layer in distinct]
@@ -434,7 +428,7 @@ def make_speed(spec: ModelSpec, layout: Layout, memory: MemoryPlan, cluster: Clu
     # requests per replica, and how many of them the KV cache holds at once: vLLM admits a request when its
     # prompt's blocks are free and preempts when the cache fills, so on average each holds prompt + half the answer
     per_replica = math.ceil(workload.concurrency / layout.dp)
-    blocks_per_request = -(-(isl + osl // 2) // memory.block_size)
+    blocks_per_request = cdiv(isl + osl // 2, memory.block_size)
     kv_slots = (memory.kv_cache_tokens // memory.block_size) // blocks_per_request
     running = max(1, min(per_replica, kv_slots, memory.max_num_seqs))
     budget = memory.max_num_batched_tokens
@@ -469,7 +463,7 @@ def make_speed(spec: ModelSpec, layout: Layout, memory: MemoryPlan, cluster: Clu
     micro = max(1, min(layout.pp, running))
     chunk = max(budget - running // micro, 1)
     prompts_per_step = running / micro / osl
-    with_prompt = min(1.0, prompts_per_step * -(-isl // chunk))
+    with_prompt = min(1.0, prompts_per_step * cdiv(isl, chunk))
     prompt_tokens = micro * prompts_per_step * isl / with_prompt  # over the micro-batches of one round
     decode_step = step(running, 0.0)
     mixed = step(running, prompt_tokens)
@@ -481,7 +475,7 @@ def make_speed(spec: ModelSpec, layout: Layout, memory: MemoryPlan, cluster: Clu
     # prefilled one after another at the full token budget, the mean one waits half the wave; later waves
     # arrive spaced by that prefill and barely wait. PROMPT_WAVES averages the first wave over a run.
     chunk = max(budget - (running - 1), 1)
-    own = sum(step(running - 1, min(chunk, isl - i * chunk)).total_s for i in range(-(-isl // chunk)))
+    own = sum(step(running - 1, min(chunk, isl - i * chunk)).total_s for i in range(cdiv(isl, chunk)))
     full = step(0.0, float(budget)).total_s  # a step of prompts only, at the whole budget
     wave_s = (running - 1) / 2 * isl * full / budget / micro  # PP stages work on `micro` prompts at once
     ttft = REQUEST_OVERHEAD_S + (tpot / 2 if running > 1 else 0.0) + wave_s / PROMPT_WAVES + own
