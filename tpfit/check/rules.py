@@ -36,8 +36,10 @@ LOAD_BYTES_PER_S = GIB
 """Weights read into one GPU per second at start-up: safetensors from a network volume or a busy disk (local
 NVMe reads 2-5 GB/s; a slow PVC 0.2 GB/s). Conservative for the probe check."""
 START_OVERHEAD_S = 180
-"""Profiling, torch.compile and CUDA-graph capture after the weights are in: 1-3 minutes on the vLLM 0.26
-H100/H200 runs (../shared/gpu-vllm), more for large MoE models."""
+"""Start-up besides reading the weights (profiling, torch.compile, CUDA-graph capture, engine processes). The
+real vLLM 0.26 start-ups in calibration/ took 65 s (Llama-3.1-8B, 1xH100), 88 s (Llama-3.1-70B TP=2, 2xH100)
+and 118 s (Qwen2.5-72B TP=4, 4xH200) from the first log line to the last, with the weights in the page cache
+("Model loading took ... 2.2 seconds"); 180 s leaves room for larger models and a cold compile cache."""
 DOWNLOAD_BYTES_PER_S = 200 * 10**6
 """Hugging Face download rate a first start (empty cache) gets: ~200 MB/s from the Hub's CDN."""
 
