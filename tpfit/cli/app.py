@@ -259,6 +259,12 @@ def doctor(
     probe: Annotated[bool, typer.Option("--probe", help="Also run a tiny GPU container (docker run --gpus all).")] = False,
     gpu_memory_utilization: GmuOpt = None,
     plan_gpus: Annotated[Optional[int], typer.Option("--plan-gpus", min=1, help="GPUs the plan will use.")] = None,
+    nodes: Annotated[Optional[str], typer.Option("--nodes", help="Multi-node: HEAD_IP,WORKER_IP,... (run on each "
+                                                 "node): this node's address, the head's Ray and master ports, "
+                                                 "the vLLM version.")] = None,
+    ray_port: Annotated[int, typer.Option("--ray-port", min=1, max=65535, help="The Ray head's port.")] = 6379,
+    master_port: Annotated[int, typer.Option("--master-port", min=1, max=65535,
+                                             help="vLLM's --master-port (--nnodes launcher).")] = 29501,
 ) -> None:
     """Check this host before launching vLLM: driver, GPUs, memory, links, docker, shared memory."""
     import json
@@ -276,6 +282,13 @@ def doctor(
         findings.append(Finding(check="probe", status=FindingStatus.OK if ok else FindingStatus.FAIL,
                                 title="GPU container probe",
                                 evidence=evidence, fix="" if ok else "see the docker and nvidia_runtime findings"))
+    if nodes is not None:
+        from tpfit.live import nodes as multi
+
+        listed = multi.parse_nodes(nodes)
+        findings += multi.check_nodes(listed, multi.read_nodes(listed, ray_port=ray_port, master_port=master_port),
+                                      multi.local_addresses(), local_vllm=multi.local_vllm_version(),
+                                      expected_vllm=CURRENT_VLLM_VERSION)
     if as_json:
         typer.echo(json.dumps(report_dict(host, findings), indent=1))
     else:
