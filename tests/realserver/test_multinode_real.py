@@ -90,7 +90,7 @@ def test_nnodes_recipe_forms_a_two_node_server_and_reports_a_lost_worker(recipes
 
         # a long load, then the worker node disappears: the head's failure must be reported, not hang
         load = subprocess.Popen([sys.executable, "-m", "tpfit", "verify", "--url", head.url, "--concurrency", "2",
-                                 "--output-tokens", "256", "--requests", "40", "--timeout", "120", "--json"],
+                                 "--output-tokens", "256", "--requests", "40", "--timeout", "60", "--json"],
                                 cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         time.sleep(8)
         for pid in session_pids(worker.proc.pid):
@@ -99,7 +99,9 @@ def test_nnodes_recipe_forms_a_two_node_server_and_reports_a_lost_worker(recipes
         out, err = load.communicate(timeout=240)
         assert load.returncode == 1, out + err
         verdict = json.loads(out)["verdict"]
-        assert not verdict["passed"] and verdict["reasons"], verdict
+        # measured: the head's requests stall (vLLM 0.32 CPU does not notice a lost remote stage), and verify
+        # ends at its --timeout: ['the load did not finish in 60 s', '39 request(s) failed, ...']
+        assert not verdict["passed"] and any("request(s) failed" in r for r in verdict["reasons"]), verdict
         assert time.monotonic() - started < 240
     finally:
         worker.stop()
