@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import statistics
 import sys
 import zlib
@@ -76,13 +77,19 @@ class Measured:
     concurrency: int
     isl: int
     osl: int
-    ttft_s: float
-    tpot_s: float
+    ttft_s: float | None
+    tpot_s: float | None
     vllm: str
+    measured_tok_s: float | None = None
+    """Output tokens/s as measured, where the run reports it rather than TTFT and TPOT."""
+    engine: dict | None = None
+    """Our runs: the flags they ran with (gpu_memory_utilization, max_model_len, max_num_seqs ...)."""
 
     @property
     def throughput(self) -> float:
-        """Output tokens/s of the whole run: concurrency x osl per request time (Little's law)."""
+        """Output tokens/s of the whole run: measured, or concurrency x osl per request time (Little's law)."""
+        if self.measured_tok_s is not None:
+            return self.measured_tok_s
         return self.concurrency * self.osl / (self.ttft_s + (self.osl - 1) * self.tpot_s)
 
 
@@ -111,37 +118,47 @@ def silicon_rows() -> tuple[list[Measured], list[str]]:
     return rows, skipped
 
 
+RESULT_LINE = re.compile(r"^RESULT (\S+) (\{.*\})\s*$", re.MULTILINE)
+"""../shared/gpu-vllm/run.py's 'bench' output: a 64 x 1024 -> 128 batch and a single 1024-token stream."""
+
+
 def own_rows() -> tuple[list[Measured], list[str]]:
-    """calibration/*/runs.json entries with a "bench" result (real vLLM runs on the lent GPUs)."""
+    """Our real vLLM runs (calibration/*/runs.json): each run whose log has run.py's RESULT line, or that carries
+    a "bench" dict of the same keys. The single stream gives TTFT (1024-token prompt, 1 output token) and TPOT
+    (1 / its decode tok/s); the batch gives output tok/s of 64 requests of 1024 -> 128 sent at once."""
     rows, skipped = [], []
     for path in sorted(ROOT.glob("calibration/*/runs.json")):
-        for run in json.loads(path.read_text()):
-            bench = run.get("bench") if isinstance(run, dict) else None
+        doc = json.loads(path.read_text())
+        runs = doc.get("runs", []) if isinstance(doc, dict) else doc
+        for run in runs:
+            bench = run.get("bench")
+            log = path.parent / run.get("log", "")
+            if bench is None and run.get("log") and log.is_file():
+                found = RESULT_LINE.search(log.read_text(errors="replace"))
+                bench = json.loads(found.group(2)) if found else None
             if not bench:
                 continue
             try:
-                rows.extend(_own_row(path, run, bench))
+                rows.extend(_own_rows(path, doc, run, bench))
             except (KeyError, TypeError, ValueError) as err:
-                skipped.append(f"{path.parent.name} {run.get('name', '?')}: bench entry not understood ({err})")
+                skipped.append(f"{path.parent.name} {run.get('log', '?')}: bench result not understood ({err})")
     return rows, skipped
 
 
-def _own_row(path: Path, run: dict, bench: dict) -> list[Measured]:
-    model = run["model"]
-    config = model.replace("/", "--") + ".json"
-    gpu = Cluster.parse(run.get("gpu", "h200")).gpu.id
+def _own_rows(path: Path, doc: dict, run: dict, bench: dict) -> list[Measured]:
+    gpu = Cluster.parse(run.get("gpu") or doc["gpu"]).gpu.id
     layout = Layout(tp=run.get("tp", 1), pp=run.get("pp", 1), dp=run.get("dp", 1),
                     enable_expert_parallel=bool(run.get("enable_expert_parallel")))
-    out = []
-    for kind, b in bench.items():
-        if not isinstance(b, dict) or "tpot_s" not in b:
-            continue
-        out.append(Measured(
-            name=f"{model} {gpu} {layout} {kind}", source=f"{path.relative_to(ROOT)} {run.get('name', '')}",
-            model=model, config=config, quantization=run.get("quantization"), gpu=gpu, layout=layout,
-            concurrency=b["concurrency"], isl=b["input_tokens"], osl=b["output_tokens"], ttft_s=b["ttft_s"],
-            tpot_s=b["tpot_s"], vllm=run.get("vllm_version", "0.26.0")))
-    return out
+    common = dict(source=f"{path.relative_to(ROOT).parent}/{run.get('log', '')}", model=run["config"],
+                  config=run["config"], quantization=run.get("quantization"), gpu=gpu, layout=layout,
+                  vllm=doc.get("vllm_version", "0.26.0"), engine=run)
+    name = f"ours {run['config'].removesuffix('.json')} {gpu} {layout}"
+    return [
+        Measured(name=f"{name} single 1024", concurrency=1, isl=1024, osl=257, ttft_s=bench["single_ttft_s"],
+                 tpot_s=1 / bench["single_decode_tok_s"], **common),
+        Measured(name=f"{name} batch 64x1024->128", concurrency=64, isl=1024, osl=128, ttft_s=None, tpot_s=None,
+                 measured_tok_s=bench["batch64_out_tok_s"], **common),
+    ]
 
 
 _SPECS: dict[str, object] = {}
@@ -167,9 +184,16 @@ def _plan(row: Measured):
         return f"config {row.config} not in shared/model-configs"
     spec = _SPECS.get(row.config) or _SPECS.setdefault(row.config, load_folder(path, model_id=row.model))
     cluster = Cluster.parse(f"{row.layout.num_gpus}x{row.gpu}")
-    engine = EngineArgs(quantization=row.quantization, max_model_len=row.isl + row.osl + 16,
-                        vllm_version="0.26.0")
-    plan = make_plan(spec, cluster, Workload(context=row.isl + row.osl + 16, concurrency=row.concurrency), engine,
+    if row.engine is not None:  # our runs: the offline LLM class with the flags they ran with
+        e = row.engine
+        engine = EngineArgs(vllm_version=row.vllm, gpu_memory_utilization=e.get("gpu_memory_utilization"),
+                            max_model_len=e.get("max_model_len"), max_num_seqs=e.get("max_num_seqs"),
+                            max_num_batched_tokens=e.get("max_num_batched_tokens"), api_server=False,
+                            quantization=row.quantization)
+    else:
+        engine = EngineArgs(quantization=row.quantization, max_model_len=row.isl + row.osl + 16,
+                            vllm_version="0.26.0")
+    plan = make_plan(spec, cluster, Workload(context=engine.max_model_len, concurrency=row.concurrency), engine,
                      layouts=(row.layout,))
     c = plan.candidates[0]
     if not c.accepted or c.memory is None:
@@ -235,8 +259,8 @@ def summarize(pairs: list[tuple[Measured, perf.Speed]]) -> dict:
     for key, get_p, get_m in (("tpot", lambda s: s.tpot_s, lambda m: m.tpot_s),
                               ("ttft", lambda s: s.ttft_s, lambda m: m.ttft_s),
                               ("throughput", lambda s: s.total_output_tok_s, lambda m: m.throughput)):
-        e = [abs(err(get_p(s), get_m(m))) for m, s in pairs]
-        out[key] = {"median_pct": statistics.median(e) if e else float("nan"), "p90_pct": p90(e)}
+        e = [abs(err(get_p(s), get_m(m))) for m, s in pairs if get_m(m) is not None]
+        out[key] = {"median_pct": statistics.median(e) if e else float("nan"), "p90_pct": p90(e), "n": len(e)}
     return out
 
 
@@ -304,12 +328,24 @@ def main() -> int:
                                     "total_output_tok_s": m.throughput}, "predicted": s.to_dict()} for m, s in pairs],
                           "skipped": skipped}, indent=1))
         return 0
+    def line(m: Measured, s: perf.Speed) -> str:
+        def cell(meas: float | None, pred: float, scale: float, fmt: str) -> str:
+            if meas is None:
+                return f"{'—':>8s} {pred * scale:{fmt}}       "
+            return f"{meas * scale:{fmt}} {pred * scale:{fmt}} {err(pred, meas):+5.0f}%"
+        return (f"{m.name[:64]:64s} {cell(m.tpot_s, s.tpot_s, 1e3, '8.1f')} {cell(m.ttft_s, s.ttft_s, 1e3, '8.0f')} "
+                f"{cell(m.throughput, s.total_output_tok_s, 1, '7.0f')} {s.bound.value}")
+
+    header = f"{'row':64s} {'TPOT ms meas/pred':>22s} {'TTFT ms meas/pred':>22s} {'tok/s meas/pred':>20s} bound"
     if "--rows" in sys.argv:
-        print(f"{'row':64s} {'TPOT ms meas/pred':>19s} {'TTFT ms meas/pred':>21s} {'tok/s meas/pred':>17s} bound")
+        print(header)
         for m, s in pairs:
-            print(f"{m.name[:64]:64s} {m.tpot_s * 1e3:8.1f} {s.tpot_s * 1e3:8.1f} {err(s.tpot_s, m.tpot_s):+5.0f}% "
-                  f"{m.ttft_s * 1e3:8.0f} {s.ttft_s * 1e3:8.0f} {err(s.ttft_s, m.ttft_s):+5.0f}% "
-                  f"{m.throughput:7.0f} {s.total_output_tok_s:7.0f} {s.bound.value}")
+            print(line(m, s))
+    elif ours:
+        print("our own real vLLM runs (bench results in calibration/*/):")
+        print(header)
+        for m, s in ours:
+            print(line(m, s))
     print(f"\nskipped {len(skipped)} rows:")
     reasons: dict[str, int] = {}
     for line in skipped:
