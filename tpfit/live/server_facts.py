@@ -1,5 +1,6 @@
 """ServerFacts: what a running vLLM says about itself (/version, /v1/models, /metrics) and, when its
-start-up log is at hand, what it printed about memory."""
+start-up log is at hand, what it printed about memory. Also tpfit's one /metrics parser (per engine, with
+the latency histograms and the renamed series), read by verify's load and by watch."""
 
 from __future__ import annotations
 
