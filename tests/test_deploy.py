@@ -249,7 +249,7 @@ def test_readme_examples_match_the_code():
 def test_verify_launch_docker_uses_the_deploy_command_and_reports_docker_errors(tmp_path):
     import shutil
 
-    from tpfit.cli.verify import _docker_process
+    from tpfit.live.verify_run import docker_process as _docker_process
 
     proc = _docker_process(str(tmp_path), ["--max-model-len", "512", "--tensor-parallel-size", "2"])
     argv = proc.argv

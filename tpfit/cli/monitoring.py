@@ -31,10 +31,10 @@ def plan_document(plan_file: Path | None, model: str | None, plan_args: dict) ->
         return doc
     if model is None:
         return None
-    from tpfit.cli.app import _make_plan
     from tpfit.report.json import plan_to_dict
+    from tpfit.request import PlanRequest
 
-    return plan_to_dict(_make_plan(model, **plan_args))
+    return plan_to_dict(PlanRequest.from_options({**plan_args, "model": model}).make())
 
 
 def plan_targets(doc: dict | None, flag: str):

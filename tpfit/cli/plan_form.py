@@ -138,13 +138,10 @@ def field_error(err: TpfitError) -> FieldError:
 
 def plan_from_params(params: Mapping[str, object]):
     """The Plan `tpfit plan` makes for these parameters (the same function, not a copy)."""
-    import inspect
+    from tpfit.request import PlanRequest
 
-    from tpfit.cli.app import _make_plan
-
-    wanted = inspect.signature(_make_plan).parameters
     try:
-        return _make_plan(**{k: v for k, v in params.items() if k in wanted})
+        return PlanRequest.from_options(params).make()
     except TpfitError as err:  # as main() does: anything else is a bug, not bad input
         raise field_error(err) from None
 

@@ -10,7 +10,7 @@ from tpfit.cli.options import (
     AllOpt, ContextOpt, GpusOpt, InputTokensOpt, JsonOpt, KvDtypeOpt, ModelArg, OutputTokensOpt, QuantOpt, VersionOpt,
 )
 from tpfit.errors import UsageError
-from tpfit.kinds import KvCacheDtype, ModelDtype, Objective
+from tpfit.kinds import KvCacheDtype
 
 DEFAULT_CONCURRENCIES = "1,4,16,64,256"
 MAX_POINTS = 12
@@ -42,11 +42,12 @@ def speed(
     as_json: JsonOpt = False,
 ) -> None:
     """Predicted output tok/s, TPOT and TTFT of every layout of MODEL on GPUS, concurrency by concurrency."""
-    from tpfit.cli.app import _make_plan
+    from tpfit.request import PlanRequest
 
     plans = tuple(
-        _make_plan(model, gpus, None, None, None, None, context, n, None, None, kv_cache_dtype, quantization,
-                   ModelDtype.AUTO, None, None, False, vllm_version, input_tokens, output_tokens, Objective.THROUGHPUT)
+        PlanRequest(model=model, gpus=gpus, context=context, concurrency=n, kv_cache_dtype=kv_cache_dtype,
+                    quantization=quantization, vllm_version=vllm_version, input_tokens=input_tokens,
+                    output_tokens=output_tokens).make()
         for n in _concurrencies(concurrency))
     if as_json:
         import json

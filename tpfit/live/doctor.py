@@ -202,6 +202,12 @@ def check_host(h: HostSnapshot, *, image: str | None = None,
             + check_container(h, image) + check_process(h, plan_gpus))
 
 
+def probe_finding(ok: bool, evidence: str) -> Finding:
+    """What `docker run --gpus all` of a tiny CUDA image showed (read_host.run_probe)."""
+    return Finding(check="probe", status=OK if ok else FAIL, title="GPU container probe", evidence=evidence,
+                   fix="" if ok else "see the docker and nvidia_runtime findings")
+
+
 def exit_code(findings: list[Finding]) -> int:
     """0 when nothing fails (warnings allowed), 1 otherwise."""
     return 1 if any(f.status == FAIL for f in findings) else 0

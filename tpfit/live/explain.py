@@ -1,5 +1,5 @@
 """tpfit explain: read a vLLM log, name the mistake, give the fix (with the planner's figures when the
-model and GPUs are known). Pure: text in, diagnoses out."""
+model and GPUs are known). `explain` is pure: text in, diagnoses out; `context_for` plans the model."""
 
 from __future__ import annotations
 
@@ -273,3 +273,21 @@ def explain(text: str, ctx: Context | None = None) -> list[Diagnosis]:
             if d.kind not in found:
                 found[d.kind] = (m.start(), d)
     return [d for _, d in sorted(found.values(), key=lambda x: x[0])]
+
+
+def context_for(spec, cluster, *, plan_gpus: bool) -> Context:
+    """What the planner adds for MODEL on these GPUs: the TP sizes vLLM accepts, and (`plan_gpus`: the GPUs were
+    given) the longest context that fits."""
+    from tpfit import EngineArgs, Layout, make_plan
+    from tpfit.core.rules import check_layout
+    from tpfit.core.weights import padded_vocab
+
+    valid = tuple(tp for tp in range(1, cluster.gpus_per_node + 1)
+                  if not check_layout(spec, Layout(tp=tp), cluster, EngineArgs()))
+    suggested = None
+    if plan_gpus:
+        best = make_plan(spec, cluster).best
+        suggested = best.memory.max_model_len_fit if best and best.memory else None
+    return Context(num_attention_heads=spec.num_attention_heads, num_key_value_heads=spec.num_key_value_heads,
+                   padded_vocab=padded_vocab(spec.vocab_size), valid_tps=valid, gpus=cluster.num_gpus,
+                   suggested_max_model_len=suggested)

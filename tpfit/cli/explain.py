@@ -1,0 +1,52 @@
+"""`tpfit explain`: which vLLM failure a log shows, and the fix."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from tpfit.cli.options import GpusOpt
+from tpfit.errors import UsageError
+
+DEFAULT_GPUS = "8xh100"
+"""GPUs assumed for the TP sizes a model accepts when --gpus is not given."""
+
+
+def explain(
+    logfile: Annotated[Optional[str], typer.Argument(help="A vLLM log file, or - / nothing for stdin.")] = None,
+    model: Annotated[Optional[str], typer.Option("--model", help="The model, for the planner's figures.")] = None,
+    gpus: GpusOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the diagnoses as JSON.")] = False,
+) -> None:
+    """Read a vLLM log: which mistake it was, and the fix."""
+    from tpfit.live.explain import Context, context_for, explain as diagnose
+
+    if logfile is None and sys.stdin.isatty():
+        raise UsageError("LOGFILE missing: give a vLLM log file, or pipe one in: vllm serve ... 2>&1 | tpfit explain -",
+                         flag="LOGFILE")
+    if logfile in (None, "-"):
+        text = sys.stdin.read()
+    else:
+        try:
+            text = Path(logfile).read_text(errors="replace")
+        except OSError as err:
+            raise UsageError(f"cannot read it ({err.strerror or err})", flag="LOGFILE", value=logfile) from None
+    context = Context()
+    if model:
+        from tpfit.hardware.cluster import Cluster
+        from tpfit.model.load import load_model
+
+        context = context_for(load_model(model), Cluster.parse(gpus or DEFAULT_GPUS), plan_gpus=bool(gpus))
+    found = diagnose(text, context)
+    if as_json:
+        import json
+
+        typer.echo(json.dumps({"diagnoses": [d.to_dict() for d in found]}, indent=1))
+    else:
+        from tpfit.report.explain import explain_text
+
+        typer.echo(explain_text(found))
+    raise typer.Exit(0 if found else 1)
