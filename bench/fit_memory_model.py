@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.calibration_rows import own_rows, shared_rows  # noqa: E402
 from tpfit.core.engine import semantics_for  # noqa: E402
 from tpfit.core.layout import pp_layer_split  # noqa: E402
-from tpfit.core.memory import _mlp_width_per_gpu, batch_defaults  # noqa: E402
+from tpfit.core.memory import _mlp_width_per_gpu, batch_defaults, profile_era  # noqa: E402
 from tpfit.core.plan import resolve_model  # noqa: E402
 from tpfit.core.weights import padded_vocab  # noqa: E402
 from tpfit.hardware.cluster import Cluster  # noqa: E402
@@ -39,7 +39,7 @@ def features(row):
     n0 = pp_layer_split(spec.num_hidden_layers, row.layout.pp)[0]
     width = _mlp_width_per_gpu(spec, row.layout, range(0, n0))
     return dict(
-        era=sem.profile_era, tokens=batch.max_num_batched_tokens, rows=batch.max_num_seqs, width=width,
+        era=profile_era(spec, sem).value, tokens=batch.max_num_batched_tokens, rows=batch.max_num_seqs, width=width,
         hidden=spec.hidden_size, vocab=padded_vocab(spec.vocab_size), last=row.layout.pp == 1, layers=n0,
         tp=row.layout.tp, dtype_bytes=spec.dtype_bytes, world=row.layout.world_size, comm_in_budget=sem.comm_buffers_in_budget,
     )
@@ -50,12 +50,17 @@ def main() -> int:
     own = own_rows()
     rows = [r for r in shared + own if r.outcome == "ok" or r.logged.get("activation_gib") is not None]
     rows = [r for r in rows if r.logged.get("activation_gib") is not None]
+    # one vote per configuration: runs repeated on the same GPU kind (two replicas at once) count once
+    seen: set[tuple] = set()
+    rows = [r for r in rows if not ((k := (r.spec.model_id, r.gpu, r.layout, r.engine)) in seen or seen.add(k))]
     feats = [features(r) for r in rows]
 
     # 1. forward activation: the 0.26 runs at 16384 tokens where the forward dominates: every TP>1 run, and
     #    the TP=1 runs clearly above the ~1 GiB floor that TP=1 shows; the floor from the TP=1 small-batch
     #    runs (<= 4096 tokens). TP=4 runs reported less than the floor (0.69-0.75 GiB): it is not there at TP>1.
-    new = [(f, r) for f, r in zip(feats, rows) if f["era"] == "v0.20+"]
+    # MoE peaks carry the fused-MoE workspace, which is derived from vLLM's source (memory.moe_workspace_bytes),
+    # not fitted: the MoE rows fit no activation constant, they only check it (bench/accuracy.py).
+    new = [(f, r) for f, r in zip(feats, rows) if f["era"] == "model_runner_v2" and not r.spec.is_moe]
     floor = statistics.median(r.logged["activation_gib"] for f, r in new if f["tokens"] <= 4096 and f["tp"] == 1)
     fwd = [(f, r) for f, r in new
            if f["tokens"] > 4096 and (f["tp"] > 1 or r.logged["activation_gib"] > 1.2 * floor)]
@@ -65,9 +70,10 @@ def main() -> int:
     (a_width, a_hidden), *_ = np.linalg.lstsq(A, y, rcond=None)
     forward = lambda f: f["tokens"] * (a_width * f["width"] + a_hidden * f["hidden"]) * f["dtype_bytes"] / 2  # noqa: E731
 
-    # 2. sampler: 0.19 rows on the last stage whose peak is well above the forward -> the sampler's
+    # 2. sampler: V1-runner rows (every 0.19 row) on the last stage whose peak is well above the forward
     s019 = [r.logged["activation_gib"] * GIB / (f["rows"] * f["vocab"]) for f, r in zip(feats, rows)
-            if f["era"] == "v0.19" and f["last"] and r.logged["activation_gib"] * GIB > 1.2 * forward(f)]
+            if f["era"] == "model_runner_v1" and f["last"] and not r.spec.is_moe
+            and r.logged["activation_gib"] * GIB > 1.2 * forward(f)]
     sampler_019 = statistics.median(s019)
     # 0.26 never showed a sampler-dominated peak: the largest per-logit cost its peaks allow is a bound
     bound_020 = min(r.logged["activation_gib"] * GIB / (f["rows"] * f["vocab"]) for f, r in new if f["last"])
@@ -86,9 +92,10 @@ def main() -> int:
     G = np.array([[1.0, f["layers"], f["layers"] * f["hidden"] / 1024 / f["tp"]] for f, _ in g])
     (g0, g1, g2), *_ = np.linalg.lstsq(G, np.array([r.logged["cuda_graph_gib"] for _, r in g]), rcond=None)
 
-    # 5. before the snapshot (0.26 logs: total - free at start)
-    pre1 = statistics.median(r.logged["pre_snapshot_gib"] for r in own if r.layout.world_size == 1)
-    pre2 = statistics.median(r.logged["pre_snapshot_gib"] for r in own if r.layout.world_size > 1)
+    # 5. before the snapshot (0.26 logs: total - free at start), dense runs: MoE runs on several GPUs built an
+    #    expert-parallel group's communicators too (2.0 GiB at TP=2 on 2xH200 against 1.53 for a dense model)
+    pre1 = statistics.median(r.logged["pre_snapshot_gib"] for r in own if r.layout.world_size == 1 and not r.spec.is_moe)
+    pre2 = statistics.median(r.logged["pre_snapshot_gib"] for r in own if r.layout.world_size > 1 and not r.spec.is_moe)
 
     model = {
         "source": "bench/fit_memory_model.py over shared/calibration/vllm-startup-figures.jsonl (vLLM 0.19, H100) and "
@@ -96,17 +103,19 @@ def main() -> int:
         "activation": {
             "bytes_per_token_per_mlp_width_bf16": round(float(a_width), 3),
             "bytes_per_token_per_hidden_bf16": round(float(a_hidden), 3),
-            "sampler_bytes_per_logit": {"v0.19": round(sampler_019, 2), "v0.20+": round(float(bound_020), 2)},
-            "floor_gib": {"v0.19": 0.0, "v0.20+": round(floor, 3)},
+            "sampler_bytes_per_logit": {"model_runner_v1": round(sampler_019, 2), "model_runner_v2": round(float(bound_020), 2)},
+            "floor_gib": {"model_runner_v1": 0.0, "model_runner_v2": round(floor, 3)},
             "note": "peak = max(forward of max_num_batched_tokens tokens, sampler on min(max_num_seqs, tokens) x "
-                    "padded vocab logits on the last stage). Forward fitted on the 0.26 runs; the 0.19 sampler is the "
-                    f"median of {len(s019)} sampler-dominated rows; the 0.20+ sampler was never dominant in our runs, "
-                    "so its value is the largest the 0.26 peaks allow (an upper bound). At TP=1, 0.26 never reported less than ~1 GiB (floor_gib: median of its TP=1 runs with <= 4096 batched tokens), whatever the model; at TP=4 it reported 0.69-0.75 GiB for Llama-3.1-8B (forward alone), so the floor is divided by TP (cause unknown; the smallest assumption every run agrees with).",
+                    "padded vocab logits on the last stage) + the fused-MoE workspace (derived, not fitted). Keys are "
+                    "vLLM's model runner (core/engine.py uses_model_runner_v2). Forward fitted on the dense 0.26 "
+                    "(Model Runner V2) runs; the V1 sampler is the "
+                    f"median of {len(s019)} sampler-dominated dense rows (all 0.19); the V2 sampler was never dominant in our runs, "
+                    "so its value is the largest the dense 0.26 peaks allow (an upper bound). At TP=1, V2 never reported less than ~1 GiB (floor_gib: median of its TP=1 runs with <= 4096 batched tokens), whatever the model; at TP=4 it reported 0.69-0.75 GiB for Llama-3.1-8B (forward alone), so the floor is divided by TP (cause unknown; the smallest assumption every run agrees with).",
         },
         "non_torch": {"single_gpu_gib": round(single, 3), "multi_gpu_gib": round(multi, 3),
                       "comm_buffers_gib": round(float(comm_base), 3), "comm_buffers_gib_per_tp": round(float(comm_per_tp), 3),
                       "note": "comm buffers count only where vLLM builds them after its snapshot (0.19: TP>1 rows)"},
-        "pre_snapshot": {"single_gpu_gib": pre1, "multi_gpu_gib": pre2,
+        "pre_snapshot": {"single_gpu_gib": round(pre1, 3), "multi_gpu_gib": round(pre2, 3),
                          "note": "CUDA context + NCCL before the snapshot: total - free at start in the 0.26 logs"},
         "cuda_graphs": {"base_gib": round(float(g0), 4), "gib_per_layer": round(float(g1), 5),
                         "gib_per_layer_per_khidden_per_tp": round(float(g2), 6),
@@ -117,8 +126,8 @@ def main() -> int:
     print(json.dumps(model, indent=1))
     print("\nresiduals (GiB): name | activation obs/pred | graphs obs/pred")
     for f, r in zip(feats, rows):
-        sampler = f["rows"] * f["vocab"] * (sampler_019 if f["era"] == "v0.19" else bound_020) if f["last"] else 0
-        act = max(forward(f), sampler, (floor / f["tp"] if f["era"] == "v0.20+" else 0) * GIB) / GIB
+        sampler = f["rows"] * f["vocab"] * (sampler_019 if f["era"] == "model_runner_v1" else bound_020) if f["last"] else 0
+        act = max(forward(f), sampler, (floor / f["tp"] if f["era"] == "model_runner_v2" else 0) * GIB) / GIB
         cg = g0 + g1 * f["layers"] + g2 * f["layers"] * f["hidden"] / 1024 / f["tp"]
         print(f"{r.name[:70]:70s} | {r.logged['activation_gib']:5.2f} {act:5.2f} | "
               f"{r.logged.get('cuda_graph_gib') or 0:5.2f} {cg:5.2f}")

@@ -169,7 +169,8 @@ def test_hybrid_mamba_block_size_aligned():
 
 
 def test_every_own_vllm_run_within_one_percent():
-    # Every real vLLM 0.26 start-up in calibration/*/runs.json (2xH100 and 4xH200: TP 1/2/4, PP 2, TP2xPP2):
+    # Every real vLLM 0.26 start-up in calibration/*/runs.json (2xH100, 2xH200 and 4xH200: TP 1/2/4, PP 2, TP2xPP2,
+    # MoE with and without expert parallel):
     # the figures parsed from its log against the plan for that GPU, layout and engine arguments.
     from bench.calibration_rows import own_rows
 
@@ -185,9 +186,15 @@ def test_every_own_vllm_run_within_one_percent():
             assert c.memory.vllm_error.startswith("Free memory on device (138.3/139.8 GiB) on startup is less than "
                                                   "desired GPU memory utilization (0.99, 138.4 GiB)")
             continue
+        tokens_error = abs(c.memory.kv_cache_tokens - row.logged["kv_cache_tokens"]) / row.logged["kv_cache_tokens"]
+        if row.spec.is_moe:
+            # MoE (calibration/vllm-0.26-h200x2): the fused-MoE workspace and V1's CUDA-graph estimate, within 1 %
+            assert tokens_error < 0.01, row.name
+            assert c.memory.verdict == "starts", row.name
+            continue
         # KV within 0.25 GiB of what vLLM allocated (70B at TP=2 has only 5 GiB of KV, so % would mislead there)
         assert abs(c.memory.gpus[0].kv_cache_bytes / GIB - row.logged["kv_cache_gib"]) < 0.25, row.name
-        assert abs(c.memory.kv_cache_tokens - row.logged["kv_cache_tokens"]) / row.logged["kv_cache_tokens"] < 0.015, row.name
+        assert tokens_error < 0.015, row.name
         assert abs(c.memory.gpus[0].weight_bytes / GIB - row.logged["weights_gib"]) / row.logged["weights_gib"] < 0.015, row.name
         # the runs that served (l70-tp4-g95 generated at 0.95) start; l70-tp4-g98 started and ran out of memory
         # at its first request

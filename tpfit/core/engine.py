@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from tpfit.core.memory_model import ProfileEra
 from tpfit.errors import UsageError
 from tpfit.kinds import KvCacheDtype, ModelDtype
 from tpfit.vllm_facts import CURRENT_VLLM_VERSION, default_gpu_memory_utilization, parse_version
@@ -90,8 +89,56 @@ class Semantics:
     """The "estimated maximum model length" leaves the null block out (newer)."""
     three_batch_tiers: bool
     """Batch defaults have a >=160 GiB tier (B200) besides the >=70 GiB one."""
-    profile_era: ProfileEra
-    """Which fitted profile-run constants (sampler, activation floor) apply."""
+
+
+_V2_RUNNER_ARCHITECTURES: tuple[tuple[tuple[int, int, int], frozenset[str]], ...] = (
+    ((0, 22, 0), frozenset({"Qwen3ForCausalLM"})),
+    ((0, 23, 0), frozenset({"LlamaForCausalLM", "MistralForCausalLM", "Qwen3ForCausalLM"})),
+    ((0, 24, 0), frozenset({"Qwen3ForCausalLM", "DeepseekV2ForCausalLM", "Qwen2MoeForCausalLM", "GraniteMoeForCausalLM",
+                            "LlamaForCausalLM", "MistralForCausalLM"})),
+    ((0, 25, 0), frozenset({"DeepseekV2ForCausalLM", "Qwen2MoeForCausalLM", "GraniteMoeForCausalLM"})),
+    ((0, 26, 0), frozenset({"DeepseekV2ForCausalLM", "GraniteMoeForCausalLM", "InklingForCausalLM",
+                            "InklingForConditionalGeneration", "LongcatFlashNgramForCausalLM", "Qwen2MoeForCausalLM"})),
+    ((0, 27, 0), frozenset({"DeepseekV2ForCausalLM", "GraniteMoeForCausalLM", "InklingForCausalLM",
+                            "InklingForConditionalGeneration", "KimiK3ForConditionalGeneration",
+                            "LongcatFlashNgramForCausalLM", "Qwen2MoeForCausalLM"})),
+    ((0, 28, 0), frozenset({"DeepseekV2ForCausalLM", "DeepseekV4ForCausalLM", "GraniteMoeForCausalLM",
+                            "InklingForCausalLM", "InklingForConditionalGeneration", "KimiK3ForConditionalGeneration",
+                            "LongcatFlashNgramForCausalLM", "Qwen2MoeForCausalLM"})),
+)
+"""`DEFAULT_V2_MODEL_RUNNER_ARCHITECTURES` in each release's `config/vllm.py` (0.22.1, 0.23.0, 0.24.0, 0.25.1,
+0.26.0, 0.27.1, 0.28.0 wheels), from the release that set it; 0.29 removed the list (V2 for every model)."""
+
+
+def uses_model_runner_v2(version: tuple[int, int, int], *, architecture: str, is_moe: bool, is_hybrid: bool,
+                         is_quantized: bool) -> bool:
+    """Whether vLLM runs the model on Model Runner V2 (`vllm/v1/worker/gpu/model_runner.py`) rather than the V1
+    `GPUModelRunner`, as `VllmConfig.use_v2_model_runner` decides without VLLM_USE_V2_MODEL_RUNNER set.
+
+    The two runners profile differently, which moves the KV cache by GiBs on the same GPU: V1's dummy sampler run
+    costs ~15 bytes per [max_num_seqs x vocab] logit (every 0.19 row; 0.26's Qwen3-MoE and Mixtral runs on
+    2xH200, calibration/vllm-0.26-h200x2), V2's a third of that; V1 subtracts its CUDA-graph estimate from the
+    budget once VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS defaults to 1 (0.20; "Estimated CUDA graph memory" in those
+    0.26 logs), V2 in 0.26 did not (the dense 0.26 runs). The default, per `_is_default_v2_model_runner_model`:
+    - < 0.22: V1 only (V2 only through the environment variable).
+    - 0.22, 0.23: listed architectures, unless MoE or quantized.
+    - 0.24: listed architectures (MoE and quantized too).
+    - 0.25, 0.26: listed architectures or any non-MoE model; never hybrid (mamba/GDN) ones.
+    - 0.27, 0.28: as 0.26, but a listed hybrid architecture runs on V2.
+    - >= 0.29: every model (config/vllm.py 0.29.0 `use_v2_model_runner` returns True but for unsupported features).
+    """
+    if version < (0, 22, 0):
+        return False
+    if version >= (0, 29, 0):
+        return True
+    listed = architecture in next(a for v, a in reversed(_V2_RUNNER_ARCHITECTURES) if version >= v)
+    if version < (0, 24, 0):
+        return listed and not is_moe and not is_quantized
+    if version < (0, 25, 0):
+        return listed
+    if is_hybrid and (version < (0, 27, 0) or not listed):
+        return False
+    return listed or not is_moe
 
 
 def semantics_for(version: str) -> Semantics:
@@ -116,5 +163,4 @@ def semantics_for(version: str) -> Semantics:
         requested_ceil=v >= (0, 20, 0),
         estimate_deducts_null_block=v >= (0, 20, 0),
         three_batch_tiers=v >= (0, 20, 0),
-        profile_era=ProfileEra.V0_19 if v < (0, 20, 0) else ProfileEra.V0_20,
     )

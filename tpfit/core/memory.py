@@ -16,10 +16,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from tpfit.core.engine import EngineArgs, Semantics
+from tpfit.core.engine import EngineArgs, Semantics, uses_model_runner_v2
 from tpfit.core.kv import KVGeometry, kv_bytes_per_element, make_kv_geometry
 from tpfit.core.layout import Layout
-from tpfit.core.memory_model import MemoryModel
+from tpfit.core.memory_model import MemoryModel, ProfileEra
 from tpfit.core.startup import (
     check_free_memory, check_kv_cache_fits_max_len, check_kv_cache_memory, reason, requested_bytes,
 )
@@ -76,7 +76,7 @@ class GpuMemory:
     activation_bytes: int
     non_torch_bytes: int
     cuda_graph_bytes: int
-    """Estimated CUDA-graph pool; inside the budget only where `Semantics.cudagraphs_in_budget`."""
+    """Estimated CUDA-graph pool; inside the budget only where `cudagraphs_in_budget` says."""
     pre_snapshot_bytes: int
     """CUDA context and communication buffers made before vLLM's memory snapshot: outside the budget."""
     kv_cache_bytes: int
@@ -165,35 +165,86 @@ class MemoryPlan:
 
 
 def _mlp_width_per_gpu(spec: ModelSpec, layout: Layout, layers: range) -> int:
-    """Widest per-GPU MLP activation of the stage: dense I/tp, or top_k experts' I (+ shared)."""
+    """Widest per-GPU dense MLP activation of the stage: I/tp, or an MoE layer's shared experts (its routed
+    experts work in the fused-MoE workspace instead, `moe_workspace_bytes`)."""
     width = 0
     index, distinct = distinct_layers(spec.layers)
     for layer in (distinct[i] for i in set(index[layers.start:layers.stop])):
-        if layer.moe:
-            m = layer.moe
-            moe_tp = 1 if layout.enable_expert_parallel else layout.moe_parallel_size
-            w = m.num_experts_per_tok * m.moe_intermediate_size // moe_tp + m.shared_intermediate_size // layout.tp
-        else:
-            w = layer.intermediate_size // layout.tp
+        w = layer.moe.shared_intermediate_size // layout.tp if layer.moe else layer.intermediate_size // layout.tp
         width = max(width, w)
     return width
 
 
+WORKSPACE_ALIGN = 256
+"""`WorkspaceManager.get_simultaneous` rounds each view of the shared buffer up to 256 bytes."""
+
+
+def moe_workspace_bytes(spec: ModelSpec, layout: Layout, layers: range, tokens: int) -> int:
+    """The fused-MoE workspace the profile run leaves allocated: vLLM's modular kernel takes workspace13 and
+    workspace2 from one persistent `WorkspaceManager` buffer (v1/worker/workspace.py, 0.19 to 0.33), sized by the
+    widest MoE layer for all `tokens` of the dummy batch at once (no chunking: `_fused_experts` passes M_full as
+    M_chunk), and never frees it, so it sits under the rest of the peak.
+
+    Shapes (`workspace_shapes`, activation dtype), with M tokens, N = 2 x the expert width per GPU (gate + up),
+    K = hidden:
+    - TritonExperts (bf16/fp16 and FP8 experts): ws13 = max(M x top_k x max(N/2, K), M x K) (the output reuses
+      it), ws2 = M x top_k x max(N, K).
+    - OAITritonExperts (MXFP4 experts, gpt-oss): ws13 = M x K, ws2 = M x top_k x N/2.
+    The expert width per GPU is moe_intermediate_size / (TP x DP), or all of it with expert parallel; with DP > 1
+    each rank's MoE sees every DP rank's tokens (all-gathered dispatch).
+    """
+    index, distinct = distinct_layers(spec.layers)
+    m = tokens * layout.dp
+    mxfp4 = spec.quant is not None and spec.quant.method == "mxfp4"
+
+    def aligned(elements: int) -> int:
+        return -(-elements * spec.dtype_bytes // WORKSPACE_ALIGN) * WORKSPACE_ALIGN
+
+    best = 0
+    for layer in (distinct[i] for i in set(index[layers.start:layers.stop])):
+        if not layer.moe:
+            continue
+        moe = layer.moe
+        width = moe.moe_intermediate_size if layout.enable_expert_parallel else moe.moe_intermediate_size // layout.moe_parallel_size
+        n, k, top_k = 2 * width, spec.hidden_size, moe.num_experts_per_tok
+        if mxfp4:
+            ws13, ws2 = m * k, m * top_k * (n // 2)
+        else:
+            ws13, ws2 = max(m * top_k * max(n // 2, k), m * k), m * top_k * max(n, k)
+        best = max(best, aligned(ws13) + aligned(ws2))
+    return best
+
+
+def profile_era(spec: ModelSpec, sem: Semantics) -> ProfileEra:
+    """The model runner this model starts on in this version (`engine.uses_model_runner_v2`)."""
+    v2 = uses_model_runner_v2(sem.version, architecture=spec.architecture, is_moe=spec.is_moe,
+                              is_hybrid=bool(spec.attention_kinds & {"mamba", "gdn"}), is_quantized=spec.quant is not None)
+    return ProfileEra.MODEL_RUNNER_V2 if v2 else ProfileEra.MODEL_RUNNER_V1
+
+
+def cudagraphs_in_budget(spec: ModelSpec, sem: Semantics) -> bool:
+    """V1's GPUModelRunner subtracts its CUDA-graph estimate once VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS defaults
+    to 1 (0.20); Model Runner V2 where `Semantics.cudagraphs_in_budget` says."""
+    if profile_era(spec, sem) is ProfileEra.MODEL_RUNNER_V2:
+        return sem.cudagraphs_in_budget
+    return sem.version >= (0, 20, 0)
+
+
 def activation_bytes(spec: ModelSpec, layout: Layout, layers: range, *, last_stage: bool, batch: BatchDefaults,
                      sem: Semantics, mm: MemoryModel) -> int:
-    """Peak of the profile run: the forward of max_num_batched_tokens tokens, the sampler's
-    [min(max_num_seqs, tokens) x vocab] logits on the last stage, or the version's floor / TP, whichever
-    is larger."""
-    era = mm.era(sem.profile_era)
+    """Peak of the profile run: the fused-MoE workspace (MoE models; it stays allocated) under the largest of the
+    forward of max_num_batched_tokens tokens, the sampler's [min(max_num_seqs, tokens) x vocab] logits on the
+    last stage, and Model Runner V2's floor / TP."""
+    era = mm.era(profile_era(spec, sem))
     tokens, rows = batch.max_num_batched_tokens, batch.max_num_seqs
     forward = tokens * (mm.bytes_per_token_per_mlp_width_bf16 * _mlp_width_per_gpu(spec, layout, layers)
                         + mm.bytes_per_token_per_hidden_bf16 * spec.hidden_size) * spec.dtype_bytes / 2
     sampler = rows * padded_vocab(spec.vocab_size) * era.sampler_bytes_per_logit if last_stage else 0
-    # 0.26 never reported less at TP=1, whatever the model; at TP=4 it reported 0.69 GiB for Llama-3.1-8B
+    # V2 (0.26) never reported less at TP=1, whatever the model; at TP=4 it reported 0.69 GiB for Llama-3.1-8B
     # (calibration/vllm-0.26-h200x4), so the floor shrinks with TP. Its cause is unknown; 1/TP is the
     # smallest assumption every run agrees with.
     floor = era.activation_floor_gib * GIB / layout.tp
-    return int(max(forward, sampler, floor))
+    return int(max(forward, sampler, floor)) + moe_workspace_bytes(spec, layout, layers, tokens)
 
 
 def non_torch_bytes(layout: Layout, sem: Semantics, mm: MemoryModel) -> int:
@@ -233,6 +284,7 @@ def make_memory_plan(spec: ModelSpec, layout: Layout, cluster: Cluster, engine: 
     gpus = []
     mm = memory_model
     nt, pre = non_torch_bytes(layout, sem, mm), pre_snapshot_bytes(layout, mm)
+    graphs_in_budget = cudagraphs_in_budget(spec, sem)
     index, _ = distinct_layers(spec.layers)
     per_shape: dict[tuple, tuple[int, int]] = {}  # stages of the same layer shapes peak alike
     for stage in stages or stage_weights(spec, layout):
@@ -246,14 +298,14 @@ def make_memory_plan(spec: ModelSpec, layout: Layout, cluster: Cluster, engine: 
         if engine.kv_cache_memory_bytes:
             kv = engine.kv_cache_memory_bytes
         else:
-            kv = requested - stage.weight_bytes - act - nt - (cg if sem.cudagraphs_in_budget else 0)
+            kv = requested - stage.weight_bytes - act - nt - (cg if graphs_in_budget else 0)
         per_block = geometry.bytes_per_block(layers)
         blocks = max(kv, 0) // per_block if per_block else 0
         gpus.append(GpuMemory(pp_rank=stage.pp_rank, total_bytes=total, requested_bytes=requested,
                               weight_bytes=stage.weight_bytes, activation_bytes=act, non_torch_bytes=nt,
                               cuda_graph_bytes=cg, pre_snapshot_bytes=pre,
                               kv_cache_bytes=kv, bytes_per_block=per_block, num_blocks=blocks,
-                              cuda_graph_bytes_in_budget=sem.cudagraphs_in_budget))
+                              cuda_graph_bytes_in_budget=graphs_in_budget))
     return _verdict(tuple(gpus), geometry, spec, layout, cluster, engine, sem, batch, max_len, util, concurrency)
 
 

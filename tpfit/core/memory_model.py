@@ -12,11 +12,14 @@ from tpfit.kinds import Kind
 
 
 class ProfileEra(Kind):
-    """vLLM releases whose profile run peaks alike (the keys of the era-dependent constants)."""
+    """vLLM's model runners, whose profile runs peak differently (the keys of the runner-dependent constants);
+    which one a model starts on is `core.engine.uses_model_runner_v2`."""
 
-    V0_19 = "v0.19"
-    """Before 0.20: a large sampler warm-up, no activation floor."""
-    V0_20 = "v0.20+"
+    MODEL_RUNNER_V1 = "model_runner_v1"
+    """`GPUModelRunner` (every model before 0.22; MoE and hybrid ones until 0.29): a large sampler warm-up, no
+    activation floor."""
+    MODEL_RUNNER_V2 = "model_runner_v2"
+    """`vllm/v1/worker/gpu/model_runner.py`: a cheaper sampler warm-up, ~1 GiB / TP floor."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

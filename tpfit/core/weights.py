@@ -33,8 +33,8 @@ def linear_bytes(out_features: int, in_features: int, dtype_bytes: int, quant: Q
         return n * k * dtype_bytes
     if quant.method == "mxfp4":  # 4-bit values + one e8m0 byte per 32
         return n * k // 2 + cdiv(n * k, 32)
-    if quant.method == "modelopt_fp4":  # 4-bit values + one fp8 scale per 16
-        return n * k // 2 + cdiv(n * k, 16)
+    if quant.method == "modelopt_fp4" or (quant.weight_bits == 4 and quant.group_size == 16):
+        return n * k // 2 + cdiv(n * k, 16)  # NVFP4 (ModelOpt or compressed-tensors): 4-bit values + an fp8 scale per 16
     if quant.weight_bits == 8:
         if quant.block_n:  # fp32 scale per (block_n x block_k) tile
             return n * k + cdiv(n, quant.block_n) * cdiv(k, quant.block_k) * FP32_BYTES

@@ -37,6 +37,13 @@ def parse_quant(qc: dict | None, sidecar: dict | None = None, *, model_id: str =
 def _parse_compressed_tensors(qc: dict, model_id: str) -> QuantSpec:
     groups = list((qc.get("config_groups") or {}).values())
     fmt = str(qc.get("format", ""))
+    experts = [g for g in groups if any("gate" in str(t) or "experts" in str(t) for t in g.get("targets") or [])]
+    if fmt == "mixed-precision" and len(experts) == 1 and (experts[0].get("weights") or {}).get("num_bits") == 4:
+        # DeepSeek-V4-Flash-NVFP4-FP8: NVFP4 experts (4-bit floats, an fp8 scale per 16), FP8-block attention;
+        # the experts carry nearly all the bytes, the rest is counted in the model dtype (an over-estimate)
+        w = experts[0]["weights"]
+        return QuantSpec(method="compressed-tensors", weight_bits=4, group_size=int(w.get("group_size") or 16),
+                         experts_only=True)
     if len(groups) != 1 or fmt == "mixed-precision":
         raise SpecError(f"not supported yet: compressed-tensors with {len(groups)} config groups ({fmt})",
                         model_id=model_id, field="quantization_config")
