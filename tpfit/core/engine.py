@@ -12,7 +12,7 @@ from tpfit.errors import UsageError
 from tpfit.kinds import KvCacheDtype, ModelDtype
 from tpfit.vllm_facts import CURRENT_VLLM_VERSION, default_gpu_memory_utilization, parse_version
 
-MODELLED_VLLM_VERSIONS = ("0.19.0", "0.33.0")
+MODELLED_VLLM_VERSIONS = ("0.6.0", "0.33.0")
 """The oldest and newest vLLM release whose memory rules tpfit models (patch releases of the newest included).
 `--vllm-version` outside this range is refused, naming it; `semantics_for` holds the differences inside it."""
 
@@ -89,6 +89,11 @@ class Semantics:
     """The "estimated maximum model length" leaves the null block out (newer)."""
     three_batch_tiers: bool
     """Batch defaults have a >=160 GiB tier (B200) besides the >=70 GiB one."""
+    engine_v0: bool = False
+    """The V0 `LLMEngine` (0.6, 0.7): 256 sequences, no chunked prefill below 32K tokens, so the profile run is
+    max(max_model_len, 2048) tokens long; KV = total x util - (everything the worker allocated since its first
+    snapshot); the "max seq len ... larger than the maximum number of tokens that can be stored in KV cache"
+    refusal."""
 
 
 _V2_RUNNER_ARCHITECTURES: tuple[tuple[tuple[int, int, int], frozenset[str]], ...] = (
@@ -153,6 +158,19 @@ def semantics_for(version: str) -> Semantics:
       it. tpfit puts the boundary after the last measured version: 0.27.
     - Communication buffers: 0.19 logs count ~2.07 GiB non-torch at TP>1; 0.26 counts 0.06 GiB
       (0.33's `init_device` builds them before the snapshot).
+    - 0.6, 0.7: the V0 engine (V1 became the default engine in 0.8.0: `EngineArgs._set_default_args_v1` /
+      VLLM_USE_V1 unset means V1 in the 0.8.5 wheel's arg_utils.py). From the 0.6.0 wheel:
+      `worker/worker.py::determine_num_available_blocks` (lines 204-249) takes
+      num_gpu_blocks = (total x gpu_memory_utilization - peak) // block bytes, with peak = the free memory at
+      `init_device` (after the CUDA context, before NCCL) minus the free memory after the profile run: weights,
+      the activation peak (reserved, not returned), NCCL and other buffers; no CUDA-graph estimate (graphs are
+      captured afterwards, outside the budget) and no null block. `raise_if_cache_size_invalid` (lines 468-481)
+      refuses a max_model_len above block_size x num_gpu_blocks. `config.py::SchedulerConfig` (lines 973-996):
+      max_num_batched_tokens = max(max_model_len, 2048) without chunked prefill, 512 with it; arg_utils.py
+      lines 843-869: chunked prefill only by default above 32768 tokens; `max_num_seqs` 256, utilization 0.90.
+    - 0.8 to 0.18: the V1 engine, read as 0.19 (the V1 `gpu_worker.determine_available_memory` arithmetic,
+      utilization 0.9, two batch tiers and the estimate env default "0" are the same in the 0.11.2 / 0.13.0
+      wheels); no start-up of those releases was measured.
     """
     v = parse_version(version)
     return Semantics(
@@ -163,4 +181,5 @@ def semantics_for(version: str) -> Semantics:
         requested_ceil=v >= (0, 20, 0),
         estimate_deducts_null_block=v >= (0, 20, 0),
         three_batch_tiers=v >= (0, 20, 0),
+        engine_v0=v < (0, 8, 0),
     )

@@ -21,7 +21,8 @@ from tpfit.core.kv import KVGeometry, kv_bytes_per_element, make_kv_geometry
 from tpfit.core.layout import Layout
 from tpfit.core.memory_model import MemoryModel, ProfileEra
 from tpfit.core.startup import (
-    check_free_memory, check_kv_cache_fits_max_len, check_kv_cache_memory, reason, requested_bytes,
+    check_free_memory, check_kv_cache_fits_max_len, check_kv_cache_memory, check_v0_kv_cache_fits_max_len, reason,
+    requested_bytes,
 )
 from tpfit.core.vllm_messages import Violation
 from tpfit.core.weights import StageWeights, distinct_layers, padded_vocab, stage_weights
@@ -48,8 +49,25 @@ class BatchDefaults:
     max_num_batched_tokens: int
 
 
+V0_MAX_NUM_SEQS = 256
+"""V0 `EngineArgs.max_num_seqs` default (0.6.0 arg_utils.py)."""
+V0_CHUNKED_PREFILL_ABOVE = 32768
+"""V0 turns chunked prefill on by default only for max_model_len above this (0.6.0 arg_utils.py line 843)."""
+V0_CHUNKED_BATCHED_TOKENS = 512
+"""V0 `SchedulerConfig` max_num_batched_tokens with chunked prefill (0.6.0 config.py line 977)."""
+V0_MIN_BATCHED_TOKENS = 2048
+"""V0 without chunked prefill: max_num_batched_tokens = max(max_model_len, 2048) (0.6.0 config.py line 981)."""
+
+
 def batch_defaults(cluster: Cluster, engine: EngineArgs, sem: Semantics, max_model_len: int) -> BatchDefaults:
-    """`EngineArgs.get_batch_defaults` by device memory, then vLLM's clamps (§4 of the reference)."""
+    """`EngineArgs.get_batch_defaults` by device memory, then vLLM's clamps (§4 of the reference); the V0
+    engine's `SchedulerConfig` defaults before 0.8."""
+    if sem.engine_v0:
+        seqs = engine.max_num_seqs or V0_MAX_NUM_SEQS
+        chunked = max_model_len > V0_CHUNKED_PREFILL_ABOVE
+        tokens = engine.max_num_batched_tokens or (
+            V0_CHUNKED_BATCHED_TOKENS if chunked else max(max_model_len, V0_MIN_BATCHED_TOKENS))
+        return BatchDefaults(max_num_seqs=min(seqs, tokens), max_num_batched_tokens=tokens)
     mem = cluster.gpu.cuda_total_bytes
     if sem.three_batch_tiers and mem >= 160 * GIB:
         tokens, seqs = 16384, 1024
@@ -179,7 +197,7 @@ WORKSPACE_ALIGN = 256
 """`WorkspaceManager.get_simultaneous` rounds each view of the shared buffer up to 256 bytes."""
 
 
-def moe_workspace_bytes(spec: ModelSpec, layout: Layout, layers: range, tokens: int) -> int:
+def moe_workspace_bytes(spec: ModelSpec, layout: Layout, layers: range, tokens: int, *, v0: bool = False) -> int:
     """The fused-MoE workspace the profile run leaves allocated: vLLM's modular kernel takes workspace13 and
     workspace2 from one persistent `WorkspaceManager` buffer (v1/worker/workspace.py, 0.19 to 0.33), sized by the
     widest MoE layer for all `tokens` of the dummy batch at once (no chunking: `_fused_experts` passes M_full as
@@ -192,6 +210,8 @@ def moe_workspace_bytes(spec: ModelSpec, layout: Layout, layers: range, tokens: 
     - OAITritonExperts (MXFP4 experts, gpt-oss): ws13 = M x K, ws2 = M x top_k x N/2.
     The expert width per GPU is moe_intermediate_size / (TP x DP), or all of it with expert parallel; with DP > 1
     each rank's MoE sees every DP rank's tokens (all-gathered dispatch).
+    V0 (`v0=True`, 0.6/0.7 `fused_moe.fused_experts`): three caches per call, (M, top_k, N), (M x top_k, N/2) and
+    (M, top_k, K), freed after each layer but kept by the allocator's reserve that V0 measures.
     """
     index, distinct = distinct_layers(spec.layers)
     m = tokens * layout.dp
@@ -207,7 +227,9 @@ def moe_workspace_bytes(spec: ModelSpec, layout: Layout, layers: range, tokens: 
         moe = layer.moe
         width = moe.moe_intermediate_size if layout.enable_expert_parallel else moe.moe_intermediate_size // layout.moe_parallel_size
         n, k, top_k = 2 * width, spec.hidden_size, moe.num_experts_per_tok
-        if mxfp4:
+        if v0:
+            ws13, ws2 = m * top_k * (n + n // 2), m * top_k * k
+        elif mxfp4:
             ws13, ws2 = m * k, m * top_k * (n // 2)
         else:
             ws13, ws2 = max(m * top_k * max(n // 2, k), m * k), m * top_k * max(n, k)
@@ -216,7 +238,9 @@ def moe_workspace_bytes(spec: ModelSpec, layout: Layout, layers: range, tokens: 
 
 
 def profile_era(spec: ModelSpec, sem: Semantics) -> ProfileEra:
-    """The model runner this model starts on in this version (`engine.uses_model_runner_v2`)."""
+    """The model runner this model starts on in this version (`engine.uses_model_runner_v2`). The V0 engine's
+    runner takes V1's constants: its sampler warm-up (top-k/top-p over max_num_seqs x vocab logits) is the same
+    kind of work, and no V0 start-up was measured."""
     v2 = uses_model_runner_v2(sem.version, architecture=spec.architecture, is_moe=spec.is_moe,
                               is_hybrid=bool(spec.attention_kinds & {"mamba", "gdn"}), is_quantized=spec.quant is not None)
     return ProfileEra.MODEL_RUNNER_V2 if v2 else ProfileEra.MODEL_RUNNER_V1
@@ -244,7 +268,7 @@ def activation_bytes(spec: ModelSpec, layout: Layout, layers: range, *, last_sta
     # (calibration/vllm-0.26-h200x4), so the floor shrinks with TP. Its cause is unknown; 1/TP is the
     # smallest assumption every run agrees with.
     floor = era.activation_floor_gib * GIB / layout.tp
-    return int(max(forward, sampler, floor)) + moe_workspace_bytes(spec, layout, layers, tokens)
+    return int(max(forward, sampler, floor)) + moe_workspace_bytes(spec, layout, layers, tokens, v0=sem.engine_v0)
 
 
 def non_torch_bytes(layout: Layout, sem: Semantics, mm: MemoryModel) -> int:
@@ -322,13 +346,20 @@ def _verdict(gpus, geometry: KVGeometry, spec, layout, cluster, engine, sem, bat
     other = worst.total_bytes - min(cluster.free_bytes) if cluster.free_bytes else 0
     # the KV checks as vLLM makes them; failing those, the free memory it finds at start (an earlier check in
     # vLLM, but the KV refusals say more about the plan)
-    refusal = (check_kv_cache_memory(requested_bytes=worst.requested_bytes, kv_cache_bytes=worst.kv_cache_bytes)
-               or check_kv_cache_fits_max_len(max_model_len=max_len, usable_blocks=usable, blocks_per_request=per_req,
-                                              bytes_per_block=worst.bytes_per_block,
-                                              kv_cache_bytes=worst.kv_cache_bytes, estimated_max_len=fit)
-               or check_free_memory(total_bytes=worst.total_bytes, other_bytes=other,
-                                    pre_snapshot_bytes=worst.pre_snapshot_bytes,
-                                    requested_bytes=worst.requested_bytes, gpu_memory_utilization=util))
+    if sem.engine_v0:  # V0: its own max-seq-len refusal, and no free-memory check at start (0.6.0 worker.py)
+        refusal = (check_kv_cache_memory(requested_bytes=worst.requested_bytes, kv_cache_bytes=worst.kv_cache_bytes)
+                   or check_v0_kv_cache_fits_max_len(max_model_len=max_len, blocks=blocks,
+                                                     block_size=geometry.block_size, blocks_per_request=per_req,
+                                                     kv_cache_bytes=worst.kv_cache_bytes,
+                                                     profile_tokens=batch.max_num_batched_tokens, estimated_max_len=fit))
+    else:
+        refusal = (check_kv_cache_memory(requested_bytes=worst.requested_bytes, kv_cache_bytes=worst.kv_cache_bytes)
+                   or check_kv_cache_fits_max_len(max_model_len=max_len, usable_blocks=usable,
+                                                  blocks_per_request=per_req, bytes_per_block=worst.bytes_per_block,
+                                                  kv_cache_bytes=worst.kv_cache_bytes, estimated_max_len=fit)
+                   or check_free_memory(total_bytes=worst.total_bytes, other_bytes=other,
+                                        pre_snapshot_bytes=worst.pre_snapshot_bytes,
+                                        requested_bytes=worst.requested_bytes, gpu_memory_utilization=util))
     reasons = [reason(refusal)] if refusal else []
     verdict = Verdict.REFUSED_AT_START if refusal else Verdict.STARTS
     if verdict is Verdict.STARTS and worst.free_bytes < RUNTIME_GROWTH:

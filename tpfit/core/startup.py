@@ -11,7 +11,9 @@ from __future__ import annotations
 import math
 
 from tpfit.core.engine import Semantics
-from tpfit.core.vllm_messages import FREE_MEMORY_BELOW_REQUEST, KV_CACHE_BELOW_MAX_LEN, NO_KV_CACHE_MEMORY, Violation
+from tpfit.core.vllm_messages import (
+    FREE_MEMORY_BELOW_REQUEST, KV_CACHE_BELOW_MAX_LEN, NO_KV_CACHE_MEMORY, V0_KV_CACHE_BELOW_MAX_LEN, Violation,
+)
 from tpfit.units import GIB, format_gib
 
 OTHER_PROCESS_BYTES = GIB // 4
@@ -79,6 +81,20 @@ def check_kv_cache_fits_max_len(*, max_model_len: int, usable_blocks: int, block
         vllm_error=KV_CACHE_BELOW_MAX_LEN.format(
             max_model_len=max_model_len, needed_gib=vllm_gib(needed), available_gib=vllm_gib(kv_cache_bytes),
             estimated=estimated_max_len),
+        fix=f"use --max-model-len {estimated_max_len}")
+
+
+def check_v0_kv_cache_fits_max_len(*, max_model_len: int, blocks: int, block_size: int, blocks_per_request: int,
+                                   kv_cache_bytes: int, profile_tokens: int, estimated_max_len: int) -> Violation | None:
+    """The V0 engine (0.6, 0.7) refuses a max_model_len above the tokens its blocks hold (no null block), naming
+    that figure: the length that fits."""
+    if blocks >= blocks_per_request:
+        return None
+    return Violation(
+        rule="kv_cache_below_max_model_len",
+        detail=f"one {max_model_len}-token request needs {blocks_per_request} blocks of KV cache; {blocks} fit "
+               f"({format_gib(kv_cache_bytes)} GiB after a {profile_tokens}-token profile run)",
+        vllm_error=V0_KV_CACHE_BELOW_MAX_LEN.format(max_model_len=max_model_len, max_seq_len=blocks * block_size),
         fix=f"use --max-model-len {estimated_max_len}")
 
 

@@ -169,6 +169,11 @@ KV_CACHE_BELOW_MAX_LEN = VllmMessage(
              "the available memory, the estimated maximum model length is {estimated}. Try increasing "
              "`gpu_memory_utilization` or decreasing `max_model_len` when initializing the engine.",
     source="vllm/v1/core/kv_cache_utils.py::check_enough_kv_cache_memory")
+V0_KV_CACHE_BELOW_MAX_LEN = VllmMessage(
+    template="The model's max seq len ({max_model_len}) is larger than the maximum number of tokens that can be "
+             "stored in KV cache ({max_seq_len}). Try increasing `gpu_memory_utilization` or decreasing "
+             "`max_model_len` when initializing the engine.",
+    source="vllm/worker/worker.py::raise_if_cache_size_invalid (V0 engine, 0.6 and 0.7; 0.6.0 lines 468-481)")
 
 MESSAGES = tuple(v for v in globals().values() if isinstance(v, VllmMessage))
 """Every message above, in order."""

@@ -1,0 +1,78 @@
+"""vLLM releases from 0.6 on: the V0 engine's profile length and refusal (0.6, 0.7), V1 before 0.19 read as 0.19,
+and releases outside the modelled range refused, naming it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from dataclasses import replace
+
+from tests.conftest import load_config
+from tpfit import make_plan
+from tpfit.core.engine import EngineArgs, MODELLED_VLLM_VERSIONS, semantics_for
+from tpfit.core.layout import Layout
+from tpfit.hardware.cluster import Cluster
+from tpfit.units import GIB
+
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
+L8 = "meta-llama--Llama-3.1-8B.json"
+
+
+def plan_one(config: str, gpus: str, **engine):
+    spec = load_config(config)
+    return make_plan(spec, Cluster.parse(gpus), engine=EngineArgs(**engine), layouts=(Layout(),)).candidates[0].memory
+
+
+def test_v0_profiles_max_model_len_tokens_and_refuses_with_its_message():
+    # vLLM 0.6.0 on one RTX 3090, Llama-3.1-8B at --max-model-len 32768: no chunked prefill at <= 32K, so the profile
+    # run is max(32768, 2048) tokens (SchedulerConfig), 256 sequences, and the activation it leaves reserved is that
+    # long forward's; the KV cache then holds fewer tokens than one request needs
+    m = plan_one(L8, "1x3090", vllm_version="0.6.0", max_model_len=32768)
+    assert (m.max_num_batched_tokens, m.max_num_seqs, m.gpu_memory_utilization) == (32768, 256, 0.9)
+    short = plan_one(L8, "1x3090", vllm_version="0.6.0", max_model_len=8192)
+    assert short.max_num_batched_tokens == 8192
+    act, act_short = m.gpus[0].activation_bytes, short.gpus[0].activation_bytes
+    assert 3 * GIB < act and 3.5 < act / act_short < 4.5  # the forward grows with the profile length
+    assert m.verdict == "refused_at_start"
+    stored = m.gpus[0].num_blocks * 16
+    assert m.vllm_error == (
+        f"The model's max seq len (32768) is larger than the maximum number of tokens that can be stored in KV cache "
+        f"({stored}). Try increasing `gpu_memory_utilization` or decreasing `max_model_len` when initializing the "
+        "engine.")
+    assert m.max_model_len_fit == stored < 32768 and f"--max-model-len {stored}" in m.reasons[0]
+    # the same request on 0.26 (V1, chunked prefill, 2048-token profile for `vllm serve` on a 24 GB card) starts
+    assert plan_one(L8, "1x3090", vllm_version="0.26.0", max_model_len=32768).verdict == "starts"
+    # V0 turns chunked prefill on above 32K: a 512-token profile run, so a longer context costs less activation
+    long = plan_one(L8, "1x3090", vllm_version="0.6.0", max_model_len=65536)
+    assert long.max_num_batched_tokens == 512 and long.gpus[0].activation_bytes < act / 4
+
+
+def test_v0_budget_has_no_graph_estimate_no_null_block_and_no_free_memory_check():
+    sem = semantics_for("0.7.3")
+    assert sem.engine_v0 and not sem.cudagraphs_in_budget and sem.default_gpu_memory_utilization == 0.9
+    m = plan_one(L8, "1xh100", vllm_version="0.6.0", max_model_len=8192)
+    g = m.gpus[0]
+    assert g.kv_cache_bytes == g.requested_bytes - g.weight_bytes - g.activation_bytes - g.non_torch_bytes
+    assert g.requested_bytes == int(g.total_bytes * 0.9)
+    busy = replace(Cluster.parse("1xh100"), free_bytes=(72 * GIB,))
+    spec = load_config(L8)
+    v0 = make_plan(spec, busy, engine=EngineArgs(vllm_version="0.6.0"), layouts=(Layout(),)).candidates[0].memory
+    assert "Free memory on device" not in v0.vllm_error
+
+
+def test_v1_before_0_19_is_read_as_0_19():
+    a, b = semantics_for("0.10.2"), semantics_for("0.19.0")
+    assert not a.engine_v0 and replace(a, version=b.version) == b
+    assert plan_one(L8, "1xh100", vllm_version="0.8.5").kv_cache_tokens == plan_one(
+        L8, "1xh100", vllm_version="0.19.0").kv_cache_tokens
+
+
+def test_outside_the_modelled_range_is_refused_naming_it():
+    assert MODELLED_VLLM_VERSIONS[0] == "0.6.0"
+    result = subprocess.run([sys.executable, "-m", "tpfit", "plan", "llama-3.1-8b", "--gpus", "1x3090",
+                             "--vllm-version", "0.5.4"], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert result.returncode == 2 and "0.6.0" in result.stderr and "0.33.0" in result.stderr
+    ok = subprocess.run([sys.executable, "-m", "tpfit", "plan", "llama-3.1-8b", "--gpus", "1x3090",
+                         "--vllm-version", "0.6.0", "--max-model-len", "32768", "--json"], capture_output=True,
+                        text=True, cwd=ROOT, timeout=120)
+    assert ok.returncode == 1 and "larger than the maximum number of tokens" in ok.stdout
