@@ -42,9 +42,11 @@ def test_v0_profiles_max_model_len_tokens_and_refuses_with_its_message():
     assert m.max_model_len_fit == stored < 32768 and f"--max-model-len {stored}" in m.reasons[0]
     # the same request on 0.26 (V1, chunked prefill, 2048-token profile for `vllm serve` on a 24 GB card) starts
     assert plan_one(L8, "1x3090", vllm_version="0.26.0", max_model_len=32768).verdict == "starts"
-    # V0 turns chunked prefill on above 32K: a 512-token profile run, so a longer context costs less activation
+    # V0 turns chunked prefill on above 32K: a 512-token profile run (2048 from 0.6.5), so a longer context costs
+    # less activation
     long = plan_one(L8, "1x3090", vllm_version="0.6.0", max_model_len=65536)
     assert long.max_num_batched_tokens == 512 and long.gpus[0].activation_bytes < act / 4
+    assert plan_one(L8, "1x3090", vllm_version="0.6.6", max_model_len=65536).max_num_batched_tokens == 2048
 
 
 def test_v0_budget_has_no_graph_estimate_no_null_block_and_no_free_memory_check():

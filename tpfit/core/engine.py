@@ -166,8 +166,11 @@ def semantics_for(version: str) -> Semantics:
       the activation peak (reserved, not returned), NCCL and other buffers; no CUDA-graph estimate (graphs are
       captured afterwards, outside the budget) and no null block. `raise_if_cache_size_invalid` (lines 468-481)
       refuses a max_model_len above block_size x num_gpu_blocks. `config.py::SchedulerConfig` (lines 973-996):
-      max_num_batched_tokens = max(max_model_len, 2048) without chunked prefill, 512 with it; arg_utils.py
-      lines 843-869: chunked prefill only by default above 32768 tokens; `max_num_seqs` 256, utilization 0.90.
+      max_num_batched_tokens = max(max_model_len, 2048) without chunked prefill, 512 with it (2048 from 0.6.5);
+      arg_utils.py lines 843-869: chunked prefill only by default above 32768 tokens; `max_num_seqs` 256,
+      utilization 0.90. 0.6.4 measures torch's allocated peak plus non-torch memory instead of free memory, and
+      0.6.5 on `memory_profiling` (the 0.6.4 / 0.6.5 wheels' worker.py): the same terms, the allocator's cache
+      no longer counted.
     - 0.8 to 0.18: the V1 engine, read as 0.19 (the V1 `gpu_worker.determine_available_memory` arithmetic,
       utilization 0.9, two batch tiers and the estimate env default "0" are the same in the 0.11.2 / 0.13.0
       wheels); no start-up of those releases was measured.

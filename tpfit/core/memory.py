@@ -53,8 +53,9 @@ V0_MAX_NUM_SEQS = 256
 """V0 `EngineArgs.max_num_seqs` default (0.6.0 arg_utils.py)."""
 V0_CHUNKED_PREFILL_ABOVE = 32768
 """V0 turns chunked prefill on by default only for max_model_len above this (0.6.0 arg_utils.py line 843)."""
-V0_CHUNKED_BATCHED_TOKENS = 512
-"""V0 `SchedulerConfig` max_num_batched_tokens with chunked prefill (0.6.0 config.py line 977)."""
+V0_CHUNKED_BATCHED_TOKENS = ((0, 6, 0), 512), ((0, 6, 5), 2048)
+"""V0 `SchedulerConfig` max_num_batched_tokens with chunked prefill, from the release that set it: 512 in the
+0.6.0 to 0.6.4 wheels' config.py (0.6.0 line 977), 2048 from 0.6.5 (line 1344; 0.7.3 line 1532)."""
 V0_MIN_BATCHED_TOKENS = 2048
 """V0 without chunked prefill: max_num_batched_tokens = max(max_model_len, 2048) (0.6.0 config.py line 981)."""
 
@@ -65,8 +66,8 @@ def batch_defaults(cluster: Cluster, engine: EngineArgs, sem: Semantics, max_mod
     if sem.engine_v0:
         seqs = engine.max_num_seqs or V0_MAX_NUM_SEQS
         chunked = max_model_len > V0_CHUNKED_PREFILL_ABOVE
-        tokens = engine.max_num_batched_tokens or (
-            V0_CHUNKED_BATCHED_TOKENS if chunked else max(max_model_len, V0_MIN_BATCHED_TOKENS))
+        chunk = next(n for v, n in reversed(V0_CHUNKED_BATCHED_TOKENS) if sem.version >= v)
+        tokens = engine.max_num_batched_tokens or (chunk if chunked else max(max_model_len, V0_MIN_BATCHED_TOKENS))
         return BatchDefaults(max_num_seqs=min(seqs, tokens), max_num_batched_tokens=tokens)
     mem = cluster.gpu.cuda_total_bytes
     if sem.three_batch_tiers and mem >= 160 * GIB:
