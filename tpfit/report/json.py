@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from tpfit.core.memory import cudagraphs_in_budget, profile_era
 from tpfit.core.plan import SCHEMA_VERSION, Candidate, Plan
 from tpfit.core.recommend import make_flags, summarize, weights_gib_per_gpu
 from tpfit.units import gib
@@ -44,7 +45,8 @@ def plan_to_dict(plan: Plan) -> dict:
             "notes": list(spec.notes),
         },
         "cluster": plan.cluster.to_dict(),
-        "engine": {**plan.engine.to_dict(), "cudagraphs_in_budget": plan.semantics.cudagraphs_in_budget,
+        "engine": {**plan.engine.to_dict(), "cudagraphs_in_budget": cudagraphs_in_budget(spec, plan.semantics),
+                   "model_runner": profile_era(spec, plan.semantics).value,
                    "default_gpu_memory_utilization": plan.semantics.default_gpu_memory_utilization},
         "workload": {"context": plan.workload.context, "concurrency": plan.workload.concurrency,
                      "objective": plan.workload.objective.value, "ttft_s": plan.workload.ttft_s,
