@@ -28,6 +28,10 @@ from tpfit.hardware.cluster import Cluster  # noqa: E402
 from tpfit.units import GIB  # noqa: E402
 
 OUT = Path(__file__).resolve().parents[1] / "tpfit" / "data" / "memory_model.json"
+V0_SAMPLER_BYTES_PER_LOGIT = 2.0
+"""Not fitted: the V0 engine's profile peak keeps the [max_num_seqs x vocab] logits in the model dtype (bf16). No V0
+start-up of ours exists; vLLM 0.6's own log of Llama-3.1-8B on one RTX 3090 with a 512-token profile run reported
+0.06 GiB peak activation (vllm-project/vllm issue #10517): 256 x 128256 bf16 logits are 0.061 GiB."""
 H100 = Cluster.parse("8xh100")
 
 
@@ -103,12 +107,13 @@ def main() -> int:
         "activation": {
             "bytes_per_token_per_mlp_width_bf16": round(float(a_width), 3),
             "bytes_per_token_per_hidden_bf16": round(float(a_hidden), 3),
-            "sampler_bytes_per_logit": {"model_runner_v1": round(sampler_019, 2), "model_runner_v2": round(float(bound_020), 2)},
-            "floor_gib": {"model_runner_v1": 0.0, "model_runner_v2": round(floor, 3)},
+            "sampler_bytes_per_logit": {"model_runner_v1": round(sampler_019, 2), "model_runner_v2": round(float(bound_020), 2),
+                                        "engine_v0": V0_SAMPLER_BYTES_PER_LOGIT},
+            "floor_gib": {"model_runner_v1": 0.0, "model_runner_v2": round(floor, 3), "engine_v0": 0.0},
             "note": "peak = max(forward of max_num_batched_tokens tokens, sampler on min(max_num_seqs, tokens) x "
                     "padded vocab logits on the last stage) + the fused-MoE workspace (derived, not fitted). Keys are "
                     "vLLM's model runner (core/engine.py uses_model_runner_v2). Forward fitted on the dense 0.26 "
-                    "(Model Runner V2) runs; the V1 sampler is the "
+                    "(Model Runner V2) runs, also used for the V0 engine (0.6, 0.7); V0's sampler term is its bf16 logits (not fitted); the V1 sampler is the "
                     f"median of {len(s019)} sampler-dominated dense rows (all 0.19); the V2 sampler was never dominant in our runs, "
                     "so its value is the largest the dense 0.26 peaks allow (an upper bound). At TP=1, V2 never reported less than ~1 GiB (floor_gib: median of its TP=1 runs with <= 4096 batched tokens), whatever the model; at TP=4 it reported 0.69-0.75 GiB for Llama-3.1-8B (forward alone), so the floor is divided by TP (cause unknown; the smallest assumption every run agrees with).",
         },

@@ -78,3 +78,23 @@ def test_outside_the_modelled_range_is_refused_naming_it():
                          "--vllm-version", "0.6.0", "--max-model-len", "32768", "--json"], capture_output=True,
                         text=True, cwd=ROOT, timeout=120)
     assert ok.returncode == 1 and "larger than the maximum number of tokens" in ok.stdout
+
+
+def test_v0_against_vllm_0_6_logs_of_llama_8b_on_one_3090():
+    # vLLM 0.6 on one RTX 3090 (vllm-project/vllm issue #10517): Llama-3.1-8B-Instruct at 20k, 29k and 35k tokens,
+    # utilization 0.90; "total_gpu_memory=23.58GiB"; 20k started with 1952 blocks; 29k was refused: "The model's
+    # max seq len (29000) is larger than the maximum number of tokens that can be stored in KV cache (23648)";
+    # 35k (> 32K: chunked prefill, a 512-token profile run) started with 0.06 GiB peak activation
+    def v0(length):
+        return plan_one("meta-llama--Llama-3.1-8B-Instruct.json", "1x3090", vllm_version="0.6.4", max_model_len=length,
+                        gpu_memory_utilization=0.9)
+
+    assert round(v0(20000).gpus[0].total_bytes / GIB, 2) == 23.58
+    assert abs(v0(20000).gpus[0].num_blocks - 1952) / 1952 < 0.02
+    refused = v0(29000)
+    stored = refused.gpus[0].num_blocks * 16
+    assert refused.verdict == "refused_at_start" and f"stored in KV cache ({stored})" in refused.vllm_error
+    assert abs(stored - 23648) / 23648 < 0.01
+    long = v0(35000)
+    assert long.verdict != "refused_at_start" and long.max_num_batched_tokens == 512
+    assert abs(long.gpus[0].activation_bytes / GIB - 0.06) < 0.02

@@ -19,8 +19,11 @@ OUT = ROOT / "tpfit" / "data" / "gpus.json"
 #     (../shared/fixtures/gpu-hosts/h100x2-nvlink, calibration/vllm-0.26-h100);
 #   H200: 143771 -> 143155 MiB (616 MiB reserved), vLLM "(138.3/139.8 GiB)" (tests/data/gpu-hosts/h200x4-device-*,
 #     calibration/vllm-0.26-h200x4).
+#   RTX 3090: 24576 -> 24146 MiB, vLLM 0.6's "Memory profiling results: total_gpu_memory=23.58GiB" for
+#     Llama-3.1-8B on one 3090 (vllm-project/vllm issue #10517, 2024-12-02; another 3090 host logged
+#     "Free memory on device (22.93/23.56 GiB)", so hosts differ by ~0.02 GiB).
 # Other GPUs get the H100's fraction, flagged as estimated.
-MEASURED_CUDA_MIB = {"h100-sxm": (81559, 81079), "h200": (143771, 143155)}
+MEASURED_CUDA_MIB = {"h100-sxm": (81559, 81079), "h200": (143771, 143155), "rtx-3090": (24576, 24146)}
 H100_SMI_MIB, H100_CUDA_MIB = MEASURED_CUDA_MIB["h100-sxm"]
 
 EXTRA_ALIASES = {
@@ -60,7 +63,7 @@ def main() -> int:
         "schema_version": 1,
         "built_from": "shared/gpu-catalog.json (schema %s) by tools/build_gpu_catalog.py" % catalog["schema_version"],
         "cuda_total_note": "cuda_total_mib = memory CUDA reports (cudaMemGetInfo total), which vLLM multiplies by "
-                           "gpu_memory_utilization; measured on H100 80GB HBM3 and H200, elsewhere scaled by the H100's fraction",
+                           "gpu_memory_utilization; measured on H100 80GB HBM3, H200 and RTX 3090, elsewhere scaled by the H100's fraction",
         "vllm_rules": catalog["vllm_rules"],
         "gpus": gpus,
     }, indent=1) + "\n")

@@ -239,9 +239,9 @@ def moe_workspace_bytes(spec: ModelSpec, layout: Layout, layers: range, tokens: 
 
 
 def profile_era(spec: ModelSpec, sem: Semantics) -> ProfileEra:
-    """The model runner this model starts on in this version (`engine.uses_model_runner_v2`). The V0 engine's
-    runner takes V1's constants: its sampler warm-up (top-k/top-p over max_num_seqs x vocab logits) is the same
-    kind of work, and no V0 start-up was measured."""
+    """The model runner this model starts on in this version (`engine.uses_model_runner_v2`), or V0's."""
+    if sem.engine_v0:
+        return ProfileEra.ENGINE_V0
     v2 = uses_model_runner_v2(sem.version, architecture=spec.architecture, is_moe=spec.is_moe,
                               is_hybrid=bool(spec.attention_kinds & {"mamba", "gdn"}), is_quantized=spec.quant is not None)
     return ProfileEra.MODEL_RUNNER_V2 if v2 else ProfileEra.MODEL_RUNNER_V1
@@ -250,9 +250,10 @@ def profile_era(spec: ModelSpec, sem: Semantics) -> ProfileEra:
 def cudagraphs_in_budget(spec: ModelSpec, sem: Semantics) -> bool:
     """V1's GPUModelRunner subtracts its CUDA-graph estimate once VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS defaults
     to 1 (0.20); Model Runner V2 where `Semantics.cudagraphs_in_budget` says."""
-    if profile_era(spec, sem) is ProfileEra.MODEL_RUNNER_V2:
+    era = profile_era(spec, sem)
+    if era is ProfileEra.MODEL_RUNNER_V2:
         return sem.cudagraphs_in_budget
-    return sem.version >= (0, 20, 0)
+    return era is ProfileEra.MODEL_RUNNER_V1 and sem.version >= (0, 20, 0)
 
 
 def activation_bytes(spec: ModelSpec, layout: Layout, layers: range, *, last_stage: bool, batch: BatchDefaults,

@@ -20,6 +20,8 @@ class ProfileEra(Kind):
     activation floor."""
     MODEL_RUNNER_V2 = "model_runner_v2"
     """`vllm/v1/worker/gpu/model_runner.py`: a cheaper sampler warm-up, ~1 GiB / TP floor."""
+    ENGINE_V0 = "engine_v0"
+    """The V0 engine's runner (0.6, 0.7): its profile peak holds the last tokens' logits in the model dtype."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
