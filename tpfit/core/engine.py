@@ -171,9 +171,8 @@ def semantics_for(version: str) -> Semantics:
       utilization 0.90. 0.6.4 measures torch's allocated peak plus non-torch memory instead of free memory, and
       0.6.5 on `memory_profiling` (the 0.6.4 / 0.6.5 wheels' worker.py): the same terms, the allocator's cache
       no longer counted.
-    - 0.8 to 0.18: the V1 engine, read as 0.19 (the V1 `gpu_worker.determine_available_memory` arithmetic,
-      utilization 0.9, two batch tiers and the estimate env default "0" are the same in the 0.11.2 / 0.13.0
-      wheels); no start-up of those releases was measured.
+    - 0.8 to 0.18: the V1 engine, read as 0.19: utilization 0.9 and the two batch tiers match (0.11.2 / 0.13.0
+      arg_utils.py); the profile arithmetic is assumed to be 0.19's (not read in those wheels, not measured).
     """
     v = parse_version(version)
     return Semantics(
