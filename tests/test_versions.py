@@ -98,3 +98,14 @@ def test_v0_against_vllm_0_6_logs_of_llama_8b_on_one_3090():
     long = v0(35000)
     assert long.verdict != "refused_at_start" and long.max_num_batched_tokens == 512
     assert abs(long.gpus[0].activation_bytes / GIB - 0.06) < 0.02
+
+
+def test_explain_reads_v0s_refusal():
+    from tpfit.live.explain import explain
+
+    # vLLM 0.6's refusal in vllm-project/vllm issue #10517 (Llama-3.1-8B on one 3090 at 29000 tokens)
+    log = ("ValueError: The model's max seq len (29000) is larger than the maximum number of tokens that can be stored "
+           "in KV cache (23648). Try increasing `gpu_memory_utilization` or decreasing `max_model_len` when "
+           "initializing the engine.")
+    d = explain(log)[0]
+    assert d.kind == "max_model_len_exceeds_kv_cache" and "--max-model-len 23648" in d.fix

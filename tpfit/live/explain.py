@@ -12,7 +12,8 @@ from tpfit.core.vllm_messages import (
     BF16_CAPABILITY, EP_WITHOUT_EXPERTS, FP8_BLOCK_K, FP8_BLOCK_N, FP8_MOE_BLOCK_N, FREE_MEMORY_BELOW_REQUEST,
     HEADS_NOT_DIVISIBLE, KV_CACHE_BELOW_MAX_LEN, MARLIN_GROUP_SIZE, MARLIN_GROUP_SPLIT, MARLIN_MIN_THREAD_K,
     MARLIN_MIN_THREAD_N, MAX_LEN_ABOVE_DERIVED, NOT_DIVISIBLE, NO_KV_CACHE_MEMORY, PP_NOT_SUPPORTED,
-    QUANT_CAPABILITY, QUANT_INPUT_NOT_ALIGNED, QUANT_OUTPUT_NOT_ALIGNED, VllmMessage, WORLD_SIZE_ABOVE_GPUS,
+    QUANT_CAPABILITY, QUANT_INPUT_NOT_ALIGNED, QUANT_OUTPUT_NOT_ALIGNED, V0_KV_CACHE_BELOW_MAX_LEN, VllmMessage,
+    WORLD_SIZE_ABOVE_GPUS,
 )
 from tpfit.vllm_facts import driver_requirements
 
@@ -86,6 +87,17 @@ def _max_len(m: re.Match, ctx: Context) -> Diagnosis:
     return Diagnosis(kind="max_model_len_exceeds_kv_cache",
                      cause=f"one request of max_model_len {wanted} tokens needs more KV cache than is left after the "
                            "weights and activations", fix=fix, evidence=m.group(0))
+
+
+def _v0_max_len(m: re.Match, ctx: Context) -> Diagnosis:
+    # vLLM 0.6/0.7 (V0): the figure is the tokens the KV blocks hold; without chunked prefill (max_model_len up to
+    # 32K) its profile run is max_model_len tokens long, so a shorter --max-model-len also frees activation memory
+    return Diagnosis(kind="max_model_len_exceeds_kv_cache",
+                     cause=f"one request of max_model_len {m['max_model_len']} tokens needs more KV cache than the "
+                           f"{m['max_seq_len']} tokens left after the weights and the profile run's activations",
+                     fix=f"start with --max-model-len {m['max_seq_len']} (what fits; the shorter profile run frees "
+                         "more), or raise --gpu-memory-utilization, add GPUs, use a quantized model",
+                     evidence=m.group(0))
 
 
 def _no_blocks(m: re.Match, ctx: Context) -> Diagnosis:
@@ -221,6 +233,7 @@ RULES: tuple[tuple[VllmMessage | LogSignature, Diagnose], ...] = (
     (HEADS_NOT_DIVISIBLE, _heads),
     (MAX_LEN_ABOVE_DERIVED, _derived_len),
     (KV_CACHE_BELOW_MAX_LEN, _max_len),
+    (V0_KV_CACHE_BELOW_MAX_LEN, _v0_max_len),
     (NO_KV_CACHE_MEMORY, _no_blocks),
     (QUANT_INPUT_NOT_ALIGNED, _quant), (QUANT_OUTPUT_NOT_ALIGNED, _quant), (FP8_BLOCK_K, _quant), (FP8_BLOCK_N, _quant),
     (FP8_MOE_BLOCK_N, _quant), (MARLIN_GROUP_SPLIT, _quant), (MARLIN_MIN_THREAD_N, _quant),
