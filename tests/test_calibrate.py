@@ -230,3 +230,17 @@ def test_h200_allreduce_fit_follows_its_graph_timings():
         assert fit.time_s(s.message_bytes) == pytest.approx(s.seconds, rel=0.3), s
     # decode's all-reduce (one token x 8192 hidden x 2 bytes = 16 KiB) costs the fixed latency, ~10-12 us
     assert 5e-6 < fit.time_s(16 * 1024) < 20e-6
+
+
+def test_h200_terminal_report_matches_the_checked_in_text():
+    import io
+
+    from rich.console import Console
+
+    from tpfit.report.calibration import render_calibration
+
+    out = io.StringIO()
+    cal = GpuCalibration.from_dict(json.loads(H200_FILE.read_text()))
+    render_calibration(cal, Console(file=out, width=100, color_system=None),
+                       written_to="/home/u/.config/tpfit/calibration/h200.json")
+    assert out.getvalue() == (ROOT / "tests" / "data" / "calibration-h200.txt").read_text()
