@@ -198,7 +198,7 @@ def make_plan(model: ModelSpec, cluster: Cluster, workload: Workload | None = No
         stages, memory = cache[key]
         per_gpu = tuple(w for s in stages for w in (s.weight_bytes,) * layout.tp) * layout.dp
         speed = None
-        if not violations and memory is not None and memory.kv_cache_tokens > 0 and cluster.gpu.vendor != "CPU":
+        if not violations and memory is not None and memory.verdict.serves and cluster.gpu.vendor != "CPU":
             gpu_speed = gpu_speed or make_gpu_speed(cluster.gpu)
             speed = make_speed(spec, layout, memory, cluster, gpu_speed, speed_work, kv_bytes=kv_bytes,
                                cache=speed_cache)
