@@ -105,6 +105,7 @@ class PlanTargets:
     max_concurrency: float
     """Requests of `context_tokens` one engine's KV cache holds."""
     data_parallel_size: int = 1
+    """Engines (DP ranks) per server in the plan; each has the KV cache above."""
     vllm_version: str = "0.33.0"
     ttft_p99_s: float | None = None
     """The plan's `--ttft` target, held against TTFT p99."""
@@ -115,14 +116,6 @@ class PlanTargets:
     predicted_tpot_s: float | None = None
     predicted_output_tokens_per_s: float | None = None
     """Predicted output tokens/s of the whole deployment at the planned concurrency."""
-
-    @property
-    def total_kv_cache_tokens(self) -> int:
-        return self.kv_cache_tokens * self.data_parallel_size
-
-    @property
-    def total_max_concurrency(self) -> float:
-        return self.max_concurrency * self.data_parallel_size
 
     def plan_command(self, concurrency: int) -> str:
         """The `tpfit plan` that sizes the deployment for `concurrency` requests (quoted for a shell)."""
@@ -140,7 +133,7 @@ class PlanTargets:
         nodes = f"{cluster['nodes']}x" if cluster["nodes"] > 1 else ""
         return cls(
             model_id=doc["model"]["id"], gpus=f"{nodes}{cluster['gpus_per_node']}x{cluster['gpu']}",
-            context_tokens=int(mem["max_model_len"]), concurrency=int(doc["workload"]["concurrency"]),
+            context_tokens=int(mem["max_model_len"]), concurrency=int(work["concurrency"]),
             kv_cache_tokens=int(mem["kv_cache_tokens"]), num_gpu_blocks=int(mem["num_gpu_blocks"]),
             block_size=int(mem["block_size"]), max_concurrency=float(mem["max_concurrency"]),
             data_parallel_size=int(lay.get("dp", 1)), vllm_version=doc["engine"]["vllm_version"],
