@@ -2,8 +2,9 @@
 
     python bench/plan_speed.py
 
-Goal (issue #2): cold CLI <= 0.3 s; search <= 20 ms for 1, 8 and 64 GPUs. Both are measured here,
-side by side in one run, and printed with the goal beside them.
+Goals (issue #11): the cold `tpfit plan --json` process at most 1.25x a bare `python -c "import typer, rich"`
+process timed in the same run (alternating, so load on the machine hits both alike); the layout search at most
+20 ms for 1, 8 and 64 GPUs (DeepSeek-V3 on 8x8 H100 is the hard case). Measured and printed side by side.
 """
 
 from __future__ import annotations
@@ -17,16 +18,21 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tpfit.core.engine import EngineArgs  # noqa: E402
-from tpfit import Workload, make_plan  # noqa: E402
+from tpfit import EngineArgs, Workload, make_plan  # noqa: E402
 from tpfit.hardware.cluster import Cluster  # noqa: E402
 from tpfit.model.catalog import find_in_catalog  # noqa: E402
 
 REPEATS = 7
 
 
+BASELINE = "import typer, rich"
+"""What every typer + rich command pays before doing anything: the floor of the cold-start ratio."""
+COLD_GOAL_RATIO = 1.25
+SEARCH_GOAL_MS = 20
+
+
 def cold_cli_s() -> tuple[float, float]:
-    """Median wall time of a fresh `python -m tpfit plan ... --json` process, and of bare `python -c pass`."""
+    """Median wall time of a fresh `python -m tpfit plan ... --json` process, and of `python -c BASELINE`."""
     cmd = [sys.executable, "-m", "tpfit", "plan", "llama-3.1-70b", "--gpus", "2xH100", "--context", "8192", "--json"]
     times, base = [], []
     for _ in range(REPEATS):
@@ -34,7 +40,7 @@ def cold_cli_s() -> tuple[float, float]:
         subprocess.run(cmd, capture_output=True, cwd=ROOT, check=False)
         times.append(time.perf_counter() - t)
         t = time.perf_counter()
-        subprocess.run([sys.executable, "-c", "pass"], capture_output=True, check=False)
+        subprocess.run([sys.executable, "-c", BASELINE], capture_output=True, check=False)
         base.append(time.perf_counter() - t)
     return statistics.median(times), statistics.median(base)
 
@@ -51,12 +57,13 @@ def search_ms(model: str, gpus: str) -> tuple[float, int]:
 
 
 def main() -> int:
-    cli, python = cold_cli_s()
-    print(f"cold `tpfit plan --json` process: {cli:.3f} s (bare python start: {python:.3f} s)   goal <= 0.3 s")
+    cli, base = cold_cli_s()
+    print(f"cold `tpfit plan --json` process: {cli:.3f} s; `python -c \"{BASELINE}\"`: {base:.3f} s; ratio "
+          f"{cli / base:.2f}x   goal <= {COLD_GOAL_RATIO}x")
     for model in ("llama-3.1-70b", "deepseek-v3"):
         for gpus in ("1xh100", "8xh100", "8x8xh100"):
             ms, n = search_ms(model, gpus)
-            print(f"search {model:14s} {gpus:9s}: {ms:7.2f} ms for {n:4d} layouts   goal <= 20 ms")
+            print(f"search {model:14s} {gpus:9s}: {ms:7.2f} ms for {n:4d} layouts   goal <= {SEARCH_GOAL_MS} ms")
     return 0
 
 

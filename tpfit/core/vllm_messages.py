@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import re
 import string
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import lru_cache
 
 FIELD_PATTERN = r"[-\w:]+(?:\.[-\w:]+)*"
 """What a `{field}` matches in a log unless the message says otherwise: a number or a name (`2048.0`, `cuda:0`),
@@ -34,10 +35,11 @@ class VllmMessage:
     """What to do, where that needs no numbers of the case (else the rule that finds it writes the fix)."""
     in_logs: bool = True
     """False for tpfit's own wording of a refusal vLLM has no message for (never searched for in logs)."""
-    pattern: re.Pattern = field(init=False, repr=False, compare=False)
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "pattern", re.compile(_derive_pattern(self.template, dict(self.fields))))
+    @property
+    def pattern(self) -> re.Pattern:
+        """The log pattern, compiled on first use (planning never needs it: `tpfit plan` starts faster)."""
+        return _compiled(self.template, self.fields)
 
     def format(self, **values: object) -> str:
         """The message as vLLM prints it for these values."""
@@ -45,6 +47,11 @@ class VllmMessage:
 
     def search(self, text: str) -> re.Match | None:
         return self.pattern.search(text)
+
+
+@lru_cache(maxsize=None)
+def _compiled(template: str, fields: tuple[tuple[str, str], ...]) -> re.Pattern:
+    return re.compile(_derive_pattern(template, dict(fields)))
 
 
 def _derive_pattern(template: str, fields: dict[str, str]) -> str:

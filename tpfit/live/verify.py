@@ -1,6 +1,6 @@
 """tpfit verify: predicted vs actual memory figures, a bounded load, and a verdict with reasons.
 
-`compare` and `judge` are pure; `verify_server` talks to the server.
+`compare` and `judge` are pure; `tpfit.live.verify_run` reaches the server and calls them.
 """
 
 from __future__ import annotations

@@ -123,8 +123,15 @@ def load_hub(repo_id: str, *, revision: str | None = None) -> ModelSpec:
         if side is None and fetched:
             side = hf_hub_download(repo_id, "hf_quant_config.json", revision=revision)
         sidecar = read_json(Path(side), "quantization config") if side else None
-    except Exception:  # noqa: BLE001 - the sidecar is optional
+    except hf.EntryNotFoundError:  # the repository has no sidecar: most models
         sidecar = None
+    except SourceError:
+        raise
+    except (hf.HfHubHTTPError, OSError) as err:
+        # a ModelOpt FP8/NVFP4 checkpoint says how it is stored only there: without it tpfit would plan it as
+        # unquantized (up to 4x the weight bytes)
+        raise SourceError(f"{repo_id}: hf_quant_config.json could not be read ({type(err).__name__}: {err}); "
+                          "retry, or download the model folder and give its path", source=repo_id) from err
     spec = make_checked_spec(config, model_id=repo_id, sidecar=sidecar, source=f"{repo_id} config.json ({path})",
                              spec_source=f"hub:{repo_id}")
     if fetched:  # the Hub answered a moment ago; a cached config never waits for the network
@@ -132,8 +139,8 @@ def load_hub(repo_id: str, *, revision: str | None = None) -> ModelSpec:
             meta = get_safetensors_metadata(repo_id, revision=revision, timeout=HUB_CONNECT_TIMEOUT_S)
             total = sum(_tensor_bytes(t) for f in meta.files_metadata.values() for t in f.tensors.values())
             spec = replace(spec, checkpoint_bytes=total)
-        except Exception:  # noqa: BLE001 - exact bytes are a bonus; the config is enough to plan
-            pass
+        except (hf.HfHubHTTPError, hf.NotASafetensorsRepoError, hf.SafetensorsParsingError, OSError, ValueError):
+            pass  # exact bytes are a bonus; the config is enough to plan
     return spec
 
 
