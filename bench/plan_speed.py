@@ -45,6 +45,17 @@ def cold_cli_s() -> tuple[float, float]:
     return statistics.median(times), statistics.median(base)
 
 
+def typer_floor_s() -> float:
+    """Median start of `import typer, rich` plus the pydantic adapters typer 0.29 builds for every option of a
+    command (typer._adapters): what any typer command pays before its own code runs."""
+    times = []
+    for _ in range(REPEATS):
+        t = time.perf_counter()
+        subprocess.run([sys.executable, "-c", f"{BASELINE}, typer._adapters"], capture_output=True, check=False)
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
 def search_ms(model: str, gpus: str) -> tuple[float, int]:
     spec, cluster = find_in_catalog(model), Cluster.parse(gpus)
     make_plan(spec, cluster, Workload(context=8192), EngineArgs())  # warm caches (catalog JSON, constants)
@@ -60,6 +71,9 @@ def main() -> int:
     cli, base = cold_cli_s()
     print(f"cold `tpfit plan --json` process: {cli:.3f} s; `python -c \"{BASELINE}\"`: {base:.3f} s; ratio "
           f"{cli / base:.2f}x   goal <= {COLD_GOAL_RATIO}x")
+    floor = typer_floor_s()
+    print(f"  (typer's own option adapters, `{BASELINE}, typer._adapters`: {floor:.3f} s = {floor / base:.2f}x; "
+          f"tpfit plan over that floor: {cli / floor:.2f}x)")
     for model in ("llama-3.1-70b", "deepseek-v3"):
         for gpus in ("1xh100", "8xh100", "8x8xh100"):
             ms, n = search_ms(model, gpus)
