@@ -1,6 +1,6 @@
 """How close tpfit's speed model (tpfit/core/perf.py) comes to real vLLM serving runs.
 
-    python bench/speed_accuracy.py [--rows] [--json] [--fit]
+    python bench/speed_accuracy.py [--rows] [--json] [--fit] [--calibrated]
 
 Rows: calibration/aiconfigurator-silicon/rows.csv (real vLLM aggregated-serving runs published with NVIDIA's
 AIConfigurator; see its README) and any calibration/*/runs.json entry carrying a "bench" result (our own
@@ -10,6 +10,9 @@ predicted TPOT, TTFT and output tokens/s are printed beside the measured ones.
 Split (no constant is fitted per row): the few global efficiencies in perf.py were chosen with `--fit` on the
 FIT half only (silicon rows with an even CRC-32 of their id; `fit_split`), and the summary reports the HELD-OUT
 half (and our own runs) apart. `--fit` prints the values it finds; perf.py keeps them rounded.
+
+`--calibrated` uses the built-in calibration of each GPU that has one (tpfit/data/calibration) instead of the
+spec sheet x efficiencies, as `tpfit plan` does on such GPUs.
 
 Goals (issue #13): TPOT median abs error <= 10 %, p90 <= 25 %; TTFT median <= 20 %; in >= 90 % of the groups of
 (model, GPU, quantization, lengths, GPUs used, total concurrency) with several layouts, the layout ranked first
@@ -173,7 +176,12 @@ def predict(row: Measured) -> perf.Speed | str:
     if isinstance(planned, str):
         return planned
     plan, c, cluster = planned
-    speed = perf.make_gpu_speed(cluster.gpu)
+    calibration = None
+    if "--calibrated" in sys.argv:  # the built-in `tpfit calibrate` file for this GPU, where tpfit ships one
+        from tpfit.hardware.calibration import builtin_calibrations
+
+        calibration = next((k for k in builtin_calibrations() if k.gpu_id == cluster.gpu.id), None)
+    speed = perf.make_gpu_speed(cluster.gpu, calibration)
     work = perf.SpeedWorkload(input_tokens=row.isl, output_tokens=row.osl, concurrency=row.concurrency)
     return perf.make_speed(plan.model, row.layout, c.memory, cluster, speed, work)
 
