@@ -3,6 +3,7 @@ measured in bench/speed_accuracy.py, not here."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from dataclasses import replace
@@ -175,7 +176,7 @@ def test_one_request_keeps_one_replica_busy():
 def test_speed_command_prints_layouts_by_concurrency():
     out = subprocess.run([sys.executable, "-m", "tpfit", "speed", "llama-3.1-8b", "--gpus", "2xH100", "--context",
                           "4096", "--concurrency", "1,64"], cwd=ROOT, capture_output=True, text=True, timeout=120,
-                         env={"COLUMNS": "160", "PATH": "/usr/bin:/bin"})
+                         env={**os.environ, "COLUMNS": "160"})
     assert out.returncode == 0, out.stderr
     lines = [line for line in out.stdout.splitlines() if "TP" in line and "│" in line]
     assert {line.split("│")[1].strip() for line in lines} == {"TP1 PP1", "TP1 PP1 DP2", "TP1 PP2", "TP2 PP1"}
