@@ -12,7 +12,7 @@ from tpfit.errors import UsageError
 from tpfit.kinds import KvCacheDtype, ModelDtype
 from tpfit.vllm_facts import CURRENT_VLLM_VERSION, default_gpu_memory_utilization, parse_version
 
-MODELLED_VLLM_VERSIONS = ("0.6.0", "0.33.0")
+MODELLED_VLLM_VERSIONS = ("0.6.0", CURRENT_VLLM_VERSION)
 """The oldest and newest vLLM release whose memory rules tpfit models (patch releases of the newest included).
 `--vllm-version` outside this range is refused, naming it; `semantics_for` holds the differences inside it."""
 

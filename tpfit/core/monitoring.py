@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 from tpfit.core.engine import parse_version
 from tpfit.errors import UsageError
 from tpfit.kinds import Kind
+from tpfit.vllm_facts import CURRENT_VLLM_VERSION
 
 
 class AlertKind(Kind):
@@ -106,7 +107,7 @@ class PlanTargets:
     """Requests of `context_tokens` one engine's KV cache holds."""
     data_parallel_size: int = 1
     """Engines (DP ranks) per server in the plan; each has the KV cache above."""
-    vllm_version: str = "0.33.0"
+    vllm_version: str = CURRENT_VLLM_VERSION
     ttft_p99_s: float | None = None
     """The plan's `--ttft` target, held against TTFT p99."""
     itl_p99_s: float | None = None

@@ -11,6 +11,7 @@ from tpfit.core.monitoring import (
 )
 from tpfit.deploy.shell import comment
 from tpfit.deploy.yamlout import dump
+from tpfit.vllm_facts import CURRENT_VLLM_VERSION
 
 PROMETHEUS_SERIES = ("up",)
 """Series Prometheus itself writes for every target (not in vLLM's /metrics): `up` is 0 when a scrape fails."""
@@ -58,7 +59,7 @@ def _sel(job: str, extra: str = "") -> str:
 def alert_rules(targets: PlanTargets | None, settings: AlertSettings, *, vllm_version: str | None = None) -> dict:
     """The rules file as a dict: one group, one rule per AlertKind that the plan and thresholds allow."""
     t = settings.thresholds.for_plan(targets)
-    names = MetricNames.for_version(vllm_version or (targets.vllm_version if targets else "0.33.0"))
+    names = MetricNames.for_version(vllm_version or (targets.vllm_version if targets else CURRENT_VLLM_VERSION))
     job = settings.job
     s = _sel(job)
     window = format_duration(t.window_s)

@@ -7,6 +7,7 @@ import json
 
 from tpfit.core.monitoring import MetricNames, PlanTargets, format_duration
 from tpfit.deploy.alerts import AlertSettings
+from tpfit.vllm_facts import CURRENT_VLLM_VERSION
 
 SCHEMA_VERSION = 39
 """Grafana's dashboard JSON schema version (Grafana 11); older Grafanas migrate newer files on import."""
@@ -35,7 +36,7 @@ def _panel(pid: int, title: str, targets: list[tuple[str, str]], *, unit: str, x
 def dashboard(targets: PlanTargets | None, settings: AlertSettings, *, title: str | None = None) -> dict:
     """The dashboard as a dict (import it in Grafana: Dashboards > New > Import)."""
     t = settings.thresholds.for_plan(targets)
-    names = MetricNames.for_version(targets.vllm_version if targets else "0.33.0")
+    names = MetricNames.for_version(targets.vllm_version if targets else CURRENT_VLLM_VERSION)
     s = "{" + f'job="{settings.job}",instance=~"$instance"' + "}"
     w = format_duration(t.window_s)
     plan_use = (min(1.0, targets.concurrency * targets.context_tokens / targets.kv_cache_tokens)
