@@ -11,12 +11,9 @@ from __future__ import annotations
 
 import shlex
 
-from tpfit.core.engine import parse_version
 from tpfit.deploy.common import HF_CACHE_CONTAINER, Deployment
 from tpfit.deploy.shell import comment
-
-NNODES_SINCE = (0, 26, 0)
-"""`--nnodes/--node-rank/--master-addr` read in vLLM 0.26.0's and 0.33.0's arg_utils.py."""
+from tpfit.deployment.flags import flag_table
 
 RAY_PORT = 6379
 """The Ray head's GCS port in vLLM's run_cluster.sh and multi-node-serving.sh."""
@@ -116,7 +113,7 @@ def ray_script(d: Deployment) -> str:
 def nnodes_script(d: Deployment) -> str | None:
     """vLLM's own multi-node launcher (no Ray), where the version has it; None otherwise. The same script on
     every node: NODE_RANK=0 serves the API, the others run `--headless`; a worker waits for the head first."""
-    if parse_version(d.vllm_version) < NNODES_SINCE:
+    if not flag_table(d.vllm_version).has("--nnodes"):  # read from each release's arg_utils.py
         return None
     argv = list(d.vllm_argv())
     if "--distributed-executor-backend" in argv:
