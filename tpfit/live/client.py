@@ -37,6 +37,11 @@ def _error(url: str, err: Exception, timeout: httpx.Timeout | None = None) -> Se
     if isinstance(err, (httpx.RemoteProtocolError, httpx.LocalProtocolError)):
         return ServerError(f"{base} is not an HTTP server (it answered GET {path or '/'} with something else); check "
                            "the port", url=url)
+    if isinstance(err, httpx.ReadError) and not str(err):
+        # the peer closed (or reset) the connection before any HTTP answer: what a non-HTTP server that greets
+        # and hangs up (SSH, a database) gives when it closes before reading the request
+        return ServerError(f"{base} is not an HTTP server (it closed the connection without answering GET "
+                           f"{path or '/'}); check the port", url=url)
     if isinstance(err, httpx.HTTPStatusError):
         status = err.response.status_code
         if status == 404 and path:
