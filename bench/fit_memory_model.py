@@ -96,10 +96,14 @@ def main() -> int:
     G = np.array([[1.0, f["layers"], f["layers"] * f["hidden"] / 1024 / f["tp"]] for f, _ in g])
     (g0, g1, g2), *_ = np.linalg.lstsq(G, np.array([r.logged["cuda_graph_gib"] for _, r in g]), rcond=None)
 
-    # 5. before the snapshot (0.26 logs: total - free at start), dense runs: MoE runs on several GPUs built an
-    #    expert-parallel group's communicators too (2.0 GiB at TP=2 on 2xH200 against 1.53 for a dense model)
+    # 5. before the snapshot (0.26 logs: total - free at start): one GPU, one process group, and what a second
+    #    group adds (TP2xPP2; MoE at TP=2, whose expert group has its own communicators: 2.0 GiB against 1.53)
+    def groups(r):  # process groups with communicators: TP, PP, and the experts' beside TP (memory.pre_snapshot_bytes)
+        return (r.layout.tp > 1) + (r.layout.pp > 1) + (r.spec.is_moe and r.layout.tp * r.layout.dp > 1)
+
     pre1 = statistics.median(r.logged["pre_snapshot_gib"] for r in own if r.layout.world_size == 1 and not r.spec.is_moe)
-    pre2 = statistics.median(r.logged["pre_snapshot_gib"] for r in own if r.layout.world_size > 1 and not r.spec.is_moe)
+    pre2 = statistics.median(r.logged["pre_snapshot_gib"] for r in own if r.layout.world_size > 1 and groups(r) == 1)
+    pre_extra = statistics.median(r.logged["pre_snapshot_gib"] - pre2 for r in own if groups(r) == 2)
 
     model = {
         "source": "bench/fit_memory_model.py over shared/calibration/vllm-startup-figures.jsonl (vLLM 0.19, H100) and "
@@ -121,6 +125,7 @@ def main() -> int:
                       "comm_buffers_gib": round(float(comm_base), 3), "comm_buffers_gib_per_tp": round(float(comm_per_tp), 3),
                       "note": "comm buffers count only where vLLM builds them after its snapshot (0.19: TP>1 rows)"},
         "pre_snapshot": {"single_gpu_gib": round(pre1, 3), "multi_gpu_gib": round(pre2, 3),
+                         "gib_per_extra_group": round(pre_extra, 3),
                          "note": "CUDA context + NCCL before the snapshot: total - free at start in the 0.26 logs"},
         "cuda_graphs": {"base_gib": round(float(g0), 4), "gib_per_layer": round(float(g1), 5),
                         "gib_per_layer_per_khidden_per_tp": round(float(g2), 6),

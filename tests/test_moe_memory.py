@@ -69,3 +69,17 @@ def test_v1_runner_peak_is_workspace_over_sampler():
         assert abs(got - logged) < 0.1, (tokens, got)
     # DeepSeek-V2-Lite is on V2's list in 0.26 (its smaller sampler warm-up: 1.66 GiB logged, dsv2lt1)
     assert profile_era(load_config("deepseek-ai--DeepSeek-V2-Lite.json"), sem) is ProfileEra.MODEL_RUNNER_V2
+
+
+def test_a_second_process_group_costs_more_before_the_snapshot():
+    # vLLM 0.26 on 2xH200 / 4xH200, total - free at start: dense TP=2 1.53 GiB (l8t2), TP=4 1.50 (l8-tp4); a second
+    # group with its own communicators: the experts' beside TP (q30t2, q30t2ep, mixt2) and PP beside TP (l70-tp2pp2)
+    # 2.00 GiB; PP alone is one group (l8-pp2 on 2xH100: 1.43)
+    from bench.calibration_rows import own_rows
+    from tpfit.core.memory import pre_snapshot_bytes
+
+    rows = [r for r in own_rows() if r.layout.world_size > 1]
+    assert {r.name.split()[0] for r in rows} >= {"q30t2", "mixt2", "l8t2", "l70-tp2pp2", "l8-pp2"}
+    for r in rows:
+        got = pre_snapshot_bytes(r.layout, MM, moe=r.spec.is_moe) / GIB
+        assert abs(got - r.logged["pre_snapshot_gib"]) < 0.1, r.name

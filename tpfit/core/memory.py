@@ -282,9 +282,14 @@ def non_torch_bytes(layout: Layout, sem: Semantics, mm: MemoryModel) -> int:
     return int((mm.non_torch_multi_gpu_gib + extra) * GIB)
 
 
-def pre_snapshot_bytes(layout: Layout, mm: MemoryModel) -> int:
-    """CUDA context (+ NCCL communicators for several GPUs), taken before vLLM's snapshot."""
-    return int((mm.pre_snapshot_single_gpu_gib if layout.world_size == 1 else mm.pre_snapshot_multi_gpu_gib) * GIB)
+def pre_snapshot_bytes(layout: Layout, mm: MemoryModel, *, moe: bool = False) -> int:
+    """CUDA context (+ NCCL communicators for several GPUs), taken before vLLM's snapshot. A second process group
+    with its own communicators costs more: PP beside TP, or an MoE model's expert group beside TP (vLLM 0.26 logs
+    group 'ep:0' for MoE models at TP > 1 even without --enable-expert-parallel)."""
+    if layout.world_size == 1:
+        return int(mm.pre_snapshot_single_gpu_gib * GIB)
+    groups = (layout.tp > 1) + (layout.pp > 1) + (moe and layout.tp * layout.dp > 1)
+    return int((mm.pre_snapshot_multi_gpu_gib + mm.pre_snapshot_gib_per_extra_group * max(groups - 1, 0)) * GIB)
 
 
 def cuda_graph_bytes(spec: ModelSpec, layout: Layout, n_layers: int, engine: EngineArgs, mm: MemoryModel) -> int:
@@ -309,7 +314,7 @@ def make_memory_plan(spec: ModelSpec, layout: Layout, cluster: Cluster, engine: 
                                             block_size=engine.block_size)
     gpus = []
     mm = memory_model
-    nt, pre = non_torch_bytes(layout, sem, mm), pre_snapshot_bytes(layout, mm)
+    nt, pre = non_torch_bytes(layout, sem, mm), pre_snapshot_bytes(layout, mm, moe=spec.is_moe)
     graphs_in_budget = cudagraphs_in_budget(spec, sem)
     index, _ = distinct_layers(spec.layers)
     per_shape: dict[tuple, tuple[int, int]] = {}  # stages of the same layer shapes peak alike

@@ -51,6 +51,8 @@ class MemoryModel:
     pre_snapshot_single_gpu_gib: float
     """CUDA context before vLLM's memory snapshot, one GPU."""
     pre_snapshot_multi_gpu_gib: float
+    pre_snapshot_gib_per_extra_group: float
+    """A second process group's communicators (PP beside TP, experts beside TP) before the snapshot."""
     """CUDA context + NCCL communicators before the snapshot, several GPUs."""
     cuda_graph_base_gib: float
     cuda_graph_gib_per_layer: float
@@ -73,6 +75,7 @@ class MemoryModel:
             non_torch_single_gpu_gib=nt["single_gpu_gib"], non_torch_multi_gpu_gib=nt["multi_gpu_gib"],
             comm_buffers_gib=nt["comm_buffers_gib"], comm_buffers_gib_per_tp=nt["comm_buffers_gib_per_tp"],
             pre_snapshot_single_gpu_gib=pre["single_gpu_gib"], pre_snapshot_multi_gpu_gib=pre["multi_gpu_gib"],
+            pre_snapshot_gib_per_extra_group=pre["gib_per_extra_group"],
             cuda_graph_base_gib=cg["base_gib"], cuda_graph_gib_per_layer=cg["gib_per_layer"],
             cuda_graph_gib_per_layer_per_khidden_per_tp=cg["gib_per_layer_per_khidden_per_tp"],
             source=d.get("source", ""),
