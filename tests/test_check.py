@@ -262,6 +262,11 @@ HOSTILE = {
     "latin1.sh": "vllm serve caf\xe9".encode("latin-1"),
     "broken.yaml": b"services: [unclosed\n  - {a: \n",
     "duplicate.yaml": b"services:\n  a: {image: vllm/vllm-openai}\n  a: {image: vllm/vllm-openai}\n",
+    # found by test_hostile_yaml_structures_in_process: a LeaderWorkerSet of 0 nodes divided by zero
+    "lws-size-0.yaml": (b"apiVersion: leaderworkerset.x-k8s.io/v1\nkind: LeaderWorkerSet\nmetadata: {name: x}\nspec:\n"
+                        b"  leaderWorkerTemplate:\n    size: 0\n    leaderTemplate:\n      spec:\n        containers:\n"
+                        b"        - {name: v, image: 'vllm/vllm-openai:v0.33.0', args: [--model, m, -tp, '2'],\n"
+                        b"           resources: {limits: {nvidia.com/gpu: 2}}}\n"),
 }
 
 

@@ -31,19 +31,21 @@ def scrape(url: str) -> str:
 
 
 def test_watch_once_during_verify_load_sees_the_load_and_the_servers_capacity(server):
-    load = subprocess.Popen([sys.executable, "-m", "tpfit", "verify", "--url", server.url, "--concurrency", "4",
-                             "--output-tokens", "400", "--requests", "24", "--timeout", "120", "--json"],
+    # long enough for many scrapes even when each `tpfit watch` process is slow to start on a loaded machine
+    # (CI once saw the 24-request load end after two scrapes), since vLLM CPU's gauges often read 0 mid-load
+    load = subprocess.Popen([sys.executable, "-m", "tpfit", "verify", "--url", server.url, "--concurrency", "8",
+                             "--output-tokens", "400", "--requests", "96", "--timeout", "240", "--json"],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     views = []
     try:
-        deadline = time.monotonic() + 90
-        while load.poll() is None and time.monotonic() < deadline and len(views) < 12:
+        deadline = time.monotonic() + 180
+        while load.poll() is None and time.monotonic() < deadline and len(views) < 40:
             result = tpfit("watch", "--url", server.url, "--once", "--json", "--interval", "0.3")
             assert result.returncode in (0, 1) and "Traceback" not in result.stderr, result.stderr
             views.append(json.loads(result.stdout))
             if any(v["lines"]["requests_running"]["value"] for v in views) and len(views) >= 2:
                 break
-        out, err = load.communicate(timeout=120)
+        out, err = load.communicate(timeout=240)
     finally:
         if load.poll() is None:
             load.kill()

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from tpfit.vllm_facts import CURRENT_VLLM_VERSION
 from tpfit.deployment.argv import parse_args, server_start, strip_prefixes
 from tpfit.deployment.containers import image_version, is_vllm_image, size_or_none, volume_target
+from tpfit.limits import MAX_NODES
 from tpfit.deployment.facts import DeploymentFile, EnvVar, Format, Probe, Runtime, Unit, VllmCommand, Where, Word
 from tpfit.deployment.flags import flag_table
 from tpfit.deployment.read_shell import units_in
@@ -248,8 +249,10 @@ def _kube_units(doc, index: int) -> tuple[list[Unit], str | None]:
         tmpl = tmpl if isinstance(tmpl, dict) else {}
         try:
             size = int(tmpl.get("size", 1))
-        except (TypeError, ValueError):
-            raise UsageError("spec.leaderWorkerTemplate.size must be a whole number") from None
+        except (TypeError, ValueError, OverflowError):
+            size = 0
+        if not 1 <= size <= MAX_NODES:  # LWS requires size >= 1; more nodes than tpfit plans is not a deployment
+            raise UsageError(f"spec.leaderWorkerTemplate.size must be a whole number from 1 to {MAX_NODES}") from None
         base = prefix + "spec.leaderWorkerTemplate"
         units = _pod_units(_get(tmpl, "leaderTemplate", "spec"), f"{base}.leaderTemplate.spec", nodes=size)
         if not units:  # some LWS examples start the server in the worker template only
