@@ -382,3 +382,28 @@ def test_explain_names_two_ranks_on_one_gpu(tmp_path):
     result = tpfit("explain", str(log))
     assert result.returncode == 0, result.stderr
     assert "CUDA_VISIBLE_DEVICES" in result.stdout and "--gpu-ids" in result.stdout, result.stdout
+
+
+# ---- found by tests/test_fuzz.py ------------------------------------------------------------------------
+
+
+def test_a_gpu_given_by_size_plans_without_speed_figures():
+    """`--gpus 3x24GB` has no memory bandwidth to predict speed with: it plans memory, not a ZeroDivisionError."""
+    result = tpfit("plan", "llama-3.1-8b", "--gpus", "3x24GB", "--json")
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert doc["summary"].startswith("Llama-3.1-8B-Instruct on 3×") and "fits" in doc["summary"]
+
+
+def test_a_control_character_in_a_value_keeps_the_error_on_one_line():
+    """A value with a newline or NEL (U+0085) is quoted escaped, so the error stays one line."""
+    line = one_line_error(tpfit("plan", "llama-3.1-8b", "--gpus", "1xH100", "--quantization", "d\x85x\ny"),
+                          "--quantization")
+    assert "\\x85" in line and "\\n" in line
+
+
+def test_a_huge_data_parallel_size_is_refused_before_any_arithmetic():
+    """`--dp 1398387975` built a per-GPU list of that length (10 GB, 35 s); now a bound, named."""
+    start = time.monotonic()
+    one_line_error(tpfit("plan", "llama-3.1-8b", "--gpus", "2x8xH100", "--dp", "1398387975", timeout=30), "--dp")
+    assert time.monotonic() - start < 10

@@ -77,6 +77,11 @@ def usage_error_line(exc: typer.TyperException) -> str:
     return message
 
 
+def one_line(text: str) -> str:
+    """The error as one printable line: a newline, tab or control character the user typed is shown escaped."""
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
+
+
 def main() -> None:
     """Console-script entry point: one error line instead of a traceback (`--debug` keeps it)."""
     debug = "--debug" in sys.argv
@@ -88,13 +93,13 @@ def main() -> None:
     except TpfitError as err:
         if debug:
             raise
-        typer.echo(f"error: {err}", err=True)
+        typer.echo(f"error: {one_line(str(err))}", err=True)
         sys.exit(err.exit_code)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except typer.Abort:
         sys.exit(130)
     except typer.TyperException as exc:  # click's usage errors, as typer vendors them
-        typer.echo(f"error: {usage_error_line(exc)}", err=True)
+        typer.echo(f"error: {one_line(usage_error_line(exc))}", err=True)
         sys.exit(2 if exc.exit_code == 2 else exc.exit_code)
     sys.exit(code if isinstance(code, int) else 0)

@@ -8,15 +8,19 @@ from typing import Annotated, Optional
 import typer
 
 from tpfit.kinds import KvCacheDtype, ModelDtype, Objective
+from tpfit.limits import MAX_PARALLEL_SIZE
 
 ModelArg = Annotated[str, typer.Argument(
     help="Bundled model (llama-3.1-70b, qwen3-32b, ...), a local folder or config.json, or a Hugging Face id.")]
 GpusOpt = Annotated[Optional[str], typer.Option(
     "--gpus", help="GPUs: 2x3090, 4xH100, 8xH100-80GB, 2x24GB, 2x8xH100 (2 nodes). Default: detected via NVML.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the plan as JSON (the contract in the README).")]
-TpOpt = Annotated[Optional[int], typer.Option("--tp", "--tensor-parallel-size", min=1, help="Only this TP size.")]
-PpOpt = Annotated[Optional[int], typer.Option("--pp", "--pipeline-parallel-size", min=1, help="Only this PP size.")]
-DpOpt = Annotated[Optional[int], typer.Option("--dp", "--data-parallel-size", min=1, help="Only this DP size.")]
+TpOpt = Annotated[Optional[int], typer.Option("--tp", "--tensor-parallel-size", min=1, max=MAX_PARALLEL_SIZE,
+                                              help="Only this TP size.")]
+PpOpt = Annotated[Optional[int], typer.Option("--pp", "--pipeline-parallel-size", min=1, max=MAX_PARALLEL_SIZE,
+                                              help="Only this PP size.")]
+DpOpt = Annotated[Optional[int], typer.Option("--dp", "--data-parallel-size", min=1, max=MAX_PARALLEL_SIZE,
+                                              help="Only this DP size.")]
 EpOpt = Annotated[Optional[bool], typer.Option("--enable-expert-parallel/--no-expert-parallel",
                                                help="Only layouts with (or without) expert parallel.")]
 ContextOpt = Annotated[Optional[int], typer.Option(
