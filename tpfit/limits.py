@@ -39,6 +39,6 @@ MAX_GPUS = 128
 """GPUs in all: the layout search lists every TP x PP x DP (~2,100 layouts at 128) and answers in seconds."""
 MAX_PARALLEL_SIZE = 1024
 """`--tp`, `--pp`, `--dp`: eight times the most GPUs, so `--tp 999` is still answered by vLLM's rule (it needs 999
-GPUs), while `--dp 1398387975` is refused before a per-GPU list of that length is built."""
+GPUs), while `--dp 1398387975` is refused before a per-GPU list of that length is built (10 GB)."""
 MAX_GPU_MEMORY_GIB = 2048
 """A GPU described by size (`--gpus 2x24GB`): B300 has 288 GB."""

@@ -196,9 +196,7 @@ def make_plan(model: ModelSpec, cluster: Cluster, workload: Workload | None = No
                         memory = lower
             cache[key] = (stages, memory)
         stages, memory = cache[key]
-        # a layout needing more GPUs than the cluster has is refused (check_placement): no per-GPU list for it
-        per_gpu = (tuple(w for s in stages for w in (s.weight_bytes,) * layout.tp) * layout.dp
-                   if layout.num_gpus <= cluster.num_gpus else ())
+        per_gpu = tuple(w for s in stages for w in (s.weight_bytes,) * layout.tp) * layout.dp
         speed = None
         # no speed without the GPU's bandwidth: a CPU, or a GPU given only by its size (--gpus 2x24GB)
         if (not violations and memory is not None and memory.verdict.serves and cluster.gpu.vendor != "CPU"
