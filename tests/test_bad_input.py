@@ -407,3 +407,22 @@ def test_a_huge_data_parallel_size_is_refused_before_any_arithmetic():
     start = time.monotonic()
     one_line_error(tpfit("plan", "llama-3.1-8b", "--gpus", "2x8xH100", "--dp", "1398387975", timeout=30), "--dp")
     assert time.monotonic() - start < 10
+
+
+@pytest.mark.parametrize("path,value", [
+    (("model", "id"), {"factor": 100}),
+    (("cluster", "gpus_per_node"), "8"),
+    (("engine", "vllm_version"), "0.1"),
+    (("candidates", 0, "memory", "verdict"), "maybe"),
+    (("candidates", 0, "flags"), [{"flag": 3}]),
+])
+def test_a_saved_plan_with_a_wrong_type_is_named(tmp_path, path, value):
+    """Found by the property suite: `model.id` as an object reached shlex.join as a dict (TypeError)."""
+    doc = json.loads(tpfit("plan", "llama-3.1-8b", "--gpus", "1xH100", "--json").stdout)
+    target = doc
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+    plan = tmp_path / "p.json"
+    plan.write_text(json.dumps(doc))
+    one_line_error(tpfit("deploy", "--plan", str(plan)), "--plan")
