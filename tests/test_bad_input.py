@@ -138,7 +138,12 @@ def test_verify_names_a_port_that_is_not_http():
                 conn, _ = srv.accept()
             except OSError:
                 return
-            conn.sendall(b"SSH-2.0-OpenSSH_9.6\r\n")
+            conn.sendall(b"SSH-2.0-OpenSSH_9.6\r\n")  # as sshd: its banner first, then it reads and hangs up
+            conn.settimeout(2)
+            try:
+                conn.recv(4096)
+            except OSError:
+                pass
             conn.close()
     threading.Thread(target=greet, daemon=True).start()
     try:
