@@ -32,8 +32,10 @@ FUZZ_EXAMPLES = int(os.environ.get("TPFIT_FUZZ_EXAMPLES", "40"))
 """Examples per property and round (CI: one round with a fixed seed)."""
 FUZZ_SECONDS = float(os.environ.get("TPFIT_FUZZ_SECONDS", "0"))
 """Long mode: keep running fresh rounds of each property for this many seconds (bench/fuzz.py sets it)."""
-TIME_BOUND_S = 15.0
-"""Slowest answer allowed for one input (the largest clusters and models plan in ~4 s on the shared machine)."""
+TIME_BOUND_S = 60.0
+"""Slowest answer allowed for one input. Alone, the largest inputs (DeepSeek-V3 or Qwen3-30B-A3B on 121-128 GPUs)
+answer in 1.5-2 s; under `nice` on the shared 2-core machine at load 8 they took up to 45 s. A hang (the issue's
+`num_hidden_layers: 1e12` ran for minutes) still fails."""
 MEMORY_BOUND_BYTES = 1536 << 20
 """Highest resident memory of the test process after any input (a 128-GPU DeepSeek-V3 plan peaks near 180 MiB
 on its own); checked after each example with getrusage, which costs nothing (tracemalloc slowed plans 10x)."""
