@@ -34,9 +34,6 @@ def _error(url: str, err: Exception, timeout: httpx.Timeout | None = None) -> Se
     if isinstance(err, httpx.TimeoutException):
         seconds = f" within {timeout.read:g} s (--timeout)" if timeout is not None and timeout.read else " in time"
         return ServerTimeout(f"{url} did not answer{seconds}; is it a vLLM server that has finished starting?", url=url)
-    if isinstance(err, httpx.ReadError):
-        return ServerError(f"{base} closed the connection without an answer: not an HTTP server, or one that failed; "
-                           "check the port", url=url)
     if isinstance(err, (httpx.RemoteProtocolError, httpx.LocalProtocolError)):
         return ServerError(f"{base} is not an HTTP server (it answered GET {path or '/'} with something else); check "
                            "the port", url=url)
