@@ -46,6 +46,15 @@ def test_terminal_report_names_the_recommendation():
     assert "--pipeline-parallel-size 3" in text and "Rule of thumb" in text
 
 
+def test_memory_bar_fits_a_narrow_terminal():
+    plan = make_plan(load_config("Qwen--Qwen3-32B.json"), Cluster.parse("3xh100"), Workload(context=8192, concurrency=8))
+    for width in (60, 80, 140):
+        lines = render_to_text(plan, width=width).splitlines()
+        bars = [line for line in lines if line.startswith("  stage ")]
+        # one line per stage, its figures on that line (at 80 columns they used to wrap onto the next)
+        assert len(bars) == len(plan.best.memory.gpus) and all(line.endswith("GiB free") and len(line) <= width for line in bars), lines
+
+
 def test_ranking_avoids_tp_without_nvlink_and_uses_it_for_latency_with_nvlink():
     # vLLM docs: on GPUs without NVLink (e.g. L40S) prefer pipeline parallelism or replicas to tensor parallelism
     # for throughput; with NVLink, TP=2 answers one request faster than one GPU can

@@ -17,6 +17,7 @@ from tpfit.kinds import Verdict
 from tpfit.units import format_gib
 
 BAR_WIDTH = 60
+MIN_BAR_WIDTH = 10
 _SEGMENTS = (("weights", "blue"), ("activation", "magenta"), ("non-torch", "yellow"), ("graphs", "cyan"),
              ("KV cache", "green"), ("free", "white"))
 _VERDICT_STYLE = {Verdict.STARTS: "green", Verdict.INSUFFICIENT_CONCURRENCY: "yellow",
@@ -24,15 +25,15 @@ _VERDICT_STYLE = {Verdict.STARTS: "green", Verdict.INSUFFICIENT_CONCURRENCY: "ye
 DEFAULT_ROWS = 12
 
 
-def memory_bar(g: GpuMemory) -> Text:
-    """weights | activation | non-torch | graphs | KV | free, scaled to the card's total."""
+def memory_bar(g: GpuMemory, width: int = BAR_WIDTH) -> Text:
+    """weights | activation | non-torch | graphs | KV | free, scaled to the card's total, `width` cells long."""
     graphs = g.cuda_graph_bytes
     parts = [g.weight_bytes, g.activation_bytes, g.non_torch_bytes, graphs, max(g.kv_cache_bytes, 0),
              max(g.free_bytes, 0)]
     scale = max(g.total_bytes, sum(parts))  # weights alone may exceed the card: then the bar shows the need
     text = Text()
     for (label, style), size in zip(_SEGMENTS, parts):
-        cells = round(BAR_WIDTH * size / scale)
+        cells = round(width * size / scale)
         text.append(("█" if label != "free" else "░") * cells, style=style)
     return text
 
@@ -138,8 +139,11 @@ def render_plan(plan: Plan, console: Console, *, show_all: bool = False) -> None
         console.print()
         console.print(f"Per-GPU memory for {best.layout} (vLLM's accounting):")
         for g in best.memory.gpus:
-            console.print(Text(f"  stage {g.pp_rank} ").append(memory_bar(g)).append(
-                f" {format_gib(g.kv_cache_bytes)} GiB KV, {format_gib(g.free_bytes)} GiB free"))
+            head = f"  stage {g.pp_rank} "
+            tail = f" {format_gib(g.kv_cache_bytes)} GiB KV, {format_gib(g.free_bytes)} GiB free"
+            # a narrow terminal gets a shorter bar, not a figure wrapped onto the next line
+            width = max(MIN_BAR_WIDTH, min(BAR_WIDTH, console.width - len(head) - len(tail)))
+            console.print(Text(head).append(memory_bar(g, width)).append(tail))
         console.print(Text("  ").append(_legend()))
         for reason in best.memory.reasons:
             console.print(f"  ! {escape(reason)}", style=_VERDICT_STYLE[best.memory.verdict])
