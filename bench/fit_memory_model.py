@@ -68,19 +68,27 @@ def main() -> int:
     floor = statistics.median(r.logged["activation_gib"] for f, r in new if f["tokens"] <= 4096 and f["tp"] == 1)
     fwd = [(f, r) for f, r in new
            if f["tokens"] > 4096 and (f["tp"] > 1 or r.logged["activation_gib"] > 1.2 * floor)]
+    # One vote per forward shape (model, TP, PP, batched tokens): the same shape on another GPU or at another
+    # utilization runs the same forward (its repeats differ by up to 0.06 GiB: noise), so it is averaged,
+    # not counted again (four Llama-3.1-8B TP=1 runs would otherwise outvote the one Llama-3.1-70B TP=2 run).
+    shapes: dict[tuple, list] = {}
+    for f, r in fwd:
+        shapes.setdefault((r.spec.model_id, f["tp"], r.layout.pp, f["tokens"], f["width"], f["hidden"]), []).append((f, r))
     A = np.array([[f["tokens"] * f["width"] * f["dtype_bytes"] / 2, f["tokens"] * f["hidden"] * f["dtype_bytes"] / 2]
-                  for f, _ in fwd], dtype=float)
-    y = np.array([r.logged["activation_gib"] * GIB for _, r in fwd])
+                  for f, _ in (runs[0] for runs in shapes.values())], dtype=float)
+    y = np.array([statistics.mean(r.logged["activation_gib"] for _, r in runs) * GIB for runs in shapes.values()])
     (a_width, a_hidden), *_ = np.linalg.lstsq(A, y, rcond=None)
     forward = lambda f: f["tokens"] * (a_width * f["width"] + a_hidden * f["hidden"]) * f["dtype_bytes"] / 2  # noqa: E731
 
     # 2. sampler: V1-runner rows (every 0.19 row) on the last stage whose peak is well above the forward
-    s019 = [r.logged["activation_gib"] * GIB / (f["rows"] * f["vocab"]) for f, r in zip(feats, rows)
+    #    (the forward's [tokens x hidden] output, still held while sampling, comes off first: memory.activation_bytes)
+    held = lambda f: f["tokens"] * f["hidden"] * f["dtype_bytes"]  # noqa: E731
+    s019 = [(r.logged["activation_gib"] * GIB - held(f)) / (f["rows"] * f["vocab"]) for f, r in zip(feats, rows)
             if f["era"] == "model_runner_v1" and f["last"] and not r.spec.is_moe
             and r.logged["activation_gib"] * GIB > 1.2 * forward(f)]
     sampler_019 = statistics.median(s019)
     # 0.26 never showed a sampler-dominated peak: the largest per-logit cost its peaks allow is a bound
-    bound_020 = min(r.logged["activation_gib"] * GIB / (f["rows"] * f["vocab"]) for f, r in new if f["last"])
+    bound_020 = min((r.logged["activation_gib"] * GIB - held(f)) / (f["rows"] * f["vocab"]) for f, r in new if f["last"])
 
     # 3. non-torch
     single = statistics.median(r.logged["non_torch_gib"] for f, r in zip(feats, rows) if f["world"] == 1)
@@ -114,8 +122,8 @@ def main() -> int:
             "sampler_bytes_per_logit": {"model_runner_v1": round(sampler_019, 2), "model_runner_v2": round(float(bound_020), 2),
                                         "engine_v0": V0_SAMPLER_BYTES_PER_LOGIT},
             "floor_gib": {"model_runner_v1": 0.0, "model_runner_v2": round(floor, 3), "engine_v0": 0.0},
-            "note": "peak = max(forward of max_num_batched_tokens tokens, sampler on min(max_num_seqs, tokens) x "
-                    "padded vocab logits on the last stage) + the fused-MoE workspace (derived, not fitted). Keys are "
+            "note": "peak = max(forward of max_num_batched_tokens tokens, the forward's [tokens x hidden] output "
+                    "+ sampler on min(max_num_seqs, tokens) x padded vocab logits on the last stage) + the fused-MoE workspace (derived, not fitted). Keys are "
                     "vLLM's model runner (core/engine.py uses_model_runner_v2). Forward fitted on the dense 0.26 "
                     "(Model Runner V2) runs, also used for the V0 engine (0.6, 0.7); V0's sampler term is its bf16 logits (not fitted); the V1 sampler is the "
                     f"median of {len(s019)} sampler-dominated dense rows (all 0.19); the V2 sampler was never dominant in our runs, "
@@ -136,7 +144,8 @@ def main() -> int:
     print(json.dumps(model, indent=1))
     print("\nresiduals (GiB): name | activation obs/pred | graphs obs/pred")
     for f, r in zip(feats, rows):
-        sampler = f["rows"] * f["vocab"] * (sampler_019 if f["era"] == "model_runner_v1" else bound_020) if f["last"] else 0
+        per_logit = sampler_019 if f["era"] == "model_runner_v1" else bound_020
+        sampler = held(f) + f["rows"] * f["vocab"] * per_logit if f["last"] else 0
         act = max(forward(f), sampler, (floor / f["tp"] if f["era"] == "model_runner_v2" else 0) * GIB) / GIB
         cg = g0 + g1 * f["layers"] + g2 * f["layers"] * f["hidden"] / 1024 / f["tp"]
         print(f"{r.name[:70]:70s} | {r.logged['activation_gib']:5.2f} {act:5.2f} | "

@@ -89,12 +89,18 @@ def test_v0_against_vllm_0_6_logs_of_llama_8b_on_one_3090():
         return plan_one("meta-llama--Llama-3.1-8B-Instruct.json", "1x3090", vllm_version="0.6.4", max_model_len=length,
                         gpu_memory_utilization=0.9)
 
-    assert round(v0(20000).gpus[0].total_bytes / GIB, 2) == 23.58
-    assert abs(v0(20000).gpus[0].num_blocks - 1952) / 1952 < 0.02
+    # The same log's breakdown: "peak_torch_memory=17.06GiB" at 20k and 17.98 at 29k over 14.99 GiB of weights
+    # (2.07 and 2.99 GiB of activation), "non_torch_memory=0.35GiB" (V0 counts the CUDA context there; tpfit's
+    # single-GPU non-torch is 0.24): the activation is a shade high and the non-torch low, and they partly cancel.
+    short = v0(20000)
+    assert round(short.gpus[0].total_bytes / GIB, 2) == 23.58
+    assert abs(short.gpus[0].activation_bytes / GIB - 2.07) / 2.07 < 0.03
+    assert abs(short.gpus[0].num_blocks - 1952) / 1952 < 0.02
     refused = v0(29000)
+    assert abs(refused.gpus[0].activation_bytes / GIB - 2.99) / 2.99 < 0.03
     stored = refused.gpus[0].num_blocks * 16
     assert refused.verdict == "refused_at_start" and f"stored in KV cache ({stored})" in refused.vllm_error
-    assert abs(stored - 23648) / 23648 < 0.01
+    assert abs(stored - 23648) / 23648 < 0.015
     long = v0(35000)
     assert long.verdict != "refused_at_start" and long.max_num_batched_tokens == 512
     assert abs(long.gpus[0].activation_bytes / GIB - 0.06) < 0.02
