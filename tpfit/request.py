@@ -12,7 +12,7 @@ from dataclasses import dataclass, fields
 
 from tpfit.core.plan import Plan
 from tpfit.errors import UsageError
-from tpfit.kinds import KvCacheDtype, ModelDtype, Objective
+from tpfit.kinds import Kind, KvCacheDtype, ModelDtype, Objective
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -45,9 +45,14 @@ class PlanRequest:
 
     @classmethod
     def from_options(cls, options: Mapping[str, object]) -> PlanRequest:
-        """From a command's parameters (click's `ctx.params`, the page's form): the ones a plan uses."""
+        """From a command's parameters (click's `ctx.params`, the page's form): the ones a plan uses.
+
+        An enum option arrives as its string in `ctx.params` (typer converts it only for the command function), so
+        a field whose default is a kind takes the value through that kind.
+        """
+        kinds = {f.name: type(f.default) for f in fields(cls) if isinstance(f.default, Kind)}
         names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in options.items() if k in names})
+        return cls(**{k: kinds[k](v) if k in kinds else v for k, v in options.items() if k in names})
 
     def make(self) -> Plan:
         """Load the model, read or parse the GPUs, and plan (every layout the TP/PP/DP/EP options allow)."""

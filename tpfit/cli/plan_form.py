@@ -7,6 +7,7 @@ options (typer's click command) and planned by the same function; an error names
 from __future__ import annotations
 
 import enum
+import typing
 from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePath
 
@@ -28,8 +29,19 @@ def _command(name: str):
     return get_command(app).commands[name]
 
 
+def _annotation(param) -> object:
+    """The Python type of a `plan` parameter, Optional unwrapped: read from the command function's own hints,
+    not from typer's internals (which differ between typer releases)."""
+    from tpfit.cli.plan import plan
+
+    annotation = typing.get_type_hints(plan)[param.name]
+    if typing.get_origin(annotation) is typing.Union:
+        (annotation,) = (a for a in typing.get_args(annotation) if a is not type(None))
+    return annotation
+
+
 def _kind(param) -> tuple[str, list[str]]:
-    annotation = param.type_descriptor.annotation
+    annotation = _annotation(param)
     if getattr(param, "is_bool_flag", False):
         return "bool", []
     if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
@@ -38,7 +50,7 @@ def _kind(param) -> tuple[str, list[str]]:
 
 
 def _is_path(param) -> bool:
-    annotation = param.type_descriptor.annotation
+    annotation = _annotation(param)
     return isinstance(annotation, type) and issubclass(annotation, PurePath)
 
 
