@@ -187,3 +187,15 @@ def test_launch_temp_dir_stays_short_enough_for_vllm_sockets(monkeypatch, tmp_pa
     monkeypatch.setattr(tempfile, "tempdir", "/var/tmp")
     assert short_temp_dir() == "/var/tmp"
     assert len("/var/tmp" + "/tpfit-verify-abcdefgh/" + "9915bdab-1af4-41ae-b968-15487a270c3d") <= IPC_PATH_MAX
+
+
+def test_plan_request_holds_enum_options_as_kinds():
+    """typer 0.28 leaves an enum option as its string in click's ctx.params (0.29 converts it): either way the
+    request holds the kind, and options that are not the plan's (output choices) are left out."""
+    from tpfit.kinds import KvCacheDtype, ModelDtype, Objective
+    from tpfit.request import PlanRequest
+
+    req = PlanRequest.from_options({"model": "llama-3.1-8b", "kv_cache_dtype": "fp8", "dtype": ModelDtype.FLOAT16,
+                                    "objective": "latency", "as_json": True})
+    assert req.kv_cache_dtype is KvCacheDtype.FP8 and req.dtype is ModelDtype.FLOAT16
+    assert req.objective is Objective.LATENCY
