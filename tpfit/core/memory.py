@@ -18,16 +18,16 @@ from dataclasses import dataclass
 
 from tpfit.core.engine import EngineArgs, Semantics, uses_model_runner_v2
 from tpfit.core.kv import KVGeometry, kv_bytes_per_element, make_kv_geometry
-from tpfit.core.layout import Layout
+from tpfit.core.layout import Layout, StageGroup, stage_groups
 from tpfit.core.memory_model import MemoryModel, ProfileEra
 from tpfit.core.startup import (
     check_free_memory, check_kv_cache_fits_max_len, check_kv_cache_memory, check_v0_kv_cache_fits_max_len, reason,
     requested_bytes,
 )
 from tpfit.core.vllm_messages import Violation
-from tpfit.core.weights import StageWeights, distinct_layers, padded_vocab, stage_weights
+from tpfit.core.weights import distinct_layers, group_weight_bytes, layer_bytes, padded_vocab
 from tpfit.hardware.cluster import Cluster
-from tpfit.kinds import Verdict
+from tpfit.kinds import AttentionKind, Verdict
 from tpfit.model.spec import ModelSpec
 from tpfit.units import GIB, format_gib, gib
 
@@ -243,7 +243,8 @@ def profile_era(spec: ModelSpec, sem: Semantics) -> ProfileEra:
     if sem.engine_v0:
         return ProfileEra.ENGINE_V0
     v2 = uses_model_runner_v2(sem.version, architecture=spec.architecture, is_moe=spec.is_moe,
-                              is_hybrid=bool(spec.attention_kinds & {"mamba", "gdn"}), is_quantized=spec.quant is not None)
+                              is_hybrid=any(layer.attention in ("mamba", "gdn") for layer in distinct_layers(spec.layers)[1]),
+                              is_quantized=spec.quant is not None)
     return ProfileEra.MODEL_RUNNER_V2 if v2 else ProfileEra.MODEL_RUNNER_V1
 
 
@@ -309,9 +310,16 @@ def cuda_graph_bytes(spec: ModelSpec, layout: Layout, n_layers: int, engine: Eng
 
 
 def make_memory_plan(spec: ModelSpec, layout: Layout, cluster: Cluster, engine: EngineArgs, sem: Semantics, *,
-                     memory_model: MemoryModel, concurrency: int | None = None, stages: tuple[StageWeights, ...] | None = None,
-                     geometry: KVGeometry | None = None) -> MemoryPlan:
-    """vLLM's start-up arithmetic for one layout, and what the KV cache then holds."""
+                     memory_model: MemoryModel, concurrency: int | None = None,
+                     stages: tuple[tuple[StageGroup, int], ...] | None = None,
+                     geometry: KVGeometry | None = None, cache: dict | None = None) -> MemoryPlan:
+    """vLLM's start-up arithmetic for one layout, and what the KV cache then holds.
+
+    `stages`: the layout's groups of alike pipeline stages (layout.stage_groups), each with the weight bytes on one
+    of its GPUs, when the caller has them (a search works them out once per PP split and expert split).
+    `cache`: a dict kept across the layouts of one search (one model and engine, whatever the
+    gpu_memory_utilization): a stage's activation peak depends on TP, DP, expert parallel and which layer shapes it
+    holds, not on PP, and its CUDA graphs on TP and its number of layers."""
     max_len = engine.max_model_len or spec.max_model_len
     util = engine.gpu_memory_utilization or sem.default_gpu_memory_utilization
     total = cluster.gpu.cuda_total_bytes
@@ -319,31 +327,39 @@ def make_memory_plan(spec: ModelSpec, layout: Layout, cluster: Cluster, engine: 
     batch = batch_defaults(cluster, engine, sem, max_len)
     geometry = geometry or make_kv_geometry(spec, tp=layout.tp, kv_bytes=kv_bytes_per_element(spec, engine),
                                             block_size=engine.block_size)
-    gpus = []
+    if stages is None:
+        per_shape = layer_bytes(spec, layout)
+        stages = tuple((group, group_weight_bytes(spec, layout.tp, group, per_shape))
+                       for group in stage_groups(distinct_layers(spec.layers)[0], layout.pp))
+    gpus: list[GpuMemory | None] = [None] * layout.pp
     mm = memory_model
     nt, pre = non_torch_bytes(layout, sem, mm), pre_snapshot_bytes(layout, mm, moe=spec.is_moe)
     graphs_in_budget = cudagraphs_in_budget(spec, sem)
-    index, _ = distinct_layers(spec.layers)
-    per_shape: dict[tuple, tuple[int, int]] = {}  # stages of the same layer shapes peak alike
-    for stage in stages or stage_weights(spec, layout):
-        layers = range(stage.layer_start, stage.layer_end)
-        last = stage.pp_rank == layout.pp - 1
-        shape = (frozenset(index[stage.layer_start:stage.layer_end]), len(layers), last)
-        if shape not in per_shape:
-            per_shape[shape] = (activation_bytes(spec, layout, layers, last_stage=last, batch=batch, sem=sem, mm=mm),
-                                cuda_graph_bytes(spec, layout, len(layers), engine, mm))
-        act, cg = per_shape[shape]
+    one_kv_group = len(geometry.groups) == 1  # then a stage's bytes per block follow from its layer counts
+    cache = {} if cache is None else cache
+    for group, weight in stages:
+        layers = group.layers[0]
+        key = (layout.tp, layout.dp, layout.enable_expert_parallel, tuple(s for s, _ in group.counts), group.last, batch)
+        if key not in cache:
+            cache[key] = activation_bytes(spec, layout, layers, last_stage=group.last, batch=batch, sem=sem, mm=mm)
+        act = cache[key]
+        key = (layout.tp, len(layers))
+        if key not in cache:
+            cache[key] = cuda_graph_bytes(spec, layout, len(layers), engine, mm)
+        cg = cache[key]
         if engine.kv_cache_memory_bytes:
             kv = engine.kv_cache_memory_bytes
         else:
-            kv = requested - stage.weight_bytes - act - nt - (cg if graphs_in_budget else 0)
-        per_block = geometry.bytes_per_block(layers)
-        blocks = max(kv, 0) // per_block if per_block else 0
-        gpus.append(GpuMemory(pp_rank=stage.pp_rank, total_bytes=total, requested_bytes=requested,
-                              weight_bytes=stage.weight_bytes, activation_bytes=act, non_torch_bytes=nt,
-                              cuda_graph_bytes=cg, pre_snapshot_bytes=pre,
-                              kv_cache_bytes=kv, bytes_per_block=per_block, num_blocks=blocks,
-                              cuda_graph_bytes_in_budget=graphs_in_budget))
+            kv = requested - weight - act - nt - (cg if graphs_in_budget else 0)
+        blocks_of: dict[int, int] = {}
+        for rank, rank_layers in zip(group.ranks, group.layers):
+            per_block = geometry.bytes_per_block(layers if one_kv_group else rank_layers)
+            if per_block not in blocks_of:
+                blocks_of[per_block] = max(kv, 0) // per_block if per_block else 0
+            gpus[rank] = GpuMemory(pp_rank=rank, total_bytes=total, requested_bytes=requested, weight_bytes=weight,
+                                   activation_bytes=act, non_torch_bytes=nt, cuda_graph_bytes=cg,
+                                   pre_snapshot_bytes=pre, kv_cache_bytes=kv, bytes_per_block=per_block,
+                                   num_blocks=blocks_of[per_block], cuda_graph_bytes_in_budget=graphs_in_budget)
     return _verdict(tuple(gpus), geometry, spec, layout, cluster, engine, sem, batch, max_len, util, concurrency)
 
 
@@ -403,6 +419,16 @@ def safe_utilization(m: MemoryPlan) -> float:
 
 
 def _largest_len(geometry: KVGeometry, usable_blocks: int, max_len: int, in_flight: int) -> int:
+    """The longest request (at most max_len tokens) that fits in `usable_blocks`. Where every group holds full
+    attention (one block per block_size tokens of the request in each), the binary search's answer in one step: the
+    whole blocks each group may take, times the block size (a search makes ~600 memory plans)."""
+    if all(g.kind in (AttentionKind.FULL, AttentionKind.MLA) for g in geometry.groups):
+        per_group = usable_blocks // len(geometry.groups) if geometry.groups else max_len
+        return max(0, min(max_len, per_group * geometry.block_size)) if usable_blocks >= 0 else 0
+    return _largest_len_search(geometry, usable_blocks, max_len, in_flight)
+
+
+def _largest_len_search(geometry: KVGeometry, usable_blocks: int, max_len: int, in_flight: int) -> int:
     """Binary search over [0, max_len] for the longest request that fits in `usable_blocks`."""
     lo, hi = 0, max_len
     while lo < hi:

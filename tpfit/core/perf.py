@@ -16,12 +16,11 @@ vLLM runs; a measured GpuCalibration replaces the spec-sheet figures where there
 from __future__ import annotations
 
 import math
-from collections import Counter
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from tpfit.core.kv import attention_page_bytes_per_token
-from tpfit.core.layout import Layout, pp_layer_split
+from tpfit.core.layout import Layout, stage_groups
 from tpfit.core.weights import (
     MXFP4_PAD, allocated_bytes, distinct_layers, layer_weight_bytes, linear_bytes, padded_vocab,
 )
@@ -349,23 +348,50 @@ class _Stage:
     extra_params: int
 
 
-def _stages(spec: ModelSpec, layout: Layout, kv_bytes: int) -> tuple[_Stage, ...]:
+def _stage_kinds(spec: ModelSpec, layout: Layout, kv_bytes: int, cache: dict | None = None
+                 ) -> tuple[tuple[_Stage, tuple[int, ...]], ...]:
+    """Each distinct stage of the layout (the same layers and ends cost the same) with the PP ranks that have it,
+    in order of first rank (the order a Counter of `_stages` keeps). `cache`: make_speed's, for the layer costs (a
+    dense layer's depend on TP, an MoE layer's also on the expert split) and the stage groups of each PP size."""
+    cache = {} if cache is None else cache
     index, distinct = distinct_layers(spec.layers)
-    unquantized = replace(spec, quant=None) if spec.quant else spec
-    costs = [_layer_cost(layer, spec, unquantized, layout, kv_bytes) for layer in distinct]
-    vocab_rank = padded_vocab(spec.vocab_size) // layout.tp
+    tp = layout.tp
+    if ("unquantized",) not in cache:
+        cache[("unquantized",)] = replace(spec, quant=None) if spec.quant else spec
+    unquantized = cache[("unquantized",)]
+    costs = []
+    for i, layer in enumerate(distinct):
+        key = ("cost", i, tp, layout.moe_parallel_size, layout.enable_expert_parallel) if layer.moe else ("cost", i, tp)
+        if key not in cache:
+            cost = _layer_cost(layer, spec, unquantized, layout, kv_bytes)
+            # one object per value: stages whose layers cost alike are then alike by identity (see below)
+            cache[key] = cache.setdefault(("cost", cost), cost)
+        costs.append(cache[key])
+    if ("groups", layout.pp) not in cache:
+        cache[("groups", layout.pp)] = stage_groups(index, layout.pp)
+    vocab_rank = padded_vocab(spec.vocab_size) // tp
     q = spec.quant
+    # the embedding is a lookup (a few rows read); the lm_head is a full GEMV every step
     lm_head = (linear_bytes(vocab_rank, spec.hidden_size, spec.dtype_bytes, q) if q and q.lm_head_quantized
                else allocated_bytes(vocab_rank * spec.hidden_size * spec.dtype_bytes))
-    out, start = [], 0
-    for rank, n in enumerate(pp_layer_split(spec.num_hidden_layers, layout.pp)):
-        last = rank == layout.pp - 1
-        # the embedding is a lookup (a few rows read); the lm_head is a full GEMV every step
-        counts = Counter(index[start:start + n])
-        out.append(_Stage(layers=tuple((costs[i], k) for i, k in sorted(counts.items())),
-                          extra_bytes=lm_head if last else 0,
-                          extra_params=vocab_rank * spec.hidden_size if last else 0))
-        start += n
+    alike: dict[tuple, list] = {}
+    for group in cache[("groups", layout.pp)]:
+        layers = tuple((costs[i], k) for i, k in group.counts)
+        key = (tuple((id(c), k) for c, k in layers), group.last)  # equal costs are one object (above)
+        if key in alike:
+            alike[key][1] += group.ranks
+        else:
+            alike[key] = [_Stage(layers=layers, extra_bytes=lm_head if group.last else 0,
+                                 extra_params=vocab_rank * spec.hidden_size if group.last else 0), group.ranks]
+    return tuple((stage, ranks) for stage, ranks in alike.values())
+
+
+def _stages(spec: ModelSpec, layout: Layout, kv_bytes: int) -> tuple[_Stage, ...]:
+    """The layout's pipeline stages, in rank order."""
+    out: list[_Stage | None] = [None] * layout.pp
+    for stage, ranks in _stage_kinds(spec, layout, kv_bytes):
+        for rank in ranks:
+            out[rank] = stage
     return tuple(out)
 
 
@@ -377,30 +403,53 @@ def _gemm_flops_per_s(spec: ModelSpec, speed: GpuSpeed) -> float:
     return speed.bf16_flops_per_s
 
 
+def _stage_steps(stages: list[_Stage], *, decode: float, prefill: float, context: float, prefill_context: float,
+                 speed: GpuSpeed, flops_per_s: float, tp_cost: CollectiveCost | None,
+                 moe_cost: CollectiveCost | None, hidden: int) -> list[tuple[float, float, float]]:
+    """Each stage's share of a step, (memory s, compute s, communication s): `decode` requests at mean `context`
+    tokens, plus `prefill` prompt tokens attending to `prefill_context` tokens on average. A layer shape's terms
+    are worked out once for all the stages that hold it."""
+    tokens = decode + prefill
+    message = tokens * hidden * ACT_BYTES
+    after_attention = tp_cost.time_s(message) if tp_cost is not None else None
+    after_moe = moe_cost.time_s(message) if moe_cost is not None else None
+    terms: dict[int, tuple] = {}
+    out = []
+    for stage in stages:
+        read = stage.extra_bytes
+        flops = FLOPS_PER_PARAM_PER_TOKEN * stage.extra_params * decode  # lm_head: only for sampled tokens
+        comm = 0.0
+        for c, n in stage.layers:
+            layer = terms.get(id(c))
+            if layer is None:
+                cover = expert_coverage(tokens, c.num_experts, c.experts_per_token) if c.num_experts else 0.0
+                span = min(context, c.window_tokens) if c.window_tokens else context
+                pspan = min(prefill_context, c.window_tokens) if c.window_tokens else prefill_context
+                layer = terms[id(c)] = (
+                    c.dense_bytes + c.expert_bytes * cover / MOE_BW_EFFICIENCY + c.kv_bytes_per_token * span * decode,
+                    c.dense_params + c.active_expert_params / MOE_GEMM_EFFICIENCY,
+                    span * decode + pspan * prefill,
+                    after_moe if c.moe_allreduce else after_attention)
+            layer_bytes, params, attended, after_mlp = layer
+            read += n * layer_bytes
+            flops += n * FLOPS_PER_PARAM_PER_TOKEN * params * tokens
+            flops += n * 4 * c.attn_width * attended  # QK^T and PV
+            if after_attention is not None:
+                comm += n * after_attention
+            if after_mlp is not None:
+                comm += n * after_mlp  # after the MLP / MoE
+        out.append((read / speed.mem_bw_bytes_per_s, flops / flops_per_s, comm))
+    return out
+
+
 def _stage_step(stage: _Stage, *, decode: float, prefill: float, context: float, prefill_context: float,
                 speed: GpuSpeed, flops_per_s: float, tp_cost: CollectiveCost | None,
                 moe_cost: CollectiveCost | None, hidden: int) -> StepTerms:
-    """One stage's share of a step: `decode` requests at mean `context` tokens, plus `prefill` prompt tokens
-    attending to `prefill_context` tokens on average."""
-    tokens = decode + prefill
-    read = stage.extra_bytes
-    flops = FLOPS_PER_PARAM_PER_TOKEN * stage.extra_params * decode  # lm_head: only for sampled tokens
-    comm = 0.0
-    message = tokens * hidden * ACT_BYTES
-    for c, n in stage.layers:
-        cover = expert_coverage(tokens, c.num_experts, c.experts_per_token) if c.num_experts else 0.0
-        span = min(context, c.window_tokens) if c.window_tokens else context
-        pspan = min(prefill_context, c.window_tokens) if c.window_tokens else prefill_context
-        read += n * (c.dense_bytes + c.expert_bytes * cover / MOE_BW_EFFICIENCY + c.kv_bytes_per_token * span * decode)
-        flops += n * FLOPS_PER_PARAM_PER_TOKEN * (c.dense_params + c.active_expert_params / MOE_GEMM_EFFICIENCY) * tokens
-        flops += n * 4 * c.attn_width * (span * decode + pspan * prefill)  # QK^T and PV
-        if tp_cost is not None:
-            comm += n * tp_cost.time_s(message)  # after attention
-        cost = moe_cost if c.moe_allreduce else tp_cost
-        if cost is not None:
-            comm += n * cost.time_s(message)  # after the MLP / MoE
-    return StepTerms(memory_s=read / speed.mem_bw_bytes_per_s, compute_s=flops / flops_per_s,
-                     communication_s=comm, overhead_s=0.0)
+    """One stage's share of a step (`_stage_steps` for one stage)."""
+    ((memory_s, compute_s, comm_s),) = _stage_steps(
+        [stage], decode=decode, prefill=prefill, context=context, prefill_context=prefill_context, speed=speed,
+        flops_per_s=flops_per_s, tp_cost=tp_cost, moe_cost=moe_cost, hidden=hidden)
+    return StepTerms(memory_s=memory_s, compute_s=compute_s, communication_s=comm_s, overhead_s=0.0)
 
 
 def make_speed(spec: ModelSpec, layout: Layout, memory: MemoryPlan, cluster: Cluster, speed: GpuSpeed,
@@ -416,14 +465,18 @@ def make_speed(spec: ModelSpec, layout: Layout, memory: MemoryPlan, cluster: Clu
     cache = {} if cache is None else cache
     if key not in cache:
         # identical stages (the same layers, no lm_head) cost the same: each is worked out once
-        cache[key] = tuple(Counter(_stages(spec, layout, kv_bytes)).items())
-    stages = cache[key]
+        kinds = _stage_kinds(spec, layout, kv_bytes, cache)
+        cache[key] = ([stage for stage, _ in kinds], [len(ranks) for _, ranks in kinds])
+    stages, counts = cache[key]
     flops_per_s = _gemm_flops_per_s(spec, speed)
     tp_link = link_kind(cluster, layout.tp)
     tp_cost = collective_cost(speed, tp_link, layout.tp) if layout.tp > 1 else None
     moe_world = layout.moe_parallel_size if spec.is_moe else layout.tp
     moe_cost = collective_cost(speed, link_kind(cluster, moe_world), moe_world) if moe_world > 1 else tp_cost
     hidden = spec.hidden_size
+    if layout.pp > 1:
+        across = layout.world_size > cluster.gpus_per_node  # vLLM puts TP within a node, PP across nodes
+        pp_cost = collective_cost(speed, LinkKind.NETWORK if across else link_kind(cluster, 2), 2)
 
     # requests per replica, and how many of them the KV cache holds at once: vLLM admits a request when its
     # prompt's blocks are free and preempts when the cache fills, so on average each holds prompt + half the answer
@@ -437,21 +490,20 @@ def make_speed(spec: ModelSpec, layout: Layout, memory: MemoryPlan, cluster: Clu
         """A full token round for `decode` running requests: every stage once per micro-batch, in turn."""
         decode = max(decode, 0.0)
         micro = max(1, min(layout.pp, round(decode) or 1))
-        per_micro = [(_stage_step(s, decode=decode / micro, prefill=prefill / micro, context=isl + osl / 2,
-                                  prefill_context=isl / 2, speed=speed, flops_per_s=flops_per_s, tp_cost=tp_cost,
-                                  moe_cost=moe_cost, hidden=hidden), n) for s, n in stages]
+        steps = _stage_steps(stages, decode=decode / micro, prefill=prefill / micro, context=isl + osl / 2,
+                             prefill_context=isl / 2, speed=speed, flops_per_s=flops_per_s, tp_cost=tp_cost,
+                             moe_cost=moe_cost, hidden=hidden)
         handoff = 0.0
         if layout.pp > 1:
-            across = layout.world_size > cluster.gpus_per_node  # vLLM puts TP within a node, PP across nodes
-            pp_cost = collective_cost(speed, LinkKind.NETWORK if across else link_kind(cluster, 2), 2)
             handoff = (layout.pp - 1) * (PP_HANDOFF_LATENCY_S
                                          + (decode + prefill) / micro * hidden * ACT_BYTES / pp_cost.bytes_per_s)
         # a micro-batch passes every stage; with `micro` batches in flight the slowest stage is busy `micro` times
-        busy = sum(t.total_s * n for t, n in per_micro)
-        round_s = max(busy, micro * max(t.total_s for t, _ in per_micro))
-        memory = sum(t.memory_s * n for t, n in per_micro)
-        compute = sum(t.compute_s * n for t, n in per_micro)
-        comm = sum(t.communication_s * n for t, n in per_micro) + handoff
+        totals = [max(memory_s, compute_s) + comm_s for memory_s, compute_s, comm_s in steps]  # StepTerms.total_s
+        busy = sum(t * n for t, n in zip(totals, counts))
+        round_s = max(busy, micro * max(totals))
+        memory = sum(t[0] * n for t, n in zip(steps, counts))
+        compute = sum(t[1] * n for t, n in zip(steps, counts))
+        comm = sum(t[2] * n for t, n in zip(steps, counts)) + handoff
         return StepTerms(memory_s=memory, compute_s=compute, communication_s=comm,
                          overhead_s=speed.step_overhead_s + STEP_OVERHEAD_PER_RANK_S * (layout.world_size - 1),
                          pipeline_s=round_s + handoff - max(memory, compute) - comm)

@@ -6,17 +6,18 @@ Pure: values in, a Plan out (shared/DESIGN.md).
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from itertools import chain, repeat
 
 from tpfit.core.engine import EngineArgs, Semantics, semantics_for
 from tpfit.core.kv import KVGeometry, kv_bytes_per_element, make_kv_geometry
-from tpfit.core.layout import Layout, enumerate_layouts
+from tpfit.core.layout import Layout, StageGroup, enumerate_layouts, stage_groups
 from tpfit.core.memory import MemoryPlan, make_memory_plan, safe_utilization
 from tpfit.core.memory_model import MemoryModel
 from tpfit.core.perf import GpuSpeed, Speed, SpeedWorkload, make_gpu_speed, make_speed
 from tpfit.core.rank import pick_best
-from tpfit.core.rules import check_layout
+from tpfit.core.rules import layout_checker
 from tpfit.core.vllm_messages import Violation
-from tpfit.core.weights import StageWeights, layer_prefix_bytes, stage_weights, total_param_count
+from tpfit.core.weights import distinct_layers, group_weight_bytes, layer_bytes, stage_extra_bytes, total_param_count
 from tpfit.errors import UsageError
 from tpfit.hardware.cluster import Cluster
 from tpfit.kinds import ModelDtype, Objective, Verdict
@@ -164,39 +165,58 @@ def make_plan(model: ModelSpec, cluster: Cluster, workload: Workload | None = No
     candidates = []
     speed_work = workload.speed_workload()
     speed_cache: dict = {}
+    memory_cache: dict = {}
     geometries: dict[int, KVGeometry] = {}  # the KV layout depends on TP only
     kv_bytes = kv_bytes_per_element(spec, engine)
+    index, _ = distinct_layers(spec.layers)
+    groups_of: dict[int, tuple[StageGroup, ...]] = {}  # alike stages, per PP size
+    per_shape_of: dict[tuple, tuple[int, ...]] = {}  # bytes per layer shape depend on TP and the expert split
+    extras: dict[tuple[int, bool, bool], int] = {}  # embedding, lm_head, rotary cache: per TP and stage end
     # DP replicas don't change a GPU's memory, except that MoE experts are split over TP x DP
-    cache: dict[tuple, tuple[tuple[StageWeights, ...], MemoryPlan | None]] = {}
-    prefixes: dict[tuple, tuple[int, ...]] = {}  # per-layer bytes depend on TP and the expert split, not on PP
+    cache: dict[tuple, tuple[tuple[int, ...], MemoryPlan | None]] = {}
+    check_layout = layout_checker(spec, cluster, engine)
     for layout in layouts:
-        violations = check_layout(spec, layout, cluster, engine)
-        split = (layout.tp, layout.moe_parallel_size if is_moe else 1, layout.enable_expert_parallel)
+        violations = check_layout(layout)
+        tp, pp = layout.tp, layout.pp
+        split = (tp, layout.moe_parallel_size if is_moe else 1, layout.enable_expert_parallel)
         per_replica = -(-workload.concurrency // layout.dp)  # DP replicas share the requests out
-        key = (layout.pp, per_replica, *split)
+        key = (pp, per_replica, *split)
         if key not in cache or (cache[key][1] is None and not violations):
-            if split not in prefixes:
-                prefixes[split] = layer_prefix_bytes(spec, layout)
-            stages = stage_weights(spec, layout, prefixes[split]) if layout.pp <= spec.num_hidden_layers else ()
+            stages: tuple[tuple[StageGroup, int], ...] = ()
+            rank_weights: list[int] = []
+            if pp <= spec.num_hidden_layers:
+                if pp not in groups_of:
+                    groups_of[pp] = stage_groups(index, pp)
+                if split not in per_shape_of:
+                    per_shape_of[split] = layer_bytes(spec, layout)
+                per_shape = per_shape_of[split]
+                rank_weights = [0] * pp
+                for group in groups_of[pp]:
+                    end = (tp, group.first, group.last)
+                    if end not in extras:
+                        extras[end] = stage_extra_bytes(spec, tp, first=group.first, last=group.last)
+                    weight = group_weight_bytes(spec, tp, group, per_shape, extras[end])
+                    stages += ((group, weight),)
+                    for rank in group.ranks:
+                        rank_weights[rank] = weight
             memory = None
             if not violations:
-                if layout.tp not in geometries:
-                    geometries[layout.tp] = make_kv_geometry(spec, tp=layout.tp, kv_bytes=kv_bytes,
-                                                             block_size=engine.block_size)
+                if tp not in geometries:
+                    geometries[tp] = make_kv_geometry(spec, tp=tp, kv_bytes=kv_bytes, block_size=engine.block_size)
                 memory = make_memory_plan(spec, layout, cluster, engine, sem, memory_model=memory_model,
-                                          concurrency=per_replica, stages=stages,
-                                          geometry=geometries[layout.tp])
+                                          concurrency=per_replica, stages=stages, geometry=geometries[tp],
+                                          cache=memory_cache)
                 if memory.verdict is Verdict.OVERFLOWS_AT_RUNTIME and engine.gpu_memory_utilization is None:
                     # the default budget leaves too little for what comes on top: plan the highest safe one
                     lower = make_memory_plan(spec, layout, cluster,
                                              replace(engine, gpu_memory_utilization=safe_utilization(memory)),
                                              sem, memory_model=memory_model, concurrency=per_replica,
-                                             stages=stages, geometry=geometries[layout.tp])
+                                             stages=stages, geometry=geometries[tp], cache=memory_cache)
                     if lower.verdict.serves:
                         memory = lower
-            cache[key] = (stages, memory)
-        stages, memory = cache[key]
-        per_gpu = tuple(w for s in stages for w in (s.weight_bytes,) * layout.tp) * layout.dp
+            cache[key] = (tuple(rank_weights), memory)
+        rank_weights, memory = cache[key]
+        per_gpu = (rank_weights if tp == 1 else tuple(chain.from_iterable(repeat(w, tp) for w in rank_weights))) * layout.dp
         speed = None
         # no speed without the GPU's bandwidth: a CPU, or a GPU given only by its size (--gpus 2x24GB)
         if (not violations and memory is not None and memory.verdict.serves and cluster.gpu.vendor != "CPU"

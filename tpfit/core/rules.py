@@ -8,6 +8,8 @@ A refused layout is data (a Violation), never an exception.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from tpfit.core.engine import EngineArgs
 from tpfit.core.layout import Layout
 from tpfit.core.weights import distinct_layers, padded_vocab
@@ -247,3 +249,49 @@ def check_layout(spec: ModelSpec, layout: Layout, cluster: Cluster, engine: Engi
     found.extend(check_gpu_support(spec, cluster, engine))
     found.extend(check_max_model_len(spec, engine))
     return tuple(found)
+
+
+RULE_FACTORS: dict[Callable, Callable[[Layout], object]] = {
+    check_placement: lambda lay: (lay.num_gpus, lay.world_size),
+    check_heads: lambda lay: lay.tp,
+    check_vocab: lambda lay: lay.tp,
+    check_kv_heads: lambda lay: lay.tp,
+    check_mlp_split: lambda lay: (lay.tp, 1 if lay.enable_expert_parallel else lay.moe_parallel_size),
+    check_expert_parallel: lambda lay: lay.enable_expert_parallel,
+    check_pipeline: lambda lay: lay.pp,
+    check_quant_alignment: lambda lay: (lay.tp, 1 if lay.enable_expert_parallel else lay.moe_parallel_size),
+}
+"""What each layout rule's verdict (refuse or not) reads of the layout; its message may read more (a fix names
+the whole layout). `layout_checker` decides each rule once per value of these; a rule not listed here is run on
+every layout."""
+
+
+def _whole_layout(layout: Layout) -> Layout:
+    return layout
+
+
+def layout_checker(spec: ModelSpec, cluster: Cluster, engine: EngineArgs) -> Callable[[Layout], tuple[Violation, ...]]:
+    """`check_layout` for the many layouts of one search, with the same answers: a rule's verdict is worked out
+    once per value of its RULE_FACTORS (a 64-GPU search has ~1500 layouts but 64 TP sizes), only the rules that
+    refuse run on the layout itself for their messages, and the model-wide checks run once."""
+    model_wide = (*check_gpu_support(spec, cluster, engine), *check_max_model_len(spec, engine))
+    groups: dict[Callable[[Layout], object], list[Callable]] = {}
+    for rule in LAYOUT_RULES:
+        groups.setdefault(RULE_FACTORS.get(rule, _whole_layout), []).append(rule)
+    plan = [(factors, tuple(rules), {}) for factors, rules in groups.items()]
+    order = {rule: i for i, rule in enumerate(LAYOUT_RULES)}
+
+    def check(layout: Layout) -> tuple[Violation, ...]:
+        refusing: list[Callable] = []
+        for factors, rules, seen in plan:
+            key = factors(layout)
+            hit = seen.get(key)
+            if hit is None:
+                hit = seen[key] = tuple(rule for rule in rules if rule(spec, layout, cluster))
+            refusing.extend(hit)
+        if not refusing:
+            return model_wide
+        refusing.sort(key=order.__getitem__)
+        return (*(v for rule in refusing for v in rule(spec, layout, cluster)), *model_wide)
+
+    return check

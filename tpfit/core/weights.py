@@ -8,9 +8,8 @@ and MLA's down-projections are replicated. "Model loading took X GiB" is what th
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from itertools import accumulate
 
-from tpfit.core.layout import Layout, pp_layer_split
+from tpfit.core.layout import Layout, StageGroup, stage_groups
 from tpfit.kinds import AttentionKind, MlpKind, StateKind
 from tpfit.model.spec import LayerSpec, ModelSpec, QuantSpec
 from tpfit.units import MIB, cdiv, round_up
@@ -173,41 +172,50 @@ def layer_weight_bytes(layer: LayerSpec, spec: ModelSpec, layout: Layout) -> int
     return _attention_bytes(layer, spec, layout.tp, lin_q) + mlp + layer.norm_vectors * spec.hidden_size * b
 
 
-def layer_prefix_bytes(spec: ModelSpec, layout: Layout) -> tuple[int, ...]:
-    """Bytes of layers [0, i) on one GPU, for every i: a stage's layers are one subtraction. It depends on
-    TP and the expert split only, so a search computes it once for all PP sizes."""
-    index, distinct = distinct_layers(spec.layers)
-    per_layer = [layer_weight_bytes(layer, spec, layout) for layer in distinct]
-    return (0, *accumulate(per_layer[i] for i in index))
+def layer_bytes(spec: ModelSpec, layout: Layout) -> tuple[int, ...]:
+    """Bytes of one layer of each distinct shape (distinct_layers' order) on one GPU. It depends on TP and the
+    expert split only, so a search works it out once for all PP sizes."""
+    return tuple(layer_weight_bytes(layer, spec, layout) for layer in distinct_layers(spec.layers)[1])
 
 
-def stage_weights(spec: ModelSpec, layout: Layout, prefix: tuple[int, ...] | None = None
-                  ) -> tuple[StageWeights, ...]:
-    """Weight bytes per GPU for each pipeline stage of the layout (`prefix`: layer_prefix_bytes, if known)."""
-    h, b, tp = spec.hidden_size, spec.dtype_bytes, layout.tp
+def stage_extra_bytes(spec: ModelSpec, tp: int, *, first: bool, last: bool) -> int:
+    """What a stage holds besides its layers: its own rotary cos/sin cache; the embedding (and the model's other
+    replicated parameters) on the first stage; the final norm and the lm_head on the last."""
+    h, b = spec.hidden_size, spec.dtype_bytes
     vocab_rank = padded_vocab(spec.vocab_size) // tp
     embed = allocated_bytes(vocab_rank * h * b)
-    q = spec.quant
-    lm_head = (linear_bytes(vocab_rank, h, b, q) if q and q.lm_head_quantized else embed)
-    rope = allocated_bytes(spec.rope_cache_positions * spec.rotary_dim * b)
+    total = allocated_bytes(spec.rope_cache_positions * spec.rotary_dim * b)
+    if first:
+        total += embed + spec.extra_replicated_params * b // tp
+    if last:
+        total += h * b  # final norm
+        if not spec.tie_word_embeddings:
+            q = spec.quant
+            total += linear_bytes(vocab_rank, h, b, q) if q and q.lm_head_quantized else embed
+        elif not first:
+            total += embed  # vLLM builds its own embed_tokens on the last stage when tied (PP > 1)
+    return total
+
+
+def stage_weights(spec: ModelSpec, layout: Layout) -> tuple[StageWeights, ...]:
+    """Weight bytes per GPU for each pipeline stage of the layout."""
+    per_shape = layer_bytes(spec, layout)
+    index, _ = distinct_layers(spec.layers)
     out = []
-    start = 0
-    prefix = prefix or layer_prefix_bytes(spec, layout)
-    for rank, n_layers in enumerate(pp_layer_split(spec.num_hidden_layers, layout.pp)):
-        end = start + n_layers
-        total = rope + prefix[end] - prefix[start]
-        first, last = rank == 0, rank == layout.pp - 1
-        if first:
-            total += embed + spec.extra_replicated_params * b // tp
-        if last:
-            total += h * b  # final norm
-            if not spec.tie_word_embeddings:
-                total += lm_head
-            elif not first:
-                total += embed  # vLLM builds its own embed_tokens on the last stage when tied (PP > 1)
-        out.append(StageWeights(pp_rank=rank, layer_start=start, layer_end=end, weight_bytes=total))
-        start = end
-    return tuple(out)
+    for group in stage_groups(index, layout.pp):
+        weight = group_weight_bytes(spec, layout.tp, group, per_shape)
+        out += [StageWeights(pp_rank=rank, layer_start=layers.start, layer_end=layers.stop, weight_bytes=weight)
+                for rank, layers in zip(group.ranks, group.layers)]
+    return tuple(sorted(out, key=lambda s: s.pp_rank))
+
+
+def group_weight_bytes(spec: ModelSpec, tp: int, group: StageGroup, per_shape: tuple[int, ...],
+                       extra: int | None = None) -> int:
+    """Weight bytes per GPU of each stage of `group` (`per_shape`: layer_bytes; `extra`: stage_extra_bytes,
+    if known)."""
+    if extra is None:
+        extra = stage_extra_bytes(spec, tp, first=group.first, last=group.last)
+    return extra + sum(per_shape[shape] * n for shape, n in group.counts)
 
 
 def total_param_count(spec: ModelSpec) -> int:

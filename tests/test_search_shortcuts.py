@@ -1,0 +1,112 @@
+"""The layout search's shortcuts give the direct computation's answers, exactly.
+
+`make_plan` works out what many layouts share once (rule verdicts per TP size, layer bytes per expert split,
+activation peaks per stage shape, stage groups per PP size, layer costs for the speed model) so a 64-GPU search
+stays fast (bench/plan_speed.py times it). Each shortcut is checked here against the plain function called on one
+layout with nothing shared.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.conftest import ALL_CONFIGS, load_config
+from tpfit import EngineArgs, Workload, make_plan
+from tpfit.core.engine import semantics_for
+from tpfit.core.kv import kv_bytes_per_element, make_kv_geometry
+from tpfit.core.layout import Layout, enumerate_layouts, pp_layer_split
+from tpfit.core.memory import _largest_len, _largest_len_search, make_memory_plan, safe_utilization
+from tpfit.core.perf import make_gpu_speed, make_speed
+from tpfit.core.rules import LAYOUT_RULES, RULE_FACTORS, check_layout, layout_checker
+from tpfit.core.weights import layer_weight_bytes, stage_extra_bytes, stage_weights
+from tpfit.data import load_memory_model
+from tpfit.hardware.cluster import Cluster
+from tpfit.kinds import Verdict
+
+SIXTEEN = Cluster.parse("2x8xh100")
+
+
+def test_every_layout_rule_says_what_its_verdict_reads():
+    assert set(LAYOUT_RULES) <= set(RULE_FACTORS)
+
+
+@pytest.mark.parametrize("config", ALL_CONFIGS)
+def test_layout_checker_answers_as_check_layout(config):
+    spec = load_config(config)
+    # EP variants on dense models too (refused), a --max-model-len above the model's (refused everywhere)
+    layouts = enumerate_layouts(SIXTEEN.num_gpus, is_moe=True) + (Layout(tp=32), Layout(pp=spec.num_hidden_layers + 1))
+    for engine in (EngineArgs(), EngineArgs(max_model_len=spec.max_model_len * 2)):
+        check = layout_checker(spec, SIXTEEN, engine)
+        for layout in layouts:
+            assert check(layout) == check_layout(spec, layout, SIXTEEN, engine), (config, layout)
+
+
+@pytest.mark.parametrize("config", ["deepseek-ai--DeepSeek-V3.json", "google--gemma-2-9b-it.json",
+                                    "meta-llama--Llama-3.2-3B.json", "Qwen--Qwen3-Next-80B-A3B-Thinking.json"])
+def test_stage_weights_are_each_stages_layers_plus_its_ends(config):
+    spec = load_config(config)
+    n = spec.num_hidden_layers
+    for layout in (Layout(tp=2, pp=pp) for pp in sorted({1, 2, 3, 5, 7, n // 2, n - 1, n})):
+        stages = stage_weights(spec, layout)
+        split = pp_layer_split(n, layout.pp)
+        assert [s.pp_rank for s in stages] == list(range(layout.pp))
+        assert [s.layer_end - s.layer_start for s in stages] == list(split)
+        for s in stages:
+            layers = sum(layer_weight_bytes(spec.layers[i], spec, layout) for i in range(s.layer_start, s.layer_end))
+            ends = stage_extra_bytes(spec, layout.tp, first=s.pp_rank == 0, last=s.pp_rank == layout.pp - 1)
+            assert s.weight_bytes == layers + ends, (config, layout, s)
+
+
+CASES = [
+    ("deepseek-ai--DeepSeek-V3.json", "2x8xh100", Workload(context=8192, concurrency=4), EngineArgs()),
+    ("meta-llama--Llama-3.1-70B.json", "2x8xh100", Workload(context=8192, concurrency=16), EngineArgs()),
+    ("Qwen--Qwen3-Next-80B-A3B-Thinking.json", "8xh100", Workload(context=8192, concurrency=8), EngineArgs()),
+    ("google--gemma-2-9b-it.json", "4xa100", Workload(context=4096, concurrency=32), EngineArgs()),
+    ("openai--gpt-oss-120b.json", "8xh100", Workload(context=16384, concurrency=8), EngineArgs()),
+    ("mistralai--Mixtral-8x7B-v0.1.json", "8xh100", Workload(context=8192), EngineArgs(vllm_version="0.6.3")),
+]
+
+
+@pytest.mark.parametrize("config,gpus,workload,engine", CASES, ids=[c[0] for c in CASES])
+def test_search_gives_each_layout_what_the_direct_computation_gives(config, gpus, workload, engine):
+    spec, cluster, mm = load_config(config), Cluster.parse(gpus), load_memory_model()
+    plan = make_plan(spec, cluster, workload, engine)
+    spec, engine = plan.model, plan.engine
+    sem, gpu_speed = semantics_for(engine.vllm_version), make_gpu_speed(cluster.gpu)
+    kv_bytes = kv_bytes_per_element(spec, engine)
+    checked = 0
+    for c in plan.candidates:
+        lay = c.layout
+        if lay.pp <= spec.num_hidden_layers:
+            per_gpu = tuple(s.weight_bytes for s in stage_weights(spec, lay) for _ in range(lay.tp)) * lay.dp
+            assert c.weight_bytes_per_gpu == per_gpu, lay
+        if not c.accepted:
+            continue
+        per_replica = -(-workload.concurrency // lay.dp)
+        memory = make_memory_plan(spec, lay, cluster, engine, sem, memory_model=mm, concurrency=per_replica)
+        if memory.verdict is Verdict.OVERFLOWS_AT_RUNTIME and engine.gpu_memory_utilization is None:
+            lower = make_memory_plan(spec, lay, cluster,
+                                     replace(engine, gpu_memory_utilization=safe_utilization(memory)), sem,
+                                     memory_model=mm, concurrency=per_replica)
+            memory = lower if lower.verdict.serves else memory
+        assert c.memory == memory, lay
+        if c.speed is not None:
+            assert c.speed == make_speed(spec, lay, memory, cluster, gpu_speed, workload.speed_workload(),
+                                         kv_bytes=kv_bytes), lay
+            checked += 1
+    assert checked > 0
+
+
+@settings(max_examples=200, deadline=None)
+@given(usable=st.integers(-50, 5000), max_len=st.integers(1, 200_000), in_flight=st.integers(1, 20000),
+       config=st.sampled_from(["meta-llama--Llama-3.1-8B.json", "deepseek-ai--DeepSeek-V3.json"]),
+       block_size=st.sampled_from([None, 16, 32, 64]))
+def test_longest_request_in_one_step_is_the_binary_searchs(usable, max_len, in_flight, config, block_size):
+    spec = load_config(config)
+    geometry = make_kv_geometry(spec, tp=1, kv_bytes=2, block_size=block_size)
+    assert _largest_len(geometry, usable, max_len, in_flight) == _largest_len_search(geometry, usable, max_len,
+                                                                                       in_flight)
