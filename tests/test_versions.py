@@ -7,7 +7,9 @@ import subprocess
 import sys
 from dataclasses import replace
 
-from tests.conftest import load_config
+import pytest
+
+from tests.conftest import CONFIGS, load_config
 from tpfit import make_plan
 from tpfit.core.engine import EngineArgs, MODELLED_VLLM_VERSIONS, semantics_for
 from tpfit.core.layout import Layout
@@ -115,3 +117,55 @@ def test_explain_reads_v0s_refusal():
            "initializing the engine.")
     d = explain(log)[0]
     assert d.kind == "max_model_len_exceeds_kv_cache" and "--max-model-len 23648" in d.fix
+
+
+# The first vLLM release whose model registry has each architecture, as read in the wheels of 0.6.0 to 0.22.0:
+# (the last release that refuses it, the first that loads it), one config per family.
+FIRST_LOADS = {
+    "deepseek-ai--DeepSeek-V3.json": ("0.6.5", "0.6.6"),
+    "moonshotai--Kimi-K2-Instruct.json": ("0.6.5", "0.6.6"),
+    "meta-llama--Llama-4-Scout-17B-16E-Instruct.json": ("0.8.2", "0.8.3"),
+    "Qwen--Qwen3-8B.json": ("0.8.3", "0.8.4"),
+    "Qwen--Qwen3-30B-A3B.json": ("0.8.3", "0.8.4"),
+    "nvidia--Nemotron-H-56B-Base-8K.json": ("0.9.0", "0.9.1"),
+    "openai--gpt-oss-20b.json": ("0.10.0", "0.10.1"),
+    "Qwen--Qwen3-Next-80B-A3B-Thinking.json": ("0.10.1", "0.10.2"),
+    "Qwen--Qwen3-VL-32B-Instruct.json": ("0.10.2", "0.11.0"),
+    "RedHatAI--DeepSeek-V4-Flash-NVFP4-FP8.json": ("0.19.1", "0.20.0"),
+}
+
+
+@pytest.mark.parametrize("config", sorted(FIRST_LOADS))
+def test_a_release_older_than_the_architecture_refuses_it_with_vllms_message(config):
+    from tpfit.errors import UsageError
+
+    refuses, loads = FIRST_LOADS[config]
+    spec = load_config(config)
+    with pytest.raises(UsageError) as err:
+        make_plan(spec, Cluster.parse("8xh200"), engine=EngineArgs(vllm_version=refuses), layouts=(Layout(tp=8),))
+    text = str(err.value)
+    assert f"Model architectures ['{spec.architecture}'] are not supported for now" in text
+    assert f"use vLLM >= {loads}" in text and text.startswith(f"--vllm-version {refuses}:")
+    plan = make_plan(spec, Cluster.parse("8xh200"), engine=EngineArgs(vllm_version=loads), layouts=(Layout(tp=8),))
+    assert plan.candidates
+
+
+def test_every_family_architecture_has_a_first_release():
+    from tpfit.vllm_facts import FIRST_RELEASE_WITH_ARCHITECTURE, IN_EVERY_MODELLED_RELEASE
+
+    known = set(FIRST_RELEASE_WITH_ARCHITECTURE) | IN_EVERY_MODELLED_RELEASE
+    archs = {load_config(p.name).architecture for p in CONFIGS.glob("*.json")}
+    assert archs <= known, archs - known
+    assert not set(FIRST_RELEASE_WITH_ARCHITECTURE) & IN_EVERY_MODELLED_RELEASE
+
+
+def test_nemotron_nas_before_0_8_3_and_the_cli_exit_code():
+    nas = str(CONFIGS / "nvidia--Llama-3_3-Nemotron-Super-49B-v1.json")
+    old = subprocess.run([sys.executable, "-m", "tpfit", "plan", nas, "--gpus", "2xh100", "--vllm-version", "0.8.2"],
+                         capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert old.returncode == 2 and "DeciLM-7B" in old.stderr and ">= 0.8.3" in old.stderr
+    assert len(old.stderr.strip().splitlines()) == 1 and not old.stdout
+    v4 = str(CONFIGS / "RedHatAI--DeepSeek-V4-Flash-NVFP4-FP8.json")
+    new = subprocess.run([sys.executable, "-m", "tpfit", "plan", v4, "--gpus", "8xh200", "--vllm-version", "0.6.0"],
+                         capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert new.returncode == 2 and "['DeepseekV4ForCausalLM'] are not supported for now" in new.stderr

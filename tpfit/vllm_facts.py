@@ -89,3 +89,55 @@ def driver_requirements() -> str:
     return ", ".join(f"{'CUDA ' + c.value if not c.tag_suffix else c.tag_suffix} images "
                      f"{'need ' if i == 0 else ''}>= {c.min_driver[0]}.{c.min_driver[1]:02d}.{c.min_driver[2]:02d}"
                      for i, c in enumerate(CudaBuild))
+
+
+FIRST_RELEASE_WITH_ARCHITECTURE: dict[str, tuple[int, int, int]] = {
+    "DeepseekV3ForCausalLM": (0, 6, 6),
+    "Llama4ForConditionalGeneration": (0, 8, 3),
+    "Qwen3ForCausalLM": (0, 8, 4),
+    "Qwen3MoeForCausalLM": (0, 8, 4),
+    "NemotronHForCausalLM": (0, 9, 1),
+    "GptOssForCausalLM": (0, 10, 1),
+    "Qwen3NextForCausalLM": (0, 10, 2),
+    "Qwen3VLForConditionalGeneration": (0, 11, 0),
+    "DeepseekV4ForCausalLM": (0, 20, 0),
+}
+"""The first vLLM release whose model registry has the architecture (`_TEXT_GENERATION_MODELS` /
+`_MULTIMODAL_MODELS` in vllm/model_executor/models/registry.py; `_MODELS` in models/__init__.py for 0.6.0), read in
+every release's wheel from 0.6.0 to 0.22.0 (0.6.0 to 0.6.6, 0.7.0 to 0.7.3, 0.8.0 to 0.8.5, 0.9.0, 0.9.0.1, 0.9.1,
+0.9.2, 0.10.0 to 0.10.2, 0.11.0, 0.19.0, 0.19.1, 0.20.0 to 0.20.2, 0.21.0, 0.22.0) and in 0.26.0 and 0.33.0: each is
+absent from the release before the one named and present in every later one read (kimi_k2 checkpoints name
+DeepseekV3ForCausalLM)."""
+
+IN_EVERY_MODELLED_RELEASE = frozenset({
+    "LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM", "PhiForCausalLM", "Phi3ForCausalLM",
+    "Gemma2ForCausalLM", "MixtralForCausalLM", "DeepseekV2ForCausalLM", "DeciLMForCausalLM",
+})
+"""Architectures of tpfit's other families, already in 0.6.0's registry (models/__init__.py `_MODELS`) and in every
+release read since (DeciLMForCausalLM with the caveat of NEMOTRON_NAS_FROM)."""
+
+NEMOTRON_NAS_FROM = (0, 8, 3)
+"""`DeciLMForCausalLM` is in every registry from 0.6.0, but until 0.8.2 it is DeciLM-7B's class
+(`("decilm", "DeciLMForCausalLM")`, models/decilm.py: a Llama with per-layer KV heads); 0.8.3's registry maps it to
+`("nemotron_nas", "DeciLMForCausalLM")`, the class that reads Nemotron-NAS's `block_configs`."""
+
+UNSUPPORTED_ARCHITECTURE = "Model architectures {architectures} are not supported for now. Supported architectures: "
+"""vLLM's `ModelRegistry` refusal (0.6.0 models/__init__.py:170-172; 0.19.0 registry.py:968-971, 0.33.0
+registry.py:1249-1252, the same text), followed there by every architecture the release knows (left out here)."""
+
+
+def architecture_refusal(architecture: str, model_type: str, version: tuple[int, int, int]) -> str:
+    """What vLLM `version` says when it cannot load `architecture`, and the release to use instead; "" when it
+    can (or when tpfit has no record of the architecture)."""
+    text = ".".join(map(str, version))
+    if architecture == "DeciLMForCausalLM" and model_type == "nemotron-nas" and version < NEMOTRON_NAS_FROM:
+        return (f"vLLM {text} maps DeciLMForCausalLM to DeciLM-7B's class (models/decilm.py), which does not read "
+                "this Nemotron-NAS config's block_configs; use vLLM >= 0.8.3 (its registry maps DeciLMForCausalLM "
+                "to nemotron_nas)")
+    first = FIRST_RELEASE_WITH_ARCHITECTURE.get(architecture)
+    if first is None or version >= first:
+        return ""
+    need = ".".join(map(str, first))
+    return (f"vLLM {text} would stop with \"ValueError: " + UNSUPPORTED_ARCHITECTURE.format(architectures=[architecture])
+            + f"[...]\"; use vLLM >= {need} (the first release whose model registry has {architecture}), e.g. "
+            f"--vllm-version {need}")

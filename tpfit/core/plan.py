@@ -24,6 +24,7 @@ from tpfit.kinds import ModelDtype, Objective, Verdict
 from tpfit.model.quant import online_quant
 from tpfit.model.spec import ModelSpec, QuantSpec
 from tpfit.units import GB
+from tpfit.vllm_facts import architecture_refusal
 
 SCHEMA_VERSION = 1
 
@@ -159,6 +160,8 @@ def make_plan(model: ModelSpec, cluster: Cluster, workload: Workload | None = No
     if workload.context and engine.max_model_len is None:
         engine = replace(engine, max_model_len=workload.context)
     sem = semantics_for(engine.vllm_version)
+    if refusal := architecture_refusal(model.architecture, model.model_type, sem.version):
+        raise UsageError(refusal, flag="--vllm-version", value=engine.vllm_version)
     spec = resolve_model(model, engine, cluster)
     is_moe = spec.is_moe
     layouts = layouts or enumerate_layouts(cluster.num_gpus, is_moe=is_moe)
