@@ -165,6 +165,24 @@ def test_world_size_the_host_cannot_form_is_refused():
     assert "--world-size 1: an all-reduce needs 2 to" in run.stderr and "Traceback" not in run.stderr
 
 
+def test_vllm_model_without_a_config_is_refused_before_measuring(tmp_path):
+    run = _tpfit("calibrate", "--device", "cpu", "--vllm-model", str(tmp_path), timeout=60)
+    assert run.returncode == 2 and "Traceback" not in run.stderr
+    assert run.stderr.strip() == f"error: --vllm-model {tmp_path}: needs a model folder with a config.json " \
+                                 "(vLLM runs it with dummy weights)"
+
+
+def test_vllm_python_without_vllm_is_refused_before_measuring(tmp_path):
+    (tmp_path / "config.json").write_text((ROOT / "tests" / "data" / "tiny-llama-config" / "config.json").read_text())
+    python = sys.executable if importlib.util.find_spec("vllm") is None else "/bin/false"
+    run = _tpfit("calibrate", "--device", "cpu", "--vllm-model", str(tmp_path), "--vllm-python", python, timeout=60)
+    assert run.returncode == 2 and "Traceback" not in run.stderr
+    assert run.stderr.strip() == (f"error: --vllm-python {python}: this Python cannot import vllm: pip install vllm "
+                                  "there, or give --vllm-python PATH")
+    alone = _tpfit("calibrate", "--vllm-python", python, timeout=60)
+    assert alone.returncode == 2 and "only goes with --vllm-model DIR" in alone.stderr
+
+
 def test_without_torch_it_prints_the_install_line():
     code = ("import sys; sys.modules['torch'] = None; sys.argv = ['tpfit', 'calibrate']\n"
             "from tpfit.cli.app import main; main()")

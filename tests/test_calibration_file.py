@@ -30,6 +30,7 @@ def calibrations(draw) -> GpuCalibration:
                                      backend=draw(st.sampled_from(["nccl", "gloo", "custom"]))) for n in sizes),
         p2p_bytes_per_s=draw(st.one_of(st.none(), _positive)),
         step_overhead_s=draw(st.one_of(st.none(), _positive)),
+        vllm_version=draw(st.one_of(st.none(), st.sampled_from(["0.26.0", "0.32.0+cpu"]))),
     )
 
 
@@ -58,6 +59,7 @@ def _valid() -> dict:
     ({"allreduce": "fast"}, "allreduce must be a list"),
     ({"gpu_name": ""}, "gpu_name must be a non-empty string"),
     ({"p2p_bytes_per_s": 0}, "p2p_bytes_per_s must be a positive number"),
+    ({"vllm_version": 26}, "vllm_version must be a non-empty string"),
 ])
 def test_from_dict_names_the_field(change, needle):
     with pytest.raises(SourceError, match=needle):

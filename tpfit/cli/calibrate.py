@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime
 import json
+import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -22,8 +24,14 @@ def calibrate(
         "--device", case_sensitive=False, help="auto (CUDA when torch sees a GPU), cuda or cpu.")] = CalibrationDevice.AUTO,
     world_size: Annotated[Optional[list[int]], typer.Option(
         "--world-size", help="All-reduce over this many GPUs (repeatable; default every size the host can form).")] = None,
+    vllm_model: Annotated[Optional[Path], typer.Option(
+        "--vllm-model", help="Also run vLLM itself on one GPU (a model folder with a config.json; dummy weights, a "
+        "single stream of a few hundred tokens) and fit the per-step overhead of that vLLM release.")] = None,
+    vllm_python: Annotated[Optional[str], typer.Option(
+        "--vllm-python", help="The Python that has vLLM, for --vllm-model (default: this one).")] = None,
 ) -> None:
-    """Measure memory bandwidth, GEMM TFLOP/s, all-reduce and P2P on this host's GPUs (needs torch: the calibrate extra)."""
+    """Measure memory bandwidth, GEMM TFLOP/s, all-reduce and P2P on this host's GPUs (needs torch: the calibrate extra);
+    with --vllm-model, also vLLM's per-step overhead."""
     from tpfit.errors import UsageError
     from tpfit.hardware.calibration import calibration_dir
     from tpfit.live.calibrate import (
@@ -31,6 +39,14 @@ def calibrate(
         describe_source, make_calibration, plan_steps, read_host_facts, sizes_for,
     )
 
+    python = vllm_python or sys.executable
+    if vllm_model is not None:
+        from tpfit.live.vllm_step import check_vllm_model
+
+        check_vllm_model(vllm_model, python)  # before a minute of measuring
+    elif vllm_python is not None:
+        raise UsageError("only goes with --vllm-model DIR (the model vLLM runs)", flag="--vllm-python",
+                         value=vllm_python)
     facts = read_host_facts(device)  # the install line (exit 2) when torch is missing
     world_sizes = tuple(world_size) if world_size else default_world_sizes(facts, quick=quick)
     check_world_sizes(facts, world_sizes)
@@ -38,8 +54,11 @@ def calibrate(
     gpu_id = catalog_id(facts.gpu_name)
     cal = make_calibration(samples, gpu_name=facts.gpu_name, gpu_id=gpu_id, num_gpus=facts.num_gpus,
                            source=describe_source(facts, datetime.date.today().isoformat()))
+    vllm_run = None
+    if vllm_model is not None:
+        cal, vllm_run = _fit_vllm_overhead(cal, vllm_model, python, facts, quiet=as_json, failed=failed)
     path = out or calibration_dir() / calibration_filename(facts.gpu_name, gpu_id)
-    document = calibration_document(cal, samples)
+    document = calibration_document(cal, samples, vllm_run)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(document, indent=1) + "\n")
@@ -91,3 +110,35 @@ def _run_with_progress(steps, *, quiet: bool):
             progress.advance(task)
         progress.update(task, description="done")
     return samples, failed
+
+
+def _fit_vllm_overhead(cal, model: Path, python: str, facts, *, quiet: bool, failed: list[str]):
+    """Run vLLM on `model` (a spinner while it starts and generates), fit step_overhead_s from its TPOT; on failure
+    log the reason, add it to `failed` and keep the calibration without it."""
+    import contextlib
+
+    from rich.console import Console
+    from rich.markup import escape
+
+    from tpfit.errors import CalibrationError, SourceError, SpecError
+    from tpfit.live.calibrate import release_device_memory
+    from tpfit.live.vllm_step import OUTPUT_TOKENS, PROMPT_TOKENS, fit_step_overhead, run_vllm
+
+    console = Console(stderr=True, soft_wrap=True)
+    name = "vLLM single stream"
+    release_device_memory(facts.device)
+    try:
+        with console.status(f"{name}: {escape(str(model))}, {PROMPT_TOKENS} -> {OUTPUT_TOKENS} tokens "
+                            f"(engine start-up takes minutes on a GPU)", spinner="dots") if not quiet else contextlib.nullcontext():
+            run = run_vllm(model, python, facts.device)
+        fit = fit_step_overhead(run, cal, cal.gpu_id)
+    except (CalibrationError, SourceError, SpecError) as err:
+        failed.append(name)
+        console.print(f"{name}: failed: {escape(str(err))}", highlight=False)
+        return cal, None
+    console.print(f"{name} (vLLM {escape(run.vllm_version)}, engine {run.engine_s:.0f} s): TPOT "
+                  f"{run.tpot_s * 1e3:.3f} ms measured, {fit.predicted_without_overhead_s * 1e3:.3f} ms predicted "
+                  f"without overhead: step overhead {fit.step_overhead_s * 1e3:.3f} ms", highlight=False)
+    return (replace(cal, step_overhead_s=fit.step_overhead_s, vllm_version=run.vllm_version),
+            {**run.to_dict(), **fit.to_dict()})
+

@@ -132,17 +132,27 @@ the fitted MEM_BW_EFFICIENCY / GEMM_EFFICIENCY (0.65, 0.56 of spec) over what su
 H100 (~0.8 and ~0.7 of spec). An estimate until built-in calibrations and real runs pin it."""
 
 
-def make_gpu_speed(gpu: GpuSpec, calibration: GpuCalibration | None = None) -> GpuSpeed:
+def make_gpu_speed(gpu: GpuSpec | None, calibration: GpuCalibration | None = None) -> GpuSpeed:
     """Spec sheet x the default efficiencies, or a GpuCalibration's measured figures where given
-    (x MODEL_OF_MICROBENCH: a model step reaches less than a micro-benchmark)."""
-    pcie = PCIE_BYTES_PER_S.get(gpu.pcie_gen, PCIE_BYTES_PER_S[4])
-    base = GpuSpeed(
-        gpu_id=gpu.id, mem_bw_bytes_per_s=gpu.mem_bw_bytes_per_s * MEM_BW_EFFICIENCY,
-        bf16_flops_per_s=(gpu.bf16_flops_per_s or gpu.mem_bw_bytes_per_s * UNKNOWN_PEAK_FLOPS_PER_BYTE) * GEMM_EFFICIENCY,
-        fp8_flops_per_s=gpu.fp8_flops_per_s * GEMM_EFFICIENCY if gpu.fp8_supported else 0.0,
-        nvlink_bytes_per_s=gpu.nvlink_bytes_per_s, pcie_bytes_per_s=pcie, p2p=gpu.p2p, step_overhead_s=STEP_OVERHEAD_S,
-        calibration="uncalibrated (spec sheet x default efficiencies)",
-    )
+    (x MODEL_OF_MICROBENCH: a model step reaches less than a micro-benchmark). `gpu` None: a device outside the
+    catalog (the CPU of `tpfit calibrate --device cpu`), described by its calibration alone."""
+    if gpu is None:
+        if calibration is None:
+            raise ValueError("make_gpu_speed needs a catalog GPU or a calibration")
+        gemm = calibration.gemm_flops_per_s
+        flops = gemm.get("bf16_prefill") or gemm.get("bf16_decode") or calibration.mem_bw_bytes_per_s * UNKNOWN_PEAK_FLOPS_PER_BYTE
+        base = GpuSpeed(gpu_id=calibration.gpu_name, mem_bw_bytes_per_s=calibration.mem_bw_bytes_per_s,
+                        bf16_flops_per_s=flops, fp8_flops_per_s=0.0, nvlink_bytes_per_s=0.0,
+                        pcie_bytes_per_s=PCIE_BYTES_PER_S[4], p2p=False)
+    else:
+        pcie = PCIE_BYTES_PER_S.get(gpu.pcie_gen, PCIE_BYTES_PER_S[4])
+        base = GpuSpeed(
+            gpu_id=gpu.id, mem_bw_bytes_per_s=gpu.mem_bw_bytes_per_s * MEM_BW_EFFICIENCY,
+            bf16_flops_per_s=(gpu.bf16_flops_per_s or gpu.mem_bw_bytes_per_s * UNKNOWN_PEAK_FLOPS_PER_BYTE) * GEMM_EFFICIENCY,
+            fp8_flops_per_s=gpu.fp8_flops_per_s * GEMM_EFFICIENCY if gpu.fp8_supported else 0.0,
+            nvlink_bytes_per_s=gpu.nvlink_bytes_per_s, pcie_bytes_per_s=pcie, p2p=gpu.p2p, step_overhead_s=STEP_OVERHEAD_S,
+            calibration="uncalibrated (spec sheet x default efficiencies)",
+        )
     if calibration is None:
         return base
     gemm = calibration.gemm_flops_per_s
@@ -450,6 +460,15 @@ def _stage_step(stage: _Stage, *, decode: float, prefill: float, context: float,
         [stage], decode=decode, prefill=prefill, context=context, prefill_context=prefill_context, speed=speed,
         flops_per_s=flops_per_s, tp_cost=tp_cost, moe_cost=moe_cost, hidden=hidden)
     return StepTerms(memory_s=memory_s, compute_s=compute_s, communication_s=comm_s, overhead_s=0.0)
+
+
+def single_stream_step(spec: ModelSpec, speed: GpuSpeed, *, context: float, kv_bytes: int | None = None) -> StepTerms:
+    """One decode step of a single request at `context` tokens on one GPU, without the per-step overhead: what
+    `tpfit calibrate --vllm-model` subtracts from vLLM's measured TPOT to fit `step_overhead_s` (make_speed adds
+    that overhead back to the same terms, so a plan of that model and GPU reproduces the measured TPOT)."""
+    (stage,) = _stages(spec, Layout(), kv_bytes or spec.dtype_bytes)
+    return _stage_step(stage, decode=1.0, prefill=0.0, context=context, prefill_context=0.0, speed=speed,
+                       flops_per_s=_gemm_flops_per_s(spec, speed), tp_cost=None, moe_cost=None, hidden=spec.hidden_size)
 
 
 def make_speed(spec: ModelSpec, layout: Layout, memory: MemoryPlan, cluster: Cluster, speed: GpuSpeed,

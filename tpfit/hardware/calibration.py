@@ -89,6 +89,8 @@ class GpuCalibration:
     """GPU-to-GPU copy bandwidth, bytes per second; None when the host has one GPU or no peer access."""
     step_overhead_s: float | None = None
     """Per decode step overhead of a real vLLM run (scheduler, sampling, launches), seconds; None when not run."""
+    vllm_version: str | None = None
+    """The vLLM release `step_overhead_s` was measured with (the overhead changes between releases)."""
     num_gpus: int = 1
     """GPUs the host had when measured (bounds the all-reduce world sizes)."""
 
@@ -101,6 +103,8 @@ class GpuCalibration:
         _check_positive("mem_bw_bytes_per_s", self.mem_bw_bytes_per_s)
         _check_positive("p2p_bytes_per_s", self.p2p_bytes_per_s, optional=True)
         _check_positive("step_overhead_s", self.step_overhead_s, optional=True)
+        if self.vllm_version is not None and (not isinstance(self.vllm_version, str) or not self.vllm_version.strip()):
+            raise UsageError(f"calibration field vllm_version must be a non-empty string or null, got {self.vllm_version!r}")
         if isinstance(self.num_gpus, bool) or not isinstance(self.num_gpus, int) or self.num_gpus < 1:
             raise UsageError(f"calibration field num_gpus must be an integer >= 1, got {self.num_gpus!r}")
         for key, value in self.gemm_flops_per_s.items():
@@ -125,6 +129,7 @@ class GpuCalibration:
             "gemm_flops_per_s": dict(self.gemm_flops_per_s),
             "allreduce": [fit.to_dict() for fit in self.allreduce],
             "p2p_bytes_per_s": self.p2p_bytes_per_s, "step_overhead_s": self.step_overhead_s,
+            "vllm_version": self.vllm_version,
         }
 
     @classmethod
@@ -153,6 +158,7 @@ class GpuCalibration:
                                              bus_bytes_per_s=f.get("bus_bytes_per_s"), backend=f.get("backend"))
                                 for f in fits),
                 p2p_bytes_per_s=data.get("p2p_bytes_per_s"), step_overhead_s=data.get("step_overhead_s"),
+                vllm_version=data.get("vllm_version"),
             )
         except UsageError as err:
             raise SourceError(f"{where}: {err}", source=where) from err

@@ -612,9 +612,17 @@ def sample_from_dict(data: dict) -> Sample:
     return CopySample(kind=data["kind"], bytes_moved=data["bytes_moved"], seconds=data["seconds"])
 
 
-def calibration_document(calibration: GpuCalibration, samples: Sequence[Sample]) -> dict:
-    """The file `tpfit calibrate` writes: the calibration, plus every raw timing it was fitted from."""
-    return {**calibration.to_dict(), "samples": [s.to_dict() for s in samples]}
+def calibration_document(calibration: GpuCalibration, samples: Sequence[Sample], vllm_run: dict | None = None) -> dict:
+    """The file `tpfit calibrate` writes: the calibration, plus every raw timing it was fitted from (and the vLLM
+    run its step overhead was fitted from, where there was one)."""
+    return {**calibration.to_dict(), "samples": [s.to_dict() for s in samples],
+            **({"vllm_run": vllm_run} if vllm_run else {})}
+
+
+def release_device_memory(device: Device) -> None:
+    """Hand the GPU memory torch cached while measuring back to the driver, before vLLM sizes its own."""
+    if device is Device.CUDA:
+        import_torch().cuda.empty_cache()
 
 
 def catalog_id(gpu_name: str) -> str | None:
