@@ -1,6 +1,7 @@
 """The kit's run.py (../shared/gpu-vllm) with extra engine arguments: a 12th argument of
-key=value pairs separated by '/', e.g. mnbt=2048/ep=1/lmo=1 (max_num_batched_tokens,
-enable_expert_parallel, language_model_only: a multimodal config started text-only).
+key=value pairs separated by '/', e.g. mnbt=2048/ep=1/lmo=1/bs=32,128 (max_num_batched_tokens,
+enable_expert_parallel, language_model_only: a multimodal config started text-only; bs: with 'bench',
+also time batches of those sizes x 1024 -> 128 tokens).
 usage: run2.py MODEL_DIR TP PP GMU MAX_MODEL_LEN QUANT KV_DTYPE MAX_NUM_SEQS TAG [bench|-] [EXTRA]"""
 import json, random, subprocess, sys, time
 
@@ -18,6 +19,7 @@ for item in filter(None, extra.split("/")):
     elif k == "ep": kw["enable_expert_parallel"] = v == "1"
     elif k == "lmo": kw["language_model_only"] = v == "1"
     elif k == "eager": kw["enforce_eager"] = v == "1"
+    elif k == "bs": pass  # bench batch sizes, read below
     else: raise SystemExit(f"unknown extra {k}")
 print("RUN", tag, json.dumps(kw), flush=True)
 from vllm import LLM, SamplingParams
@@ -38,8 +40,13 @@ if bench:
         t = time.perf_counter(); o = llm.generate(ps, sp, use_tqdm=False); dt = time.perf_counter() - t
         return dt, sum(len(x.outputs[0].token_ids) for x in o)
     gen(4, 128, 16)
+    sizes = [int(x) for item in extra.split("/") if item.startswith("bs=") for x in item[3:].split(",")]
+    by_size = {}
+    for b in sizes:  # extra batches of b x 1024 -> 128 tokens (bs=32,128): throughput at other concurrencies
+        dtb, nb = gen(b, 1024, 128)
+        by_size[f"batch{b}_out_tok_s"] = round(nb / dtb, 1); by_size[f"batch{b}_s"] = round(dtb, 3)
     dt, n = gen(64, 1024, 128)
     t1, _ = gen(1, 1024, 1); t257, _ = gen(1, 1024, 257)
     res = {"batch64_out_tok_s": round(n / dt, 1), "batch64_s": round(dt, 3), "single_ttft_s": round(t1, 4),
-           "single_decode_tok_s": round(256 / max(t257 - t1, 1e-9), 1), "smi_after": smi()}
+           "single_decode_tok_s": round(256 / max(t257 - t1, 1e-9), 1), **by_size, "smi_after": smi()}
     print("RESULT", tag, json.dumps(res), flush=True)
