@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass
+from itertools import accumulate
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -77,19 +77,30 @@ class StageGroup:
     last: bool
 
 
-def stage_groups(index: tuple[int, ...], pp: int) -> tuple[StageGroup, ...]:
+def stage_groups(index: tuple[int, ...], pp: int, cache: dict | None = None) -> tuple[StageGroup, ...]:
     """The stages of a `pp`-way split (pp_layer_split) of layers whose distinct shapes are `index`, grouped; in
-    the order of each group's first rank."""
+    the order of each group's first rank. `cache`: a dict kept across the PP sizes of one search."""
+    cache = {} if cache is None else cache
+    if ("stage_groups", pp) in cache:
+        return cache[("stage_groups", pp)]
+    if ("shape_prefix",) not in cache:
+        # how many layers of each shape come before layer i, for every i: a stage's counts are two lookups a shape
+        cache[("shape_prefix",)] = tuple(tuple(accumulate((i == shape for i in index), initial=0))
+                                         for shape in range(max(index, default=-1) + 1))
+    prefix = cache[("shape_prefix",)]
     groups: dict[tuple, tuple[list[int], list[range]]] = {}
     start = 0
     for rank, n in enumerate(pp_layer_split(len(index), pp)):
-        key = (tuple(sorted(Counter(index[start:start + n]).items())), rank == 0, rank == pp - 1)
-        ranks, ranges = groups.setdefault(key, ([], []))
+        end = start + n
+        counts = tuple((shape, k) for shape, before in enumerate(prefix) if (k := before[end] - before[start]))
+        ranks, ranges = groups.setdefault((counts, rank == 0, rank == pp - 1), ([], []))
         ranks.append(rank)
-        ranges.append(range(start, start + n))
-        start += n
-    return tuple(StageGroup(ranks=tuple(ranks), layers=tuple(ranges), counts=counts, first=first, last=last)
-                 for (counts, first, last), (ranks, ranges) in groups.items())
+        ranges.append(range(start, end))
+        start = end
+    cache[("stage_groups", pp)] = out = tuple(
+        StageGroup(ranks=tuple(ranks), layers=tuple(ranges), counts=counts, first=first, last=last)
+        for (counts, first, last), (ranks, ranges) in groups.items())
+    return out
 
 
 def enumerate_layouts(num_gpus: int, *, is_moe: bool, max_tp: int | None = None) -> tuple[Layout, ...]:

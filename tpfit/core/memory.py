@@ -330,7 +330,7 @@ def make_memory_plan(spec: ModelSpec, layout: Layout, cluster: Cluster, engine: 
     if stages is None:
         per_shape = layer_bytes(spec, layout)
         stages = tuple((group, group_weight_bytes(spec, layout.tp, group, per_shape))
-                       for group in stage_groups(distinct_layers(spec.layers)[0], layout.pp))
+                       for group in stage_groups(distinct_layers(spec.layers)[0], layout.pp, cache))
     gpus: list[GpuMemory | None] = [None] * layout.pp
     mm = memory_model
     nt, pre = non_torch_bytes(layout, sem, mm), pre_snapshot_bytes(layout, mm, moe=spec.is_moe)
@@ -339,11 +339,12 @@ def make_memory_plan(spec: ModelSpec, layout: Layout, cluster: Cluster, engine: 
     cache = {} if cache is None else cache
     for group, weight in stages:
         layers = group.layers[0]
-        key = (layout.tp, layout.dp, layout.enable_expert_parallel, tuple(s for s, _ in group.counts), group.last, batch)
+        key = ("activation", layout.tp, layout.dp, layout.enable_expert_parallel, tuple(s for s, _ in group.counts),
+               group.last, batch)
         if key not in cache:
             cache[key] = activation_bytes(spec, layout, layers, last_stage=group.last, batch=batch, sem=sem, mm=mm)
         act = cache[key]
-        key = (layout.tp, len(layers))
+        key = ("cuda_graphs", layout.tp, len(layers))
         if key not in cache:
             cache[key] = cuda_graph_bytes(spec, layout, len(layers), engine, mm)
         cg = cache[key]
@@ -352,8 +353,10 @@ def make_memory_plan(spec: ModelSpec, layout: Layout, cluster: Cluster, engine: 
         else:
             kv = requested - weight - act - nt - (cg if graphs_in_budget else 0)
         blocks_of: dict[int, int] = {}
+        per_block = geometry.bytes_per_block(layers)
         for rank, rank_layers in zip(group.ranks, group.layers):
-            per_block = geometry.bytes_per_block(layers if one_kv_group else rank_layers)
+            if not one_kv_group:
+                per_block = geometry.bytes_per_block(rank_layers)
             if per_block not in blocks_of:
                 blocks_of[per_block] = max(kv, 0) // per_block if per_block else 0
             gpus[rank] = GpuMemory(pp_rank=rank, total_bytes=total, requested_bytes=requested, weight_bytes=weight,

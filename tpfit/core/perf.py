@@ -16,6 +16,7 @@ vLLM runs; a measured GpuCalibration replaces the spec-sheet figures where there
 from __future__ import annotations
 
 import math
+from operator import mul
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -377,15 +378,13 @@ def _stage_kinds(spec: ModelSpec, layout: Layout, kv_bytes: int, cache: dict | N
             # one object per value: stages whose layers cost alike are then alike by identity (see below)
             cache[key] = cache.setdefault(("cost", cost), cost)
         costs.append(cache[key])
-    if ("groups", layout.pp) not in cache:
-        cache[("groups", layout.pp)] = stage_groups(index, layout.pp)
     vocab_rank = padded_vocab(spec.vocab_size) // tp
     q = spec.quant
     # the embedding is a lookup (a few rows read); the lm_head is a full GEMV every step
     lm_head = (linear_bytes(vocab_rank, spec.hidden_size, spec.dtype_bytes, q) if q and q.lm_head_quantized
                else allocated_bytes(vocab_rank * spec.hidden_size * spec.dtype_bytes))
     alike: dict[tuple, list] = {}
-    for group in cache[("groups", layout.pp)]:
+    for group in stage_groups(index, layout.pp, cache):
         layers = tuple((costs[i], k) for i, k in group.counts)
         key = (tuple((id(c), k) for c, k in layers), group.last)  # equal costs are one object (above)
         if key in alike:
@@ -413,18 +412,18 @@ def _gemm_flops_per_s(spec: ModelSpec, speed: GpuSpeed) -> float:
     return speed.bf16_flops_per_s
 
 
-def _stage_steps(stages: list[_Stage], *, decode: float, prefill: float, context: float, prefill_context: float,
+def _stage_steps(stages: list[_Stage], decode: float, prefill: float, context: float, prefill_context: float,
                  speed: GpuSpeed, flops_per_s: float, tp_cost: CollectiveCost | None,
-                 moe_cost: CollectiveCost | None, hidden: int) -> list[tuple[float, float, float]]:
-    """Each stage's share of a step, (memory s, compute s, communication s): `decode` requests at mean `context`
-    tokens, plus `prefill` prompt tokens attending to `prefill_context` tokens on average. A layer shape's terms
-    are worked out once for all the stages that hold it."""
+                 moe_cost: CollectiveCost | None, hidden: int) -> tuple[list[float], list[float], list[float]]:
+    """Each stage's share of a step: its memory, compute and communication seconds, for `decode` requests at mean
+    `context` tokens plus `prefill` prompt tokens attending to `prefill_context` tokens on average. A layer
+    shape's terms are worked out once for all the stages that hold it."""
     tokens = decode + prefill
     message = tokens * hidden * ACT_BYTES
     after_attention = tp_cost.time_s(message) if tp_cost is not None else None
     after_moe = moe_cost.time_s(message) if moe_cost is not None else None
     terms: dict[int, tuple] = {}
-    out = []
+    memory_s, compute_s, comm_s = [], [], []
     for stage in stages:
         read = stage.extra_bytes
         flops = FLOPS_PER_PARAM_PER_TOKEN * stage.extra_params * decode  # lm_head: only for sampled tokens
@@ -448,17 +447,18 @@ def _stage_steps(stages: list[_Stage], *, decode: float, prefill: float, context
                 comm += n * after_attention
             if after_mlp is not None:
                 comm += n * after_mlp  # after the MLP / MoE
-        out.append((read / speed.mem_bw_bytes_per_s, flops / flops_per_s, comm))
-    return out
+        memory_s.append(read / speed.mem_bw_bytes_per_s)
+        compute_s.append(flops / flops_per_s)
+        comm_s.append(comm)
+    return memory_s, compute_s, comm_s
 
 
 def _stage_step(stage: _Stage, *, decode: float, prefill: float, context: float, prefill_context: float,
                 speed: GpuSpeed, flops_per_s: float, tp_cost: CollectiveCost | None,
                 moe_cost: CollectiveCost | None, hidden: int) -> StepTerms:
     """One stage's share of a step (`_stage_steps` for one stage)."""
-    ((memory_s, compute_s, comm_s),) = _stage_steps(
-        [stage], decode=decode, prefill=prefill, context=context, prefill_context=prefill_context, speed=speed,
-        flops_per_s=flops_per_s, tp_cost=tp_cost, moe_cost=moe_cost, hidden=hidden)
+    (memory_s,), (compute_s,), (comm_s,) = _stage_steps([stage], decode, prefill, context, prefill_context, speed,
+                                                        flops_per_s, tp_cost, moe_cost, hidden)
     return StepTerms(memory_s=memory_s, compute_s=compute_s, communication_s=comm_s, overhead_s=0.0)
 
 
@@ -476,26 +476,21 @@ def make_speed(spec: ModelSpec, layout: Layout, memory: MemoryPlan, cluster: Clu
     """TTFT, TPOT and throughput of one accepted layout (its memory plan gives KV room and batch limits).
 
     `kv_bytes`: bytes of one cached K/V element (kv.kv_bytes_per_element; default the model dtype's).
-    `cache`: a dict kept across the layouts of one search (per-GPU layer costs depend on TP, PP and the expert
-    split only)."""
+    `cache`: a dict kept across the layouts of one search (one model, cluster, GPU speed and workload): per-GPU
+    layer costs depend on TP and the expert split only, stages on PP too, and layouts that differ only in their
+    number of DP replicas of a dense model often get the same answer."""
     isl, osl = workload.input_tokens, workload.output_tokens
     kv_bytes = kv_bytes or spec.dtype_bytes
-    key = (layout.tp, layout.pp, layout.moe_parallel_size if spec.is_moe else 1, layout.enable_expert_parallel)
     cache = {} if cache is None else cache
+    if ("is_moe",) not in cache:
+        cache[("is_moe",)] = spec.is_moe
+    is_moe = cache[("is_moe",)]
+    key = ("stages", layout.tp, layout.pp, layout.moe_parallel_size if is_moe else 1, layout.enable_expert_parallel)
     if key not in cache:
         # identical stages (the same layers, no lm_head) cost the same: each is worked out once
         kinds = _stage_kinds(spec, layout, kv_bytes, cache)
         cache[key] = ([stage for stage, _ in kinds], [len(ranks) for _, ranks in kinds])
     stages, counts = cache[key]
-    flops_per_s = _gemm_flops_per_s(spec, speed)
-    tp_link = link_kind(cluster, layout.tp)
-    tp_cost = collective_cost(speed, tp_link, layout.tp) if layout.tp > 1 else None
-    moe_world = layout.moe_parallel_size if spec.is_moe else layout.tp
-    moe_cost = collective_cost(speed, link_kind(cluster, moe_world), moe_world) if moe_world > 1 else tp_cost
-    hidden = spec.hidden_size
-    if layout.pp > 1:
-        across = layout.world_size > cluster.gpus_per_node  # vLLM puts TP within a node, PP across nodes
-        pp_cost = collective_cost(speed, LinkKind.NETWORK if across else link_kind(cluster, 2), 2)
 
     # requests per replica, and how many of them the KV cache holds at once: vLLM admits a request when its
     # prompt's blocks are free and preempts when the cache fills, so on average each holds prompt + half the answer
@@ -504,27 +499,46 @@ def make_speed(spec: ModelSpec, layout: Layout, memory: MemoryPlan, cluster: Clu
     kv_slots = (memory.kv_cache_tokens // memory.block_size) // blocks_per_request
     running = max(1, min(per_replica, kv_slots, memory.max_num_seqs))
     budget = memory.max_num_batched_tokens
+    # DP replicas of a dense model hold the same stages: their speed differs only where these do
+    served = min(workload.concurrency, layout.dp * running)
+    alike = (*key, per_replica, running, served, budget, memory.block_size)
+    if alike in cache:
+        return cache[alike]
+
+    def link(world: int, kind: LinkKind | None = None) -> CollectiveCost:
+        if ("link", world, kind) not in cache:
+            cache[("link", world, kind)] = collective_cost(speed, kind or link_kind(cluster, world), world)
+        return cache[("link", world, kind)]
+
+    flops_per_s = _gemm_flops_per_s(spec, speed)
+    tp_cost = link(layout.tp) if layout.tp > 1 else None
+    moe_world = layout.moe_parallel_size if is_moe else layout.tp
+    moe_cost = link(moe_world) if moe_world > 1 else tp_cost
+    hidden = spec.hidden_size
+    if layout.pp > 1:
+        across = layout.world_size > cluster.gpus_per_node  # vLLM puts TP within a node, PP across nodes
+        pp_cost = link(2, LinkKind.NETWORK) if across else link(2)
+    context, prefill_context = isl + osl / 2, isl / 2
+    overhead_s = speed.step_overhead_s + STEP_OVERHEAD_PER_RANK_S * (layout.world_size - 1)
 
     def step(decode: float, prefill: float) -> StepTerms:
         """A full token round for `decode` running requests: every stage once per micro-batch, in turn."""
         decode = max(decode, 0.0)
         micro = max(1, min(layout.pp, round(decode) or 1))
-        steps = _stage_steps(stages, decode=decode / micro, prefill=prefill / micro, context=isl + osl / 2,
-                             prefill_context=isl / 2, speed=speed, flops_per_s=flops_per_s, tp_cost=tp_cost,
-                             moe_cost=moe_cost, hidden=hidden)
+        memory_s, compute_s, comm_s = _stage_steps(stages, decode / micro, prefill / micro, context, prefill_context,
+                                                   speed, flops_per_s, tp_cost, moe_cost, hidden)
         handoff = 0.0
         if layout.pp > 1:
             handoff = (layout.pp - 1) * (PP_HANDOFF_LATENCY_S
                                          + (decode + prefill) / micro * hidden * ACT_BYTES / pp_cost.bytes_per_s)
         # a micro-batch passes every stage; with `micro` batches in flight the slowest stage is busy `micro` times
-        totals = [max(memory_s, compute_s) + comm_s for memory_s, compute_s, comm_s in steps]  # StepTerms.total_s
-        busy = sum(t * n for t, n in zip(totals, counts))
+        totals = [max(m, c) + x for m, c, x in zip(memory_s, compute_s, comm_s)]  # each StepTerms.total_s
+        busy = sum(map(mul, totals, counts))
         round_s = max(busy, micro * max(totals))
-        memory = sum(t[0] * n for t, n in zip(steps, counts))
-        compute = sum(t[1] * n for t, n in zip(steps, counts))
-        comm = sum(t[2] * n for t, n in zip(steps, counts)) + handoff
-        return StepTerms(memory_s=memory, compute_s=compute, communication_s=comm,
-                         overhead_s=speed.step_overhead_s + STEP_OVERHEAD_PER_RANK_S * (layout.world_size - 1),
+        memory = sum(map(mul, memory_s, counts))
+        compute = sum(map(mul, compute_s, counts))
+        comm = sum(map(mul, comm_s, counts)) + handoff
+        return StepTerms(memory_s=memory, compute_s=compute, communication_s=comm, overhead_s=overhead_s,
                          pipeline_s=round_s + handoff - max(memory, compute) - comm)
 
     # steady state: every running request needs one prompt per `osl` steps, so running / osl prompts arrive per
@@ -559,7 +573,8 @@ def make_speed(spec: ModelSpec, layout: Layout, memory: MemoryPlan, cluster: Clu
         ttft += waiting_s
         bound = Bound.QUEUE
     # replicas serve at most `concurrency` requests between them: one request keeps one replica busy
-    total = min(workload.concurrency, layout.dp * running) * osl / request_s
-    return Speed(ttft_s=ttft, tpot_s=tpot, request_output_tok_s=1 / tpot, total_output_tok_s=total,
-                 concurrency=workload.concurrency, running_per_replica=running, input_tokens=isl, output_tokens=osl,
-                 bound=bound, step=terms, calibration=speed.calibration)
+    total = served * osl / request_s
+    cache[alike] = out = Speed(ttft_s=ttft, tpot_s=tpot, request_output_tok_s=1 / tpot, total_output_tok_s=total,
+                               concurrency=workload.concurrency, running_per_replica=running, input_tokens=isl,
+                               output_tokens=osl, bound=bound, step=terms, calibration=speed.calibration)
+    return out

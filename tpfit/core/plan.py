@@ -167,12 +167,10 @@ def make_plan(model: ModelSpec, cluster: Cluster, workload: Workload | None = No
     layouts = layouts or enumerate_layouts(cluster.num_gpus, is_moe=is_moe)
     candidates = []
     speed_work = workload.speed_workload()
-    speed_cache: dict = {}
-    memory_cache: dict = {}
+    shared: dict = {}  # what layouts share, for the whole search: stage groups, activation peaks, layer costs
     geometries: dict[int, KVGeometry] = {}  # the KV layout depends on TP only
     kv_bytes = kv_bytes_per_element(spec, engine)
     index, _ = distinct_layers(spec.layers)
-    groups_of: dict[int, tuple[StageGroup, ...]] = {}  # alike stages, per PP size
     per_shape_of: dict[tuple, tuple[int, ...]] = {}  # bytes per layer shape depend on TP and the expert split
     extras: dict[tuple[int, bool, bool], int] = {}  # embedding, lm_head, rotary cache: per TP and stage end
     # DP replicas don't change a GPU's memory, except that MoE experts are split over TP x DP
@@ -188,13 +186,11 @@ def make_plan(model: ModelSpec, cluster: Cluster, workload: Workload | None = No
             stages: tuple[tuple[StageGroup, int], ...] = ()
             rank_weights: list[int] = []
             if pp <= spec.num_hidden_layers:
-                if pp not in groups_of:
-                    groups_of[pp] = stage_groups(index, pp)
                 if split not in per_shape_of:
                     per_shape_of[split] = layer_bytes(spec, layout)
                 per_shape = per_shape_of[split]
                 rank_weights = [0] * pp
-                for group in groups_of[pp]:
+                for group in stage_groups(index, pp, shared):
                     end = (tp, group.first, group.last)
                     if end not in extras:
                         extras[end] = stage_extra_bytes(spec, tp, first=group.first, last=group.last)
@@ -208,13 +204,13 @@ def make_plan(model: ModelSpec, cluster: Cluster, workload: Workload | None = No
                     geometries[tp] = make_kv_geometry(spec, tp=tp, kv_bytes=kv_bytes, block_size=engine.block_size)
                 memory = make_memory_plan(spec, layout, cluster, engine, sem, memory_model=memory_model,
                                           concurrency=per_replica, stages=stages, geometry=geometries[tp],
-                                          cache=memory_cache)
+                                          cache=shared)
                 if memory.verdict is Verdict.OVERFLOWS_AT_RUNTIME and engine.gpu_memory_utilization is None:
                     # the default budget leaves too little for what comes on top: plan the highest safe one
                     lower = make_memory_plan(spec, layout, cluster,
                                              replace(engine, gpu_memory_utilization=safe_utilization(memory)),
                                              sem, memory_model=memory_model, concurrency=per_replica,
-                                             stages=stages, geometry=geometries[tp], cache=memory_cache)
+                                             stages=stages, geometry=geometries[tp], cache=shared)
                     if lower.verdict.serves:
                         memory = lower
             cache[key] = (tuple(rank_weights), memory)
@@ -226,7 +222,7 @@ def make_plan(model: ModelSpec, cluster: Cluster, workload: Workload | None = No
                 and cluster.gpu.mem_bw_bytes_per_s > 0):
             gpu_speed = gpu_speed or make_gpu_speed(cluster.gpu)
             speed = make_speed(spec, layout, memory, cluster, gpu_speed, speed_work, kv_bytes=kv_bytes,
-                               cache=speed_cache)
+                               cache=shared)
         candidates.append(Candidate(layout=layout, violations=violations, weight_bytes_per_gpu=per_gpu,
                                     memory=None if violations else memory, speed=speed))
     params = total_param_count(spec)

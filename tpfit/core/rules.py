@@ -251,39 +251,68 @@ def check_layout(spec: ModelSpec, layout: Layout, cluster: Cluster, engine: Engi
     return tuple(found)
 
 
-RULE_FACTORS: dict[Callable, Callable[[Layout], object]] = {
-    check_placement: lambda lay: (lay.num_gpus, lay.world_size),
-    check_heads: lambda lay: lay.tp,
-    check_vocab: lambda lay: lay.tp,
-    check_kv_heads: lambda lay: lay.tp,
-    check_mlp_split: lambda lay: (lay.tp, 1 if lay.enable_expert_parallel else lay.moe_parallel_size),
-    check_expert_parallel: lambda lay: lay.enable_expert_parallel,
-    check_pipeline: lambda lay: lay.pp,
-    check_quant_alignment: lambda lay: (lay.tp, 1 if lay.enable_expert_parallel else lay.moe_parallel_size),
+def _gpus(lay: Layout) -> tuple[int, int]:
+    return lay.num_gpus, lay.world_size
+
+
+def _tp(lay: Layout) -> int:
+    return lay.tp
+
+
+def _expert_split(lay: Layout) -> tuple[int, int]:
+    return lay.tp, 1 if lay.enable_expert_parallel else lay.moe_parallel_size
+
+
+def _ep(lay: Layout) -> bool:
+    return lay.enable_expert_parallel
+
+
+def _pp(lay: Layout) -> int:
+    return lay.pp
+
+
+def _tp_pp_dp(lay: Layout) -> tuple[int, int, int]:
+    return lay.tp, lay.pp, lay.dp  # what _tp_fix reads
+
+
+def _tp_pp_dp_experts(lay: Layout) -> tuple[int, int, int, int]:
+    return *_tp_pp_dp(lay), _expert_split(lay)[1]
+
+
+def _whole_layout(lay: Layout) -> Layout:
+    return lay
+
+
+RULE_FACTORS: dict[Callable, tuple[Callable[[Layout], object], Callable[[Layout], object]]] = {
+    check_placement: (_gpus, _whole_layout),
+    check_heads: (_tp, _tp_pp_dp),
+    check_vocab: (_tp, _tp_pp_dp),
+    check_kv_heads: (_tp, _tp_pp_dp),
+    check_mlp_split: (_expert_split, _tp_pp_dp_experts),
+    check_expert_parallel: (_ep, _ep),
+    check_pipeline: (_pp, _pp),
+    check_quant_alignment: (_expert_split, _expert_split),
 }
-"""What each layout rule's verdict (refuse or not) reads of the layout; its message may read more (a fix names
-the whole layout). `layout_checker` decides each rule once per value of these; a rule not listed here is run on
-every layout."""
-
-
-def _whole_layout(layout: Layout) -> Layout:
-    return layout
+"""What each layout rule reads of the layout: for its verdict (refuse or not), and for its message (a fix may
+name the PP and DP sizes). `layout_checker` decides each rule once per value of the first and writes each
+message once per value of the second; a rule not listed here is run on every layout."""
 
 
 def layout_checker(spec: ModelSpec, cluster: Cluster, engine: EngineArgs) -> Callable[[Layout], tuple[Violation, ...]]:
     """`check_layout` for the many layouts of one search, with the same answers: a rule's verdict is worked out
-    once per value of its RULE_FACTORS (a 64-GPU search has ~1500 layouts but 64 TP sizes), only the rules that
-    refuse run on the layout itself for their messages, and the model-wide checks run once."""
+    once per value of its RULE_FACTORS (a 64-GPU search has ~1500 layouts but 64 TP sizes), its message once per
+    value of what the message reads, and the model-wide checks once."""
     model_wide = (*check_gpu_support(spec, cluster, engine), *check_max_model_len(spec, engine))
     groups: dict[Callable[[Layout], object], list[Callable]] = {}
     for rule in LAYOUT_RULES:
-        groups.setdefault(RULE_FACTORS.get(rule, _whole_layout), []).append(rule)
-    plan = [(factors, tuple(rules), {}) for factors, rules in groups.items()]
+        groups.setdefault(RULE_FACTORS.get(rule, (_whole_layout,))[0], []).append(rule)
+    verdicts = [(factors, tuple(rules), {}) for factors, rules in groups.items()]
     order = {rule: i for i, rule in enumerate(LAYOUT_RULES)}
+    messages = {rule: (RULE_FACTORS.get(rule, (None, _whole_layout))[1], {}) for rule in LAYOUT_RULES}
 
     def check(layout: Layout) -> tuple[Violation, ...]:
         refusing: list[Callable] = []
-        for factors, rules, seen in plan:
+        for factors, rules, seen in verdicts:
             key = factors(layout)
             hit = seen.get(key)
             if hit is None:
@@ -292,6 +321,13 @@ def layout_checker(spec: ModelSpec, cluster: Cluster, engine: EngineArgs) -> Cal
         if not refusing:
             return model_wide
         refusing.sort(key=order.__getitem__)
-        return (*(v for rule in refusing for v in rule(spec, layout, cluster)), *model_wide)
+        found: list[Violation] = []
+        for rule in refusing:
+            reads, written = messages[rule]
+            key = reads(layout)
+            if key not in written:
+                written[key] = rule(spec, layout, cluster)
+            found.extend(written[key])
+        return (*found, *model_wide)
 
     return check
