@@ -86,9 +86,9 @@ def batch_defaults(cluster: Cluster, engine: EngineArgs, sem: Semantics, max_mod
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class GpuMemory:
-    """One GPU's share of vLLM's budget (all TP ranks of a pipeline stage are alike)."""
+    """One GPU's share of vLLM's budget (all TP ranks of a pipeline stage are alike). Its pipeline stage is its
+    place in `MemoryPlan.gpus`."""
 
-    pp_rank: int
     total_bytes: int
     requested_bytes: int
     weight_bytes: int
@@ -126,7 +126,7 @@ class MemoryPlan:
     """The KV cache a layout gets and what it holds."""
 
     gpus: tuple[GpuMemory, ...]
-    """One entry per pipeline stage."""
+    """One entry per pipeline stage, in rank order (stages alike share one value: DeepSeek-V3 at PP=61 has 4)."""
     block_size: int
     kv_bytes_per_token: int
     """KV bytes one token costs on the GPU that limits the cache (its layers only; groups padded as vLLM pads them)."""
@@ -175,10 +175,10 @@ class MemoryPlan:
             "reasons": list(self.reasons),
             "vllm_error": self.vllm_error,
             "per_stage": [
-                {"pp_rank": x.pp_rank, "weights_gib": gib(x.weight_bytes), "activation_gib": gib(x.activation_bytes),
+                {"pp_rank": rank, "weights_gib": gib(x.weight_bytes), "activation_gib": gib(x.activation_bytes),
                  "non_torch_gib": gib(x.non_torch_bytes), "cuda_graph_gib": gib(x.cuda_graph_bytes),
                  "kv_cache_gib": gib(x.kv_cache_bytes), "num_blocks": x.num_blocks, "free_gib": gib(x.free_bytes)}
-                for x in self.gpus
+                for rank, x in enumerate(self.gpus)
             ],
         }
 
@@ -352,17 +352,18 @@ def make_memory_plan(spec: ModelSpec, layout: Layout, cluster: Cluster, engine: 
             kv = engine.kv_cache_memory_bytes
         else:
             kv = requested - weight - act - nt - (cg if graphs_in_budget else 0)
-        blocks_of: dict[int, int] = {}
+        alike: dict[int, GpuMemory] = {}  # by bytes per block (the same for all of a group's stages but hybrids')
         per_block = geometry.bytes_per_block(layers)
         for rank, rank_layers in zip(group.ranks, group.layers):
             if not one_kv_group:
                 per_block = geometry.bytes_per_block(rank_layers)
-            if per_block not in blocks_of:
-                blocks_of[per_block] = max(kv, 0) // per_block if per_block else 0
-            gpus[rank] = GpuMemory(pp_rank=rank, total_bytes=total, requested_bytes=requested, weight_bytes=weight,
-                                   activation_bytes=act, non_torch_bytes=nt, cuda_graph_bytes=cg,
-                                   pre_snapshot_bytes=pre, kv_cache_bytes=kv, bytes_per_block=per_block,
-                                   num_blocks=blocks_of[per_block], cuda_graph_bytes_in_budget=graphs_in_budget)
+            if per_block not in alike:
+                alike[per_block] = GpuMemory(
+                    total_bytes=total, requested_bytes=requested, weight_bytes=weight, activation_bytes=act,
+                    non_torch_bytes=nt, cuda_graph_bytes=cg, pre_snapshot_bytes=pre, kv_cache_bytes=kv,
+                    bytes_per_block=per_block, num_blocks=max(kv, 0) // per_block if per_block else 0,
+                    cuda_graph_bytes_in_budget=graphs_in_budget)
+            gpus[rank] = alike[per_block]
     return _verdict(tuple(gpus), geometry, spec, layout, cluster, engine, sem, batch, max_len, util, concurrency)
 
 

@@ -174,7 +174,7 @@ def make_plan(model: ModelSpec, cluster: Cluster, workload: Workload | None = No
     per_shape_of: dict[tuple, tuple[int, ...]] = {}  # bytes per layer shape depend on TP and the expert split
     extras: dict[tuple[int, bool, bool], int] = {}  # embedding, lm_head, rotary cache: per TP and stage end
     # DP replicas don't change a GPU's memory, except that MoE experts are split over TP x DP
-    cache: dict[tuple, tuple[tuple[int, ...], MemoryPlan | None]] = {}
+    cache: dict[tuple, tuple[tuple[int, ...], MemoryPlan | None]] = {}  # per-GPU weights of one replica, memory
     check_layout = layout_checker(spec, cluster, engine)
     for layout in layouts:
         violations = check_layout(layout)
@@ -213,9 +213,10 @@ def make_plan(model: ModelSpec, cluster: Cluster, workload: Workload | None = No
                                              stages=stages, geometry=geometries[tp], cache=shared)
                     if lower.verdict.serves:
                         memory = lower
-            cache[key] = (tuple(rank_weights), memory)
-        rank_weights, memory = cache[key]
-        per_gpu = (rank_weights if tp == 1 else tuple(chain.from_iterable(repeat(w, tp) for w in rank_weights))) * layout.dp
+            replica = tuple(rank_weights) if tp == 1 else tuple(chain.from_iterable(repeat(w, tp) for w in rank_weights))
+            cache[key] = (replica, memory)
+        replica, memory = cache[key]
+        per_gpu = replica * layout.dp
         speed = None
         # no speed without the GPU's bandwidth: a CPU, or a GPU given only by its size (--gpus 2x24GB)
         if (not violations and memory is not None and memory.verdict.serves and cluster.gpu.vendor != "CPU"

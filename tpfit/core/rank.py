@@ -41,11 +41,13 @@ def pick_best(cluster: Cluster, candidates: tuple[Candidate, ...], workload: Wor
     by a rule, refused at start, or out of memory at its first requests): `Plan.best` is then None.
 
     Among the best by the objective, predicted speeds within SPEED_TIE count as equal: the simpler layout wins."""
-    ranked = [i for i in rank_accepted(cluster, candidates, workload) if candidates[i].memory.verdict.serves]
+    scores = {i: _score(cluster, c, workload) for i, c in enumerate(candidates)
+              if c.accepted and c.memory and c.memory.verdict.serves}
+    ranked = sorted(scores, key=scores.__getitem__)  # as rank_accepted, less the layouts that don't serve
     if not ranked or candidates[ranked[0]].speed is None:
         return ranked[0] if ranked else None
-    scores = {i: _score(cluster, candidates[i], workload) for i in ranked}
     top = scores[ranked[0]]
     tied = [i for i in ranked if scores[i][:3] == top[:3]
             and abs(top[3]) / (1 + SPEED_TIE) <= abs(scores[i][3]) <= abs(top[3]) * (1 + SPEED_TIE)]
-    return min(tied, key=lambda i: (candidates[i].layout.pp, candidates[i].layout.tp, ranked.index(i)))
+    place = {i: n for n, i in enumerate(tied)}
+    return min(tied, key=lambda i: (candidates[i].layout.pp, candidates[i].layout.tp, place[i]))

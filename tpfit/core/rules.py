@@ -271,12 +271,14 @@ def _pp(lay: Layout) -> int:
     return lay.pp
 
 
-def _tp_pp_dp(lay: Layout) -> tuple[int, int, int]:
-    return lay.tp, lay.pp, lay.dp  # what _tp_fix reads
+def _tp_fix_reads(lay: Layout) -> tuple[int, bool, int]:
+    """What `_tp_fix` reads: TP, whether PP is 1 (then it offers PP = TP), and the stages x replicas that a
+    smaller TP leaves GPUs free for (PP x DP)."""
+    return lay.tp, lay.pp == 1, lay.pp * lay.dp
 
 
-def _tp_pp_dp_experts(lay: Layout) -> tuple[int, int, int, int]:
-    return *_tp_pp_dp(lay), _expert_split(lay)[1]
+def _tp_fix_and_experts(lay: Layout) -> tuple[int, bool, int, int]:
+    return *_tp_fix_reads(lay), _expert_split(lay)[1]
 
 
 def _whole_layout(lay: Layout) -> Layout:
@@ -285,10 +287,10 @@ def _whole_layout(lay: Layout) -> Layout:
 
 RULE_FACTORS: dict[Callable, tuple[Callable[[Layout], object], Callable[[Layout], object]]] = {
     check_placement: (_gpus, _whole_layout),
-    check_heads: (_tp, _tp_pp_dp),
-    check_vocab: (_tp, _tp_pp_dp),
-    check_kv_heads: (_tp, _tp_pp_dp),
-    check_mlp_split: (_expert_split, _tp_pp_dp_experts),
+    check_heads: (_tp, _tp_fix_reads),
+    check_vocab: (_tp, _tp_fix_reads),
+    check_kv_heads: (_tp, _tp_fix_reads),
+    check_mlp_split: (_expert_split, _tp_fix_and_experts),
     check_expert_parallel: (_ep, _ep),
     check_pipeline: (_pp, _pp),
     check_quant_alignment: (_expert_split, _expert_split),

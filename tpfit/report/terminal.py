@@ -138,8 +138,8 @@ def render_plan(plan: Plan, console: Console, *, show_all: bool = False) -> None
     if best is not None:
         console.print()
         console.print(f"Per-GPU memory for {best.layout} (vLLM's accounting):")
-        for g in best.memory.gpus:
-            head = f"  stage {g.pp_rank} "
+        for rank, g in enumerate(best.memory.gpus):
+            head = f"  stage {rank} "
             tail = f" {format_gib(g.kv_cache_bytes)} GiB KV, {format_gib(g.free_bytes)} GiB free"
             # a narrow terminal gets a shorter bar, not a figure wrapped onto the next line
             width = max(MIN_BAR_WIDTH, min(BAR_WIDTH, console.width - len(head) - len(tail)))
