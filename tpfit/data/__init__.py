@@ -1,20 +1,27 @@
-"""Package data: the GPU catalog, the bundled model facts, the fitted memory model (read here, at the edge)."""
+"""Package data: the GPU catalog, the bundled model facts, the fitted memory model (read here, at the edge).
+
+The files are read as plain files beside this module (tpfit installs as files, never zipped): importlib.resources
+would add its imports (zipfile, tempfile, ...) to every `tpfit plan` start for no gain.
+"""
 
 from __future__ import annotations
 
 import json
 from functools import lru_cache
-from importlib import resources
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from tpfit.core.memory_model import MemoryModel
 
+DATA_DIR = Path(__file__).parent
+"""The folder holding tpfit's data files (gpus.json, models.json, calibration/, ...)."""
+
 
 @lru_cache(maxsize=None)
 def load_data(name: str) -> dict:
     """One JSON file of this package, read once."""
-    return json.loads(resources.files(__name__).joinpath(name).read_text())
+    return json.loads((DATA_DIR / name).read_text(encoding="utf-8"))
 
 
 @lru_cache(maxsize=1)

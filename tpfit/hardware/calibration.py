@@ -11,10 +11,10 @@ import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
 
+from tpfit.data import DATA_DIR
 from tpfit.errors import SourceError, UsageError
 
 SCHEMA_VERSION = 1
@@ -199,12 +199,11 @@ def read_calibrations(directory: Path) -> tuple[GpuCalibration, ...]:
 
 def builtin_calibrations() -> tuple[GpuCalibration, ...]:
     """The calibrations shipped in tpfit/data/calibration/, measured with `tpfit calibrate` on lent GPUs."""
-    folder = resources.files("tpfit.data").joinpath("calibration")
+    folder = DATA_DIR / "calibration"
     if not folder.is_dir():
         return ()
-    files = sorted((f for f in folder.iterdir() if f.name.endswith(".json")), key=lambda f: f.name)
     return tuple(GpuCalibration.from_dict(json.loads(f.read_text()), where=f"tpfit/data/calibration/{f.name}")
-                 for f in files)
+                 for f in sorted(folder.glob("*.json")))
 
 
 def find_calibration(gpu_id: str, directory: Path | None = None) -> GpuCalibration | None:

@@ -13,13 +13,14 @@ _HF_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
 def load_model(name: str, *, revision: str | None = None) -> ModelSpec:
-    """Resolve MODEL as tpfit's CLI does: existing path, then bundled catalog, then the Hub."""
-    from tpfit.model.folder import load_folder
-
+    """Resolve MODEL as tpfit's CLI does: existing path, then bundled catalog, then the Hub (each source's module is
+    imported only when MODEL is of its kind, so a bundled model starts without the folder and Hub readers)."""
     if not name or not name.strip():
         raise SourceError("no model given; use a bundled name such as llama-3.1-70b, a folder, or owner/name")
     path = Path(name).expanduser()
     if path.exists():
+        from tpfit.model.folder import load_folder
+
         return load_folder(path)
     spec = find_in_catalog(name)
     if spec is not None:
