@@ -74,6 +74,8 @@ class MLASpec:
     qk_nope_head_dim: int
     qk_rope_head_dim: int
     v_head_dim: int
+    index_head_dim: int = 0
+    """DeepSeek-V4: width of the lightning indexer's keys, cached on its ratio-4 layers (0: no indexer)."""
 
     @property
     def kv_head_size(self) -> int:
@@ -113,7 +115,11 @@ class LayerSpec:
     num_key_value_heads: int = 0
     head_dim: int = 0
     window_tokens: int = 0
-    """Sliding-window or chunk length for "sliding"/"chunked" layers, else 0."""
+    """Sliding-window or chunk length for "sliding"/"chunked" layers (DeepSeek-V4: its MLA layers' sliding-window
+    cache), else 0."""
+    compress_ratio: int = 0
+    """DeepSeek-V4's compressed MLA: the layer caches one latent per this many tokens beside its sliding window
+    (4 or 128; 1: the sliding window only); 0 for every other attention."""
     qkv_bias: bool = False
     o_bias: bool = False
     gated_attention: bool = False
