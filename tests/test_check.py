@@ -421,3 +421,11 @@ def test_cli_stdin_fix_is_a_filter_and_url_options_need_url():
     assert r.stdout.startswith("docker run --gpus all") and "--ipc=host vllm/vllm-openai:v0.33.0" in r.stdout
     bad = run_cli(str(CORPUS / "docs-quickstart.sh"), "--tp", "2")
     assert bad.returncode == 2 and "--url" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_a_probe_period_below_one_second_is_named():
+    # found by the hostile-structure property test: periodSeconds 0 divided the probe budget by zero
+    text = (CORPUS / "docs-k8s-deployment.yaml").read_text()
+    bad = text.replace("periodSeconds: ", "periodSeconds: 0 #", 1)
+    with pytest.raises(UsageError, match=r"Probe\.periodSeconds 0: must be at least 1"):
+        read_deployment(bad.encode(), "d.yaml")

@@ -154,6 +154,9 @@ def _probes(c, path: str) -> list[Probe]:
             except (TypeError, ValueError):
                 raise UsageError(f"{path}.{kind}Probe: periodSeconds, failureThreshold and initialDelaySeconds "
                                  "must be numbers") from None
+            if not 1 <= out[-1].period_s < float("inf"):  # Kubernetes: "Minimum value is 1"
+                raise UsageError(f"{path}.{kind}Probe.periodSeconds {num['periodSeconds']!r}: must be at least 1 "
+                                 "(seconds between probes)")
     return out
 
 
