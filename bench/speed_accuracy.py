@@ -212,7 +212,7 @@ def _plan(row: Measured):
 
 
 FITTED = ("MEM_BW_EFFICIENCY", "GEMM_EFFICIENCY", "STEP_OVERHEAD_S", "STEP_OVERHEAD_PER_RANK_S",
-          "REQUEST_OVERHEAD_S", "PROMPT_WAVES", "MOE_GEMM_EFFICIENCY", "MOE_BW_EFFICIENCY")
+          "REQUEST_OVERHEAD_S", "PROMPT_WAVES", "MOE_GEMM_EFFICIENCY", "MOE_BW_EFFICIENCY", "STEP_OVERHEAD_PER_SEQ_S")
 """The global constants --fit chooses (on the fit split only), by coordinate search over a log grid."""
 
 

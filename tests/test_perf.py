@@ -14,7 +14,9 @@ import pytest
 from tests.conftest import load_config
 from tpfit import EngineArgs, Workload, make_plan
 from tpfit.core.layout import Layout
-from tpfit.core.perf import SpeedWorkload, expert_coverage, link_kind, make_gpu_speed, make_speed
+from tpfit.core.perf import (
+    STEP_OVERHEAD_PER_SEQ_S, SpeedWorkload, expert_coverage, link_kind, make_gpu_speed, make_speed, moe_kernel,
+)
 from tpfit.core.recommend import summarize
 from tpfit.hardware.cluster import Cluster
 from tpfit.kinds import Bound, LinkKind, Objective
@@ -133,6 +135,44 @@ def test_moe_decode_reads_only_the_experts_the_batch_touches():
     weights_s = sum(plan.candidates[0].weight_bytes_per_gpu) / speed.mem_bw_bytes_per_s
     assert steps[0].memory_s < 0.25 * weights_s
     assert steps[1].memory_s > 0.9 * weights_s
+
+
+def _decode_step(config: str, gpus: str, layout: Layout, concurrency: int):
+    spec = load_config(config)
+    cluster = Cluster.parse(gpus)
+    plan = make_plan(spec, cluster, Workload(context=4096), EngineArgs(), layouts=(layout,))
+    return make_speed(plan.model, layout, plan.candidates[0].memory, cluster, make_gpu_speed(cluster.gpu),
+                      SpeedWorkload(input_tokens=16, output_tokens=4096, concurrency=concurrency)).step
+
+
+def test_block_fp8_experts_are_read_whatever_the_batch():
+    # Qwen3-235B-A22B-FP8 (128 x 128 FP8 blocks): the measured step does not shrink with the batch, so the model
+    # reads every local expert; the same model in bf16 reads only the experts the batch touches
+    fp8 = [_decode_step("Qwen--Qwen3-235B-A22B-FP8.json", "4xh200", Layout(tp=4), n) for n in (1, 16)]
+    bf16 = [_decode_step("Qwen--Qwen3-235B-A22B.json", "8xh200", Layout(tp=8), n) for n in (1, 16)]
+    assert fp8[1].memory_s == pytest.approx(fp8[0].memory_s, rel=0.05)  # the KV of 15 more requests only
+    assert bf16[1].memory_s > 4 * bf16[0].memory_s
+
+
+def test_mxfp4_experts_run_natively_on_blackwell():
+    spec = load_config("openai--gpt-oss-120b.json")
+    b200, h200 = (make_gpu_speed(Cluster.parse(g).gpu) for g in ("1xb200", "1xh200"))
+    assert b200.fp4 and not h200.fp4
+    native, unpacked = moe_kernel(spec, b200), moe_kernel(spec, h200)
+    assert native.bw_efficiency == 1.0 and native.flops_per_s == b200.fp8_flops_per_s
+    assert unpacked.bw_efficiency < 1.0 and unpacked.flops_per_s < h200.bf16_flops_per_s
+
+
+@pytest.mark.parametrize("tp", [1, 2, 4, 8])
+def test_padded_mxfp4_experts_leave_the_dense_part_positive(tp):
+    # gpt-oss pads each GPU's expert width to 256 (2880 / 8 = 360 -> 512): bytes padded, parameters not
+    step = _decode_step("openai--gpt-oss-120b.json", f"{tp}xh100", Layout(tp=tp), 64)
+    assert step.compute_s > 0 and step.memory_s > 0
+
+
+def test_step_overhead_grows_with_the_running_requests():
+    one, many = (_decode_step("meta-llama--Llama-3.1-8B.json", "1xh100", Layout(), n) for n in (1, 101))
+    assert many.overhead_s - one.overhead_s == pytest.approx(100 * STEP_OVERHEAD_PER_SEQ_S)
 
 
 def test_plan_json_carries_speed_for_every_served_layout():

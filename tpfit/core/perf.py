@@ -40,14 +40,19 @@ if TYPE_CHECKING:
 # Fitted by `python bench/speed_accuracy.py --fit` on the fit split it names (half of the real vLLM 0.12-0.19
 # serving rows published with NVIDIA's AIConfigurator, calibration/aiconfigurator-silicon: H100, H200, B200;
 # dense, FP8, MoE); accuracy is reported on the other half. Rounded to 2 digits.
-MEM_BW_EFFICIENCY = 0.65
+MEM_BW_EFFICIENCY = 0.70
 """Decode: achieved bytes/s over the spec-sheet HBM bandwidth (GEMV-like weight reads + paged-KV reads)."""
-GEMM_EFFICIENCY = 0.56
+GEMM_EFFICIENCY = 0.58
 """Prefill: achieved FLOP/s over the spec-sheet dense bf16/fp8 tensor-core peak (large GEMMs)."""
-STEP_OVERHEAD_S = 0.00054
+STEP_OVERHEAD_S = 0.0011
 """Per engine step: scheduling, input preparation, sampling, CUDA-graph launch, output processing (s)."""
-STEP_OVERHEAD_PER_RANK_S = 0.00024
+STEP_OVERHEAD_PER_SEQ_S = 10e-6
+"""Per step and per running request: the engine's CPU work that grows with the batch (scheduling, input
+preparation, sampling metadata, output processing and streaming of each request's token) (s)."""
+STEP_OVERHEAD_PER_RANK_S = 0.00015
 """Per step and per extra GPU of one engine: vLLM's multiprocess executor broadcasts each step to every rank (s)."""
+FP4_COMPUTE_CAPABILITY = 10.0
+"""Blackwell (SM100) and newer have FP4 tensor cores."""
 UNKNOWN_PEAK_FLOPS_PER_BYTE = 76
 """Where the catalog lacks a bf16 peak: FLOPs per byte of memory bandwidth of a like card (RTX 3090: 71 TFLOPS / 936 GB/s)."""
 REQUEST_OVERHEAD_S = 0.025
@@ -55,10 +60,13 @@ REQUEST_OVERHEAD_S = 0.025
 PROMPT_WAVES = 6.5
 """Waves of `concurrency` requests a measured run holds (a benchmark sends a few times its concurrency);
 the first wave's prompts queue behind each other, later ones barely do (see make_speed)."""
-MOE_GEMM_EFFICIENCY = 0.2
+MOE_GEMM_EFFICIENCY = 0.30
 """Routed-expert FLOPs run in grouped (fused-MoE) GEMMs at this fraction of the dense GEMM rate."""
-MOE_BW_EFFICIENCY = 0.86
+MOE_BW_EFFICIENCY = 0.92
 """Routed-expert weights are read by fused-MoE kernels at this fraction of the dense decode bandwidth."""
+"""Per MoE layer and step, besides the experts' bytes and FLOPs: routing (top-k), sorting tokens by expert
+(moe_align_block_size), the grouped GEMMs' small grids and the weighted sum: kernels of little work whose launch
+and tail cost time a dense MLP does not pay (s)."""
 
 # --- links (uncalibrated): time(n bytes) = latency_s + n / bytes_per_s for one all-reduce --------------------
 NVLINK_ALLREDUCE_LATENCY_S = 12e-6
@@ -115,6 +123,8 @@ class GpuSpeed:
     """Effective dense bf16 FLOP/s of prefill-sized GEMMs."""
     fp8_flops_per_s: float
     """Effective FP8 FLOP/s; 0 where the GPU has no FP8 tensor cores (FP8 weights then run as bf16 math)."""
+    fp4: bool = False
+    """FP4 tensor cores (compute capability 10+, Blackwell): vLLM runs MXFP4 experts natively there."""
     nvlink_bytes_per_s: float
     """Catalog NVLink GB/s per direction (0 = none)."""
     pcie_bytes_per_s: float
@@ -152,6 +162,7 @@ def make_gpu_speed(gpu: GpuSpec | None, calibration: GpuCalibration | None = Non
             bf16_flops_per_s=(gpu.bf16_flops_per_s or gpu.mem_bw_bytes_per_s * UNKNOWN_PEAK_FLOPS_PER_BYTE) * GEMM_EFFICIENCY,
             fp8_flops_per_s=gpu.fp8_flops_per_s * GEMM_EFFICIENCY if gpu.fp8_supported else 0.0,
             nvlink_bytes_per_s=gpu.nvlink_bytes_per_s, pcie_bytes_per_s=pcie, p2p=gpu.p2p, step_overhead_s=STEP_OVERHEAD_S,
+            fp4=(gpu.compute_capability or 0) >= FP4_COMPUTE_CAPABILITY,
             calibration="uncalibrated (spec sheet x default efficiencies)",
         )
     if calibration is None:
@@ -297,6 +308,40 @@ def expert_coverage(tokens: float, num_experts: int, experts_per_token: int) -> 
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class MoeKernel:
+    """How vLLM's fused-MoE kernel for this checkpoint on this GPU runs the routed experts."""
+
+    bw_efficiency: float
+    """Expert weights are read at this fraction of the dense decode bandwidth."""
+    flops_per_s: float
+    """Expert FLOPs run at this rate."""
+    reads_every_expert: bool
+    """Every expert this GPU holds is read each step, whatever the batch routes to (see moe_kernel)."""
+
+
+def moe_kernel(spec: ModelSpec, speed: GpuSpeed) -> MoeKernel:
+    """How vLLM's fused-MoE layer runs this checkpoint's experts on this GPU.
+
+    - MXFP4 experts (gpt-oss) on a GPU with FP4 tensor cores (Blackwell) run natively (FlashInfer's TRT-LLM MoE,
+      MXFP4 weights x MXFP8 activations): the dense bandwidth, the FP8 rate.
+    - Block-quantized FP8 experts (128 x 128 scales, DeepSeek-style checkpoints) read every expert each step:
+      Qwen3-235B-A22B-FP8's measured decode step does not shrink with the batch (TP=2 on H200: 55.8 ms at 4
+      running requests, where uniform routing touches 23 % of the experts, 51.6 ms at 20, 72 %), as a grouped GEMM
+      that visits each local expert (DeepGEMM / CUTLASS grouped layouts) does; vLLM 0.19 then moved its Triton
+      kernel to the front for TP on Hopper (fused_moe/oracle/fp8.py).
+    - Otherwise (Triton fused_moe; MXFP4 unpacked to bf16 in Triton's matmul_ogs on Hopper): the experts the
+      batch touches, read at MOE_BW_EFFICIENCY of the dense bandwidth, computed at MOE_GEMM_EFFICIENCY of the
+      dense rate.
+    """
+    dense = _gemm_flops_per_s(spec, speed)
+    q = spec.quant
+    if q and q.method == "mxfp4" and speed.fp4:
+        return MoeKernel(bw_efficiency=1.0, flops_per_s=speed.fp8_flops_per_s or dense, reads_every_expert=False)
+    return MoeKernel(bw_efficiency=MOE_BW_EFFICIENCY, flops_per_s=dense * MOE_GEMM_EFFICIENCY,
+                     reads_every_expert=bool(q and q.block_n and q.weight_bits == 8))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class _LayerCost:
     """One decoder layer on one GPU of a layout."""
 
@@ -331,12 +376,14 @@ def _layer_cost(layer: LayerSpec, spec: ModelSpec, unquantized: ModelSpec, layou
             experts, inter = cdiv(m.num_experts, group), m.moe_intermediate_size
         else:
             experts, inter = m.num_experts, m.moe_intermediate_size // group
+        # parameters as the unquantized layer counts them (params_total above); bytes as vLLM holds them, the
+        # mxfp4 kernels' padded width included (those zeros are read too)
+        expert_params = experts * 3 * inter * h
         q = spec.quant
         if q and q.method == "mxfp4":
             inter = round_up(inter, MXFP4_PAD)
         per_expert = (linear_bytes(2 * inter, h, b, q) + linear_bytes(h, inter, b, q)) if q else 3 * inter * h * b
         expert_bytes = experts * per_expert
-        expert_params = experts * 3 * inter * h
         # every token uses k experts of 3 x h x moe_inter parameters, spread over the MoE group's GPUs
         active = m.num_experts_per_tok * 3 * h * m.moe_intermediate_size // group
     kv = attention_page_bytes_per_token(layer, spec, tp, kv_bytes) if layer.attention.has_kv_cache else 0
@@ -414,7 +461,8 @@ def _gemm_flops_per_s(spec: ModelSpec, speed: GpuSpeed) -> float:
 
 def _stage_steps(stages: list[_Stage], decode: float, prefill: float, context: float, prefill_context: float,
                  speed: GpuSpeed, flops_per_s: float, tp_cost: CollectiveCost | None,
-                 moe_cost: CollectiveCost | None, hidden: int) -> tuple[list[float], list[float], list[float]]:
+                 moe_cost: CollectiveCost | None, hidden: int, moe: MoeKernel
+                 ) -> tuple[list[float], list[float], list[float]]:
     """Each stage's share of a step: its memory, compute and communication seconds, for `decode` requests at mean
     `context` tokens plus `prefill` prompt tokens attending to `prefill_context` tokens on average. A layer
     shape's terms are worked out once for all the stages that hold it."""
@@ -427,38 +475,41 @@ def _stage_steps(stages: list[_Stage], decode: float, prefill: float, context: f
     for stage in stages:
         read = stage.extra_bytes
         flops = FLOPS_PER_PARAM_PER_TOKEN * stage.extra_params * decode  # lm_head: only for sampled tokens
+        expert_flops = 0.0
         comm = 0.0
         for c, n in stage.layers:
             layer = terms.get(id(c))
             if layer is None:
-                cover = expert_coverage(tokens, c.num_experts, c.experts_per_token) if c.num_experts else 0.0
+                cover = 0.0
+                if c.num_experts:
+                    cover = 1.0 if moe.reads_every_expert else expert_coverage(tokens, c.num_experts, c.experts_per_token)
                 span = min(context, c.window_tokens) if c.window_tokens else context
                 pspan = min(prefill_context, c.window_tokens) if c.window_tokens else prefill_context
                 layer = terms[id(c)] = (
-                    c.dense_bytes + c.expert_bytes * cover / MOE_BW_EFFICIENCY + c.kv_bytes_per_token * span * decode,
-                    c.dense_params + c.active_expert_params / MOE_GEMM_EFFICIENCY,
+                    c.dense_bytes + c.expert_bytes * cover / moe.bw_efficiency + c.kv_bytes_per_token * span * decode,
                     span * decode + pspan * prefill,
                     after_moe if c.moe_allreduce else after_attention)
-            layer_bytes, params, attended, after_mlp = layer
+            layer_bytes, attended, after_mlp = layer
             read += n * layer_bytes
-            flops += n * FLOPS_PER_PARAM_PER_TOKEN * params * tokens
+            flops += n * FLOPS_PER_PARAM_PER_TOKEN * c.dense_params * tokens
+            expert_flops += n * FLOPS_PER_PARAM_PER_TOKEN * c.active_expert_params * tokens
             flops += n * 4 * c.attn_width * attended  # QK^T and PV
             if after_attention is not None:
                 comm += n * after_attention
             if after_mlp is not None:
                 comm += n * after_mlp  # after the MLP / MoE
         memory_s.append(read / speed.mem_bw_bytes_per_s)
-        compute_s.append(flops / flops_per_s)
+        compute_s.append(flops / flops_per_s + expert_flops / moe.flops_per_s)
         comm_s.append(comm)
     return memory_s, compute_s, comm_s
 
 
 def _stage_step(stage: _Stage, *, decode: float, prefill: float, context: float, prefill_context: float,
                 speed: GpuSpeed, flops_per_s: float, tp_cost: CollectiveCost | None,
-                moe_cost: CollectiveCost | None, hidden: int) -> StepTerms:
+                moe_cost: CollectiveCost | None, hidden: int, moe: MoeKernel) -> StepTerms:
     """One stage's share of a step (`_stage_steps` for one stage)."""
     (memory_s,), (compute_s,), (comm_s,) = _stage_steps([stage], decode, prefill, context, prefill_context, speed,
-                                                        flops_per_s, tp_cost, moe_cost, hidden)
+                                                        flops_per_s, tp_cost, moe_cost, hidden, moe)
     return StepTerms(memory_s=memory_s, compute_s=compute_s, communication_s=comm_s, overhead_s=0.0)
 
 
@@ -468,7 +519,8 @@ def single_stream_step(spec: ModelSpec, speed: GpuSpeed, *, context: float, kv_b
     that overhead back to the same terms, so a plan of that model and GPU reproduces the measured TPOT)."""
     (stage,) = _stages(spec, Layout(), kv_bytes or spec.dtype_bytes)
     return _stage_step(stage, decode=1.0, prefill=0.0, context=context, prefill_context=0.0, speed=speed,
-                       flops_per_s=_gemm_flops_per_s(spec, speed), tp_cost=None, moe_cost=None, hidden=spec.hidden_size)
+                       flops_per_s=_gemm_flops_per_s(spec, speed), tp_cost=None, moe_cost=None, hidden=spec.hidden_size,
+                       moe=moe_kernel(spec, speed))
 
 
 def make_speed(spec: ModelSpec, layout: Layout, memory: MemoryPlan, cluster: Cluster, speed: GpuSpeed,
@@ -511,6 +563,7 @@ def make_speed(spec: ModelSpec, layout: Layout, memory: MemoryPlan, cluster: Clu
         return cache[("link", world, kind)]
 
     flops_per_s = _gemm_flops_per_s(spec, speed)
+    moe = moe_kernel(spec, speed)
     tp_cost = link(layout.tp) if layout.tp > 1 else None
     moe_world = layout.moe_parallel_size if is_moe else layout.tp
     moe_cost = link(moe_world) if moe_world > 1 else tp_cost
@@ -526,7 +579,7 @@ def make_speed(spec: ModelSpec, layout: Layout, memory: MemoryPlan, cluster: Clu
         decode = max(decode, 0.0)
         micro = max(1, min(layout.pp, round(decode) or 1))
         memory_s, compute_s, comm_s = _stage_steps(stages, decode / micro, prefill / micro, context, prefill_context,
-                                                   speed, flops_per_s, tp_cost, moe_cost, hidden)
+                                                   speed, flops_per_s, tp_cost, moe_cost, hidden, moe)
         handoff = 0.0
         if layout.pp > 1:
             handoff = (layout.pp - 1) * (PP_HANDOFF_LATENCY_S
@@ -538,7 +591,8 @@ def make_speed(spec: ModelSpec, layout: Layout, memory: MemoryPlan, cluster: Clu
         memory = sum(map(mul, memory_s, counts))
         compute = sum(map(mul, compute_s, counts))
         comm = sum(map(mul, comm_s, counts)) + handoff
-        return StepTerms(memory_s=memory, compute_s=compute, communication_s=comm, overhead_s=overhead_s,
+        return StepTerms(memory_s=memory, compute_s=compute, communication_s=comm,
+                         overhead_s=overhead_s + STEP_OVERHEAD_PER_SEQ_S * decode,
                          pipeline_s=round_s + handoff - max(memory, compute) - comm)
 
     # steady state: every running request needs one prompt per `osl` steps, so running / osl prompts arrive per
