@@ -211,6 +211,38 @@ def test_deploy_from_plan_json_equals_in_process(tmp_path):
     assert body(a.stdout) == body(b.stdout)
 
 
+def test_deploy_takes_plans_workload_and_objective_options():
+    """2 x H100, Llama-3.1-8B, 128 requests of 4096 tokens: two replicas by throughput (within 5 % of TP=2,
+    simpler); with a TPOT target only TP=2 meets, TP=2. deploy, given the same options, deploys the same layout."""
+    base = ["llama-3.1-8b", "--gpus", "2xH100", "--context", "4096", "--concurrency", "128", "--input-tokens", "3840",
+            "--output-tokens", "256"]
+
+    def run(*args):
+        result = subprocess.run([sys.executable, "-m", "tpfit", *args], capture_output=True, text=True, cwd=ROOT,
+                                timeout=120)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    def layout(doc):
+        best = doc["candidates"][doc["recommended"]]["layout"]
+        return best["tp"], best["pp"], best["dp"]
+
+    default = json.loads(run("plan", *base, "--json"))
+    speeds = {(c["layout"]["tp"], c["layout"]["dp"]): c["speed"] for c in default["candidates"] if c.get("speed")}
+    assert layout(default) == (1, 1, 2)
+    tp2, dp2 = speeds[(2, 1)]["tpot_s"], speeds[(1, 2)]["tpot_s"]
+    assert tp2 < dp2
+    target = ["--objective", "latency", "--tpot", str((tp2 + dp2) / 2)]
+    targeted = json.loads(run("plan", *base, *target, "--json"))
+    assert layout(targeted) == (2, 1, 1)
+    for doc, extra in ((default, []), (targeted, target)):
+        argv = extract_vllm_flags(bash_argv(run("deploy", *base, *extra, "--format", "serve"), "vllm")[1:])
+        assert argv[:len(planned_flags(doc))] == planned_flags(doc)
+        tp, _, dp = layout(doc)
+        assert argv[argv.index("--tensor-parallel-size") + 1] == str(tp)
+        assert ("--data-parallel-size" in argv) == (dp > 1)
+
+
 @pytest.mark.parametrize("args,needle", [
     (["deploy", "llama-3.1-70b", "--gpus", "2xh100", "--format", "helm"], "--format helm"),
     (["deploy", "--format", "serve"], "MODEL"),

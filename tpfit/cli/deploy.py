@@ -11,11 +11,11 @@ import typer
 
 from tpfit.cli.monitoring import AlertLabelOpt, JobOpt, MonitoringOpt, ThresholdOpt, make_monitoring
 from tpfit.cli.options import (
-    ConcurrencyOpt, ContextOpt, DpOpt, EagerOpt, GmuOpt, GpusOpt, KvDtypeOpt, MaxModelLenOpt, PpOpt, QuantOpt,
-    SeqsOpt, TpOpt, VersionOpt,
+    ConcurrencyOpt, ContextOpt, DpOpt, EagerOpt, GmuOpt, GpusOpt, InputTokensOpt, KvDtypeOpt, MaxModelLenOpt,
+    ObjectiveOpt, OutputTokensOpt, PpOpt, QuantOpt, SeqsOpt, TpOpt, TpotOpt, TtftOpt, VersionOpt,
 )
 from tpfit.errors import UsageError
-from tpfit.kinds import KvCacheDtype
+from tpfit.kinds import KvCacheDtype, Objective
 from tpfit.vllm_facts import DEFAULT_CUDA, CudaBuild
 
 
@@ -45,13 +45,19 @@ def deploy(
     max_num_seqs: SeqsOpt = None,
     enforce_eager: EagerOpt = False,
     vllm_version: VersionOpt = None,
+    input_tokens: InputTokensOpt = None,
+    output_tokens: OutputTokensOpt = None,
+    objective: ObjectiveOpt = Objective.THROUGHPUT,
+    ttft: TtftOpt = None,
+    tpot: TpotOpt = None,
     monitoring: MonitoringOpt = False,
     job: JobOpt = None,
     threshold: ThresholdOpt = None,
     alert_label: AlertLabelOpt = None,
 ) -> None:
     """Deployment files for the recommended layout: vllm serve, docker run, compose, Kubernetes, Ray; its
-    Prometheus alerting rules and Grafana dashboard."""
+    Prometheus alerting rules and Grafana dashboard. The workload and objective options are plan's, so the layout
+    deployed (replicas included) is the one `tpfit plan` recommends for them."""
     import shlex
 
     from tpfit.deploy import checks
