@@ -61,7 +61,7 @@ def __getattr__(name: str):
     raise AttributeError(name)
 
 
-_BAD_CHOICE = re.compile(r"Invalid value for '(?P<flag>[^']+)'.*?: (?:Value error, )?'(?P<value>.*)' is not one of "
+_BAD_CHOICE = re.compile(r"Invalid value for '(?P<flag>[^']+)'.*?: '(?P<value>.*)' is not one of "
                          r"(?P<choices>.*)\.")
 
 
