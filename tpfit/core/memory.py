@@ -320,6 +320,10 @@ def make_memory_plan(spec: ModelSpec, layout: Layout, cluster: Cluster, engine: 
     `cache`: a dict kept across the layouts of one search (one model and engine, whatever the
     gpu_memory_utilization): a stage's activation peak depends on TP, DP, expert parallel and which layer shapes it
     holds, not on PP, and its CUDA graphs on TP and its number of layers."""
+    cache = {} if cache is None else cache
+    if ("model_wide",) not in cache:
+        cache[("model_wide",)] = spec.is_moe, cudagraphs_in_budget(spec, sem)
+    is_moe, graphs_in_budget = cache[("model_wide",)]
     max_len = engine.max_model_len or spec.max_model_len
     util = engine.gpu_memory_utilization or sem.default_gpu_memory_utilization
     total = cluster.gpu.cuda_total_bytes
@@ -333,10 +337,8 @@ def make_memory_plan(spec: ModelSpec, layout: Layout, cluster: Cluster, engine: 
                        for group in stage_groups(distinct_layers(spec.layers)[0], layout.pp, cache))
     gpus: list[GpuMemory | None] = [None] * layout.pp
     mm = memory_model
-    nt, pre = non_torch_bytes(layout, sem, mm), pre_snapshot_bytes(layout, mm, moe=spec.is_moe)
-    graphs_in_budget = cudagraphs_in_budget(spec, sem)
+    nt, pre = non_torch_bytes(layout, sem, mm), pre_snapshot_bytes(layout, mm, moe=is_moe)
     one_kv_group = len(geometry.groups) == 1  # then a stage's bytes per block follow from its layer counts
-    cache = {} if cache is None else cache
     for group, weight in stages:
         layers = group.layers[0]
         key = ("activation", layout.tp, layout.dp, layout.enable_expert_parallel, tuple(s for s, _ in group.counts),

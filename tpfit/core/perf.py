@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 from tpfit.core.kv import attention_page_bytes_per_token
 from tpfit.core.layout import Layout, stage_groups
 from tpfit.core.weights import (
-    MXFP4_PAD, allocated_bytes, distinct_layers, layer_weight_bytes, linear_bytes, padded_vocab,
+    MXFP4_PAD, allocated_bytes, distinct_layers, layer_bytes, layer_weight_bytes, linear_bytes, padded_vocab,
 )
 from tpfit.errors import UsageError
 from tpfit.kinds import Bound, LinkKind
@@ -364,9 +364,11 @@ class _LayerCost:
     moe_allreduce: bool
 
 
-def _layer_cost(layer: LayerSpec, spec: ModelSpec, unquantized: ModelSpec, layout: Layout, kv_bytes: int) -> _LayerCost:
+def _layer_cost(layer: LayerSpec, spec: ModelSpec, unquantized: ModelSpec, layout: Layout, kv_bytes: int,
+                total: int | None = None) -> _LayerCost:
+    """`total`: the layer's bytes on one GPU (layer_weight_bytes), where the caller has them."""
     h, b, tp = spec.hidden_size, spec.dtype_bytes, layout.tp
-    total = layer_weight_bytes(layer, spec, layout)
+    total = layer_weight_bytes(layer, spec, layout) if total is None else total
     params_total = layer_weight_bytes(layer, unquantized, layout) // b
     expert_bytes = expert_params = active = 0
     m = layer.moe
@@ -418,18 +420,22 @@ def _stage_kinds(spec: ModelSpec, layout: Layout, kv_bytes: int, cache: dict | N
         cache[("unquantized",)] = replace(spec, quant=None) if spec.quant else spec
     unquantized = cache[("unquantized",)]
     costs = []
+    per_shape = layer_bytes(spec, layout, cache)
     for i, layer in enumerate(distinct):
         key = ("cost", i, tp, layout.moe_parallel_size, layout.enable_expert_parallel) if layer.moe else ("cost", i, tp)
         if key not in cache:
-            cost = _layer_cost(layer, spec, unquantized, layout, kv_bytes)
+            cost = _layer_cost(layer, spec, unquantized, layout, kv_bytes, per_shape[i])
             # one object per value: stages whose layers cost alike are then alike by identity (see below)
             cache[key] = cache.setdefault(("cost", cost), cost)
         costs.append(cache[key])
     vocab_rank = padded_vocab(spec.vocab_size) // tp
-    q = spec.quant
-    # the embedding is a lookup (a few rows read); the lm_head is a full GEMV every step
-    lm_head = (linear_bytes(vocab_rank, spec.hidden_size, spec.dtype_bytes, q) if q and q.lm_head_quantized
-               else allocated_bytes(vocab_rank * spec.hidden_size * spec.dtype_bytes))
+    if ("lm_head", tp) not in cache:
+        q = spec.quant
+        # the embedding is a lookup (a few rows read); the lm_head is a full GEMV every step
+        cache[("lm_head", tp)] = (linear_bytes(vocab_rank, spec.hidden_size, spec.dtype_bytes, q)
+                                  if q and q.lm_head_quantized
+                                  else allocated_bytes(vocab_rank * spec.hidden_size * spec.dtype_bytes))
+    lm_head = cache[("lm_head", tp)]
     alike: dict[tuple, list] = {}
     for group in stage_groups(index, layout.pp, cache):
         layers = tuple((costs[i], k) for i, k in group.counts)
@@ -461,16 +467,17 @@ def _gemm_flops_per_s(spec: ModelSpec, speed: GpuSpeed) -> float:
 
 def _stage_steps(stages: list[_Stage], decode: float, prefill: float, context: float, prefill_context: float,
                  speed: GpuSpeed, flops_per_s: float, tp_cost: CollectiveCost | None,
-                 moe_cost: CollectiveCost | None, hidden: int, moe: MoeKernel
+                 moe_cost: CollectiveCost | None, hidden: int, moe: MoeKernel, memo: dict | None = None
                  ) -> tuple[list[float], list[float], list[float]]:
     """Each stage's share of a step: its memory, compute and communication seconds, for `decode` requests at mean
     `context` tokens plus `prefill` prompt tokens attending to `prefill_context` tokens on average. A layer
-    shape's terms are worked out once for all the stages that hold it."""
+    shape's terms are worked out once for all the stages that hold it (`memo`: make_speed's cache, where they are
+    kept for the other PP sizes of the same TP and expert split)."""
     tokens = decode + prefill
     message = tokens * hidden * ACT_BYTES
     after_attention = tp_cost.time_s(message) if tp_cost is not None else None
     after_moe = moe_cost.time_s(message) if moe_cost is not None else None
-    terms: dict[int, tuple] = {}
+    terms = {} if memo is None else memo
     memory_s, compute_s, comm_s = [], [], []
     for stage in stages:
         read = stage.extra_bytes
@@ -478,14 +485,15 @@ def _stage_steps(stages: list[_Stage], decode: float, prefill: float, context: f
         expert_flops = 0.0
         comm = 0.0
         for c, n in stage.layers:
-            layer = terms.get(id(c))
+            key = (id(c), decode, prefill, after_attention, after_moe)  # costs are kept alive by make_speed's cache
+            layer = terms.get(key)
             if layer is None:
                 cover = 0.0
                 if c.num_experts:
                     cover = 1.0 if moe.reads_every_expert else expert_coverage(tokens, c.num_experts, c.experts_per_token)
                 span = min(context, c.window_tokens) if c.window_tokens else context
                 pspan = min(prefill_context, c.window_tokens) if c.window_tokens else prefill_context
-                layer = terms[id(c)] = (
+                layer = terms[key] = (
                     c.dense_bytes + c.expert_bytes * cover / moe.bw_efficiency + c.kv_bytes_per_token * span * decode,
                     span * decode + pspan * prefill,
                     after_moe if c.moe_allreduce else after_attention)
@@ -579,7 +587,7 @@ def make_speed(spec: ModelSpec, layout: Layout, memory: MemoryPlan, cluster: Clu
         decode = max(decode, 0.0)
         micro = max(1, min(layout.pp, round(decode) or 1))
         memory_s, compute_s, comm_s = _stage_steps(stages, decode / micro, prefill / micro, context, prefill_context,
-                                                   speed, flops_per_s, tp_cost, moe_cost, hidden, moe)
+                                                   speed, flops_per_s, tp_cost, moe_cost, hidden, moe, cache)
         handoff = 0.0
         if layout.pp > 1:
             handoff = (layout.pp - 1) * (PP_HANDOFF_LATENCY_S

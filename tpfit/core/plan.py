@@ -171,7 +171,6 @@ def make_plan(model: ModelSpec, cluster: Cluster, workload: Workload | None = No
     geometries: dict[int, KVGeometry] = {}  # the KV layout depends on TP only
     kv_bytes = kv_bytes_per_element(spec, engine)
     index, _ = distinct_layers(spec.layers)
-    per_shape_of: dict[tuple, tuple[int, ...]] = {}  # bytes per layer shape depend on TP and the expert split
     extras: dict[tuple[int, bool, bool], int] = {}  # embedding, lm_head, rotary cache: per TP and stage end
     # DP replicas don't change a GPU's memory, except that MoE experts are split over TP x DP
     cache: dict[tuple, tuple[tuple[int, ...], MemoryPlan | None]] = {}  # per-GPU weights of one replica, memory
@@ -186,9 +185,7 @@ def make_plan(model: ModelSpec, cluster: Cluster, workload: Workload | None = No
             stages: tuple[tuple[StageGroup, int], ...] = ()
             rank_weights: list[int] = []
             if pp <= spec.num_hidden_layers:
-                if split not in per_shape_of:
-                    per_shape_of[split] = layer_bytes(spec, layout)
-                per_shape = per_shape_of[split]
+                per_shape = layer_bytes(spec, layout, shared)
                 rank_weights = [0] * pp
                 for group in stage_groups(index, pp, shared):
                     end = (tp, group.first, group.last)

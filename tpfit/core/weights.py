@@ -172,10 +172,19 @@ def layer_weight_bytes(layer: LayerSpec, spec: ModelSpec, layout: Layout) -> int
     return _attention_bytes(layer, spec, layout.tp, lin_q) + mlp + layer.norm_vectors * spec.hidden_size * b
 
 
-def layer_bytes(spec: ModelSpec, layout: Layout) -> tuple[int, ...]:
+def layer_bytes(spec: ModelSpec, layout: Layout, cache: dict | None = None) -> tuple[int, ...]:
     """Bytes of one layer of each distinct shape (distinct_layers' order) on one GPU. It depends on TP and the
-    expert split only, so a search works it out once for all PP sizes."""
-    return tuple(layer_weight_bytes(layer, spec, layout) for layer in distinct_layers(spec.layers)[1])
+    expert split only: `cache`, a dict kept across the layouts of one search, holds it for all PP sizes (and, for
+    a dense model, all DP sizes)."""
+    distinct = distinct_layers(spec.layers)[1]
+    moe = any(layer.moe for layer in distinct)
+    key = ("layer_bytes", layout.tp, layout.moe_parallel_size if moe else 1, layout.enable_expert_parallel)
+    if cache is None or key not in cache:
+        out = tuple(layer_weight_bytes(layer, spec, layout) for layer in distinct)
+        if cache is None:
+            return out
+        cache[key] = out
+    return cache[key]
 
 
 def stage_extra_bytes(spec: ModelSpec, tp: int, *, first: bool, last: bool) -> int:
