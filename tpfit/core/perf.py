@@ -139,7 +139,7 @@ class GpuSpeed:
 
 MODEL_OF_MICROBENCH = 0.85
 """A whole model step reaches this fraction of a calibration's micro-benchmarks (a large copy, one GEMM shape):
-the fitted MEM_BW_EFFICIENCY / GEMM_EFFICIENCY (0.65, 0.56 of spec) over what such benchmarks reach on
+the fitted MEM_BW_EFFICIENCY / GEMM_EFFICIENCY (0.70, 0.58 of spec) over what such benchmarks reach on
 H100 (~0.8 and ~0.7 of spec). An estimate until built-in calibrations and real runs pin it."""
 
 
@@ -529,6 +529,24 @@ def single_stream_step(spec: ModelSpec, speed: GpuSpeed, *, context: float, kv_b
     return _stage_step(stage, decode=1.0, prefill=0.0, context=context, prefill_context=0.0, speed=speed,
                        flops_per_s=_gemm_flops_per_s(spec, speed), tp_cost=None, moe_cost=None, hidden=spec.hidden_size,
                        moe=moe_kernel(spec, speed))
+
+
+def physical_floor_s(spec: ModelSpec, layout: Layout, gpu: GpuSpec, *, decode: float, prefill: float,
+                     context: float, prefill_context: float) -> tuple[float, float]:
+    """(seconds to read, seconds to compute) one step on each GPU of one replica at the spec sheet's peaks: no
+    efficiency, the fewest experts uniform routing touches, no overhead or communication. No real step can be
+    faster; bench/speed_accuracy.py flags measured rows below it as inconsistent with their stated workload."""
+    peak = GpuSpeed(gpu_id=gpu.id, mem_bw_bytes_per_s=gpu.mem_bw_bytes_per_s,
+                    bf16_flops_per_s=gpu.bf16_flops_per_s or gpu.mem_bw_bytes_per_s * UNKNOWN_PEAK_FLOPS_PER_BYTE,
+                    fp8_flops_per_s=gpu.fp8_flops_per_s if gpu.fp8_supported else 0.0, nvlink_bytes_per_s=0.0,
+                    pcie_bytes_per_s=0.0, p2p=False)
+    rate = _gemm_flops_per_s(spec, peak)
+    fp4 = 2 if spec.quant and spec.quant.method == "mxfp4" else 1  # FP4 tensor cores: at most twice FP8's rate
+    stages = list(_stages(spec, layout, spec.dtype_bytes))
+    memory_s, compute_s, _ = _stage_steps(stages, decode, prefill, context, prefill_context, peak, rate, None, None,
+                                          spec.hidden_size, MoeKernel(bw_efficiency=1.0, flops_per_s=rate * fp4,
+                                                                      reads_every_expert=False))
+    return sum(memory_s), sum(compute_s)
 
 
 def make_speed(spec: ModelSpec, layout: Layout, memory: MemoryPlan, cluster: Cluster, speed: GpuSpeed,
