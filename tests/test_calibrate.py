@@ -262,3 +262,21 @@ def test_h200_terminal_report_matches_the_checked_in_text():
     render_calibration(cal, Console(file=out, width=100, color_system=None),
                        written_to="/home/u/.config/tpfit/calibration/h200.json")
     assert out.getvalue() == (ROOT / "tests" / "data" / "calibration-h200.txt").read_text()
+
+
+def test_h200_step_overhead_is_what_its_vllm_run_gives():
+    """The built-in H200 file's step overhead came from a real vLLM 0.26 single stream (calibration/h200x2-calibrate,
+    `--vllm-model calibration/h200-vllm-step/llama-3.1-8b`): its measured TPOT = the speed model's step for that
+    model at the file's bandwidth + the stored overhead, so `tpfit plan` reproduces the run."""
+    from tpfit.core import perf
+    from tpfit.model.folder import load_folder
+
+    doc = json.loads(H200_FILE.read_text())
+    cal, run = GpuCalibration.from_dict(doc), doc["vllm_run"]
+    assert cal.vllm_version == run["vllm_version"] == "0.26.0"
+    assert 0 < cal.step_overhead_s < run["tpot_s"] and cal.step_overhead_s == run["step_overhead_s"]
+    speed = perf.make_gpu_speed(find_gpu("h200"), cal)
+    assert speed.step_overhead_s == cal.step_overhead_s
+    step = perf.single_stream_step(load_folder(ROOT / run["vllm_model"]), speed,
+                                   context=run["prompt_tokens"] + run["output_tokens"] / 2)
+    assert step.total_s + cal.step_overhead_s == pytest.approx(run["tpot_s"], rel=1e-9)

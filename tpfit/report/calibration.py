@@ -24,7 +24,8 @@ def render_calibration(cal: GpuCalibration, console: Console, *, written_to: str
     figures.add_row("P2P copy GPU0->GPU1 (GB/s)",
                     f"{cal.p2p_bytes_per_s / GB:,.0f}" if cal.p2p_bytes_per_s else "not measured")
     if cal.step_overhead_s is not None:
-        figures.add_row("vLLM step overhead (ms)", f"{cal.step_overhead_s * 1e3:.2f}")
+        version = f"vLLM {cal.vllm_version}" if cal.vllm_version else "vLLM"
+        figures.add_row(f"{escape(version)} step overhead (ms)", f"{cal.step_overhead_s * 1e3:.2f}")
     console.print(figures)
     if cal.allreduce:
         reduces = Table(title="All-reduce: time = latency + bytes / bandwidth", title_justify="left")
