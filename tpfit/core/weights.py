@@ -176,14 +176,14 @@ def layer_bytes(spec: ModelSpec, layout: Layout, cache: dict | None = None) -> t
     """Bytes of one layer of each distinct shape (distinct_layers' order) on one GPU. It depends on TP and the
     expert split only: `cache`, a dict kept across the layouts of one search, holds it for all PP sizes (and, for
     a dense model, all DP sizes)."""
-    distinct = distinct_layers(spec.layers)[1]
-    moe = any(layer.moe for layer in distinct)
-    key = ("layer_bytes", layout.tp, layout.moe_parallel_size if moe else 1, layout.enable_expert_parallel)
-    if cache is None or key not in cache:
-        out = tuple(layer_weight_bytes(layer, spec, layout) for layer in distinct)
-        if cache is None:
-            return out
-        cache[key] = out
+    if cache is None:
+        return tuple(layer_weight_bytes(layer, spec, layout) for layer in distinct_layers(spec.layers)[1])
+    if ("has_experts",) not in cache:
+        cache[("has_experts",)] = any(layer.moe for layer in distinct_layers(spec.layers)[1])
+    key = ("layer_bytes", layout.tp, layout.moe_parallel_size if cache[("has_experts",)] else 1,
+           layout.enable_expert_parallel)
+    if key not in cache:
+        cache[key] = tuple(layer_weight_bytes(layer, spec, layout) for layer in distinct_layers(spec.layers)[1])
     return cache[key]
 
 
