@@ -7,6 +7,7 @@ options (typer's click command) and planned by the same function; an error names
 from __future__ import annotations
 
 import enum
+import functools
 import typing
 from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePath
@@ -29,12 +30,17 @@ def _command(name: str):
     return get_command(app).commands[name]
 
 
+@functools.lru_cache(maxsize=1)
+def _plan_hints() -> dict[str, object]:
+    from tpfit.cli.plan import plan
+
+    return typing.get_type_hints(plan)
+
+
 def _annotation(param) -> object:
     """The Python type of a `plan` parameter, Optional unwrapped: read from the command function's own hints,
     not from typer's internals (which differ between typer releases)."""
-    from tpfit.cli.plan import plan
-
-    annotation = typing.get_type_hints(plan)[param.name]
+    annotation = _plan_hints()[param.name]
     if typing.get_origin(annotation) is typing.Union:
         (annotation,) = (a for a in typing.get_args(annotation) if a is not type(None))
     return annotation
