@@ -64,9 +64,6 @@ MOE_GEMM_EFFICIENCY = 0.30
 """Routed-expert FLOPs run in grouped (fused-MoE) GEMMs at this fraction of the dense GEMM rate."""
 MOE_BW_EFFICIENCY = 0.92
 """Routed-expert weights are read by fused-MoE kernels at this fraction of the dense decode bandwidth."""
-"""Per MoE layer and step, besides the experts' bytes and FLOPs: routing (top-k), sorting tokens by expert
-(moe_align_block_size), the grouped GEMMs' small grids and the weighted sum: kernels of little work whose launch
-and tail cost time a dense MLP does not pay (s)."""
 
 # --- links (uncalibrated): time(n bytes) = latency_s + n / bytes_per_s for one all-reduce --------------------
 NVLINK_ALLREDUCE_LATENCY_S = 12e-6
