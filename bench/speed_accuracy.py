@@ -128,7 +128,8 @@ RESULT_LINE = re.compile(r"^RESULT (\S+) (\{.*\})\s*$", re.MULTILINE)
 def own_rows() -> tuple[list[Measured], list[str]]:
     """Our real vLLM runs (calibration/*/runs.json): each run whose log has run.py's RESULT line, or that carries
     a "bench" dict of the same keys. The single stream gives TTFT (1024-token prompt, 1 output token) and TPOT
-    (1 / its decode tok/s); the batch gives output tok/s of 64 requests of 1024 -> 128 sent at once."""
+    (1 / its decode tok/s); each batch gives output tok/s of N requests of 1024 -> 128 sent at once (N = 64, and
+    16, 32, 128 where the run timed them)."""
     rows, skipped = [], []
     for path in sorted(ROOT.glob("calibration/*/runs.json")):
         doc = json.loads(path.read_text())
@@ -156,11 +157,14 @@ def _own_rows(path: Path, doc: dict, run: dict, bench: dict) -> list[Measured]:
                   config=run["config"], quantization=run.get("quantization"), gpu=gpu, layout=layout,
                   vllm=doc.get("vllm_version", "0.26.0"), engine=run)
     name = f"ours {run['config'].removesuffix('.json')} {gpu} {layout}"
+    # run.py's batch of 64, and where a run timed them (run2.py's bs=), batches of 16, 32 and 128
+    batches = sorted(int(k[len("batch"):-len("_out_tok_s")]) for k in bench
+                     if re.fullmatch(r"batch\d+_out_tok_s", k))
     return [
         Measured(name=f"{name} single 1024", concurrency=1, isl=1024, osl=257, ttft_s=bench["single_ttft_s"],
                  tpot_s=1 / bench["single_decode_tok_s"], **common),
-        Measured(name=f"{name} batch 64x1024->128", concurrency=64, isl=1024, osl=128, ttft_s=None, tpot_s=None,
-                 measured_tok_s=bench["batch64_out_tok_s"], **common),
+        *(Measured(name=f"{name} batch {n}x1024->128", concurrency=n, isl=1024, osl=128, ttft_s=None, tpot_s=None,
+                   measured_tok_s=bench[f"batch{n}_out_tok_s"], **common) for n in batches),
     ]
 
 
