@@ -385,6 +385,11 @@ def main() -> int:
         print(header)
         for m, s in ours:
             print(line(m, s))
+    if "--rows" not in sys.argv:
+        print("\nworst held-out TPOT rows:")
+        print(header)
+        for m, s in sorted(held, key=lambda p: -abs(err(p[1].tpot_s, p[0].tpot_s)))[:12]:
+            print(line(m, s))
     print(f"\nskipped {len(skipped)} rows:")
     reasons: dict[str, int] = {}
     for line in skipped:
