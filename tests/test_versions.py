@@ -169,3 +169,27 @@ def test_nemotron_nas_before_0_8_3_and_the_cli_exit_code():
     new = subprocess.run([sys.executable, "-m", "tpfit", "plan", v4, "--gpus", "8xh200", "--vllm-version", "0.6.0"],
                          capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert new.returncode == 2 and "['DeepseekV4ForCausalLM'] are not supported for now" in new.stderr
+
+
+def test_hybrid_state_blocks_follow_each_releases_prefix_caching_default():
+    from tpfit.core.engine import mamba_cache_mode
+    from tpfit.core.memory import state_blocks
+    from tpfit.kinds import MambaCacheMode
+
+    nemotron, qnext = "NemotronHForCausalLM", "Qwen3NextForCausalLM"
+    assert mamba_cache_mode((0, 26, 0), qnext) is mamba_cache_mode((0, 27, 1), nemotron) is MambaCacheMode.NONE
+    assert mamba_cache_mode((0, 25, 0), qnext) is mamba_cache_mode((0, 33, 0), nemotron) is MambaCacheMode.ALIGN
+    assert mamba_cache_mode((0, 19, 0), nemotron) is MambaCacheMode.ALL
+    assert (state_blocks(MambaCacheMode.NONE, 8192, 544), state_blocks(MambaCacheMode.ALIGN, 8192, 544),
+            state_blocks(MambaCacheMode.ALL, 8192, 544)) == (1, 2, 16)
+    # vLLM 0.26 on 2xH200, Qwen3-Next-80B TP=2 (calibration/vllm-0.26-h200x2/qnt2.log): prefix caching off, 400.00x
+    # concurrency at 8192 tokens; 0.25 and 0.33 keep two state blocks a request, so they hold fewer requests
+    spec = load_config("Qwen--Qwen3-Next-80B-A3B-Thinking.json")
+
+    def conc(version):
+        engine = EngineArgs(vllm_version=version, max_model_len=8192, kv_cache_memory_bytes=int(47.32 * GIB))
+        return make_plan(spec, Cluster.parse("2xh200"), engine=engine, layouts=(Layout(tp=2),)).candidates[0] \
+            .memory.max_concurrency
+
+    assert abs(conc("0.26.0") - 400.0) / 400 < 0.005
+    assert conc("0.25.0") < 0.9 * conc("0.26.0") and conc("0.33.0") < 0.9 * conc("0.26.0")

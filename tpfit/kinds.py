@@ -92,6 +92,17 @@ class StateKind(Kind):
     GDN = "gdn"
 
 
+class MambaCacheMode(Kind):
+    """vLLM's `CacheConfig.mamba_cache_mode`: how many blocks a mamba/GDN layer's state takes per request."""
+
+    NONE = "none"
+    """Prefix caching off: one state block."""
+    ALIGN = "align"
+    """Two state blocks (the running state and the last block-aligned one)."""
+    ALL = "all"
+    """A state per block of the request: cdiv(max_model_len, block_size)."""
+
+
 class KvCacheDtype(Kind):
     """vLLM's `--kv-cache-dtype` (`CacheDType` in vllm/config/cache.py, the values tpfit plans)."""
 

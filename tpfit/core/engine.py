@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from tpfit.errors import UsageError
-from tpfit.kinds import KvCacheDtype, ModelDtype
+from tpfit.kinds import KvCacheDtype, MambaCacheMode, ModelDtype
 from tpfit.vllm_facts import CURRENT_VLLM_VERSION, default_gpu_memory_utilization, parse_version
 
 MODELLED_VLLM_VERSIONS = ("0.6.0", CURRENT_VLLM_VERSION)
@@ -144,6 +144,33 @@ def uses_model_runner_v2(version: tuple[int, int, int], *, architecture: str, is
     if is_hybrid and (version < (0, 27, 0) or not listed):
         return False
     return listed or not is_moe
+
+
+MAMBA_PREFIX_CACHING_ARCHITECTURES = frozenset({"NemotronHForCausalLM"})
+"""Hybrid architectures whose class is `SupportsMambaPrefixCaching` (NemotronHForCausalLM in the 0.19.0 and 0.26.0
+sources; Qwen3NextForCausalLM in none of 0.19 to 0.33; 0.33's NemotronHForCausalLM no longer is)."""
+
+
+def mamba_cache_mode(version: tuple[int, int, int], architecture: str) -> MambaCacheMode:
+    """The `mamba_cache_mode` a hybrid (mamba / GDN) model starts with when the flags leave it and prefix caching
+    at their defaults.
+
+    - 0.26, 0.27: prefix caching is off by default for hybrid models ("Hybrid models support prefix caching but keep
+      it opt-in for now", `_set_default_chunked_prefill_and_prefix_caching_args`, 0.26.0 engine/arg_utils.py:2514-2522;
+      the same in 0.27.0, not in 0.25.0 or 0.28.0), so the mode stays "none": one state block a request. Measured:
+      Qwen3-Next-80B at TP=2 on 2xH200 logged `enable_prefix_caching=False` and 400.00x concurrency
+      (calibration/vllm-0.26-h200x2/qnt2.log), which two blocks a request would halve on its state group.
+    - Before 0.26 (and 0.8 to 0.18, read as 0.19): prefix caching is on, and `MambaModelConfig` picks "all" for a
+      model that supports mamba prefix caching, else "align" (0.19.0 model_executor/models/config.py:436-441; the same
+      in the 0.20.0 to 0.25.0 wheels).
+    - From 0.28: prefix caching on, and the mode is "align" whatever the model (0.28.0 to 0.33.0 wheels; 0.33.0
+      model_executor/models/config.py:763-765).
+    `MambaSpec.max_memory_usage_bytes` turns the mode into blocks (0.26.0 v1/kv_cache_interface.py:709-718)."""
+    if (0, 26, 0) <= version < (0, 28, 0):
+        return MambaCacheMode.NONE
+    if version < (0, 26, 0) and architecture in MAMBA_PREFIX_CACHING_ARCHITECTURES:
+        return MambaCacheMode.ALL
+    return MambaCacheMode.ALIGN
 
 
 def semantics_for(version: str) -> Semantics:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from tpfit.core.engine import EngineArgs, Semantics, uses_model_runner_v2
+from tpfit.core.engine import EngineArgs, Semantics, mamba_cache_mode, uses_model_runner_v2
 from tpfit.core.kv import KVGeometry, kv_bytes_per_element, make_kv_geometry
 from tpfit.core.layout import Layout, StageGroup, stage_groups
 from tpfit.core.memory_model import MemoryModel, ProfileEra
@@ -27,12 +27,16 @@ from tpfit.core.startup import (
 from tpfit.core.vllm_messages import Violation
 from tpfit.core.weights import distinct_layers, group_weight_bytes, layer_bytes, padded_vocab
 from tpfit.hardware.cluster import Cluster
-from tpfit.kinds import AttentionKind, Verdict
+from tpfit.kinds import AttentionKind, MambaCacheMode, Verdict
 from tpfit.model.spec import ModelSpec
 from tpfit.units import GIB, format_gib, gib
 
-STATE_BLOCKS_PER_REQUEST = 2
-"""Blocks a mamba/GDN group holds per request with prefix caching on ("align" mode: 2 + spec + ckpt)."""
+def state_blocks(mode: MambaCacheMode, length: int, block_size: int) -> int:
+    """Blocks a mamba/GDN group holds for one request of `length` tokens (`MambaSpec.max_memory_usage_bytes`, no
+    speculative decoding): one ("none"), two ("align"), or one per block of the request ("all")."""
+    if mode is MambaCacheMode.ALL:
+        return -(-length // block_size)
+    return 2 if mode is MambaCacheMode.ALIGN else 1
 
 RUNTIME_GROWTH = GIB
 """Memory a server adds at its first requests (buffers outside torch for the real shapes: NCCL, cuBLAS;
@@ -373,12 +377,14 @@ def _verdict(gpus, geometry: KVGeometry, spec, layout, cluster, engine, sem, bat
     worst = min(gpus, key=lambda g: g.num_blocks)
     blocks = worst.num_blocks
     in_flight = (2 if layout.pp == 1 else layout.pp) * batch.max_num_batched_tokens
-    per_req = geometry.blocks_per_request(max_len, in_flight_tokens=in_flight, state_blocks=STATE_BLOCKS_PER_REQUEST)
+    mode = mamba_cache_mode(sem.version, spec.architecture)
+    per_req = geometry.blocks_per_request(max_len, in_flight_tokens=in_flight,
+                                          state_blocks=state_blocks(mode, max_len, geometry.block_size))
     conc = blocks / per_req if per_req else 0.0
     tokens = int(conc * max_len)
     # vLLM `_estimate_max_model_len_from_groups`: the largest L whose one request fits beside the null block
     usable = blocks - 1 if sem.estimate_deducts_null_block else blocks
-    fit = _largest_len(geometry, usable, max_len, in_flight)
+    fit = _largest_len(geometry, usable, max_len, in_flight, mode)
     other = worst.total_bytes - min(cluster.free_bytes) if cluster.free_bytes else 0
     # the KV checks as vLLM makes them; failing those, the free memory it finds at start (an earlier check in
     # vLLM, but the KV refusals say more about the plan)
@@ -424,22 +430,26 @@ def safe_utilization(m: MemoryPlan) -> float:
     return math.floor(min(shares) * 100) / 100
 
 
-def _largest_len(geometry: KVGeometry, usable_blocks: int, max_len: int, in_flight: int) -> int:
+def _largest_len(geometry: KVGeometry, usable_blocks: int, max_len: int, in_flight: int,
+                 mode: MambaCacheMode = MambaCacheMode.ALIGN) -> int:
     """The longest request (at most max_len tokens) that fits in `usable_blocks`. Where every group holds full
     attention (one block per block_size tokens of the request in each), the binary search's answer in one step: the
     whole blocks each group may take, times the block size (a search makes ~600 memory plans)."""
     if all(g.kind in (AttentionKind.FULL, AttentionKind.MLA) for g in geometry.groups):
         per_group = usable_blocks // len(geometry.groups) if geometry.groups else max_len
         return max(0, min(max_len, per_group * geometry.block_size)) if usable_blocks >= 0 else 0
-    return _largest_len_search(geometry, usable_blocks, max_len, in_flight)
+    return _largest_len_search(geometry, usable_blocks, max_len, in_flight, mode)
 
 
-def _largest_len_search(geometry: KVGeometry, usable_blocks: int, max_len: int, in_flight: int) -> int:
+def _largest_len_search(geometry: KVGeometry, usable_blocks: int, max_len: int, in_flight: int,
+                        mode: MambaCacheMode = MambaCacheMode.ALIGN) -> int:
     """Binary search over [0, max_len] for the longest request that fits in `usable_blocks`."""
     lo, hi = 0, max_len
     while lo < hi:
         mid = (lo + hi + 1) // 2
-        if geometry.blocks_per_request(mid, in_flight_tokens=in_flight, state_blocks=STATE_BLOCKS_PER_REQUEST) <= usable_blocks:
+        need = geometry.blocks_per_request(mid, in_flight_tokens=in_flight,
+                                           state_blocks=state_blocks(mode, mid, geometry.block_size))
+        if need <= usable_blocks:
             lo = mid
         else:
             hi = mid - 1
