@@ -96,7 +96,8 @@ def _manifest_rows(manifest_path: Path) -> list[Row]:
         spec = load_folder(CONFIGS / r["config"], model_id=r["config"][:-5].replace("--", "/"))
         engine = EngineArgs(vllm_version=manifest["vllm_version"], gpu_memory_utilization=r["gpu_memory_utilization"],
                             max_model_len=r["max_model_len"], max_num_seqs=r["max_num_seqs"],
-                            max_num_batched_tokens=r.get("max_num_batched_tokens"), kv_cache_dtype=r["kv_cache_dtype"], api_server=manifest["api_server"])
+                            max_num_batched_tokens=r.get("max_num_batched_tokens"), kv_cache_dtype=r["kv_cache_dtype"], api_server=manifest["api_server"],
+                            language_model_only=bool(r.get("language_model_only")))
         logged = {k: getattr(figures, k) for k in ("weights_gib", "activation_gib", "non_torch_gib", "cuda_graph_gib",
                                                    "kv_cache_gib", "kv_cache_tokens", "max_concurrency")}
         if figures.total_gib is not None and figures.free_at_start_gib is not None:

@@ -83,3 +83,24 @@ def test_a_second_process_group_costs_more_before_the_snapshot():
     for r in rows:
         got = pre_snapshot_bytes(r.layout, MM, moe=r.spec.is_moe) / GIB
         assert abs(got - r.logged["pre_snapshot_gib"]) < 0.1, r.name
+
+
+def test_language_model_only_leaves_the_vision_tower_out():
+    from tpfit import make_plan
+    from tpfit.core.engine import EngineArgs
+    from tpfit.hardware.cluster import Cluster
+
+    # vLLM 0.26, Llama-4-Scout (bf16) at TP=2 with --language-model-only on 2xH200: "Model loading took 102.97 GiB"
+    # (calibration/vllm-0.26-h200x2/sct2.log); the tower is the config's vision_config, bf16, split by TP
+    spec = load_config("meta-llama--Llama-4-Scout-17B-16E-Instruct.json")
+
+    def weights(only):
+        engine = EngineArgs(vllm_version="0.26.0", max_model_len=8192, language_model_only=only)
+        plan = make_plan(spec, Cluster.parse("2xh200"), engine=engine, layouts=(Layout(tp=2),))
+        return plan.candidates[0].memory.gpus[0].weight_bytes, plan
+
+    text, plan = weights(True)
+    full, _ = weights(False)
+    assert abs(text / GIB - 102.97) < 0.05
+    assert spec.vision_params > 0 and abs((full - text) - spec.vision_params * 2 / 2) / (full - text) < 0.05
+    assert plan.model.vision_params == 0

@@ -36,6 +36,7 @@ class PlanRequest:
     max_num_seqs: int | None = None
     max_num_batched_tokens: int | None = None
     enforce_eager: bool = False
+    language_model_only: bool = False
     vllm_version: str | None = None
     input_tokens: int | None = None
     output_tokens: int | None = None
@@ -76,7 +77,8 @@ class PlanRequest:
         engine = EngineArgs(vllm_version=version, gpu_memory_utilization=self.gpu_memory_utilization,
                             max_model_len=max_model_len or context, max_num_seqs=self.max_num_seqs,
                             max_num_batched_tokens=self.max_num_batched_tokens, kv_cache_dtype=self.kv_cache_dtype,
-                            quantization=self.quantization, dtype=self.dtype, enforce_eager=self.enforce_eager)
+                            quantization=self.quantization, dtype=self.dtype, enforce_eager=self.enforce_eager,
+                            language_model_only=self.language_model_only)
         workload = Workload(context=context or max_model_len, concurrency=self.concurrency,
                             input_tokens=self.input_tokens, output_tokens=self.output_tokens,
                             objective=self.objective, ttft_s=self.ttft, tpot_s=self.tpot)

@@ -79,6 +79,7 @@ def engine_from_flags(unit: Unit, version: str) -> tuple[EngineArgs | None, Layo
         max_num_seqs=value("--max-num-seqs", int, "an int"),
         max_num_batched_tokens=value("--max-num-batched-tokens", human_int, "an int"),
         enforce_eager=cmd.get("--enforce-eager") is not None and cmd.get("--no-enforce-eager") is None,
+        language_model_only=cmd.get("--language-model-only") is not None,
         block_size=value("--block-size", int, "an int"),
         kv_cache_memory_bytes=value("--kv-cache-memory-bytes", parse_size, "a size"),
     )

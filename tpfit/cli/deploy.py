@@ -11,8 +11,8 @@ import typer
 
 from tpfit.cli.monitoring import AlertLabelOpt, JobOpt, MonitoringOpt, ThresholdOpt, make_monitoring
 from tpfit.cli.options import (
-    ConcurrencyOpt, ContextOpt, DpOpt, EagerOpt, GmuOpt, GpusOpt, InputTokensOpt, KvDtypeOpt, MaxModelLenOpt,
-    ObjectiveOpt, OutputTokensOpt, PpOpt, QuantOpt, SeqsOpt, TpOpt, TpotOpt, TtftOpt, VersionOpt,
+    ConcurrencyOpt, ContextOpt, DpOpt, EagerOpt, GmuOpt, GpusOpt, InputTokensOpt, KvDtypeOpt, LanguageOnlyOpt,
+    MaxModelLenOpt, ObjectiveOpt, OutputTokensOpt, PpOpt, QuantOpt, SeqsOpt, TpOpt, TpotOpt, TtftOpt, VersionOpt,
 )
 from tpfit.errors import UsageError
 from tpfit.kinds import KvCacheDtype, Objective
@@ -44,6 +44,7 @@ def deploy(
     quantization: QuantOpt = None,
     max_num_seqs: SeqsOpt = None,
     enforce_eager: EagerOpt = False,
+    language_model_only: LanguageOnlyOpt = False,
     vllm_version: VersionOpt = None,
     input_tokens: InputTokensOpt = None,
     output_tokens: OutputTokensOpt = None,

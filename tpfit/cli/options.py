@@ -38,6 +38,8 @@ SeqsOpt = Annotated[Optional[int], typer.Option("--max-num-seqs", min=1, help="v
 BatchedOpt = Annotated[Optional[int], typer.Option("--max-num-batched-tokens", min=1,
                                                    help="vLLM's --max-num-batched-tokens.")]
 EagerOpt = Annotated[bool, typer.Option("--enforce-eager", help="No CUDA graphs (vLLM's --enforce-eager).")]
+LanguageOnlyOpt = Annotated[bool, typer.Option("--language-model-only",
+                                               help="A multimodal model without its vision tower (vLLM's flag).")]
 VersionOpt = Annotated[Optional[str], typer.Option("--vllm-version", help="Plan for this vLLM release.")]
 AllOpt = Annotated[bool, typer.Option("--all", help="Show every layout, not only the first rows.")]
 HtmlOpt = Annotated[Optional[Path], typer.Option(

@@ -6,8 +6,8 @@ import typer
 
 from tpfit.cli.options import (
     AllOpt, BatchedOpt, ConcurrencyOpt, ContextOpt, DpOpt, DtypeOpt, EagerOpt, EpOpt, GmuOpt, GpusOpt, HtmlOpt,
-    InputTokensOpt, JsonOpt, KvDtypeOpt, MaxModelLenOpt, ModelArg, ObjectiveOpt, OutputTokensOpt, PpOpt, QuantOpt,
-    SeqsOpt, TpotOpt, TpOpt, TtftOpt, VersionOpt,
+    InputTokensOpt, JsonOpt, KvDtypeOpt, LanguageOnlyOpt, MaxModelLenOpt, ModelArg, ObjectiveOpt, OutputTokensOpt, PpOpt,
+    QuantOpt, SeqsOpt, TpotOpt, TpOpt, TtftOpt, VersionOpt,
 )
 from tpfit.kinds import KvCacheDtype, ModelDtype, Objective
 
@@ -30,6 +30,7 @@ def plan(
     max_num_seqs: SeqsOpt = None,
     max_num_batched_tokens: BatchedOpt = None,
     enforce_eager: EagerOpt = False,
+    language_model_only: LanguageOnlyOpt = False,
     vllm_version: VersionOpt = None,
     input_tokens: InputTokensOpt = None,
     output_tokens: OutputTokensOpt = None,

@@ -51,6 +51,8 @@ class EngineArgs:
     """`--quantization`: only `fp8` (online FP8 of an unquantized checkpoint) changes the weights."""
     dtype: ModelDtype = ModelDtype.AUTO
     enforce_eager: bool = False
+    language_model_only: bool = False
+    """`--language-model-only`: a multimodal model starts without its vision tower (text prompts only)."""
     block_size: int | None = None
     kv_cache_memory_bytes: int | None = None
     api_server: bool = True

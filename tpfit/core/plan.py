@@ -142,6 +142,9 @@ def resolve_model(model: ModelSpec, engine: EngineArgs, cluster: Cluster | None 
         model = replace(model, dtype=engine.dtype.canonical)
     if engine.quantization and model.quant is None:
         model = replace(model, quant=online_quant(engine.quantization))
+    if engine.language_model_only and model.vision_params:
+        model = replace(model, extra_replicated_params=model.extra_replicated_params - model.vision_params,
+                        vision_params=0)
     return model
 
 

@@ -94,6 +94,8 @@ def make_flags(plan: Plan, c: Candidate) -> tuple[Flag, ...]:
         flags.append(Flag(name="--kv-cache-dtype", value=KvCacheDtype.FP8, optional=True,
                           reason=f"{plan.cluster.gpu.name} supports FP8: about twice the KV tokens "
                                  f"(~{2 * m.kv_cache_tokens:,} instead of {m.kv_cache_tokens:,})"))
+    if plan.engine.language_model_only:
+        flags.append(Flag(name="--language-model-only", value=None, reason="text only: no vision tower loaded"))
     if plan.engine.enforce_eager:
         flags.append(Flag(name="--enforce-eager", value=None, reason="no CUDA graphs: frees their memory, slower decode"))
     elif m.verdict is Verdict.OVERFLOWS_AT_RUNTIME:

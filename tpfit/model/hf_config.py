@@ -92,6 +92,7 @@ def make_spec(config: dict, *, model_id: str, sidecar: dict | None = None, sourc
         rope_cache_positions=_rope_positions(cfg, max_len),
         rotary_dim=rotary_dim,
         extra_replicated_params=extra_params + decoder.extra_params,
+        vision_params=extra_params,
         source=source,
         notes=tuple(notes),
     )

@@ -180,6 +180,10 @@ class ModelSpec:
     rotary_dim: int = 0
     extra_replicated_params: int = 0
     """Parameters outside the decoder stack held on the first PP rank (vision tower, projector)."""
+    vision_params: int = 0
+    """The vision tower's share of `extra_replicated_params`: vLLM does not build it under `--language-model-only`
+    (`_mark_tower_model` skips tower modules when every modality's limit is 0; 0.26 model_executor/models/
+    interfaces.py:257-290)."""
     checkpoint_bytes: int = 0
     """Total bytes of the weight files when their headers were read (safetensors), else 0."""
     source: str = "config"
