@@ -99,7 +99,8 @@ def _manifest_rows(manifest_path: Path) -> list[Row]:
                             max_num_batched_tokens=r.get("max_num_batched_tokens"), kv_cache_dtype=r["kv_cache_dtype"], api_server=manifest["api_server"],
                             language_model_only=bool(r.get("language_model_only")))
         logged = {k: getattr(figures, k) for k in ("weights_gib", "activation_gib", "non_torch_gib", "cuda_graph_gib",
-                                                   "kv_cache_gib", "kv_cache_tokens", "max_concurrency")}
+                                                   "estimated_cuda_graph_gib", "kv_cache_gib", "kv_cache_tokens",
+                                                   "max_concurrency")}
         if figures.total_gib is not None and figures.free_at_start_gib is not None:
             logged["pre_snapshot_gib"] = round(figures.total_gib - figures.free_at_start_gib, 2)
         rows.append(Row(name=f"{r['log'][:-4]} {manifest['gpu']} ({spec.model_id} tp{r['tp']} pp{r['pp']})",

@@ -104,6 +104,13 @@ def main() -> int:
     G = np.array([[1.0, f["layers"], f["layers"] * f["hidden"] / 1024 / f["tp"]] for f, _ in g])
     (g0, g1, g2), *_ = np.linalg.lstsq(G, np.array([r.logged["cuda_graph_gib"] for _, r in g]), rcond=None)
 
+    # 4b. what the V1 runner subtracts for its graphs: its estimate, logged beside the pool ("Estimated CUDA graph
+    #     memory"), as a share of the pool predicted above (median over the runs that log one; one vote per shape)
+    pool = lambda f: g0 + g1 * f["layers"] + g2 * f["layers"] * f["hidden"] / 1024 / f["tp"]  # noqa: E731
+    est = {(r.spec.model_id, f["tp"], r.layout.enable_expert_parallel): r.logged["estimated_cuda_graph_gib"] / pool(f)
+           for f, r in zip(feats, rows) if r.logged.get("estimated_cuda_graph_gib")}
+    estimate_share = statistics.median(est.values())
+
     # 5. before the snapshot (0.26 logs: total - free at start): one GPU, one process group, and what a second
     #    group adds (TP2xPP2; MoE at TP=2, whose expert group has its own communicators: 2.0 GiB against 1.53)
     def groups(r):  # process groups with communicators: TP, PP, and the experts' beside TP (memory.pre_snapshot_bytes)
@@ -137,8 +144,10 @@ def main() -> int:
                          "note": "CUDA context + NCCL before the snapshot: total - free at start in the 0.26 logs"},
         "cuda_graphs": {"base_gib": round(float(g0), 4), "gib_per_layer": round(float(g1), 5),
                         "gib_per_layer_per_khidden_per_tp": round(float(g2), 6),
+                        "estimate_share_model_runner_v1": round(estimate_share, 3),
                         "note": f"least squares over {len(g)} dense rows' 'Graph capturing finished ... took X GiB' (MoE rows "
-                                "run 0.3-1 GiB above it)"},
+                                "run 0.3-1 GiB above it); estimate_share_model_runner_v1: median of 'Estimated CUDA graph "
+                                f"memory' / that pool over the {len(est)} V1-runner run shapes that log it"},
     }
     OUT.write_text(json.dumps(model, indent=1) + "\n")
     print(json.dumps(model, indent=1))

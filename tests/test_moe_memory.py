@@ -104,3 +104,27 @@ def test_language_model_only_leaves_the_vision_tower_out():
     assert abs(text / GIB - 102.97) < 0.05
     assert spec.vision_params > 0 and abs((full - text) - spec.vision_params * 2 / 2) / (full - text) < 0.05
     assert plan.model.vision_params == 0
+
+
+def test_v1_runner_subtracts_its_graph_estimate_not_the_pool():
+    from pathlib import Path
+
+    from tpfit import make_plan
+    from tpfit.core.engine import EngineArgs
+    from tpfit.hardware.cluster import Cluster
+    from tpfit.live.startup_log import parse_startup_log
+
+    # the 0.26 log: "Estimated CUDA graph memory: 0.49 GiB" subtracted (KV 18.83 = 125.82 - 102.97 - 3.41 - 0.12 -
+    # 0.49), then "CUDA graph pool memory: 0.71 GiB (actual)" taken outside the budget
+    log = Path(__file__).resolve().parents[1] / "calibration" / "vllm-0.26-h200x2" / "sct2.log"
+    figures = parse_startup_log(log.read_text())
+    assert (figures.estimated_cuda_graph_gib, figures.cuda_graph_gib) == (0.49, 0.71)
+    mm = load_memory_model()
+    assert 0.5 < mm.cuda_graph_estimate_share_v1 < 1
+    spec = load_config("Qwen--Qwen3-30B-A3B.json")
+    engine = EngineArgs(vllm_version="0.26.0", max_model_len=8192)
+    g = make_plan(spec, Cluster.parse("1xh200"), engine=engine, layouts=(Layout(),)).candidates[0].memory.gpus[0]
+    budgeted = int(g.cuda_graph_bytes * mm.cuda_graph_estimate_share_v1)
+    assert g.cuda_graph_budget_bytes == budgeted
+    assert g.kv_cache_bytes == g.requested_bytes - g.weight_bytes - g.activation_bytes - g.non_torch_bytes - budgeted
+    assert g.outside_budget_bytes == g.cuda_graph_bytes - budgeted + g.pre_snapshot_bytes

@@ -107,12 +107,19 @@ class GpuMemory:
     bytes_per_block: int
     num_blocks: int
     cuda_graph_bytes_in_budget: bool = False
+    cuda_graph_budget_bytes: int | None = None
+    """What vLLM subtracts from the budget for its graphs when they are in it: its own estimate (the V1 runner's
+    profile of two captures, below the pool it then gets); None means the whole pool."""
 
     @property
     def outside_budget_bytes(self) -> int:
         """What the server holds beyond gpu_memory_utilization from its start: CUDA graphs where the version
-        leaves them out of the budget, and the context made before vLLM's snapshot."""
-        return (0 if self.cuda_graph_bytes_in_budget else self.cuda_graph_bytes) + self.pre_snapshot_bytes
+        leaves them out of the budget (or their pool beyond the estimate it subtracted), and the context made
+        before vLLM's snapshot."""
+        if not self.cuda_graph_bytes_in_budget:
+            return self.cuda_graph_bytes + self.pre_snapshot_bytes
+        budgeted = self.cuda_graph_bytes if self.cuda_graph_budget_bytes is None else self.cuda_graph_budget_bytes
+        return max(self.cuda_graph_bytes - budgeted, 0) + self.pre_snapshot_bytes
 
     @property
     def peak_bytes(self) -> int:
@@ -313,6 +320,15 @@ def cuda_graph_bytes(spec: ModelSpec, layout: Layout, n_layers: int, engine: Eng
                * GIB)
 
 
+def graph_budget(pool: int, era: ProfileEra, mm: MemoryModel) -> int:
+    """What vLLM subtracts for CUDA graphs when they are in its budget. The V1 runner subtracts its estimate
+    (`profile_cudagraph_memory`, 0.26 v1/worker/gpu_model_runner.py:6576-6737: the first capture plus (n - 1) x the
+    second), which its logs show below the pool the graphs then take ("CUDA graph pool memory: 0.71 GiB (actual),
+    0.49 GiB (estimated)"): a fitted share of the pool (bench/fit_memory_model.py). Model Runner V2's estimate was
+    never measured: its whole pool."""
+    return int(pool * mm.cuda_graph_estimate_share_v1) if era is ProfileEra.MODEL_RUNNER_V1 else pool
+
+
 def make_memory_plan(spec: ModelSpec, layout: Layout, cluster: Cluster, engine: EngineArgs, sem: Semantics, *,
                      memory_model: MemoryModel, concurrency: int | None = None,
                      stages: tuple[tuple[StageGroup, int], ...] | None = None,
@@ -326,8 +342,8 @@ def make_memory_plan(spec: ModelSpec, layout: Layout, cluster: Cluster, engine: 
     holds, not on PP, and its CUDA graphs on TP and its number of layers."""
     cache = {} if cache is None else cache
     if ("model_wide",) not in cache:
-        cache[("model_wide",)] = spec.is_moe, cudagraphs_in_budget(spec, sem)
-    is_moe, graphs_in_budget = cache[("model_wide",)]
+        cache[("model_wide",)] = spec.is_moe, cudagraphs_in_budget(spec, sem), profile_era(spec, sem)
+    is_moe, graphs_in_budget, era = cache[("model_wide",)]
     max_len = engine.max_model_len or spec.max_model_len
     util = engine.gpu_memory_utilization or sem.default_gpu_memory_utilization
     total = cluster.gpu.cuda_total_bytes
@@ -357,7 +373,7 @@ def make_memory_plan(spec: ModelSpec, layout: Layout, cluster: Cluster, engine: 
         if engine.kv_cache_memory_bytes:
             kv = engine.kv_cache_memory_bytes
         else:
-            kv = requested - weight - act - nt - (cg if graphs_in_budget else 0)
+            kv = requested - weight - act - nt - (graph_budget(cg, era, memory_model) if graphs_in_budget else 0)
         alike: dict[int, GpuMemory] = {}  # by bytes per block (the same for all of a group's stages but hybrids')
         per_block = geometry.bytes_per_block(layers)
         for rank, rank_layers in zip(group.ranks, group.layers):
@@ -368,7 +384,8 @@ def make_memory_plan(spec: ModelSpec, layout: Layout, cluster: Cluster, engine: 
                     total_bytes=total, requested_bytes=requested, weight_bytes=weight, activation_bytes=act,
                     non_torch_bytes=nt, cuda_graph_bytes=cg, pre_snapshot_bytes=pre, kv_cache_bytes=kv,
                     bytes_per_block=per_block, num_blocks=max(kv, 0) // per_block if per_block else 0,
-                    cuda_graph_bytes_in_budget=graphs_in_budget)
+                    cuda_graph_bytes_in_budget=graphs_in_budget,
+                    cuda_graph_budget_bytes=graph_budget(cg, era, memory_model) if graphs_in_budget else None)
             gpus[rank] = alike[per_block]
     return _verdict(tuple(gpus), geometry, spec, layout, cluster, engine, sem, batch, max_len, util, concurrency)
 

@@ -57,6 +57,8 @@ class MemoryModel:
     cuda_graph_base_gib: float
     cuda_graph_gib_per_layer: float
     cuda_graph_gib_per_layer_per_khidden_per_tp: float
+    cuda_graph_estimate_share_v1: float = 1.0
+    """The V1 runner's CUDA-graph estimate (what it subtracts from the budget) as a share of the pool."""
     source: str = ""
     """Where the fit came from (rows, files)."""
 
@@ -78,5 +80,6 @@ class MemoryModel:
             pre_snapshot_gib_per_extra_group=pre["gib_per_extra_group"],
             cuda_graph_base_gib=cg["base_gib"], cuda_graph_gib_per_layer=cg["gib_per_layer"],
             cuda_graph_gib_per_layer_per_khidden_per_tp=cg["gib_per_layer_per_khidden_per_tp"],
+            cuda_graph_estimate_share_v1=cg.get("estimate_share_model_runner_v1", 1.0),
             source=d.get("source", ""),
         )

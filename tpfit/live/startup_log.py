@@ -40,6 +40,8 @@ class StartupFigures:
     activation_gib: float | None = None
     non_torch_gib: float | None = None
     cuda_graph_gib: float | None = None
+    estimated_cuda_graph_gib: float | None = None
+    """"Estimated CUDA graph memory": what the V1 runner subtracts from the budget (0.20 on), not the pool it gets."""
     kv_cache_gib: float | None = None
     kv_cache_tokens: int | None = None
     max_concurrency: float | None = None
@@ -79,6 +81,8 @@ def parse_startup_log(text: str) -> StartupFigures:
         out["activation_gib"], out["non_torch_gib"] = (_f(x) for x in found["v019_profile"])
     if "cuda_graph_gib" in found and "cuda_graph_gib" not in out:
         out["cuda_graph_gib"] = _f(found["cuda_graph_gib"][0])
+    if "estimated_graphs" in found:
+        out["estimated_cuda_graph_gib"] = _f(found["estimated_graphs"][0])
     if "free_total" in found:
         out["free_at_start_gib"], out["total_gib"] = (_f(x) for x in found["free_total"])
     if "max_model_len" in found and "max_model_len" not in out:
