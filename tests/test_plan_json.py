@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from tests.conftest import load_config
 from tpfit.core.engine import EngineArgs
-from tpfit import Workload, make_plan
+from tpfit import Plan, Workload, make_plan
 from tpfit.core.rules import check_layout
 from tpfit.hardware.cluster import Cluster
 from tpfit.kinds import Objective
@@ -31,6 +31,8 @@ def test_plan_round_trips_and_best_passes_rules(config, gpus, context, concurren
     plan = make_plan(spec, cluster, Workload(context=context, concurrency=concurrency), engine)
     doc = plan_to_dict(plan)
     assert json.loads(json.dumps(doc)) == doc
+    # the saved Plan value reads back equal (what `tpfit deploy --plan` deploys)
+    assert Plan.from_dict(json.loads(json.dumps(doc["plan"]))) == plan
     # the same inputs, read back from JSON, give the same plan
     again = make_plan(ModelSpec.from_dict(json.loads(json.dumps(spec.to_dict()))), cluster,
                       Workload(context=context, concurrency=concurrency), engine)

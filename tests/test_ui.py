@@ -121,6 +121,8 @@ def test_upload_plans_like_the_cli_on_that_config(client):
     for doc in (page, cli):  # where the config came from: a temporary folder vs the shared one
         doc["model"].pop("source")
         doc["model"].pop("id")
+        doc["plan"]["model"].pop("source")
+        doc["plan"]["model"].pop("model_id")
     page["summary"] = page["summary"].split(" on ", 1)[1]
     cli["summary"] = cli["summary"].split(" on ", 1)[1]
     assert page == cli

@@ -4,6 +4,7 @@
     ├── UsageError(ValueError)        a bad flag or value: exit code 2
     │   └── FieldError                the same, as the web page shows it beside one form field
     ├── SpecError(ValueError)         a model tpfit cannot model (yet)
+    ├── DocumentError(ValueError)     a saved document (a `tpfit plan --json` file) that is not one
     ├── SourceError(OSError)          a config, folder or hub repo that cannot be read
     │   └── OfflineError(ConnectionError)
     ├── NvmlError(RuntimeError)       GPUs could not be detected
@@ -59,6 +60,17 @@ class SpecError(TpfitError, ValueError):
         self.field = field
         where = f"{model_id}: " if model_id else ""
         super().__init__(f"{where}{message}")
+
+
+class DocumentError(TpfitError, ValueError):
+    """A saved document that does not read back as the value it claims to hold, naming the field's path, e.g.
+    `candidates.3.memory.verdict is 'maybe'; use one of starts, ...`."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        self.field = field
+        super().__init__(message)
 
 
 # ---- SOURCES -----------------------------------------------------------------------------

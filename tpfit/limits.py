@@ -27,7 +27,7 @@ MAX_POSITIONS = 1 << 27
 """max_position_embeddings and other context keys: Llama-4-Scout has 10,485,760."""
 
 MAX_JSON_BYTES = 64 << 20
-"""A config, quantization sidecar or saved plan file: real configs are under 100 KB, plans of 128 GPUs ~10 MB."""
+"""A config, quantization sidecar or saved plan file: real configs are under 100 KB, plans of 128 GPUs ~30 MB (every candidate, and the Plan value itself)."""
 
 # ---- clusters (`--gpus`, tpfit/hardware/cluster.py) ---------------------------------------------------
 

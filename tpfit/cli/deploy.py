@@ -75,27 +75,25 @@ def deploy(
     if out is not None:
         checks.check_out_dir(out)
     if plan_file is not None:
-        from tpfit.model.folder import read_json
+        from tpfit.report.json import read_plan_file
 
         if model is not None:
             raise UsageError(f"give MODEL or --plan, not both (the plan file already names its model; MODEL "
                              f"{model!r} would be ignored)", flag="--plan", value=str(plan_file))
-        doc = read_json(plan_file, "plan")
-        checks.check_plan_doc(doc, plan_file)
+        plan = read_plan_file(plan_file)
     elif model is None:
         raise UsageError("give MODEL (and --gpus) or --plan plan.json", flag="MODEL")
     else:
-        from tpfit.report.json import plan_to_dict
         from tpfit.request import PlanRequest
 
-        doc = plan_to_dict(PlanRequest.from_options(ctx.params).make())
+        plan = PlanRequest.from_options(ctx.params).make()
     command = shlex.join(["tpfit", "deploy", *sys.argv[2:]]) if sys.argv[1:2] == ["deploy"] else "tpfit deploy"
     files = deployment_files(
-        doc, fmt, command=command, cuda=cuda, driver=driver, port=port, gpu_ids=ids, gpu_ids_text=gpu_ids,
+        plan, fmt, command=command, cuda=cuda, driver=driver, port=port, gpu_ids=ids, gpu_ids_text=gpu_ids,
         served_model_name=served_model_name, model_path=model if model and Path(model).exists() else None,
-        shm_size=shm_size, plan_file=plan_file, monitoring=monitoring,
-        monitoring_for=lambda d: make_monitoring(doc, d, job=job, threshold=threshold, alert_label=alert_label))
-    if fmt == "lws" and doc["cluster"]["nodes"] == 1:
+        shm_size=shm_size, monitoring=monitoring,
+        monitoring_for=lambda doc, d: make_monitoring(doc, d, job=job, threshold=threshold, alert_label=alert_label))
+    if fmt == "lws" and plan.cluster.nodes == 1:
         typer.echo("note: a single-node plan; the LeaderWorkerSet has one pod per replica", err=True)
     if out is None:
         for name, text in files.items():

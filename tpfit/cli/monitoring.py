@@ -21,14 +21,9 @@ def plan_document(plan_file: Path | None, model: str | None, plan_args: dict) ->
     if plan_file is not None and model is not None:
         raise UsageError("give MODEL (with --gpus) or --plan plan.json, not both", flag="--plan")
     if plan_file is not None:
-        from tpfit.deploy.checks import check_plan_doc
-        from tpfit.model.folder import read_json
+        from tpfit.report.json import plan_to_dict, read_plan_file
 
-        doc = read_json(plan_file, "plan")
-        if not isinstance(doc, dict):
-            raise UsageError("not a `tpfit plan --json` file (not a JSON object)", flag="--plan", value=str(plan_file))
-        check_plan_doc(doc, plan_file)
-        return doc
+        return plan_to_dict(read_plan_file(plan_file))
     if model is None:
         return None
     from tpfit.report.json import plan_to_dict

@@ -18,7 +18,8 @@ from tpfit.core.rank import pick_best
 from tpfit.core.rules import layout_checker
 from tpfit.core.vllm_messages import Violation
 from tpfit.core.weights import distinct_layers, group_weight_bytes, layer_bytes, stage_extra_bytes, total_param_count
-from tpfit.errors import UsageError
+from tpfit.codec import decode, encode
+from tpfit.errors import DocumentError, UsageError
 from tpfit.hardware.cluster import Cluster
 from tpfit.kinds import ModelDtype, Objective, Verdict
 from tpfit.model.quant import online_quant
@@ -26,7 +27,9 @@ from tpfit.model.spec import ModelSpec, QuantSpec
 from tpfit.units import GB
 from tpfit.vllm_facts import architecture_refusal
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""Version of `tpfit plan --json`'s layout; `Plan.from_dict` refuses any other. 2 added `plan`, the exact value
+that `tpfit deploy --plan` and `tpfit watch --plan` read back."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -124,6 +127,23 @@ class Plan:
     @property
     def best(self) -> Candidate | None:
         return None if self.recommended is None else self.candidates[self.recommended]
+
+    def to_dict(self) -> dict:
+        """Every field as plain JSON values (tpfit/codec.py): what `from_dict` reads back equal."""
+        return encode(self)
+
+    @classmethod
+    def from_dict(cls, data: object) -> Plan:
+        """A plan saved by `to_dict`, equal to the one that was saved; DocumentError naming the field otherwise.
+        A plan's AWQ fallback has none of its own (make_plan), so a deeper nesting is refused."""
+        plan = decode(cls, data)
+        if plan.fallback is not None and plan.fallback.fallback is not None:
+            raise DocumentError("fallback.fallback must be null (a fallback plan has no fallback of its own)",
+                                field="fallback.fallback")
+        if plan.recommended is not None and not 0 <= plan.recommended < len(plan.candidates):
+            raise DocumentError(f"recommended is {plan.recommended} but there are {len(plan.candidates)} candidates",
+                                field="recommended")
+        return plan
 
 
 def resolve_model(model: ModelSpec, engine: EngineArgs, cluster: Cluster | None = None) -> ModelSpec:

@@ -1,6 +1,6 @@
 """Can this deployment be written in this format, with these flags? One UsageError line each, naming the flag.
 
-Checked before any file is written: a saved plan's shape, `--gpu-ids`, `--shm-size`, `--driver`, a
+Checked before any file is written: `--gpu-ids`, `--shm-size`, `--driver`, a
 multi-node layout in a single-node format, and a GPU whose vendor the container formats do not serve.
 """
 
@@ -89,63 +89,3 @@ def check_out_dir(out: Path) -> None:
     """`--out` is a folder to write into: an existing file is refused before anything is written."""
     if out.exists() and not out.is_dir():
         raise UsageError("is a file; give a folder to write the deployment files into", flag="--out", value=str(out))
-
-
-def _typed(value, kind) -> bool:
-    if kind is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if kind is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    return isinstance(value, kind)
-
-
-_PLAN_FIELDS = (
-    (("model", "id"), str), (("cluster", "gpu"), str), (("cluster", "gpus_per_node"), int), (("cluster", "nodes"), int),
-    (("engine", "vllm_version"), str),
-)
-"""What `deployment_from_plan_dict` reads outside the recommended candidate, with its JSON type."""
-_CANDIDATE_FIELDS = (
-    (("layout", "tp"), int), (("layout", "pp"), int), (("layout", "dp"), int), (("layout", "ep"), int),
-    (("memory", "verdict"), str), (("memory", "kv_cache_tokens"), int), (("memory", "max_concurrency"), float),
-    (("memory", "max_model_len"), int), (("memory", "reasons"), list), (("flags",), list),
-)
-
-
-def _field(doc, path):
-    for key in path:
-        if not isinstance(doc, dict) or key not in doc:
-            return None
-        doc = doc[key]
-    return doc
-
-
-def check_plan_doc(doc: dict, path: Path) -> None:
-    """A saved `tpfit plan --json`: the fields deploy reads, with the right types and a valid index."""
-    where = "not a `tpfit plan --json` file"
-    candidates = doc.get("candidates")
-    if not isinstance(candidates, list) or not isinstance(doc.get("model"), dict):
-        raise UsageError(f"{where} (no candidates)", flag="--plan", value=str(path))
-    index = doc.get("recommended")
-    if index is not None and (not _typed(index, int) or not 0 <= index < len(candidates)):
-        raise UsageError(f"{where}: recommended is {index!r} but there are {len(candidates)} candidates; save the plan "
-                         "again with tpfit plan --json", flag="--plan", value=str(path))
-    fields = [(p, k, _field(doc, p)) for p, k in _PLAN_FIELDS]
-    if index is not None:
-        fields += [(("candidates", index, *p), k, _field(candidates[index], p)) for p, k in _CANDIDATE_FIELDS]
-    for keys, kind, value in fields:
-        if not _typed(value, kind) or (kind is int and keys[-1] != "kv_cache_tokens" and value < 1):
-            name, wanted = ".".join(map(str, keys)), "positive whole number" if kind is int else kind.__name__
-            raise UsageError(f"{where}: {name} is {value!r}, not a {wanted}; save the plan again with tpfit plan "
-                             "--json", flag="--plan", value=str(path))
-    if index is not None:
-        best = candidates[index]
-        flags_ok = all(isinstance(f, dict) and _typed(f.get("flag"), str) and (f.get("value") is None or _typed(
-            f.get("value"), (str, int, float))) for f in best["flags"])
-        if not flags_ok or not all(isinstance(r, str) for r in best["memory"]["reasons"]):
-            raise UsageError(f"{where}: candidates.{index}.flags or .memory.reasons is malformed; save the plan again "
-                             "with tpfit plan --json", flag="--plan", value=str(path))
-        from tpfit.kinds import Verdict
-
-        if best["memory"]["verdict"] not in set(Verdict):
-            raise UsageError(f"{where}: candidates.{index}.memory.verdict is {best['memory']['verdict']!r}; use one of "
-                             f"{', '.join(Verdict)}", flag="--plan", value=str(path))

@@ -1,6 +1,10 @@
-"""Plan -> plain JSON (`tpfit plan --json`): a stable contract, documented in the README."""
+"""Plan -> plain JSON (`tpfit plan --json`): a stable contract, documented in the README; and a saved one read
+back as the Plan it was written from (`tpfit deploy --plan`, `tpfit watch --plan`)."""
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 from tpfit.core.memory import cudagraphs_in_budget, profile_era
 from tpfit.core.plan import SCHEMA_VERSION, Candidate, Plan
@@ -60,5 +64,67 @@ def plan_to_dict(plan: Plan) -> dict:
         "summary": summarize(plan),
         "recommended": plan.recommended,
         "candidates": [candidate_to_dict(plan, c) for c in plan.candidates],
+        "plan": plan.to_dict(),
     }
+
+
+_SAVE_AGAIN = "save the plan again with tpfit plan --json"
+
+
+def _first_difference(saved: object, made: object, path: str = "") -> str | None:
+    """The path of the first value where two JSON documents differ, None when they are equal."""
+    if isinstance(saved, dict) and isinstance(made, dict):
+        for key in list(made) + [k for k in saved if k not in made]:
+            if key not in saved or key not in made:
+                return f"{path}.{key}".lstrip(".")
+            found = _first_difference(saved[key], made[key], f"{path}.{key}")
+            if found is not None:
+                return found
+        return None
+    if isinstance(saved, list) and isinstance(made, list) and len(saved) == len(made):
+        for i, (a, b) in enumerate(zip(saved, made)):
+            found = _first_difference(a, b, f"{path}.{i}")
+            if found is not None:
+                return found
+        return None
+    return None if saved == made and type(saved) is type(made) else (path.lstrip(".") or "the document")
+
+
+def plan_from_dict(doc: dict, *, where: str) -> Plan:
+    """The Plan a saved `tpfit plan --json` holds (its `plan` field), checked against the rest of the file: a
+    figure or flag changed by hand would otherwise be ignored, so it is refused, naming the field. UsageError
+    naming --plan (`where`: the file) for a file that is not such a plan."""
+    from tpfit import __version__
+    from tpfit.errors import DocumentError, UsageError
+
+    version = doc.get("schema_version")
+    if version is None or "candidates" not in doc:
+        raise UsageError(f"not a `tpfit plan --json` file; {_SAVE_AGAIN}", flag="--plan", value=where)
+    if version != SCHEMA_VERSION:
+        raise UsageError(f"schema_version is {version!r}, this tpfit reads {SCHEMA_VERSION}; {_SAVE_AGAIN}",
+                         flag="--plan", value=where)
+    if "plan" not in doc:
+        raise UsageError(f"not a `tpfit plan --json` file: plan is missing; {_SAVE_AGAIN}", flag="--plan", value=where)
+    try:
+        plan = Plan.from_dict(doc["plan"])
+    except DocumentError as err:
+        raise UsageError(f"not a `tpfit plan --json` file: plan{'.' if err.field else ': '}{err}; {_SAVE_AGAIN}",
+                         flag="--plan", value=where) from None
+    except RecursionError:
+        raise UsageError(f"not a `tpfit plan --json` file: plan nests too deeply; {_SAVE_AGAIN}", flag="--plan",
+                         value=where) from None
+    made = json.loads(json.dumps({**plan_to_dict(plan), "tpfit_version": doc.get("tpfit_version")}))
+    changed = _first_difference(doc, made)
+    if changed is not None:
+        by = "" if doc.get("tpfit_version") == __version__ else f" (or tpfit {doc.get('tpfit_version')!r} wrote it)"
+        raise UsageError(f"{changed} differs from the plan the file holds: it was changed after tpfit plan --json "
+                         f"wrote it{by}; {_SAVE_AGAIN}", flag="--plan", value=where)
+    return plan
+
+
+def read_plan_file(path: Path) -> Plan:
+    """`tpfit deploy --plan FILE`: the Plan saved there (plan_from_dict), errors naming --plan and the field."""
+    from tpfit.model.folder import read_json
+
+    return plan_from_dict(read_json(path, "plan"), where=str(path))
 
