@@ -13,7 +13,7 @@ import pytest
 
 from tests.conftest import ROOT, SHARED
 from tpfit.hardware.detect import cluster_from_gpus
-from tpfit.hardware.nvml import NvmlGpu
+from tpfit.hardware.nvml import GpuState
 from tpfit.live.doctor import check_host, exit_code
 from tpfit.live.host import DockerState
 from tpfit.live.read_host import read_docker_capture, snapshot_from_files
@@ -60,8 +60,8 @@ def test_real_4x_h200_all_pairs_nvlink():
     assert {k for k in printed if k.startswith("link.")} == {k for k in f if k.startswith("link.")}
     assert all(printed[f"gpu{i}.memory"]["status"] == "ok" for i in range(4))
     # and the catalog's H200 is what CUDA reported there (vLLM logged "Free memory on device (138.3/139.8 GiB)")
-    cluster = cluster_from_gpus(tuple(NvmlGpu(index=i, name="NVIDIA H200", total_bytes=143771 * MIB,
-                                              free_bytes=143156 * MIB, used_bytes=0) for i in range(4)))
+    cluster = cluster_from_gpus(tuple(GpuState(index=i, name="NVIDIA H200", total_bytes=143771 * MIB,
+                                               free_bytes=143156 * MIB, used_bytes=0) for i in range(4)))
     assert cluster.gpu.id == "h200" and round(cluster.gpu.cuda_total_bytes / GIB, 2) == 139.8
 
 
@@ -78,9 +78,7 @@ def test_doctor_and_planner_share_the_start_up_check():
     m = refused["gpu0.memory"]
     assert m.status == "fail" and "held by others" not in m.title and "--gpu-memory-utilization 0.98" in m.fix
     assert fine["gpu0.memory"].status == "ok"
-    cluster = cluster_from_gpus(tuple(NvmlGpu(index=g.index, name=g.name, total_bytes=g.total_bytes,
-                                              free_bytes=g.free_bytes, used_bytes=g.used_bytes)
-                                      for g in snapshot_from_files(H200X4).gpus))
+    cluster = cluster_from_gpus(snapshot_from_files(H200X4).gpus)  # nvidia-smi's XML, read as NVML's values
     plan = make_plan(load_config("meta-llama--Llama-3.1-70B.json"), cluster, Workload(context=8192),
                      EngineArgs(gpu_memory_utilization=0.99), layouts=(Layout(tp=4),))
     (tp4,) = plan.candidates
@@ -120,8 +118,7 @@ def test_other_process_holding_memory():
     from tpfit import Workload, make_plan
 
     h = snapshot_from_files(DERIVED / "h100x2-nvlink__other-process-40960MiB-gpu1")
-    cluster = cluster_from_gpus(tuple(NvmlGpu(index=g.index, name=g.name, total_bytes=g.total_bytes,
-                                              free_bytes=g.free_bytes, used_bytes=g.used_bytes) for g in h.gpus))
+    cluster = cluster_from_gpus(h.gpus)
     plan = make_plan(load_config("meta-llama--Llama-3.1-8B.json"), cluster, Workload(context=8192), EngineArgs())
     best = plan.best  # None when no layout starts
     assert best is None or best.layout.num_gpus == 1
@@ -162,8 +159,8 @@ def test_container_side():
 def test_nvml_capture_to_cluster_free_memory():
     # shared probe.json holds NVML's own values from the real host
     probe = json.loads((REAL / "probe.json").read_text())["nvml"]
-    gpus = tuple(NvmlGpu(index=d["index"], name=d["name"], total_bytes=d["total"], free_bytes=d["free"],
-                         used_bytes=d["used"]) for d in probe["devices"])
+    gpus = tuple(GpuState(index=d["index"], name=d["name"], total_bytes=d["total"], free_bytes=d["free"],
+                          used_bytes=d["used"]) for d in probe["devices"])
     cluster = cluster_from_gpus(gpus)
     assert cluster.gpu.id == "h100-sxm" and cluster.gpus_per_node == 2
     assert round(cluster.gpu.cuda_total_bytes / GIB, 2) == 79.18

@@ -5,12 +5,15 @@ from __future__ import annotations
 from tpfit.errors import NvmlError
 from tpfit.hardware.catalog import GpuSpec, find_gpu_by_nvml_name
 from tpfit.hardware.cluster import Cluster
-from tpfit.hardware.nvml import NO_GPU_HINT, NvmlGpu, read_gpus
+from tpfit.hardware.nvml import GpuState, read_nvml
 from tpfit.units import MIB
 
+NO_GPU_HINT = "describe the GPUs instead, e.g. --gpus 2x3090, --gpus 4xH100 or --gpus 2x24GB"
 
-def cluster_from_gpus(gpus: tuple[NvmlGpu, ...], nvlink_pairs: frozenset = frozenset()) -> Cluster:
-    """A Cluster from NVML readings (real or captured): catalog facts, NVML's memory."""
+
+def cluster_from_gpus(gpus: tuple[GpuState, ...], nvlink_pairs: frozenset = frozenset()) -> Cluster:
+    """A Cluster from NVML readings (real, or nvidia-smi captures parsed into the same values): catalog facts,
+    the driver's memory."""
     if not gpus:
         raise NvmlError(f"NVML sees no GPU; {NO_GPU_HINT}")
     first = gpus[0]
@@ -28,5 +31,9 @@ def cluster_from_gpus(gpus: tuple[NvmlGpu, ...], nvlink_pairs: frozenset = froze
 
 
 def detect_cluster() -> Cluster:
-    gpus, pairs = read_gpus()
-    return cluster_from_gpus(gpus, pairs)
+    """This host's GPUs (`tpfit plan` without --gpus); NvmlError saying how to describe them instead."""
+    try:
+        host = read_nvml()
+    except NvmlError as err:
+        raise NvmlError(f"{err}; {NO_GPU_HINT}") from err
+    return cluster_from_gpus(host.gpus, host.nvlink_pairs)

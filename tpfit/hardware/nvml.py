@@ -1,4 +1,9 @@
-"""The only import of pynvml (nvidia-ml-py): GPU names, memory and NVLink pairs of this host."""
+"""The only import of pynvml (nvidia-ml-py): this host's driver, GPUs and NVLink pairs, read once into values.
+
+`tpfit plan` without `--gpus` (hardware/detect.py) and `tpfit doctor` (live/read_host.py) both read through
+`read_nvml`; `GpuState` is also what nvidia-smi's XML is parsed into (live/host.py), so captured hosts replay
+through the same values.
+"""
 
 from __future__ import annotations
 
@@ -6,51 +11,113 @@ from dataclasses import dataclass
 
 from tpfit.errors import NvmlError
 
-NO_GPU_HINT = "describe the GPUs instead, e.g. --gpus 2x3090, --gpus 4xH100 or --gpus 2x24GB"
+MAX_NVLINKS = 18
+"""NVLink links per GPU NVML numbers (NVML_NVLINK_MAX_LINKS: 18 on H100/H200)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class NvmlGpu:
-    index: int
+class GpuProcess:
+    pid: int
     name: str
-    total_bytes: int
-    free_bytes: int
     used_bytes: int
 
 
-def read_gpus() -> tuple[tuple[NvmlGpu, ...], frozenset[tuple[int, int]]]:
-    """Every GPU NVML sees, and the index pairs joined by an active NVLink."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GpuState:
+    """One GPU as the driver reports it (NVML, or `nvidia-smi -q -x`); empty / None where it could not be read."""
+
+    index: int
+    name: str
+    bus_id: str = ""
+    total_bytes: int = 0
+    used_bytes: int = 0
+    free_bytes: int = 0
+    reserved_bytes: int = 0
+    """The driver's own reservation, apart from "used" (NVML memory v2)."""
+    mig_mode: str = "N/A"
+    ecc_mode: str = "N/A"
+    pcie_gen_max: int | None = None
+    pcie_gen_current: int | None = None
+    pcie_width_max: int | None = None
+    pcie_width_current: int | None = None
+    processes: tuple[GpuProcess, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NvmlHost:
+    """What NVML says of this host."""
+
+    driver_version: str
+    cuda_driver_version: str
+    """Highest CUDA the driver supports ("13.0")."""
+    gpus: tuple[GpuState, ...]
+    nvlink_pairs: frozenset[tuple[int, int]]
+    """GPU index pairs joined by an active NVLink."""
+
+
+def read_nvml() -> NvmlHost:
+    """This host through NVML; NvmlError saying why when it cannot be read (no nvidia-ml-py, no driver)."""
     try:
         import pynvml
     except ImportError as err:
-        raise NvmlError(f"GPU detection needs nvidia-ml-py (pip install 'tpfit[gpu]'); or {NO_GPU_HINT}") from err
+        raise NvmlError("nvidia-ml-py is not installed (pip install 'tpfit[gpu]')") from err
     try:
         pynvml.nvmlInit()
     except pynvml.NVMLError as err:
-        raise NvmlError(f"no NVIDIA driver or GPU found ({err}); {NO_GPU_HINT}") from err
+        raise NvmlError(f"no NVIDIA driver or GPU found ({err})") from err
     try:
-        gpus, handles = [], []
-        for i in range(pynvml.nvmlDeviceGetCount()):
-            h = pynvml.nvmlDeviceGetHandleByIndex(i)
-            handles.append(h)
-            mem = pynvml.nvmlDeviceGetMemoryInfo(h)
-            name = pynvml.nvmlDeviceGetName(h)
-            gpus.append(NvmlGpu(index=i, name=name.decode() if isinstance(name, bytes) else name,
-                                total_bytes=mem.total, free_bytes=mem.free, used_bytes=mem.used))
-        pairs = set()
-        for i, h in enumerate(handles):
-            for link in range(18):
-                try:
-                    if not pynvml.nvmlDeviceGetNvLinkState(h, link):
-                        continue
-                    bus = pynvml.nvmlDeviceGetNvLinkRemotePciInfo_v2(h, link).busId
-                except pynvml.NVMLError:
-                    break
-                for j, other in enumerate(handles):
-                    if j != i and pynvml.nvmlDeviceGetPciInfo(other).busId == bus:
-                        pairs.add((min(i, j), max(i, j)))
-        return tuple(gpus), frozenset(pairs)
+        cuda = pynvml.nvmlSystemGetCudaDriverVersion_v2()
+        handles = [pynvml.nvmlDeviceGetHandleByIndex(i) for i in range(pynvml.nvmlDeviceGetCount())]
+        return NvmlHost(driver_version=_text(pynvml.nvmlSystemGetDriverVersion()),
+                        cuda_driver_version=f"{cuda // 1000}.{cuda % 1000 // 10}",
+                        gpus=tuple(_gpu(pynvml, i, h) for i, h in enumerate(handles)),
+                        nvlink_pairs=_nvlink_pairs(pynvml, handles))
     except pynvml.NVMLError as err:
-        raise NvmlError(f"reading GPUs through NVML failed ({err}); {NO_GPU_HINT}") from err
+        raise NvmlError(f"reading GPUs through NVML failed ({err})") from err
     finally:
         pynvml.nvmlShutdown()
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _gpu(pynvml, index: int, h) -> GpuState:
+    def optional(fn, *args, default=None):
+        try:
+            return fn(h, *args)
+        except pynvml.NVMLError:
+            return default
+
+    try:  # v2 reports the driver's reservation apart from "used"
+        mem = pynvml.nvmlDeviceGetMemoryInfo(h, version=pynvml.nvmlMemory_v2)
+        reserved = mem.reserved
+    except (pynvml.NVMLError, AttributeError, TypeError):
+        mem, reserved = pynvml.nvmlDeviceGetMemoryInfo(h), 0
+    mig = optional(pynvml.nvmlDeviceGetMigMode)
+    ecc = optional(pynvml.nvmlDeviceGetEccMode)
+    procs = tuple(GpuProcess(pid=p.pid, name="", used_bytes=p.usedGpuMemory or 0)
+                  for p in optional(pynvml.nvmlDeviceGetComputeRunningProcesses, default=[]) or [])
+    return GpuState(
+        index=index, name=_text(pynvml.nvmlDeviceGetName(h)), bus_id=_text(pynvml.nvmlDeviceGetPciInfo(h).busId),
+        total_bytes=mem.total, used_bytes=mem.used, free_bytes=mem.free, reserved_bytes=reserved,
+        mig_mode="Enabled" if mig and mig[0] else "Disabled", ecc_mode="Enabled" if ecc and ecc[0] else "Disabled",
+        pcie_gen_max=optional(pynvml.nvmlDeviceGetMaxPcieLinkGeneration),
+        pcie_gen_current=optional(pynvml.nvmlDeviceGetCurrPcieLinkGeneration),
+        pcie_width_max=optional(pynvml.nvmlDeviceGetMaxPcieLinkWidth),
+        pcie_width_current=optional(pynvml.nvmlDeviceGetCurrPcieLinkWidth), processes=procs)
+
+
+def _nvlink_pairs(pynvml, handles: list) -> frozenset[tuple[int, int]]:
+    buses = [_text(pynvml.nvmlDeviceGetPciInfo(h).busId) for h in handles]
+    pairs = set()
+    for i, h in enumerate(handles):
+        for link in range(MAX_NVLINKS):
+            try:
+                if not pynvml.nvmlDeviceGetNvLinkState(h, link):
+                    continue
+                bus = _text(pynvml.nvmlDeviceGetNvLinkRemotePciInfo_v2(h, link).busId)
+            except pynvml.NVMLError:
+                break  # past the GPU's last link, or no NVLink at all
+            pairs.update((min(i, j), max(i, j)) for j, other in enumerate(buses) if j != i and other == bus)
+    return frozenset(pairs)

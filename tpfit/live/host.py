@@ -1,7 +1,7 @@
 """What a host looks like to vLLM: GPUs, driver, links, container runtime, shared memory, environment.
 
-`HostSnapshot` is a frozen value. Readers fill it from the live host (NVML first, nvidia-smi as the
-fallback, docker, /dev/shm) or from captured files (`nvidia-smi -q -x`, `nvidia-smi topo -m` / `-p2p r`),
+`HostSnapshot` is a frozen value. Readers fill it from the live host (NVML through hardware/nvml.py first,
+nvidia-smi as the fallback, docker, /dev/shm) or from captured files (`nvidia-smi -q -x`, `nvidia-smi topo -m` / `-p2p r`),
 so tests replay real captures through the same parsers.
 """
 
@@ -11,32 +11,8 @@ import re
 import xml.etree.ElementTree as ET
 from dataclasses import asdict, dataclass, field
 
+from tpfit.hardware.nvml import GpuProcess, GpuState
 from tpfit.units import MIB
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class GpuProcess:
-    pid: int
-    name: str
-    used_bytes: int
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class GpuState:
-    index: int
-    name: str
-    bus_id: str = ""
-    total_bytes: int = 0
-    used_bytes: int = 0
-    free_bytes: int = 0
-    reserved_bytes: int = 0
-    mig_mode: str = "N/A"
-    ecc_mode: str = "N/A"
-    pcie_gen_max: int | None = None
-    pcie_gen_current: int | None = None
-    pcie_width_max: int | None = None
-    pcie_width_current: int | None = None
-    processes: tuple[GpuProcess, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

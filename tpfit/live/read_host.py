@@ -1,5 +1,5 @@
-"""Read this host into a HostSnapshot: NVML first, nvidia-smi as the fallback, then docker, /dev/shm,
-the environment and installed packages. Never raises for a missing piece: it is listed in `unseen`."""
+"""Read this host into a HostSnapshot: NVML first (hardware/nvml.py, tpfit's one NVML reader), nvidia-smi as
+the fallback, then docker, /dev/shm, the environment and installed packages. Never raises for a missing piece: it is listed in `unseen`."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 
-from tpfit.live.host import (
-    DockerState, GpuProcess, GpuState, HostSnapshot, parse_docker_info, parse_smi_xml, parse_topo,
-)
+from tpfit.errors import NvmlError
+from tpfit.hardware.nvml import GpuState, read_nvml
+from tpfit.live.host import DockerState, HostSnapshot, parse_docker_info, parse_smi_xml, parse_topo
 
 ENV_KEYS = ("CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES")
 COMMAND_TIMEOUT_S = 20
@@ -23,57 +23,6 @@ def _run(argv: list[str]) -> tuple[int, str]:
     except (OSError, subprocess.TimeoutExpired) as err:
         return 127, str(err)
     return result.returncode, result.stdout if result.returncode == 0 else (result.stderr or result.stdout)
-
-
-def _from_nvml(unseen: list[str]) -> tuple[str, str, tuple[GpuState, ...]] | None:
-    try:
-        import pynvml
-    except ImportError:
-        unseen.append("NVML: nvidia-ml-py is not installed (pip install 'tpfit[gpu]')")
-        return None
-    try:
-        pynvml.nvmlInit()
-    except pynvml.NVMLError as err:
-        unseen.append(f"NVML: {err}")
-        return None
-    try:
-        driver = pynvml.nvmlSystemGetDriverVersion()
-        cuda = pynvml.nvmlSystemGetCudaDriverVersion_v2()
-        gpus = []
-        for i in range(pynvml.nvmlDeviceGetCount()):
-            h = pynvml.nvmlDeviceGetHandleByIndex(i)
-            try:  # v2 reports the driver's reservation apart from "used"
-                mem = pynvml.nvmlDeviceGetMemoryInfo(h, version=pynvml.nvmlMemory_v2)
-                reserved = mem.reserved
-            except (pynvml.NVMLError, AttributeError, TypeError):
-                mem, reserved = pynvml.nvmlDeviceGetMemoryInfo(h), 0
-
-            def safe(fn, *args, default=None):
-                try:
-                    return fn(h, *args)
-                except pynvml.NVMLError:
-                    return default
-            mig = safe(pynvml.nvmlDeviceGetMigMode)
-            ecc = safe(pynvml.nvmlDeviceGetEccMode)
-            procs = tuple(GpuProcess(pid=p.pid, name="", used_bytes=p.usedGpuMemory or 0)
-                          for p in safe(pynvml.nvmlDeviceGetComputeRunningProcesses, default=[]) or [])
-            name = pynvml.nvmlDeviceGetName(h)
-            gpus.append(GpuState(
-                index=i, name=name.decode() if isinstance(name, bytes) else name,
-                bus_id=str(pynvml.nvmlDeviceGetPciInfo(h).busId), total_bytes=mem.total, used_bytes=mem.used,
-                free_bytes=mem.free, reserved_bytes=reserved, mig_mode="Enabled" if mig and mig[0] else "Disabled",
-                ecc_mode="Enabled" if ecc and ecc[0] else "Disabled",
-                pcie_gen_max=safe(pynvml.nvmlDeviceGetMaxPcieLinkGeneration),
-                pcie_gen_current=safe(pynvml.nvmlDeviceGetCurrPcieLinkGeneration),
-                pcie_width_max=safe(pynvml.nvmlDeviceGetMaxPcieLinkWidth),
-                pcie_width_current=safe(pynvml.nvmlDeviceGetCurrPcieLinkWidth), processes=procs))
-        driver = driver.decode() if isinstance(driver, bytes) else driver
-        return driver, f"{cuda // 1000}.{cuda % 1000 // 10}", tuple(gpus)
-    except pynvml.NVMLError as err:
-        unseen.append(f"NVML: {err}")
-        return None
-    finally:
-        pynvml.nvmlShutdown()
 
 
 def read_docker() -> DockerState:
@@ -95,12 +44,15 @@ def read_docker() -> DockerState:
 def read_host() -> HostSnapshot:
     """This machine, as far as it can be read."""
     unseen: list[str] = []
-    nvml = _from_nvml(unseen)
     source = "nvml"
     driver = cuda = ""
     gpus: tuple[GpuState, ...] = ()
-    if nvml:
-        driver, cuda, gpus = nvml
+    try:
+        nvml = read_nvml()
+        driver, cuda, gpus = nvml.driver_version, nvml.cuda_driver_version, nvml.gpus
+    except NvmlError as err:
+        nvml = None
+        unseen.append(f"NVML: {err}")
     smi = shutil.which("nvidia-smi")
     if smi is None:
         unseen.append("nvidia-smi not found on PATH")
