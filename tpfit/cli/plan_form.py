@@ -32,9 +32,11 @@ def _command(name: str):
 
 @functools.lru_cache(maxsize=1)
 def _plan_hints() -> dict[str, object]:
-    from tpfit.cli.plan import plan
+    """The `plan` command function's hints: its click command's callback unwrapped (typer wraps it with
+    functools), so this module need not import cli/plan.py, which imports it for --html."""
+    import inspect
 
-    return typing.get_type_hints(plan)
+    return typing.get_type_hints(inspect.unwrap(_command("plan").callback))
 
 
 def _annotation(param) -> object:
