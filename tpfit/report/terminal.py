@@ -50,25 +50,18 @@ _DROP_FIRST = ("activ.", "non-torch", "graphs", "max len", "weights", "KV")
 verdict always stay."""
 
 
-def _accepted_table(plan: Plan, rows: list[Candidate], width: int | None = None) -> Table:
+def _fitted_table(title: str, columns: list[str], rows: list[dict], *, drop_first: tuple[str, ...],
+                  left: tuple[str, ...], width: int | None) -> Table:
+    """A table of `rows` (column name -> cell), leaving out the `drop_first` columns in order until it fits
+    `width` (all of them when `width` is None or nothing narrower fits)."""
     from rich.measure import Measurement
 
-    columns = ["layout", "weights", "activ.", "non-torch", "graphs", "KV", "KV tokens", "max conc.", "max len",
-               "verdict"]
-    best = plan.best
-    for dropped in range(len(_DROP_FIRST) + 1):
-        shown = [name for name in columns if name not in _DROP_FIRST[:dropped]]
-        t = Table(title="Layouts that pass vLLM's rules (GiB per GPU)", title_justify="left")
+    for dropped in range(len(drop_first) + 1):
+        shown = [name for name in columns if name not in drop_first[:dropped]]
+        t = Table(title=title, title_justify="left")
         for name in shown:
-            t.add_column(name, justify="left" if name in ("layout", "verdict") else "right", no_wrap=True)
-        for c in rows:
-            m, w = c.memory, c.memory.worst
-            cells = {"layout": ("★ " if c is best else "  ") + str(c.layout), "weights": format_gib(w.weight_bytes),
-                     "activ.": format_gib(w.activation_bytes), "non-torch": format_gib(w.non_torch_bytes),
-                     "graphs": format_gib(w.cuda_graph_bytes), "KV": format_gib(w.kv_cache_bytes),
-                     "KV tokens": f"{m.kv_cache_tokens:,}", "max conc.": f"{m.max_concurrency:.2f}",
-                     "max len": f"{m.max_model_len_fit:,}",
-                     "verdict": Text(m.verdict.replace("_", " "), style=_VERDICT_STYLE[m.verdict])}
+            t.add_column(name, justify="left" if name in left else "right", no_wrap=True)
+        for cells in rows:
             t.add_row(*(cells[name] for name in shown))
         if width is None:
             return t
@@ -76,6 +69,22 @@ def _accepted_table(plan: Plan, rows: list[Candidate], width: int | None = None)
         if Measurement.get(probe, probe.options, t).maximum <= width:
             return t
     return t
+
+
+def _accepted_table(plan: Plan, rows: list[Candidate], width: int | None = None) -> Table:
+    columns = ["layout", "weights", "activ.", "non-torch", "graphs", "KV", "KV tokens", "max conc.", "max len",
+               "verdict"]
+    cells = []
+    for c in rows:
+        m, w = c.memory, c.memory.worst
+        cells.append({"layout": ("★ " if c is plan.best else "  ") + str(c.layout),
+                      "weights": format_gib(w.weight_bytes), "activ.": format_gib(w.activation_bytes),
+                      "non-torch": format_gib(w.non_torch_bytes), "graphs": format_gib(w.cuda_graph_bytes),
+                      "KV": format_gib(w.kv_cache_bytes), "KV tokens": f"{m.kv_cache_tokens:,}",
+                      "max conc.": f"{m.max_concurrency:.2f}", "max len": f"{m.max_model_len_fit:,}",
+                      "verdict": Text(m.verdict.replace("_", " "), style=_VERDICT_STYLE[m.verdict])})
+    return _fitted_table("Layouts that pass vLLM's rules (GiB per GPU)", columns, cells, drop_first=_DROP_FIRST,
+                         left=("layout", "verdict"), width=width)
 
 
 def _refused_table(rows: list[Candidate]) -> Table:
@@ -95,29 +104,15 @@ _SPEED_DROP_FIRST = ("tok/s per request", "bound", "TTFT (s)")
 
 def _speed_table(plan: Plan, rows: list[Candidate], width: int | None = None) -> Table:
     """Predicted speed of the layouts that serve, in the order tpfit ranks them (core/rank.py)."""
-    from rich.measure import Measurement
-
     work = plan.workload.speed_workload()
     title = (f"Predicted speed at {work.concurrency} concurrent ({work.input_tokens:,} prompt + "
              f"{work.output_tokens:,} output tokens; {rows[0].speed.calibration})")
     columns = ["layout", "output tok/s", "tok/s per request", "TTFT (s)", "TPOT (ms)", "bound"]
-    for dropped in range(len(_SPEED_DROP_FIRST) + 1):
-        shown = [name for name in columns if name not in _SPEED_DROP_FIRST[:dropped]]
-        t = Table(title=title, title_justify="left")
-        for name in shown:
-            t.add_column(name, justify="left" if name in ("layout", "bound") else "right", no_wrap=True)
-        for c in rows:
-            sp = c.speed
-            cells = {"layout": ("★ " if c is plan.best else "  ") + str(c.layout),
-                     "output tok/s": f"{sp.total_output_tok_s:,.0f}", "tok/s per request": f"{sp.request_output_tok_s:,.0f}",
-                     "TTFT (s)": f"{sp.ttft_s:.2f}", "TPOT (ms)": f"{sp.tpot_s * 1e3:.1f}", "bound": sp.bound.value}
-            t.add_row(*(cells[name] for name in shown))
-        if width is None:
-            return t
-        probe = Console(width=10_000, file=io.StringIO())
-        if Measurement.get(probe, probe.options, t).maximum <= width:
-            return t
-    return t
+    cells = [{"layout": ("★ " if c is plan.best else "  ") + str(c.layout),
+              "output tok/s": f"{c.speed.total_output_tok_s:,.0f}",
+              "tok/s per request": f"{c.speed.request_output_tok_s:,.0f}", "TTFT (s)": f"{c.speed.ttft_s:.2f}",
+              "TPOT (ms)": f"{c.speed.tpot_s * 1e3:.1f}", "bound": c.speed.bound.value} for c in rows]
+    return _fitted_table(title, columns, cells, drop_first=_SPEED_DROP_FIRST, left=("layout", "bound"), width=width)
 
 
 def render_plan(plan: Plan, console: Console, *, show_all: bool = False) -> None:
