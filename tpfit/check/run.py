@@ -220,3 +220,23 @@ def check_deployment(dep: DeploymentFile, *, gpus: Cluster | None = None, load: 
     order = {Severity.ERROR: 0, Severity.WARNING: 1, Severity.INFO: 2}
     findings.sort(key=lambda f: (f.where.line, order[f.severity]))
     return CheckReport(file=dep, findings=tuple(findings))
+
+
+def check_cluster(gpus: str | None, *, kv_cache_memory_bytes: int | None, workers: int) -> Cluster | None:
+    """The GPUs to check against: `--gpus`, else this host's (NVML), else a CPU server's own KV size, else None
+    (the manifest's node labels, or "GPUs unknown" findings that say to give --gpus)."""
+    if gpus is not None:
+        return Cluster.parse(gpus)
+    from tpfit.errors import NvmlError
+    from tpfit.hardware.detect import detect_cluster
+
+    try:
+        return detect_cluster()
+    except NvmlError:
+        pass
+    if kv_cache_memory_bytes:
+        from tpfit.units import GIB
+
+        # a server whose KV cache is set in bytes (the CPU build): its size does not depend on the device memory
+        return Cluster.cpu(64 * GIB, workers=workers)
+    return None

@@ -10,7 +10,7 @@ import typer
 
 from tpfit.cli.options import GpusOpt
 from tpfit.kinds import ModelDtype
-from tpfit.errors import NvmlError, UsageError
+from tpfit.errors import UsageError
 
 FORMATS = ("text", "json", "sarif")
 ServerTpOpt = Annotated[Optional[int], typer.Option("--tp", "--tensor-parallel-size", min=1, help=(
@@ -77,7 +77,7 @@ def check(
     import json
 
     from tpfit import __version__
-    from tpfit.check.run import check_deployment
+    from tpfit.check.run import check_cluster, check_deployment
     from tpfit.deployment.read import read_deployment
     from tpfit.report.check import render_text, report_dict, sarif_dict
 
@@ -104,24 +104,8 @@ def check(
         dep, facts = _server(url, log, tp, pp, getattr(dtype, "value", dtype))
     else:
         dep = read_deployment(_read(file), "stdin" if file == "-" else file)
-    cluster = None
-    if gpus is not None:
-        from tpfit.hardware.cluster import Cluster
-
-        cluster = Cluster.parse(gpus)
-    else:
-        try:
-            from tpfit.hardware.detect import detect_cluster
-
-            cluster = detect_cluster()
-        except (NvmlError, ImportError):
-            cluster = None  # the manifest's node labels, else "GPUs unknown" findings say to give --gpus
-    if cluster is None and facts is not None and facts.kv_cache_memory_bytes:
-        from tpfit.hardware.cluster import Cluster
-        from tpfit.units import GIB
-
-        # a server whose KV cache is set in bytes (the CPU build): its size does not depend on the device memory
-        cluster = Cluster.cpu(64 * GIB, workers=(tp or 1) * (pp or 1))
+    cluster = check_cluster(gpus, kv_cache_memory_bytes=facts.kv_cache_memory_bytes if facts else None,
+                            workers=(tp or 1) * (pp or 1))
     report = check_deployment(dep, gpus=cluster, host_driver=driver)
     to_stderr = fix and file == "-"  # `tpfit check - --fix` is a filter: the corrected text alone on stdout
     if fmt == "json":
