@@ -20,7 +20,7 @@ import pytest
 
 from tests.conftest import load_config
 from tpfit.core.engine import EngineArgs
-from tpfit.core.plan import Workload, make_plan
+from tpfit.core.plan import Plan, Workload, make_plan
 from tpfit.core.recommend import make_flags, summarize
 from tpfit.data import load_memory_model
 from tpfit.hardware.cluster import Cluster
@@ -32,7 +32,7 @@ FORBIDDEN_PREFIXES = ("tpfit.report", "tpfit.deploy", "tpfit.live", "tpfit.cli",
 FORBIDDEN_CALLS = {"open", "input", "print", "exec", "eval", "__import__"}
 
 
-@pytest.mark.parametrize("path", sorted(CORE.glob("*.py")), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", [*sorted(CORE.glob("*.py")), CORE.parent / "codec.py"], ids=lambda p: p.name)
 def test_core_module_imports_and_calls_nothing_impure(path):
     for node in ast.walk(ast.parse(path.read_text())):
         names = []
@@ -95,6 +95,8 @@ def test_planning_touches_no_file_environment_or_clock(config, gpus, context):
         summarize(plan)
         if plan.best is not None:
             make_flags(plan, plan.best)
+        # reading a saved plan back (tpfit/codec.py, through the core's Plan.from_dict) is pure too
+        assert Plan.from_dict(plan.to_dict()) == plan
 
 
 def test_the_seal_catches_a_file_read_and_the_environment():
