@@ -72,3 +72,13 @@ def test_kv_tokens_follow_vllms_capacity_arithmetic():
     pp2 = make_plan(spec, Cluster.parse("2xh200"), engine=engine, layouts=(Layout(pp=2),)).candidates[0].memory
     assert min(g.bytes_per_block for g in pp2.gpus) < 1_002_240 * 0.6
     assert pp2.kv_cache_tokens > 1.6 * int(80 * 2**30 // 1_002_240 / 3364 * 8192)
+
+
+def test_a_16_bit_kv_cache_is_refused_with_vllms_message():
+    spec = load_config(V4)
+    plan = make_plan(spec, Cluster.parse("8xh200"), engine=EngineArgs(kv_cache_dtype="bfloat16"), layouts=(Layout(tp=8),))
+    (violation,) = plan.candidates[0].violations
+    assert violation.vllm_error == ("DeepseekV4 fp8_ds_mla layout only supports fp8 kv-cache, got bfloat16. Please set "
+                                    "`--kv-cache-dtype fp8` or select a backend that supports bfloat16 KV cache.")
+    fp8 = make_plan(spec, Cluster.parse("8xh200"), engine=EngineArgs(kv_cache_dtype="fp8"), layouts=(Layout(tp=8),))
+    assert fp8.candidates[0].accepted

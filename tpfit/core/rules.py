@@ -15,11 +15,11 @@ from tpfit.core.layout import Layout
 from tpfit.core.weights import distinct_layers, padded_vocab
 from tpfit.hardware.cluster import Cluster
 from tpfit.core.vllm_messages import (
-    BF16_CAPABILITY, EP_WITHOUT_EXPERTS, FP8_BLOCK_K, FP8_MOE_BLOCK_N, HEADS_NOT_DIVISIBLE, MARLIN_GROUP_SIZE,
+    BF16_CAPABILITY, DSV4_KV_CACHE_DTYPE, EP_WITHOUT_EXPERTS, FP8_BLOCK_K, FP8_MOE_BLOCK_N, HEADS_NOT_DIVISIBLE, MARLIN_GROUP_SIZE,
     MAX_LEN_ABOVE_DERIVED, NOT_DIVISIBLE, PP_NOT_SUPPORTED, PP_STAGE_WITHOUT_LAYERS, QUANT_CAPABILITY,
     QUANT_INPUT_NOT_ALIGNED, QUANT_OUTPUT_NOT_ALIGNED, WORLD_SIZE_ABOVE_GPUS, Violation,
 )
-from tpfit.kinds import MlpKind
+from tpfit.kinds import KvCacheDtype, MlpKind
 from tpfit.model.spec import ModelSpec
 
 MARLIN_GROUP_SIZES = (-1, 32, 64, 128)
@@ -225,6 +225,20 @@ def check_gpu_support(spec: ModelSpec, cluster: Cluster, engine: EngineArgs) -> 
     return out
 
 
+def check_kv_cache_dtype(spec: ModelSpec, cluster: Cluster, engine: EngineArgs) -> list[Violation]:
+    """DeepSeek-V4 on the FlashMLA path (every NVIDIA GPU but compute capability 12.x, `_select_dsv4_attn_cls`,
+    0.33 models/deepseek_v4/nvidia/model.py:537-567) stores fp8_ds_mla and refuses a 16-bit --kv-cache-dtype."""
+    sixteen_bit = engine.kv_cache_dtype in (KvCacheDtype.BFLOAT16, KvCacheDtype.FLOAT16)
+    if not sixteen_bit or not any(layer.compress_ratio for layer in spec.layers):
+        return []
+    cc = cluster.gpu.compute_capability
+    if cluster.gpu.vendor != "NVIDIA" or (cc is not None and int(cc) == 12):
+        return []
+    return [Violation(rule="dsv4_kv_cache_dtype", detail=f"DeepSeek-V4 caches fp8_ds_mla, not {engine.kv_cache_dtype}",
+                      vllm_error=DSV4_KV_CACHE_DTYPE.format(kv_cache_dtype=engine.kv_cache_dtype.value),
+                      fix=DSV4_KV_CACHE_DTYPE.fix)]
+
+
 def check_max_model_len(spec: ModelSpec, engine: EngineArgs) -> list[Violation]:
     """`_get_and_verify_max_len`: a user max_model_len above the derived maximum is refused."""
     if engine.max_model_len is None or engine.max_model_len <= spec.max_model_len:
@@ -247,6 +261,7 @@ def check_layout(spec: ModelSpec, layout: Layout, cluster: Cluster, engine: Engi
     for rule in LAYOUT_RULES:
         found.extend(rule(spec, layout, cluster))
     found.extend(check_gpu_support(spec, cluster, engine))
+    found.extend(check_kv_cache_dtype(spec, cluster, engine))
     found.extend(check_max_model_len(spec, engine))
     return tuple(found)
 
@@ -304,7 +319,8 @@ def layout_checker(spec: ModelSpec, cluster: Cluster, engine: EngineArgs) -> Cal
     """`check_layout` for the many layouts of one search, with the same answers: a rule's verdict is worked out
     once per value of its RULE_FACTORS (a 64-GPU search has ~1500 layouts but 64 TP sizes), its message once per
     value of what the message reads, and the model-wide checks once."""
-    model_wide = (*check_gpu_support(spec, cluster, engine), *check_max_model_len(spec, engine))
+    model_wide = (*check_gpu_support(spec, cluster, engine), *check_kv_cache_dtype(spec, cluster, engine),
+                  *check_max_model_len(spec, engine))
     groups: dict[Callable[[Layout], object], list[Callable]] = {}
     for rule in LAYOUT_RULES:
         groups.setdefault(RULE_FACTORS.get(rule, (_whole_layout,))[0], []).append(rule)

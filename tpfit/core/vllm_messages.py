@@ -153,6 +153,11 @@ BF16_CAPABILITY = VllmMessage(
     source="vllm/platforms/cuda.py::check_if_supports_dtype",
     fields=(("gpu_name", r".+?"),),
     fix="use --dtype half (or --dtype auto, which vLLM turns into float16 here)")
+DSV4_KV_CACHE_DTYPE = VllmMessage(
+    template="DeepseekV4 fp8_ds_mla layout only supports fp8 kv-cache, got {kv_cache_dtype}. Please set "
+             "`--kv-cache-dtype fp8` or select a backend that supports bfloat16 KV cache.",
+    source="vllm/models/deepseek_v4/attention.py::_resolve_dsv4_kv_cache_dtype (0.33, lines 107-117)",
+    fix="leave --kv-cache-dtype at auto (vLLM stores fp8_ds_mla) or set it to fp8")
 MAX_LEN_ABOVE_DERIVED = VllmMessage(
     template="User-specified max_model_len ({max_model_len}) is greater than the derived max_model_len "
              "({max_len_key}={derived} or model_max_length={model_max_length} in model's config.json). To allow overriding this "

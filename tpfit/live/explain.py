@@ -9,7 +9,8 @@ from dataclasses import asdict, dataclass
 
 from tpfit.core.startup import startable_utilization
 from tpfit.core.vllm_messages import (
-    BF16_CAPABILITY, EP_WITHOUT_EXPERTS, FP8_BLOCK_K, FP8_BLOCK_N, FP8_MOE_BLOCK_N, FREE_MEMORY_BELOW_REQUEST,
+    BF16_CAPABILITY, DSV4_KV_CACHE_DTYPE, EP_WITHOUT_EXPERTS, FP8_BLOCK_K, FP8_BLOCK_N, FP8_MOE_BLOCK_N,
+    FREE_MEMORY_BELOW_REQUEST,
     HEADS_NOT_DIVISIBLE, KV_CACHE_BELOW_MAX_LEN, MARLIN_GROUP_SIZE, MARLIN_GROUP_SPLIT, MARLIN_MIN_THREAD_K,
     MARLIN_MIN_THREAD_N, MAX_LEN_ABOVE_DERIVED, NOT_DIVISIBLE, NO_KV_CACHE_MEMORY, PP_NOT_SUPPORTED,
     QUANT_CAPABILITY, QUANT_INPUT_NOT_ALIGNED, QUANT_OUTPUT_NOT_ALIGNED, V0_KV_CACHE_BELOW_MAX_LEN, VllmMessage,
@@ -218,6 +219,12 @@ def _bf16(m: re.Match, ctx: Context) -> Diagnosis:
                      fix=BF16_CAPABILITY.fix, evidence=m.group(0))
 
 
+def _dsv4_kv_dtype(m: re.Match, ctx: Context) -> Diagnosis:
+    return Diagnosis(kind="kv_cache_dtype", cause=f"DeepSeek-V4's FlashMLA path caches fp8_ds_mla, not "
+                                                  f"{m['kv_cache_dtype']}", fix=DSV4_KV_CACHE_DTYPE.fix,
+                     evidence=m.group(0))
+
+
 class LogSignature:
     """A failure that is not a refusal of the configuration (out of memory, NCCL, the host): a pattern only."""
 
@@ -246,6 +253,7 @@ RULES: tuple[tuple[VllmMessage | LogSignature, Diagnose], ...] = (
     (PP_NOT_SUPPORTED, _pp_not_supported),
     (QUANT_CAPABILITY, _capability),
     (BF16_CAPABILITY, _bf16),
+    (DSV4_KV_CACHE_DTYPE, _dsv4_kv_dtype),
     (FREE_MEMORY_BELOW_REQUEST, _free_memory),
     (LogSignature(r"unable to allocate shared memory\(shm\)[^\n]*|Bus error|Error while creating shared memory "
                   r"segment|No space left on device[^\n]*shm|/dev/shm[^\n]*(?:No space|too small)"), _shm),
@@ -271,6 +279,7 @@ KNOWN_FAILURES = ("TP vs heads / KV heads / vocab", "quantized shard alignment",
                   "two ranks on one GPU",
                   "no GPU", "driver too old", "CPU head size", "TMPDIR too deep for vLLM's sockets",
                   "expert parallel without experts", "pipeline parallel unsupported", "GPU too old for the weights",
+                  "DeepSeek-V4 with a 16-bit KV cache",
                   "no Ray executor in this build")
 """What RULES recognise, in words, for the 'nothing found' answer."""
 
