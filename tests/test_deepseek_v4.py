@@ -64,7 +64,8 @@ def test_kv_tokens_follow_vllms_capacity_arithmetic():
     spec = load_config(V4)
     engine = EngineArgs(max_model_len=8192, max_num_batched_tokens=8192, kv_cache_memory_bytes=80 * 2**30)
     for tp in (4, 8):
-        memory = make_plan(spec, Cluster.parse(f"{tp}xh200"), engine=engine, layouts=(Layout(tp=tp),)).candidates[0].memory
+        plan = make_plan(spec, Cluster.parse(f"{tp}xh200"), engine=engine, layouts=(Layout(tp=tp),))
+        memory = plan.candidates[0].memory
         blocks = 80 * 2**30 // 1_002_240
         assert memory.gpus[0].num_blocks == blocks
         assert memory.kv_cache_tokens == int(blocks / 3364 * 8192)
@@ -76,7 +77,8 @@ def test_kv_tokens_follow_vllms_capacity_arithmetic():
 
 def test_a_16_bit_kv_cache_is_refused_with_vllms_message():
     spec = load_config(V4)
-    plan = make_plan(spec, Cluster.parse("8xh200"), engine=EngineArgs(kv_cache_dtype="bfloat16"), layouts=(Layout(tp=8),))
+    engine = EngineArgs(kv_cache_dtype="bfloat16")
+    plan = make_plan(spec, Cluster.parse("8xh200"), engine=engine, layouts=(Layout(tp=8),))
     (violation,) = plan.candidates[0].violations
     assert violation.vllm_error == ("DeepseekV4 fp8_ds_mla layout only supports fp8 kv-cache, got bfloat16. Please set "
                                     "`--kv-cache-dtype fp8` or select a backend that supports bfloat16 KV cache.")
