@@ -212,7 +212,9 @@ def deepseek_v4_geometry(spec: ModelSpec) -> KVGeometry:
     (kv_cache_planning.py:914-1041): caches of one block size and type (full, or sliding of one window) form a
     bucket; a bucket whose page sizes each cover the same number of caches is "balanced" and split into groups of
     `approximate_gcd` repeats; each block id then costs the largest group's sum of pages. Replicated on every TP
-    rank (max_tp_shards=1), so TP does not change it."""
+    rank (max_tp_shards=1), so TP does not change it. Read in 0.33 and used for every release from 0.20; 0.26 packs
+    DeepSeek-V4 with code of its own (v1/core/kv_cache_utils.py:1284-1400, `_get_kv_cache_config_packed`), not
+    compared here."""
     buckets: dict[tuple, list[tuple[int, int]]] = {}
     for layer, kind, bs, window, page in _dsv4_caches(spec):
         buckets.setdefault((kind, bs, window), []).append((layer, page))
