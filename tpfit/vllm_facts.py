@@ -104,10 +104,9 @@ FIRST_RELEASE_WITH_ARCHITECTURE: dict[str, tuple[int, int, int]] = {
 }
 """The first vLLM release whose model registry has the architecture (`_TEXT_GENERATION_MODELS` /
 `_MULTIMODAL_MODELS` in vllm/model_executor/models/registry.py; `_MODELS` in models/__init__.py for 0.6.0), read in
-every release's wheel from 0.6.0 to 0.22.0 (0.6.0 to 0.6.6, 0.7.0 to 0.7.3, 0.8.0 to 0.8.5, 0.9.0, 0.9.0.1, 0.9.1,
-0.9.2, 0.10.0 to 0.10.2, 0.11.0, 0.19.0, 0.19.1, 0.20.0 to 0.20.2, 0.21.0, 0.22.0) and in 0.26.0 and 0.33.0: each is
-absent from the release before the one named and present in every later one read (kimi_k2 checkpoints name
-DeepseekV3ForCausalLM)."""
+the wheels of 0.6.0 to 0.6.6, 0.7.0 to 0.7.3, 0.8.0 to 0.8.5, 0.9.0, 0.9.0.1, 0.9.1, 0.9.2, 0.10.0 to 0.10.2, 0.11.0,
+0.19.0, 0.19.1, 0.20.0 to 0.20.2, 0.21.0, 0.22.0, 0.26.0 and 0.33.0: each is absent from the release just before the
+one named and present in every later one read (kimi_k2 checkpoints name DeepseekV3ForCausalLM)."""
 
 IN_EVERY_MODELLED_RELEASE = frozenset({
     "LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM", "PhiForCausalLM", "Phi3ForCausalLM",
