@@ -168,15 +168,6 @@ def test_hybrid_mamba_block_size_aligned():
     assert (geo.block_size - 16) * attn_per_token < state
 
 
-NOT_YET_WITHIN_ONE_PERCENT = {
-    # Real start-ups recorded 2026-11-30 (second batch) that the memory model does not reach yet; the bound is the
-    # error when they were recorded, rounded up. Qwen3-Next: KV bytes within 0.2 % but tokens 13.8 % low (how vLLM
-    # counts tokens for a hybrid gated-delta-net + attention spec); Llama-4-Scout: weights 0.8 GiB high and KV 6.4 %
-    # low (chunked local attention, text-only start).
-    "qnt2": 0.14, "qnt2b2k": 0.14, "sct2": 0.065, "sct2b2k": 0.065,
-}
-
-
 def test_every_own_vllm_run_within_one_percent():
     # Every real vLLM 0.26 start-up in calibration/*/runs.json (2xH100, 2xH200 and 4xH200: TP 1/2/4, PP 2, TP2xPP2,
     # MoE with and without expert parallel):
@@ -196,11 +187,9 @@ def test_every_own_vllm_run_within_one_percent():
                                                   "desired GPU memory utilization (0.99, 138.4 GiB)")
             continue
         tokens_error = abs(c.memory.kv_cache_tokens - row.logged["kv_cache_tokens"]) / row.logged["kv_cache_tokens"]
-        if (tag := row.name.split()[0]) in NOT_YET_WITHIN_ONE_PERCENT:  # issue #14: known gaps, bounded
-            assert tokens_error < NOT_YET_WITHIN_ONE_PERCENT[tag], row.name
-            continue
         if row.spec.is_moe:
-            # MoE (calibration/vllm-0.26-h200x2): the fused-MoE workspace and V1's CUDA-graph estimate, within 1 %
+            # MoE and hybrid (calibration/vllm-0.26-h200x2): the fused-MoE workspace, V1's CUDA-graph estimate,
+            # the hybrid state blocks of 0.26 and Llama-4's text-only start, within 1 %
             assert tokens_error < 0.01, row.name
             assert c.memory.verdict == "starts", row.name
             continue
