@@ -193,3 +193,10 @@ def test_hybrid_state_blocks_follow_each_releases_prefix_caching_default():
 
     assert abs(conc("0.26.0") - 400.0) / 400 < 0.005
     assert conc("0.25.0") < 0.9 * conc("0.26.0") and conc("0.33.0") < 0.9 * conc("0.26.0")
+
+
+def test_language_model_only_needs_a_release_that_has_the_flag():
+    old = subprocess.run([sys.executable, "-m", "tpfit", "plan", "llama-3.1-8b", "--gpus", "1xh100", "--vllm-version",
+                          "0.10.0", "--language-model-only"], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert old.returncode == 2 and old.stderr.startswith("error: --language-model-only: vLLM 0.10.0 has no such flag")
+    assert len(old.stderr.strip().splitlines()) == 1

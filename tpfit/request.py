@@ -74,6 +74,13 @@ class PlanRequest:
                              "quantized model itself (its config says how it is stored)", flag="--quantization",
                              value=self.quantization)
         version = CURRENT_VLLM_VERSION if self.vllm_version is None else normalize_vllm_version(self.vllm_version)
+        if self.language_model_only:
+            from tpfit.deployment.flags import flag_table
+
+            table = flag_table(version)
+            if not table.has("--language-model-only"):  # the release's own arg_utils.py (tpfit/data/vllm_flags.json)
+                raise UsageError(f"--language-model-only: vLLM {version} has no such flag (read in its {table.version} "
+                                 "flags); leave it out or plan for a newer --vllm-version", flag="--language-model-only")
         engine = EngineArgs(vllm_version=version, gpu_memory_utilization=self.gpu_memory_utilization,
                             max_model_len=max_model_len or context, max_num_seqs=self.max_num_seqs,
                             max_num_batched_tokens=self.max_num_batched_tokens, kv_cache_dtype=self.kv_cache_dtype,
