@@ -79,8 +79,9 @@ class PlanRequest:
 
             table = flag_table(version)
             if not table.has("--language-model-only"):  # the release's own arg_utils.py (tpfit/data/vllm_flags.json)
-                raise UsageError(f"--language-model-only: vLLM {version} has no such flag (read in its {table.version} "
-                                 "flags); leave it out or plan for a newer --vllm-version", flag="--language-model-only")
+                raise UsageError(f"--language-model-only: vLLM {version} has no such flag (read in its "
+                                 f"{table.version} flags); leave it out or plan for a newer --vllm-version",
+                                 flag="--language-model-only")
         engine = EngineArgs(vllm_version=version, gpu_memory_utilization=self.gpu_memory_utilization,
                             max_model_len=max_model_len or context, max_num_seqs=self.max_num_seqs,
                             max_num_batched_tokens=self.max_num_batched_tokens, kv_cache_dtype=self.kv_cache_dtype,
