@@ -90,7 +90,7 @@ def deploy(
     command = shlex.join(["tpfit", "deploy", *sys.argv[2:]]) if sys.argv[1:2] == ["deploy"] else "tpfit deploy"
     files = deployment_files(
         plan, fmt, command=command, cuda=cuda, driver=driver, port=port, gpu_ids=ids, gpu_ids_text=gpu_ids,
-        served_model_name=served_model_name, model_path=model if model and Path(model).exists() else None,
+        served_model_name=served_model_name, model_path=plan.model.local_path,
         shm_size=shm_size, monitoring=monitoring,
         monitoring_for=lambda doc, d: make_monitoring(doc, d, job=job, threshold=threshold, alert_label=alert_label))
     if fmt == "lws" and plan.cluster.nodes == 1:

@@ -7,6 +7,7 @@ Shapes are the checkpoint's, before any tensor-parallel split.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from pathlib import PurePath
 
 from tpfit.errors import SpecError
 from tpfit.kinds import AttentionKind, MlpKind, StateKind
@@ -218,6 +219,16 @@ class ModelSpec:
     @property
     def attention_kinds(self) -> frozenset[AttentionKind]:
         return frozenset(layer.attention for layer in self.layers)
+
+    @property
+    def local_path(self) -> str | None:
+        """The folder vLLM loads for a model read from disk (`source` as given; a config.json's folder), None for
+        a Hugging Face id or the bundled catalog, where `model_id` is what vLLM loads. A plan saved from a local
+        model keeps it, so `tpfit deploy --plan` serves the same folder as `tpfit deploy PATH`."""
+        if self.source == "config" or self.source.startswith(("hub:", "catalog:")):
+            return None
+        path = PurePath(self.source)
+        return str(path.parent) if path.suffix == ".json" else self.source
 
     def to_dict(self) -> dict:
         return asdict(self)
