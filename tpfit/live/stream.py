@@ -229,7 +229,7 @@ class _Stale(Exception):
 class CompletionStreams:
     """A pool of keep-alive connections that stream /v1/completions (`base_url` like http://127.0.0.1:8000)."""
 
-    def __init__(self, base_url: str, *, connect_timeout_s: float = 5.0, now: Callable[[], float] = time.perf_counter):
+    def __init__(self, base_url: str, *, now: Callable[[], float] = time.perf_counter):
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ServerError(f"{base_url}: expected http://HOST:PORT or https://HOST:PORT", url=base_url)
@@ -238,7 +238,6 @@ class CompletionStreams:
         self._port = parts.port or (443 if self._ssl else 80)
         self._path = (parts.path.rstrip("/") + "/v1/completions").encode()
         self._hostport = parts.netloc.encode()
-        self._connect_timeout_s = connect_timeout_s
         self.now = now
         self._idle: list[_Exchange] = []
         self._all: set[_Exchange] = set()
@@ -251,7 +250,9 @@ class CompletionStreams:
                 b"\r\nContent-Type: application/json\r\nAccept: text/event-stream\r\nContent-Length: " +
                 str(len(payload)).encode() + b"\r\n\r\n" + payload)
 
-    async def _connection(self) -> _Exchange:
+    async def _connection(self, timeout_s: float) -> _Exchange:
+        """An idle kept-alive connection, or a new one within `timeout_s` (the request's own bound: a busy server
+        on a loaded machine can take seconds to complete a handshake while the load's other requests stream)."""
         while self._idle:
             conn = self._idle.pop()
             if not conn.closed:
@@ -261,9 +262,11 @@ class CompletionStreams:
         ctx = ssl.create_default_context() if self._ssl else None
         try:
             _, conn = await asyncio.wait_for(
-                loop.create_connection(lambda: _Exchange(self.now), self._host, self._port, ssl=ctx),
-                self._connect_timeout_s)
-        except (OSError, asyncio.TimeoutError) as err:
+                loop.create_connection(lambda: _Exchange(self.now), self._host, self._port, ssl=ctx), timeout_s)
+        except asyncio.TimeoutError as err:
+            raise ServerError(f"{self.base_url} did not accept a connection within {timeout_s:.0f} s",
+                              url=self.base_url) from err
+        except OSError as err:
             raise ServerError(f"cannot connect to {self.base_url}: is the vLLM server running there? ({err})",
                               url=self.base_url) from err
         self._all.add(conn)
@@ -273,10 +276,10 @@ class CompletionStreams:
         """Send one encoded request, wait for its whole stream; ServerError on any failure."""
         reused = bool(self._idle)
         try:
-            return await self._exchange(await self._connection(), request, timeout_s, reused=reused)
+            return await self._exchange(await self._connection(timeout_s), request, timeout_s, reused=reused)
         except _Stale:
             # a kept-alive connection the server closed as we sent (its idle timeout): once more, on a new one
-            return await self._exchange(await self._connection(), request, timeout_s, reused=False)
+            return await self._exchange(await self._connection(timeout_s), request, timeout_s, reused=False)
 
     async def _exchange(self, conn: _Exchange, request: bytes, timeout_s: float, *, reused: bool) -> StreamTimes:
         url = self.base_url + "/v1/completions"
