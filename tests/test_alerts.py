@@ -19,10 +19,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import ROOT
-from tests.test_deploy import plan_doc, validate_compose, validate_k8s
+from tests.test_deploy import as_doc, made_plan, plan_doc, validate_compose, validate_k8s
 from tpfit.core.monitoring import AlertKind, MetricNames, PlanTargets, Thresholds
 from tpfit.deploy.alerts import PROMETHEUS_SERIES, RULE_NAMES, AlertSettings, alert_rules, regex_at_least
-from tpfit.deploy.common import deployment_from_plan_dict
+from tpfit.deploy.common import deployment_from_plan
 from tpfit.deploy.grafana import dashboard
 from tpfit.deploy.monitoring import Monitoring
 from tpfit.deploy.render import render
@@ -269,9 +269,9 @@ def test_regex_at_least_matches_exactly_the_integers_above(floor, n):
 
 
 def _monitoring() -> tuple:
-    doc = plan_doc("llama-3.1-8b", "1xh100", 8192, 12)
-    d = deployment_from_plan_dict(doc, command="tpfit deploy test")
-    return d, Monitoring(targets=PlanTargets.from_plan_dict(doc), settings=AlertSettings(job=JOB))
+    plan = made_plan("llama-3.1-8b", "1xh100", 8192, 12)
+    d = deployment_from_plan(plan, command="tpfit deploy test")
+    return d, Monitoring(targets=PlanTargets.from_plan_dict(as_doc(plan)), settings=AlertSettings(job=JOB))
 
 
 def test_compose_monitoring_scrapes_the_server_under_the_rules_job(tmp_path):

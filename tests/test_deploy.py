@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from tests.conftest import ROOT
 from tpfit.core.engine import EngineArgs
 from tpfit import Workload, make_plan
-from tpfit.deploy.common import Deployment, deployment_from_plan_dict
+from tpfit.deploy.common import Deployment, deployment_from_plan
 from tpfit.deploy.render import FORMATS, render
 from tpfit.hardware.cluster import Cluster
 from tpfit.live.launch import free_port
@@ -28,10 +28,18 @@ from tpfit.vllm_facts import cuda_for_driver, image_for
 K8S_VERSION = "1.30.0"
 
 
-def plan_doc(model="llama-3.1-70b", gpus="2xh100", context=8192, concurrency=3) -> dict:
-    plan = make_plan(find_in_catalog(model), Cluster.parse(gpus), Workload(context=context, concurrency=concurrency),
+def made_plan(model="llama-3.1-70b", gpus="2xh100", context=8192, concurrency=3):
+    return make_plan(find_in_catalog(model), Cluster.parse(gpus), Workload(context=context, concurrency=concurrency),
                      EngineArgs())
+
+
+def as_doc(plan) -> dict:
+    """`tpfit plan --json`'s object for PLAN, through JSON text as a reader gets it."""
     return json.loads(json.dumps(plan_to_dict(plan)))
+
+
+def plan_doc(model="llama-3.1-70b", gpus="2xh100", context=8192, concurrency=3) -> dict:
+    return as_doc(made_plan(model, gpus, context, concurrency))
 
 
 def planned_flags(doc: dict) -> list[str]:
@@ -85,9 +93,9 @@ def validate_k8s(text: str) -> list[dict]:
 
 
 def test_every_format_carries_the_plans_flags(tmp_path):
-    doc = plan_doc()
-    flags = planned_flags(doc)
-    d = deployment_from_plan_dict(doc, command="tpfit deploy test")
+    plan = made_plan()
+    flags = planned_flags(as_doc(plan))
+    d = deployment_from_plan(plan, command="tpfit deploy test")
     serve = render(d, "serve")["serve.sh"]
     assert extract_vllm_flags(bash_argv(serve, "vllm")[1:]) == flags  # after "serve"
     docker = bash_argv(render(d, "docker")["docker-run.sh"], "docker")
@@ -115,8 +123,9 @@ def test_every_format_carries_the_plans_flags(tmp_path):
 
 
 def test_multi_node_ray_lws_and_nnodes(tmp_path):
-    doc = plan_doc("llama-3.1-405b", "2x8xh100")
-    d = deployment_from_plan_dict(doc, command="tpfit deploy")
+    plan = made_plan("llama-3.1-405b", "2x8xh100")
+    doc = as_doc(plan)
+    d = deployment_from_plan(plan, command="tpfit deploy")
     assert (d.tensor_parallel_size, d.pipeline_parallel_size) == (8, 2)
     flags = planned_flags(doc) + ["--distributed-executor-backend", "ray"]
     files = render(d, "ray")
@@ -150,8 +159,7 @@ def test_image_tag_follows_version_and_driver():
 
 
 def test_gpu_selection_and_shm_size(tmp_path):
-    doc = plan_doc()
-    d = deployment_from_plan_dict(doc, command="x", gpu_ids=(2, 3), shm_size="16g")
+    d = deployment_from_plan(made_plan(), command="x", gpu_ids=(2, 3), shm_size="16g")
     docker = bash_argv(render(d, "docker")["docker-run.sh"], "docker")
     assert docker[docker.index("--gpus") + 1] == '"device=2,3"' and "--shm-size" in docker and "--ipc=host" not in docker
     compose = render(d, "compose")["compose.yaml"]
@@ -168,8 +176,7 @@ hostile = st.text(alphabet=st.sampled_from(list("ab /$()`'\"\n\\;&|*?~#{}-_.:"))
 @example(model=":", served="._")  # found by this test: a YAML 1.1 reader (ruamel) took a plain ._ for a float
 def test_hostile_names_are_quoted_everywhere(model, served, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("c")
-    doc = plan_doc()
-    d = deployment_from_plan_dict(doc, command=f"tpfit deploy {model}", model_path=model, served_model_name=served)
+    d = deployment_from_plan(made_plan(), command=f"tpfit deploy {model}", model_path=model, served_model_name=served)
     want = [model, "--served-model-name", served]
     assert bash_argv(render(d, "serve")["serve.sh"], "vllm")[1:4] == want
     docker = bash_argv(render(d, "docker")["docker-run.sh"], "docker")
@@ -310,7 +317,7 @@ def test_deploy_plan_file_errors(tmp_path):
 
 
 def _multi_node_scripts(tmp_path):
-    d = deployment_from_plan_dict(plan_doc("llama-3.1-405b", "2x8xh100"), command="tpfit deploy")
+    d = deployment_from_plan(made_plan("llama-3.1-405b", "2x8xh100"), command="tpfit deploy")
     files = render(d, "ray")
     for name, text in files.items():
         (tmp_path / name).write_text(text)

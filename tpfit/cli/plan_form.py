@@ -176,13 +176,12 @@ def deploy_args_for(args: Sequence[str]) -> list[str] | None:
 
 def view_for_plan(plan, params: Mapping[str, object], *, uploaded: bool = False) -> dict:
     """The page's view of a plan made from PARAMS: its JSON, its arguments, its deploy files."""
-    from tpfit.report.json import plan_to_dict
     from tpfit.report.view import make_view
 
     args = args_from_query(query_from_params(params))
     model = str(params["model"])
     local = not uploaded and Path(model).exists()
-    return make_view(plan_to_dict(plan), plan_args=args,
+    return make_view(plan, plan_args=args,
                      deploy_args=None if uploaded else deploy_args_for(args), model_path=model if local else None)
 
 

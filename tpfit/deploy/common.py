@@ -1,6 +1,6 @@
 """One deployment, as every format renders it: the model, the vLLM argv, GPUs, image, header.
 
-Built once from a plan (or a plan's JSON), so `vllm serve`, docker, compose, Kubernetes and Ray
+Built once from a plan, so `vllm serve`, docker, compose, Kubernetes and Ray
 files all carry the same flags (shared/reference/deploy-conventions.md).
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from tpfit.kinds import Verdict
+from tpfit.core.plan import Plan
 from tpfit.vllm_facts import DEFAULT_CUDA, CudaBuild, image_for
 
 DEFAULT_PORT = 8000
@@ -32,7 +32,8 @@ class Deployment:
     """What vLLM loads: a Hugging Face id or a path."""
     served_model_name: str | None
     engine_args: tuple[str, ...]
-    """The plan's vLLM flags, in order (`--tensor-parallel-size 2 --max-model-len 8192 ...`)."""
+    """The plan's vLLM flags, in order (`--tensor-parallel-size 2 --max-model-len 8192 ...`); the executor backend
+    is `vllm_argv`'s, since it depends on the launcher."""
     tensor_parallel_size: int
     pipeline_parallel_size: int
     data_parallel_size: int
@@ -55,12 +56,20 @@ class Deployment:
             return self.tensor_parallel_size
         return self.tensor_parallel_size * self.pipeline_parallel_size * self.data_parallel_size
 
-    def vllm_argv(self) -> list[str]:
-        """`vllm serve` arguments after the program name: the model, then the flags."""
+    @property
+    def engine_spans_nodes(self) -> bool:
+        """One engine's TP x PP ranks do not fit on one node."""
+        return self.nodes > 1 and self.tensor_parallel_size * self.pipeline_parallel_size > self.gpus_per_node
+
+    def vllm_argv(self, *, ray: bool = True) -> list[str]:
+        """`vllm serve` arguments after the program name: the model, then the flags; with the Ray executor when
+        the engine spans nodes, unless `ray` is False (vLLM's own `--nnodes` launcher needs none)."""
         argv = [self.model]
         if self.served_model_name:
             argv += ["--served-model-name", self.served_model_name]
         argv += list(self.engine_args)
+        if ray and self.engine_spans_nodes:
+            argv += ["--distributed-executor-backend", "ray"]
         if self.port != DEFAULT_PORT:
             argv += ["--port", str(self.port)]
         return argv
@@ -70,45 +79,37 @@ class Deployment:
         return ["--model", *self.vllm_argv()]
 
 
-def deployment_from_plan_dict(plan: dict, *, command: str, cuda: CudaBuild = DEFAULT_CUDA, port: int = DEFAULT_PORT,
-                              gpu_ids: tuple[int, ...] = (), served_model_name: str | None = None,
-                              model_path: str | None = None, shm_size: str | None = None) -> Deployment:
-    """A Deployment from `tpfit plan --json` output (the same dict `tpfit deploy` builds in-process)."""
+def deployment_from_plan(plan: Plan, *, command: str, cuda: CudaBuild = DEFAULT_CUDA, port: int = DEFAULT_PORT,
+                         gpu_ids: tuple[int, ...] = (), served_model_name: str | None = None,
+                         model_path: str | None = None, shm_size: str | None = None) -> Deployment:
+    """The Deployment of a plan's recommended layout, read from the Plan itself (made in-process or read back
+    from a saved `tpfit plan --json` by report/json.py `read_plan_file`): its flags are `make_flags`', as the
+    JSON's are."""
+    from tpfit import __version__
+    from tpfit.core.recommend import make_flags, summarize
     from tpfit.errors import UsageError
 
-    index = plan.get("recommended")
-    if index is None:
+    best = plan.best
+    if best is None:
         raise UsageError("nothing to deploy: vLLM would refuse every layout or run out of memory (the plan's summary: "
-                         f"{plan.get('summary', '')})", flag="--plan")
-    best = plan["candidates"][index]
-    lay, mem = best["layout"], best["memory"]
-    if not Verdict(mem["verdict"]).serves:
-        raise UsageError(f"nothing to deploy: vLLM would refuse every layout ({plan.get('summary', '')})",
+                         f"{summarize(plan)})", flag="--plan")
+    lay, mem, cluster = best.layout, best.memory, plan.cluster
+    if not mem.verdict.serves:
+        raise UsageError(f"nothing to deploy: vLLM would refuse every layout ({summarize(plan)})",
                          flag="--plan" if command.startswith("tpfit deploy --plan") else "MODEL")
-    argv: list[str] = []
-    for f in best["flags"]:
-        if f.get("optional"):
-            continue
-        argv += [f["flag"]] if f["value"] is None else [f["flag"], str(f["value"])]
-    cluster = plan["cluster"]
-    if cluster["nodes"] > 1 and lay["tp"] * lay["pp"] > cluster["gpus_per_node"]:
-        argv += ["--distributed-executor-backend", "ray"]
-    from tpfit.core.engine import normalize_vllm_version
-
-    version = normalize_vllm_version(str(plan["engine"]["vllm_version"]), flag="--plan")
-    model = model_path or plan["model"]["id"]
-    from tpfit import __version__
-
+    argv = [arg for f in make_flags(plan, best) if not f.optional for arg in f.argv()]
+    version = plan.engine.vllm_version
     header = (
         f"Generated by tpfit {__version__}: {command}",
-        f"model {plan['model']['id']} on {cluster['nodes']} node(s) x {cluster['gpus_per_node']} {cluster['gpu']}, "
-        f"layout TP={lay['tp']} PP={lay['pp']} DP={lay['dp']}" + (f" EP={lay['ep']}" if lay["ep"] > 1 else ""),
-        f"predicted by vLLM {version}'s arithmetic: {mem['kv_cache_tokens']:,} KV tokens, max concurrency "
-        f"{mem['max_concurrency']:.2f} at {mem['max_model_len']} tokens ({mem['verdict']})",
-    ) + tuple(f"WARNING: {reason}" for reason in mem["reasons"])
+        f"model {plan.model.model_id} on {cluster.nodes} node(s) x {cluster.gpus_per_node} {cluster.gpu.id}, "
+        f"layout TP={lay.tp} PP={lay.pp} DP={lay.dp}" + (f" EP={lay.ep}" if lay.ep > 1 else ""),
+        f"predicted by vLLM {version}'s arithmetic: {mem.kv_cache_tokens:,} KV tokens, max concurrency "
+        f"{round(mem.max_concurrency, 2):.2f} at {mem.max_model_len} tokens ({mem.verdict.value})",
+    ) + tuple(f"WARNING: {reason}" for reason in mem.reasons)
+    model = model_path or plan.model.model_id
     return Deployment(
-        model=model, served_model_name=served_model_name, engine_args=tuple(argv), tensor_parallel_size=lay["tp"],
-        pipeline_parallel_size=lay["pp"], data_parallel_size=lay["dp"], gpus_per_node=cluster["gpus_per_node"],
-        nodes=cluster["nodes"], image=image_for(version, cuda), vllm_version=version, port=port, gpu_ids=gpu_ids,
+        model=model, served_model_name=served_model_name, engine_args=tuple(argv), tensor_parallel_size=lay.tp,
+        pipeline_parallel_size=lay.pp, data_parallel_size=lay.dp, gpus_per_node=cluster.gpus_per_node,
+        nodes=cluster.nodes, image=image_for(version, cuda), vllm_version=version, port=port, gpu_ids=gpu_ids,
         shm_size=shm_size, header=header,
     )

@@ -1,13 +1,13 @@
 """A Plan -> the files of one deployment format, checked: what `tpfit deploy` writes, below its option parsing.
 The plan is made in-process or read back exactly from a saved `tpfit plan --json` (report/json.py
-`read_plan_file`); both render from the same document, so they write the same files."""
+`read_plan_file`); both render from the same Plan, so they write the same files."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
 from tpfit.deploy import checks
-from tpfit.deploy.common import Deployment, deployment_from_plan_dict
+from tpfit.deploy.common import Deployment, deployment_from_plan
 from tpfit.deploy.render import MONITORED_FORMATS, MONITORING_FORMATS, render
 from tpfit.core.plan import Plan
 from tpfit.errors import UsageError
@@ -26,10 +26,11 @@ def deployment_files(plan: Plan, fmt: str, *, command: str, cuda: CudaBuild, dri
                          "--format alerts)", flag="--monitoring")
     if driver:
         cuda = cuda_for_driver(driver)
-    doc = plan_to_dict(plan)
-    d = deployment_from_plan_dict(doc, command=command, cuda=cuda, port=port, gpu_ids=gpu_ids,
-                                  served_model_name=served_model_name, model_path=model_path, shm_size=shm_size)
+    d = deployment_from_plan(plan, command=command, cuda=cuda, port=port, gpu_ids=gpu_ids,
+                             served_model_name=served_model_name, model_path=model_path, shm_size=shm_size)
     checks.check_format(d, fmt, gpu_id=plan.cluster.gpu.id)
     if gpu_ids:
         checks.check_gpu_ids(gpu_ids, d, text=gpu_ids_text)
-    return render(d, fmt, monitoring_for(doc, d) if monitoring or fmt in MONITORING_FORMATS else None)
+    if not (monitoring or fmt in MONITORING_FORMATS):
+        return render(d, fmt, None)
+    return render(d, fmt, monitoring_for(plan_to_dict(plan), d))

@@ -115,11 +115,7 @@ def nnodes_script(d: Deployment) -> str | None:
     every node: NODE_RANK=0 serves the API, the others run `--headless`; a worker waits for the head first."""
     if not flag_table(d.vllm_version).has("--nnodes"):  # read from each release's arg_utils.py
         return None
-    argv = list(d.vllm_argv())
-    if "--distributed-executor-backend" in argv:
-        i = argv.index("--distributed-executor-backend")
-        del argv[i:i + 2]
-    serve = shlex.join(["vllm", "serve", *argv, "--nnodes", str(d.nodes)])
+    serve = shlex.join(["vllm", "serve", *d.vllm_argv(ray=False), "--nnodes", str(d.nodes)])
     lines = [
         "#!/usr/bin/env bash",
         comment(d.header).rstrip("\n"),
