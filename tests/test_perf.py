@@ -264,3 +264,14 @@ def test_a_calibration_replaces_the_spec_sheet_and_is_named_in_every_figure():
     # a slow measured all-reduce (1 ms, 1 GB/s) makes TP=2 communication-bound
     assert b.step.communication_s > 10 * a.step.communication_s and b.bound is Bound.COMMUNICATION
     assert b.tpot_s > a.tpot_s
+
+
+def test_speed_table_fits_an_80_column_terminal_without_cutting_figures():
+    # the default five concurrencies at 80 columns: the sparkline and bound columns give way, never the figures
+    out = subprocess.run([sys.executable, "-m", "tpfit", "speed", "llama-3.1-8b", "--gpus", "2xH100"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": "80"})
+    assert out.returncode == 0, out.stderr
+    rows = [line for line in out.stdout.splitlines() if "TP" in line and "│" in line]
+    assert {row.split("│")[1].strip() for row in rows} == {"TP1 PP1", "TP1 PP1 DP2", "TP1 PP2", "TP2 PP1"}
+    assert all("…" not in row and len(row) <= 80 for row in rows), rows
+    assert all(len(row.split("│")) == 8 for row in rows), rows  # layout + 5 concurrencies, between borders

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
 from tpfit.core.plan import Plan
 
@@ -51,22 +50,23 @@ def render_sweep(plans: tuple[Plan, ...], console: Console, *, show_all: bool = 
     if not rows:
         console.print("no layout starts and serves; `tpfit plan` says why", style="red")
         return
+    from tpfit.report.terminal import fitted_table
+
     top = max(c.speed.total_output_tok_s for _, cands in rows for c in cands if c)
-    t = Table(title="Output tok/s across replicas (TPOT ms) by concurrency; ★ = recommended", title_justify="left")
-    t.add_column("layout", no_wrap=True)
-    for p in plans:
-        t.add_column(f"{p.workload.concurrency}", justify="right", no_wrap=True)
-    t.add_column("tok/s vs concurrency", no_wrap=True)
-    t.add_column(f"bound at {plans[-1].workload.concurrency}", no_wrap=True)
+    spark, bound = "tok/s vs concurrency", f"bound at {plans[-1].workload.concurrency}"
+    levels = [f"{p.workload.concurrency}" for p in plans]
+    cells = []
     for name, cands in rows[: None if show_all else DEFAULT_ROWS]:
-        cells = []
-        for p, c in zip(plans, cands):
+        row = {"layout": name, spark: _spark([c.speed.total_output_tok_s if c else None for c in cands], top)}
+        for level, p, c in zip(levels, plans, cands):
             star = "★" if c is not None and p.best is c else ""
-            cells.append("—" if c is None else f"{star}{c.speed.total_output_tok_s:,.0f} ({c.speed.tpot_s * 1e3:.0f})")
+            row[level] = "—" if c is None else f"{star}{c.speed.total_output_tok_s:,.0f} ({c.speed.tpot_s * 1e3:.0f})"
         last = next(c for c in reversed(cands) if c)
-        t.add_row(name, *cells, _spark([c.speed.total_output_tok_s if c else None for c in cands], top),
-                  last.speed.bound.value)
-    console.print(t)
+        row[bound] = last.speed.bound.value
+        cells.append(row)
+    console.print(fitted_table("Output tok/s across replicas (TPOT ms) by concurrency; ★ = recommended",
+                               ["layout", *levels, spark, bound], cells, drop_first=(spark, bound),
+                               left=("layout", spark, bound), width=console.width))
     hidden = len(rows) - DEFAULT_ROWS
     if hidden > 0 and not show_all:
         console.print(f"({hidden} more layouts: --all shows them)", style="dim")

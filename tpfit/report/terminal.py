@@ -50,17 +50,20 @@ _DROP_FIRST = ("activ.", "non-torch", "graphs", "max len", "weights", "KV")
 verdict always stay."""
 
 
-def _fitted_table(title: str, columns: list[str], rows: list[dict], *, drop_first: tuple[str, ...],
+def fitted_table(title: str, columns: list[str], rows: list[dict], *, drop_first: tuple[str, ...],
                   left: tuple[str, ...], width: int | None) -> Table:
     """A table of `rows` (column name -> cell), leaving out the `drop_first` columns in order until it fits
-    `width` (all of them when `width` is None or nothing narrower fits)."""
+    `width` (all of them when `width` is None or nothing narrower fits). When even the narrowest is too wide,
+    the `left` text columns after the first (verdict, bound) wrap, so the layout and the figures are never cut."""
     from rich.measure import Measurement
 
     for dropped in range(len(drop_first) + 1):
         shown = [name for name in columns if name not in drop_first[:dropped]]
+        last = dropped == len(drop_first)
         t = Table(title=title, title_justify="left")
         for name in shown:
-            t.add_column(name, justify="left" if name in left else "right", no_wrap=True)
+            wraps = last and name in left and name != shown[0]
+            t.add_column(name, justify="left" if name in left else "right", no_wrap=not wraps)
         for cells in rows:
             t.add_row(*(cells[name] for name in shown))
         if width is None:
@@ -83,7 +86,7 @@ def _accepted_table(plan: Plan, rows: list[Candidate], width: int | None = None)
                       "KV": format_gib(w.kv_cache_bytes), "KV tokens": f"{m.kv_cache_tokens:,}",
                       "max conc.": f"{m.max_concurrency:.2f}", "max len": f"{m.max_model_len_fit:,}",
                       "verdict": Text(m.verdict.replace("_", " "), style=_VERDICT_STYLE[m.verdict])})
-    return _fitted_table("Layouts that pass vLLM's rules (GiB per GPU)", columns, cells, drop_first=_DROP_FIRST,
+    return fitted_table("Layouts that pass vLLM's rules (GiB per GPU)", columns, cells, drop_first=_DROP_FIRST,
                          left=("layout", "verdict"), width=width)
 
 
@@ -112,7 +115,7 @@ def _speed_table(plan: Plan, rows: list[Candidate], width: int | None = None) ->
               "output tok/s": f"{c.speed.total_output_tok_s:,.0f}",
               "tok/s per request": f"{c.speed.request_output_tok_s:,.0f}", "TTFT (s)": f"{c.speed.ttft_s:.2f}",
               "TPOT (ms)": f"{c.speed.tpot_s * 1e3:.1f}", "bound": c.speed.bound.value} for c in rows]
-    return _fitted_table(title, columns, cells, drop_first=_SPEED_DROP_FIRST, left=("layout", "bound"), width=width)
+    return fitted_table(title, columns, cells, drop_first=_SPEED_DROP_FIRST, left=("layout", "bound"), width=width)
 
 
 def render_plan(plan: Plan, console: Console, *, show_all: bool = False) -> None:
