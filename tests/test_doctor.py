@@ -185,3 +185,35 @@ def test_real_docker_capture_daemon_down():
     h = replace(snapshot_from_files(REAL), docker=state)
     f = {x.check: x for x in check_host(h)}
     assert f["docker"].status == "warn" and "systemctl start docker" in f["docker"].fix
+
+
+H200X2 = ROOT / "tests" / "data" / "gpu-hosts" / "h200x2-device-2026-11-30"
+
+
+def test_detected_h200s_plan_as_the_catalogs():
+    """The 2x H200 capture, read as NVML's values, is the catalog's H200 joined by NVLink: a plan on the detected
+    GPUs has every figure of a plan on `--gpus 2xH200` (the first reader lost the FP8 peak, the NVLink speed and
+    the PCIe generation, and saw no NVLink behind the NVSwitch)."""
+    from tests.conftest import load_config
+    from tpfit import Workload, make_plan
+    from tpfit.hardware.cluster import Cluster
+    from tpfit.live.host import parse_topo
+
+    h = snapshot_from_files(H200X2)
+    links, _ = parse_topo((H200X2 / "topo.txt").read_text())
+    pairs = frozenset(tuple(map(int, p.split("-"))) for p, level in links.items() if level.startswith("NV"))
+    assert pairs == {(0, 1)}
+    detected = cluster_from_gpus(h.gpus, pairs)
+    described = Cluster.parse("2xH200")
+    assert detected.gpu.name == "NVIDIA H200"  # the driver's name; every other fact is the catalog's
+    assert replace(detected.gpu, name=described.gpu.name) == described.gpu
+    assert detected.gpu.nvlink_bytes_per_s > 0 and detected.gpu.fp8_flops_per_s > 0
+    spec = load_config("meta-llama--Llama-3.1-70B.json")
+    ours, theirs = (make_plan(spec, c, Workload(context=8192)) for c in (detected, described))
+    assert ours.best.layout == theirs.best.layout
+    assert [c.speed for c in ours.candidates] == [c.speed for c in theirs.candidates]
+    # what tpfit printed on that host (after the fixes) says NVLink
+    printed = json.loads((H200X2 / "plan.txt").read_text().split("\nrc 0\n", 1)[1])
+    assert printed["nvlink_pairs"] == [[0, 1]] and printed["gpu"]["nvlink"] is True
+    # and without NVLink between them the same GPUs are the PCIe card's speeds: no NVLink bandwidth
+    assert cluster_from_gpus(h.gpus).gpu.nvlink_bytes_per_s == 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from tpfit.errors import NvmlError
 from tpfit.hardware.catalog import GpuSpec, find_gpu_by_nvml_name
 from tpfit.hardware.cluster import Cluster
@@ -20,12 +22,15 @@ def cluster_from_gpus(gpus: tuple[GpuState, ...], nvlink_pairs: frozenset = froz
     known = find_gpu_by_nvml_name(first.name)
     # CUDA's total = NVML's total minus the driver's reservation, which NVML reports as used at idle
     cuda_total = first.total_bytes - (known.memory_bytes - known.cuda_total_bytes if known else 480 * MIB)
-    gpu = GpuSpec(id=known.id if known else first.name, name=first.name, memory_bytes=first.total_bytes,
-                  cuda_total_bytes=cuda_total, cuda_total_measured=known.cuda_total_measured if known else False,
-                  mem_bw_bytes_per_s=known.mem_bw_bytes_per_s if known else 0,
-                  bf16_flops_per_s=known.bf16_flops_per_s if known else 0,
-                  fp8_supported=known.fp8_supported if known else False,
-                  compute_capability=known.compute_capability if known else None, nvlink=bool(nvlink_pairs))
+    if known is None:
+        gpu = GpuSpec(id=first.name, name=first.name, memory_bytes=first.total_bytes, cuda_total_bytes=cuda_total,
+                      nvlink=bool(nvlink_pairs))
+    else:
+        # every catalog fact (FP8 peak, NVLink and PCIe speeds, P2P) as `--gpus` would give it; what the driver
+        # measured (name, memory) and whether NVLink joins these GPUs, from the driver
+        gpu = replace(known, name=first.name, memory_bytes=first.total_bytes, cuda_total_bytes=cuda_total,
+                      nvlink=bool(nvlink_pairs),
+                      nvlink_bytes_per_s=known.nvlink_bytes_per_s if nvlink_pairs else 0)
     return Cluster(gpu=gpu, gpus_per_node=len(gpus), free_bytes=tuple(g.free_bytes for g in gpus),
                    nvlink_pairs=nvlink_pairs, source="nvml")
 

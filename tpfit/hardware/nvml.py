@@ -11,10 +11,6 @@ from dataclasses import dataclass
 
 from tpfit.errors import NvmlError
 
-MAX_NVLINKS = 18
-"""NVLink links per GPU NVML numbers (NVML_NVLINK_MAX_LINKS: 18 on H100/H200)."""
-
-
 @dataclass(frozen=True, slots=True, kw_only=True)
 class GpuProcess:
     pid: int
@@ -109,15 +105,18 @@ def _gpu(pynvml, index: int, h) -> GpuState:
 
 
 def _nvlink_pairs(pynvml, handles: list) -> frozenset[tuple[int, int]]:
-    buses = [_text(pynvml.nvmlDeviceGetPciInfo(h).busId) for h in handles]
+    """Pairs whose peer-to-peer path is NVLink, as NVML's P2P status says (`nvidia-smi topo -p2p n`).
+
+    Not by matching a link's remote PCI bus with the peer's: on HGX boards every link ends at an NVSwitch, and in
+    a VM the remote bus reads FFFFFFFF:FF:FF.0 (both seen on the lent 2x H200: 18 active links per GPU, each to a
+    switch, none naming the peer)."""
     pairs = set()
-    for i, h in enumerate(handles):
-        for link in range(MAX_NVLINKS):
+    for i, first in enumerate(handles):
+        for j in range(i + 1, len(handles)):
             try:
-                if not pynvml.nvmlDeviceGetNvLinkState(h, link):
-                    continue
-                bus = _text(pynvml.nvmlDeviceGetNvLinkRemotePciInfo_v2(h, link).busId)
+                status = pynvml.nvmlDeviceGetP2PStatus(first, handles[j], pynvml.NVML_P2P_CAPS_INDEX_NVLINK)
             except pynvml.NVMLError:
-                break  # past the GPU's last link, or no NVLink at all
-            pairs.update((min(i, j), max(i, j)) for j, other in enumerate(buses) if j != i and other == bus)
+                continue  # a driver that cannot say: no NVLink assumed (the slower link, a safe plan)
+            if status == pynvml.NVML_P2P_STATUS_OK:
+                pairs.add((i, j))
     return frozenset(pairs)
