@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from msgspec.structs import replace
 
 from tests.conftest import load_config
 from tpfit.core.engine import EngineArgs, semantics_for
@@ -118,7 +117,7 @@ def test_version_semantics():
 
 
 def test_other_process_holding_memory_refuses_start():
-    from dataclasses import replace
+    from msgspec.structs import replace
 
     spec = load_config("meta-llama--Llama-3.1-8B.json")
     busy = replace(Cluster.parse("1xh100"), free_bytes=(60 * GIB,))

@@ -119,7 +119,7 @@ def test_expert_parallel_rules():
 
 
 def test_awq_group_alignment():
-    from dataclasses import replace
+    from msgspec.structs import replace
 
     from tpfit.model.spec import QuantSpec
 

@@ -8,11 +8,10 @@ layout with nothing shared.
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from msgspec.structs import replace
 
 from tests.conftest import ALL_CONFIGS, load_config
 from tpfit import EngineArgs, Workload, make_plan

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from dataclasses import replace
 
 import pytest
+from msgspec.structs import replace
 
 from tests.conftest import CONFIGS, load_config
 from tpfit import make_plan

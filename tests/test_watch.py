@@ -146,7 +146,7 @@ def test_once_fires_at_the_scrape():
 
 
 def test_capacity_below_the_plan_alerts():
-    planned_more = PlanTargets(**{**{f: getattr(TINY, f) for f in TINY.__dataclass_fields__}, "kv_cache_tokens": 2048})
+    planned_more = PlanTargets(**{**{f: getattr(TINY, f) for f in TINY.__struct_fields__}, "kv_cache_tokens": 2048})
     view = fold([(0, URL, BODY["idle"])], targets=planned_more)
     alert = next(a for a in view.alerts if a.kind is AlertKind.KV_CAPACITY)
     assert alert.firing and "an engine holds 1,024 KV tokens, the plan 2,048 (-50.0%)" in alert.message

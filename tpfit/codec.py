@@ -1,4 +1,4 @@
-"""Frozen dataclasses <-> plain JSON values, driven by their type hints, so a saved value reads back equal.
+"""Frozen Structs <-> plain JSON values, driven by their type hints, so a saved value reads back equal.
 
 `encode` turns a value into dicts, lists, strings, numbers, booleans and None; `decode(cls, data)` rebuilds it
 and checks every field's JSON type on the way, raising `DocumentError` naming the field's path
@@ -7,33 +7,27 @@ and checks every field's JSON type on the way, raising `DocumentError` naming th
 
 from __future__ import annotations
 
-import dataclasses
 import types
 import typing
 from enum import Enum
 from functools import lru_cache
 
+import msgspec
+
 from tpfit.errors import DocumentError, TpfitError
 
 
 def encode(value: object) -> object:
-    """A dataclass value as plain JSON values: enums as their value, tuples as lists, frozensets sorted."""
-    if dataclasses.is_dataclass(value):
-        return {f.name: encode(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, Enum):
-        return value.value
-    if isinstance(value, (tuple, list)):
-        return [encode(v) for v in value]
-    if isinstance(value, frozenset):
-        return sorted(encode(v) for v in value)
-    if value is None or isinstance(value, (str, int, float)):
-        return value
-    raise TypeError(f"cannot encode {type(value).__name__}")
+    """A Struct value as plain JSON values: enums as their value, tuples as lists, frozensets sorted.
+
+    msgspec's JSON encoder writes exactly that (`order="deterministic"` sorts the sets; no value here holds a dict,
+    whose keys it would sort too), and its decoder reads it back as dicts, lists and scalars, in C both ways."""
+    return msgspec.json.decode(msgspec.json.encode(value, order="deterministic"))
 
 
 @lru_cache(maxsize=None)
-def _hints(cls: type) -> dict[str, object]:
-    return typing.get_type_hints(cls)
+def _fields(cls: type) -> tuple[msgspec.structs.FieldInfo, ...]:
+    return msgspec.structs.fields(cls)
 
 
 def _what(data: object) -> str:
@@ -76,8 +70,8 @@ def decode(hint: object, data: object, path: str = "") -> typing.Any:
         except ValueError:
             raise DocumentError(f"{where} is {_what(data)}; use one of {', '.join(str(m.value) for m in hint)}",
                                 field=path) from None
-    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
-        return _decode_dataclass(hint, data, path)
+    if isinstance(hint, type) and issubclass(hint, msgspec.Struct):
+        return _decode_struct(hint, data, path)
     if hint is bool:
         ok = isinstance(data, bool)
     elif hint is int:
@@ -93,24 +87,23 @@ def decode(hint: object, data: object, path: str = "") -> typing.Any:
     return data
 
 
-def _decode_dataclass(cls: type, data: object, path: str) -> object:
+def _decode_struct(cls: type, data: object, path: str) -> object:
     where = path or "the value"
     if not isinstance(data, dict):
         raise DocumentError(f"{where} is {_what(data)}, not an object", field=path)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
+    fields = {f.name: f for f in _fields(cls)}
     unknown = sorted(set(data) - set(fields))
     if unknown:
         sub = f"{path}.{unknown[0]}".lstrip(".")
         raise DocumentError(f"{sub} is not a field of {cls.__name__}", field=sub)
-    hints = _hints(cls)
     kwargs = {}
     for name, f in fields.items():
         sub = f"{path}.{name}".lstrip(".")
         if name not in data:
-            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            if f.required:
                 raise DocumentError(f"{sub} is missing", field=sub)
             continue
-        kwargs[name] = decode(hints[name], data[name], sub)
+        kwargs[name] = decode(f.type, data[name], sub)
     try:
         return cls(**kwargs)
     except (TpfitError, ValueError, TypeError) as err:  # the value's own invariants (__post_init__)

@@ -8,15 +8,16 @@ found, so the core receives values only.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+
+from msgspec import Struct
+from msgspec.structs import fields
 
 from tpfit.core.plan import Plan
 from tpfit.errors import UsageError
 from tpfit.kinds import Kind, KvCacheDtype, ModelDtype, Objective
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PlanRequest:
+class PlanRequest(Struct, frozen=True, kw_only=True):
     """The options of `tpfit plan`, named as its parameters (None: vLLM's default, or every layout)."""
 
     model: str

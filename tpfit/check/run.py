@@ -7,6 +7,8 @@ import re
 from dataclasses import dataclass, replace
 from typing import Callable
 
+import msgspec
+
 from tpfit.check.findings import Finding, Kind, Severity
 from tpfit.check.rules import (
     Resolved, check_engine_flags, check_flags, check_gpu_count, check_hf_cache, check_image, check_layout_and_memory,
@@ -175,13 +177,13 @@ def resolve(unit: Unit, given: Cluster | None, load: Callable, host_driver: str 
         plan = make_plan(spec, cluster, Workload(concurrency=1), engine, layouts=(layout,), memory_model=memory_model)
         better = make_plan(spec, cluster, Workload(context=engine.max_model_len), engine, memory_model=memory_model) \
             if plan.candidates[0].violations else None
-        eager = make_plan(spec, cluster, Workload(concurrency=1), replace(engine, enforce_eager=False),
+        eager = make_plan(spec, cluster, Workload(concurrency=1), msgspec.structs.replace(engine, enforce_eager=False),
                           layouts=(layout,), memory_model=memory_model) if engine.enforce_eager else None
         memory = plan.candidates[0].memory
         longest = None
         if memory is not None and memory.max_model_len_fit >= memory.max_model_len:
             # vLLM's "estimated maximum model length" is capped at the configured length: ask at the model's own
-            at_max = make_plan(spec, cluster, Workload(concurrency=1), replace(engine, max_model_len=None),
+            at_max = make_plan(spec, cluster, Workload(concurrency=1), msgspec.structs.replace(engine, max_model_len=None),
                                layouts=(layout,), memory_model=memory_model).candidates[0].memory
             longest = at_max.max_model_len_fit if at_max is not None else None
     except (TpfitError, ValueError) as err:

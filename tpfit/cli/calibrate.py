@@ -5,11 +5,11 @@ from __future__ import annotations
 import datetime
 import json
 import sys
-from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from msgspec.structs import replace
 
 from tpfit.kinds import CalibrationDevice
 

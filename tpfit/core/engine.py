@@ -6,7 +6,8 @@ vLLM's memory rules change between releases; every difference tpfit models is on
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from msgspec import Struct
+from msgspec.structs import asdict, force_setattr
 
 from tpfit.errors import UsageError
 from tpfit.kinds import KvCacheDtype, MambaCacheMode, ModelDtype
@@ -37,8 +38,7 @@ def normalize_vllm_version(text: str | None, *, flag: str = "--vllm-version") ->
     return ".".join(map(str, version))
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class EngineArgs:
+class EngineArgs(Struct, frozen=True, kw_only=True):
     """The vLLM flags a plan is made for; None means "vLLM's default for this version and GPU"."""
 
     vllm_version: str = CURRENT_VLLM_VERSION
@@ -69,14 +69,13 @@ class EngineArgs:
             value = getattr(self, name)
             if value not in set(kind):
                 raise UsageError(f"use one of {', '.join(kind)}", flag=flag, value=value)
-            object.__setattr__(self, name, kind(value))  # a plain string of the same spelling becomes the member
+            force_setattr(self, name, kind(value))  # a plain string of the same spelling becomes the member
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Semantics:
+class Semantics(Struct, frozen=True, kw_only=True):
     """What one vLLM version does with memory, as far as a prediction needs it."""
 
     version: tuple[int, int, int]

@@ -8,7 +8,8 @@ Mirrors `vllm/v1/kv_cache_interface.py` (page_size_bytes, max_memory_usage_bytes
 from __future__ import annotations
 
 from bisect import bisect_left
-from dataclasses import dataclass
+
+from msgspec import Struct
 
 from tpfit.core.engine import EngineArgs
 from tpfit.kinds import AttentionKind, KvCacheDtype
@@ -32,8 +33,7 @@ def kv_bytes_per_element(spec: ModelSpec, engine: EngineArgs) -> int:
     return KV_CACHE_DTYPE_BYTES[engine.kv_cache_dtype]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class KVGroup:
+class KVGroup(Struct, frozen=True, kw_only=True):
     """One KV-cache group: a set of layers of one type sharing block ids."""
 
     kind: AttentionKind
@@ -47,8 +47,7 @@ class KVGroup:
     """Packed groups: (layer, page bytes) of every cache the group holds (a layer may hold two)."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class KVGeometry:
+class KVGeometry(Struct, frozen=True, kw_only=True):
     """The KV layout of a model under one TP size, kv dtype and block size."""
 
     block_size: int

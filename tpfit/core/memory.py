@@ -14,7 +14,8 @@ from a MemoryModel (core/memory_model.py), fitted by bench/fit_memory_model.py a
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+
+from msgspec import Struct
 
 from tpfit.core.engine import EngineArgs, Semantics, mamba_cache_mode, uses_model_runner_v2
 from tpfit.core.kv import KVGeometry, kv_bytes_per_element, make_kv_geometry
@@ -47,8 +48,7 @@ at their first request with 0.88 GiB (Llama-3.1-70B, 2xH100 TP=2, gmu 0.95: ../s
 (l70-tp4-g95)."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class BatchDefaults:
+class BatchDefaults(Struct, frozen=True, kw_only=True):
     max_num_seqs: int
     max_num_batched_tokens: int
 
@@ -88,8 +88,7 @@ def batch_defaults(cluster: Cluster, engine: EngineArgs, sem: Semantics, max_mod
     return BatchDefaults(max_num_seqs=min(seqs, tokens), max_num_batched_tokens=tokens)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class GpuMemory:
+class GpuMemory(Struct, frozen=True, kw_only=True):
     """One GPU's share of vLLM's budget (all TP ranks of a pipeline stage are alike). Its pipeline stage is its
     place in `MemoryPlan.gpus`."""
 
@@ -132,8 +131,7 @@ class GpuMemory:
         return self.total_bytes - self.peak_bytes
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class MemoryPlan:
+class MemoryPlan(Struct, frozen=True, kw_only=True):
     """The KV cache a layout gets and what it holds."""
 
     gpus: tuple[GpuMemory, ...]

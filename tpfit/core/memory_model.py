@@ -6,7 +6,7 @@ Fitted to real vLLM start-ups by bench/fit_memory_model.py and stored in tpfit/d
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from msgspec import Struct
 
 from tpfit.kinds import Kind
 
@@ -24,8 +24,7 @@ class ProfileEra(Kind):
     """The V0 engine's runner (0.6, 0.7): its profile peak holds the last tokens' logits in the model dtype."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class EraConstants:
+class EraConstants(Struct, frozen=True, kw_only=True):
     """The profile-run constants that differ between eras."""
 
     sampler_bytes_per_logit: float
@@ -34,8 +33,7 @@ class EraConstants:
     """Smallest activation peak reported at TP=1 (divided by TP)."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class MemoryModel:
+class MemoryModel(Struct, frozen=True, kw_only=True):
     """Fitted constants of tpfit's memory prediction (units in the names; GiB as fitted)."""
 
     bytes_per_token_per_mlp_width_bf16: float

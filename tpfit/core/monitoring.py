@@ -6,7 +6,9 @@ them, so the terminal and the pager say the same thing."""
 from __future__ import annotations
 
 import shlex
-from dataclasses import dataclass, replace
+
+from msgspec import Struct
+from msgspec.structs import replace
 
 from tpfit.core.engine import parse_version
 from tpfit.errors import UsageError
@@ -51,8 +53,7 @@ ITL_RENAMED_IN = (0, 11, 0)
 hidden in 0.12, removed by PR #32661)."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class MetricNames:
+class MetricNames(Struct, frozen=True, kw_only=True):
     """The exported names (counters with the `_total` prometheus_client adds) one vLLM release uses.
 
     Every name here appears in a real /metrics scrape of vLLM 0.32 (tests/realserver/test_watch_real.py)."""
@@ -88,8 +89,7 @@ class MetricNames:
 # ---- the plan's figures -------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PlanTargets:
+class PlanTargets(Struct, frozen=True, kw_only=True):
     """The figures of a plan a running server is held to (per engine: each DP rank has its own KV cache)."""
 
     model_id: str
@@ -148,8 +148,7 @@ class PlanTargets:
 # ---- thresholds ---------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Thresholds:
+class Thresholds(Struct, frozen=True, kw_only=True):
     """Where each alert starts and how long the condition must hold. Defaults follow the published rules
     (llm-d: KV > 0.90 for 10 m; Gateway API Inference Extension: KV 0.8, queue 5) made stricter where the
     plan makes them exact: with --max-num-seqs from the plan, any waiting request is demand above it."""

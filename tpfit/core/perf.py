@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import math
 from operator import mul
-from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
+
+from msgspec import Struct
+from msgspec.structs import replace
 
 from tpfit.core.kv import attention_page_bytes_per_token
 from tpfit.core.layout import Layout, stage_groups
@@ -98,8 +100,7 @@ DEFAULT_INPUT_TOKENS = 1024
 """Prompt length when neither --input-tokens nor --context is given."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CollectiveCost:
+class CollectiveCost(Struct, frozen=True, kw_only=True):
     """time(n bytes) = latency_s + n / bytes_per_s for one all-reduce of n bytes (a GpuCalibration's AllReduceFit)."""
 
     latency_s: float
@@ -109,8 +110,7 @@ class CollectiveCost:
         return self.latency_s + n_bytes / self.bytes_per_s
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class GpuSpeed:
+class GpuSpeed(Struct, frozen=True, kw_only=True):
     """What a speed prediction needs of one GPU type and its links."""
 
     gpu_id: str
@@ -213,8 +213,7 @@ def collective_cost(speed: GpuSpeed, link: LinkKind, world: int) -> CollectiveCo
     return CollectiveCost(latency_s=NETWORK_ALLREDUCE_LATENCY_S, bytes_per_s=NETWORK_BYTES_PER_S / ring)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SpeedWorkload:
+class SpeedWorkload(Struct, frozen=True, kw_only=True):
     """Requests of `input_tokens` prompt and `output_tokens` answer, `concurrency` in flight across all replicas."""
 
     input_tokens: int
@@ -236,8 +235,7 @@ class SpeedWorkload:
                 raise UsageError("must be at least 1", flag=f"--{name.replace('_', '-')}", value=getattr(self, name))
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class StepTerms:
+class StepTerms(Struct, frozen=True, kw_only=True):
     """One engine step (one token for every running request), split by what it spends its time on (s)."""
 
     memory_s: float
@@ -258,8 +256,7 @@ class StepTerms:
         return max(terms, key=terms.get)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Speed:
+class Speed(Struct, frozen=True, kw_only=True):
     """Predicted speed of one layout at one workload."""
 
     ttft_s: float
@@ -304,8 +301,7 @@ def expert_coverage(tokens: float, num_experts: int, experts_per_token: int) -> 
     return 1.0 - (1.0 - experts_per_token / num_experts) ** tokens
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class MoeKernel:
+class MoeKernel(Struct, frozen=True, kw_only=True):
     """How vLLM's fused-MoE kernel for this checkpoint on this GPU runs the routed experts."""
 
     bw_efficiency: float
@@ -338,8 +334,7 @@ def moe_kernel(spec: ModelSpec, speed: GpuSpeed) -> MoeKernel:
                      reads_every_expert=bool(q and q.block_n and q.weight_bits == 8))
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class _LayerCost:
+class _LayerCost(Struct, frozen=True, kw_only=True):
     """One decoder layer on one GPU of a layout."""
 
     dense_bytes: int
@@ -396,8 +391,7 @@ def _layer_cost(layer: LayerSpec, spec: ModelSpec, unquantized: ModelSpec, layou
                       moe_allreduce=m is not None)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class _Stage:
+class _Stage(Struct, frozen=True, kw_only=True):
     layers: tuple[tuple[_LayerCost, int], ...]
     """Each distinct layer shape of the stage and how many layers have it."""
     extra_bytes: int

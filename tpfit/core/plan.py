@@ -5,8 +5,10 @@ Pure: values in, a Plan out (shared/DESIGN.md).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
 from itertools import chain, repeat
+
+from msgspec import Struct
+from msgspec.structs import replace
 
 from tpfit.core.engine import EngineArgs, Semantics, semantics_for
 from tpfit.core.kv import KVGeometry, kv_bytes_per_element, make_kv_geometry
@@ -32,8 +34,7 @@ SCHEMA_VERSION = 2
 that `tpfit deploy --plan` and `tpfit watch --plan` read back."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Workload:
+class Workload(Struct, frozen=True, kw_only=True):
     """What the deployment must serve: requests of `context` tokens, `concurrency` at once."""
 
     context: int | None = None
@@ -68,8 +69,7 @@ class Workload:
                                   input_tokens=self.input_tokens, output_tokens=self.output_tokens)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Candidate:
+class Candidate(Struct, frozen=True, kw_only=True):
     """One layout: accepted (with its memory) or refused (with vLLM's reasons)."""
 
     layout: Layout
@@ -89,8 +89,7 @@ class Candidate:
         return "; ".join(v.detail for v in self.violations)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RuleOfThumb:
+class RuleOfThumb(Struct, frozen=True, kw_only=True):
     """What the common guides would say, beside vLLM's figure."""
 
     params: int
@@ -100,8 +99,7 @@ class RuleOfThumb:
     """"1 GB per 1K tokens of context": context / 1000 GB per request."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Plan:
+class Plan(Struct, frozen=True, kw_only=True):
     model: ModelSpec
     cluster: Cluster
     workload: Workload
@@ -114,7 +112,7 @@ class Plan:
     fallback: Plan | None = None
     """When this plan does not fit: the same model as an AWQ 4-bit checkpoint (as planned, else without CUDA
     graphs), if that serves at least one request; the one-line answer suggests it."""
-    notes: tuple[str, ...] = field(default=())
+    notes: tuple[str, ...] = ()
 
     @property
     def accepted(self) -> tuple[Candidate, ...]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from msgspec import Struct
 
 from tpfit.core.plan import Candidate, Plan
 from tpfit.core.rank import SPEED_TIE, rank_accepted
@@ -10,8 +10,7 @@ from tpfit.kinds import KvCacheDtype, ModelDtype, Objective, Verdict
 from tpfit.units import GIB, format_gib
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Flag:
+class Flag(Struct, frozen=True, kw_only=True):
     """One vLLM flag and why tpfit sets it."""
 
     name: str

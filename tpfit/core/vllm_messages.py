@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import re
 import string
-from dataclasses import dataclass
 from functools import lru_cache
+
+from msgspec import Struct
 
 FIELD_PATTERN = r"[-\w:]+(?:\.[-\w:]+)*"
 """What a `{field}` matches in a log unless the message says otherwise: a number or a name (`2048.0`, `cuda:0`),
 not a sentence's full stop."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class VllmMessage:
+class VllmMessage(Struct, frozen=True, kw_only=True):
     """One message vLLM prints when it refuses a configuration.
 
     `template` is the text with `{field}` placeholders. In a log, sentences after the first may be missing or
@@ -73,8 +73,7 @@ def _derive_pattern(template: str, fields: dict[str, str]) -> str:
     return regex
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Violation:
+class Violation(Struct, frozen=True, kw_only=True):
     """Why vLLM refuses a configuration: the rule, the numbers, vLLM's own message, and what to do."""
 
     rule: str

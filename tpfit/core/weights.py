@@ -7,7 +7,8 @@ and MLA's down-projections are replicated. "Model loading took X GiB" is what th
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from msgspec import Struct
+from msgspec.structs import replace
 
 from tpfit.core.layout import Layout, StageGroup, stage_groups
 from tpfit.kinds import AttentionKind, MlpKind, StateKind
@@ -80,8 +81,7 @@ def allocated_bytes(size: int) -> int:
     return segment if segment - size <= MIB else size
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class StageWeights:
+class StageWeights(Struct, frozen=True, kw_only=True):
     """Weights on each GPU of one pipeline stage (all TP ranks of a stage hold the same amount)."""
 
     pp_rank: int

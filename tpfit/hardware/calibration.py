@@ -10,9 +10,11 @@ import json
 import math
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
+
+from msgspec import Struct, field
+from msgspec.structs import force_setattr
 
 from tpfit.data import DATA_DIR
 from tpfit.errors import SourceError, UsageError
@@ -37,8 +39,7 @@ def _check_positive(name: str, value: float | None, *, optional: bool = False) -
         raise UsageError(f"calibration field {name} must be a positive number, got {value!r}")
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class AllReduceFit:
+class AllReduceFit(Struct, frozen=True, kw_only=True):
     """One collective's cost on this host: time(n bytes) = latency_s + n / bus_bytes_per_s (fitted to measured sizes)."""
 
     world_size: int
@@ -69,8 +70,7 @@ class AllReduceFit:
                 "bus_bytes_per_s": self.bus_bytes_per_s, "backend": self.backend}
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class GpuCalibration:
+class GpuCalibration(Struct, frozen=True, kw_only=True):
     """Measured speed figures of one GPU model on one host (what `tpfit calibrate` writes)."""
 
     gpu_name: str
@@ -113,7 +113,7 @@ class GpuCalibration:
                                  f"use {', '.join(GEMM_KEYS)}")
             _check_positive(f"gemm_flops_per_s.{key}", value)
         # A read-only copy, so the frozen value cannot be changed through the caller's dict.
-        object.__setattr__(self, "gemm_flops_per_s", MappingProxyType(dict(self.gemm_flops_per_s)))
+        force_setattr(self, "gemm_flops_per_s", MappingProxyType(dict(self.gemm_flops_per_s)))
         sizes = [fit.world_size for fit in self.allreduce]
         if sizes != sorted(set(sizes)):
             raise UsageError(f"calibration field allreduce needs one fit per world size, ascending; got {sizes}")

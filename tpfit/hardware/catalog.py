@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import lru_cache
+
+from msgspec import Struct
 
 from tpfit.data import load_data
 from tpfit.units import MIB
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class GpuSpec:
+class GpuSpec(Struct, frozen=True, kw_only=True):
     """One GPU model."""
 
     id: str

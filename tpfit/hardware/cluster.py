@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+
+from msgspec import Struct
 
 from tpfit.errors import UsageError
 from tpfit.hardware.catalog import GpuSpec, find_gpu, generic_gpu, gpu_aliases
@@ -18,16 +19,15 @@ _POPULAR = ("h100", "h200", "b200", "a100", "l40s", "l4", "a10g", "4090", "3090"
 _SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*gi?b$", re.IGNORECASE)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Cluster:
+class Cluster(Struct, frozen=True, kw_only=True):
     """`nodes` machines with `gpus_per_node` identical GPUs each."""
 
     gpu: GpuSpec
     gpus_per_node: int = 1
     nodes: int = 1
-    free_bytes: tuple[int, ...] = field(default=())
+    free_bytes: tuple[int, ...] = ()
     """Free memory per GPU at detection time (NVML), empty when described by hand."""
-    nvlink_pairs: frozenset[tuple[int, int]] = field(default=frozenset())
+    nvlink_pairs: frozenset[tuple[int, int]] = frozenset()
     """GPU index pairs joined by NVLink (detected), empty when unknown."""
     source: str = "--gpus"
 

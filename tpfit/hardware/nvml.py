@@ -7,19 +7,18 @@ through the same values.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from msgspec import Struct
 
 from tpfit.errors import NvmlError
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class GpuProcess:
+
+class GpuProcess(Struct, frozen=True, kw_only=True):
     pid: int
     name: str
     used_bytes: int
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class GpuState:
+class GpuState(Struct, frozen=True, kw_only=True):
     """One GPU as the driver reports it (NVML, or `nvidia-smi -q -x`); empty / None where it could not be read."""
 
     index: int
@@ -39,8 +38,7 @@ class GpuState:
     processes: tuple[GpuProcess, ...] = ()
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class NvmlHost:
+class NvmlHost(Struct, frozen=True, kw_only=True):
     """What NVML says of this host."""
 
     driver_version: str

@@ -11,6 +11,8 @@ import re
 import xml.etree.ElementTree as ET
 from dataclasses import asdict, dataclass, field
 
+import msgspec
+
 from tpfit.hardware.nvml import GpuProcess, GpuState
 from tpfit.units import MIB
 
@@ -49,7 +51,7 @@ class HostSnapshot:
     """What could not be read, and why (no GPU, no docker, no nvidia-smi...)."""
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "gpus": msgspec.to_builtins(self.gpus)}  # GpuState is a Struct (hardware/nvml.py)
 
 
 # ---- parsers of captured text -------------------------------------------------------------

@@ -13,6 +13,8 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 
+import msgspec
+
 from tpfit.core.monitoring import SEVERITY, AlertKind, PlanTargets, Thresholds, fix_for
 from tpfit.errors import MetricsFormatError, ServerError, ServerTimeout
 from tpfit.kinds import Kind
@@ -147,7 +149,7 @@ class WatchView:
             "engines": [asdict(e) for e in self.engines],
             "lines": {x.key: asdict(x) for x in self.lines},
             "alerts": [{**asdict(a), "severity": a.severity} for a in self.alerts],
-            "plan": asdict(self.targets) if self.targets else None,
+            "plan": msgspec.structs.asdict(self.targets) if self.targets else None,
         }
 
 
@@ -437,8 +439,8 @@ def read_scrape(url: str, at_s: float, body: str | None = None, *, error: Server
 
 def once_thresholds(t: Thresholds) -> Thresholds:
     """`--once`: nothing is waited out, so a condition that holds at the scrape counts."""
-    return replace(t, kv_cache_usage_for_s=0.0, waiting_for_s=0.0, preemptions_for_s=0.0, latency_for_s=0.0,
-                   down_for_s=0.0)
+    return msgspec.structs.replace(t, kv_cache_usage_for_s=0.0, waiting_for_s=0.0, preemptions_for_s=0.0,
+                                   latency_for_s=0.0, down_for_s=0.0)
 
 
 # ---- the loop -----------------------------------------------------------------------------------------

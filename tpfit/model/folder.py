@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from pathlib import Path
+
+from msgspec.structs import replace
 
 from tpfit.errors import SourceError
 from tpfit.limits import MAX_JSON_BYTES

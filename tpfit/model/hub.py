@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import difflib
 import os
-from dataclasses import replace
+
+from msgspec.structs import replace
 
 from tpfit.errors import OfflineError, SourceError
 from tpfit.model.catalog import catalog_names

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import json
 import struct
-from dataclasses import dataclass
 from math import prod
 from pathlib import Path
+
+from msgspec import Struct
 
 from tpfit.errors import SourceError
 
@@ -19,8 +20,7 @@ DTYPE_BITS = {"F64": 64, "F32": 32, "F16": 16, "BF16": 16, "I64": 64, "I32": 32,
 MAX_HEADER_BYTES = 100 << 20
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TensorInfo:
+class TensorInfo(Struct, frozen=True, kw_only=True):
     name: str
     dtype: str
     shape: tuple[int, ...]

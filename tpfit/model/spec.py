@@ -6,9 +6,12 @@ Shapes are the checkpoint's, before any tensor-parallel split.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
 from pathlib import PurePath
 
+from msgspec import Struct
+from msgspec.structs import force_setattr
+
+from tpfit.codec import encode
 from tpfit.errors import SpecError
 from tpfit.kinds import AttentionKind, MlpKind, StateKind
 
@@ -22,11 +25,10 @@ def _set_kind(obj: object, name: str, kind: type) -> None:
     value = getattr(obj, name)
     if value not in set(kind):
         raise SpecError(f"unknown {name} kind {value!r}; one of {', '.join(kind)}", field=name)
-    object.__setattr__(obj, name, kind(value))
+    force_setattr(obj, name, kind(value))
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class QuantSpec:
+class QuantSpec(Struct, frozen=True, kw_only=True):
     """How the checkpoint's linear weights are stored (vLLM's quantization config)."""
 
     method: str
@@ -52,8 +54,7 @@ class QuantSpec:
             raise SpecError(f"not supported yet: {self.weight_bits}-bit weights ({self.method})")
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class MoESpec:
+class MoESpec(Struct, frozen=True, kw_only=True):
     """A sparse MLP: routed experts plus optional shared experts."""
 
     num_experts: int
@@ -66,8 +67,7 @@ class MoESpec:
     router_bias: bool = False
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class MLASpec:
+class MLASpec(Struct, frozen=True, kw_only=True):
     """Multi-head latent attention (DeepSeek V2/V3, Kimi K2)."""
 
     q_lora_rank: int | None
@@ -84,8 +84,7 @@ class MLASpec:
         return self.kv_lora_rank + self.qk_rope_head_dim
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class StateSpec:
+class StateSpec(Struct, frozen=True, kw_only=True):
     """Recurrent state of a mamba2 or gated-delta-net layer (per request, token-independent)."""
 
     kind: StateKind
@@ -107,8 +106,7 @@ class StateSpec:
         _set_kind(self, "kind", StateKind)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class LayerSpec:
+class LayerSpec(Struct, frozen=True, kw_only=True):
     """One decoder layer: its token mixer and its MLP."""
 
     attention: AttentionKind
@@ -151,8 +149,7 @@ class LayerSpec:
             raise SpecError("an MoE layer needs its expert shapes", field="moe")
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ModelSpec:
+class ModelSpec(Struct, frozen=True, kw_only=True):
     """A model as vLLM sees it when it builds the layers and plans the KV cache."""
 
     model_id: str
@@ -189,7 +186,7 @@ class ModelSpec:
     """Total bytes of the weight files when their headers were read (safetensors), else 0."""
     source: str = "config"
     """Where the spec came from: a path, `hub:<id>` or `catalog:<alias>`."""
-    notes: tuple[str, ...] = field(default=())
+    notes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         for name in ("hidden_size", "num_hidden_layers", "num_attention_heads", "vocab_size"):
@@ -231,7 +228,8 @@ class ModelSpec:
         return str(path.parent) if path.suffix == ".json" else self.source
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """Plain JSON values (tpfit/codec.py); `from_dict` reads them back equal."""
+        return encode(self)
 
     @classmethod
     def from_dict(cls, data: dict) -> ModelSpec:

@@ -11,8 +11,9 @@ from __future__ import annotations
 import importlib
 import pkgutil
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
+
+from msgspec import Struct
 
 from tpfit.errors import SpecError
 from tpfit.model.spec import LayerSpec, MLASpec
@@ -20,8 +21,7 @@ from tpfit.model.spec import LayerSpec, MLASpec
 _MISSING = object()
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class HFConfig:
+class HFConfig(Struct, frozen=True, kw_only=True):
     """A config.json as a family reads it: `text` is the language model's part (`text_config` when nested)."""
 
     text: dict
@@ -121,8 +121,7 @@ def _whole(value: Any, key: str, model_id: str) -> int:
     return int(value)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Decoder:
+class Decoder(Struct, frozen=True, kw_only=True):
     """What a family builds from a config: the decoder layers and what sits outside them."""
 
     layers: tuple[LayerSpec, ...]
@@ -132,7 +131,7 @@ class Decoder:
     """Multi-head latent attention: then the KV cache holds one latent per token (kv heads = heads)."""
     tied_by_default: bool = False
     """transformers' default for `tie_word_embeddings` when the config leaves it out."""
-    notes: tuple[str, ...] = field(default=())
+    notes: tuple[str, ...] = ()
 
 
 Builder = Callable[[HFConfig], Decoder]
