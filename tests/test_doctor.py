@@ -9,6 +9,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from tests.conftest import ROOT, SHARED
@@ -206,7 +207,7 @@ def test_detected_h200s_plan_as_the_catalogs():
     detected = cluster_from_gpus(h.gpus, pairs)
     described = Cluster.parse("2xH200")
     assert detected.gpu.name == "NVIDIA H200"  # the driver's name; every other fact is the catalog's
-    assert replace(detected.gpu, name=described.gpu.name) == described.gpu
+    assert msgspec.structs.replace(detected.gpu, name=described.gpu.name) == described.gpu
     assert detected.gpu.nvlink_bytes_per_s > 0 and detected.gpu.fp8_flops_per_s > 0
     spec = load_config("meta-llama--Llama-3.1-70B.json")
     ours, theirs = (make_plan(spec, c, Workload(context=8192)) for c in (detected, described))

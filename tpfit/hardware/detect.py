@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+from msgspec.structs import replace
 
 from tpfit.errors import NvmlError
 from tpfit.hardware.catalog import GpuSpec, find_gpu_by_nvml_name
