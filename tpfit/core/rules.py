@@ -9,6 +9,7 @@ A refused layout is data (a Violation), never an exception.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import lru_cache
 
 from tpfit.core.engine import EngineArgs
 from tpfit.core.layout import Layout
@@ -29,26 +30,34 @@ PACK_FACTOR_4BIT = 8
 """4-bit values per int32: column-parallel outputs of AWQ layers must split into multiples of it."""
 
 
-def _valid_tps(n: int, limit: int) -> list[int]:
-    return [t for t in range(1, limit + 1) if n % t == 0]
+@lru_cache(maxsize=1024)
+def _valid_tps(n: int, limit: int) -> tuple[int, ...]:
+    return tuple(t for t in range(1, limit + 1) if n % t == 0)
 
 
-def _join(values: list[int]) -> str:
+def _join(values: tuple[int, ...]) -> str:
     return ", ".join(map(str, values[:-1])) + (" or " if len(values) > 1 else "") + str(values[-1])
 
 
-def _tp_fix(what: str, ok_tps: list[int], layout: Layout, cluster: Cluster) -> str:
+@lru_cache(maxsize=1024)
+def _tp_choices(what: str, ok_tps: tuple[int, ...], tp: int) -> tuple[int | None, str]:
+    """What `_tp_fix` says whatever the PP and DP sizes: the largest valid TP below `tp` (None if none), and the
+    list of valid TPs. A 64-GPU search writes ~1500 refusals for a few dozen TP sizes."""
+    lower = [t for t in ok_tps if t < tp]
+    return (lower[-1] if lower else None), f"TP must divide {what}: {_join(ok_tps)}"
+
+
+def _tp_fix(what: str, ok_tps: tuple[int, ...], layout: Layout, cluster: Cluster) -> str:
     gpus = layout.world_size
-    lower = [t for t in ok_tps if t < layout.tp]
+    best, divide = _tp_choices(what, ok_tps, layout.tp)
     parts = []
     if layout.pp == 1 and gpus > 1:
         parts.append(f"use --pipeline-parallel-size {gpus} to use all {gpus} GPUs")
-    if lower:
-        best = lower[-1]
+    if best is not None:
         left = cluster.num_gpus - best * layout.pp * layout.dp
         tail = f" and leave {left} GPU{'s' if left != 1 else ''} free" if left else ""
         parts.append(f"--tensor-parallel-size {best}{tail}")
-    parts.append(f"TP must divide {what}: {_join(ok_tps)}")
+    parts.append(divide)
     return "; or ".join(parts[:2]) + ("; " + parts[2] if len(parts) > 2 else "")
 
 
@@ -92,14 +101,21 @@ def check_vocab(spec: ModelSpec, layout: Layout, cluster: Cluster) -> list[Viola
 
 
 def check_mlp_split(spec: ModelSpec, layout: Layout, cluster: Cluster) -> list[Violation]:
-    """`divide(output_size, tp)` in the MLP layers and `divide(I, tp)` in FusedMoE."""
+    """`divide(output_size, tp)` in the dense MLP layers."""
     tp = layout.tp
-    for size in sorted({l.intermediate_size for l in distinct_layers(spec.layers)[1] if l.mlp in (MlpKind.GATED, MlpKind.PLAIN)} - {0}):
+    for size in _mlp_widths(spec):
         if size % tp:
             return [Violation(rule="mlp_divisible_by_tp", detail=f"MLP width {size} does not split over TP={tp}",
                               vllm_error=NOT_DIVISIBLE.format(numerator=size, denominator=tp),
                               fix=_tp_fix(f"{size}", _valid_tps(size, max(tp, 8)), layout, cluster))]
-    moe_tp = 1 if layout.enable_expert_parallel else layout.moe_parallel_size
+    return []
+
+
+def check_moe_split(spec: ModelSpec, layout: Layout, cluster: Cluster) -> list[Violation]:
+    """`divide(I, tp)` in FusedMoE, whose TP spans TP x DP; vLLM stops at the dense MLP first where that fails."""
+    moe_tp = _moe_split(layout)
+    if moe_tp == 1 or any(size % layout.tp for size in _mlp_widths(spec)):
+        return []
     for size in sorted({l.moe.moe_intermediate_size for l in distinct_layers(spec.layers)[1] if l.moe}):
         if size % moe_tp:
             return [Violation(rule="moe_divisible_by_tp",
@@ -108,6 +124,11 @@ def check_mlp_split(spec: ModelSpec, layout: Layout, cluster: Cluster) -> list[V
                               fix="add --enable-expert-parallel (whole experts per GPU) or use a TP x DP that divides "
                                   f"{size}")]
     return []
+
+
+def _mlp_widths(spec: ModelSpec) -> list[int]:
+    return sorted({l.intermediate_size for l in distinct_layers(spec.layers)[1]
+                   if l.mlp in (MlpKind.GATED, MlpKind.PLAIN)} - {0})
 
 
 def check_expert_parallel(spec: ModelSpec, layout: Layout, cluster: Cluster) -> list[Violation]:
@@ -154,7 +175,7 @@ def check_quant_alignment(spec: ModelSpec, layout: Layout, cluster: Cluster) -> 
     if q is None:
         return []
     tp = layout.tp
-    moe_tp = 1 if layout.enable_expert_parallel else layout.moe_parallel_size
+    moe_tp = _moe_split(layout)
     row_inputs: list[tuple[str, int]] = []  # (layer, input size per partition) of row-parallel layers
     col_outputs: list[tuple[str, int]] = []
     for l in distinct_layers(spec.layers)[1]:
@@ -251,8 +272,8 @@ def check_max_model_len(spec: ModelSpec, engine: EngineArgs) -> list[Violation]:
         fix=f"use --max-model-len {spec.max_model_len} or less")]
 
 
-LAYOUT_RULES = (check_placement, check_heads, check_vocab, check_kv_heads, check_mlp_split, check_expert_parallel,
-                check_pipeline, check_quant_alignment)
+LAYOUT_RULES = (check_placement, check_heads, check_vocab, check_kv_heads, check_mlp_split, check_moe_split,
+                check_expert_parallel, check_pipeline, check_quant_alignment)
 
 
 def check_layout(spec: ModelSpec, layout: Layout, cluster: Cluster, engine: EngineArgs) -> tuple[Violation, ...]:
@@ -275,8 +296,13 @@ def _tp(lay: Layout) -> int:
     return lay.tp
 
 
+def _moe_split(lay: Layout) -> int:
+    """Ranks each expert's width is split over: TP x DP, or 1 under expert parallel (whole experts per GPU)."""
+    return 1 if lay.enable_expert_parallel else lay.moe_parallel_size
+
+
 def _expert_split(lay: Layout) -> tuple[int, int]:
-    return lay.tp, 1 if lay.enable_expert_parallel else lay.moe_parallel_size
+    return lay.tp, _moe_split(lay)
 
 
 def _ep(lay: Layout) -> bool:
@@ -293,10 +319,6 @@ def _tp_fix_reads(lay: Layout) -> tuple[int, bool, int]:
     return lay.tp, lay.pp == 1, lay.pp * lay.dp
 
 
-def _tp_fix_and_experts(lay: Layout) -> tuple[int, bool, int, int]:
-    return *_tp_fix_reads(lay), _expert_split(lay)[1]
-
-
 def _whole_layout(lay: Layout) -> Layout:
     return lay
 
@@ -306,7 +328,8 @@ RULE_FACTORS: dict[Callable, tuple[Callable[[Layout], object], Callable[[Layout]
     check_heads: (_tp, _tp_fix_reads),
     check_vocab: (_tp, _tp_fix_reads),
     check_kv_heads: (_tp, _tp_fix_reads),
-    check_mlp_split: (_expert_split, _tp_fix_and_experts),
+    check_mlp_split: (_tp, _tp_fix_reads),
+    check_moe_split: (_expert_split, _moe_split),
     check_expert_parallel: (_ep, _ep),
     check_pipeline: (_pp, _pp),
     check_quant_alignment: (_expert_split, _expert_split),
@@ -329,24 +352,33 @@ def layout_checker(spec: ModelSpec, cluster: Cluster, engine: EngineArgs) -> Cal
     order = {rule: i for i, rule in enumerate(LAYOUT_RULES)}
     messages = {rule: (RULE_FACTORS.get(rule, (None, _whole_layout))[1], {}) for rule in LAYOUT_RULES}
 
+    def decide(rule: Callable, layout: Layout) -> bool:
+        """Whether `rule` refuses `layout`; its message for this layout is kept, for the others that read alike."""
+        said = tuple(rule(spec, layout, cluster))
+        if said:
+            reads, written = messages[rule]
+            written.setdefault(reads(layout), said)
+        return bool(said)
+
     def check(layout: Layout) -> tuple[Violation, ...]:
-        refusing: list[Callable] = []
+        refusing: tuple[Callable, ...] = ()
         for factors, rules, seen in verdicts:
             key = factors(layout)
             hit = seen.get(key)
             if hit is None:
-                hit = seen[key] = tuple(rule for rule in rules if rule(spec, layout, cluster))
-            refusing.extend(hit)
+                hit = seen[key] = tuple(rule for rule in rules if decide(rule, layout))
+            if hit:
+                refusing += hit
         if not refusing:
             return model_wide
-        refusing.sort(key=order.__getitem__)
-        found: list[Violation] = []
-        for rule in refusing:
+        found: tuple[Violation, ...] = ()
+        for rule in sorted(refusing, key=order.__getitem__) if len(refusing) > 1 else refusing:
             reads, written = messages[rule]
             key = reads(layout)
-            if key not in written:
-                written[key] = rule(spec, layout, cluster)
-            found.extend(written[key])
-        return (*found, *model_wide)
+            said = written.get(key)
+            if said is None:
+                said = written[key] = tuple(rule(spec, layout, cluster))
+            found += said
+        return found + model_wide if model_wide else found
 
     return check
