@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from operator import mul
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from msgspec import Struct
 from msgspec.structs import replace
@@ -403,40 +403,54 @@ def _stage_kinds(spec: ModelSpec, layout: Layout, kv_bytes: int, cache: dict | N
                  ) -> tuple[tuple[_Stage, tuple[int, ...]], ...]:
     """Each distinct stage of the layout (the same layers and ends cost the same) with the PP ranks that have it,
     in order of first rank (the order a Counter of `_stages` keeps). `cache`: make_speed's, for the layer costs (a
-    dense layer's depend on TP, an MoE layer's also on the expert split) and the stage groups of each PP size."""
+    dense layer's depend on TP, an MoE layer's also on the expert split), the stage groups of each PP size, and
+    the stages themselves: one object per value, so that a search works out a stage's step once for all the PP
+    sizes that have it."""
     cache = {} if cache is None else cache
-    index, distinct = distinct_layers(spec.layers)
+    shard = ("shard", layout.tp, layout.moe_parallel_size, layout.enable_expert_parallel)
+    if shard not in cache:
+        cache[shard] = _shard_costs(spec, layout, kv_bytes, cache), {}
+    (costs, lm_head, lm_params), by_group = cache[shard]
+    alike: dict[int, list] = {}
+    for group in stage_groups(distinct_layers(spec.layers)[0], layout.pp, cache):
+        stage = by_group.get(id(group))  # stage groups are kept alive by the cache (layout.stage_groups)
+        if stage is None:
+            key = (tuple((id(costs[i]), k) for i, k in group.counts), group.last)  # equal costs are one object
+            if ("stage", key) not in cache:
+                cache[("stage", key)] = _Stage(layers=tuple((costs[i], k) for i, k in group.counts),
+                                               extra_bytes=lm_head if group.last else 0,
+                                               extra_params=lm_params if group.last else 0)
+            stage = by_group[id(group)] = cache[("stage", key)]
+        if id(stage) in alike:
+            alike[id(stage)][1] += group.ranks
+        else:
+            alike[id(stage)] = [stage, group.ranks]
+    return tuple((stage, ranks) for stage, ranks in alike.values())
+
+
+def _shard_costs(spec: ModelSpec, layout: Layout, kv_bytes: int, cache: dict
+                 ) -> tuple[tuple[_LayerCost, ...], int, int]:
+    """Each distinct layer's cost on one GPU of the layout (one object per value across the search), and the
+    lm_head's bytes and parameters: what depends on TP and the expert split, not on PP."""
     tp = layout.tp
     if ("unquantized",) not in cache:
         cache[("unquantized",)] = replace(spec, quant=None) if spec.quant else spec
     unquantized = cache[("unquantized",)]
     costs = []
     per_shape = layer_bytes(spec, layout, cache)
-    for i, layer in enumerate(distinct):
+    for i, layer in enumerate(distinct_layers(spec.layers)[1]):
         key = ("cost", i, tp, layout.moe_parallel_size, layout.enable_expert_parallel) if layer.moe else ("cost", i, tp)
         if key not in cache:
             cost = _layer_cost(layer, spec, unquantized, layout, kv_bytes, per_shape[i])
-            # one object per value: stages whose layers cost alike are then alike by identity (see below)
+            # one object per value: stages whose layers cost alike are then alike by identity (_stage_kinds)
             cache[key] = cache.setdefault(("cost", cost), cost)
         costs.append(cache[key])
     vocab_rank = padded_vocab(spec.vocab_size) // tp
-    if ("lm_head", tp) not in cache:
-        q = spec.quant
-        # the embedding is a lookup (a few rows read); the lm_head is a full GEMV every step
-        cache[("lm_head", tp)] = (linear_bytes(vocab_rank, spec.hidden_size, spec.dtype_bytes, q)
-                                  if q and q.lm_head_quantized
-                                  else allocated_bytes(vocab_rank * spec.hidden_size * spec.dtype_bytes))
-    lm_head = cache[("lm_head", tp)]
-    alike: dict[tuple, list] = {}
-    for group in stage_groups(index, layout.pp, cache):
-        layers = tuple((costs[i], k) for i, k in group.counts)
-        key = (tuple((id(c), k) for c, k in layers), group.last)  # equal costs are one object (above)
-        if key in alike:
-            alike[key][1] += group.ranks
-        else:
-            alike[key] = [_Stage(layers=layers, extra_bytes=lm_head if group.last else 0,
-                                 extra_params=vocab_rank * spec.hidden_size if group.last else 0), group.ranks]
-    return tuple((stage, ranks) for stage, ranks in alike.values())
+    q = spec.quant
+    # the embedding is a lookup (a few rows read); the lm_head is a full GEMV every step
+    lm_head = (linear_bytes(vocab_rank, spec.hidden_size, spec.dtype_bytes, q) if q and q.lm_head_quantized
+               else allocated_bytes(vocab_rank * spec.hidden_size * spec.dtype_bytes))
+    return tuple(costs), lm_head, vocab_rank * spec.hidden_size
 
 
 def _stages(spec: ModelSpec, layout: Layout, kv_bytes: int) -> tuple[_Stage, ...]:
@@ -456,59 +470,80 @@ def _gemm_flops_per_s(spec: ModelSpec, speed: GpuSpeed) -> float:
     return speed.bf16_flops_per_s
 
 
-def _stage_steps(stages: list[_Stage], decode: float, prefill: float, context: float, prefill_context: float,
-                 speed: GpuSpeed, flops_per_s: float, tp_cost: CollectiveCost | None,
-                 moe_cost: CollectiveCost | None, hidden: int, moe: MoeKernel, memo: dict | None = None
-                 ) -> tuple[list[float], list[float], list[float]]:
-    """Each stage's share of a step: its memory, compute and communication seconds, for `decode` requests at mean
-    `context` tokens plus `prefill` prompt tokens attending to `prefill_context` tokens on average. A layer
-    shape's terms are worked out once for all the stages that hold it (`memo`: make_speed's cache, where they are
-    kept for the other PP sizes of the same TP and expert split)."""
+class _StageTerms(NamedTuple):
+    """One stage as a step sums it, for the workload's contexts (a tuple: a search unpacks thousands)."""
+
+    extra_bytes: int
+    extra_flops_per_token: int
+    """FLOPs per sampled token besides the layers (the lm_head)."""
+    layers: tuple[tuple, ...]
+    """Per layer shape: (n layers, dense bytes, expert bytes, K+V bytes a decoding request reads (kv_bytes_per_token
+    x span), span, prompt span, 1 - k/E or None without experts, MoE all-reduce, and for the n layers: dense FLOPs
+    per token, expert FLOPs per token, attention FLOPs per attended token)."""
+
+
+def _stage_terms(stage: _Stage, *, context: float, prefill_context: float) -> _StageTerms:
+    """`stage` for requests at mean `context` tokens and prompts attending to `prefill_context` on average."""
+    layers = []
+    for c, n in stage.layers:
+        span = min(context, c.window_tokens) if c.window_tokens else context
+        pspan = min(prefill_context, c.window_tokens) if c.window_tokens else prefill_context
+        untouched = 1.0 - c.experts_per_token / c.num_experts if c.num_experts else None  # see expert_coverage
+        layers.append((n, c.dense_bytes, c.expert_bytes, c.kv_bytes_per_token * span, span, pspan, untouched,
+                       c.moe_allreduce, n * FLOPS_PER_PARAM_PER_TOKEN * c.dense_params,
+                       n * FLOPS_PER_PARAM_PER_TOKEN * c.active_expert_params, n * 4 * c.attn_width))
+    return _StageTerms(extra_bytes=stage.extra_bytes,
+                       extra_flops_per_token=FLOPS_PER_PARAM_PER_TOKEN * stage.extra_params, layers=tuple(layers))
+
+
+def _stage_step_s(stage: _StageTerms, decode: float, prefill: float, speed: GpuSpeed, flops_per_s: float,
+                  after_attention: float | None, after_moe: float | None, moe: MoeKernel
+                  ) -> tuple[float, float, float, float]:
+    """One stage's share of a step: its memory, compute and communication seconds, and its StepTerms.total_s, for
+    `decode` requests plus `prefill` prompt tokens; `after_attention`, `after_moe`: one all-reduce of the step's
+    activations over TP, and over the MoE group (None: no all-reduce)."""
     tokens = decode + prefill
-    message = tokens * hidden * ACT_BYTES
+    read, flops_per_token, layers = stage
+    flops = flops_per_token * decode  # lm_head: only for sampled tokens
+    expert_flops = 0.0
+    comm = 0.0
+    for (n, dense_bytes, expert_bytes, kv_span_bytes, span, pspan, untouched, moe_allreduce, dense_flops,
+         expert_flops_per_token, attention_flops) in layers:
+        cover = 0.0
+        if untouched is not None:
+            cover = 1.0 if moe.reads_every_expert else 1.0 - untouched ** tokens  # expert_coverage
+        read += n * (dense_bytes + expert_bytes * cover / moe.bw_efficiency + kv_span_bytes * decode)
+        flops += dense_flops * tokens
+        expert_flops += expert_flops_per_token * tokens
+        flops += attention_flops * (span * decode + pspan * prefill)  # QK^T and PV
+        if after_attention is not None:
+            comm += n * after_attention
+        after_mlp = after_moe if moe_allreduce else after_attention
+        if after_mlp is not None:
+            comm += n * after_mlp  # after the MLP / MoE
+    memory, compute = read / speed.mem_bw_bytes_per_s, flops / flops_per_s + expert_flops / moe.flops_per_s
+    return memory, compute, comm, max(memory, compute) + comm
+
+
+def _stage_steps(stages: tuple[_StageTerms, ...], decode: float, prefill: float, speed: GpuSpeed,
+                 flops_per_s: float, tp_cost: CollectiveCost | None, moe_cost: CollectiveCost | None, hidden: int,
+                 moe: MoeKernel) -> tuple[list[float], list[float], list[float]]:
+    """Each stage's memory, compute and communication seconds of one step (_stage_step_s)."""
+    message = (decode + prefill) * hidden * ACT_BYTES
     after_attention = tp_cost.time_s(message) if tp_cost is not None else None
     after_moe = moe_cost.time_s(message) if moe_cost is not None else None
-    terms = {} if memo is None else memo
-    memory_s, compute_s, comm_s = [], [], []
-    for stage in stages:
-        read = stage.extra_bytes
-        flops = FLOPS_PER_PARAM_PER_TOKEN * stage.extra_params * decode  # lm_head: only for sampled tokens
-        expert_flops = 0.0
-        comm = 0.0
-        for c, n in stage.layers:
-            key = (id(c), decode, prefill, after_attention, after_moe)  # costs are kept alive by make_speed's cache
-            layer = terms.get(key)
-            if layer is None:
-                cover = 0.0
-                if c.num_experts:
-                    cover = 1.0 if moe.reads_every_expert else expert_coverage(tokens, c.num_experts, c.experts_per_token)
-                span = min(context, c.window_tokens) if c.window_tokens else context
-                pspan = min(prefill_context, c.window_tokens) if c.window_tokens else prefill_context
-                layer = terms[key] = (
-                    c.dense_bytes + c.expert_bytes * cover / moe.bw_efficiency + c.kv_bytes_per_token * span * decode,
-                    span * decode + pspan * prefill,
-                    after_moe if c.moe_allreduce else after_attention)
-            layer_bytes, attended, after_mlp = layer
-            read += n * layer_bytes
-            flops += n * FLOPS_PER_PARAM_PER_TOKEN * c.dense_params * tokens
-            expert_flops += n * FLOPS_PER_PARAM_PER_TOKEN * c.active_expert_params * tokens
-            flops += n * 4 * c.attn_width * attended  # QK^T and PV
-            if after_attention is not None:
-                comm += n * after_attention
-            if after_mlp is not None:
-                comm += n * after_mlp  # after the MLP / MoE
-        memory_s.append(read / speed.mem_bw_bytes_per_s)
-        compute_s.append(flops / flops_per_s + expert_flops / moe.flops_per_s)
-        comm_s.append(comm)
-    return memory_s, compute_s, comm_s
+    terms = [_stage_step_s(stage, decode, prefill, speed, flops_per_s, after_attention, after_moe, moe)
+             for stage in stages]
+    return [t[0] for t in terms], [t[1] for t in terms], [t[2] for t in terms]
 
 
 def _stage_step(stage: _Stage, *, decode: float, prefill: float, context: float, prefill_context: float,
                 speed: GpuSpeed, flops_per_s: float, tp_cost: CollectiveCost | None,
                 moe_cost: CollectiveCost | None, hidden: int, moe: MoeKernel) -> StepTerms:
     """One stage's share of a step (`_stage_steps` for one stage)."""
-    (memory_s,), (compute_s,), (comm_s,) = _stage_steps([stage], decode, prefill, context, prefill_context, speed,
-                                                        flops_per_s, tp_cost, moe_cost, hidden, moe)
+    terms = _stage_terms(stage, context=context, prefill_context=prefill_context)
+    (memory_s,), (compute_s,), (comm_s,) = _stage_steps((terms,), decode, prefill, speed, flops_per_s, tp_cost,
+                                                        moe_cost, hidden, moe)
     return StepTerms(memory_s=memory_s, compute_s=compute_s, communication_s=comm_s, overhead_s=0.0)
 
 
@@ -533,10 +568,11 @@ def physical_floor_s(spec: ModelSpec, layout: Layout, gpu: GpuSpec, *, decode: f
                     pcie_bytes_per_s=0.0, p2p=False)
     rate = _gemm_flops_per_s(spec, peak)
     fp4 = 2 if spec.quant and spec.quant.method == "mxfp4" else 1  # FP4 tensor cores: at most twice FP8's rate
-    stages = list(_stages(spec, layout, spec.dtype_bytes))
-    memory_s, compute_s, _ = _stage_steps(stages, decode, prefill, context, prefill_context, peak, rate, None, None,
-                                          spec.hidden_size, MoeKernel(bw_efficiency=1.0, flops_per_s=rate * fp4,
-                                                                      reads_every_expert=False))
+    stages = tuple(_stage_terms(stage, context=context, prefill_context=prefill_context)
+                   for stage in _stages(spec, layout, spec.dtype_bytes))
+    memory_s, compute_s, _ = _stage_steps(stages, decode, prefill, peak, rate, None, None, spec.hidden_size,
+                                          MoeKernel(bw_efficiency=1.0, flops_per_s=rate * fp4,
+                                                    reads_every_expert=False))
     return sum(memory_s), sum(compute_s)
 
 
@@ -549,17 +585,24 @@ def make_speed(spec: ModelSpec, layout: Layout, memory: MemoryPlan, cluster: Clu
     layer costs depend on TP and the expert split only, stages on PP too, and layouts that differ only in their
     number of DP replicas of a dense model often get the same answer."""
     isl, osl = workload.input_tokens, workload.output_tokens
-    kv_bytes = kv_bytes or spec.dtype_bytes
     cache = {} if cache is None else cache
-    if ("is_moe",) not in cache:
-        cache[("is_moe",)] = spec.is_moe
-    is_moe = cache[("is_moe",)]
+    search = cache.get(("speed",))
+    if search is None:  # what every layout of the search shares
+        search = cache[("speed",)] = spec.is_moe, _gemm_flops_per_s(spec, speed), moe_kernel(spec, speed)
+    is_moe, flops_per_s, moe = search
     key = ("stages", layout.tp, layout.pp, layout.moe_parallel_size if is_moe else 1, layout.enable_expert_parallel)
-    if key not in cache:
+    pipe = cache.get(key)
+    if pipe is None:
         # identical stages (the same layers, no lm_head) cost the same: each is worked out once
-        kinds = _stage_kinds(spec, layout, kv_bytes, cache)
-        cache[key] = ([stage for stage, _ in kinds], [len(ranks) for _, ranks in kinds])
-    stages, counts = cache[key]
+        context, prefill_context = isl + osl / 2, isl / 2
+        stages = []
+        for stage, _ in (kinds := _stage_kinds(spec, layout, kv_bytes or spec.dtype_bytes, cache)):
+            if ("stage_terms", id(stage)) not in cache:  # stages are kept alive by the cache (_stage_kinds)
+                cache[("stage_terms", id(stage))] = _stage_terms(stage, context=context,
+                                                                 prefill_context=prefill_context)
+            stages.append(cache[("stage_terms", id(stage))])
+        pipe = cache[key] = tuple(stages), tuple(len(ranks) for _, ranks in kinds)
+    stages, counts = pipe
 
     # requests per replica, and how many of them the KV cache holds at once: vLLM admits a request when its
     # prompt's blocks are free and preempts when the cache fills, so on average each holds prompt + half the answer
@@ -574,35 +617,47 @@ def make_speed(spec: ModelSpec, layout: Layout, memory: MemoryPlan, cluster: Clu
     if alike in cache:
         return cache[alike]
 
-    def link(world: int, kind: LinkKind | None = None) -> CollectiveCost:
-        if ("link", world, kind) not in cache:
-            cache[("link", world, kind)] = collective_cost(speed, kind or link_kind(cluster, world), world)
-        return cache[("link", world, kind)]
-
-    flops_per_s = _gemm_flops_per_s(spec, speed)
-    moe = moe_kernel(spec, speed)
-    tp_cost = link(layout.tp) if layout.tp > 1 else None
     moe_world = layout.moe_parallel_size if is_moe else layout.tp
-    moe_cost = link(moe_world) if moe_world > 1 else tp_cost
-    hidden = spec.hidden_size
-    if layout.pp > 1:
-        across = layout.world_size > cluster.gpus_per_node  # vLLM puts TP within a node, PP across nodes
-        pp_cost = link(2, LinkKind.NETWORK) if across else link(2)
-    context, prefill_context = isl + osl / 2, isl / 2
+    across = layout.pp > 1 and layout.world_size > cluster.gpus_per_node  # vLLM puts TP within a node, PP across
+    links = cache.get(("links", layout.tp, moe_world, layout.pp > 1, across))
+    if links is None:
+        def link(world: int, kind: LinkKind | None = None) -> CollectiveCost:
+            if ("link", world, kind) not in cache:
+                cache[("link", world, kind)] = collective_cost(speed, kind or link_kind(cluster, world), world)
+            return cache[("link", world, kind)]
+
+        tp_cost = link(layout.tp) if layout.tp > 1 else None
+        links = cache[("links", layout.tp, moe_world, layout.pp > 1, across)] = (
+            tp_cost, link(moe_world) if moe_world > 1 else tp_cost,
+            (link(2, LinkKind.NETWORK) if across else link(2)) if layout.pp > 1 else None)
+    tp_cost, moe_cost, pp_cost = links
+    memo = cache.setdefault(("stage_steps", id(tp_cost), id(moe_cost)), {})  # links are kept alive by the cache
+    hidden, pp = spec.hidden_size, layout.pp
     overhead_s = speed.step_overhead_s + STEP_OVERHEAD_PER_RANK_S * (layout.world_size - 1)
 
     def step(decode: float, prefill: float) -> StepTerms:
         """A full token round for `decode` running requests: every stage once per micro-batch, in turn."""
         decode = max(decode, 0.0)
-        micro = max(1, min(layout.pp, round(decode) or 1))
-        memory_s, compute_s, comm_s = _stage_steps(stages, decode / micro, prefill / micro, context, prefill_context,
-                                                   speed, flops_per_s, tp_cost, moe_cost, hidden, moe, cache)
+        micro = max(1, min(pp, round(decode) or 1))
+        d, p = decode / micro, prefill / micro
+        per_stage = []
+        after = None
+        for stage in stages:
+            # a stage's step is worked out once per batch for every layout of the search that has the stage
+            terms = memo.get((id(stage), d, p))
+            if terms is None:
+                if after is None:
+                    message = (d + p) * hidden * ACT_BYTES
+                    after = (tp_cost.time_s(message) if tp_cost is not None else None,
+                             moe_cost.time_s(message) if moe_cost is not None else None)
+                terms = memo[(id(stage), d, p)] = _stage_step_s(stage, d, p, speed, flops_per_s, *after, moe)
+            per_stage.append(terms)
+        memory_s, compute_s, comm_s, totals = zip(*per_stage)
         handoff = 0.0
-        if layout.pp > 1:
-            handoff = (layout.pp - 1) * (PP_HANDOFF_LATENCY_S
-                                         + (decode + prefill) / micro * hidden * ACT_BYTES / pp_cost.bytes_per_s)
+        if pp > 1:
+            handoff = (pp - 1) * (PP_HANDOFF_LATENCY_S
+                                  + (decode + prefill) / micro * hidden * ACT_BYTES / pp_cost.bytes_per_s)
         # a micro-batch passes every stage; with `micro` batches in flight the slowest stage is busy `micro` times
-        totals = [max(m, c) + x for m, c, x in zip(memory_s, compute_s, comm_s)]  # each StepTerms.total_s
         busy = sum(map(mul, totals, counts))
         round_s = max(busy, micro * max(totals))
         memory = sum(map(mul, memory_s, counts))
