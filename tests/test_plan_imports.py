@@ -30,16 +30,21 @@ NEVER = {
     "tpfit.check": "check",
     "tpfit.model.hub": "a Hugging Face id",
     "tpfit.report.html": "--html",
+    "string": "explain's log patterns (core/vllm_messages.py); its import compiles string.Template's regex",
+    "pkgutil": "the family registry lists its folder with os",
+    "tpfit.model.families.deepseek": "another family's module: the model's own is imported first (families/)",
 }
 """Module (or package) -> what it is for, instead of `tpfit plan` with --gpus."""
 
 JSON_ONLY = {
     "rich": "--json writes plain JSON; the table is the terminal output's",
     "tpfit.report.terminal": "the table",
+    "dataclasses": "tpfit's value types are msgspec Structs (rich's table imports dataclasses)",
 }
 BUNDLED_ONLY = {
     "tpfit.model.folder": "a local folder or config.json",
     "tpfit.model.safetensors": "a local folder's safetensors headers",
+    "json": "package data and --json's text go through msgspec; a user's config.json is read with json",
 }
 
 

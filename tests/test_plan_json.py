@@ -14,7 +14,7 @@ from tpfit.core.rules import check_layout
 from tpfit.hardware.cluster import Cluster
 from tpfit.kinds import Objective
 from tpfit.model.spec import ModelSpec
-from tpfit.report.json import plan_to_dict
+from tpfit.report.json import plan_json, plan_to_dict
 from tpfit.report.terminal import render_to_text
 
 CONFIG_NAMES = ["meta-llama--Llama-3.1-70B.json", "mistralai--Mixtral-8x7B-v0.1.json", "Qwen--Qwen3-32B-FP8.json",
@@ -31,6 +31,10 @@ def test_plan_round_trips_and_best_passes_rules(config, gpus, context, concurren
     plan = make_plan(spec, cluster, Workload(context=context, concurrency=concurrency), engine)
     doc = plan_to_dict(plan)
     assert json.loads(json.dumps(doc)) == doc
+    # `tpfit plan --json` writes it with msgspec: read back, the standard library writes the same text (every
+    # value, int or float, and key order as plan_to_dict made them)
+    text = plan_json(plan)
+    assert json.dumps(json.loads(text)) == json.dumps(doc) and text.isascii()  # the summary's "×" escaped
     # the saved Plan value reads back equal (what `tpfit deploy --plan` deploys)
     assert Plan.from_dict(json.loads(json.dumps(doc["plan"]))) == plan
     # the same inputs, read back from JSON, give the same plan

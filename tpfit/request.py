@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from msgspec import Struct
-from msgspec.structs import fields
 
 from tpfit.core.plan import Plan
 from tpfit.errors import UsageError
@@ -52,8 +51,9 @@ class PlanRequest(Struct, frozen=True, kw_only=True):
         An enum option arrives as its string in `ctx.params` (typer converts it only for the command function), so
         a field whose default is a kind takes the value through that kind.
         """
-        kinds = {f.name: type(f.default) for f in fields(cls) if isinstance(f.default, Kind)}
-        names = {f.name for f in fields(cls)}
+        defaults = dict(zip(reversed(cls.__struct_fields__), reversed(cls.__struct_defaults__)))  # the last N fields
+        kinds = {name: type(d) for name, d in defaults.items() if isinstance(d, Kind)}
+        names = set(cls.__struct_fields__)
         return cls(**{k: kinds[k](v) if k in kinds else v for k, v in options.items() if k in names})
 
     def make(self) -> Plan:

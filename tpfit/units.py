@@ -33,7 +33,8 @@ def gib(n_bytes: float) -> float:
     return round(n_bytes / GIB, 2)
 
 
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmMgGtT]?)(i?)[bB]?\s*$")
+_SIZE = r"^\s*(\d+(?:\.\d+)?)\s*([kKmMgGtT]?)(i?)[bB]?\s*$"
+"""Compiled on first use (re's own cache): `tpfit plan` reads no size."""
 
 
 def parse_size(text: str) -> int:
@@ -42,7 +43,7 @@ def parse_size(text: str) -> int:
     Valid: "4096", "64M", "2G", "2GiB", "1.5G" (binary multiples: 1K = 1024).
     Not valid: "", "two", "-1G".
     """
-    m = _SIZE.match(text)
+    m = re.match(_SIZE, text)
     if not m:
         raise ValueError(f"not a size: {text!r}; use a byte count such as 2147483648 or 2G")
     value, unit = float(m.group(1)), m.group(2).upper()

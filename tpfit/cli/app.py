@@ -61,15 +61,16 @@ def __getattr__(name: str):
     raise AttributeError(name)
 
 
-_BAD_CHOICE = re.compile(r"Invalid value for '(?P<flag>[^']+)'.*?: '(?P<value>.*)' is not one of "
-                         r"(?P<choices>.*)\.")
+_BAD_CHOICE = (r"Invalid value for '(?P<flag>[^']+)'.*?: '(?P<value>.*)' is not one of "
+               r"(?P<choices>.*)\.")
+"""Click's message for a value outside an enum option; compiled on the first usage error (re's own cache)."""
 
 
 def usage_error_line(exc: typer.TyperException) -> str:
     """Click's usage error as tpfit's one line, naming the flag (also shown by the web page beside its field)."""
     hint = getattr(exc, "param_hint", None) or getattr(getattr(exc, "param", None), "opts", None)
     message = exc.format_message()
-    choice = _BAD_CHOICE.fullmatch(message)
+    choice = re.fullmatch(_BAD_CHOICE, message)
     if choice:  # an enum option: the same one line as tpfit's own usage errors
         return f"{choice['flag']} {choice['value']}: use one of {choice['choices'].replace(chr(39), '')}"
     if hint and "Invalid value" not in message:

@@ -67,9 +67,11 @@ class EngineArgs(Struct, frozen=True, kw_only=True):
             raise UsageError("must be in (0, 1]", flag="--gpu-memory-utilization", value=self.gpu_memory_utilization)
         for name, kind, flag in (("kv_cache_dtype", KvCacheDtype, "--kv-cache-dtype"), ("dtype", ModelDtype, "--dtype")):
             value = getattr(self, name)
-            if value not in set(kind):
-                raise UsageError(f"use one of {', '.join(kind)}", flag=flag, value=value)
-            force_setattr(self, name, kind(value))  # a plain string of the same spelling becomes the member
+            if type(value) is not kind:  # a plain string of the same spelling becomes the member
+                try:
+                    force_setattr(self, name, kind(value))
+                except ValueError:
+                    raise UsageError(f"use one of {', '.join(kind)}", flag=flag, value=value) from None
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -8,7 +8,6 @@ it in a log, derived from that same text.
 from __future__ import annotations
 
 import re
-import string
 from functools import lru_cache
 
 from msgspec import Struct
@@ -55,6 +54,8 @@ def _compiled(template: str, fields: tuple[tuple[str, str], ...]) -> re.Pattern:
 
 
 def _derive_pattern(template: str, fields: dict[str, str]) -> str:
+    import string  # its import compiles string.Template's pattern; only explain reads logs
+
     sentences = re.split(r"(?<=\.) ", template)
     parts = []
     for sentence in sentences:

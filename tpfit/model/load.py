@@ -9,7 +9,8 @@ from tpfit.errors import SourceError
 from tpfit.model.catalog import catalog_aliases, find_in_catalog
 from tpfit.model.spec import ModelSpec
 
-_HF_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
+_HF_ID = r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$"
+"""owner/name; compiled on first use (re's own cache), never for a bundled model."""
 
 
 def load_model(name: str, *, revision: str | None = None) -> ModelSpec:
@@ -25,7 +26,7 @@ def load_model(name: str, *, revision: str | None = None) -> ModelSpec:
     spec = find_in_catalog(name)
     if spec is not None:
         return spec
-    if name.endswith(".json") or name.startswith((".", "/", "~")) or not _HF_ID.match(name):
+    if name.endswith(".json") or name.startswith((".", "/", "~")) or not re.match(_HF_ID, name):
         from tpfit.model.hub import _suggest
 
         raise SourceError(f"model {name!r}: no such file or folder, not a bundled model "

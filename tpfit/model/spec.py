@@ -19,13 +19,16 @@ DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2, "float8": 1}
 """Bytes per element of the activation dtypes a checkpoint may declare."""
 
 
-
 def _set_kind(obj: object, name: str, kind: type) -> None:
     """Check a kind field and store the enum member (a plain string of the same spelling, as from JSON, becomes it)."""
     value = getattr(obj, name)
-    if value not in set(kind):
-        raise SpecError(f"unknown {name} kind {value!r}; one of {', '.join(kind)}", field=name)
-    force_setattr(obj, name, kind(value))
+    if type(value) is kind:  # the usual case, once per layer at every start: no lookup
+        return
+    try:
+        member = kind(value)
+    except ValueError:
+        raise SpecError(f"unknown {name} kind {value!r}; one of {', '.join(kind)}", field=name) from None
+    force_setattr(obj, name, member)
 
 
 class QuantSpec(Struct, frozen=True, kw_only=True):
