@@ -19,14 +19,14 @@ from msgspec import Struct
 
 from tpfit.core.engine import EngineArgs, Semantics, mamba_cache_mode, uses_model_runner_v2
 from tpfit.core.kv import KVGeometry, kv_bytes_per_element, make_kv_geometry
-from tpfit.core.layout import Layout, StageGroup, stage_groups
+from tpfit.core.layout import Layout, StageGroup
 from tpfit.core.memory_model import MemoryModel, ProfileEra
 from tpfit.core.startup import (
     check_free_memory, check_kv_cache_fits_max_len, check_kv_cache_memory, check_v0_kv_cache_fits_max_len, reason,
     requested_bytes,
 )
 from tpfit.core.vllm_messages import Violation
-from tpfit.core.weights import distinct_layers, group_weight_bytes, layer_bytes, padded_vocab
+from tpfit.core.weights import distinct_layers, group_weights, padded_vocab
 from tpfit.hardware.cluster import Cluster
 from tpfit.kinds import AttentionKind, MambaCacheMode, Verdict
 from tpfit.model.spec import ModelSpec
@@ -339,62 +339,88 @@ def make_memory_plan(spec: ModelSpec, layout: Layout, cluster: Cluster, engine: 
     gpu_memory_utilization): a stage's activation peak depends on TP, DP, expert parallel and which layer shapes it
     holds, not on PP, and its CUDA graphs on TP and its number of layers."""
     cache = {} if cache is None else cache
-    if ("model_wide",) not in cache:
-        cache[("model_wide",)] = spec.is_moe, cudagraphs_in_budget(spec, sem), profile_era(spec, sem)
-    is_moe, graphs_in_budget, era = cache[("model_wide",)]
-    max_len = engine.max_model_len or spec.max_model_len
     util = engine.gpu_memory_utilization or sem.default_gpu_memory_utilization
-    total = cluster.gpu.cuda_total_bytes
-    requested = requested_bytes(total, util, sem)
-    batch = batch_defaults(cluster, engine, sem, max_len)
+    search = cache.get(("memory", util))
+    if search is None:  # what every layout of the search shares, per gpu_memory_utilization
+        max_len = engine.max_model_len or spec.max_model_len
+        total = cluster.gpu.cuda_total_bytes
+        search = cache[("memory", util)] = (
+            spec.is_moe, cudagraphs_in_budget(spec, sem), profile_era(spec, sem), max_len, total,
+            requested_bytes(total, util, sem), batch_defaults(cluster, engine, sem, max_len),
+            mamba_cache_mode(sem.version, spec.architecture))
+    is_moe, graphs_in_budget, era, max_len, total, requested, batch, mode = search
     geometry = geometry or make_kv_geometry(spec, tp=layout.tp, kv_bytes=kv_bytes_per_element(spec, engine),
                                             block_size=engine.block_size)
     if stages is None:
-        per_shape = layer_bytes(spec, layout)
-        stages = tuple((group, group_weight_bytes(spec, layout.tp, group, per_shape))
-                       for group in stage_groups(distinct_layers(spec.layers)[0], layout.pp, cache))
+        stages = group_weights(spec, layout, cache)
     gpus: list[GpuMemory | None] = [None] * layout.pp
     mm = memory_model
-    nt, pre = non_torch_bytes(layout, sem, mm), pre_snapshot_bytes(layout, mm, moe=is_moe)
+    tp, dp, ep = layout.tp, layout.dp, layout.enable_expert_parallel
+    key = ("overheads", tp, layout.pp > 1, tp * dp > 1)  # all that non-torch and pre-snapshot memory read
+    if key not in cache:
+        cache[key] = non_torch_bytes(layout, sem, mm), pre_snapshot_bytes(layout, mm, moe=is_moe)
+    nt, pre = cache[key]
     one_kv_group = len(geometry.groups) == 1  # then a stage's bytes per block follow from its layer counts
+    distinct: list[GpuMemory] = []
     for group, weight in stages:
         layers = group.layers[0]
-        key = ("activation", layout.tp, layout.dp, layout.enable_expert_parallel, tuple(s for s, _ in group.counts),
-               group.last, batch)
-        if key not in cache:
-            cache[key] = activation_bytes(spec, layout, layers, last_stage=group.last, batch=batch, sem=sem, mm=mm)
-        act = cache[key]
-        key = ("cuda_graphs", layout.tp, len(layers))
-        if key not in cache:
-            cache[key] = cuda_graph_bytes(spec, layout, len(layers), engine, mm)
-        cg = cache[key]
+        # a stage's activation peak reads its layer shapes, not how many of each: per group of the PP split, then
+        # per value of those shapes
+        key = ("activation", tp, dp, ep, id(group))
+        seen = cache.get(key)
+        if seen is not None and seen[0] is group:
+            act = seen[1]
+        else:
+            shapes = ("activation", tp, dp, ep, tuple(s for s, _ in group.counts), group.last)
+            if shapes not in cache:
+                cache[shapes] = activation_bytes(spec, layout, layers, last_stage=group.last, batch=batch, sem=sem,
+                                                 mm=mm)
+            act = cache[shapes]
+            cache[key] = group, act
+        key = ("cuda_graphs", tp, len(layers))
+        cg = cache.get(key)
+        if cg is None:
+            cg = cache[key] = cuda_graph_bytes(spec, layout, len(layers), engine, mm)
+        budget = graph_budget(cg, era, memory_model) if graphs_in_budget else None
         if engine.kv_cache_memory_bytes:
             kv = engine.kv_cache_memory_bytes
         else:
-            kv = requested - weight - act - nt - (graph_budget(cg, era, memory_model) if graphs_in_budget else 0)
+            kv = requested - weight - act - nt - (budget if graphs_in_budget else 0)
         alike: dict[int, GpuMemory] = {}  # by bytes per block (the same for all of a group's stages but hybrids')
-        per_block = geometry.bytes_per_block(layers)
-        for rank, rank_layers in zip(group.ranks, group.layers):
-            if not one_kv_group:
-                per_block = geometry.bytes_per_block(rank_layers)
+        # with one KV-cache group a stage's bytes per block follow from its layer counts: one value for the group
+        by_stage = (((group.ranks, layers),) if one_kv_group
+                    else tuple(((rank,), rank_layers) for rank, rank_layers in zip(group.ranks, group.layers)))
+        for ranks, rank_layers in by_stage:
+            per_block = geometry.bytes_per_block(rank_layers)
             if per_block not in alike:
                 alike[per_block] = GpuMemory(
                     total_bytes=total, requested_bytes=requested, weight_bytes=weight, activation_bytes=act,
                     non_torch_bytes=nt, cuda_graph_bytes=cg, pre_snapshot_bytes=pre, kv_cache_bytes=kv,
                     bytes_per_block=per_block, num_blocks=max(kv, 0) // per_block if per_block else 0,
-                    cuda_graph_bytes_in_budget=graphs_in_budget,
-                    cuda_graph_budget_bytes=graph_budget(cg, era, memory_model) if graphs_in_budget else None)
-            gpus[rank] = alike[per_block]
-    return _verdict(tuple(gpus), geometry, spec, layout, cluster, engine, sem, batch, max_len, util, concurrency)
+                    cuda_graph_bytes_in_budget=graphs_in_budget, cuda_graph_budget_bytes=budget)
+                distinct.append(alike[per_block])
+            for rank in ranks:
+                gpus[rank] = alike[per_block]
+    # the GPU with the fewest blocks, the first in rank order if several: the first of the distinct ones (in the
+    # order of their first stage where each group has one, as stage groups come in order of their first rank)
+    worst = min(distinct if one_kv_group else gpus, key=_num_blocks)
+    return _verdict(tuple(gpus), worst, geometry, spec, layout, cluster, engine, sem, batch, max_len, util,
+                    concurrency, mode, cache)
 
 
-def _verdict(gpus, geometry: KVGeometry, spec, layout, cluster, engine, sem, batch, max_len, util, concurrency):
-    worst = min(gpus, key=lambda g: g.num_blocks)
+def _num_blocks(gpu: GpuMemory) -> int:
+    return gpu.num_blocks
+
+
+def _verdict(gpus, worst: GpuMemory, geometry: KVGeometry, spec, layout, cluster, engine, sem, batch, max_len, util,
+             concurrency, mode: MambaCacheMode, cache: dict):
     blocks = worst.num_blocks
     in_flight = (2 if layout.pp == 1 else layout.pp) * batch.max_num_batched_tokens
-    mode = mamba_cache_mode(sem.version, spec.architecture)
-    per_req = geometry.blocks_per_request(max_len, in_flight_tokens=in_flight,
-                                          state_blocks=state_blocks(mode, max_len, geometry.block_size))
+    key = ("blocks_per_request", layout.tp, in_flight)  # the geometry depends on TP alone within a search
+    per_req = cache.get(key)
+    if per_req is None:
+        per_req = cache[key] = geometry.blocks_per_request(
+            max_len, in_flight_tokens=in_flight, state_blocks=state_blocks(mode, max_len, geometry.block_size))
     conc = blocks / per_req if per_req else 0.0
     tokens = int(conc * max_len)
     # vLLM `_estimate_max_model_len_from_groups`: the largest L whose one request fits beside the null block

@@ -25,12 +25,12 @@ from msgspec.structs import replace
 from tpfit.core.kv import attention_page_bytes_per_token
 from tpfit.core.layout import Layout, stage_groups
 from tpfit.core.weights import (
-    MXFP4_PAD, allocated_bytes, distinct_layers, layer_bytes, layer_weight_bytes, linear_bytes, padded_vocab,
+    allocated_bytes, distinct_layers, layer_bytes, layer_weight_bytes, linear_bytes, padded_vocab, routed_expert_bytes,
 )
 from tpfit.errors import UsageError
 from tpfit.kinds import Bound, LinkKind
 from tpfit.model.spec import LayerSpec, ModelSpec
-from tpfit.units import cdiv, round_up
+from tpfit.units import cdiv
 
 if TYPE_CHECKING:
     from tpfit.core.memory import MemoryPlan
@@ -373,11 +373,7 @@ def _layer_cost(layer: LayerSpec, spec: ModelSpec, unquantized: ModelSpec, layou
         # parameters as the unquantized layer counts them (params_total above); bytes as vLLM holds them, the
         # mxfp4 kernels' padded width included (those zeros are read too)
         expert_params = experts * 3 * inter * h
-        q = spec.quant
-        if q and q.method == "mxfp4":
-            inter = round_up(inter, MXFP4_PAD)
-        per_expert = (linear_bytes(2 * inter, h, b, q) + linear_bytes(h, inter, b, q)) if q else 3 * inter * h * b
-        expert_bytes = experts * per_expert
+        expert_bytes = routed_expert_bytes(layer, spec, layout)
         # every token uses k experts of 3 x h x moe_inter parameters, spread over the MoE group's GPUs
         active = m.num_experts_per_tok * 3 * h * m.moe_intermediate_size // group
     kv = attention_page_bytes_per_token(layer, spec, tp, kv_bytes) if layer.attention.has_kv_cache else 0

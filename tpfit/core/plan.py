@@ -12,14 +12,14 @@ from msgspec.structs import replace
 
 from tpfit.core.engine import EngineArgs, Semantics, semantics_for
 from tpfit.core.kv import KVGeometry, kv_bytes_per_element, make_kv_geometry
-from tpfit.core.layout import Layout, StageGroup, enumerate_layouts, stage_groups
+from tpfit.core.layout import Layout, StageGroup, enumerate_layouts
 from tpfit.core.memory import MemoryPlan, make_memory_plan, safe_utilization
 from tpfit.core.memory_model import MemoryModel
 from tpfit.core.perf import GpuSpeed, Speed, SpeedWorkload, make_gpu_speed, make_speed
 from tpfit.core.rank import pick_best
 from tpfit.core.rules import layout_checker
 from tpfit.core.vllm_messages import Violation
-from tpfit.core.weights import distinct_layers, group_weight_bytes, layer_bytes, stage_extra_bytes, total_param_count
+from tpfit.core.weights import group_weights, total_param_count
 from tpfit.codec import decode, encode
 from tpfit.errors import DocumentError, UsageError
 from tpfit.hardware.cluster import Cluster
@@ -191,8 +191,6 @@ def make_plan(model: ModelSpec, cluster: Cluster, workload: Workload | None = No
     shared: dict = {}  # what layouts share, for the whole search: stage groups, activation peaks, layer costs
     geometries: dict[int, KVGeometry] = {}  # the KV layout depends on TP only
     kv_bytes = kv_bytes_per_element(spec, engine)
-    index, _ = distinct_layers(spec.layers)
-    extras: dict[tuple[int, bool, bool], int] = {}  # embedding, lm_head, rotary cache: per TP and stage end
     # DP replicas don't change a GPU's memory, except that MoE experts are split over TP x DP
     cache: dict[tuple, tuple[tuple[int, ...], MemoryPlan | None]] = {}  # per-GPU weights of one replica, memory
     check_layout = layout_checker(spec, cluster, engine)
@@ -206,14 +204,9 @@ def make_plan(model: ModelSpec, cluster: Cluster, workload: Workload | None = No
             stages: tuple[tuple[StageGroup, int], ...] = ()
             rank_weights: list[int] = []
             if pp <= spec.num_hidden_layers:
-                per_shape = layer_bytes(spec, layout, shared)
+                stages = group_weights(spec, layout, shared)
                 rank_weights = [0] * pp
-                for group in stage_groups(index, pp, shared):
-                    end = (tp, group.first, group.last)
-                    if end not in extras:
-                        extras[end] = stage_extra_bytes(spec, tp, first=group.first, last=group.last)
-                    weight = group_weight_bytes(spec, tp, group, per_shape, extras[end])
-                    stages += ((group, weight),)
+                for group, weight in stages:
                     for rank in group.ranks:
                         rank_weights[rank] = weight
             memory = None

@@ -133,8 +133,9 @@ def _attention_bytes(layer: LayerSpec, spec: ModelSpec, tp: int, lin) -> int:
     return 0
 
 
-def _mlp_bytes(layer: LayerSpec, spec: ModelSpec, layout: Layout, lin, lin_dense) -> int:
-    h, b, tp = spec.hidden_size, spec.dtype_bytes, layout.tp
+def _mlp_bytes(layer: LayerSpec, spec: ModelSpec, tp: int, lin) -> int:
+    """The MLP's bytes on one GPU, but an MoE layer's routed experts (routed_expert_bytes)."""
+    h, b = spec.hidden_size, spec.dtype_bytes
     if layer.mlp is MlpKind.GATED:
         i = layer.intermediate_size // tp
         return lin(2 * i, h) + lin(h, i)
@@ -144,17 +145,10 @@ def _mlp_bytes(layer: LayerSpec, spec: ModelSpec, layout: Layout, lin, lin_dense
         return lin(i, h) + lin(h, i) + bias
     if layer.mlp is MlpKind.MOE:
         m = layer.moe
-        if layout.enable_expert_parallel:
-            experts, inter = cdiv(m.num_experts, layout.moe_parallel_size), m.moe_intermediate_size
-        else:
-            experts, inter = m.num_experts, m.moe_intermediate_size // layout.moe_parallel_size
-        if spec.quant and spec.quant.method == "mxfp4":
-            inter = round_up(inter, MXFP4_PAD)
-        total = experts * (lin(2 * inter, h) + lin(h, inter))
-        total += h * m.num_experts * b + (m.num_experts * b if m.router_bias else 0)  # router, replicated
+        total = h * m.num_experts * b + (m.num_experts * b if m.router_bias else 0)  # router, replicated
         if m.shared_intermediate_size:
             si = m.shared_intermediate_size // tp
-            total += lin_dense(2 * si, h) + lin_dense(h, si)
+            total += lin(2 * si, h) + lin(h, si)
         if m.shared_expert_gate:
             total += h * b
         return total
@@ -163,27 +157,61 @@ def _mlp_bytes(layer: LayerSpec, spec: ModelSpec, layout: Layout, lin, lin_dense
     return 0
 
 
+def routed_expert_bytes(layer: LayerSpec, spec: ModelSpec, layout: Layout) -> int:
+    """An MoE layer's routed experts on one GPU (0 for a dense layer): every expert's width split over TP x DP, or
+    whole experts split over them under expert parallel (`FusedMoEParallelConfig`); mxfp4 kernels pad the width."""
+    m = layer.moe
+    if m is None:
+        return 0
+    h, b, q = spec.hidden_size, spec.dtype_bytes, spec.quant
+    if layout.enable_expert_parallel:
+        experts, inter = cdiv(m.num_experts, layout.moe_parallel_size), m.moe_intermediate_size
+    else:
+        experts, inter = m.num_experts, m.moe_intermediate_size // layout.moe_parallel_size
+    if q and q.method == "mxfp4":
+        inter = round_up(inter, MXFP4_PAD)
+    if q is None:
+        return experts * 3 * inter * h * b  # gate_up (2 x inter x h) + down (h x inter)
+    return experts * (linear_bytes(2 * inter, h, b, q) + linear_bytes(h, inter, b, q))
+
+
+def _tp_bytes(layer: LayerSpec, spec: ModelSpec, tp: int) -> int:
+    """Bytes of one decoder layer on one GPU but its routed experts: what TP alone decides."""
+    q, b = spec.quant, spec.dtype_bytes
+    lin = (lambda n, k: linear_bytes(n, k, b, q)) if q and not q.experts_only else (lambda n, k: allocated_bytes(n * k * b))
+    return _attention_bytes(layer, spec, tp, lin) + _mlp_bytes(layer, spec, tp, lin) + layer.norm_vectors * spec.hidden_size * b
+
+
 def layer_weight_bytes(layer: LayerSpec, spec: ModelSpec, layout: Layout) -> int:
     """Bytes of one decoder layer on one GPU."""
-    q, b = spec.quant, spec.dtype_bytes
-    lin_q = (lambda n, k: linear_bytes(n, k, b, q)) if q and not q.experts_only else (lambda n, k: allocated_bytes(n * k * b))
-    lin_expert = (lambda n, k: linear_bytes(n, k, b, q)) if q else (lambda n, k: n * k * b)
-    mlp = _mlp_bytes(layer, spec, layout, lin_expert if layer.mlp is MlpKind.MOE else lin_q, lin_q)
-    return _attention_bytes(layer, spec, layout.tp, lin_q) + mlp + layer.norm_vectors * spec.hidden_size * b
+    return _tp_bytes(layer, spec, layout.tp) + routed_expert_bytes(layer, spec, layout)
 
 
 def layer_bytes(spec: ModelSpec, layout: Layout, cache: dict | None = None) -> tuple[int, ...]:
     """Bytes of one layer of each distinct shape (distinct_layers' order) on one GPU. It depends on TP and the
     expert split only: `cache`, a dict kept across the layouts of one search, holds it for all PP sizes (and, for
-    a dense model, all DP sizes)."""
+    a dense model, all DP sizes); within it, what TP decides is worked out once per TP, and the routed experts
+    once per expert split, whatever the TP (a 64-GPU search has ~600 TP x expert splits, 64 TP sizes)."""
+    distinct = distinct_layers(spec.layers)[1]
     if cache is None:
-        return tuple(layer_weight_bytes(layer, spec, layout) for layer in distinct_layers(spec.layers)[1])
+        return tuple(layer_weight_bytes(layer, spec, layout) for layer in distinct)
     if ("has_experts",) not in cache:
-        cache[("has_experts",)] = any(layer.moe for layer in distinct_layers(spec.layers)[1])
-    key = ("layer_bytes", layout.tp, layout.moe_parallel_size if cache[("has_experts",)] else 1,
-           layout.enable_expert_parallel)
+        cache[("has_experts",)] = any(layer.moe for layer in distinct)
+    tp, ep = layout.tp, layout.enable_expert_parallel
+    split = layout.moe_parallel_size if cache[("has_experts",)] else 1
+    key = ("layer_bytes", tp, split, ep)
     if key not in cache:
-        cache[key] = tuple(layer_weight_bytes(layer, spec, layout) for layer in distinct_layers(spec.layers)[1])
+        out = []
+        for i, layer in enumerate(distinct):
+            if ("layer_tp_bytes", i, tp) not in cache:
+                cache[("layer_tp_bytes", i, tp)] = _tp_bytes(layer, spec, tp)
+            routed = 0
+            if layer.moe:
+                if ("routed_expert_bytes", i, split, ep) not in cache:
+                    cache[("routed_expert_bytes", i, split, ep)] = routed_expert_bytes(layer, spec, layout)
+                routed = cache[("routed_expert_bytes", i, split, ep)]
+            out.append(cache[("layer_tp_bytes", i, tp)] + routed)
+        cache[key] = tuple(out)
     return cache[key]
 
 
@@ -208,14 +236,27 @@ def stage_extra_bytes(spec: ModelSpec, tp: int, *, first: bool, last: bool) -> i
 
 def stage_weights(spec: ModelSpec, layout: Layout) -> tuple[StageWeights, ...]:
     """Weight bytes per GPU for each pipeline stage of the layout."""
-    per_shape = layer_bytes(spec, layout)
-    index, _ = distinct_layers(spec.layers)
     out = []
-    for group in stage_groups(index, layout.pp):
-        weight = group_weight_bytes(spec, layout.tp, group, per_shape)
+    for group, weight in group_weights(spec, layout):
         out += [StageWeights(pp_rank=rank, layer_start=layers.start, layer_end=layers.stop, weight_bytes=weight)
                 for rank, layers in zip(group.ranks, group.layers)]
     return tuple(sorted(out, key=lambda s: s.pp_rank))
+
+
+def group_weights(spec: ModelSpec, layout: Layout, cache: dict | None = None) -> tuple[tuple[StageGroup, int], ...]:
+    """Each group of alike pipeline stages of the layout (layout.stage_groups) with the weight bytes on one GPU of
+    any of its stages. `cache`: a dict kept across the layouts of one search, for the layer bytes of each TP and
+    expert split, the stage ends of each TP and the stage groups of each PP size."""
+    cache = {} if cache is None else cache
+    per_shape = layer_bytes(spec, layout, cache)
+    tp = layout.tp
+    out = []
+    for group in stage_groups(distinct_layers(spec.layers)[0], layout.pp, cache):
+        ends = ("stage_ends", tp, group.first, group.last)
+        if ends not in cache:
+            cache[ends] = stage_extra_bytes(spec, tp, first=group.first, last=group.last)
+        out.append((group, group_weight_bytes(spec, tp, group, per_shape, cache[ends])))
+    return tuple(out)
 
 
 def group_weight_bytes(spec: ModelSpec, tp: int, group: StageGroup, per_shape: tuple[int, ...],
