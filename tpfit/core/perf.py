@@ -572,6 +572,35 @@ def physical_floor_s(spec: ModelSpec, layout: Layout, gpu: GpuSpec, *, decode: f
     return sum(memory_s), sum(compute_s)
 
 
+def _pipeline(spec: ModelSpec, layout: Layout, cluster: Cluster, speed: GpuSpeed, kv_bytes: int,
+              workload: SpeedWorkload, cache: dict) -> tuple:
+    """What make_speed needs of a layout's shape (TP, PP, expert split) beside its memory: its distinct stages
+    (_stage_terms, one object per value across the search) and how many ranks hold each, the TP, MoE and PP links,
+    and the memo of stage steps for that pair of TP and MoE links."""
+    context, prefill_context = workload.input_tokens + workload.output_tokens / 2, workload.input_tokens / 2
+    stages = []
+    kinds = _stage_kinds(spec, layout, kv_bytes, cache)
+    for stage, _ in kinds:
+        if ("stage_terms", id(stage)) not in cache:  # stages are kept alive by the cache (_stage_kinds)
+            cache[("stage_terms", id(stage))] = _stage_terms(stage, context=context, prefill_context=prefill_context)
+        stages.append(cache[("stage_terms", id(stage))])
+
+    def link(world: int, kind: LinkKind | None = None) -> CollectiveCost:
+        if ("link", world, kind) not in cache:
+            cache[("link", world, kind)] = collective_cost(speed, kind or link_kind(cluster, world), world)
+        return cache[("link", world, kind)]
+
+    tp_cost = link(layout.tp) if layout.tp > 1 else None
+    moe_world = layout.moe_parallel_size if spec.is_moe else layout.tp
+    moe_cost = link(moe_world) if moe_world > 1 else tp_cost
+    pp_cost = None
+    if layout.pp > 1:
+        across = layout.world_size > cluster.gpus_per_node  # vLLM puts TP within a node, PP across nodes
+        pp_cost = link(2, LinkKind.NETWORK) if across else link(2)
+    memo = cache.setdefault(("stage_steps", id(tp_cost), id(moe_cost)), {})  # links are kept alive by the cache
+    return tuple(stages), tuple(len(ranks) for _, ranks in kinds), tp_cost, moe_cost, pp_cost, memo
+
+
 def make_speed(spec: ModelSpec, layout: Layout, memory: MemoryPlan, cluster: Cluster, speed: GpuSpeed,
                workload: SpeedWorkload, *, kv_bytes: int | None = None, cache: dict | None = None) -> Speed:
     """TTFT, TPOT and throughput of one accepted layout (its memory plan gives KV room and batch limits).
@@ -589,16 +618,8 @@ def make_speed(spec: ModelSpec, layout: Layout, memory: MemoryPlan, cluster: Clu
     key = ("stages", layout.tp, layout.pp, layout.moe_parallel_size if is_moe else 1, layout.enable_expert_parallel)
     pipe = cache.get(key)
     if pipe is None:
-        # identical stages (the same layers, no lm_head) cost the same: each is worked out once
-        context, prefill_context = isl + osl / 2, isl / 2
-        stages = []
-        for stage, _ in (kinds := _stage_kinds(spec, layout, kv_bytes or spec.dtype_bytes, cache)):
-            if ("stage_terms", id(stage)) not in cache:  # stages are kept alive by the cache (_stage_kinds)
-                cache[("stage_terms", id(stage))] = _stage_terms(stage, context=context,
-                                                                 prefill_context=prefill_context)
-            stages.append(cache[("stage_terms", id(stage))])
-        pipe = cache[key] = tuple(stages), tuple(len(ranks) for _, ranks in kinds)
-    stages, counts = pipe
+        pipe = cache[key] = _pipeline(spec, layout, cluster, speed, kv_bytes or spec.dtype_bytes, workload, cache)
+    stages, counts, tp_cost, moe_cost, pp_cost, memo = pipe
 
     # requests per replica, and how many of them the KV cache holds at once: vLLM admits a request when its
     # prompt's blocks are free and preempts when the cache fills, so on average each holds prompt + half the answer
@@ -609,25 +630,10 @@ def make_speed(spec: ModelSpec, layout: Layout, memory: MemoryPlan, cluster: Clu
     budget = memory.max_num_batched_tokens
     # DP replicas of a dense model hold the same stages: their speed differs only where these do
     served = min(workload.concurrency, layout.dp * running)
-    alike = (*key, per_replica, running, served, budget, memory.block_size)
+    alike = (key, per_replica, running, served, budget, memory.block_size)
     if alike in cache:
         return cache[alike]
 
-    moe_world = layout.moe_parallel_size if is_moe else layout.tp
-    across = layout.pp > 1 and layout.world_size > cluster.gpus_per_node  # vLLM puts TP within a node, PP across
-    links = cache.get(("links", layout.tp, moe_world, layout.pp > 1, across))
-    if links is None:
-        def link(world: int, kind: LinkKind | None = None) -> CollectiveCost:
-            if ("link", world, kind) not in cache:
-                cache[("link", world, kind)] = collective_cost(speed, kind or link_kind(cluster, world), world)
-            return cache[("link", world, kind)]
-
-        tp_cost = link(layout.tp) if layout.tp > 1 else None
-        links = cache[("links", layout.tp, moe_world, layout.pp > 1, across)] = (
-            tp_cost, link(moe_world) if moe_world > 1 else tp_cost,
-            (link(2, LinkKind.NETWORK) if across else link(2)) if layout.pp > 1 else None)
-    tp_cost, moe_cost, pp_cost = links
-    memo = cache.setdefault(("stage_steps", id(tp_cost), id(moe_cost)), {})  # links are kept alive by the cache
     hidden, pp = spec.hidden_size, layout.pp
     overhead_s = speed.step_overhead_s + STEP_OVERHEAD_PER_RANK_S * (layout.world_size - 1)
 
@@ -636,17 +642,20 @@ def make_speed(spec: ModelSpec, layout: Layout, memory: MemoryPlan, cluster: Clu
         decode = max(decode, 0.0)
         micro = max(1, min(pp, round(decode) or 1))
         d, p = decode / micro, prefill / micro
+        # a stage's step is worked out once per batch for every layout of the search that has the stage
+        done = memo.get((d, p))
+        if done is None:
+            done = memo[(d, p)] = {}
         per_stage = []
         after = None
         for stage in stages:
-            # a stage's step is worked out once per batch for every layout of the search that has the stage
-            terms = memo.get((id(stage), d, p))
+            terms = done.get(id(stage))
             if terms is None:
                 if after is None:
                     message = (d + p) * hidden * ACT_BYTES
                     after = (tp_cost.time_s(message) if tp_cost is not None else None,
                              moe_cost.time_s(message) if moe_cost is not None else None)
-                terms = memo[(id(stage), d, p)] = _stage_step_s(stage, d, p, speed, flops_per_s, *after, moe)
+                terms = done[id(stage)] = _stage_step_s(stage, d, p, speed, flops_per_s, *after, moe)
             per_stage.append(terms)
         memory_s, compute_s, comm_s, totals = zip(*per_stage)
         handoff = 0.0

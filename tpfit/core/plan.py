@@ -224,7 +224,7 @@ def make_plan(model: ModelSpec, cluster: Cluster, workload: Workload | None = No
                                              stages=stages, geometry=geometries[tp], cache=shared)
                     if lower.verdict.serves:
                         memory = lower
-            replica = tuple(rank_weights) if tp == 1 else tuple(chain.from_iterable(repeat(w, tp) for w in rank_weights))
+            replica = tuple(rank_weights) if tp == 1 else tuple(chain.from_iterable(map(repeat, rank_weights, repeat(tp))))
             cache[key] = (replica, memory)
         replica, memory = cache[key]
         per_gpu = replica * layout.dp

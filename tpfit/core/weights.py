@@ -192,15 +192,14 @@ def layer_bytes(spec: ModelSpec, layout: Layout, cache: dict | None = None) -> t
     expert split only: `cache`, a dict kept across the layouts of one search, holds it for all PP sizes (and, for
     a dense model, all DP sizes); within it, what TP decides is worked out once per TP, and the routed experts
     once per expert split, whatever the TP (a 64-GPU search has ~600 TP x expert splits, 64 TP sizes)."""
-    distinct = distinct_layers(spec.layers)[1]
     if cache is None:
-        return tuple(layer_weight_bytes(layer, spec, layout) for layer in distinct)
-    if ("has_experts",) not in cache:
-        cache[("has_experts",)] = any(layer.moe for layer in distinct)
+        return tuple(layer_weight_bytes(layer, spec, layout) for layer in distinct_layers(spec.layers)[1])
     tp, ep = layout.tp, layout.enable_expert_parallel
-    split = layout.moe_parallel_size if cache[("has_experts",)] else 1
+    split = layout.moe_parallel_size
     key = ("layer_bytes", tp, split, ep)
-    if key not in cache:
+    found = cache.get(key)
+    if found is None:
+        distinct = distinct_layers(spec.layers)[1]
         out = []
         for i, layer in enumerate(distinct):
             if ("layer_tp_bytes", i, tp) not in cache:
@@ -211,8 +210,8 @@ def layer_bytes(spec: ModelSpec, layout: Layout, cache: dict | None = None) -> t
                     cache[("routed_expert_bytes", i, split, ep)] = routed_expert_bytes(layer, spec, layout)
                 routed = cache[("routed_expert_bytes", i, split, ep)]
             out.append(cache[("layer_tp_bytes", i, tp)] + routed)
-        cache[key] = tuple(out)
-    return cache[key]
+        found = cache[key] = tuple(out)
+    return found
 
 
 def stage_extra_bytes(spec: ModelSpec, tp: int, *, first: bool, last: bool) -> int:
@@ -253,9 +252,10 @@ def group_weights(spec: ModelSpec, layout: Layout, cache: dict | None = None) ->
     out = []
     for group in stage_groups(distinct_layers(spec.layers)[0], layout.pp, cache):
         ends = ("stage_ends", tp, group.first, group.last)
-        if ends not in cache:
-            cache[ends] = stage_extra_bytes(spec, tp, first=group.first, last=group.last)
-        out.append((group, group_weight_bytes(spec, tp, group, per_shape, cache[ends])))
+        extra = cache.get(ends)
+        if extra is None:
+            extra = cache[ends] = stage_extra_bytes(spec, tp, first=group.first, last=group.last)
+        out.append((group, group_weight_bytes(spec, tp, group, per_shape, extra)))
     return tuple(out)
 
 
@@ -265,7 +265,9 @@ def group_weight_bytes(spec: ModelSpec, tp: int, group: StageGroup, per_shape: t
     if known)."""
     if extra is None:
         extra = stage_extra_bytes(spec, tp, first=group.first, last=group.last)
-    return extra + sum(per_shape[shape] * n for shape, n in group.counts)
+    for shape, n in group.counts:
+        extra += per_shape[shape] * n
+    return extra
 
 
 def total_param_count(spec: ModelSpec) -> int:
