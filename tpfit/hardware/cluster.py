@@ -11,12 +11,14 @@ from tpfit.hardware.catalog import GpuSpec, find_gpu, generic_gpu, gpu_aliases
 from tpfit.limits import MAX_GPU_MEMORY_GIB, MAX_GPUS, MAX_GPUS_PER_NODE, MAX_NODES
 from tpfit.units import GIB
 
-_SPEC = re.compile(r"^\s*(?:(\d+)\s*[x×*]\s*)?(?:(\d+)\s*[x×*]\s*)?([A-Za-z0-9][A-Za-z0-9 ._-]*?)\s*$", re.IGNORECASE)
-_COUNT_AS_NAME = re.compile(r"^\d+\s*[x×*]$", re.IGNORECASE)
+_SPEC = re.compile(r"^\s*(?:(\d+)\s*[xX×*]\s*)?(?:(\d+)\s*[xX×*]\s*)?([A-Za-z0-9][A-Za-z0-9 ._-]*?)\s*$")
+"""COUNTxGPU or NODESxCOUNTxGPU. Both cases spelled out rather than re.IGNORECASE, whose Unicode case folding makes
+this one compile in 0.7 ms instead of 0.2 (at every `tpfit plan` start)."""
+_COUNT_AS_NAME = re.compile(r"^\d+\s*[xX×*]$")
 """What is left as the GPU name when none was given: "2x" or "2x2x"."""
 _POPULAR = ("h100", "h200", "b200", "a100", "l40s", "l4", "a10g", "4090", "3090", "mi300x")
 """Named in the unknown-GPU message; the full list is long and the close matches come first."""
-_SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*gi?b$", re.IGNORECASE)
+_SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*[gG][iI]?[bB]$")
 
 
 class Cluster(Struct, frozen=True, kw_only=True):
