@@ -1,3 +1,3 @@
-from tpfit.cli.app import main
+from tpfit.cli.app import run
 
-main()
+run()
