@@ -38,8 +38,9 @@ SEARCH_GOAL_MS = 20
 
 
 LIBRARY = f"{BASELINE}, tpfit"
-"""Where the rest of the time goes: the planning library's own import (about 40 frozen dataclasses, each about
-0.7 ms of CPU to create on CPython 3.11), before any option is parsed or any layout planned."""
+"""Where the rest of the time goes: the planning library's import (msgspec, the core, the model loader), before any
+option is parsed or any layout planned. A process of its own, so it also pays the garbage collector's passes at exit
+that `tpfit plan` skips by freezing what it imported (tpfit/cli/app.py `run`)."""
 COLD_REPEATS = 15
 
 
