@@ -113,6 +113,9 @@ def test_other_process_holding_memory():
     m = f["gpu1.memory"]
     assert m.status == "fail" and "pid 4242 python3 40.00 GiB" in m.evidence
     assert "--gpu-memory-utilization" in m.fix
+    # `doctor --json` writes the GPUs (Structs inside the snapshot dataclass) as plain objects, processes included
+    host = json.loads(json.dumps(snapshot_from_files(DERIVED / "h100x2-nvlink__other-process-40960MiB-gpu1").to_dict()))
+    assert host["gpus"][1]["processes"] == [{"pid": 4242, "name": "python3", "used_bytes": 40960 * MIB}]
     # the planner, given these GPUs, predicts vLLM's own start-up refusal
     from tests.conftest import load_config
     from tpfit.core.engine import EngineArgs
