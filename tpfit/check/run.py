@@ -183,8 +183,9 @@ def resolve(unit: Unit, given: Cluster | None, load: Callable, host_driver: str 
         longest = None
         if memory is not None and memory.max_model_len_fit >= memory.max_model_len:
             # vLLM's "estimated maximum model length" is capped at the configured length: ask at the model's own
-            at_max = make_plan(spec, cluster, Workload(concurrency=1), msgspec.structs.replace(engine, max_model_len=None),
-                               layouts=(layout,), memory_model=memory_model).candidates[0].memory
+            at_max = make_plan(spec, cluster, Workload(concurrency=1),
+                               msgspec.structs.replace(engine, max_model_len=None), layouts=(layout,),
+                               memory_model=memory_model).candidates[0].memory
             longest = at_max.max_model_len_fit if at_max is not None else None
     except (TpfitError, ValueError) as err:
         notes.append(Finding(kind=Kind.NOT_CHECKED, severity=Severity.INFO, unit=unit.name, where=unit.where,
