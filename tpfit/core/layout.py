@@ -7,7 +7,7 @@ from itertools import accumulate
 from msgspec import Struct
 
 
-class Layout(Struct, frozen=True, kw_only=True):
+class Layout(Struct, frozen=True, kw_only=True, gc=False):
     """One way to place a model on GPUs: `--tensor-parallel-size`, `--pipeline-parallel-size`,
     `--data-parallel-size`, `--enable-expert-parallel`."""
 
@@ -60,7 +60,7 @@ def pp_layer_split(num_layers: int, pp: int) -> tuple[int, ...]:
     return tuple(parts)
 
 
-class StageGroup(Struct, frozen=True, kw_only=True):
+class StageGroup(Struct, frozen=True, kw_only=True, gc=False):
     """Pipeline stages of one PP split that hold alike layers: as many layers of each distinct layer shape, and
     the same ends (the first stage holds the embedding, the last the lm_head). A stage's weights, activation peak
     and step time depend on that alone, so a search works each out once per group, not once per stage (DeepSeek-V3

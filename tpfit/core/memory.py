@@ -88,7 +88,7 @@ def batch_defaults(cluster: Cluster, engine: EngineArgs, sem: Semantics, max_mod
     return BatchDefaults(max_num_seqs=min(seqs, tokens), max_num_batched_tokens=tokens)
 
 
-class GpuMemory(Struct, frozen=True, kw_only=True):
+class GpuMemory(Struct, frozen=True, kw_only=True, gc=False):
     """One GPU's share of vLLM's budget (all TP ranks of a pipeline stage are alike). Its pipeline stage is its
     place in `MemoryPlan.gpus`."""
 
@@ -131,7 +131,7 @@ class GpuMemory(Struct, frozen=True, kw_only=True):
         return self.total_bytes - self.peak_bytes
 
 
-class MemoryPlan(Struct, frozen=True, kw_only=True):
+class MemoryPlan(Struct, frozen=True, kw_only=True, gc=False):
     """The KV cache a layout gets and what it holds."""
 
     gpus: tuple[GpuMemory, ...]

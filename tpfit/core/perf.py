@@ -235,7 +235,7 @@ class SpeedWorkload(Struct, frozen=True, kw_only=True):
                 raise UsageError("must be at least 1", flag=f"--{name.replace('_', '-')}", value=getattr(self, name))
 
 
-class StepTerms(Struct, frozen=True, kw_only=True):
+class StepTerms(Struct, frozen=True, kw_only=True, gc=False):
     """One engine step (one token for every running request), split by what it spends its time on (s)."""
 
     memory_s: float
@@ -256,7 +256,7 @@ class StepTerms(Struct, frozen=True, kw_only=True):
         return max(terms, key=terms.get)
 
 
-class Speed(Struct, frozen=True, kw_only=True):
+class Speed(Struct, frozen=True, kw_only=True, gc=False):
     """Predicted speed of one layout at one workload."""
 
     ttft_s: float
@@ -334,7 +334,7 @@ def moe_kernel(spec: ModelSpec, speed: GpuSpeed) -> MoeKernel:
                      reads_every_expert=bool(q and q.block_n and q.weight_bits == 8))
 
 
-class _LayerCost(Struct, frozen=True, kw_only=True):
+class _LayerCost(Struct, frozen=True, kw_only=True, gc=False):
     """One decoder layer on one GPU of a layout."""
 
     dense_bytes: int
@@ -387,7 +387,7 @@ def _layer_cost(layer: LayerSpec, spec: ModelSpec, unquantized: ModelSpec, layou
                       moe_allreduce=m is not None)
 
 
-class _Stage(Struct, frozen=True, kw_only=True):
+class _Stage(Struct, frozen=True, kw_only=True, gc=False):
     layers: tuple[tuple[_LayerCost, int], ...]
     """Each distinct layer shape of the stage and how many layers have it."""
     extra_bytes: int
@@ -405,18 +405,24 @@ def _stage_kinds(spec: ModelSpec, layout: Layout, kv_bytes: int, cache: dict | N
     cache = {} if cache is None else cache
     shard = ("shard", layout.tp, layout.moe_parallel_size, layout.enable_expert_parallel)
     if shard not in cache:
-        cache[shard] = _shard_costs(spec, layout, kv_bytes, cache), {}
-    (costs, lm_head, lm_params), by_group = cache[shard]
+        costs, lm_head, lm_params = _shard_costs(spec, layout, kv_bytes, cache)
+        first = {id(c): i for i, c in reversed(list(enumerate(costs)))}
+        # stages alike by their layers' costs: by their layer counts, where no two shapes cost alike (else by each
+        # shape's first alike shape)
+        same = None if len(first) == len(costs) else tuple(first[id(c)] for c in costs)
+        cache[shard] = costs, lm_head, lm_params, same, {}
+    costs, lm_head, lm_params, same, by_kind = cache[shard]
     alike: dict[int, list] = {}
     for group in stage_groups(distinct_layers(spec.layers)[0], layout.pp, cache):
-        stage = by_group.get(id(group))  # stage groups are kept alive by the cache (layout.stage_groups)
+        kind = (group.counts if same is None else tuple((same[i], k) for i, k in group.counts), group.last)
+        stage = by_kind.get(kind)
         if stage is None:
             key = (tuple((id(costs[i]), k) for i, k in group.counts), group.last)  # equal costs are one object
             if ("stage", key) not in cache:
                 cache[("stage", key)] = _Stage(layers=tuple((costs[i], k) for i, k in group.counts),
                                                extra_bytes=lm_head if group.last else 0,
                                                extra_params=lm_params if group.last else 0)
-            stage = by_group[id(group)] = cache[("stage", key)]
+            stage = by_kind[kind] = cache[("stage", key)]
         if id(stage) in alike:
             alike[id(stage)][1] += group.ranks
         else:

@@ -74,7 +74,7 @@ def _derive_pattern(template: str, fields: dict[str, str]) -> str:
     return regex
 
 
-class Violation(Struct, frozen=True, kw_only=True):
+class Violation(Struct, frozen=True, kw_only=True, gc=False):
     """Why vLLM refuses a configuration: the rule, the numbers, vLLM's own message, and what to do."""
 
     rule: str
