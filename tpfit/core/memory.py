@@ -14,6 +14,7 @@ from a MemoryModel (core/memory_model.py), fitted by bench/fit_memory_model.py a
 from __future__ import annotations
 
 import math
+from operator import attrgetter
 
 from msgspec import Struct
 
@@ -159,7 +160,8 @@ class MemoryPlan(Struct, frozen=True, kw_only=True, gc=False):
 
     @property
     def worst(self) -> GpuMemory:
-        return min(self.gpus, key=lambda g: g.num_blocks)
+        """The GPU with the fewest blocks (the first in rank order if several): it limits the KV cache."""
+        return min(self.gpus, key=_num_blocks)
 
     def to_dict(self) -> dict:
         w = self.worst
@@ -377,21 +379,25 @@ def make_memory_plan(spec: ModelSpec, layout: Layout, cluster: Cluster, engine: 
                                                  mm=mm)
             act = cache[shapes]
             cache[key] = group, act
-        key = ("cuda_graphs", tp, len(layers))
-        cg = cache.get(key)
-        if cg is None:
-            cg = cache[key] = cuda_graph_bytes(spec, layout, len(layers), engine, mm)
-        budget = graph_budget(cg, era, memory_model) if graphs_in_budget else None
+        key = ("stage_memory", tp, id(group))  # what the group's stages need on top of TP: CUDA graphs, blocks
+        seen = cache.get(key)
+        if seen is None or seen[0] is not group:
+            if ("cuda_graphs", tp, len(layers)) not in cache:
+                cache[("cuda_graphs", tp, len(layers))] = cuda_graph_bytes(spec, layout, len(layers), engine, mm)
+            cg = cache[("cuda_graphs", tp, len(layers))]
+            # each stage's bytes per block; with one KV-cache group they follow from its layer counts: one value for
+            # the whole group
+            blocks = (((group.ranks, geometry.bytes_per_block(layers)),) if one_kv_group
+                      else tuple(((rank,), geometry.bytes_per_block(rank_layers))
+                                 for rank, rank_layers in zip(group.ranks, group.layers)))
+            seen = cache[key] = group, cg, graph_budget(cg, era, memory_model) if graphs_in_budget else None, blocks
+        _, cg, budget, blocks = seen
         if engine.kv_cache_memory_bytes:
             kv = engine.kv_cache_memory_bytes
         else:
             kv = requested - weight - act - nt - (budget if graphs_in_budget else 0)
         alike: dict[int, GpuMemory] = {}  # by bytes per block (the same for all of a group's stages but hybrids')
-        # with one KV-cache group a stage's bytes per block follow from its layer counts: one value for the group
-        by_stage = (((group.ranks, layers),) if one_kv_group
-                    else tuple(((rank,), rank_layers) for rank, rank_layers in zip(group.ranks, group.layers)))
-        for ranks, rank_layers in by_stage:
-            per_block = geometry.bytes_per_block(rank_layers)
+        for ranks, per_block in blocks:
             if per_block not in alike:
                 alike[per_block] = GpuMemory(
                     total_bytes=total, requested_bytes=requested, weight_bytes=weight, activation_bytes=act,
@@ -408,8 +414,7 @@ def make_memory_plan(spec: ModelSpec, layout: Layout, cluster: Cluster, engine: 
                     concurrency, mode, cache)
 
 
-def _num_blocks(gpu: GpuMemory) -> int:
-    return gpu.num_blocks
+_num_blocks = attrgetter("num_blocks")
 
 
 def _verdict(gpus, worst: GpuMemory, geometry: KVGeometry, spec, layout, cluster, engine, sem, batch, max_len, util,

@@ -23,7 +23,7 @@ from msgspec import Struct
 from msgspec.structs import replace
 
 from tpfit.core.kv import attention_page_bytes_per_token
-from tpfit.core.layout import Layout, stage_groups
+from tpfit.core.layout import Layout, StageGroup, stage_groups
 from tpfit.core.weights import (
     allocated_bytes, distinct_layers, layer_bytes, layer_weight_bytes, linear_bytes, padded_vocab, routed_expert_bytes,
 )
@@ -395,39 +395,10 @@ class _Stage(Struct, frozen=True, kw_only=True, gc=False):
     extra_params: int
 
 
-def _stage_kinds(spec: ModelSpec, layout: Layout, kv_bytes: int, cache: dict | None = None
-                 ) -> tuple[tuple[_Stage, tuple[int, ...]], ...]:
-    """Each distinct stage of the layout (the same layers and ends cost the same) with the PP ranks that have it,
-    in order of first rank (the order a Counter of `_stages` keeps). `cache`: make_speed's, for the layer costs (a
-    dense layer's depend on TP, an MoE layer's also on the expert split), the stage groups of each PP size, and
-    the stages themselves: one object per value, so that a search works out a stage's step once for all the PP
-    sizes that have it."""
-    cache = {} if cache is None else cache
-    shard = ("shard", layout.tp, layout.moe_parallel_size, layout.enable_expert_parallel)
-    if shard not in cache:
-        costs, lm_head, lm_params = _shard_costs(spec, layout, kv_bytes, cache)
-        first = {id(c): i for i, c in reversed(list(enumerate(costs)))}
-        # stages alike by their layers' costs: by their layer counts, where no two shapes cost alike (else by each
-        # shape's first alike shape)
-        same = None if len(first) == len(costs) else tuple(first[id(c)] for c in costs)
-        cache[shard] = costs, lm_head, lm_params, same, {}
-    costs, lm_head, lm_params, same, by_kind = cache[shard]
-    alike: dict[int, list] = {}
-    for group in stage_groups(distinct_layers(spec.layers)[0], layout.pp, cache):
-        kind = (group.counts if same is None else tuple((same[i], k) for i, k in group.counts), group.last)
-        stage = by_kind.get(kind)
-        if stage is None:
-            key = (tuple((id(costs[i]), k) for i, k in group.counts), group.last)  # equal costs are one object
-            if ("stage", key) not in cache:
-                cache[("stage", key)] = _Stage(layers=tuple((costs[i], k) for i, k in group.counts),
-                                               extra_bytes=lm_head if group.last else 0,
-                                               extra_params=lm_params if group.last else 0)
-            stage = by_kind[kind] = cache[("stage", key)]
-        if id(stage) in alike:
-            alike[id(stage)][1] += group.ranks
-        else:
-            alike[id(stage)] = [stage, group.ranks]
-    return tuple((stage, ranks) for stage, ranks in alike.values())
+def _stage(costs: tuple[_LayerCost, ...], lm_head: int, lm_params: int, group: StageGroup) -> _Stage:
+    """The stages of `group` on one GPU, given each distinct layer's cost and the lm_head's (_shard_costs)."""
+    return _Stage(layers=tuple((costs[i], k) for i, k in group.counts), extra_bytes=lm_head if group.last else 0,
+                  extra_params=lm_params if group.last else 0)
 
 
 def _shard_costs(spec: ModelSpec, layout: Layout, kv_bytes: int, cache: dict
@@ -444,7 +415,7 @@ def _shard_costs(spec: ModelSpec, layout: Layout, kv_bytes: int, cache: dict
         key = ("cost", i, tp, layout.moe_parallel_size, layout.enable_expert_parallel) if layer.moe else ("cost", i, tp)
         if key not in cache:
             cost = _layer_cost(layer, spec, unquantized, layout, kv_bytes, per_shape[i])
-            # one object per value: stages whose layers cost alike are then alike by identity (_stage_kinds)
+            # one object per value: shapes that cost alike are then alike by identity (_speed_shard)
             cache[key] = cache.setdefault(("cost", cost), cost)
         costs.append(cache[key])
     vocab_rank = padded_vocab(spec.vocab_size) // tp
@@ -457,9 +428,11 @@ def _shard_costs(spec: ModelSpec, layout: Layout, kv_bytes: int, cache: dict
 
 def _stages(spec: ModelSpec, layout: Layout, kv_bytes: int) -> tuple[_Stage, ...]:
     """The layout's pipeline stages, in rank order."""
+    costs, lm_head, lm_params = _shard_costs(spec, layout, kv_bytes, {})
     out: list[_Stage | None] = [None] * layout.pp
-    for stage, ranks in _stage_kinds(spec, layout, kv_bytes):
-        for rank in ranks:
+    for group in stage_groups(distinct_layers(spec.layers)[0], layout.pp):
+        stage = _stage(costs, lm_head, lm_params, group)
+        for rank in group.ranks:
             out[rank] = stage
     return tuple(out)
 
@@ -579,32 +552,57 @@ def physical_floor_s(spec: ModelSpec, layout: Layout, gpu: GpuSpec, *, decode: f
 
 
 def _pipeline(spec: ModelSpec, layout: Layout, cluster: Cluster, speed: GpuSpeed, kv_bytes: int,
-              workload: SpeedWorkload, cache: dict) -> tuple:
-    """What make_speed needs of a layout's shape (TP, PP, expert split) beside its memory: its distinct stages
-    (_stage_terms, one object per value across the search) and how many ranks hold each, the TP, MoE and PP links,
-    and the memo of stage steps for that pair of TP and MoE links."""
+              workload: SpeedWorkload, split: int, cache: dict) -> tuple:
+    """What make_speed needs of a layout's shape (TP, PP, expert split) beside its memory: its distinct stages (the
+    same layers and ends cost the same; _stage_terms, in order of first rank) and how many ranks hold each, the TP,
+    MoE and PP links, and the memo of stage steps for that pair of TP and MoE links. `split`: the expert split,
+    TP x DP for an MoE model, else 1."""
+    key = ("speed_shard", layout.tp, split, layout.enable_expert_parallel)
+    shard = cache.get(key)
+    if shard is None:
+        shard = cache[key] = _speed_shard(spec, layout, cluster, speed, kv_bytes, split > 1, cache)
+    costs, lm_head, lm_params, same, by_kind, tp_cost, moe_cost, memo = shard
     context, prefill_context = workload.input_tokens + workload.output_tokens / 2, workload.input_tokens / 2
-    stages = []
-    kinds = _stage_kinds(spec, layout, kv_bytes, cache)
-    for stage, _ in kinds:
-        if ("stage_terms", id(stage)) not in cache:  # stages are kept alive by the cache (_stage_kinds)
-            cache[("stage_terms", id(stage))] = _stage_terms(stage, context=context, prefill_context=prefill_context)
-        stages.append(cache[("stage_terms", id(stage))])
-
-    def link(world: int, kind: LinkKind | None = None) -> CollectiveCost:
-        if ("link", world, kind) not in cache:
-            cache[("link", world, kind)] = collective_cost(speed, kind or link_kind(cluster, world), world)
-        return cache[("link", world, kind)]
-
-    tp_cost = link(layout.tp) if layout.tp > 1 else None
-    moe_world = layout.moe_parallel_size if spec.is_moe else layout.tp
-    moe_cost = link(moe_world) if moe_world > 1 else tp_cost
+    kinds: dict[int, list] = {}
+    for group in stage_groups(distinct_layers(spec.layers)[0], layout.pp, cache):
+        # stages alike by their layers' costs: by their layer counts, where no two shapes cost alike (else by each
+        # shape's first alike shape)
+        kind = (group.counts if same is None else tuple((same[i], k) for i, k in group.counts), group.last)
+        terms = by_kind.get(kind)
+        if terms is None:
+            terms = by_kind[kind] = _stage_terms(_stage(costs, lm_head, lm_params, group), context=context,
+                                                 prefill_context=prefill_context)
+        if id(terms) in kinds:
+            kinds[id(terms)][1] += len(group.ranks)
+        else:
+            kinds[id(terms)] = [terms, len(group.ranks)]
     pp_cost = None
     if layout.pp > 1:
         across = layout.world_size > cluster.gpus_per_node  # vLLM puts TP within a node, PP across nodes
-        pp_cost = link(2, LinkKind.NETWORK) if across else link(2)
+        pp_cost = _link(cache, speed, cluster, 2, LinkKind.NETWORK if across else None)
+    return (tuple(terms for terms, _ in kinds.values()), tuple(kinds), tuple(n for _, n in kinds.values()), tp_cost,
+            moe_cost, pp_cost, memo)
+
+
+def _speed_shard(spec: ModelSpec, layout: Layout, cluster: Cluster, speed: GpuSpeed, kv_bytes: int, is_moe: bool,
+                 cache: dict) -> tuple:
+    """What the layouts of one TP and expert split share: layer costs, which layer shapes cost alike, the stages
+    made so far (by layer counts and end), the TP and MoE links, and the stage steps worked out so far."""
+    costs, lm_head, lm_params = _shard_costs(spec, layout, kv_bytes, cache)
+    first = {id(c): i for i, c in reversed(list(enumerate(costs)))}
+    same = None if len(first) == len(costs) else tuple(first[id(c)] for c in costs)
+    tp_cost = _link(cache, speed, cluster, layout.tp) if layout.tp > 1 else None
+    moe_world = layout.moe_parallel_size if is_moe else layout.tp
+    moe_cost = _link(cache, speed, cluster, moe_world) if moe_world > 1 else tp_cost
     memo = cache.setdefault(("stage_steps", id(tp_cost), id(moe_cost)), {})  # links are kept alive by the cache
-    return tuple(stages), tuple(len(ranks) for _, ranks in kinds), tp_cost, moe_cost, pp_cost, memo
+    return costs, lm_head, lm_params, same, {}, tp_cost, moe_cost, memo
+
+
+def _link(cache: dict, speed: GpuSpeed, cluster: Cluster, world: int, kind: LinkKind | None = None) -> CollectiveCost:
+    """collective_cost, once per search for each world size and link."""
+    if ("link", world, kind) not in cache:
+        cache[("link", world, kind)] = collective_cost(speed, kind or link_kind(cluster, world), world)
+    return cache[("link", world, kind)]
 
 
 def make_speed(spec: ModelSpec, layout: Layout, memory: MemoryPlan, cluster: Cluster, speed: GpuSpeed,
@@ -621,11 +619,13 @@ def make_speed(spec: ModelSpec, layout: Layout, memory: MemoryPlan, cluster: Clu
     if search is None:  # what every layout of the search shares
         search = cache[("speed",)] = spec.is_moe, _gemm_flops_per_s(spec, speed), moe_kernel(spec, speed)
     is_moe, flops_per_s, moe = search
-    key = ("stages", layout.tp, layout.pp, layout.moe_parallel_size if is_moe else 1, layout.enable_expert_parallel)
+    split = layout.moe_parallel_size if is_moe else 1
+    key = ("stages", layout.tp, layout.pp, split, layout.enable_expert_parallel)
     pipe = cache.get(key)
     if pipe is None:
-        pipe = cache[key] = _pipeline(spec, layout, cluster, speed, kv_bytes or spec.dtype_bytes, workload, cache)
-    stages, counts, tp_cost, moe_cost, pp_cost, memo = pipe
+        pipe = cache[key] = _pipeline(spec, layout, cluster, speed, kv_bytes or spec.dtype_bytes, workload, split,
+                                      cache)
+    stages, ids, counts, tp_cost, moe_cost, pp_cost, memo = pipe
 
     # requests per replica, and how many of them the KV cache holds at once: vLLM admits a request when its
     # prompt's blocks are free and preempts when the cache fills, so on average each holds prompt + half the answer
@@ -652,17 +652,15 @@ def make_speed(spec: ModelSpec, layout: Layout, memory: MemoryPlan, cluster: Clu
         done = memo.get((d, p))
         if done is None:
             done = memo[(d, p)] = {}
-        per_stage = []
-        after = None
-        for stage in stages:
-            terms = done.get(id(stage))
-            if terms is None:
-                if after is None:
-                    message = (d + p) * hidden * ACT_BYTES
-                    after = (tp_cost.time_s(message) if tp_cost is not None else None,
-                             moe_cost.time_s(message) if moe_cost is not None else None)
-                terms = done[id(stage)] = _stage_step_s(stage, d, p, speed, flops_per_s, *after, moe)
-            per_stage.append(terms)
+        per_stage = list(map(done.get, ids))
+        if None in per_stage:
+            message = (d + p) * hidden * ACT_BYTES
+            after_attention = tp_cost.time_s(message) if tp_cost is not None else None
+            after_moe = moe_cost.time_s(message) if moe_cost is not None else None
+            for i, stage in enumerate(stages):
+                if per_stage[i] is None:
+                    per_stage[i] = done[ids[i]] = _stage_step_s(stage, d, p, speed, flops_per_s, after_attention,
+                                                                after_moe, moe)
         memory_s, compute_s, comm_s, totals = zip(*per_stage)
         handoff = 0.0
         if pp > 1:

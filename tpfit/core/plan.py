@@ -5,7 +5,7 @@ Pure: values in, a Plan out (shared/DESIGN.md).
 
 from __future__ import annotations
 
-from itertools import chain, repeat
+from itertools import chain
 
 from msgspec import Struct
 from msgspec.structs import replace
@@ -227,7 +227,8 @@ def make_plan(model: ModelSpec, cluster: Cluster, workload: Workload | None = No
                                              stages=stages, geometry=geometries[tp], cache=shared)
                     if lower.verdict.serves:
                         memory = lower
-            replica = tuple(rank_weights) if tp == 1 else tuple(chain.from_iterable(map(repeat, rank_weights, repeat(tp))))
+            # each stage's weight once per TP rank: zip of tp references to the list repeats each item in place
+            replica = tuple(rank_weights) if tp == 1 else tuple(chain.from_iterable(zip(*[rank_weights] * tp)))
             cache[key] = (replica, memory)
         replica, memory = cache[key]
         per_gpu = replica * layout.dp
