@@ -580,8 +580,8 @@ def _pipeline(spec: ModelSpec, layout: Layout, cluster: Cluster, speed: GpuSpeed
     if layout.pp > 1:
         across = layout.world_size > cluster.gpus_per_node  # vLLM puts TP within a node, PP across nodes
         pp_cost = _link(cache, speed, cluster, 2, LinkKind.NETWORK if across else None)
-    return (tuple(terms for terms, _ in kinds.values()), tuple(kinds), tuple(n for _, n in kinds.values()), tp_cost,
-            moe_cost, pp_cost, memo)
+    return (tuple(terms for terms, _ in kinds.values()), tuple(kinds), tuple(float(n) for _, n in kinds.values()),
+            tp_cost, moe_cost, pp_cost, memo)
 
 
 def _speed_shard(spec: ModelSpec, layout: Layout, cluster: Cluster, speed: GpuSpeed, kv_bytes: int, is_moe: bool,
@@ -666,12 +666,13 @@ def make_speed(spec: ModelSpec, layout: Layout, memory: MemoryPlan, cluster: Clu
         if pp > 1:
             handoff = (pp - 1) * (PP_HANDOFF_LATENCY_S
                                   + (decode + prefill) / micro * hidden * ACT_BYTES / pp_cost.bytes_per_s)
-        # a micro-batch passes every stage; with `micro` batches in flight the slowest stage is busy `micro` times
-        busy = sum(map(mul, totals, counts))
+        # a micro-batch passes every stage; with `micro` batches in flight the slowest stage is busy `micro` times.
+        # (The stage counts are floats and the sums start at 0.0: the same figures as ints and 0, in float arithmetic.)
+        busy = sum(map(mul, totals, counts), 0.0)
         round_s = max(busy, micro * max(totals))
-        memory = sum(map(mul, memory_s, counts))
-        compute = sum(map(mul, compute_s, counts))
-        comm = sum(map(mul, comm_s, counts)) + handoff
+        memory = sum(map(mul, memory_s, counts), 0.0)
+        compute = sum(map(mul, compute_s, counts), 0.0)
+        comm = sum(map(mul, comm_s, counts), 0.0) + handoff
         return StepTerms(memory_s=memory, compute_s=compute, communication_s=comm,
                          overhead_s=overhead_s + STEP_OVERHEAD_PER_SEQ_S * decode,
                          pipeline_s=round_s + handoff - max(memory, compute) - comm)
