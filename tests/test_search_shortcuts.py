@@ -18,7 +18,9 @@ from tpfit import EngineArgs, Workload, make_plan
 from tpfit.core.engine import semantics_for
 from tpfit.core.kv import kv_bytes_per_element, make_kv_geometry
 from tpfit.core.layout import Layout, enumerate_layouts, pp_layer_split
-from tpfit.core.memory import _largest_len, _largest_len_search, make_memory_plan, safe_utilization
+from tpfit.core.memory import (
+    _largest_len, _largest_len_search, activation_bytes, batch_defaults, make_memory_plan, safe_utilization,
+)
 from tpfit.core.perf import make_gpu_speed, make_speed
 from tpfit.core.rules import LAYOUT_RULES, RULE_FACTORS, check_layout, layout_checker
 from tpfit.core.weights import layer_weight_bytes, stage_extra_bytes, stage_weights
@@ -93,6 +95,12 @@ def test_search_gives_each_layout_what_the_direct_computation_gives(config, gpus
                                      memory_model=mm, concurrency=per_replica)
             memory = lower if lower.verdict.serves else memory
         assert c.memory == memory, lay
+        # the activation peak, kept in parts (the forward's per TP, the MoE workspace per DP and expert split)
+        batch = batch_defaults(cluster, engine, sem, memory.max_model_len)
+        for stage, gpu in zip(stage_weights(spec, lay), c.memory.gpus):
+            assert gpu.activation_bytes == activation_bytes(
+                spec, lay, range(stage.layer_start, stage.layer_end), last_stage=stage.pp_rank == lay.pp - 1,
+                batch=batch, sem=sem, mm=mm), (lay, stage.pp_rank)
         if c.speed is not None:
             assert c.speed == make_speed(spec, lay, memory, cluster, gpu_speed, workload.speed_workload(),
                                          kv_bytes=kv_bytes), lay

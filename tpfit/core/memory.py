@@ -21,7 +21,7 @@ from msgspec import Struct
 from tpfit.core.engine import EngineArgs, Semantics, mamba_cache_mode, uses_model_runner_v2
 from tpfit.core.kv import KVGeometry, kv_bytes_per_element, make_kv_geometry
 from tpfit.core.layout import Layout, StageGroup
-from tpfit.core.memory_model import MemoryModel, ProfileEra
+from tpfit.core.memory_model import EraConstants, MemoryModel, ProfileEra
 from tpfit.core.startup import (
     check_free_memory, check_kv_cache_fits_max_len, check_kv_cache_memory, check_v0_kv_cache_fits_max_len, reason,
     requested_bytes,
@@ -279,7 +279,15 @@ def activation_bytes(spec: ModelSpec, layout: Layout, layers: range, *, last_sta
     deleted only after `_dummy_sampler_run`; V0: 0.6.0 worker/model_runner.py:1450-1493, the same in one call).
     Counting it makes the sixteen sampler-dominated 0.19 rows agree on one per-logit cost within 3.5 % (4.5 %
     without it), and predicts Qwen2.5-72B at TP=2 (a 8192-wide hidden) within 0.01 GiB instead of 0.05."""
-    era = mm.era(profile_era(spec, sem))
+    return (forward_peak_bytes(spec, layout, layers, last_stage=last_stage, batch=batch, mm=mm,
+                               era=mm.era(profile_era(spec, sem)))
+            + moe_workspace_bytes(spec, layout, layers, batch.max_num_batched_tokens, v0=sem.engine_v0))
+
+
+def forward_peak_bytes(spec: ModelSpec, layout: Layout, layers: range, *, last_stage: bool, batch: BatchDefaults,
+                       mm: MemoryModel, era: EraConstants) -> int:
+    """activation_bytes less the fused-MoE workspace: what TP and the stage's layer shapes decide (not DP or the
+    expert split)."""
     tokens, rows = batch.max_num_batched_tokens, batch.max_num_seqs
     forward = tokens * (mm.bytes_per_token_per_mlp_width_bf16 * _mlp_width_per_gpu(spec, layout, layers)
                         + mm.bytes_per_token_per_hidden_bf16 * spec.hidden_size) * spec.dtype_bytes / 2
@@ -289,7 +297,7 @@ def activation_bytes(spec: ModelSpec, layout: Layout, layers: range, *, last_sta
     # (calibration/vllm-0.26-h200x4), so the floor shrinks with TP. Its cause is unknown; 1/TP is the
     # smallest assumption every run agrees with.
     floor = era.activation_floor_gib * GIB / layout.tp
-    return int(max(forward, sampler, floor)) + moe_workspace_bytes(spec, layout, layers, tokens, v0=sem.engine_v0)
+    return int(max(forward, sampler, floor))
 
 
 def non_torch_bytes(layout: Layout, sem: Semantics, mm: MemoryModel) -> int:
@@ -373,11 +381,17 @@ def make_memory_plan(spec: ModelSpec, layout: Layout, cluster: Cluster, engine: 
         if seen is not None and seen[0] is group:
             act = seen[1]
         else:
-            shapes = ("activation", tp, dp, ep, tuple(s for s, _ in group.counts), group.last)
-            if shapes not in cache:
-                cache[shapes] = activation_bytes(spec, layout, layers, last_stage=group.last, batch=batch, sem=sem,
-                                                 mm=mm)
-            act = cache[shapes]
+            # activation_bytes in its two parts: the forward's peak per TP, the MoE workspace per DP and expert split
+            shapes = tuple(s for s, _ in group.counts)
+            peak = ("forward_peak", tp, shapes, group.last)
+            if peak not in cache:
+                cache[peak] = forward_peak_bytes(spec, layout, layers, last_stage=group.last, batch=batch, mm=mm,
+                                                 era=mm.era(era))
+            workspace = ("moe_workspace", dp, layout.moe_parallel_size, ep, shapes)
+            if workspace not in cache:
+                cache[workspace] = moe_workspace_bytes(spec, layout, layers, batch.max_num_batched_tokens,
+                                                       v0=sem.engine_v0)
+            act = cache[peak] + cache[workspace]
             cache[key] = group, act
         key = ("stage_memory", tp, id(group))  # what the group's stages need on top of TP: CUDA graphs, blocks
         seen = cache.get(key)

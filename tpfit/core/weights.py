@@ -244,30 +244,23 @@ def stage_weights(spec: ModelSpec, layout: Layout) -> tuple[StageWeights, ...]:
 
 def group_weights(spec: ModelSpec, layout: Layout, cache: dict | None = None) -> tuple[tuple[StageGroup, int], ...]:
     """Each group of alike pipeline stages of the layout (layout.stage_groups) with the weight bytes on one GPU of
-    any of its stages. `cache`: a dict kept across the layouts of one search, for the layer bytes of each TP and
-    expert split, the stage ends of each TP and the stage groups of each PP size."""
+    any of its stages: its layers, plus its ends (stage_extra_bytes). `cache`: a dict kept across the layouts of one
+    search, for the layer bytes of each TP and expert split, the stage ends of each TP and the stage groups of each
+    PP size."""
     cache = {} if cache is None else cache
     per_shape = layer_bytes(spec, layout, cache)
     tp = layout.tp
+    ends = cache.get(("stage_ends", tp))
+    if ends is None:
+        ends = cache[("stage_ends", tp)] = {(first, last): stage_extra_bytes(spec, tp, first=first, last=last)
+                                             for first in (False, True) for last in (False, True)}
     out = []
     for group in stage_groups(distinct_layers(spec.layers)[0], layout.pp, cache):
-        ends = ("stage_ends", tp, group.first, group.last)
-        extra = cache.get(ends)
-        if extra is None:
-            extra = cache[ends] = stage_extra_bytes(spec, tp, first=group.first, last=group.last)
-        out.append((group, group_weight_bytes(spec, tp, group, per_shape, extra)))
+        weight = ends[group.first, group.last]
+        for shape, n in group.counts:
+            weight += per_shape[shape] * n
+        out.append((group, weight))
     return tuple(out)
-
-
-def group_weight_bytes(spec: ModelSpec, tp: int, group: StageGroup, per_shape: tuple[int, ...],
-                       extra: int | None = None) -> int:
-    """Weight bytes per GPU of each stage of `group` (`per_shape`: layer_bytes; `extra`: stage_extra_bytes,
-    if known)."""
-    if extra is None:
-        extra = stage_extra_bytes(spec, tp, first=group.first, last=group.last)
-    for shape, n in group.counts:
-        extra += per_shape[shape] * n
-    return extra
 
 
 def total_param_count(spec: ModelSpec) -> int:
