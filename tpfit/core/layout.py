@@ -89,10 +89,17 @@ def stage_groups(index: tuple[int, ...], pp: int, cache: dict | None = None) -> 
     prefix = cache[("shape_prefix",)]
     groups: dict[tuple, tuple[list[int], list[range]]] = {}
     start = 0
+    one_shape = len(prefix) == 1  # then a stage's counts are its number of layers
     for rank, n in enumerate(pp_layer_split(len(index), pp)):
         end = start + n
-        counts = tuple((shape, k) for shape, before in enumerate(prefix) if (k := before[end] - before[start]))
-        ranks, ranges = groups.setdefault((counts, rank == 0, rank == pp - 1), ([], []))
+        if one_shape:
+            counts = ((0, n),) if n else ()
+        else:
+            counts = tuple((shape, k) for shape, before in enumerate(prefix) if (k := before[end] - before[start]))
+        kind = (counts, rank == 0, rank == pp - 1)
+        if kind not in groups:
+            groups[kind] = ([], [])
+        ranks, ranges = groups[kind]
         ranks.append(rank)
         ranges.append(range(start, end))
         start = end

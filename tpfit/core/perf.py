@@ -251,9 +251,12 @@ class StepTerms(Struct, frozen=True, kw_only=True, gc=False):
 
     @property
     def bound(self) -> Bound:
-        terms = {Bound.MEMORY: self.memory_s, Bound.COMPUTE: self.compute_s,
-                 Bound.COMMUNICATION: self.communication_s, Bound.OVERHEAD: self.overhead_s}
-        return max(terms, key=terms.get)
+        """The largest term (the first of MEMORY, COMPUTE, COMMUNICATION, OVERHEAD where two are equal)."""
+        terms = (self.memory_s, self.compute_s, self.communication_s, self.overhead_s)
+        return _BOUNDS[terms.index(max(terms))]
+
+
+_BOUNDS = (Bound.MEMORY, Bound.COMPUTE, Bound.COMMUNICATION, Bound.OVERHEAD)
 
 
 class Speed(Struct, frozen=True, kw_only=True, gc=False):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import lru_cache
+from typing import NamedTuple
 from operator import attrgetter
 
 from tpfit.core.engine import EngineArgs
@@ -23,7 +24,7 @@ from tpfit.core.vllm_messages import (
     QUANT_INPUT_NOT_ALIGNED, QUANT_OUTPUT_NOT_ALIGNED, WORLD_SIZE_ABOVE_GPUS, Violation,
 )
 from tpfit.kinds import KvCacheDtype, MlpKind
-from tpfit.model.spec import ModelSpec
+from tpfit.model.spec import LayerSpec, ModelSpec
 
 MARLIN_GROUP_SIZES = (-1, 32, 64, 128)
 """vLLM `MARLIN_SUPPORTED_GROUP_SIZES`."""
@@ -78,7 +79,7 @@ def check_heads(spec: ModelSpec, layout: Layout, cluster: Cluster) -> list[Viola
 def check_kv_heads(spec: ModelSpec, layout: Layout, cluster: Cluster) -> list[Violation]:
     """`QKVParallelLinear` / model `*Attention.__init__`: KV heads split (kv >= tp) or replicate (kv < tp)."""
     tp = layout.tp
-    for kv in sorted({l.num_key_value_heads for l in distinct_layers(spec.layers)[1] if l.attention.has_kv_heads}):
+    for kv in _sizes(spec).kv_heads:
         if kv >= tp and kv % tp:
             return [Violation(rule="kv_heads_split", detail=f"{kv} KV heads do not split over TP={tp}",
                               vllm_error=NOT_DIVISIBLE.format(numerator=kv, denominator=tp),
@@ -104,7 +105,7 @@ def check_vocab(spec: ModelSpec, layout: Layout, cluster: Cluster) -> list[Viola
 def check_mlp_split(spec: ModelSpec, layout: Layout, cluster: Cluster) -> list[Violation]:
     """`divide(output_size, tp)` in the dense MLP layers."""
     tp = layout.tp
-    for size in _mlp_widths(spec):
+    for size in _sizes(spec).mlp_widths:
         if size % tp:
             return [Violation(rule="mlp_divisible_by_tp", detail=f"MLP width {size} does not split over TP={tp}",
                               vllm_error=NOT_DIVISIBLE.format(numerator=size, denominator=tp),
@@ -115,9 +116,9 @@ def check_mlp_split(spec: ModelSpec, layout: Layout, cluster: Cluster) -> list[V
 def check_moe_split(spec: ModelSpec, layout: Layout, cluster: Cluster) -> list[Violation]:
     """`divide(I, tp)` in FusedMoE, whose TP spans TP x DP; vLLM stops at the dense MLP first where that fails."""
     moe_tp = _moe_split(layout)
-    if moe_tp == 1 or any(size % layout.tp for size in _mlp_widths(spec)):
+    if moe_tp == 1 or any(size % layout.tp for size in _sizes(spec).mlp_widths):
         return []
-    for size in sorted({l.moe.moe_intermediate_size for l in distinct_layers(spec.layers)[1] if l.moe}):
+    for size in _sizes(spec).expert_widths:
         if size % moe_tp:
             return [Violation(rule="moe_divisible_by_tp",
                               detail=f"expert width {size} does not split over {moe_tp} ranks (TP x DP)",
@@ -127,9 +128,35 @@ def check_moe_split(spec: ModelSpec, layout: Layout, cluster: Cluster) -> list[V
     return []
 
 
-def _mlp_widths(spec: ModelSpec) -> list[int]:
-    return sorted({l.intermediate_size for l in distinct_layers(spec.layers)[1]
-                   if l.mlp in (MlpKind.GATED, MlpKind.PLAIN)} - {0})
+class _Sizes(NamedTuple):
+    """What the split rules read of a model's distinct layers, each ascending."""
+
+    kv_heads: tuple[int, ...]
+    mlp_widths: tuple[int, ...]
+    """Dense MLPs' intermediate sizes."""
+    expert_widths: tuple[int, ...]
+    """MoE layers' moe_intermediate_size."""
+
+
+_SIZES: dict[int, tuple[tuple[LayerSpec, ...], _Sizes]] = {}
+
+
+def _sizes(spec: ModelSpec) -> _Sizes:
+    """The model's `_Sizes`, memoized by the identity of its distinct layers (weights.distinct_layers): a 64-GPU
+    search asks for them ~3000 times."""
+    distinct = distinct_layers(spec.layers)[1]
+    hit = _SIZES.get(id(distinct))
+    if hit is not None and hit[0] is distinct:
+        return hit[1]
+    sizes = _Sizes(
+        kv_heads=tuple(sorted({l.num_key_value_heads for l in distinct if l.attention.has_kv_heads})),
+        mlp_widths=tuple(sorted({l.intermediate_size for l in distinct if l.mlp in (MlpKind.GATED, MlpKind.PLAIN)}
+                                - {0})),
+        expert_widths=tuple(sorted({l.moe.moe_intermediate_size for l in distinct if l.moe})))
+    if len(_SIZES) > 256:
+        _SIZES.clear()
+    _SIZES[id(distinct)] = (distinct, sizes)
+    return sizes
 
 
 def check_expert_parallel(spec: ModelSpec, layout: Layout, cluster: Cluster) -> list[Violation]:
