@@ -37,7 +37,7 @@ COLD_GOAL_RATIO = 1.25
 SEARCH_GOAL_MS = 20
 
 
-LIBRARY = f"{BASELINE}, tpfit"
+LIBRARY = f"{BASELINE}; from tpfit import Plan, load_model"
 """Where the rest of the time goes: the planning library's import (msgspec, the core, the model loader), before any
 option is parsed or any layout planned. A process of its own, so it also pays the garbage collector's passes at exit
 that `tpfit plan` skips by freezing what it imported (tpfit/cli/app.py `run`)."""

@@ -49,8 +49,8 @@ BUNDLED_ONLY = {
 
 
 def _imported(*args: str) -> set[str]:
-    code = ("import sys\nfrom tpfit.cli.app import main\nsys.argv = ['tpfit', *sys.argv[1:]]\n"
-            "try:\n    main()\nexcept SystemExit as e:\n    assert e.code in (0, 1), e.code\n"
+    code = ("import sys\nfrom tpfit.cli.app import run\nsys.argv = ['tpfit', *sys.argv[1:]]\n"
+            "try:\n    run()\nexcept SystemExit as e:\n    assert e.code in (0, 1), e.code\n"
             "print(*sorted(sys.modules), file=sys.stderr)")
     run = subprocess.run([sys.executable, "-c", code, *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr[-2000:]

@@ -84,15 +84,16 @@ def one_line(text: str) -> str:
 
 
 def run() -> None:
-    """The `tpfit` process (the console script, `python -m tpfit`): `main()`, with every object that exists by then
-    frozen out of the cyclic garbage collector. typer's and tpfit's modules, classes and functions live until the
-    process ends, so the collector's passes over them (on allocations during the command, and again at exit) free
-    nothing and cost about 10 ms of every `tpfit plan` (bench/plan_speed.py). Tests call `main()`, which leaves the
-    collector alone."""
+    """The `tpfit` process (the console script, `python -m tpfit`): `main()`, then every object frozen out of the
+    cyclic garbage collector. typer's and tpfit's modules, classes and functions live until exit, so the collector's
+    passes over them at interpreter shutdown free nothing and cost about 10 ms of a cold `tpfit plan`
+    (bench/plan_speed.py). Tests call `main()`, which leaves the collector alone."""
     import gc
 
-    gc.freeze()
-    main()
+    try:
+        main()
+    finally:
+        gc.freeze()
 
 
 def main() -> None:
