@@ -32,6 +32,7 @@ NEVER = {
     "tpfit.report.html": "--html",
     "string": "explain's log patterns (core/vllm_messages.py); its import compiles string.Template's regex",
     "pkgutil": "the family registry lists its folder with os",
+    "typing_extensions": "msgspec's fallback to typing suffices (tpfit/cli/app.py _import_msgspec)",
     "tpfit.model.families.deepseek": "another family's module: the model's own is imported first (families/)",
 }
 """Module (or package) -> what it is for, instead of `tpfit plan` with --gpus."""
