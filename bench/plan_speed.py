@@ -39,8 +39,8 @@ SEARCH_GOAL_MS = 20
 
 LIBRARY = f"{BASELINE}; from tpfit import Plan, load_model"
 """Where the rest of the time goes: the planning library's import (msgspec, the core, the model loader), before any
-option is parsed or any layout planned. A process of its own, so it also pays the garbage collector's passes at exit
-that `tpfit plan` skips by freezing what it imported (tpfit/cli/app.py `run`)."""
+option is parsed or any layout planned. A process of its own, so it also pays what `tpfit plan` skips
+(tpfit/cli/app.py `run`): msgspec's import of typing_extensions and the garbage collector's passes at exit."""
 COLD_REPEATS = 15
 
 
