@@ -33,15 +33,17 @@ class Verdict(Kind):
     @property
     def serves(self) -> bool:
         """vLLM starts and keeps serving (perhaps fewer requests at once than asked)."""
-        return self in (Verdict.STARTS, Verdict.INSUFFICIENT_CONCURRENCY)
+        return self in _SERVING
 
     @property
     def rank(self) -> int:
         """0 for the best verdict: the order of the members."""
-        return _VERDICT_RANK[self]
+        return _VERDICTS.index(self)
 
 
-_VERDICT_RANK = {v: i for i, v in enumerate(Verdict)}
+# tuples, read by identity: a search asks each ~2000 times, and an enum's hash is a Python function
+_VERDICTS = tuple(Verdict)
+_SERVING = (Verdict.STARTS, Verdict.INSUFFICIENT_CONCURRENCY)
 
 
 class AttentionKind(Kind):

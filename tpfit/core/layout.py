@@ -95,7 +95,7 @@ def stage_groups(index: tuple[int, ...], pp: int, cache: dict | None = None) -> 
         if one_shape:
             counts = ((0, n),) if n else ()
         else:
-            counts = tuple((shape, k) for shape, before in enumerate(prefix) if (k := before[end] - before[start]))
+            counts = tuple([(shape, k) for shape, before in enumerate(prefix) if (k := before[end] - before[start])])
         kind = (counts, rank == 0, rank == pp - 1)
         if kind not in groups:
             groups[kind] = ([], [])
