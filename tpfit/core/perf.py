@@ -400,7 +400,7 @@ class _Stage(Struct, frozen=True, kw_only=True, gc=False):
 
 def _stage(costs: tuple[_LayerCost, ...], lm_head: int, lm_params: int, group: StageGroup) -> _Stage:
     """The stages of `group` on one GPU, given each distinct layer's cost and the lm_head's (_shard_costs)."""
-    return _Stage(layers=tuple((costs[i], k) for i, k in group.counts), extra_bytes=lm_head if group.last else 0,
+    return _Stage(layers=tuple([(costs[i], k) for i, k in group.counts]), extra_bytes=lm_head if group.last else 0,
                   extra_params=lm_params if group.last else 0)
 
 

@@ -197,13 +197,16 @@ def make_plan(model: ModelSpec, cluster: Cluster, workload: Workload | None = No
     # DP replicas don't change a GPU's memory, except that MoE experts are split over TP x DP
     cache: dict[tuple, tuple[tuple[int, ...], MemoryPlan | None]] = {}  # per-GPU weights of one replica, memory
     check_layout = layout_checker(spec, cluster, engine)
+    # no speed without the GPU's bandwidth: a CPU, or a GPU given only by its size (--gpus 2x24GB)
+    timed = cluster.gpu.vendor != "CPU" and cluster.gpu.mem_bw_bytes_per_s > 0
+    speed_of = (gpu_speed or make_gpu_speed(cluster.gpu)) if timed else None
     for layout in layouts:
         violations = check_layout(layout)
         tp, pp = layout.tp, layout.pp
-        split = (tp, layout.moe_parallel_size if is_moe else 1, layout.enable_expert_parallel)
         per_replica = -(-workload.concurrency // layout.dp)  # DP replicas share the requests out
-        key = (pp, per_replica, *split)
-        if key not in cache or (cache[key][1] is None and not violations):
+        key = (pp, per_replica, tp, layout.moe_parallel_size if is_moe else 1, layout.enable_expert_parallel)
+        hit = cache.get(key)
+        if hit is None or (hit[1] is None and not violations):
             stages: tuple[tuple[StageGroup, int], ...] = ()
             rank_weights: list[int] = []
             if pp <= spec.num_hidden_layers:
@@ -229,17 +232,12 @@ def make_plan(model: ModelSpec, cluster: Cluster, workload: Workload | None = No
                         memory = lower
             # each stage's weight once per TP rank: zip of tp references to the list repeats each item in place
             replica = tuple(rank_weights) if tp == 1 else tuple(chain.from_iterable(zip(*[rank_weights] * tp)))
-            cache[key] = (replica, memory)
-        replica, memory = cache[key]
-        per_gpu = replica * layout.dp
+            hit = cache[key] = (replica, memory)
+        replica, memory = hit
         speed = None
-        # no speed without the GPU's bandwidth: a CPU, or a GPU given only by its size (--gpus 2x24GB)
-        if (not violations and memory is not None and memory.verdict.serves and cluster.gpu.vendor != "CPU"
-                and cluster.gpu.mem_bw_bytes_per_s > 0):
-            gpu_speed = gpu_speed or make_gpu_speed(cluster.gpu)
-            speed = make_speed(spec, layout, memory, cluster, gpu_speed, speed_work, kv_bytes=kv_bytes,
-                               cache=shared)
-        candidates.append(Candidate(layout=layout, violations=violations, weight_bytes_per_gpu=per_gpu,
+        if speed_of is not None and not violations and memory is not None and memory.verdict.serves:
+            speed = make_speed(spec, layout, memory, cluster, speed_of, speed_work, kv_bytes=kv_bytes, cache=shared)
+        candidates.append(Candidate(layout=layout, violations=violations, weight_bytes_per_gpu=replica * layout.dp,
                                     memory=None if violations else memory, speed=speed))
     params = total_param_count(spec)
     context = engine.max_model_len or spec.max_model_len
