@@ -89,6 +89,10 @@ def batch_defaults(cluster: Cluster, engine: EngineArgs, sem: Semantics, max_mod
     return BatchDefaults(max_num_seqs=min(seqs, tokens), max_num_batched_tokens=tokens)
 
 
+_num_blocks = attrgetter("num_blocks")
+"""A GpuMemory's number of blocks: the key that picks the GPU limiting the KV cache."""
+
+
 class GpuMemory(Struct, frozen=True, kw_only=True, gc=False):
     """One GPU's share of vLLM's budget (all TP ranks of a pipeline stage are alike). Its pipeline stage is its
     place in `MemoryPlan.gpus`."""
@@ -426,9 +430,6 @@ def make_memory_plan(spec: ModelSpec, layout: Layout, cluster: Cluster, engine: 
     worst = min(distinct if one_kv_group else gpus, key=_num_blocks)
     return _verdict(tuple(gpus), worst, geometry, spec, layout, cluster, engine, sem, batch, max_len, util,
                     concurrency, mode, cache)
-
-
-_num_blocks = attrgetter("num_blocks")
 
 
 def _verdict(gpus, worst: GpuMemory, geometry: KVGeometry, spec, layout, cluster, engine, sem, batch, max_len, util,

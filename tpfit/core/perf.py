@@ -456,8 +456,8 @@ class _StageTerms(NamedTuple):
     """FLOPs per sampled token besides the layers (the lm_head)."""
     layers: tuple[tuple, ...]
     """Per layer shape: (n layers, dense bytes, expert bytes, K+V bytes a decoding request reads (kv_bytes_per_token
-    x span), span, prompt span, 1 - k/E or None without experts, MoE all-reduce, and for the n layers: dense FLOPs
-    per token, expert FLOPs per token, attention FLOPs per attended token)."""
+    x span), span, prompt span, (experts, experts per token) or None, MoE all-reduce, and for the n layers: dense
+    FLOPs per token, expert FLOPs per token, attention FLOPs per attended token)."""
 
 
 def _stage_terms(stage: _Stage, *, context: float, prefill_context: float) -> _StageTerms:
@@ -466,8 +466,8 @@ def _stage_terms(stage: _Stage, *, context: float, prefill_context: float) -> _S
     for c, n in stage.layers:
         span = min(context, c.window_tokens) if c.window_tokens else context
         pspan = min(prefill_context, c.window_tokens) if c.window_tokens else prefill_context
-        untouched = 1.0 - c.experts_per_token / c.num_experts if c.num_experts else None  # see expert_coverage
-        layers.append((n, c.dense_bytes, c.expert_bytes, c.kv_bytes_per_token * span, span, pspan, untouched,
+        experts = (c.num_experts, c.experts_per_token) if c.num_experts else None
+        layers.append((n, c.dense_bytes, c.expert_bytes, c.kv_bytes_per_token * span, span, pspan, experts,
                        c.moe_allreduce, n * FLOPS_PER_PARAM_PER_TOKEN * c.dense_params,
                        n * FLOPS_PER_PARAM_PER_TOKEN * c.active_expert_params, n * 4 * c.attn_width))
     return _StageTerms(extra_bytes=stage.extra_bytes,
@@ -485,11 +485,11 @@ def _stage_step_s(stage: _StageTerms, decode: float, prefill: float, speed: GpuS
     flops = flops_per_token * decode  # lm_head: only for sampled tokens
     expert_flops = 0.0
     comm = 0.0
-    for (n, dense_bytes, expert_bytes, kv_span_bytes, span, pspan, untouched, moe_allreduce, dense_flops,
+    for (n, dense_bytes, expert_bytes, kv_span_bytes, span, pspan, experts, moe_allreduce, dense_flops,
          expert_flops_per_token, attention_flops) in layers:
         cover = 0.0
-        if untouched is not None:
-            cover = 1.0 if moe.reads_every_expert else 1.0 - untouched ** tokens  # expert_coverage
+        if experts is not None:
+            cover = 1.0 if moe.reads_every_expert else expert_coverage(tokens, *experts)
         read += n * (dense_bytes + expert_bytes * cover / moe.bw_efficiency + kv_span_bytes * decode)
         flops += dense_flops * tokens
         expert_flops += expert_flops_per_token * tokens
@@ -555,15 +555,14 @@ def physical_floor_s(spec: ModelSpec, layout: Layout, gpu: GpuSpec, *, decode: f
 
 
 def _pipeline(spec: ModelSpec, layout: Layout, cluster: Cluster, speed: GpuSpeed, kv_bytes: int,
-              workload: SpeedWorkload, split: int, cache: dict) -> tuple:
+              workload: SpeedWorkload, is_moe: bool, cache: dict) -> tuple:
     """What make_speed needs of a layout's shape (TP, PP, expert split) beside its memory: its distinct stages (the
     same layers and ends cost the same; _stage_terms, in order of first rank) and how many ranks hold each, the TP,
-    MoE and PP links, and the memo of stage steps for that pair of TP and MoE links. `split`: the expert split,
-    TP x DP for an MoE model, else 1."""
-    key = ("speed_shard", layout.tp, split, layout.enable_expert_parallel)
+    MoE and PP links, and the memo of stage steps for that pair of TP and MoE links."""
+    key = ("speed_shard", layout.tp, layout.moe_parallel_size if is_moe else 1, layout.enable_expert_parallel)
     shard = cache.get(key)
     if shard is None:
-        shard = cache[key] = _speed_shard(spec, layout, cluster, speed, kv_bytes, split > 1, cache)
+        shard = cache[key] = _speed_shard(spec, layout, cluster, speed, kv_bytes, is_moe, cache)
     costs, lm_head, lm_params, same, by_kind, tp_cost, moe_cost, memo = shard
     context, prefill_context = workload.input_tokens + workload.output_tokens / 2, workload.input_tokens / 2
     kinds: dict[int, list] = {}
@@ -622,11 +621,10 @@ def make_speed(spec: ModelSpec, layout: Layout, memory: MemoryPlan, cluster: Clu
     if search is None:  # what every layout of the search shares
         search = cache[("speed",)] = spec.is_moe, _gemm_flops_per_s(spec, speed), moe_kernel(spec, speed)
     is_moe, flops_per_s, moe = search
-    split = layout.moe_parallel_size if is_moe else 1
-    key = ("stages", layout.tp, layout.pp, split, layout.enable_expert_parallel)
+    key = ("stages", layout.tp, layout.pp, layout.moe_parallel_size if is_moe else 1, layout.enable_expert_parallel)
     pipe = cache.get(key)
     if pipe is None:
-        pipe = cache[key] = _pipeline(spec, layout, cluster, speed, kv_bytes or spec.dtype_bytes, workload, split,
+        pipe = cache[key] = _pipeline(spec, layout, cluster, speed, kv_bytes or spec.dtype_bytes, workload, is_moe,
                                       cache)
     stages, ids, counts, tp_cost, moe_cost, pp_cost, memo = pipe
 
