@@ -360,11 +360,14 @@ class _LayerCost(Struct, frozen=True, kw_only=True, gc=False):
 
 
 def _layer_cost(layer: LayerSpec, spec: ModelSpec, unquantized: ModelSpec, layout: Layout, kv_bytes: int,
-                total: int | None = None) -> _LayerCost:
-    """`total`: the layer's bytes on one GPU (layer_weight_bytes), where the caller has them."""
+                total: int | None = None, unquantized_total: int | None = None) -> _LayerCost:
+    """`total`, `unquantized_total`: the layer's bytes on one GPU (layer_weight_bytes) as `spec` and `unquantized`
+    hold it, where the caller has them."""
     h, b, tp = spec.hidden_size, spec.dtype_bytes, layout.tp
     total = layer_weight_bytes(layer, spec, layout) if total is None else total
-    params_total = layer_weight_bytes(layer, unquantized, layout) // b
+    if unquantized_total is None:
+        unquantized_total = layer_weight_bytes(layer, unquantized, layout)
+    params_total = unquantized_total // b
     expert_bytes = expert_params = active = 0
     m = layer.moe
     if m is not None:
@@ -410,14 +413,16 @@ def _shard_costs(spec: ModelSpec, layout: Layout, kv_bytes: int, cache: dict
     lm_head's bytes and parameters: what depends on TP and the expert split, not on PP."""
     tp = layout.tp
     if ("unquantized",) not in cache:
-        cache[("unquantized",)] = replace(spec, quant=None) if spec.quant else spec
-    unquantized = cache[("unquantized",)]
+        # the model without quantization (for parameter counts), with its own search cache where it differs
+        cache[("unquantized",)] = (replace(spec, quant=None), {}) if spec.quant else (spec, None)
+    unquantized, unquantized_cache = cache[("unquantized",)]
     costs = []
     per_shape = layer_bytes(spec, layout, cache)
+    unquantized_shape = per_shape if unquantized_cache is None else layer_bytes(unquantized, layout, unquantized_cache)
     for i, layer in enumerate(distinct_layers(spec.layers)[1]):
         key = ("cost", i, tp, layout.moe_parallel_size, layout.enable_expert_parallel) if layer.moe else ("cost", i, tp)
         if key not in cache:
-            cost = _layer_cost(layer, spec, unquantized, layout, kv_bytes, per_shape[i])
+            cost = _layer_cost(layer, spec, unquantized, layout, kv_bytes, per_shape[i], unquantized_shape[i])
             # one object per value: shapes that cost alike are then alike by identity (_speed_shard)
             cache[key] = cache.setdefault(("cost", cost), cost)
         costs.append(cache[key])
