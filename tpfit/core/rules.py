@@ -49,6 +49,18 @@ def _tp_choices(what: str, ok_tps: tuple[int, ...], tp: int) -> tuple[int | None
     return (lower[-1] if lower else None), f"TP must divide {what}: {_join(ok_tps)}"
 
 
+@lru_cache(maxsize=4096)
+def _not_divisible(numerator: int, denominator: int) -> str:
+    """vLLM's `divide` AssertionError (NOT_DIVISIBLE) for these sizes: a 64-GPU search writes it ~1000 times for a few
+    dozen pairs."""
+    return NOT_DIVISIBLE.format(numerator=numerator, denominator=denominator)
+
+
+@lru_cache(maxsize=1024)
+def _heads_not_divisible(heads: int, tp: int) -> str:
+    return HEADS_NOT_DIVISIBLE.format(heads=heads, tp=tp)
+
+
 def _tp_fix(what: str, ok_tps: tuple[int, ...], layout: Layout, cluster: Cluster) -> str:
     gpus = layout.world_size
     best, divide = _tp_choices(what, ok_tps, layout.tp)
@@ -71,7 +83,7 @@ def check_heads(spec: ModelSpec, layout: Layout, cluster: Cluster) -> list[Viola
     return [Violation(
         rule="heads_divisible_by_tp",
         detail=f"TP={tp} is refused ({heads} attention heads)",
-        vllm_error=HEADS_NOT_DIVISIBLE.format(heads=heads, tp=tp),
+        vllm_error=_heads_not_divisible(heads, tp),
         fix=_tp_fix(f"{heads} heads", _valid_tps(heads, max(tp, 8)), layout, cluster),
     )]
 
@@ -82,11 +94,11 @@ def check_kv_heads(spec: ModelSpec, layout: Layout, cluster: Cluster) -> list[Vi
     for kv in _sizes(spec).kv_heads:
         if kv >= tp and kv % tp:
             return [Violation(rule="kv_heads_split", detail=f"{kv} KV heads do not split over TP={tp}",
-                              vllm_error=NOT_DIVISIBLE.format(numerator=kv, denominator=tp),
+                              vllm_error=_not_divisible(kv, tp),
                               fix=_tp_fix(f"{kv} KV heads", _valid_tps(kv, max(tp, 8)), layout, cluster))]
         if kv < tp and tp % kv:
             return [Violation(rule="kv_heads_replicate", detail=f"TP={tp} is not a multiple of {kv} KV heads",
-                              vllm_error=NOT_DIVISIBLE.format(numerator=tp, denominator=kv),
+                              vllm_error=_not_divisible(tp, kv),
                               fix=f"use a TP that is a divisor or multiple of {kv}")]
     return []
 
@@ -98,7 +110,7 @@ def check_vocab(spec: ModelSpec, layout: Layout, cluster: Cluster) -> list[Viola
         return []
     return [Violation(rule="vocab_divisible_by_tp",
                       detail=f"padded vocab {padded} does not split over TP={layout.tp}",
-                      vllm_error=NOT_DIVISIBLE.format(numerator=padded, denominator=layout.tp),
+                      vllm_error=_not_divisible(padded, layout.tp),
                       fix=_tp_fix(f"the padded vocab {padded}", _valid_tps(padded, max(layout.tp, 8)), layout, cluster))]
 
 
@@ -108,7 +120,7 @@ def check_mlp_split(spec: ModelSpec, layout: Layout, cluster: Cluster) -> list[V
     for size in _sizes(spec).mlp_widths:
         if size % tp:
             return [Violation(rule="mlp_divisible_by_tp", detail=f"MLP width {size} does not split over TP={tp}",
-                              vllm_error=NOT_DIVISIBLE.format(numerator=size, denominator=tp),
+                              vllm_error=_not_divisible(size, tp),
                               fix=_tp_fix(f"{size}", _valid_tps(size, max(tp, 8)), layout, cluster))]
     return []
 
@@ -122,7 +134,7 @@ def check_moe_split(spec: ModelSpec, layout: Layout, cluster: Cluster) -> list[V
         if size % moe_tp:
             return [Violation(rule="moe_divisible_by_tp",
                               detail=f"expert width {size} does not split over {moe_tp} ranks (TP x DP)",
-                              vllm_error=NOT_DIVISIBLE.format(numerator=size, denominator=moe_tp),
+                              vllm_error=_not_divisible(size, moe_tp),
                               fix="add --enable-expert-parallel (whole experts per GPU) or use a TP x DP that divides "
                                   f"{size}")]
     return []
