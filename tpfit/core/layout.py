@@ -89,11 +89,11 @@ def stage_groups(index: tuple[int, ...], pp: int, cache: dict | None = None) -> 
     prefix = cache[("shape_prefix",)]
     groups: dict[tuple, tuple[list[int], list[range]]] = {}
     start = 0
-    one_shape = len(prefix) == 1  # then a stage's counts are its number of layers
+    one_shape = len(prefix) == 1  # then a stage's counts are its number of layers, n
     for rank, n in enumerate(pp_layer_split(len(index), pp)):
         end = start + n
         if one_shape:
-            counts = ((0, n),) if n else ()
+            counts = n
         else:
             counts = tuple([(shape, k) for shape, before in enumerate(prefix) if (k := before[end] - before[start])])
         kind = (counts, rank == 0, rank == pp - 1)
@@ -103,9 +103,12 @@ def stage_groups(index: tuple[int, ...], pp: int, cache: dict | None = None) -> 
         ranks.append(rank)
         ranges.append(range(start, end))
         start = end
-    cache[("stage_groups", pp)] = out = tuple(
-        StageGroup(ranks=tuple(ranks), layers=tuple(ranges), counts=counts, first=first, last=last)
-        for (counts, first, last), (ranks, ranges) in groups.items())
+    out = []
+    for (counts, first, last), (ranks, ranges) in groups.items():
+        if one_shape:
+            counts = ((0, counts),) if counts else ()
+        out.append(StageGroup(ranks=tuple(ranks), layers=tuple(ranges), counts=counts, first=first, last=last))
+    cache[("stage_groups", pp)] = out = tuple(out)
     return out
 
 
