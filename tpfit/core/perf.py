@@ -293,7 +293,8 @@ class Speed(Struct, frozen=True, kw_only=True, gc=False):
                 "step_ms": {"memory": round(self.step.memory_s * 1e3, 3), "compute": round(self.step.compute_s * 1e3, 3),
                             "communication": round(self.step.communication_s * 1e3, 3),
                             "overhead": round(self.step.overhead_s * 1e3, 3),
-                            "pipeline": round(self.step.pipeline_s * 1e3, 3)},
+                            # a difference of sums, 0 up to float noise without PP: shown as 0.0, never -0.0
+                            "pipeline": max(0.0, round(self.step.pipeline_s * 1e3, 3))},
                 "calibration": self.calibration}
 
 
