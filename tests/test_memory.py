@@ -199,3 +199,20 @@ def test_every_own_vllm_run_within_one_percent():
         # the runs that served (l70-tp4-g95 generated at 0.95) start; l70-tp4-g98 started and ran out of memory
         # at its first request
         assert c.memory.verdict == ("starts" if row.outcome == "ok" else row.outcome), row.name
+
+
+def test_overflow_names_the_graph_pool_beyond_its_budgeted_estimate():
+    """vLLM 0.20-0.21 subtract their own estimate of the CUDA-graph pool from the budget, below the pool they then
+    get: that excess comes on top of the budget, and the overflow reason names it (it once named only the context)."""
+    from tpfit import Workload
+    from tpfit.kinds import Verdict
+    from tpfit.units import format_gib
+
+    plan = make_plan(load_config("meta-llama--Llama-3.1-8B.json"), Cluster.parse("1xh100"), Workload(context=8192),
+                     EngineArgs(gpu_memory_utilization=0.99, vllm_version="0.20.0"))
+    (tp1,) = [c for c in plan.candidates if c.layout.num_gpus == 1]
+    w = tp1.memory.worst
+    assert tp1.memory.verdict is Verdict.OVERFLOWS_AT_RUNTIME and w.cuda_graph_bytes_in_budget
+    beyond = w.cuda_graph_bytes - w.cuda_graph_budget_bytes
+    assert beyond > 0
+    assert f"CUDA graphs ({format_gib(beyond)} GiB beyond the estimate in the budget)" in tp1.memory.reasons[-1]

@@ -31,13 +31,13 @@ from tpfit.core.weights import distinct_layers, group_weights, padded_vocab
 from tpfit.hardware.cluster import Cluster
 from tpfit.kinds import AttentionKind, MambaCacheMode, Verdict
 from tpfit.model.spec import ModelSpec
-from tpfit.units import GIB, format_gib, gib
+from tpfit.units import GIB, cdiv, format_gib, gib
 
 def state_blocks(mode: MambaCacheMode, length: int, block_size: int) -> int:
     """Blocks a mamba/GDN group holds for one request of `length` tokens (`MambaSpec.max_memory_usage_bytes`, no
     speculative decoding): one ("none"), two ("align"), or one per block of the request ("all")."""
     if mode is MambaCacheMode.ALL:
-        return -(-length // block_size)
+        return cdiv(length, block_size)
     return 2 if mode is MambaCacheMode.ALIGN else 1
 
 RUNTIME_GROWTH = GIB
@@ -467,7 +467,10 @@ def _verdict(gpus, worst: GpuMemory, geometry: KVGeometry, spec, layout, cluster
     verdict = Verdict.REFUSED_AT_START if refusal else Verdict.STARTS
     if verdict is Verdict.STARTS and worst.free_bytes < RUNTIME_GROWTH:
         verdict = Verdict.OVERFLOWS_AT_RUNTIME
-        outside = ([] if worst.cuda_graph_bytes_in_budget else [f"CUDA graphs ({format_gib(worst.cuda_graph_bytes)} GiB)"])
+        # the graphs outside the budget: the whole pool, or what it takes beyond the estimate vLLM subtracted
+        graphs = worst.outside_budget_bytes - worst.pre_snapshot_bytes
+        beyond = " beyond the estimate in the budget" if worst.cuda_graph_bytes_in_budget else ""
+        outside = [f"CUDA graphs ({format_gib(graphs)} GiB{beyond})"] if graphs > 0 else []
         outside.append(f"the CUDA context ({format_gib(worst.pre_snapshot_bytes)} GiB)")
         outside.append(f"{format_gib(RUNTIME_GROWTH)} GiB more at the first requests (buffers, fragmentation)")
         reasons.append(f"vLLM starts, but {', '.join(outside[:-1])}{' and ' if len(outside) > 1 else ''}{outside[-1]} "

@@ -25,7 +25,7 @@ from msgspec.structs import replace
 from tpfit.core.kv import attention_page_bytes_per_token
 from tpfit.core.layout import Layout, StageGroup, stage_groups
 from tpfit.core.weights import (
-    allocated_bytes, distinct_layers, layer_bytes, layer_weight_bytes, linear_bytes, padded_vocab, routed_expert_bytes,
+    allocated_bytes, distinct_layers, layer_bytes, linear_bytes, padded_vocab, routed_expert_bytes,
 )
 from tpfit.errors import UsageError
 from tpfit.kinds import Bound, LinkKind
@@ -361,13 +361,10 @@ class _LayerCost(Struct, frozen=True, kw_only=True, gc=False):
 
 
 def _layer_cost(layer: LayerSpec, spec: ModelSpec, unquantized: ModelSpec, layout: Layout, kv_bytes: int,
-                total: int | None = None, unquantized_total: int | None = None) -> _LayerCost:
-    """`total`, `unquantized_total`: the layer's bytes on one GPU (layer_weight_bytes) as `spec` and `unquantized`
-    hold it, where the caller has them."""
+                total: int, unquantized_total: int) -> _LayerCost:
+    """`total`, `unquantized_total`: the layer's bytes on one GPU (weights.layer_bytes) as `spec` and
+    `unquantized` hold it."""
     h, b, tp = spec.hidden_size, spec.dtype_bytes, layout.tp
-    total = layer_weight_bytes(layer, spec, layout) if total is None else total
-    if unquantized_total is None:
-        unquantized_total = layer_weight_bytes(layer, unquantized, layout)
     params_total = unquantized_total // b
     expert_bytes = expert_params = active = 0
     m = layer.moe
@@ -643,7 +640,7 @@ def make_speed(spec: ModelSpec, layout: Layout, memory: MemoryPlan, cluster: Clu
     budget = memory.max_num_batched_tokens
     # DP replicas of a dense model hold the same stages: their speed differs only where these do
     served = min(workload.concurrency, layout.dp * running)
-    alike = (key, per_replica, running, served, budget, memory.block_size)
+    alike = (key, per_replica, running, served, budget)
     if alike in cache:
         return cache[alike]
 

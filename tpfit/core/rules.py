@@ -322,10 +322,14 @@ def check_layout(spec: ModelSpec, layout: Layout, cluster: Cluster, engine: Engi
     found: list[Violation] = []
     for rule in LAYOUT_RULES:
         found.extend(rule(spec, layout, cluster))
-    found.extend(check_gpu_support(spec, cluster, engine))
-    found.extend(check_kv_cache_dtype(spec, cluster, engine))
-    found.extend(check_max_model_len(spec, engine))
-    return tuple(found)
+    return (*found, *model_wide_violations(spec, cluster, engine))
+
+
+def model_wide_violations(spec: ModelSpec, cluster: Cluster, engine: EngineArgs) -> tuple[Violation, ...]:
+    """The checks no layout changes (the GPU, the KV-cache dtype, --max-model-len), after the layout rules: one
+    list for `check_layout` and `layout_checker`."""
+    return (*check_gpu_support(spec, cluster, engine), *check_kv_cache_dtype(spec, cluster, engine),
+            *check_max_model_len(spec, engine))
 
 
 # what a rule reads of a layout (RULE_FACTORS); plain fields are read by attrgetter, in C: a 64-GPU search reads
@@ -368,21 +372,20 @@ RULE_FACTORS: dict[Callable, tuple[Callable[[Layout], object], Callable[[Layout]
 }
 """What each layout rule reads of the layout: for its verdict (refuse or not), and for its message (a fix may
 name the PP and DP sizes). `layout_checker` decides each rule once per value of the first and writes each
-message once per value of the second; a rule not listed here is run on every layout."""
+message once per value of the second. Every rule of LAYOUT_RULES is listed (tests/test_search_shortcuts.py)."""
 
 
 def layout_checker(spec: ModelSpec, cluster: Cluster, engine: EngineArgs) -> Callable[[Layout], tuple[Violation, ...]]:
     """`check_layout` for the many layouts of one search, with the same answers: a rule's verdict is worked out
     once per value of its RULE_FACTORS (a 64-GPU search has ~1500 layouts but 64 TP sizes), its message once per
     value of what the message reads, and the model-wide checks once."""
-    model_wide = (*check_gpu_support(spec, cluster, engine), *check_kv_cache_dtype(spec, cluster, engine),
-                  *check_max_model_len(spec, engine))
+    model_wide = model_wide_violations(spec, cluster, engine)
     groups: dict[Callable[[Layout], object], list[Callable]] = {}
     for rule in LAYOUT_RULES:
-        groups.setdefault(RULE_FACTORS.get(rule, (_whole_layout,))[0], []).append(rule)
+        groups.setdefault(RULE_FACTORS[rule][0], []).append(rule)
     verdicts = [(factors, tuple(rules), {}) for factors, rules in groups.items()]
     order = {rule: i for i, rule in enumerate(LAYOUT_RULES)}
-    messages = {rule: (RULE_FACTORS.get(rule, (None, _whole_layout))[1], {}) for rule in LAYOUT_RULES}
+    messages = {rule: (RULE_FACTORS[rule][1], {}) for rule in LAYOUT_RULES}
 
     def decide(rule: Callable, layout: Layout) -> bool:
         """Whether `rule` refuses `layout`; its message for this layout is kept, for the others that read alike."""

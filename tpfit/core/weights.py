@@ -189,9 +189,9 @@ def layer_weight_bytes(layer: LayerSpec, spec: ModelSpec, layout: Layout) -> int
 
 def layer_bytes(spec: ModelSpec, layout: Layout, cache: dict | None = None) -> tuple[int, ...]:
     """Bytes of one layer of each distinct shape (distinct_layers' order) on one GPU. It depends on TP and the
-    expert split only: `cache`, a dict kept across the layouts of one search, holds it for all PP sizes (and, for
-    a dense model, all DP sizes); within it, what TP decides is worked out once per TP, and the routed experts
-    once per expert split, whatever the TP (a 64-GPU search has ~600 TP x expert splits, 64 TP sizes)."""
+    expert split only: `cache`, a dict kept across the layouts of one search, holds it for all PP sizes; within
+    it, what TP decides is worked out once per TP, and the routed experts once per expert split, whatever the TP
+    (a 64-GPU search has ~600 TP x expert splits, 64 TP sizes)."""
     if cache is None:
         return tuple(layer_weight_bytes(layer, spec, layout) for layer in distinct_layers(spec.layers)[1])
     tp, ep = layout.tp, layout.enable_expert_parallel
