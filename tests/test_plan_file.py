@@ -195,3 +195,18 @@ def test_a_foreign_or_old_file_is_one_line_and_exit_2(saved_doc, tmp_path, chang
                             capture_output=True, text=True, cwd=ROOT, timeout=120)
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2 and len(lines) == 1 and needle in lines[0] and "--plan" in lines[0], result.stderr
+
+
+def test_a_plan_nested_past_the_recursion_limit_is_one_line():
+    """A `plan` whose fallbacks nest deeper than Python's recursion limit (a file reader bounds a file's nesting;
+    a document handed over in memory is not) is refused as one line naming --plan, not a RecursionError."""
+    from tpfit.report.json import plan_from_dict
+
+    doc = plan_to_dict(make_plan(load_config("meta-llama--Llama-3.1-8B.json"), Cluster.parse("1xh100"),
+                                 Workload(context=8192), memory_model=load_memory_model()))
+    nested = doc["plan"]
+    for _ in range(sys.getrecursionlimit()):
+        nested = {**doc["plan"], "fallback": nested}
+    with pytest.raises(UsageError) as err:
+        plan_from_dict({**doc, "plan": nested}, where="deep.json")
+    assert "nests too deeply" in str(err.value) and "\n" not in str(err.value) and err.value.flag == "--plan"

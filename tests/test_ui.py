@@ -172,6 +172,17 @@ def test_html_report_is_one_file_with_the_plan(tmp_path):
     assert not re.search(r'(src|href)="(?!#)', text)  # no script, style or image from elsewhere
 
 
+def test_html_report_of_a_config_file_serves_its_folder(tmp_path):
+    """The report's deploy files serve the folder vLLM loads, as `tpfit deploy` does (they served the config.json
+    file itself, which vLLM cannot load)."""
+    (tmp_path / "config.json").write_text((CONFIGS / "meta-llama--Llama-3.1-8B.json").read_text())
+    out = tmp_path / "report.html"
+    run = tpfit("plan", str(tmp_path / "config.json"), "--gpus", "1xH100", "--context", "8192", "--html", str(out))
+    assert run.returncode == 0
+    text = out.read_text()
+    assert f"vllm serve {tmp_path}" in text and f"vllm serve {tmp_path / 'config.json'}" not in text
+
+
 def test_html_report_refuses_an_unwritable_path(tmp_path):
     run = tpfit("plan", "llama-3.1-8b", "--gpus", "1xH100", "--html", str(tmp_path / "no" / "such" / "r.html"))
     assert run.returncode == 2

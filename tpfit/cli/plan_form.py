@@ -179,10 +179,9 @@ def view_for_plan(plan, params: Mapping[str, object], *, uploaded: bool = False)
     from tpfit.report.view import make_view
 
     args = args_from_query(query_from_params(params))
-    model = str(params["model"])
-    local = not uploaded and Path(model).exists()
-    return make_view(plan, plan_args=args,
-                     deploy_args=None if uploaded else deploy_args_for(args), model_path=model if local else None)
+    # the folder vLLM loads, as `tpfit deploy` names it (a config.json's folder, not the file)
+    return make_view(plan, plan_args=args, deploy_args=None if uploaded else deploy_args_for(args),
+                     model_path=None if uploaded else plan.model.local_path)
 
 
 def check_model_name(model: str) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import msgspec
 
@@ -51,7 +51,7 @@ class HostSnapshot:
     """What could not be read, and why (no GPU, no docker, no nvidia-smi...)."""
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "gpus": msgspec.to_builtins(self.gpus)}  # GpuState is a Struct (hardware/nvml.py)
+        return msgspec.to_builtins(self)  # the dataclass and its GpuState Structs (hardware/nvml.py) alike
 
 
 # ---- parsers of captured text -------------------------------------------------------------

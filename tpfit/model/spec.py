@@ -11,7 +11,7 @@ from pathlib import PurePath
 from msgspec import Struct
 from msgspec.structs import force_setattr
 
-from tpfit.codec import encode
+from tpfit.codec import decode, encode
 from tpfit.errors import SpecError
 from tpfit.kinds import AttentionKind, MlpKind, StateKind
 
@@ -236,17 +236,5 @@ class ModelSpec(Struct, frozen=True, kw_only=True):
 
     @classmethod
     def from_dict(cls, data: dict) -> ModelSpec:
-        """Inverse of `to_dict` (plain JSON values back into frozen specs)."""
-        d = dict(data)
-
-        def layer(x: dict) -> LayerSpec:
-            x = dict(x)
-            x["moe"] = MoESpec(**x["moe"]) if x.get("moe") else None
-            x["state"] = StateSpec(**x["state"]) if x.get("state") else None
-            return LayerSpec(**x)
-
-        d["layers"] = tuple(layer(x) for x in d["layers"])
-        d["mla"] = MLASpec(**d["mla"]) if d.get("mla") else None
-        d["quant"] = QuantSpec(**d["quant"]) if d.get("quant") else None
-        d["notes"] = tuple(d.get("notes", ()))
-        return cls(**d)
+        """Inverse of `to_dict` (plain JSON values back into frozen specs), by the codec that reads a saved plan's."""
+        return decode(cls, data)

@@ -134,7 +134,7 @@ def plan_from_dict(doc: dict, *, where: str) -> Plan:
         raise UsageError(f"not a `tpfit plan --json` file: plan nests too deeply; {_SAVE_AGAIN}", flag="--plan",
                          value=where) from None
     made = msgspec.json.decode(msgspec.json.encode({**plan_to_dict(plan), "tpfit_version": doc.get("tpfit_version")}))
-    changed = _first_difference(doc, made)
+    changed = None if doc == made else _first_difference(doc, made)  # the walk only to name what differs
     if changed is not None:
         by = "" if doc.get("tpfit_version") == __version__ else f" (or tpfit {doc.get('tpfit_version')!r} wrote it)"
         raise UsageError(f"{changed} differs from the plan the file holds: it was changed after tpfit plan --json "
