@@ -565,28 +565,56 @@ def _pipeline(spec: ModelSpec, layout: Layout, cluster: Cluster, speed: GpuSpeed
     key = ("speed_shard", layout.tp, layout.moe_parallel_size if is_moe else 1, layout.enable_expert_parallel)
     shard = cache.get(key)
     if shard is None:
-        shard = cache[key] = _speed_shard(spec, layout, cluster, speed, kv_bytes, is_moe, cache)
+        shard = _speed_shard(spec, layout, cluster, speed, kv_bytes, is_moe, cache)
+        # one shard per value of what it holds (its layer costs are one object per value): a layout with
+        # --enable-expert-parallel often holds the bytes of the same layout without it, and then shares its stages,
+        # stage steps and speeds (DeepSeek-V3 on 64 GPUs: 511 speeds, 368 distinct)
+        costs, lm_head, lm_params, same, _, tp_cost, moe_cost, _ = shard
+        alike = ("speed_shard", layout.tp, tuple(map(id, costs)), lm_head, lm_params, same, id(tp_cost), id(moe_cost))
+        shard = cache[key] = cache.setdefault(alike, shard)
+    found = cache.get(("pipeline", id(shard), layout.pp))
+    if found is not None:
+        return found
     costs, lm_head, lm_params, same, by_kind, tp_cost, moe_cost, memo = shard
+    kinds, counts = _stage_kinds(spec, layout.pp, same, cache)
     context, prefill_context = workload.input_tokens + workload.output_tokens / 2, workload.input_tokens / 2
-    kinds: dict[int, list] = {}
-    for group in stage_groups(distinct_layers(spec.layers)[0], layout.pp, cache):
-        # stages alike by their layers' costs: by their layer counts, where no two shapes cost alike (else by each
-        # shape's first alike shape)
-        kind = (group.counts if same is None else tuple((same[i], k) for i, k in group.counts), group.last)
+    stages = []
+    for kind, group in kinds:
         terms = by_kind.get(kind)
         if terms is None:
             terms = by_kind[kind] = _stage_terms(_stage(costs, lm_head, lm_params, group), context=context,
                                                  prefill_context=prefill_context)
-        if id(terms) in kinds:
-            kinds[id(terms)][1] += len(group.ranks)
-        else:
-            kinds[id(terms)] = [terms, len(group.ranks)]
+        stages.append(terms)
     pp_cost = None
     if layout.pp > 1:
         across = layout.world_size > cluster.gpus_per_node  # vLLM puts TP within a node, PP across nodes
         pp_cost = _link(cache, speed, cluster, 2, LinkKind.NETWORK if across else None)
-    return (tuple(terms for terms, _ in kinds.values()), tuple(kinds), tuple(float(n) for _, n in kinds.values()),
-            tp_cost, moe_cost, pp_cost, memo)
+    cache[("pipeline", id(shard), layout.pp)] = out = (tuple(stages), tuple(map(id, stages)), counts, tp_cost,
+                                                       moe_cost, pp_cost, memo)
+    return out
+
+
+def _stage_kinds(spec: ModelSpec, pp: int, same: tuple[int, ...] | None, cache: dict
+                 ) -> tuple[tuple[tuple[tuple, StageGroup], ...], tuple[float, ...]]:
+    """The kinds of stage of a `pp`-way split, for what a step reads (their layers' costs and whether they hold the
+    lm_head; not the embedding, a lookup), in order of first rank: each kind with its first group and how many
+    ranks hold it. `same`: each layer shape's first shape of alike cost (_speed_shard), None where all differ. The
+    same for every TP and expert split of the search with that `same`."""
+    found = cache.get(("stage_kinds", pp, same))
+    if found is not None:
+        return found
+    kinds: dict[tuple, list] = {}
+    for group in stage_groups(distinct_layers(spec.layers)[0], pp, cache):
+        # stages alike by their layers' costs: by their layer counts, where no two shapes cost alike (else by each
+        # shape's first alike shape)
+        kind = (group.counts if same is None else tuple((same[i], k) for i, k in group.counts), group.last)
+        if kind in kinds:
+            kinds[kind][1] += len(group.ranks)
+        else:
+            kinds[kind] = [group, len(group.ranks)]
+    found = cache[("stage_kinds", pp, same)] = (tuple((kind, group) for kind, (group, _) in kinds.items()),
+                                                 tuple(float(n) for _, n in kinds.values()))
+    return found
 
 
 def _speed_shard(spec: ModelSpec, layout: Layout, cluster: Cluster, speed: GpuSpeed, kv_bytes: int, is_moe: bool,
@@ -640,7 +668,7 @@ def make_speed(spec: ModelSpec, layout: Layout, memory: MemoryPlan, cluster: Clu
     budget = memory.max_num_batched_tokens
     # DP replicas of a dense model hold the same stages: their speed differs only where these do
     served = min(workload.concurrency, layout.dp * running)
-    alike = (key, per_replica, running, served, budget)
+    alike = (id(pipe), per_replica, running, served, budget)  # pipelines are one object per value (_pipeline)
     if alike in cache:
         return cache[alike]
 
