@@ -16,7 +16,6 @@ vLLM runs; a measured GpuCalibration replaces the spec-sheet figures where there
 from __future__ import annotations
 
 import math
-from operator import mul
 from typing import TYPE_CHECKING, NamedTuple
 
 from msgspec import Struct
@@ -457,24 +456,30 @@ class _StageTerms(NamedTuple):
     extra_bytes: int
     extra_flops_per_token: int
     """FLOPs per sampled token besides the layers (the lm_head)."""
-    layers: tuple[tuple, ...]
-    """Per layer shape: (n layers, dense bytes, expert bytes, K+V bytes a decoding request reads (kv_bytes_per_token
-    x span), span, prompt span, (experts, experts per token) or None, MoE all-reduce, and for the n layers: dense
-    FLOPs per token, expert FLOPs per token, attention FLOPs per attended token)."""
+    layers: tuple[tuple[int, tuple], ...]
+    """Per layer shape: how many layers have it, and the shape's _layer_terms."""
+
+
+def _layer_terms(c: _LayerCost, *, context: float, prefill_context: float) -> tuple:
+    """One layer shape as a step reads it, for requests at mean `context` tokens and prompts attending to
+    `prefill_context` on average: (dense bytes, expert bytes, K+V bytes a decoding request reads (kv_bytes_per_token
+    x span), span, prompt span, (experts, experts per token) or None, MoE all-reduce, dense FLOPs per token, expert
+    FLOPs per token, attention FLOPs per attended token). A search makes it once per shape and expert split, for
+    every stage that holds the shape."""
+    span = min(context, c.window_tokens) if c.window_tokens else context
+    pspan = min(prefill_context, c.window_tokens) if c.window_tokens else prefill_context
+    experts = (c.num_experts, c.experts_per_token) if c.num_experts else None
+    return (c.dense_bytes, c.expert_bytes, c.kv_bytes_per_token * span, span, pspan, experts, c.moe_allreduce,
+            FLOPS_PER_PARAM_PER_TOKEN * c.dense_params, FLOPS_PER_PARAM_PER_TOKEN * c.active_expert_params,
+            4 * c.attn_width)
 
 
 def _stage_terms(stage: _Stage, *, context: float, prefill_context: float) -> _StageTerms:
     """`stage` for requests at mean `context` tokens and prompts attending to `prefill_context` on average."""
-    layers = []
-    for c, n in stage.layers:
-        span = min(context, c.window_tokens) if c.window_tokens else context
-        pspan = min(prefill_context, c.window_tokens) if c.window_tokens else prefill_context
-        experts = (c.num_experts, c.experts_per_token) if c.num_experts else None
-        layers.append((n, c.dense_bytes, c.expert_bytes, c.kv_bytes_per_token * span, span, pspan, experts,
-                       c.moe_allreduce, n * FLOPS_PER_PARAM_PER_TOKEN * c.dense_params,
-                       n * FLOPS_PER_PARAM_PER_TOKEN * c.active_expert_params, n * 4 * c.attn_width))
     return _StageTerms(extra_bytes=stage.extra_bytes,
-                       extra_flops_per_token=FLOPS_PER_PARAM_PER_TOKEN * stage.extra_params, layers=tuple(layers))
+                       extra_flops_per_token=FLOPS_PER_PARAM_PER_TOKEN * stage.extra_params,
+                       layers=tuple([(n, _layer_terms(c, context=context, prefill_context=prefill_context))
+                                     for c, n in stage.layers]))
 
 
 def _stage_step_s(stage: _StageTerms, decode: float, prefill: float, speed: GpuSpeed, flops_per_s: float,
@@ -488,15 +493,15 @@ def _stage_step_s(stage: _StageTerms, decode: float, prefill: float, speed: GpuS
     flops = flops_per_token * decode  # lm_head: only for sampled tokens
     expert_flops = 0.0
     comm = 0.0
-    for (n, dense_bytes, expert_bytes, kv_span_bytes, span, pspan, experts, moe_allreduce, dense_flops,
-         expert_flops_per_token, attention_flops) in layers:
+    for n, (dense_bytes, expert_bytes, kv_span_bytes, span, pspan, experts, moe_allreduce, dense_flops,
+            expert_flops_per_token, attention_flops) in layers:
         cover = 0.0
         if experts is not None:
             cover = 1.0 if moe.reads_every_expert else expert_coverage(tokens, *experts)
         read += n * (dense_bytes + expert_bytes * cover / moe.bw_efficiency + kv_span_bytes * decode)
-        flops += dense_flops * tokens
-        expert_flops += expert_flops_per_token * tokens
-        flops += attention_flops * (span * decode + pspan * prefill)  # QK^T and PV
+        flops += n * dense_flops * tokens
+        expert_flops += n * expert_flops_per_token * tokens
+        flops += n * attention_flops * (span * decode + pspan * prefill)  # QK^T and PV
         if after_attention is not None:
             comm += n * after_attention
         after_mlp = after_moe if moe_allreduce else after_attention
@@ -577,13 +582,20 @@ def _pipeline(spec: ModelSpec, layout: Layout, cluster: Cluster, speed: GpuSpeed
         return found
     costs, lm_head, lm_params, same, by_kind, tp_cost, moe_cost, memo = shard
     kinds, counts = _stage_kinds(spec, layout.pp, same, cache)
-    context, prefill_context = workload.input_tokens + workload.output_tokens / 2, workload.input_tokens / 2
     stages = []
     for kind, group in kinds:
         terms = by_kind.get(kind)
         if terms is None:
-            terms = by_kind[kind] = _stage_terms(_stage(costs, lm_head, lm_params, group), context=context,
-                                                 prefill_context=prefill_context)
+            # _stage_terms of the group's stage (_stage), from the shard's terms of each layer shape
+            shapes = by_kind.get("layer_terms")
+            if shapes is None:
+                context, prefill = workload.input_tokens + workload.output_tokens / 2, workload.input_tokens / 2
+                shapes = by_kind["layer_terms"] = [_layer_terms(c, context=context, prefill_context=prefill)
+                                                   for c in costs]
+            terms = by_kind[kind] = _StageTerms(
+                extra_bytes=lm_head if group.last else 0,
+                extra_flops_per_token=FLOPS_PER_PARAM_PER_TOKEN * lm_params if group.last else 0,
+                layers=tuple([(k, shapes[i]) for i, k in group.counts]))
         stages.append(terms)
     pp_cost = None
     if layout.pp > 1:
@@ -693,18 +705,23 @@ def make_speed(spec: ModelSpec, layout: Layout, memory: MemoryPlan, cluster: Clu
                 if per_stage[i] is None:
                     per_stage[i] = done[ids[i]] = _stage_step_s(stage, d, p, speed, flops_per_s, after_attention,
                                                                 after_moe, moe)
-        memory_s, compute_s, comm_s, totals = zip(*per_stage)
+        # every stage's terms times the ranks that hold it, summed in stage order (the counts are floats: the same
+        # figures as ints, in float arithmetic), and the slowest stage
+        memory = compute = comm = busy = slowest = 0.0
+        for (memory_s, compute_s, comm_s, total_s), n in zip(per_stage, counts):
+            memory += memory_s * n
+            compute += compute_s * n
+            comm += comm_s * n
+            busy += total_s * n
+            if total_s > slowest:
+                slowest = total_s
         handoff = 0.0
         if pp > 1:
             handoff = (pp - 1) * (PP_HANDOFF_LATENCY_S
                                   + (decode + prefill) / micro * hidden * ACT_BYTES / pp_cost.bytes_per_s)
-        # a micro-batch passes every stage; with `micro` batches in flight the slowest stage is busy `micro` times.
-        # (The stage counts are floats and the sums start at 0.0: the same figures as ints and 0, in float arithmetic.)
-        busy = sum(map(mul, totals, counts), 0.0)
-        round_s = max(busy, micro * max(totals))
-        memory = sum(map(mul, memory_s, counts), 0.0)
-        compute = sum(map(mul, compute_s, counts), 0.0)
-        comm = sum(map(mul, comm_s, counts), 0.0) + handoff
+        comm += handoff
+        # a micro-batch passes every stage; with `micro` batches in flight the slowest stage is busy `micro` times
+        round_s = max(busy, micro * slowest)
         return StepTerms(memory_s=memory, compute_s=compute, communication_s=comm,
                          overhead_s=overhead_s + STEP_OVERHEAD_PER_SEQ_S * decode,
                          pipeline_s=round_s + handoff - max(memory, compute) - comm)
