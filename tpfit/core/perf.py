@@ -570,28 +570,23 @@ def _pipeline(spec: ModelSpec, layout: Layout, cluster: Cluster, speed: GpuSpeed
     key = ("speed_shard", layout.tp, layout.moe_parallel_size if is_moe else 1, layout.enable_expert_parallel)
     shard = cache.get(key)
     if shard is None:
-        shard = _speed_shard(spec, layout, cluster, speed, kv_bytes, is_moe, cache)
+        shard = _speed_shard(spec, layout, cluster, speed, kv_bytes, workload, is_moe, cache)
         # one shard per value of what it holds (its layer costs are one object per value): a layout with
         # --enable-expert-parallel often holds the bytes of the same layout without it, and then shares its stages,
         # stage steps and speeds (DeepSeek-V3 on 64 GPUs: 511 speeds, 368 distinct)
-        costs, lm_head, lm_params, same, _, tp_cost, moe_cost, _ = shard
+        costs, _, lm_head, lm_params, same, _, tp_cost, moe_cost, _ = shard
         alike = ("speed_shard", layout.tp, tuple(map(id, costs)), lm_head, lm_params, same, id(tp_cost), id(moe_cost))
         shard = cache[key] = cache.setdefault(alike, shard)
     found = cache.get(("pipeline", id(shard), layout.pp))
     if found is not None:
         return found
-    costs, lm_head, lm_params, same, by_kind, tp_cost, moe_cost, memo = shard
+    _, shapes, lm_head, lm_params, same, by_kind, tp_cost, moe_cost, memo = shard
     kinds, counts = _stage_kinds(spec, layout.pp, same, cache)
     stages = []
     for kind, group in kinds:
         terms = by_kind.get(kind)
         if terms is None:
             # _stage_terms of the group's stage (_stage), from the shard's terms of each layer shape
-            shapes = by_kind.get("layer_terms")
-            if shapes is None:
-                context, prefill = workload.input_tokens + workload.output_tokens / 2, workload.input_tokens / 2
-                shapes = by_kind["layer_terms"] = [_layer_terms(c, context=context, prefill_context=prefill)
-                                                   for c in costs]
             terms = by_kind[kind] = _StageTerms(
                 extra_bytes=lm_head if group.last else 0,
                 extra_flops_per_token=FLOPS_PER_PARAM_PER_TOKEN * lm_params if group.last else 0,
@@ -629,18 +624,21 @@ def _stage_kinds(spec: ModelSpec, pp: int, same: tuple[int, ...] | None, cache: 
     return found
 
 
-def _speed_shard(spec: ModelSpec, layout: Layout, cluster: Cluster, speed: GpuSpeed, kv_bytes: int, is_moe: bool,
-                 cache: dict) -> tuple:
-    """What the layouts of one TP and expert split share: layer costs, which layer shapes cost alike, the stages
-    made so far (by layer counts and end), the TP and MoE links, and the stage steps worked out so far."""
+def _speed_shard(spec: ModelSpec, layout: Layout, cluster: Cluster, speed: GpuSpeed, kv_bytes: int,
+                 workload: SpeedWorkload, is_moe: bool, cache: dict) -> tuple:
+    """What the layouts of one TP and expert split share: layer costs and their step terms (_layer_terms), which
+    layer shapes cost alike, the stages made so far (by layer counts and end), the TP and MoE links, and the stage
+    steps worked out so far."""
     costs, lm_head, lm_params = _shard_costs(spec, layout, kv_bytes, cache)
+    context, prefill = workload.input_tokens + workload.output_tokens / 2, workload.input_tokens / 2
+    shapes = tuple([_layer_terms(c, context=context, prefill_context=prefill) for c in costs])
     first = {id(c): i for i, c in reversed(list(enumerate(costs)))}
     same = None if len(first) == len(costs) else tuple(first[id(c)] for c in costs)
     tp_cost = _link(cache, speed, cluster, layout.tp) if layout.tp > 1 else None
     moe_world = layout.moe_parallel_size if is_moe else layout.tp
     moe_cost = _link(cache, speed, cluster, moe_world) if moe_world > 1 else tp_cost
     memo = cache.setdefault(("stage_steps", id(tp_cost), id(moe_cost)), {})  # links are kept alive by the cache
-    return costs, lm_head, lm_params, same, {}, tp_cost, moe_cost, memo
+    return costs, shapes, lm_head, lm_params, same, {}, tp_cost, moe_cost, memo
 
 
 def _link(cache: dict, speed: GpuSpeed, cluster: Cluster, world: int, kind: LinkKind | None = None) -> CollectiveCost:
