@@ -8,6 +8,8 @@ layout with nothing shared.
 
 from __future__ import annotations
 
+from collections import Counter
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -17,13 +19,13 @@ from tests.conftest import ALL_CONFIGS, load_config
 from tpfit import EngineArgs, Workload, make_plan
 from tpfit.core.engine import semantics_for
 from tpfit.core.kv import kv_bytes_per_element, make_kv_geometry
-from tpfit.core.layout import Layout, enumerate_layouts, pp_layer_split
+from tpfit.core.layout import Layout, enumerate_layouts, pp_layer_split, stage_groups
 from tpfit.core.memory import (
     _largest_len, _largest_len_search, activation_bytes, batch_defaults, make_memory_plan, safe_utilization,
 )
 from tpfit.core.perf import make_gpu_speed, make_speed
 from tpfit.core.rules import LAYOUT_RULES, RULE_FACTORS, check_layout, layout_checker
-from tpfit.core.weights import layer_weight_bytes, stage_extra_bytes, stage_weights
+from tpfit.core.weights import distinct_layers, layer_weight_bytes, stage_extra_bytes, stage_weights
 from tpfit.data import load_memory_model
 from tpfit.hardware.cluster import Cluster
 from tpfit.kinds import Verdict
@@ -60,6 +62,26 @@ def test_stage_weights_are_each_stages_layers_plus_its_ends(config):
             layers = sum(layer_weight_bytes(spec.layers[i], spec, layout) for i in range(s.layer_start, s.layer_end))
             ends = stage_extra_bytes(spec, layout.tp, first=s.pp_rank == 0, last=s.pp_rank == layout.pp - 1)
             assert s.weight_bytes == layers + ends, (config, layout, s)
+
+
+@pytest.mark.parametrize("config", ["deepseek-ai--DeepSeek-V3.json", "google--gemma-2-9b-it.json",
+                                    "meta-llama--Llama-3.2-3B.json", "Qwen--Qwen3-Next-80B-A3B-Thinking.json",
+                                    "RedHatAI--Llama-4-Scout-17B-16E-Instruct-FP8-dynamic.json"])
+def test_stage_groups_are_the_stages_grouped_by_their_layers_shapes_and_ends(config):
+    """Every PP size, one cache for all (as a search keeps it): each stage's counts taken from its own layers."""
+    index = distinct_layers(load_config(config).layers)[0]
+    cache: dict = {}
+    for pp in range(1, len(index) + 1):
+        plain: dict[tuple, list[tuple[int, range]]] = {}
+        start = 0
+        for rank, n in enumerate(pp_layer_split(len(index), pp)):
+            layers = range(start, start + n)
+            counts = tuple(sorted(Counter(index[i] for i in layers).items()))
+            plain.setdefault((counts, rank == 0, rank == pp - 1), []).append((rank, layers))
+            start += n
+        got = {(g.counts, g.first, g.last): list(zip(g.ranks, g.layers)) for g in stage_groups(index, pp, cache)}
+        assert got == plain, (config, pp)
+        assert [g.ranks[0] for g in stage_groups(index, pp)] == sorted(g.ranks[0] for g in stage_groups(index, pp))
 
 
 CASES = [

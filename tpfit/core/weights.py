@@ -7,10 +7,12 @@ and MLA's down-projections are replicated. "Model loading took X GiB" is what th
 
 from __future__ import annotations
 
+from operator import add
+
 from msgspec import Struct
 from msgspec.structs import replace
 
-from tpfit.core.layout import Layout, StageGroup, stage_groups
+from tpfit.core.layout import Layout, StageGroup, shard_of, stage_groups
 from tpfit.kinds import AttentionKind, MlpKind, StateKind
 from tpfit.model.spec import LayerSpec, ModelSpec, QuantSpec
 from tpfit.units import MIB, cdiv, round_up
@@ -194,23 +196,19 @@ def layer_bytes(spec: ModelSpec, layout: Layout, cache: dict | None = None) -> t
     (a 64-GPU search has ~600 TP x expert splits, 64 TP sizes)."""
     if cache is None:
         return tuple(layer_weight_bytes(layer, spec, layout) for layer in distinct_layers(spec.layers)[1])
-    tp, ep = layout.tp, layout.enable_expert_parallel
-    split = layout.moe_parallel_size
+    tp, split, ep = layout.tp, layout.moe_parallel_size, layout.enable_expert_parallel
     key = ("layer_bytes", tp, split, ep)
     found = cache.get(key)
     if found is None:
         distinct = distinct_layers(spec.layers)[1]
-        out = []
-        for i, layer in enumerate(distinct):
-            if ("layer_tp_bytes", i, tp) not in cache:
-                cache[("layer_tp_bytes", i, tp)] = _tp_bytes(layer, spec, tp)
-            routed = 0
-            if layer.moe:
-                if ("routed_expert_bytes", i, split, ep) not in cache:
-                    cache[("routed_expert_bytes", i, split, ep)] = routed_expert_bytes(layer, spec, layout)
-                routed = cache[("routed_expert_bytes", i, split, ep)]
-            out.append(cache[("layer_tp_bytes", i, tp)] + routed)
-        found = cache[key] = tuple(out)
+        by_tp = cache.get(("layer_tp_bytes", tp))
+        if by_tp is None:
+            by_tp = cache[("layer_tp_bytes", tp)] = tuple([_tp_bytes(layer, spec, tp) for layer in distinct])
+        routed = cache.get(("routed_expert_bytes", split, ep))
+        if routed is None:
+            routed = cache[("routed_expert_bytes", split, ep)] = tuple([routed_expert_bytes(layer, spec, layout)
+                                                                        for layer in distinct])
+        found = cache[key] = tuple(map(add, by_tp, routed))
     return found
 
 
@@ -242,25 +240,48 @@ def stage_weights(spec: ModelSpec, layout: Layout) -> tuple[StageWeights, ...]:
     return tuple(sorted(out, key=lambda s: s.pp_rank))
 
 
+_GROUP_WEIGHTS = ("group_weights",)
+"""group_weights' entry in a search's `cache`: (per shard, its layer bytes and stage ends; per PP size, its groups)."""
+
+
 def group_weights(spec: ModelSpec, layout: Layout, cache: dict | None = None) -> tuple[tuple[StageGroup, int], ...]:
     """Each group of alike pipeline stages of the layout (layout.stage_groups) with the weight bytes on one GPU of
     any of its stages: its layers, plus its ends (stage_extra_bytes). `cache`: a dict kept across the layouts of one
-    search, for the layer bytes of each TP and expert split, the stage ends of each TP and the stage groups of each
-    PP size."""
+    search: a 64-GPU search asks this for each of its ~1500 layouts, so a call is a few look-ups and a sum per group,
+    the layer bytes and stage ends kept per shard (TP, DP, EP: layout.shard_of) and the groups per PP size."""
     cache = {} if cache is None else cache
-    per_shape = layer_bytes(spec, layout, cache)
-    tp = layout.tp
-    ends = cache.get(("stage_ends", tp))
-    if ends is None:
-        ends = cache[("stage_ends", tp)] = {(first, last): stage_extra_bytes(spec, tp, first=first, last=last)
-                                             for first in (False, True) for last in (False, True)}
+    found = cache.get(_GROUP_WEIGHTS)
+    if found is None:
+        found = cache[_GROUP_WEIGHTS] = ({}, {})
+    by_shard, by_pp = found
+    shard = shard_of(layout)
+    parts = by_shard.get(shard)
+    if parts is None:
+        parts = by_shard[shard] = (layer_bytes(spec, layout, cache), _stage_ends(spec, layout.tp, cache))
+    per_shape, ends = parts
+    pp = layout.pp
+    groups = by_pp.get(pp)
+    if groups is None:
+        # each group with its ends' index into _stage_ends (first, last as bits) and its layers' counts by shape
+        groups = by_pp[pp] = tuple((group, 2 * group.first + group.last, group.counts)
+                                   for group in stage_groups(distinct_layers(spec.layers)[0], pp, cache))
     out = []
-    for group in stage_groups(distinct_layers(spec.layers)[0], layout.pp, cache):
-        weight = ends[group.first, group.last]
-        for shape, n in group.counts:
+    for group, end, counts in groups:
+        weight = ends[end]
+        for shape, n in counts:
             weight += per_shape[shape] * n
         out.append((group, weight))
     return tuple(out)
+
+
+def _stage_ends(spec: ModelSpec, tp: int, cache: dict) -> tuple[int, int, int, int]:
+    """stage_extra_bytes of a stage in the middle, the last, the first and the only one (first and last), at this TP:
+    index 2 x first + last. Kept in `cache` per TP."""
+    ends = cache.get(("stage_ends", tp))
+    if ends is None:
+        ends = cache[("stage_ends", tp)] = tuple(stage_extra_bytes(spec, tp, first=first, last=last)
+                                                 for first in (False, True) for last in (False, True))
+    return ends
 
 
 def total_param_count(spec: ModelSpec) -> int:
