@@ -19,11 +19,12 @@ from tests.conftest import ALL_CONFIGS, load_config
 from tpfit import EngineArgs, Workload, make_plan
 from tpfit.core.engine import semantics_for
 from tpfit.core.kv import kv_bytes_per_element, make_kv_geometry
-from tpfit.core.layout import Layout, enumerate_layouts, pp_layer_split, stage_groups
+from tpfit.core.layout import Layout, enumerate_layouts, pp_layer_split, shard_of, stage_groups
 from tpfit.core.memory import (
     _largest_len, _largest_len_search, activation_bytes, batch_defaults, make_memory_plan, safe_utilization,
 )
 from tpfit.core.perf import make_gpu_speed, make_speed
+from tpfit.core import rules
 from tpfit.core.rules import LAYOUT_RULES, RULE_FACTORS, check_layout, layout_checker
 from tpfit.core.weights import distinct_layers, layer_weight_bytes, stage_extra_bytes, stage_weights
 from tpfit.data import load_memory_model
@@ -46,6 +47,28 @@ def test_layout_checker_answers_as_check_layout(config):
         check = layout_checker(spec, SIXTEEN, engine)
         for layout in layouts:
             assert check(layout) == check_layout(spec, layout, SIXTEEN, engine), (config, layout)
+
+
+def test_what_a_shards_rules_read_is_the_same_for_every_layout_of_the_shard():
+    """layout_checker decides the rules whose RULE_FACTORS are in _SHARD_READS once per shard (layout.shard_of)."""
+    layouts = enumerate_layouts(24, is_moe=True) + tuple(Layout(tp=t, pp=p, dp=d, enable_expert_parallel=e)
+                                                          for t in (1, 3) for p in (1, 5, 70) for d in (1, 7)
+                                                          for e in (False, True))
+    for read in rules._SHARD_READS:
+        seen: dict = {}
+        for layout in layouts:
+            assert seen.setdefault(shard_of(layout), read(layout)) == read(layout), (read, layout)
+    assert {RULE_FACTORS[r][0] for r in LAYOUT_RULES} - rules._SHARD_READS == {rules._gpus, rules._pp}
+
+
+def test_layout_checker_joins_messages_per_layout_when_they_do_not_read_alike(monkeypatch):
+    """A shard whose per-layout messages do not all read one thing, or come after the shard's own, is joined per
+    layout: no rule is listed so today, so the quant rule's message is made to read the whole layout."""
+    monkeypatch.setitem(RULE_FACTORS, rules.check_quant_alignment, (rules._expert_split, rules._whole_layout))
+    spec, engine = load_config("deepseek-ai--DeepSeek-V3.json"), EngineArgs()
+    check = layout_checker(spec, SIXTEEN, engine)
+    for layout in enumerate_layouts(SIXTEEN.num_gpus, is_moe=True):
+        assert check(layout) == check_layout(spec, layout, SIXTEEN, engine), layout
 
 
 @pytest.mark.parametrize("config", ["deepseek-ai--DeepSeek-V3.json", "google--gemma-2-9b-it.json",

@@ -14,7 +14,7 @@ from typing import NamedTuple
 from operator import attrgetter
 
 from tpfit.core.engine import EngineArgs
-from tpfit.core.layout import Layout
+from tpfit.core.layout import Layout, shard_of
 from tpfit.core.weights import distinct_layers, padded_vocab
 from tpfit.hardware.cluster import Cluster
 from tpfit.core.vllm_messages import (
@@ -128,9 +128,13 @@ def check_mlp_split(spec: ModelSpec, layout: Layout, cluster: Cluster) -> list[V
 def check_moe_split(spec: ModelSpec, layout: Layout, cluster: Cluster) -> list[Violation]:
     """`divide(I, tp)` in FusedMoE, whose TP spans TP x DP; vLLM stops at the dense MLP first where that fails."""
     moe_tp = _moe_split(layout)
-    if moe_tp == 1 or any(size % layout.tp for size in _sizes(spec).mlp_widths):
+    if moe_tp == 1:
         return []
-    for size in _sizes(spec).expert_widths:
+    tp, sizes = layout.tp, _sizes(spec)
+    for size in sizes.mlp_widths:
+        if size % tp:
+            return []
+    for size in sizes.expert_widths:
         if size % moe_tp:
             return [Violation(rule="moe_divisible_by_tp",
                               detail=f"expert width {size} does not split over {moe_tp} ranks (TP x DP)",
@@ -148,26 +152,44 @@ class _Sizes(NamedTuple):
     """Dense MLPs' intermediate sizes."""
     expert_widths: tuple[int, ...]
     """MoE layers' moe_intermediate_size."""
+    row_inputs: tuple[tuple[str, int, bool, bool], ...]
+    """What check_quant_alignment reads, in the layers' order: (layer, whole input, split over the expert ranks (else
+    over TP), a dense MLP's (left out of checkpoints that quantize the experts only)) of each row-parallel layer."""
+    col_outputs: tuple[tuple[str, int, bool, bool], ...]
+    """The same of each column-parallel layer's output."""
 
 
 _SIZES: dict[int, tuple[tuple[LayerSpec, ...], _Sizes]] = {}
 
 
 def _sizes(spec: ModelSpec) -> _Sizes:
-    """The model's `_Sizes`, memoized by the identity of its distinct layers (weights.distinct_layers): a 64-GPU
-    search asks for them ~3000 times."""
-    distinct = distinct_layers(spec.layers)[1]
-    hit = _SIZES.get(id(distinct))
-    if hit is not None and hit[0] is distinct:
+    """The model's `_Sizes`, memoized by the identity of its layers (as weights.distinct_layers is): a 64-GPU search
+    asks for them ~1500 times."""
+    layers = spec.layers
+    hit = _SIZES.get(id(layers))
+    if hit is not None and hit[0] is layers:
         return hit[1]
+    distinct = distinct_layers(layers)[1]
+    row_inputs: list[tuple[str, int, bool, bool]] = []
+    col_outputs: list[tuple[str, int, bool, bool]] = []
+    for l in distinct:
+        if l.attention.has_kv_heads:
+            row_inputs.append(("o_proj", l.num_attention_heads * l.head_dim, False, False))
+        if l.mlp is MlpKind.GATED:
+            row_inputs.append(("down_proj", l.intermediate_size, False, True))
+            col_outputs.append(("gate_up_proj", l.intermediate_size, False, True))
+        if l.moe:
+            row_inputs.append(("experts.down_proj", l.moe.moe_intermediate_size, True, False))
+            col_outputs.append(("experts.gate_up_proj", l.moe.moe_intermediate_size, True, False))
     sizes = _Sizes(
         kv_heads=tuple(sorted({l.num_key_value_heads for l in distinct if l.attention.has_kv_heads})),
         mlp_widths=tuple(sorted({l.intermediate_size for l in distinct if l.mlp in (MlpKind.GATED, MlpKind.PLAIN)}
                                 - {0})),
-        expert_widths=tuple(sorted({l.moe.moe_intermediate_size for l in distinct if l.moe})))
+        expert_widths=tuple(sorted({l.moe.moe_intermediate_size for l in distinct if l.moe})),
+        row_inputs=tuple(row_inputs), col_outputs=tuple(col_outputs))
     if len(_SIZES) > 256:
         _SIZES.clear()
-    _SIZES[id(distinct)] = (distinct, sizes)
+    _SIZES[id(layers)] = (layers, sizes)
     return sizes
 
 
@@ -214,20 +236,12 @@ def check_quant_alignment(spec: ModelSpec, layout: Layout, cluster: Cluster) -> 
     q = spec.quant
     if q is None:
         return []
-    tp = layout.tp
-    moe_tp = _moe_split(layout)
-    row_inputs: list[tuple[str, int]] = []  # (layer, input size per partition) of row-parallel layers
-    col_outputs: list[tuple[str, int]] = []
-    for l in distinct_layers(spec.layers)[1]:
-        if l.attention.has_kv_heads:
-            row_inputs.append(("o_proj", l.num_attention_heads * l.head_dim // tp))
-        if l.mlp is MlpKind.GATED and not q.experts_only:
-            row_inputs.append(("down_proj", l.intermediate_size // tp))
-            col_outputs.append(("gate_up_proj", l.intermediate_size // tp))
-        if l.moe:
-            inter = l.moe.moe_intermediate_size // moe_tp
-            row_inputs.append(("experts.down_proj", inter))
-            col_outputs.append(("experts.gate_up_proj", inter))
+    tp, moe_tp, sizes, dense = layout.tp, _moe_split(layout), _sizes(spec), not q.experts_only
+    # (layer, input size per partition) of row-parallel layers; (layer, output size per partition) of column-parallel
+    row_inputs = [(name, whole // (moe_tp if experts else tp)) for name, whole, experts, mlp in sizes.row_inputs
+                  if dense or not mlp]
+    col_outputs = [(name, whole // (moe_tp if experts else tp)) for name, whole, experts, mlp in sizes.col_outputs
+                   if dense or not mlp]
     if q.method in ("awq", "gptq", "compressed-tensors") and q.weight_bits == 4:
         if q.method == "gptq" and q.group_size not in MARLIN_GROUP_SIZES:
             return [Violation(rule="marlin_group_size", detail=f"group_size {q.group_size}",
@@ -375,17 +389,34 @@ name the PP and DP sizes). `layout_checker` decides each rule once per value of 
 message once per value of the second. Every rule of LAYOUT_RULES is listed (tests/test_search_shortcuts.py)."""
 
 
+_SHARD_READS = frozenset({_tp, _ep, _moe_split, _expert_split})
+"""The reads of RULE_FACTORS that are functions of a layout's shard alone (layout.shard_of: TP, DP, EP; a test checks
+it): a rule whose verdict reads one of them is decided once per shard, and its message, if it reads one of them too,
+is the same for every layout of the shard. The others (placement, pipeline) read the PP size."""
+
+
 def layout_checker(spec: ModelSpec, cluster: Cluster, engine: EngineArgs) -> Callable[[Layout], tuple[Violation, ...]]:
     """`check_layout` for the many layouts of one search, with the same answers: a rule's verdict is worked out
     once per value of its RULE_FACTORS (a 64-GPU search has ~1500 layouts but 64 TP sizes), its message once per
-    value of what the message reads, and the model-wide checks once."""
+    value of what the message reads, and the model-wide checks once.
+
+    A layout's answer is then a few dict look-ups (~0.6 us): the verdicts of placement and pipeline, which read the
+    PP size (when either refuses, which is rare, every rule is gathered as `check_layout` does); the layout's shard
+    (`_SHARD_READS`: ~560 shards in a 64-GPU search, ~1500 layouts), which holds what the other rules say that reads
+    the shard alone, joined with the model-wide checks; and the messages that read more (the TP fixes name the PP and
+    DP sizes), joined once per value of what they read."""
     model_wide = model_wide_violations(spec, cluster, engine)
     groups: dict[Callable[[Layout], object], list[Callable]] = {}
     for rule in LAYOUT_RULES:
         groups.setdefault(RULE_FACTORS[rule][0], []).append(rule)
     verdicts = [(factors, tuple(rules), {}) for factors, rules in groups.items()]
+    by_shard = [group for group in verdicts if group[0] in _SHARD_READS]
+    by_layout = [group for group in verdicts if group[0] not in _SHARD_READS]
     order = {rule: i for i, rule in enumerate(LAYOUT_RULES)}
     messages = {rule: (RULE_FACTORS[rule][1], {}) for rule in LAYOUT_RULES}
+    joined: dict[tuple[Callable, ...], dict] = {}  # refusing rules -> what their messages read -> their messages
+    shapes: dict[tuple[Callable, ...], tuple] = {}  # refusing shard rules -> shape(them)
+    rows: dict[tuple[int, int, bool], tuple] = {}  # shard -> shard_row(a layout of it)
 
     def decide(rule: Callable, layout: Layout) -> bool:
         """Whether `rule` refuses `layout`; its message for this layout is kept, for the others that read alike."""
@@ -395,25 +426,82 @@ def layout_checker(spec: ModelSpec, cluster: Cluster, engine: EngineArgs) -> Cal
             written.setdefault(reads(layout), said)
         return bool(said)
 
-    def check(layout: Layout) -> tuple[Violation, ...]:
-        refusing: tuple[Callable, ...] = ()
-        for factors, rules, seen in verdicts:
-            key = factors(layout)
-            hit = seen.get(key)
-            if hit is None:
-                hit = seen[key] = tuple(rule for rule in rules if decide(rule, layout))
-            if hit:
-                refusing += hit
-        if not refusing:
-            return model_wide
+    def refusing(group: tuple, layout: Layout) -> tuple[Callable, ...]:
+        """The rules of a verdict group that refuse `layout`, decided once per value of what they read."""
+        factors, rules, seen = group
+        key = factors(layout)
+        hit = seen.get(key)
+        if hit is None:
+            hit = seen[key] = tuple(rule for rule in rules if decide(rule, layout))
+        return hit
+
+    def say(rules: tuple[Callable, ...], layout: Layout) -> tuple[Violation, ...]:
+        """The messages of `rules` (in vLLM's order) for `layout`, each written once per value of what it reads."""
         found: tuple[Violation, ...] = ()
-        for rule in sorted(refusing, key=order.__getitem__) if len(refusing) > 1 else refusing:
+        for rule in rules:
             reads, written = messages[rule]
             key = reads(layout)
             said = written.get(key)
             if said is None:
                 said = written[key] = tuple(rule(spec, layout, cluster))
             found += said
-        return found + model_wide if model_wide else found
+        return found
+
+    def check_each(layout: Layout) -> tuple[Violation, ...]:
+        """Any layout: every verdict group, the refusing rules put in vLLM's order."""
+        found: tuple[Callable, ...] = ()
+        for group in verdicts:
+            found += refusing(group, layout)
+        if not found:
+            return model_wide
+        return say(tuple(sorted(found, key=order.__getitem__)), layout) + model_wide
+
+    def shape(found: tuple[Callable, ...]) -> tuple:
+        """How the answer of a shard whose refusing rules are `found` is joined: (the rules whose messages read more
+        than the shard, in vLLM's order; what those messages read, None if there are none; their messages by it, shared
+        by the shards that have the same such rules; the rules whose messages read the shard alone). Worked out once
+        per set of refusing rules: a search meets a handful."""
+        rules = tuple(sorted(found, key=order.__getitem__))
+        varying = tuple(rule for rule in rules if RULE_FACTORS[rule][1] not in _SHARD_READS)
+        reads = {RULE_FACTORS[rule][1] for rule in varying}
+        if len(reads) > 1 or rules[:len(varying)] != varying:
+            # no rules are listed so today (tests/test_search_shortcuts.py): then each layout's messages are joined
+            return rules, _whole_layout, joined.setdefault(rules, {}), ()
+        return varying, (reads.pop() if reads else None), joined.setdefault(varying, {}), rules[len(varying):]
+
+    def shard_row(layout: Layout) -> tuple:
+        """What the shard's rules say of the layouts of `layout`'s shard: (what their per-layout messages read, None
+        if none; those messages by it; their rules; the messages that read the shard alone + the model-wide ones)."""
+        found: tuple[Callable, ...] = ()
+        for group in by_shard:
+            factors, _, seen = group
+            hit = seen.get(factors(layout))
+            found += refusing(group, layout) if hit is None else hit
+        joins = shapes.get(found)
+        if joins is None:
+            joins = shapes[found] = shape(found)
+        varying, reads, written, fixed = joins
+        return reads, written, varying, say(fixed, layout) + model_wide
+
+    def check(layout: Layout) -> tuple[Violation, ...]:
+        for group in by_layout:  # placement and pipeline: when either refuses, every rule is gathered
+            factors, _, seen = group
+            hit = seen.get(factors(layout))
+            if hit is None:
+                hit = refusing(group, layout)
+            if hit:
+                return check_each(layout)
+        shard = shard_of(layout)
+        row = rows.get(shard)
+        if row is None:
+            row = rows[shard] = shard_row(layout)
+        reads, written, rules, tail = row
+        if reads is None:
+            return tail
+        key = reads(layout)
+        said = written.get(key)
+        if said is None:
+            said = written[key] = say(rules, layout)
+        return said + tail
 
     return check
