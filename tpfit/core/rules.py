@@ -41,14 +41,6 @@ def _join(values: tuple[int, ...]) -> str:
     return ", ".join(map(str, values[:-1])) + (" or " if len(values) > 1 else "") + str(values[-1])
 
 
-@lru_cache(maxsize=1024)
-def _tp_choices(what: str, ok_tps: tuple[int, ...], tp: int) -> tuple[int | None, str]:
-    """What `_tp_fix` says whatever the PP and DP sizes: the largest valid TP below `tp` (None if none), and the
-    list of valid TPs. A 64-GPU search writes ~1500 refusals for a few dozen TP sizes."""
-    lower = [t for t in ok_tps if t < tp]
-    return (lower[-1] if lower else None), f"TP must divide {what}: {_join(ok_tps)}"
-
-
 @lru_cache(maxsize=4096)
 def _not_divisible(numerator: int, denominator: int) -> str:
     """vLLM's `divide` AssertionError (NOT_DIVISIBLE) for these sizes: a 64-GPU search writes it ~1000 times for a few
@@ -56,23 +48,37 @@ def _not_divisible(numerator: int, denominator: int) -> str:
     return NOT_DIVISIBLE.format(numerator=numerator, denominator=denominator)
 
 
-@lru_cache(maxsize=1024)
-def _heads_not_divisible(heads: int, tp: int) -> str:
-    return HEADS_NOT_DIVISIBLE.format(heads=heads, tp=tp)
+class _TpRefusal(NamedTuple):
+    """A TP rule's refusal but its fix, the one part that names the PP and DP sizes: made once per rule, size and TP
+    (the rule's `_..._refusal`), since a 64-GPU search writes ~600 of them for ~60 TP sizes."""
 
+    rule: str
+    detail: str
+    vllm_error: str
+    best: int | None
+    """The largest TP below this one that divides the size (None if none)."""
+    divide: str
+    """"TP must divide <what>: <the TPs that do>"."""
 
-def _tp_fix(what: str, ok_tps: tuple[int, ...], layout: Layout, cluster: Cluster) -> str:
-    gpus = layout.world_size
-    best, divide = _tp_choices(what, ok_tps, layout.tp)
-    parts = []
-    if layout.pp == 1 and gpus > 1:
-        parts.append(f"use --pipeline-parallel-size {gpus} to use all {gpus} GPUs")
-    if best is not None:
-        left = cluster.num_gpus - best * layout.pp * layout.dp
-        tail = f" and leave {left} GPU{'s' if left != 1 else ''} free" if left else ""
-        parts.append(f"--tensor-parallel-size {best}{tail}")
-    parts.append(divide)
-    return "; or ".join(parts[:2]) + ("; " + parts[2] if len(parts) > 2 else "")
+    @classmethod
+    def make(cls, rule: str, detail: str, vllm_error: str, what: str, n: int, tp: int) -> _TpRefusal:
+        ok_tps = _valid_tps(n, max(tp, 8))
+        lower = [t for t in ok_tps if t < tp]
+        return cls(rule, detail, vllm_error, lower[-1] if lower else None, f"TP must divide {what}: {_join(ok_tps)}")
+
+    def at(self, layout: Layout, cluster: Cluster) -> list[Violation]:
+        """The refusal of `layout`, with its fix: PP to use the GPUs where there is none, or the largest smaller TP
+        (and the GPUs it leaves free), then the TPs that divide the size."""
+        gpus, pp, best = layout.world_size, layout.pp, self.best
+        offer_pp = f"use --pipeline-parallel-size {gpus} to use all {gpus} GPUs" if pp == 1 and gpus > 1 else ""
+        if best is None:
+            fix = f"{offer_pp}; or {self.divide}" if offer_pp else self.divide
+        else:
+            left = cluster.num_gpus - best * pp * layout.dp
+            smaller = f"--tensor-parallel-size {best}" + (f" and leave {left} GPU{'s' if left != 1 else ''} free"
+                                                          if left else "")
+            fix = f"{offer_pp}; or {smaller}; {self.divide}" if offer_pp else f"{smaller}; or {self.divide}"
+        return [Violation(rule=self.rule, detail=self.detail, vllm_error=self.vllm_error, fix=fix)]
 
 
 def check_heads(spec: ModelSpec, layout: Layout, cluster: Cluster) -> list[Violation]:
@@ -80,12 +86,13 @@ def check_heads(spec: ModelSpec, layout: Layout, cluster: Cluster) -> list[Viola
     heads, tp = spec.num_attention_heads, layout.tp
     if heads % tp == 0:
         return []
-    return [Violation(
-        rule="heads_divisible_by_tp",
-        detail=f"TP={tp} is refused ({heads} attention heads)",
-        vllm_error=_heads_not_divisible(heads, tp),
-        fix=_tp_fix(f"{heads} heads", _valid_tps(heads, max(tp, 8)), layout, cluster),
-    )]
+    return _heads_refusal(heads, tp).at(layout, cluster)
+
+
+@lru_cache(maxsize=1024)
+def _heads_refusal(heads: int, tp: int) -> _TpRefusal:
+    return _TpRefusal.make("heads_divisible_by_tp", f"TP={tp} is refused ({heads} attention heads)",
+                           HEADS_NOT_DIVISIBLE.format(heads=heads, tp=tp), f"{heads} heads", heads, tp)
 
 
 def check_kv_heads(spec: ModelSpec, layout: Layout, cluster: Cluster) -> list[Violation]:
@@ -93,9 +100,7 @@ def check_kv_heads(spec: ModelSpec, layout: Layout, cluster: Cluster) -> list[Vi
     tp = layout.tp
     for kv in _sizes(spec).kv_heads:
         if kv >= tp and kv % tp:
-            return [Violation(rule="kv_heads_split", detail=f"{kv} KV heads do not split over TP={tp}",
-                              vllm_error=_not_divisible(kv, tp),
-                              fix=_tp_fix(f"{kv} KV heads", _valid_tps(kv, max(tp, 8)), layout, cluster))]
+            return _kv_heads_refusal(kv, tp).at(layout, cluster)
         if kv < tp and tp % kv:
             return [Violation(rule="kv_heads_replicate", detail=f"TP={tp} is not a multiple of {kv} KV heads",
                               vllm_error=_not_divisible(tp, kv),
@@ -103,15 +108,24 @@ def check_kv_heads(spec: ModelSpec, layout: Layout, cluster: Cluster) -> list[Vi
     return []
 
 
+@lru_cache(maxsize=1024)
+def _kv_heads_refusal(kv: int, tp: int) -> _TpRefusal:
+    return _TpRefusal.make("kv_heads_split", f"{kv} KV heads do not split over TP={tp}", _not_divisible(kv, tp),
+                           f"{kv} KV heads", kv, tp)
+
+
 def check_vocab(spec: ModelSpec, layout: Layout, cluster: Cluster) -> list[Violation]:
     """`VocabParallelEmbedding`: the vocab, padded to 64, must split over TP."""
     padded = padded_vocab(spec.vocab_size)
     if padded % layout.tp == 0:
         return []
-    return [Violation(rule="vocab_divisible_by_tp",
-                      detail=f"padded vocab {padded} does not split over TP={layout.tp}",
-                      vllm_error=_not_divisible(padded, layout.tp),
-                      fix=_tp_fix(f"the padded vocab {padded}", _valid_tps(padded, max(layout.tp, 8)), layout, cluster))]
+    return _vocab_refusal(padded, layout.tp).at(layout, cluster)
+
+
+@lru_cache(maxsize=1024)
+def _vocab_refusal(padded: int, tp: int) -> _TpRefusal:
+    return _TpRefusal.make("vocab_divisible_by_tp", f"padded vocab {padded} does not split over TP={tp}",
+                           _not_divisible(padded, tp), f"the padded vocab {padded}", padded, tp)
 
 
 def check_mlp_split(spec: ModelSpec, layout: Layout, cluster: Cluster) -> list[Violation]:
@@ -119,10 +133,14 @@ def check_mlp_split(spec: ModelSpec, layout: Layout, cluster: Cluster) -> list[V
     tp = layout.tp
     for size in _sizes(spec).mlp_widths:
         if size % tp:
-            return [Violation(rule="mlp_divisible_by_tp", detail=f"MLP width {size} does not split over TP={tp}",
-                              vllm_error=_not_divisible(size, tp),
-                              fix=_tp_fix(f"{size}", _valid_tps(size, max(tp, 8)), layout, cluster))]
+            return _mlp_refusal(size, tp).at(layout, cluster)
     return []
+
+
+@lru_cache(maxsize=1024)
+def _mlp_refusal(size: int, tp: int) -> _TpRefusal:
+    return _TpRefusal.make("mlp_divisible_by_tp", f"MLP width {size} does not split over TP={tp}",
+                           _not_divisible(size, tp), f"{size}", size, tp)
 
 
 def check_moe_split(spec: ModelSpec, layout: Layout, cluster: Cluster) -> list[Violation]:
@@ -364,8 +382,8 @@ def _expert_split(lay: Layout) -> tuple[int, int]:
 
 
 def _tp_fix_reads(lay: Layout) -> tuple[int, bool, int]:
-    """What `_tp_fix` reads: TP, whether PP is 1 (then it offers PP = TP), and the stages x replicas that a
-    smaller TP leaves GPUs free for (PP x DP)."""
+    """What a TP refusal's fix reads (`_TpRefusal.at`): TP, whether PP is 1 (then it offers PP = TP), and the stages
+    x replicas that a smaller TP leaves GPUs free for (PP x DP)."""
     return lay.tp, lay.pp == 1, lay.pp * lay.dp
 
 
