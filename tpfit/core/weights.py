@@ -215,20 +215,24 @@ def layer_bytes(spec: ModelSpec, layout: Layout, cache: dict | None = None) -> t
 def stage_extra_bytes(spec: ModelSpec, tp: int, *, first: bool, last: bool) -> int:
     """What a stage holds besides its layers: its own rotary cos/sin cache; the embedding (and the model's other
     replicated parameters) on the first stage; the final norm and the lm_head on the last."""
+    return stage_ends_bytes(spec, tp)[2 * first + last]
+
+
+def stage_ends_bytes(spec: ModelSpec, tp: int) -> tuple[int, int, int, int]:
+    """stage_extra_bytes of a stage in the middle, the last, the first and the only one (first and last): index
+    2 x first + last. All four at once: they share the embedding's and the rotary cache's sizes."""
     h, b = spec.hidden_size, spec.dtype_bytes
     vocab_rank = padded_vocab(spec.vocab_size) // tp
     embed = allocated_bytes(vocab_rank * h * b)
-    total = allocated_bytes(spec.rope_cache_positions * spec.rotary_dim * b)
-    if first:
-        total += embed + spec.extra_replicated_params * b // tp
-    if last:
-        total += h * b  # final norm
-        if not spec.tie_word_embeddings:
-            q = spec.quant
-            total += linear_bytes(vocab_rank, h, b, q) if q and q.lm_head_quantized else embed
-        elif not first:
-            total += embed  # vLLM builds its own embed_tokens on the last stage when tied (PP > 1)
-    return total
+    rope = allocated_bytes(spec.rope_cache_positions * spec.rotary_dim * b)
+    first = embed + spec.extra_replicated_params * b // tp
+    if not spec.tie_word_embeddings:
+        q = spec.quant
+        last = only_last = h * b + (linear_bytes(vocab_rank, h, b, q) if q and q.lm_head_quantized else embed)
+    else:
+        # vLLM builds its own embed_tokens on the last stage when tied (PP > 1); the only stage has the first's
+        last, only_last = h * b + embed, h * b
+    return rope, rope + last, rope + first, rope + first + only_last
 
 
 def stage_weights(spec: ModelSpec, layout: Layout) -> tuple[StageWeights, ...]:
@@ -275,12 +279,10 @@ def group_weights(spec: ModelSpec, layout: Layout, cache: dict | None = None) ->
 
 
 def _stage_ends(spec: ModelSpec, tp: int, cache: dict) -> tuple[int, int, int, int]:
-    """stage_extra_bytes of a stage in the middle, the last, the first and the only one (first and last), at this TP:
-    index 2 x first + last. Kept in `cache` per TP."""
+    """stage_ends_bytes, kept in `cache` per TP."""
     ends = cache.get(("stage_ends", tp))
     if ends is None:
-        ends = cache[("stage_ends", tp)] = tuple(stage_extra_bytes(spec, tp, first=first, last=last)
-                                                 for first in (False, True) for last in (False, True))
+        ends = cache[("stage_ends", tp)] = stage_ends_bytes(spec, tp)
     return ends
 
 
