@@ -162,6 +162,9 @@ def check_moe_split(spec: ModelSpec, layout: Layout, cluster: Cluster) -> list[V
     return []
 
 
+_Shards = tuple[tuple[str, int, bool], ...]
+
+
 class _Sizes(NamedTuple):
     """What the split rules read of a model's distinct layers, each ascending."""
 
@@ -170,11 +173,10 @@ class _Sizes(NamedTuple):
     """Dense MLPs' intermediate sizes."""
     expert_widths: tuple[int, ...]
     """MoE layers' moe_intermediate_size."""
-    row_inputs: tuple[tuple[str, int, bool, bool], ...]
-    """What check_quant_alignment reads, in the layers' order: (layer, whole input, split over the expert ranks (else
-    over TP), a dense MLP's (left out of checkpoints that quantize the experts only)) of each row-parallel layer."""
-    col_outputs: tuple[tuple[str, int, bool, bool], ...]
-    """The same of each column-parallel layer's output."""
+    quant_shards: tuple[tuple[_Shards, _Shards], tuple[_Shards, _Shards]]
+    """What check_quant_alignment reads, by whether the checkpoint quantizes the experts only (then the dense MLPs
+    are left out): (row-parallel layers' inputs, column-parallel layers' outputs), in the layers' order, each
+    (layer, whole size, split over the expert ranks (else over TP))."""
 
 
 _SIZES: dict[int, tuple[tuple[LayerSpec, ...], _Sizes]] = {}
@@ -188,7 +190,7 @@ def _sizes(spec: ModelSpec) -> _Sizes:
     if hit is not None and hit[0] is layers:
         return hit[1]
     distinct = distinct_layers(layers)[1]
-    row_inputs: list[tuple[str, int, bool, bool]] = []
+    row_inputs: list[tuple[str, int, bool, bool]] = []  # (layer, whole size, over the experts, a dense MLP's)
     col_outputs: list[tuple[str, int, bool, bool]] = []
     for l in distinct:
         if l.attention.has_kv_heads:
@@ -199,12 +201,18 @@ def _sizes(spec: ModelSpec) -> _Sizes:
         if l.moe:
             row_inputs.append(("experts.down_proj", l.moe.moe_intermediate_size, True, False))
             col_outputs.append(("experts.gate_up_proj", l.moe.moe_intermediate_size, True, False))
+
+    def kept(shards: list[tuple[str, int, bool, bool]], experts_only: bool) -> _Shards:
+        return tuple((name, whole, experts) for name, whole, experts, mlp in shards if not (mlp and experts_only))
+
+    quant_shards = tuple((kept(row_inputs, experts_only), kept(col_outputs, experts_only))
+                         for experts_only in (False, True))
     sizes = _Sizes(
         kv_heads=tuple(sorted({l.num_key_value_heads for l in distinct if l.attention.has_kv_heads})),
         mlp_widths=tuple(sorted({l.intermediate_size for l in distinct if l.mlp in (MlpKind.GATED, MlpKind.PLAIN)}
                                 - {0})),
         expert_widths=tuple(sorted({l.moe.moe_intermediate_size for l in distinct if l.moe})),
-        row_inputs=tuple(row_inputs), col_outputs=tuple(col_outputs))
+        quant_shards=quant_shards)
     if len(_SIZES) > 256:
         _SIZES.clear()
     _SIZES[id(layers)] = (layers, sizes)
@@ -254,12 +262,10 @@ def check_quant_alignment(spec: ModelSpec, layout: Layout, cluster: Cluster) -> 
     q = spec.quant
     if q is None:
         return []
-    tp, moe_tp, sizes, dense = layout.tp, _moe_split(layout), _sizes(spec), not q.experts_only
-    # (layer, input size per partition) of row-parallel layers; (layer, output size per partition) of column-parallel
-    row_inputs = [(name, whole // (moe_tp if experts else tp)) for name, whole, experts, mlp in sizes.row_inputs
-                  if dense or not mlp]
-    col_outputs = [(name, whole // (moe_tp if experts else tp)) for name, whole, experts, mlp in sizes.col_outputs
-                   if dense or not mlp]
+    tp, moe_tp = layout.tp, _moe_split(layout)
+    # row-parallel layers' inputs and column-parallel layers' outputs, (layer, whole size, split over the expert ranks
+    # (else over TP)); a size per GPU is whole // (moe_tp if experts else tp)
+    row_inputs, col_outputs = _sizes(spec).quant_shards[q.experts_only]
     if q.method in ("awq", "gptq", "compressed-tensors") and q.weight_bits == 4:
         if q.method == "gptq" and q.group_size not in MARLIN_GROUP_SIZES:
             return [Violation(rule="marlin_group_size", detail=f"group_size {q.group_size}",
@@ -267,29 +273,32 @@ def check_quant_alignment(spec: ModelSpec, layout: Layout, cluster: Cluster) -> 
                                                                   supported=list(MARLIN_GROUP_SIZES)),
                               fix="use a checkpoint quantized with group size 32, 64 or 128")]
         g = q.group_size
-        for name, size in row_inputs:
+        for name, whole, experts in row_inputs:
+            size = whole // (moe_tp if experts else tp)
             if g > 0 and size % g:
                 return [Violation(
                     rule="quant_group_alignment",
                     detail=f"{name} input per GPU {size} is not a whole number of {g}-wide quant groups at TP={tp}",
                     vllm_error=QUANT_INPUT_NOT_ALIGNED.format(),
                     fix="use a smaller --tensor-parallel-size (add --pipeline-parallel-size to use the GPUs)")]
-        for name, size in col_outputs:
+        for name, whole, experts in col_outputs:
+            size = whole // (moe_tp if experts else tp)
             if size % PACK_FACTOR_4BIT:
                 return [Violation(
                     rule="quant_pack_alignment", detail=f"{name} output per GPU {size} is not a multiple of 8",
                     vllm_error=QUANT_OUTPUT_NOT_ALIGNED.format(),
                     fix="use a smaller --tensor-parallel-size")]
     if q.weight_bits == 8 and q.block_n:
-        for name, size in row_inputs:
+        for name, whole, experts in row_inputs:
+            size = whole // (moe_tp if experts else tp)
             if size % q.block_k:
                 return [Violation(
                     rule="fp8_block_alignment",
                     detail=f"{name} input per GPU {size} is not a multiple of the FP8 block {q.block_k} at TP={tp}",
                     vllm_error=FP8_BLOCK_K.format(size=size, block_k=q.block_k),
                     fix="use a smaller --tensor-parallel-size, or --enable-expert-parallel for MoE models")]
-        for name, size in col_outputs:
-            if name.startswith("experts") and size % q.block_n:
+        for name, whole, experts in col_outputs:
+            if experts and (size := whole // moe_tp) % q.block_n:
                 return [Violation(
                     rule="fp8_block_alignment",
                     detail=f"expert gate/up output per GPU {size} is not a multiple of the FP8 block {q.block_n}",
@@ -436,21 +445,21 @@ def layout_checker(spec: ModelSpec, cluster: Cluster, engine: EngineArgs) -> Cal
     shapes: dict[tuple[Callable, ...], tuple] = {}  # refusing shard rules -> shape(them)
     rows: dict[tuple[int, int, bool], tuple] = {}  # shard -> shard_row(a layout of it)
 
-    def decide(rule: Callable, layout: Layout) -> bool:
-        """Whether `rule` refuses `layout`; its message for this layout is kept, for the others that read alike."""
-        said = tuple(rule(spec, layout, cluster))
-        if said:
-            reads, written = messages[rule]
-            written.setdefault(reads(layout), said)
-        return bool(said)
-
     def refusing(group: tuple, layout: Layout) -> tuple[Callable, ...]:
-        """The rules of a verdict group that refuse `layout`, decided once per value of what they read."""
+        """The rules of a verdict group that refuse `layout`, decided once per value of what they read; a refusing
+        rule's message for this layout is kept, for the other layouts whose messages read alike."""
         factors, rules, seen = group
         key = factors(layout)
         hit = seen.get(key)
         if hit is None:
-            hit = seen[key] = tuple(rule for rule in rules if decide(rule, layout))
+            found = []
+            for rule in rules:
+                said = rule(spec, layout, cluster)
+                if said:
+                    reads, written = messages[rule]
+                    written.setdefault(reads(layout), tuple(said))
+                    found.append(rule)
+            hit = seen[key] = tuple(found)
         return hit
 
     def say(rules: tuple[Callable, ...], layout: Layout) -> tuple[Violation, ...]:
