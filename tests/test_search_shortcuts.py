@@ -21,7 +21,7 @@ from tpfit.core.engine import semantics_for
 from tpfit.core.kv import kv_bytes_per_element, make_kv_geometry
 from tpfit.core.layout import Layout, enumerate_layouts, pp_layer_split, shard_of, stage_groups
 from tpfit.core.memory import (
-    _largest_len, _largest_len_search, activation_bytes, batch_defaults, make_memory_plan, safe_utilization,
+    _largest_len, _largest_len_search, _take, activation_bytes, batch_defaults, make_memory_plan, safe_utilization,
 )
 from tpfit.core.perf import make_gpu_speed, make_speed
 from tpfit.core import rules
@@ -140,12 +140,21 @@ def test_search_gives_each_layout_what_the_direct_computation_gives(config, gpus
                                      memory_model=mm, concurrency=per_replica)
             memory = lower if lower.verdict.serves else memory
         assert c.memory == memory, lay
-        # the activation peak, kept in parts (the forward's per TP, the MoE workspace per DP and expert split)
+        # each stage's GPU, as its own layers make it (the plan keeps one value per group of alike stages, and
+        # layouts that read alike share a plan): weights, bytes per block, the activation peak, kept in parts (the
+        # forward's per TP, the MoE workspace per DP and expert split)
         batch = batch_defaults(cluster, engine, sem, memory.max_model_len)
+        geometry = make_kv_geometry(spec, tp=lay.tp, kv_bytes=kv_bytes, block_size=engine.block_size)
+        assert len(c.memory.gpus) == lay.pp, lay
         for stage, gpu in zip(stage_weights(spec, lay), c.memory.gpus):
+            layers = range(stage.layer_start, stage.layer_end)
+            assert gpu.weight_bytes == stage.weight_bytes, (lay, stage.pp_rank)
+            assert gpu.bytes_per_block == geometry.bytes_per_block(layers), (lay, stage.pp_rank)
             assert gpu.activation_bytes == activation_bytes(
-                spec, lay, range(stage.layer_start, stage.layer_end), last_stage=stage.pp_rank == lay.pp - 1,
-                batch=batch, sem=sem, mm=mm), (lay, stage.pp_rank)
+                spec, lay, layers, last_stage=stage.pp_rank == lay.pp - 1, batch=batch, sem=sem, mm=mm), (
+                lay, stage.pp_rank)
+        # the GPU that limits the cache: the fewest blocks
+        assert c.memory.to_dict()["num_gpu_blocks"] == min(gpu.num_blocks for gpu in c.memory.gpus), lay
         if c.speed is not None:
             assert c.speed == make_speed(spec, lay, memory, cluster, gpu_speed, workload.speed_workload(),
                                          kv_bytes=kv_bytes), lay
@@ -162,3 +171,17 @@ def test_longest_request_in_one_step_is_the_binary_searchs(usable, max_len, in_f
     geometry = make_kv_geometry(spec, tp=1, kv_bytes=2, block_size=block_size)
     assert _largest_len(geometry, usable, max_len, in_flight) == _largest_len_search(geometry, usable, max_len,
                                                                                        in_flight)
+
+
+def test_each_stage_takes_the_gpu_memory_made_for_its_group_and_bytes_per_block():
+    # a memory plan makes one GpuMemory per stage group and bytes per block, in the order of their first stage, and
+    # hands them to the stages by a pattern worked out once per split (make_memory_plan's `take`)
+    ranks = [(0,), (1, 3, 4), (2, 5)]
+    per_block = [None, [10, 20, 10], [30, 30]]
+    made = ["first", "middle at 10", "middle at 20", "last"]
+    assert _take(ranks, per_block)(made) == ("first", "middle at 10", "last", "middle at 20", "middle at 10", "last")
+    # one value per group, its ranks in a row
+    assert _take([(0,), (1, 2, 3), (4,)], [None] * 3)(["a", "b", "c"]) == ("a", "b", "b", "b", "c")
+    # each stage its own value, in rank order: the values as made
+    assert _take([(0,), (1,), (2,)], [None] * 3) is None
+    assert _take([(0, 2), (1,)], [[5, 6], None])(["x", "y", "z"]) == ("x", "z", "y")

@@ -14,7 +14,8 @@ from a MemoryModel (core/memory_model.py), fitted by bench/fit_memory_model.py a
 from __future__ import annotations
 
 import math
-from operator import attrgetter
+from collections.abc import Iterable
+from operator import attrgetter, itemgetter
 
 from msgspec import Struct
 
@@ -30,7 +31,7 @@ from tpfit.core.vllm_messages import Violation
 from tpfit.core.weights import distinct_layers, group_weights, padded_vocab
 from tpfit.hardware.cluster import Cluster
 from tpfit.kinds import AttentionKind, MambaCacheMode, Verdict
-from tpfit.model.spec import ModelSpec
+from tpfit.model.spec import LayerSpec, ModelSpec
 from tpfit.units import GIB, cdiv, format_gib, gib
 
 def state_blocks(mode: MambaCacheMode, length: int, block_size: int) -> int:
@@ -230,18 +231,27 @@ def moe_workspace_bytes(spec: ModelSpec, layout: Layout, layers: range, tokens: 
     (M, top_k, K), freed after each layer but kept by the allocator's reserve that V0 measures.
     """
     index, distinct = distinct_layers(spec.layers)
-    m = tokens * layout.dp
+    return _moe_workspace(spec, (distinct[i] for i in set(index[layers.start:layers.stop])), tokens * layout.dp,
+                          None if layout.enable_expert_parallel else layout.moe_parallel_size, v0=v0)
+
+
+def _moe_workspace(spec: ModelSpec, layers: Iterable[LayerSpec], m: int, moe_parallel_size: int | None, *,
+                   v0: bool) -> int:
+    """moe_workspace_bytes for these distinct layers and M tokens, the experts split over `moe_parallel_size`
+    ranks, or whole on each with expert parallel (None). A search keys it by what it reads."""
     mxfp4 = spec.quant is not None and spec.quant.method == "mxfp4"
 
     def aligned(elements: int) -> int:
         return -(-elements * spec.dtype_bytes // WORKSPACE_ALIGN) * WORKSPACE_ALIGN
 
     best = 0
-    for layer in (distinct[i] for i in set(index[layers.start:layers.stop])):
+    for layer in layers:
         if not layer.moe:
             continue
         moe = layer.moe
-        width = moe.moe_intermediate_size if layout.enable_expert_parallel else moe.moe_intermediate_size // layout.moe_parallel_size
+        width = moe.moe_intermediate_size
+        if moe_parallel_size is not None:
+            width //= moe_parallel_size
         n, k, top_k = 2 * width, spec.hidden_size, moe.num_experts_per_tok
         if v0:
             ws13, ws2 = m * top_k * (n + n // 2), m * top_k * k
@@ -341,6 +351,91 @@ def graph_budget(pool: int, era: ProfileEra, mm: MemoryModel) -> int:
     return int(pool * mm.cuda_graph_estimate_share_v1) if era is ProfileEra.MODEL_RUNNER_V1 else pool
 
 
+class _SearchMemory(Struct, frozen=True, kw_only=True, gc=False):
+    """What every layout of a search shares at one gpu_memory_utilization."""
+
+    max_len: int
+    total: int
+    requested: int
+    batch: BatchDefaults
+    era: ProfileEra
+    graphs_in_budget: bool
+    mode: MambaCacheMode
+    other: int
+    """What other processes hold on a GPU (the cluster's least free memory), for the free-memory check."""
+    moe_shapes: frozenset[int]
+    """The MoE layer shapes (weights.distinct_layers' index)."""
+    workspaces: dict
+    """The MoE workspace by DP, the experts' split (None: expert parallel) and MoE layer shapes."""
+
+
+def _search_memory(spec: ModelSpec, cluster: Cluster, engine: EngineArgs, sem: Semantics, util: float,
+                   cache: dict) -> _SearchMemory:
+    max_len = engine.max_model_len or spec.max_model_len
+    total = cluster.gpu.cuda_total_bytes
+    return _SearchMemory(max_len=max_len, total=total, requested=requested_bytes(total, util, sem),
+                         batch=batch_defaults(cluster, engine, sem, max_len), era=profile_era(spec, sem),
+                         graphs_in_budget=cudagraphs_in_budget(spec, sem),
+                         mode=mamba_cache_mode(sem.version, spec.architecture),
+                         other=total - min(cluster.free_bytes) if cluster.free_bytes else 0,
+                         moe_shapes=frozenset(i for i, layer in enumerate(distinct_layers(spec.layers)[1])
+                                              if layer.moe),
+                         workspaces=cache.setdefault(("moe_workspace",), {}))
+
+
+class _StageMemory(Struct, frozen=True, kw_only=True, gc=False):
+    """One group of alike pipeline stages at one TP size: its memory but for what DP and expert parallel change (the
+    MoE workspace, and so the KV cache left)."""
+
+    forward_peak: int
+    """The activation peak less the MoE workspace (forward_peak_bytes)."""
+    moe_index: int
+    """Its MoE layer shapes' place in _SplitMemory.moe_shapes, -1 where it holds no MoE layer (no workspace)."""
+    cuda_graphs: int
+    graph_budget: int | None
+    """GpuMemory.cuda_graph_budget_bytes: what vLLM subtracts for the graphs when they are in its budget, else None."""
+    graphs_subtracted: int
+    """What the graphs take from the budget: graph_budget, or 0."""
+    bytes_per_block: tuple[int, ...]
+    """The group's distinct bytes per block, in the order of their first stage (one value, but for hybrids)."""
+
+
+class _SplitMemory(Struct, frozen=True, kw_only=True, gc=False):
+    """What the layouts of one TP and PP size share, whatever their DP, expert parallel and gpu_memory_utilization."""
+
+    stages: tuple[_StageMemory, ...]
+    """Per stage group, in the order of `stages`."""
+    moe_shapes: tuple[tuple[int, ...], ...]
+    """_PipelineGroups.moe_shapes."""
+    moe_layers: tuple[tuple[LayerSpec, ...], ...]
+    take: itemgetter | None
+    """The plan's GPUs (one per stage) from the distinct GpuMemory values, in the order they are made; None where
+    those are already one per stage in rank order."""
+    one_kv_group: bool
+    geometry: KVGeometry
+    in_flight: int
+    """Tokens in flight during a step (the sliding-window groups' blocks of a request read them)."""
+    blocks_per_request: int
+    full_attention: bool
+    """Every KV-cache group holds full attention: the longest request that fits is one division."""
+
+
+class _ShapeMemory(Struct, frozen=True, kw_only=True, gc=False):
+    """All of a memory plan but what DP and expert parallel change, for the layouts of one TP and PP size at one
+    gpu_memory_utilization (and, at TP=1, DP > 1 or not: the overheads read it)."""
+
+    search: _SearchMemory
+    non_torch: int
+    pre_snapshot: int
+    free_refusal: Violation | None
+    """check_free_memory's answer (it reads nothing DP or expert parallel change); None on V0, which has no such
+    check."""
+    split: _SplitMemory
+    plans: dict
+    """The plans made, by what they read beyond this: the requests per replica, each stage group's activation
+    peak and weights."""
+
+
 def make_memory_plan(spec: ModelSpec, layout: Layout, cluster: Cluster, engine: EngineArgs, sem: Semantics, *,
                      memory_model: MemoryModel, concurrency: int | None = None,
                      stages: tuple[tuple[StageGroup, int], ...] | None = None,
@@ -349,107 +444,200 @@ def make_memory_plan(spec: ModelSpec, layout: Layout, cluster: Cluster, engine: 
 
     `stages`: the layout's groups of alike pipeline stages (layout.stage_groups), each with the weight bytes on one
     of its GPUs, when the caller has them (a search works them out once per PP split and expert split).
+    `geometry`: the model's KV geometry at the layout's TP size.
     `cache`: a dict kept across the layouts of one search (one model and engine, whatever the
-    gpu_memory_utilization): a stage's activation peak depends on TP, DP, expert parallel and which layer shapes it
-    holds, not on PP, and its CUDA graphs on TP and its number of layers."""
+    gpu_memory_utilization). All that a plan reads but the weights and the MoE workspace depends on the TP and PP
+    sizes (`_ShapeMemory`, once per pair: a 64-GPU search makes ~600 plans of ~150 pairs); the MoE workspace on DP,
+    the expert split and the stage's layer shapes."""
     cache = {} if cache is None else cache
     util = engine.gpu_memory_utilization or sem.default_gpu_memory_utilization
-    search = cache.get(("memory", util))
-    if search is None:  # what every layout of the search shares, per gpu_memory_utilization
-        max_len = engine.max_model_len or spec.max_model_len
-        total = cluster.gpu.cuda_total_bytes
-        search = cache[("memory", util)] = (
-            spec.is_moe, cudagraphs_in_budget(spec, sem), profile_era(spec, sem), max_len, total,
-            requested_bytes(total, util, sem), batch_defaults(cluster, engine, sem, max_len),
-            mamba_cache_mode(sem.version, spec.architecture))
-    is_moe, graphs_in_budget, era, max_len, total, requested, batch, mode = search
-    geometry = geometry or make_kv_geometry(spec, tp=layout.tp, kv_bytes=kv_bytes_per_element(spec, engine),
-                                            block_size=engine.block_size)
     if stages is None:
         stages = group_weights(spec, layout, cache)
-    gpus: list[GpuMemory | None] = [None] * layout.pp
-    mm = memory_model
-    tp, dp, ep = layout.tp, layout.dp, layout.enable_expert_parallel
-    key = ("overheads", tp, layout.pp > 1, tp * dp > 1)  # all that non-torch and pre-snapshot memory read
-    if key not in cache:
-        cache[key] = non_torch_bytes(layout, sem, mm), pre_snapshot_bytes(layout, mm, moe=is_moe)
-    nt, pre = cache[key]
+    tp, dp = layout.tp, layout.dp
+    key = ("memory", util, tp, layout.pp, tp * dp > 1)
+    shape = cache.get(key)
+    if shape is None:
+        geometry = geometry or make_kv_geometry(spec, tp=tp, kv_bytes=kv_bytes_per_element(spec, engine),
+                                                block_size=engine.block_size)
+        shape = cache[key] = _shape_memory(spec, layout, cluster, engine, sem, memory_model, stages, geometry, util,
+                                           cache)
+    search, split = shape.search, shape.split
+    total, requested, nt, pre = search.total, search.requested, shape.non_torch, shape.pre_snapshot
+    graphs_in_budget, fixed_kv = search.graphs_in_budget, engine.kv_cache_memory_bytes
+    # the MoE workspace of each MoE layer shapes of the split, by what it reads (the tokens of all DP ranks, the
+    # experts' split), then 0 for the stages without MoE layers (moe_index -1)
+    tokens, split_by = search.batch.max_num_batched_tokens, None if layout.enable_expert_parallel else tp * dp
+    workspaces, wss = search.workspaces, []
+    for i, moe in enumerate(split.moe_shapes):
+        ws = workspaces.get((dp, split_by, moe))
+        if ws is None:
+            ws = workspaces[(dp, split_by, moe)] = _moe_workspace(spec, split.moe_layers[i], tokens * dp, split_by,
+                                                                  v0=sem.engine_v0)
+        wss.append(ws)
+    wss.append(0)
+    # all the plan reads beyond its shape: layouts that read alike share one plan (DeepSeek-V3 with and without
+    # expert parallel: the same weights per GPU, the same workspace)
+    key = (concurrency, *wss, *map(_second, stages))
+    plan = shape.plans.get(key)
+    if plan is not None:
+        return plan
+    distinct: list[GpuMemory] = []  # in the order of their first stage, group by group
+    worst = None
+    for (_, weight), stage in zip(stages, split.stages):
+        act = stage.forward_peak + wss[stage.moe_index]  # activation_bytes' two parts
+        kv = fixed_kv or requested - weight - act - nt - stage.graphs_subtracted
+        for per_block in stage.bytes_per_block:
+            gpu = GpuMemory(
+                total_bytes=total, requested_bytes=requested, weight_bytes=weight, activation_bytes=act,
+                non_torch_bytes=nt, cuda_graph_bytes=stage.cuda_graphs, pre_snapshot_bytes=pre, kv_cache_bytes=kv,
+                bytes_per_block=per_block, num_blocks=max(kv, 0) // per_block if per_block else 0,
+                cuda_graph_bytes_in_budget=graphs_in_budget, cuda_graph_budget_bytes=stage.graph_budget)
+            distinct.append(gpu)
+            if worst is None or gpu.num_blocks < worst.num_blocks:
+                worst = gpu
+    gpus = tuple(distinct) if split.take is None else split.take(distinct)
+    # the GPU with the fewest blocks, the first in rank order if several: the first of the distinct ones where each
+    # group has one (stage groups come in order of their first rank)
+    if not split.one_kv_group:
+        worst = min(gpus, key=_num_blocks)
+    plan = shape.plans[key] = _verdict(gpus, worst, shape, util, concurrency, sem)
+    return plan
+
+
+def _shape_memory(spec: ModelSpec, layout: Layout, cluster: Cluster, engine: EngineArgs, sem: Semantics,
+                  mm: MemoryModel, stages: tuple[tuple[StageGroup, int], ...], geometry: KVGeometry, util: float,
+                  cache: dict) -> _ShapeMemory:
+    """The part of make_memory_plan that DP and expert parallel do not change, for the layouts of `layout`'s TP and
+    PP sizes, from parts kept in `cache` by what they read."""
+    search = cache.get(("memory", util))
+    if search is None:
+        search = cache[("memory", util)] = _search_memory(spec, cluster, engine, sem, util, cache)
+    tp, pp = layout.tp, layout.pp
+    key = ("overheads", util, tp, pp > 1, tp * layout.dp > 1)  # all that non-torch and pre-snapshot memory read
+    overheads = cache.get(key)
+    if overheads is None:
+        pre = pre_snapshot_bytes(layout, mm, moe=bool(search.moe_shapes))
+        free = None if sem.engine_v0 else check_free_memory(  # V0 has no free-memory check at start (0.6.0 worker.py)
+            total_bytes=search.total, other_bytes=search.other, pre_snapshot_bytes=pre,
+            requested_bytes=search.requested, gpu_memory_utilization=util)
+        overheads = cache[key] = non_torch_bytes(layout, sem, mm), pre, free
+    split = cache.get(("memory_split", tp, pp))
+    if split is None:
+        split = cache[("memory_split", tp, pp)] = _split_memory(spec, layout, engine, mm, stages, geometry, search,
+                                                                 cache)
+    nt, pre, free = overheads
+    return _ShapeMemory(search=search, non_torch=nt, pre_snapshot=pre, free_refusal=free, split=split, plans={})
+
+
+_second = itemgetter(1)
+
+
+class _PipelineGroups(Struct, frozen=True, kw_only=True, gc=False):
+    """What the stage groups of one PP size read, whatever the TP size."""
+
+    shapes: tuple[tuple[int, ...], ...]
+    """Each group's layer shapes (weights.distinct_layers' index)."""
+    moe_index: tuple[int, ...]
+    """Each group's place in moe_shapes, -1 where it holds no MoE layer."""
+    moe_shapes: tuple[tuple[int, ...], ...]
+    """The distinct MoE layer shapes of the groups: what a stage's MoE workspace reads beside DP and the experts'
+    split (DeepSeek-V3 has one, whatever the stage)."""
+    moe_layers: tuple[tuple[LayerSpec, ...], ...]
+    """Those shapes' layers."""
+    take: itemgetter | None
+    """_SplitMemory.take where each group's stages have one bytes per block (one KV-cache group)."""
+
+
+def _pipeline_groups(spec: ModelSpec, stages: tuple[tuple[StageGroup, int], ...],
+                     moe_shapes: frozenset[int]) -> _PipelineGroups:
+    distinct = distinct_layers(spec.layers)[1]
+    shapes, index = [], []
+    moe: dict[tuple[int, ...], int] = {}  # the distinct MoE layer shapes, each with its place
+    for group, _ in stages:
+        group_shapes = tuple([s for s, _ in group.counts])
+        group_moe = tuple([s for s in group_shapes if s in moe_shapes])
+        shapes.append(group_shapes)
+        index.append(moe.setdefault(group_moe, len(moe)) if group_moe else -1)
+    return _PipelineGroups(shapes=tuple(shapes), moe_index=tuple(index), moe_shapes=tuple(moe),
+                           moe_layers=tuple(tuple([distinct[s] for s in m]) for m in moe),
+                           take=_take([group.ranks for group, _ in stages], [None] * len(stages)))
+
+
+def _split_memory(spec: ModelSpec, layout: Layout, engine: EngineArgs, mm: MemoryModel,
+                  stages: tuple[tuple[StageGroup, int], ...], geometry: KVGeometry, search: _SearchMemory,
+                  cache: dict) -> _SplitMemory:
+    """The stage groups of one TP and PP size; their parts kept in `cache` by what they read, for the other pairs:
+    what the groups of a PP size read whatever the TP (_PipelineGroups), the forward's activation peak by TP and
+    layer shapes (not PP), CUDA graphs by TP and number of layers."""
+    tp, pp = layout.tp, layout.pp
+    era, graphs_in_budget, batch = search.era, search.graphs_in_budget, search.batch
+    groups = cache.get(("memory_groups", pp))
+    if groups is None:
+        groups = cache[("memory_groups", pp)] = _pipeline_groups(spec, stages, search.moe_shapes)
     one_kv_group = len(geometry.groups) == 1  # then a stage's bytes per block follow from its layer counts
-    distinct: list[GpuMemory] = []
-    for group, weight in stages:
+    out = []
+    for (group, _), shapes, moe_index in zip(stages, groups.shapes, groups.moe_index):
         layers = group.layers[0]
-        # a stage's activation peak reads its layer shapes, not how many of each: per group of the PP split, then
-        # per value of those shapes
-        key = ("activation", tp, dp, ep, id(group))
-        seen = cache.get(key)
-        if seen is not None and seen[0] is group:
-            act = seen[1]
-        else:
-            # activation_bytes in its two parts: the forward's peak per TP, the MoE workspace per DP and expert split
-            shapes = tuple(s for s, _ in group.counts)
-            peak = ("forward_peak", tp, shapes, group.last)
-            if peak not in cache:
-                cache[peak] = forward_peak_bytes(spec, layout, layers, last_stage=group.last, batch=batch, mm=mm,
-                                                 era=mm.era(era))
-            workspace = ("moe_workspace", dp, layout.moe_parallel_size, ep, shapes)
-            if workspace not in cache:
-                cache[workspace] = moe_workspace_bytes(spec, layout, layers, batch.max_num_batched_tokens,
-                                                       v0=sem.engine_v0)
-            act = cache[peak] + cache[workspace]
-            cache[key] = group, act
-        key = ("stage_memory", tp, id(group))  # what the group's stages need on top of TP: CUDA graphs, blocks
-        seen = cache.get(key)
-        if seen is None or seen[0] is not group:
-            if ("cuda_graphs", tp, len(layers)) not in cache:
-                cache[("cuda_graphs", tp, len(layers))] = cuda_graph_bytes(spec, layout, len(layers), engine, mm)
-            cg = cache[("cuda_graphs", tp, len(layers))]
-            # each stage's bytes per block; with one KV-cache group they follow from its layer counts: one value for
-            # the whole group
-            blocks = (((group.ranks, geometry.bytes_per_block(layers)),) if one_kv_group
-                      else tuple(((rank,), geometry.bytes_per_block(rank_layers))
-                                 for rank, rank_layers in zip(group.ranks, group.layers)))
-            seen = cache[key] = group, cg, graph_budget(cg, era, memory_model) if graphs_in_budget else None, blocks
-        _, cg, budget, blocks = seen
-        if engine.kv_cache_memory_bytes:
-            kv = engine.kv_cache_memory_bytes
-        else:
-            kv = requested - weight - act - nt - (budget if graphs_in_budget else 0)
-        alike: dict[int, GpuMemory] = {}  # by bytes per block (the same for all of a group's stages but hybrids')
-        for ranks, per_block in blocks:
-            if per_block not in alike:
-                alike[per_block] = GpuMemory(
-                    total_bytes=total, requested_bytes=requested, weight_bytes=weight, activation_bytes=act,
-                    non_torch_bytes=nt, cuda_graph_bytes=cg, pre_snapshot_bytes=pre, kv_cache_bytes=kv,
-                    bytes_per_block=per_block, num_blocks=max(kv, 0) // per_block if per_block else 0,
-                    cuda_graph_bytes_in_budget=graphs_in_budget, cuda_graph_budget_bytes=budget)
-                distinct.append(alike[per_block])
-            for rank in ranks:
-                gpus[rank] = alike[per_block]
-    # the GPU with the fewest blocks, the first in rank order if several: the first of the distinct ones (in the
-    # order of their first stage where each group has one, as stage groups come in order of their first rank)
-    worst = min(distinct if one_kv_group else gpus, key=_num_blocks)
-    return _verdict(tuple(gpus), worst, geometry, spec, layout, cluster, engine, sem, batch, max_len, util,
-                    concurrency, mode, cache)
+        peak = ("forward_peak", tp, shapes, group.last)
+        if peak not in cache:
+            cache[peak] = forward_peak_bytes(spec, layout, layers, last_stage=group.last, batch=batch, mm=mm,
+                                             era=mm.era(era))
+        graphs = ("cuda_graphs", tp, len(layers))
+        if graphs not in cache:
+            cg = cuda_graph_bytes(spec, layout, len(layers), engine, mm)
+            cache[graphs] = cg, graph_budget(cg, era, mm) if graphs_in_budget else None
+        cg, budget = cache[graphs]
+        # with one KV-cache group a stage's bytes per block follow from its layer counts: one value for the group
+        per_block = ((geometry.bytes_per_block(layers),) if one_kv_group
+                     else tuple(dict.fromkeys(geometry.bytes_per_block(r) for r in group.layers)))
+        out.append(_StageMemory(forward_peak=cache[peak], moe_index=moe_index, cuda_graphs=cg, graph_budget=budget,
+                                graphs_subtracted=budget or 0, bytes_per_block=per_block))
+    take = groups.take if one_kv_group else _take([group.ranks for group, _ in stages],
+                                                  [[geometry.bytes_per_block(r) for r in group.layers]
+                                                   for group, _ in stages])
+    in_flight = (2 if pp == 1 else pp) * batch.max_num_batched_tokens
+    return _SplitMemory(
+        stages=tuple(out), moe_shapes=groups.moe_shapes, moe_layers=groups.moe_layers, take=take,
+        one_kv_group=one_kv_group, geometry=geometry, in_flight=in_flight,
+        blocks_per_request=geometry.blocks_per_request(
+            search.max_len, in_flight_tokens=in_flight,
+            state_blocks=state_blocks(search.mode, search.max_len, geometry.block_size)),
+        full_attention=_full_attention_only(geometry))
 
 
-def _verdict(gpus, worst: GpuMemory, geometry: KVGeometry, spec, layout, cluster, engine, sem, batch, max_len, util,
-             concurrency, mode: MambaCacheMode, cache: dict):
+def _take(ranks: list[tuple[int, ...]], per_block: list[list[int] | None]) -> itemgetter | None:
+    """_SplitMemory.take for stage groups of these ranks, with these bytes per block on each of their stages (None:
+    one value for the whole group): each stage's place among the plan's distinct GpuMemory values, made group by
+    group and in each group by bytes per block, in the order of their first stage."""
+    pattern = [0] * sum(map(len, ranks))
+    made = 0
+    for group_ranks, values in zip(ranks, per_block):
+        first, last = group_ranks[0], group_ranks[-1]
+        if values is None and last - first + 1 == len(group_ranks):
+            pattern[first:last + 1] = [made] * len(group_ranks)  # one value for ranks in a row (the usual): a slice
+            made += 1
+            continue
+        order: dict[int | None, int] = {}  # the group's distinct bytes per block, each with its place
+        for rank, value in zip(group_ranks, values or [None] * len(group_ranks)):
+            pattern[rank] = made + order.setdefault(value, len(order))
+        made += len(order)
+    return None if made == len(pattern) and pattern == list(range(made)) else itemgetter(*pattern)
+
+
+def _verdict(gpus: tuple[GpuMemory, ...], worst: GpuMemory, shape: _ShapeMemory, util: float,
+             concurrency: int | None, sem: Semantics) -> MemoryPlan:
+    search, split = shape.search, shape.split
+    geometry, max_len, batch, per_req = split.geometry, search.max_len, search.batch, split.blocks_per_request
     blocks = worst.num_blocks
-    in_flight = (2 if layout.pp == 1 else layout.pp) * batch.max_num_batched_tokens
-    key = ("blocks_per_request", layout.tp, in_flight)  # the geometry depends on TP alone within a search
-    per_req = cache.get(key)
-    if per_req is None:
-        per_req = cache[key] = geometry.blocks_per_request(
-            max_len, in_flight_tokens=in_flight, state_blocks=state_blocks(mode, max_len, geometry.block_size))
     conc = blocks / per_req if per_req else 0.0
     tokens = int(conc * max_len)
     # vLLM `_estimate_max_model_len_from_groups`: the largest L whose one request fits beside the null block
     usable = blocks - 1 if sem.estimate_deducts_null_block else blocks
-    fit = _largest_len(geometry, usable, max_len, in_flight, mode)
-    other = worst.total_bytes - min(cluster.free_bytes) if cluster.free_bytes else 0
+    fit = (_full_attention_len(geometry, usable, max_len) if split.full_attention
+           else _largest_len_search(geometry, usable, max_len, split.in_flight, search.mode))
     # the KV checks as vLLM makes them; failing those, the free memory it finds at start (an earlier check in
     # vLLM, but the KV refusals say more about the plan)
-    if sem.engine_v0:  # V0: its own max-seq-len refusal, and no free-memory check at start (0.6.0 worker.py)
+    if sem.engine_v0:  # V0: its own max-seq-len refusal
         refusal = (check_kv_cache_memory(requested_bytes=worst.requested_bytes, kv_cache_bytes=worst.kv_cache_bytes)
                    or check_v0_kv_cache_fits_max_len(max_model_len=max_len, blocks=blocks,
                                                      block_size=geometry.block_size, blocks_per_request=per_req,
@@ -460,9 +648,7 @@ def _verdict(gpus, worst: GpuMemory, geometry: KVGeometry, spec, layout, cluster
                    or check_kv_cache_fits_max_len(max_model_len=max_len, usable_blocks=usable,
                                                   blocks_per_request=per_req, bytes_per_block=worst.bytes_per_block,
                                                   kv_cache_bytes=worst.kv_cache_bytes, estimated_max_len=fit)
-                   or check_free_memory(total_bytes=worst.total_bytes, other_bytes=other,
-                                        pre_snapshot_bytes=worst.pre_snapshot_bytes,
-                                        requested_bytes=worst.requested_bytes, gpu_memory_utilization=util))
+                   or shape.free_refusal)
     reasons = [reason(refusal)] if refusal else []
     verdict = Verdict.REFUSED_AT_START if refusal else Verdict.STARTS
     if verdict is Verdict.STARTS and worst.free_bytes < RUNTIME_GROWTH:
@@ -496,13 +682,21 @@ def safe_utilization(m: MemoryPlan) -> float:
 
 def _largest_len(geometry: KVGeometry, usable_blocks: int, max_len: int, in_flight: int,
                  mode: MambaCacheMode = MambaCacheMode.ALIGN) -> int:
-    """The longest request (at most max_len tokens) that fits in `usable_blocks`. Where every group holds full
-    attention (one block per block_size tokens of the request in each), the binary search's answer in one step: the
-    whole blocks each group may take, times the block size (a search makes ~600 memory plans)."""
-    if all(g.kind in (AttentionKind.FULL, AttentionKind.MLA) for g in geometry.groups):
-        per_group = usable_blocks // len(geometry.groups) if geometry.groups else max_len
-        return max(0, min(max_len, per_group * geometry.block_size)) if usable_blocks >= 0 else 0
+    """The longest request (at most max_len tokens) that fits in `usable_blocks`."""
+    if _full_attention_only(geometry):
+        return _full_attention_len(geometry, usable_blocks, max_len)
     return _largest_len_search(geometry, usable_blocks, max_len, in_flight, mode)
+
+
+def _full_attention_only(geometry: KVGeometry) -> bool:
+    return all(g.kind in (AttentionKind.FULL, AttentionKind.MLA) for g in geometry.groups)
+
+
+def _full_attention_len(geometry: KVGeometry, usable_blocks: int, max_len: int) -> int:
+    """_largest_len where every group holds full attention (one block per block_size tokens of the request in each):
+    the binary search's answer in one step: the whole blocks each group may take, times the block size."""
+    per_group = usable_blocks // len(geometry.groups) if geometry.groups else max_len
+    return max(0, min(max_len, per_group * geometry.block_size)) if usable_blocks >= 0 else 0
 
 
 def _largest_len_search(geometry: KVGeometry, usable_blocks: int, max_len: int, in_flight: int,
