@@ -126,7 +126,8 @@ def _shape_runs(index: tuple[int, ...]) -> tuple[tuple[tuple[int, ...], ...], tu
     """What stage_groups reads of the layers' shapes, for every PP size: how many layers of each shape come before
     layer i, for every i (a stage's counts are two look-ups a shape), and where the run of layers of layer i's shape
     ends (a stage within one run has one shape: most stages, ~1900 of a 64-GPU search's)."""
-    prefix = tuple(tuple(accumulate((i == shape for i in index), initial=0)) for shape in range(max(index, default=-1) + 1))
+    prefix = tuple(tuple(accumulate((i == shape for i in index), initial=0))
+                   for shape in range(max(index, default=-1) + 1))
     run_end = [len(index)] * len(index)
     for i in range(len(index) - 2, -1, -1):
         run_end[i] = run_end[i + 1] if index[i] == index[i + 1] else i + 1
