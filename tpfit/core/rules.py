@@ -375,10 +375,16 @@ def model_wide_violations(spec: ModelSpec, cluster: Cluster, engine: EngineArgs)
 
 # what a rule reads of a layout (RULE_FACTORS); plain fields are read by attrgetter, in C: a 64-GPU search reads
 # each of them for ~1500 layouts
-_gpus = attrgetter("num_gpus", "world_size")
 _tp = attrgetter("tp")
 _ep = attrgetter("enable_expert_parallel")
 _pp = attrgetter("pp")
+
+
+def _gpus(lay: Layout) -> tuple[int, int]:
+    """(lay.num_gpus, lay.world_size) as one product: the two properties cost three Python calls per layout
+    (tests/test_search_shortcuts.py ties this to them)."""
+    world = lay.tp * lay.pp
+    return world * lay.dp, world
 
 
 def _moe_split(lay: Layout) -> int:
