@@ -61,9 +61,10 @@ def test_what_a_shards_rules_read_is_the_same_for_every_layout_of_the_shard():
     assert {RULE_FACTORS[r][0] for r in LAYOUT_RULES} - rules._SHARD_READS == {rules._gpus, rules._pp}
 
 
-def test_placement_reads_the_layouts_gpus_and_world_size():
+def test_the_reads_written_as_one_product_are_what_they_stand_for():
     for layout in enumerate_layouts(24, is_moe=True) + (Layout(tp=3, pp=70, dp=7),):
         assert rules._gpus(layout) == (layout.num_gpus, layout.world_size), layout
+        assert rules._expert_split(layout) == (layout.tp, rules._moe_split(layout)), layout
 
 
 def test_layout_checker_joins_messages_per_layout_when_they_do_not_read_alike(monkeypatch):
