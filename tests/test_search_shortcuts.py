@@ -65,6 +65,7 @@ def test_the_reads_written_as_one_product_are_what_they_stand_for():
     for layout in enumerate_layouts(24, is_moe=True) + (Layout(tp=3, pp=70, dp=7),):
         assert rules._gpus(layout) == (layout.num_gpus, layout.world_size), layout
         assert rules._expert_split(layout) == (layout.tp, rules._moe_split(layout)), layout
+        assert rules._moe_split(layout) == (1 if layout.enable_expert_parallel else layout.moe_parallel_size), layout
 
 
 def test_layout_checker_joins_messages_per_layout_when_they_do_not_read_alike(monkeypatch):

@@ -388,8 +388,9 @@ def _gpus(lay: Layout) -> tuple[int, int]:
 
 
 def _moe_split(lay: Layout) -> int:
-    """Ranks each expert's width is split over: TP x DP, or 1 under expert parallel (whole experts per GPU)."""
-    return 1 if lay.enable_expert_parallel else lay.moe_parallel_size
+    """Ranks each expert's width is split over: TP x DP (Layout.moe_parallel_size, written as the product: one Python
+    call, not two; a test ties them), or 1 under expert parallel (whole experts per GPU)."""
+    return 1 if lay.enable_expert_parallel else lay.tp * lay.dp
 
 
 def _expert_split(lay: Layout) -> tuple[int, int]:
