@@ -186,9 +186,9 @@ def test_each_stage_takes_the_gpu_memory_made_for_its_group_and_bytes_per_block(
     ranks = [(0,), (1, 3, 4), (2, 5)]
     per_block = [None, [10, 20, 10], [30, 30]]
     made = ["first", "middle at 10", "middle at 20", "last"]
-    assert _take(ranks, per_block)(made) == ("first", "middle at 10", "last", "middle at 20", "middle at 10", "last")
+    assert _take(ranks, per_block, 6)(made) == ("first", "middle at 10", "last", "middle at 20", "middle at 10", "last")
     # one value per group, its ranks in a row
-    assert _take([(0,), (1, 2, 3), (4,)], [None] * 3)(["a", "b", "c"]) == ("a", "b", "b", "b", "c")
+    assert _take([(0,), (1, 2, 3), (4,)], [None] * 3, 5)(["a", "b", "c"]) == ("a", "b", "b", "b", "c")
     # each stage its own value, in rank order: the values as made
-    assert _take([(0,), (1,), (2,)], [None] * 3) is None
-    assert _take([(0, 2), (1,)], [[5, 6], None])(["x", "y", "z"]) == ("x", "z", "y")
+    assert _take([(0,), (1,), (2,)], [None] * 3, 3) is None
+    assert _take([(0, 2), (1,)], [[5, 6], None], 3)(["x", "y", "z"]) == ("x", "z", "y")

@@ -124,7 +124,8 @@ class GpuMemory(Struct, frozen=True, kw_only=True, gc=False):
         if not self.cuda_graph_bytes_in_budget:
             return self.cuda_graph_bytes + self.pre_snapshot_bytes
         budgeted = self.cuda_graph_bytes if self.cuda_graph_budget_bytes is None else self.cuda_graph_budget_bytes
-        return max(self.cuda_graph_bytes - budgeted, 0) + self.pre_snapshot_bytes
+        beyond = self.cuda_graph_bytes - budgeted
+        return (beyond if beyond > 0 else 0) + self.pre_snapshot_bytes
 
     @property
     def peak_bytes(self) -> int:
@@ -462,17 +463,14 @@ def make_memory_plan(spec: ModelSpec, layout: Layout, cluster: Cluster, engine: 
         shape = cache[key] = _shape_memory(spec, layout, cluster, engine, sem, memory_model, stages, geometry, util,
                                            cache)
     search, split = shape.search, shape.split
-    total, requested, nt, pre = search.total, search.requested, shape.non_torch, shape.pre_snapshot
-    graphs_in_budget, fixed_kv = search.graphs_in_budget, engine.kv_cache_memory_bytes
     # the MoE workspace of each MoE layer shapes of the split, by what it reads (the tokens of all DP ranks, the
     # experts' split), then 0 for the stages without MoE layers (moe_index -1)
-    tokens, split_by = search.batch.max_num_batched_tokens, None if layout.enable_expert_parallel else tp * dp
-    workspaces, wss = search.workspaces, []
-    for i, moe in enumerate(split.moe_shapes):
+    split_by, workspaces, wss = None if layout.enable_expert_parallel else tp * dp, search.workspaces, []
+    for moe, layers in zip(split.moe_shapes, split.moe_layers):
         ws = workspaces.get((dp, split_by, moe))
         if ws is None:
-            ws = workspaces[(dp, split_by, moe)] = _moe_workspace(spec, split.moe_layers[i], tokens * dp, split_by,
-                                                                  v0=sem.engine_v0)
+            ws = workspaces[(dp, split_by, moe)] = _moe_workspace(
+                spec, layers, search.batch.max_num_batched_tokens * dp, split_by, v0=sem.engine_v0)
         wss.append(ws)
     wss.append(0)
     # all the plan reads beyond its shape: layouts that read alike share one plan (DeepSeek-V3 with and without
@@ -481,6 +479,8 @@ def make_memory_plan(spec: ModelSpec, layout: Layout, cluster: Cluster, engine: 
     plan = shape.plans.get(key)
     if plan is not None:
         return plan
+    total, requested, nt, pre = search.total, search.requested, shape.non_torch, shape.pre_snapshot
+    graphs_in_budget, fixed_kv = search.graphs_in_budget, engine.kv_cache_memory_bytes
     distinct: list[GpuMemory] = []  # in the order of their first stage, group by group
     worst = None
     for (_, weight), stage in zip(stages, split.stages):
@@ -490,7 +490,7 @@ def make_memory_plan(spec: ModelSpec, layout: Layout, cluster: Cluster, engine: 
             gpu = GpuMemory(
                 total_bytes=total, requested_bytes=requested, weight_bytes=weight, activation_bytes=act,
                 non_torch_bytes=nt, cuda_graph_bytes=stage.cuda_graphs, pre_snapshot_bytes=pre, kv_cache_bytes=kv,
-                bytes_per_block=per_block, num_blocks=max(kv, 0) // per_block if per_block else 0,
+                bytes_per_block=per_block, num_blocks=kv // per_block if kv > 0 and per_block else 0,
                 cuda_graph_bytes_in_budget=graphs_in_budget, cuda_graph_budget_bytes=stage.graph_budget)
             distinct.append(gpu)
             if worst is None or gpu.num_blocks < worst.num_blocks:
@@ -535,8 +535,11 @@ _second = itemgetter(1)
 class _PipelineGroups(Struct, frozen=True, kw_only=True, gc=False):
     """What the stage groups of one PP size read, whatever the TP size."""
 
-    shapes: tuple[tuple[int, ...], ...]
-    """Each group's layer shapes (weights.distinct_layers' index)."""
+    peaks: tuple[tuple[tuple[int, ...], bool], ...]
+    """Each group's layer shapes (weights.distinct_layers' index) and whether it holds the last stage: what its
+    forward's activation peak reads beside TP."""
+    layer_counts: tuple[int, ...]
+    """Each group's layers per stage: what its CUDA graphs read beside TP."""
     moe_index: tuple[int, ...]
     """Each group's place in moe_shapes, -1 where it holds no MoE layer."""
     moe_shapes: tuple[tuple[int, ...], ...]
@@ -548,19 +551,21 @@ class _PipelineGroups(Struct, frozen=True, kw_only=True, gc=False):
     """_SplitMemory.take where each group's stages have one bytes per block (one KV-cache group)."""
 
 
-def _pipeline_groups(spec: ModelSpec, stages: tuple[tuple[StageGroup, int], ...],
-                     moe_shapes: frozenset[int]) -> _PipelineGroups:
+def _pipeline_groups(spec: ModelSpec, stages: tuple[tuple[StageGroup, int], ...], moe_shapes: frozenset[int],
+                     pp: int) -> _PipelineGroups:
     distinct = distinct_layers(spec.layers)[1]
-    shapes, index = [], []
+    peaks, layer_counts, index, ranks = [], [], [], []
     moe: dict[tuple[int, ...], int] = {}  # the distinct MoE layer shapes, each with its place
     for group, _ in stages:
-        group_shapes = tuple([s for s, _ in group.counts])
-        group_moe = tuple([s for s in group_shapes if s in moe_shapes])
-        shapes.append(group_shapes)
+        shapes = tuple([s for s, _ in group.counts])
+        peaks.append((shapes, group.last))
+        layer_counts.append(len(group.layers[0]))
+        ranks.append(group.ranks)
+        group_moe = tuple([s for s in shapes if s in moe_shapes]) if moe_shapes else ()
         index.append(moe.setdefault(group_moe, len(moe)) if group_moe else -1)
-    return _PipelineGroups(shapes=tuple(shapes), moe_index=tuple(index), moe_shapes=tuple(moe),
-                           moe_layers=tuple(tuple([distinct[s] for s in m]) for m in moe),
-                           take=_take([group.ranks for group, _ in stages], [None] * len(stages)))
+    return _PipelineGroups(peaks=tuple(peaks), layer_counts=tuple(layer_counts), moe_index=tuple(index),
+                           moe_shapes=tuple(moe), moe_layers=tuple(tuple([distinct[s] for s in m]) for m in moe),
+                           take=_take(ranks, [None] * len(ranks), pp))
 
 
 def _split_memory(spec: ModelSpec, layout: Layout, engine: EngineArgs, mm: MemoryModel,
@@ -573,28 +578,28 @@ def _split_memory(spec: ModelSpec, layout: Layout, engine: EngineArgs, mm: Memor
     era, graphs_in_budget, batch = search.era, search.graphs_in_budget, search.batch
     groups = cache.get(("memory_groups", pp))
     if groups is None:
-        groups = cache[("memory_groups", pp)] = _pipeline_groups(spec, stages, search.moe_shapes)
+        groups = cache[("memory_groups", pp)] = _pipeline_groups(spec, stages, search.moe_shapes, pp)
     one_kv_group = len(geometry.groups) == 1  # then a stage's bytes per block follow from its layer counts
+    peaks, graphs = cache.setdefault(("forward_peak", tp), {}), cache.setdefault(("cuda_graphs", tp), {})
     out = []
-    for (group, _), shapes, moe_index in zip(stages, groups.shapes, groups.moe_index):
+    for (group, _), peak, n_layers, moe_index in zip(stages, groups.peaks, groups.layer_counts, groups.moe_index):
         layers = group.layers[0]
-        peak = ("forward_peak", tp, shapes, group.last)
-        if peak not in cache:
-            cache[peak] = forward_peak_bytes(spec, layout, layers, last_stage=group.last, batch=batch, mm=mm,
-                                             era=mm.era(era))
-        graphs = ("cuda_graphs", tp, len(layers))
-        if graphs not in cache:
-            cg = cuda_graph_bytes(spec, layout, len(layers), engine, mm)
-            cache[graphs] = cg, graph_budget(cg, era, mm) if graphs_in_budget else None
-        cg, budget = cache[graphs]
+        forward = peaks.get(peak)
+        if forward is None:
+            forward = peaks[peak] = forward_peak_bytes(spec, layout, layers, last_stage=group.last, batch=batch,
+                                                       mm=mm, era=mm.era(era))
+        if n_layers not in graphs:
+            cg = cuda_graph_bytes(spec, layout, n_layers, engine, mm)
+            graphs[n_layers] = cg, graph_budget(cg, era, mm) if graphs_in_budget else None
+        cg, budget = graphs[n_layers]
         # with one KV-cache group a stage's bytes per block follow from its layer counts: one value for the group
         per_block = ((geometry.bytes_per_block(layers),) if one_kv_group
                      else tuple(dict.fromkeys(geometry.bytes_per_block(r) for r in group.layers)))
-        out.append(_StageMemory(forward_peak=cache[peak], moe_index=moe_index, cuda_graphs=cg, graph_budget=budget,
+        out.append(_StageMemory(forward_peak=forward, moe_index=moe_index, cuda_graphs=cg, graph_budget=budget,
                                 graphs_subtracted=budget or 0, bytes_per_block=per_block))
     take = groups.take if one_kv_group else _take([group.ranks for group, _ in stages],
                                                   [[geometry.bytes_per_block(r) for r in group.layers]
-                                                   for group, _ in stages])
+                                                   for group, _ in stages], pp)
     in_flight = (2 if pp == 1 else pp) * batch.max_num_batched_tokens
     return _SplitMemory(
         stages=tuple(out), moe_shapes=groups.moe_shapes, moe_layers=groups.moe_layers, take=take,
@@ -605,11 +610,11 @@ def _split_memory(spec: ModelSpec, layout: Layout, engine: EngineArgs, mm: Memor
         full_attention=_full_attention_only(geometry))
 
 
-def _take(ranks: list[tuple[int, ...]], per_block: list[list[int] | None]) -> itemgetter | None:
+def _take(ranks: list[tuple[int, ...]], per_block: list[list[int] | None], pp: int) -> itemgetter | None:
     """_SplitMemory.take for stage groups of these ranks, with these bytes per block on each of their stages (None:
     one value for the whole group): each stage's place among the plan's distinct GpuMemory values, made group by
     group and in each group by bytes per block, in the order of their first stage."""
-    pattern = [0] * sum(map(len, ranks))
+    pattern = [0] * pp
     made = 0
     for group_ranks, values in zip(ranks, per_block):
         first, last = group_ranks[0], group_ranks[-1]
@@ -621,7 +626,7 @@ def _take(ranks: list[tuple[int, ...]], per_block: list[list[int] | None]) -> it
         for rank, value in zip(group_ranks, values or [None] * len(group_ranks)):
             pattern[rank] = made + order.setdefault(value, len(order))
         made += len(order)
-    return None if made == len(pattern) and pattern == list(range(made)) else itemgetter(*pattern)
+    return None if made == pp and pattern == list(range(pp)) else itemgetter(*pattern)
 
 
 def _verdict(gpus: tuple[GpuMemory, ...], worst: GpuMemory, shape: _ShapeMemory, util: float,
@@ -695,8 +700,10 @@ def _full_attention_only(geometry: KVGeometry) -> bool:
 def _full_attention_len(geometry: KVGeometry, usable_blocks: int, max_len: int) -> int:
     """_largest_len where every group holds full attention (one block per block_size tokens of the request in each):
     the binary search's answer in one step: the whole blocks each group may take, times the block size."""
-    per_group = usable_blocks // len(geometry.groups) if geometry.groups else max_len
-    return max(0, min(max_len, per_group * geometry.block_size)) if usable_blocks >= 0 else 0
+    if usable_blocks < 0:
+        return 0
+    length = (usable_blocks // len(geometry.groups) if geometry.groups else max_len) * geometry.block_size
+    return length if length < max_len else max_len  # min() without its keyword parsing (a search calls it ~500 times)
 
 
 def _largest_len_search(geometry: KVGeometry, usable_blocks: int, max_len: int, in_flight: int,
