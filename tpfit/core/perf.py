@@ -390,20 +390,6 @@ def _layer_cost(layer: LayerSpec, spec: ModelSpec, unquantized: ModelSpec, layou
                       moe_allreduce=m is not None)
 
 
-class _Stage(Struct, frozen=True, kw_only=True, gc=False):
-    layers: tuple[tuple[_LayerCost, int], ...]
-    """Each distinct layer shape of the stage and how many layers have it."""
-    extra_bytes: int
-    """Read each step besides the layers: lm_head on the last stage."""
-    extra_params: int
-
-
-def _stage(costs: tuple[_LayerCost, ...], lm_head: int, lm_params: int, group: StageGroup) -> _Stage:
-    """The stages of `group` on one GPU, given each distinct layer's cost and the lm_head's (_shard_costs)."""
-    return _Stage(layers=tuple([(costs[i], k) for i, k in group.counts]), extra_bytes=lm_head if group.last else 0,
-                  extra_params=lm_params if group.last else 0)
-
-
 def _shard_costs(spec: ModelSpec, layout: Layout, kv_bytes: int, cache: dict
                  ) -> tuple[tuple[_LayerCost, ...], int, int]:
     """Each distinct layer's cost on one GPU of the layout (one object per value across the search), and the
@@ -429,17 +415,6 @@ def _shard_costs(spec: ModelSpec, layout: Layout, kv_bytes: int, cache: dict
     lm_head = (linear_bytes(vocab_rank, spec.hidden_size, spec.dtype_bytes, q) if q and q.lm_head_quantized
                else allocated_bytes(vocab_rank * spec.hidden_size * spec.dtype_bytes))
     return tuple(costs), lm_head, vocab_rank * spec.hidden_size
-
-
-def _stages(spec: ModelSpec, layout: Layout, kv_bytes: int) -> tuple[_Stage, ...]:
-    """The layout's pipeline stages, in rank order."""
-    costs, lm_head, lm_params = _shard_costs(spec, layout, kv_bytes, {})
-    out: list[_Stage | None] = [None] * layout.pp
-    for group in stage_groups(distinct_layers(spec.layers)[0], layout.pp):
-        stage = _stage(costs, lm_head, lm_params, group)
-        for rank in group.ranks:
-            out[rank] = stage
-    return tuple(out)
 
 
 def _gemm_flops_per_s(spec: ModelSpec, speed: GpuSpeed) -> float:
@@ -474,12 +449,26 @@ def _layer_terms(c: _LayerCost, *, context: float, prefill_context: float) -> tu
             4 * c.attn_width)
 
 
-def _stage_terms(stage: _Stage, *, context: float, prefill_context: float) -> _StageTerms:
-    """`stage` for requests at mean `context` tokens and prompts attending to `prefill_context` on average."""
-    return _StageTerms(extra_bytes=stage.extra_bytes,
-                       extra_flops_per_token=FLOPS_PER_PARAM_PER_TOKEN * stage.extra_params,
-                       layers=tuple([(n, _layer_terms(c, context=context, prefill_context=prefill_context))
-                                     for c, n in stage.layers]))
+def _group_terms(shapes: tuple[tuple, ...], lm_head: int, lm_params: int, group: StageGroup) -> _StageTerms:
+    """The stages of `group` on one GPU as a step sums them, from each distinct layer shape's _layer_terms and the
+    lm_head's bytes and parameters (_shard_costs)."""
+    return _StageTerms(extra_bytes=lm_head if group.last else 0,
+                       extra_flops_per_token=FLOPS_PER_PARAM_PER_TOKEN * lm_params if group.last else 0,
+                       layers=tuple([(k, shapes[i]) for i, k in group.counts]))
+
+
+def _stages(spec: ModelSpec, layout: Layout, kv_bytes: int, *, context: float, prefill_context: float
+            ) -> tuple[_StageTerms, ...]:
+    """The layout's pipeline stages as a step sums them (_group_terms), in rank order: make_speed's stages for one
+    layout, without a search's cache."""
+    costs, lm_head, lm_params = _shard_costs(spec, layout, kv_bytes, {})
+    shapes = tuple([_layer_terms(c, context=context, prefill_context=prefill_context) for c in costs])
+    out: list[_StageTerms | None] = [None] * layout.pp
+    for group in stage_groups(distinct_layers(spec.layers)[0], layout.pp):
+        terms = _group_terms(shapes, lm_head, lm_params, group)
+        for rank in group.ranks:
+            out[rank] = terms
+    return tuple(out)
 
 
 def _stage_step_s(stage: _StageTerms, decode: float, prefill: float, speed: GpuSpeed, flops_per_s: float,
@@ -523,12 +512,11 @@ def _stage_steps(stages: tuple[_StageTerms, ...], decode: float, prefill: float,
     return [t[0] for t in terms], [t[1] for t in terms], [t[2] for t in terms]
 
 
-def _stage_step(stage: _Stage, *, decode: float, prefill: float, context: float, prefill_context: float,
-                speed: GpuSpeed, flops_per_s: float, tp_cost: CollectiveCost | None,
-                moe_cost: CollectiveCost | None, hidden: int, moe: MoeKernel) -> StepTerms:
+def _stage_step(stage: _StageTerms, *, decode: float, prefill: float, speed: GpuSpeed, flops_per_s: float,
+                tp_cost: CollectiveCost | None, moe_cost: CollectiveCost | None, hidden: int, moe: MoeKernel
+                ) -> StepTerms:
     """One stage's share of a step (`_stage_steps` for one stage)."""
-    terms = _stage_terms(stage, context=context, prefill_context=prefill_context)
-    (memory_s,), (compute_s,), (comm_s,) = _stage_steps((terms,), decode, prefill, speed, flops_per_s, tp_cost,
+    (memory_s,), (compute_s,), (comm_s,) = _stage_steps((stage,), decode, prefill, speed, flops_per_s, tp_cost,
                                                         moe_cost, hidden, moe)
     return StepTerms(memory_s=memory_s, compute_s=compute_s, communication_s=comm_s, overhead_s=0.0)
 
@@ -537,8 +525,8 @@ def single_stream_step(spec: ModelSpec, speed: GpuSpeed, *, context: float, kv_b
     """One decode step of a single request at `context` tokens on one GPU, without the per-step overhead: what
     `tpfit calibrate --vllm-model` subtracts from vLLM's measured TPOT to fit `step_overhead_s` (make_speed adds
     that overhead back to the same terms, so a plan of that model and GPU reproduces the measured TPOT)."""
-    (stage,) = _stages(spec, Layout(), kv_bytes or spec.dtype_bytes)
-    return _stage_step(stage, decode=1.0, prefill=0.0, context=context, prefill_context=0.0, speed=speed,
+    (stage,) = _stages(spec, Layout(), kv_bytes or spec.dtype_bytes, context=context, prefill_context=0.0)
+    return _stage_step(stage, decode=1.0, prefill=0.0, speed=speed,
                        flops_per_s=_gemm_flops_per_s(spec, speed), tp_cost=None, moe_cost=None, hidden=spec.hidden_size,
                        moe=moe_kernel(spec, speed))
 
@@ -554,8 +542,7 @@ def physical_floor_s(spec: ModelSpec, layout: Layout, gpu: GpuSpec, *, decode: f
                     pcie_bytes_per_s=0.0, p2p=False)
     rate = _gemm_flops_per_s(spec, peak)
     fp4 = 2 if spec.quant and spec.quant.method == "mxfp4" else 1  # FP4 tensor cores: at most twice FP8's rate
-    stages = tuple(_stage_terms(stage, context=context, prefill_context=prefill_context)
-                   for stage in _stages(spec, layout, spec.dtype_bytes))
+    stages = _stages(spec, layout, spec.dtype_bytes, context=context, prefill_context=prefill_context)
     memory_s, compute_s, _ = _stage_steps(stages, decode, prefill, peak, rate, None, None, spec.hidden_size,
                                           MoeKernel(bw_efficiency=1.0, flops_per_s=rate * fp4,
                                                     reads_every_expert=False))
@@ -565,7 +552,7 @@ def physical_floor_s(spec: ModelSpec, layout: Layout, gpu: GpuSpec, *, decode: f
 def _pipeline(spec: ModelSpec, layout: Layout, cluster: Cluster, speed: GpuSpeed, kv_bytes: int,
               workload: SpeedWorkload, is_moe: bool, cache: dict) -> tuple:
     """What make_speed needs of a layout's shape (TP, PP, expert split) beside its memory: its distinct stages (the
-    same layers and ends cost the same; _stage_terms, in order of first rank) and how many ranks hold each, the TP,
+    same layers and ends cost the same; _group_terms, in order of first rank) and how many ranks hold each, the TP,
     MoE and PP links, and the memo of stage steps for that pair of TP and MoE links."""
     key = ("speed_shard", layout.tp, layout.moe_parallel_size if is_moe else 1, layout.enable_expert_parallel)
     shard = cache.get(key)
@@ -574,8 +561,9 @@ def _pipeline(spec: ModelSpec, layout: Layout, cluster: Cluster, speed: GpuSpeed
         # one shard per value of what it holds (its layer costs are one object per value): a layout with
         # --enable-expert-parallel often holds the bytes of the same layout without it, and then shares its stages,
         # stage steps and speeds (DeepSeek-V3 on 64 GPUs: 511 speeds, 368 distinct)
-        costs, _, lm_head, lm_params, same, _, tp_cost, moe_cost, _ = shard
-        alike = ("speed_shard", layout.tp, tuple(map(id, costs)), lm_head, lm_params, same, id(tp_cost), id(moe_cost))
+        costs, *_, moe_cost, _ = shard
+        # (the lm_head, the TP link and which shapes cost alike follow from TP and the costs)
+        alike = ("speed_shard", layout.tp, tuple(map(id, costs)), id(moe_cost))
         shard = cache[key] = cache.setdefault(alike, shard)
     found = cache.get(("pipeline", id(shard), layout.pp))
     if found is not None:
@@ -586,11 +574,7 @@ def _pipeline(spec: ModelSpec, layout: Layout, cluster: Cluster, speed: GpuSpeed
     for kind, group in kinds:
         terms = by_kind.get(kind)
         if terms is None:
-            # _stage_terms of the group's stage (_stage), from the shard's terms of each layer shape
-            terms = by_kind[kind] = _StageTerms(
-                extra_bytes=lm_head if group.last else 0,
-                extra_flops_per_token=FLOPS_PER_PARAM_PER_TOKEN * lm_params if group.last else 0,
-                layers=tuple([(k, shapes[i]) for i, k in group.counts]))
+            terms = by_kind[kind] = _group_terms(shapes, lm_head, lm_params, group)
         stages.append(terms)
     pp_cost = None
     if layout.pp > 1:
