@@ -32,20 +32,12 @@ PACK_FACTOR_4BIT = 8
 """4-bit values per int32: column-parallel outputs of AWQ layers must split into multiples of it."""
 
 
-@lru_cache(maxsize=1024)
 def _valid_tps(n: int, limit: int) -> tuple[int, ...]:
     return tuple(t for t in range(1, limit + 1) if n % t == 0)
 
 
 def _join(values: tuple[int, ...]) -> str:
     return ", ".join(map(str, values[:-1])) + (" or " if len(values) > 1 else "") + str(values[-1])
-
-
-@lru_cache(maxsize=4096)
-def _not_divisible(numerator: int, denominator: int) -> str:
-    """vLLM's `divide` AssertionError (NOT_DIVISIBLE) for these sizes: a 64-GPU search writes it ~1000 times for a few
-    dozen pairs."""
-    return NOT_DIVISIBLE.format(numerator=numerator, denominator=denominator)
 
 
 class _TpRefusal(NamedTuple):
@@ -103,15 +95,15 @@ def check_kv_heads(spec: ModelSpec, layout: Layout, cluster: Cluster) -> list[Vi
             return _kv_heads_refusal(kv, tp).at(layout, cluster)
         if kv < tp and tp % kv:
             return [Violation(rule="kv_heads_replicate", detail=f"TP={tp} is not a multiple of {kv} KV heads",
-                              vllm_error=_not_divisible(tp, kv),
+                              vllm_error=NOT_DIVISIBLE.format(numerator=tp, denominator=kv),
                               fix=f"use a TP that is a divisor or multiple of {kv}")]
     return []
 
 
 @lru_cache(maxsize=1024)
 def _kv_heads_refusal(kv: int, tp: int) -> _TpRefusal:
-    return _TpRefusal.make("kv_heads_split", f"{kv} KV heads do not split over TP={tp}", _not_divisible(kv, tp),
-                           f"{kv} KV heads", kv, tp)
+    return _TpRefusal.make("kv_heads_split", f"{kv} KV heads do not split over TP={tp}",
+                           NOT_DIVISIBLE.format(numerator=kv, denominator=tp), f"{kv} KV heads", kv, tp)
 
 
 def check_vocab(spec: ModelSpec, layout: Layout, cluster: Cluster) -> list[Violation]:
@@ -125,7 +117,8 @@ def check_vocab(spec: ModelSpec, layout: Layout, cluster: Cluster) -> list[Viola
 @lru_cache(maxsize=1024)
 def _vocab_refusal(padded: int, tp: int) -> _TpRefusal:
     return _TpRefusal.make("vocab_divisible_by_tp", f"padded vocab {padded} does not split over TP={tp}",
-                           _not_divisible(padded, tp), f"the padded vocab {padded}", padded, tp)
+                           NOT_DIVISIBLE.format(numerator=padded, denominator=tp), f"the padded vocab {padded}", padded,
+                           tp)
 
 
 def check_mlp_split(spec: ModelSpec, layout: Layout, cluster: Cluster) -> list[Violation]:
@@ -140,7 +133,7 @@ def check_mlp_split(spec: ModelSpec, layout: Layout, cluster: Cluster) -> list[V
 @lru_cache(maxsize=1024)
 def _mlp_refusal(size: int, tp: int) -> _TpRefusal:
     return _TpRefusal.make("mlp_divisible_by_tp", f"MLP width {size} does not split over TP={tp}",
-                           _not_divisible(size, tp), f"{size}", size, tp)
+                           NOT_DIVISIBLE.format(numerator=size, denominator=tp), f"{size}", size, tp)
 
 
 def check_moe_split(spec: ModelSpec, layout: Layout, cluster: Cluster) -> list[Violation]:
@@ -156,7 +149,7 @@ def check_moe_split(spec: ModelSpec, layout: Layout, cluster: Cluster) -> list[V
         if size % moe_tp:
             return [Violation(rule="moe_divisible_by_tp",
                               detail=f"expert width {size} does not split over {moe_tp} ranks (TP x DP)",
-                              vllm_error=_not_divisible(size, moe_tp),
+                              vllm_error=NOT_DIVISIBLE.format(numerator=size, denominator=moe_tp),
                               fix="add --enable-expert-parallel (whole experts per GPU) or use a TP x DP that divides "
                                   f"{size}")]
     return []
