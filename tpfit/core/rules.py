@@ -15,7 +15,7 @@ from operator import attrgetter
 
 from tpfit.core.engine import EngineArgs
 from tpfit.core.layout import Layout, shard_of
-from tpfit.core.weights import distinct_layers, padded_vocab
+from tpfit.core.weights import by_identity, distinct_layers, padded_vocab
 from tpfit.hardware.cluster import Cluster
 from tpfit.core.vllm_messages import (
     BF16_CAPABILITY, DSV4_KV_CACHE_DTYPE, EP_WITHOUT_EXPERTS, FP8_BLOCK_K, FP8_MOE_BLOCK_N, HEADS_NOT_DIVISIBLE,
@@ -90,7 +90,7 @@ def _heads_refusal(heads: int, tp: int) -> _TpRefusal:
 def check_kv_heads(spec: ModelSpec, layout: Layout, cluster: Cluster) -> list[Violation]:
     """`QKVParallelLinear` / model `*Attention.__init__`: KV heads split (kv >= tp) or replicate (kv < tp)."""
     tp = layout.tp
-    for kv in _sizes(spec).kv_heads:
+    for kv in _sizes(spec.layers).kv_heads:
         if kv >= tp and kv % tp:
             return _kv_heads_refusal(kv, tp).at(layout, cluster)
         if kv < tp and tp % kv:
@@ -124,7 +124,7 @@ def _vocab_refusal(padded: int, tp: int) -> _TpRefusal:
 def check_mlp_split(spec: ModelSpec, layout: Layout, cluster: Cluster) -> list[Violation]:
     """`divide(output_size, tp)` in the dense MLP layers."""
     tp = layout.tp
-    for size in _sizes(spec).mlp_widths:
+    for size in _sizes(spec.layers).mlp_widths:
         if size % tp:
             return _mlp_refusal(size, tp).at(layout, cluster)
     return []
@@ -141,7 +141,7 @@ def check_moe_split(spec: ModelSpec, layout: Layout, cluster: Cluster) -> list[V
     moe_tp = _moe_split(layout)
     if moe_tp == 1:
         return []
-    tp, sizes = layout.tp, _sizes(spec)
+    tp, sizes = layout.tp, _sizes(spec.layers)
     for size in sizes.mlp_widths:
         if size % tp:
             return []
@@ -172,16 +172,10 @@ class _Sizes(NamedTuple):
     (layer, whole size, split over the expert ranks (else over TP))."""
 
 
-_SIZES: dict[int, tuple[tuple[LayerSpec, ...], _Sizes]] = {}
-
-
-def _sizes(spec: ModelSpec) -> _Sizes:
-    """The model's `_Sizes`, memoized by the identity of its layers (as weights.distinct_layers is): a 64-GPU search
-    asks for them ~1500 times."""
-    layers = spec.layers
-    hit = _SIZES.get(id(layers))
-    if hit is not None and hit[0] is layers:
-        return hit[1]
+@by_identity
+def _sizes(layers: tuple[LayerSpec, ...]) -> _Sizes:
+    """The `_Sizes` of a model's layers, memoized by their identity (weights.by_identity): a 64-GPU search asks for
+    them ~900 times."""
     distinct = distinct_layers(layers)[1]
     row_inputs: list[tuple[str, int, bool, bool]] = []  # (layer, whole size, over the experts, a dense MLP's)
     col_outputs: list[tuple[str, int, bool, bool]] = []
@@ -200,16 +194,12 @@ def _sizes(spec: ModelSpec) -> _Sizes:
 
     quant_shards = tuple((kept(row_inputs, experts_only), kept(col_outputs, experts_only))
                          for experts_only in (False, True))
-    sizes = _Sizes(
+    return _Sizes(
         kv_heads=tuple(sorted({l.num_key_value_heads for l in distinct if l.attention.has_kv_heads})),
         mlp_widths=tuple(sorted({l.intermediate_size for l in distinct if l.mlp in (MlpKind.GATED, MlpKind.PLAIN)}
                                 - {0})),
         expert_widths=tuple(sorted({l.moe.moe_intermediate_size for l in distinct if l.moe})),
         quant_shards=quant_shards)
-    if len(_SIZES) > 256:
-        _SIZES.clear()
-    _SIZES[id(layers)] = (layers, sizes)
-    return sizes
 
 
 def check_expert_parallel(spec: ModelSpec, layout: Layout, cluster: Cluster) -> list[Violation]:
@@ -258,7 +248,7 @@ def check_quant_alignment(spec: ModelSpec, layout: Layout, cluster: Cluster) -> 
     tp, moe_tp = layout.tp, _moe_split(layout)
     # row-parallel layers' inputs and column-parallel layers' outputs, (layer, whole size, split over the expert ranks
     # (else over TP)); a size per GPU is whole // (moe_tp if experts else tp)
-    row_inputs, col_outputs = _sizes(spec).quant_shards[q.experts_only]
+    row_inputs, col_outputs = _sizes(spec.layers).quant_shards[q.experts_only]
     if q.method in ("awq", "gptq", "compressed-tensors") and q.weight_bits == 4:
         if q.method == "gptq" and q.group_size not in MARLIN_GROUP_SIZES:
             return [Violation(rule="marlin_group_size", detail=f"group_size {q.group_size}",

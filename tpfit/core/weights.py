@@ -7,7 +7,10 @@ and MLA's down-projections are replicated. "Model loading took X GiB" is what th
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import wraps
 from operator import add
+from typing import TypeVar
 
 from msgspec import Struct
 from msgspec.structs import replace
@@ -22,6 +25,9 @@ VOCAB_PADDING = 64
 FP32_BYTES = 4
 MXFP4_PAD = 256
 """vLLM's mxfp4 MoE (`mxfp4.py`, Hopper kernels) pads the per-GPU expert width to a multiple of 256."""
+
+_T = TypeVar("_T")
+_V = TypeVar("_V")
 
 
 def padded_vocab(vocab_size: int) -> int:
@@ -53,20 +59,32 @@ def linear_bytes(out_features: int, in_features: int, dtype_bytes: int, quant: Q
     return total
 
 
-_DISTINCT: dict[int, tuple[tuple[LayerSpec, ...], tuple[int, ...], tuple[LayerSpec, ...]]] = {}
+def by_identity(make: Callable[[_T], _V]) -> Callable[[_T], _V]:
+    """`make` memoized by its argument's identity: a search asks about one model's layers again and again, and
+    hashing a tuple of layers costs more than most answers. An entry holds its argument, so the id is not reused while
+    the entry stands; past 256 entries the memo is emptied."""
+    memo: dict[int, tuple[_T, _V]] = {}
+
+    @wraps(make)
+    def memoized(arg: _T) -> _V:
+        hit = memo.get(id(arg))
+        if hit is not None and hit[0] is arg:
+            return hit[1]
+        value = make(arg)
+        if len(memo) > 256:
+            memo.clear()
+        memo[id(arg)] = (arg, value)
+        return value
+
+    return memoized
 
 
+@by_identity
 def distinct_layers(layers: tuple[LayerSpec, ...]) -> tuple[tuple[int, ...], tuple[LayerSpec, ...]]:
     """(index of each layer into the distinct ones, the distinct layers): most models repeat one or two
     layer shapes, so per-layer arithmetic is done once per shape. Memoized by the tuple's identity."""
-    hit = _DISTINCT.get(id(layers))
-    if hit is not None and hit[0] is layers:
-        return hit[1], hit[2]
     seen: dict[LayerSpec, int] = {}
     index = tuple(seen.setdefault(layer, len(seen)) for layer in layers)
-    if len(_DISTINCT) > 256:
-        _DISTINCT.clear()
-    _DISTINCT[id(layers)] = (layers, index, tuple(seen))
     return index, tuple(seen)
 
 
