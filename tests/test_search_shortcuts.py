@@ -26,7 +26,7 @@ from tpfit.core.memory import (
 from tpfit.core.perf import make_gpu_speed, make_speed
 from tpfit.core import rules
 from tpfit.core.rules import LAYOUT_RULES, RULE_FACTORS, check_layout, layout_checker
-from tpfit.core.weights import distinct_layers, layer_weight_bytes, stage_extra_bytes, stage_weights
+from tpfit.core.weights import distinct_layers, layer_weight_bytes, stage_ends_bytes, stage_weights
 from tpfit.data import load_memory_model
 from tpfit.hardware.cluster import Cluster
 from tpfit.kinds import Verdict
@@ -90,7 +90,7 @@ def test_stage_weights_are_each_stages_layers_plus_its_ends(config):
         assert [s.layer_end - s.layer_start for s in stages] == list(split)
         for s in stages:
             layers = sum(layer_weight_bytes(spec.layers[i], spec, layout) for i in range(s.layer_start, s.layer_end))
-            ends = stage_extra_bytes(spec, layout.tp, first=s.pp_rank == 0, last=s.pp_rank == layout.pp - 1)
+            ends = stage_ends_bytes(spec, layout.tp)[2 * (s.pp_rank == 0) + (s.pp_rank == layout.pp - 1)]
             assert s.weight_bytes == layers + ends, (config, layout, s)
 
 

@@ -230,15 +230,11 @@ def layer_bytes(spec: ModelSpec, layout: Layout, cache: dict | None = None) -> t
     return found
 
 
-def stage_extra_bytes(spec: ModelSpec, tp: int, *, first: bool, last: bool) -> int:
-    """What a stage holds besides its layers: its own rotary cos/sin cache; the embedding (and the model's other
-    replicated parameters) on the first stage; the final norm and the lm_head on the last."""
-    return stage_ends_bytes(spec, tp)[2 * first + last]
-
-
 def stage_ends_bytes(spec: ModelSpec, tp: int) -> tuple[int, int, int, int]:
-    """stage_extra_bytes of a stage in the middle, the last, the first and the only one (first and last): index
-    2 x first + last. All four at once: they share the embedding's and the rotary cache's sizes."""
+    """What a stage holds besides its layers: its own rotary cos/sin cache; the embedding (and the model's other
+    replicated parameters) on the first stage; the final norm and the lm_head on the last. For a stage in the middle,
+    the last, the first and the only one (first and last): index 2 x first + last. All four at once: they share the
+    embedding's and the rotary cache's sizes."""
     h, b = spec.hidden_size, spec.dtype_bytes
     vocab_rank = padded_vocab(spec.vocab_size) // tp
     embed = allocated_bytes(vocab_rank * h * b)
@@ -268,7 +264,7 @@ _GROUP_WEIGHTS = ("group_weights",)
 
 def group_weights(spec: ModelSpec, layout: Layout, cache: dict | None = None) -> tuple[tuple[StageGroup, int], ...]:
     """Each group of alike pipeline stages of the layout (layout.stage_groups) with the weight bytes on one GPU of
-    any of its stages: its layers, plus its ends (stage_extra_bytes). `cache`: a dict kept across the layouts of one
+    any of its stages: its layers, plus its ends (stage_ends_bytes). `cache`: a dict kept across the layouts of one
     search: a 64-GPU search asks this for each of its ~1500 layouts, so a call is a few look-ups and a sum per group,
     the layer bytes and stage ends kept per shard (TP, DP, EP: layout.shard_of) and the groups per PP size."""
     cache = {} if cache is None else cache
