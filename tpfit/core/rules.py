@@ -494,9 +494,7 @@ def layout_checker(spec: ModelSpec, cluster: Cluster, engine: EngineArgs) -> Cal
         if none; those messages by it; their rules; the messages that read the shard alone + the model-wide ones)."""
         found: tuple[Callable, ...] = ()
         for group in by_shard:
-            factors, _, seen = group
-            hit = seen.get(factors(layout))
-            found += refusing(group, layout) if hit is None else hit
+            found += refusing(group, layout)
         joins = shapes.get(found)
         if joins is None:
             joins = shapes[found] = shape(found)
