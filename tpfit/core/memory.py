@@ -417,8 +417,6 @@ class _SplitMemory(Struct, frozen=True, kw_only=True, gc=False):
     in_flight: int
     """Tokens in flight during a step (the sliding-window groups' blocks of a request read them)."""
     blocks_per_request: int
-    full_attention: bool
-    """Every KV-cache group holds full attention: the longest request that fits is one division."""
 
 
 class _ShapeMemory(Struct, frozen=True, kw_only=True, gc=False):
@@ -606,8 +604,7 @@ def _split_memory(spec: ModelSpec, layout: Layout, engine: EngineArgs, mm: Memor
         one_kv_group=one_kv_group, geometry=geometry, in_flight=in_flight,
         blocks_per_request=geometry.blocks_per_request(
             search.max_len, in_flight_tokens=in_flight,
-            state_blocks=state_blocks(search.mode, search.max_len, geometry.block_size)),
-        full_attention=_full_attention_only(geometry))
+            state_blocks=state_blocks(search.mode, search.max_len, geometry.block_size)))
 
 
 def _take(ranks: list[tuple[int, ...]], per_block: list[list[int] | None], pp: int) -> itemgetter | None:
@@ -638,8 +635,7 @@ def _verdict(gpus: tuple[GpuMemory, ...], worst: GpuMemory, shape: _ShapeMemory,
     tokens = int(conc * max_len)
     # vLLM `_estimate_max_model_len_from_groups`: the largest L whose one request fits beside the null block
     usable = blocks - 1 if sem.estimate_deducts_null_block else blocks
-    fit = (_full_attention_len(geometry, usable, max_len) if split.full_attention
-           else _largest_len_search(geometry, usable, max_len, split.in_flight, search.mode))
+    fit = _largest_len(geometry, usable, max_len, split.in_flight, search.mode)
     # the KV checks as vLLM makes them; failing those, the free memory it finds at start (an earlier check in
     # vLLM, but the KV refusals say more about the plan)
     if sem.engine_v0:  # V0: its own max-seq-len refusal
@@ -685,25 +681,22 @@ def safe_utilization(m: MemoryPlan) -> float:
     return math.floor(min(shares) * 100) / 100
 
 
+_FULL_ATTENTION = (AttentionKind.FULL, AttentionKind.MLA)
+"""The KV-cache group kinds that hold one block per block_size tokens of a request."""
+
+
 def _largest_len(geometry: KVGeometry, usable_blocks: int, max_len: int, in_flight: int,
                  mode: MambaCacheMode = MambaCacheMode.ALIGN) -> int:
-    """The longest request (at most max_len tokens) that fits in `usable_blocks`."""
-    if _full_attention_only(geometry):
-        return _full_attention_len(geometry, usable_blocks, max_len)
-    return _largest_len_search(geometry, usable_blocks, max_len, in_flight, mode)
-
-
-def _full_attention_only(geometry: KVGeometry) -> bool:
-    return all(g.kind in (AttentionKind.FULL, AttentionKind.MLA) for g in geometry.groups)
-
-
-def _full_attention_len(geometry: KVGeometry, usable_blocks: int, max_len: int) -> int:
-    """_largest_len where every group holds full attention (one block per block_size tokens of the request in each):
-    the binary search's answer in one step: the whole blocks each group may take, times the block size."""
+    """The longest request (at most max_len tokens) that fits in `usable_blocks`. Where every group holds full
+    attention, the binary search's answer in one step: the whole blocks each group may take, times the block size
+    (a search makes ~600 memory plans)."""
+    for group in geometry.groups:
+        if group.kind not in _FULL_ATTENTION:
+            return _largest_len_search(geometry, usable_blocks, max_len, in_flight, mode)
     if usable_blocks < 0:
         return 0
     length = (usable_blocks // len(geometry.groups) if geometry.groups else max_len) * geometry.block_size
-    return length if length < max_len else max_len  # min() without its keyword parsing (a search calls it ~500 times)
+    return length if length < max_len else max_len  # min() without its keyword parsing (read for every plan)
 
 
 def _largest_len_search(geometry: KVGeometry, usable_blocks: int, max_len: int, in_flight: int,
