@@ -395,8 +395,6 @@ class _StageMemory(Struct, frozen=True, kw_only=True, gc=False):
     cuda_graphs: int
     graph_budget: int | None
     """GpuMemory.cuda_graph_budget_bytes: what vLLM subtracts for the graphs when they are in its budget, else None."""
-    graphs_subtracted: int
-    """What the graphs take from the budget: graph_budget, or 0."""
     bytes_per_block: tuple[int, ...]
     """The group's distinct bytes per block, in the order of their first stage (one value, but for hybrids)."""
 
@@ -408,7 +406,6 @@ class _SplitMemory(Struct, frozen=True, kw_only=True, gc=False):
     """Per stage group, in the order of `stages`."""
     moe_shapes: tuple[tuple[int, ...], ...]
     """_PipelineGroups.moe_shapes."""
-    moe_layers: tuple[tuple[LayerSpec, ...], ...]
     take: itemgetter | None
     """The plan's GPUs (one per stage) from the distinct GpuMemory values, in the order they are made; None where
     those are already one per stage in rank order."""
@@ -464,11 +461,12 @@ def make_memory_plan(spec: ModelSpec, layout: Layout, cluster: Cluster, engine: 
     # the MoE workspace of each MoE layer shapes of the split, by what it reads (the tokens of all DP ranks, the
     # experts' split), then 0 for the stages without MoE layers (moe_index -1)
     split_by, workspaces, wss = None if layout.enable_expert_parallel else tp * dp, search.workspaces, []
-    for moe, layers in zip(split.moe_shapes, split.moe_layers):
+    for moe in split.moe_shapes:
         ws = workspaces.get((dp, split_by, moe))
         if ws is None:
+            distinct = distinct_layers(spec.layers)[1]
             ws = workspaces[(dp, split_by, moe)] = _moe_workspace(
-                spec, layers, search.batch.max_num_batched_tokens * dp, split_by, v0=sem.engine_v0)
+                spec, (distinct[s] for s in moe), search.batch.max_num_batched_tokens * dp, split_by, v0=sem.engine_v0)
         wss.append(ws)
     wss.append(0)
     # all the plan reads beyond its shape: layouts that read alike share one plan (DeepSeek-V3 with and without
@@ -483,7 +481,7 @@ def make_memory_plan(spec: ModelSpec, layout: Layout, cluster: Cluster, engine: 
     worst = None
     for (_, weight), stage in zip(stages, split.stages):
         act = stage.forward_peak + wss[stage.moe_index]  # activation_bytes' two parts
-        kv = fixed_kv or requested - weight - act - nt - stage.graphs_subtracted
+        kv = fixed_kv or requested - weight - act - nt - (stage.graph_budget or 0)
         for per_block in stage.bytes_per_block:
             gpu = GpuMemory(
                 total_bytes=total, requested_bytes=requested, weight_bytes=weight, activation_bytes=act,
@@ -543,15 +541,12 @@ class _PipelineGroups(Struct, frozen=True, kw_only=True, gc=False):
     moe_shapes: tuple[tuple[int, ...], ...]
     """The distinct MoE layer shapes of the groups: what a stage's MoE workspace reads beside DP and the experts'
     split (DeepSeek-V3 has one, whatever the stage)."""
-    moe_layers: tuple[tuple[LayerSpec, ...], ...]
-    """Those shapes' layers."""
     take: itemgetter | None
     """_SplitMemory.take where each group's stages have one bytes per block (one KV-cache group)."""
 
 
-def _pipeline_groups(spec: ModelSpec, stages: tuple[tuple[StageGroup, int], ...], moe_shapes: frozenset[int],
+def _pipeline_groups(stages: tuple[tuple[StageGroup, int], ...], moe_shapes: frozenset[int],
                      pp: int) -> _PipelineGroups:
-    distinct = distinct_layers(spec.layers)[1]
     peaks, layer_counts, index, ranks = [], [], [], []
     moe: dict[tuple[int, ...], int] = {}  # the distinct MoE layer shapes, each with its place
     for group, _ in stages:
@@ -562,8 +557,7 @@ def _pipeline_groups(spec: ModelSpec, stages: tuple[tuple[StageGroup, int], ...]
         group_moe = tuple([s for s in shapes if s in moe_shapes]) if moe_shapes else ()
         index.append(moe.setdefault(group_moe, len(moe)) if group_moe else -1)
     return _PipelineGroups(peaks=tuple(peaks), layer_counts=tuple(layer_counts), moe_index=tuple(index),
-                           moe_shapes=tuple(moe), moe_layers=tuple(tuple([distinct[s] for s in m]) for m in moe),
-                           take=_take(ranks, [None] * len(ranks), pp))
+                           moe_shapes=tuple(moe), take=_take(ranks, [None] * len(ranks), pp))
 
 
 def _split_memory(spec: ModelSpec, layout: Layout, engine: EngineArgs, mm: MemoryModel,
@@ -576,7 +570,7 @@ def _split_memory(spec: ModelSpec, layout: Layout, engine: EngineArgs, mm: Memor
     era, graphs_in_budget, batch = search.era, search.graphs_in_budget, search.batch
     groups = cache.get(("memory_groups", pp))
     if groups is None:
-        groups = cache[("memory_groups", pp)] = _pipeline_groups(spec, stages, search.moe_shapes, pp)
+        groups = cache[("memory_groups", pp)] = _pipeline_groups(stages, search.moe_shapes, pp)
     one_kv_group = len(geometry.groups) == 1  # then a stage's bytes per block follow from its layer counts
     peaks, graphs = cache.setdefault(("forward_peak", tp), {}), cache.setdefault(("cuda_graphs", tp), {})
     out = []
@@ -594,13 +588,13 @@ def _split_memory(spec: ModelSpec, layout: Layout, engine: EngineArgs, mm: Memor
         per_block = ((geometry.bytes_per_block(layers),) if one_kv_group
                      else tuple(dict.fromkeys(geometry.bytes_per_block(r) for r in group.layers)))
         out.append(_StageMemory(forward_peak=forward, moe_index=moe_index, cuda_graphs=cg, graph_budget=budget,
-                                graphs_subtracted=budget or 0, bytes_per_block=per_block))
+                                bytes_per_block=per_block))
     take = groups.take if one_kv_group else _take([group.ranks for group, _ in stages],
                                                   [[geometry.bytes_per_block(r) for r in group.layers]
                                                    for group, _ in stages], pp)
     in_flight = (2 if pp == 1 else pp) * batch.max_num_batched_tokens
     return _SplitMemory(
-        stages=tuple(out), moe_shapes=groups.moe_shapes, moe_layers=groups.moe_layers, take=take,
+        stages=tuple(out), moe_shapes=groups.moe_shapes, take=take,
         one_kv_group=one_kv_group, geometry=geometry, in_flight=in_flight,
         blocks_per_request=geometry.blocks_per_request(
             search.max_len, in_flight_tokens=in_flight,
