@@ -478,7 +478,6 @@ def make_memory_plan(spec: ModelSpec, layout: Layout, cluster: Cluster, engine: 
     total, requested, nt, pre = search.total, search.requested, shape.non_torch, shape.pre_snapshot
     graphs_in_budget, fixed_kv = search.graphs_in_budget, engine.kv_cache_memory_bytes
     distinct: list[GpuMemory] = []  # in the order of their first stage, group by group
-    worst = None
     for (_, weight), stage in zip(stages, split.stages):
         act = stage.forward_peak + wss[stage.moe_index]  # activation_bytes' two parts
         kv = fixed_kv or requested - weight - act - nt - (stage.graph_budget or 0)
@@ -489,13 +488,10 @@ def make_memory_plan(spec: ModelSpec, layout: Layout, cluster: Cluster, engine: 
                 bytes_per_block=per_block, num_blocks=kv // per_block if kv > 0 and per_block else 0,
                 cuda_graph_bytes_in_budget=graphs_in_budget, cuda_graph_budget_bytes=stage.graph_budget)
             distinct.append(gpu)
-            if worst is None or gpu.num_blocks < worst.num_blocks:
-                worst = gpu
     gpus = tuple(distinct) if split.take is None else split.take(distinct)
-    # the GPU with the fewest blocks, the first in rank order if several: the first of the distinct ones where each
-    # group has one (stage groups come in order of their first rank)
-    if not split.one_kv_group:
-        worst = min(gpus, key=_num_blocks)
+    # the GPU with the fewest blocks, the first in rank order if several: where each group has one value, the first
+    # of the distinct ones (stage groups come in order of their first rank)
+    worst = min(distinct if split.one_kv_group else gpus, key=_num_blocks)
     plan = shape.plans[key] = _verdict(gpus, worst, shape, util, concurrency, sem)
     return plan
 
