@@ -567,10 +567,15 @@ def _split_memory(spec: ModelSpec, layout: Layout, engine: EngineArgs, mm: Memor
     groups = cache.get(("memory_groups", pp))
     if groups is None:
         groups = cache[("memory_groups", pp)] = _pipeline_groups(stages, search.moe_shapes, pp)
-    one_kv_group = len(geometry.groups) == 1  # then a stage's bytes per block follow from its layer counts
+    one_kv_group = len(geometry.groups) == 1
+    # each stage's bytes per block, by group; with one KV-cache group they follow from the layer counts: one value
+    # for the group (None)
+    per_rank = ([None] * len(stages) if one_kv_group
+                else [[geometry.bytes_per_block(r) for r in group.layers] for group, _ in stages])
     peaks, graphs = cache.setdefault(("forward_peak", tp), {}), cache.setdefault(("cuda_graphs", tp), {})
     out = []
-    for (group, _), peak, n_layers, moe_index in zip(stages, groups.peaks, groups.layer_counts, groups.moe_index):
+    for (group, _), peak, n_layers, moe_index, rank_blocks in zip(stages, groups.peaks, groups.layer_counts,
+                                                                  groups.moe_index, per_rank):
         layers = group.layers[0]
         forward = peaks.get(peak)
         if forward is None:
@@ -580,14 +585,10 @@ def _split_memory(spec: ModelSpec, layout: Layout, engine: EngineArgs, mm: Memor
             cg = cuda_graph_bytes(spec, layout, n_layers, engine, mm)
             graphs[n_layers] = cg, graph_budget(cg, era, mm) if graphs_in_budget else None
         cg, budget = graphs[n_layers]
-        # with one KV-cache group a stage's bytes per block follow from its layer counts: one value for the group
-        per_block = ((geometry.bytes_per_block(layers),) if one_kv_group
-                     else tuple(dict.fromkeys(geometry.bytes_per_block(r) for r in group.layers)))
+        per_block = (geometry.bytes_per_block(layers),) if rank_blocks is None else tuple(dict.fromkeys(rank_blocks))
         out.append(_StageMemory(forward_peak=forward, moe_index=moe_index, cuda_graphs=cg, graph_budget=budget,
                                 bytes_per_block=per_block))
-    take = groups.take if one_kv_group else _take([group.ranks for group, _ in stages],
-                                                  [[geometry.bytes_per_block(r) for r in group.layers]
-                                                   for group, _ in stages], pp)
+    take = groups.take if one_kv_group else _take([group.ranks for group, _ in stages], per_rank, pp)
     in_flight = (2 if pp == 1 else pp) * batch.max_num_batched_tokens
     return _SplitMemory(
         stages=tuple(out), moe_shapes=groups.moe_shapes, take=take,
