@@ -65,10 +65,9 @@ class KVGeometry(Struct, frozen=True, kw_only=True):
         """Bytes one block id costs on a GPU holding `layer_range`: the largest group share."""
         if self.packed:  # `_get_kv_cache_bytes_per_block` (0.33 kv_cache_planning.py:574-605), the worker's layers
             return max(sum(page for layer, page in g.layer_pages if layer in layer_range) for g in self.groups)
-        if len(self.groups) == 1:
-            layers = self.groups[0].layers
-            return (bisect_left(layers, layer_range.stop) - bisect_left(layers, layer_range.start)) * self.page_bytes
         counts = [bisect_left(g.layers, layer_range.stop) - bisect_left(g.layers, layer_range.start) for g in self.groups]
+        if len(self.groups) == 1:
+            return counts[0] * self.page_bytes
         # a group is padded to group_size layers on the worker that holds any of them
         return max(self.group_size if c else 0 for c in counts) * self.page_bytes
 
