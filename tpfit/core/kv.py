@@ -12,6 +12,7 @@ from bisect import bisect_left
 from msgspec import Struct
 
 from tpfit.core.engine import EngineArgs
+from tpfit.core.weights import distinct_layers
 from tpfit.kinds import AttentionKind, KvCacheDtype
 from tpfit.model.spec import LayerSpec, ModelSpec
 from tpfit.units import cdiv
@@ -109,14 +110,23 @@ def _kind(layer: LayerSpec) -> AttentionKind:
 
 
 def make_kv_geometry(spec: ModelSpec, *, tp: int, kv_bytes: int, block_size: int | None = None) -> KVGeometry:
-    """Group the layers and unify page sizes as vLLM's hybrid KV-cache manager does."""
-    grouping = _kv_grouping(spec)
-    if grouping is None:
+    """Group the layers and unify page sizes as vLLM's hybrid KV-cache manager does. Each layer shape is read once
+    (weights.distinct_layers): a 64-GPU search makes a geometry per TP size."""
+    index, distinct = distinct_layers(spec.layers)
+    if any(layer.compress_ratio for layer in distinct):
         return deepseek_v4_geometry(spec)
-    groups, group_size, attn_layers, state_layers = grouping
-    per_token = max((attention_page_bytes_per_token(l, spec, tp, kv_bytes) for l in attn_layers), default=0)
+    # each shape's group (kind, window), None where it holds no cache
+    kinds = [(_kind(layer), layer.window_tokens) if layer.attention.has_kv_cache or layer.attention.has_state
+             else None for layer in distinct]
+    by_kind: dict[tuple[AttentionKind, int], list[int]] = {}
+    for i, shape in enumerate(index):
+        if kinds[shape] is not None:
+            by_kind.setdefault(kinds[shape], []).append(i)
+    per_token = max((attention_page_bytes_per_token(layer, spec, tp, kv_bytes)
+                     for layer, kind in zip(distinct, kinds) if kind and not kind[0].has_state), default=0)
     bs = block_size or DEFAULT_BLOCK_SIZE
     page = bs * per_token
+    state_layers = [layer for layer, kind in zip(distinct, kinds) if kind and kind[0].has_state]
     if state_layers:
         state_page = max(state_page_bytes(l, tp, spec.dtype_bytes) for l in state_layers)
         if per_token and block_size is None and state_page > page:
@@ -124,42 +134,15 @@ def make_kv_geometry(spec: ModelSpec, *, tp: int, kv_bytes: int, block_size: int
             bs = MAMBA_ALIGN_TOKENS * cdiv(state_page, MAMBA_ALIGN_TOKENS * per_token)
             page = bs * per_token
         page = max(page, state_page)  # the mamba page is padded up to the attention page
-    return KVGeometry(block_size=bs, page_bytes=page, groups=groups, group_size=group_size)
-
-
-_GROUPINGS: dict[int, tuple[tuple[LayerSpec, ...], tuple | None]] = {}
-
-
-def _kv_grouping(spec: ModelSpec) -> tuple[tuple[KVGroup, ...], int, tuple[LayerSpec, ...], tuple[LayerSpec, ...]] | None:
-    """What of a geometry TP does not change: the KV-cache groups, their size (layers per group), and the distinct
-    attention and recurrent-state layers; None for DeepSeek-V4's compressed caches (deepseek_v4_geometry). Memoized by
-    the identity of the model's layers, as weights.distinct_layers is: a 64-GPU search makes a geometry per TP."""
-    layers = spec.layers
-    hit = _GROUPINGS.get(id(layers))
-    if hit is not None and hit[0] is layers:
-        return hit[1]
-    grouping = None
-    if not any(layer.compress_ratio for layer in layers):
-        by_kind: dict[tuple[AttentionKind, int], list[int]] = {}
-        for i, layer in enumerate(layers):
-            if layer.attention.has_kv_cache or layer.attention.has_state:
-                by_kind.setdefault((_kind(layer), layer.window_tokens), []).append(i)
-        # each distinct layer once (their largest page is the geometry's)
-        attn_layers = tuple(dict.fromkeys(layers[i] for (k, _), idx in by_kind.items() if not k.has_state for i in idx))
-        state_layers = tuple(dict.fromkeys(layers[i] for (k, _), idx in by_kind.items() if k.has_state for i in idx))
-        counts = [len(v) for v in by_kind.values()]
-        lo, hi = min(counts), max(counts)
-        group_size = hi if (len(counts) == 1 or hi < 1.5 * lo) else lo
-        groups = []
-        for (kind, window), idx in by_kind.items():
-            n_groups = cdiv(len(idx), group_size)
-            for g in range(n_groups):
-                groups.append(KVGroup(kind=kind, layers=tuple(idx[g::n_groups]), window_tokens=window))
-        grouping = tuple(groups), group_size, attn_layers, state_layers
-    if len(_GROUPINGS) > 256:
-        _GROUPINGS.clear()
-    _GROUPINGS[id(layers)] = (layers, grouping)
-    return grouping
+    counts = [len(v) for v in by_kind.values()]
+    lo, hi = min(counts), max(counts)
+    group_size = hi if (len(counts) == 1 or hi < 1.5 * lo) else lo
+    groups = []
+    for (kind, window), idx in by_kind.items():
+        n_groups = cdiv(len(idx), group_size)
+        for g in range(n_groups):
+            groups.append(KVGroup(kind=kind, layers=tuple(idx[g::n_groups]), window_tokens=window))
+    return KVGeometry(block_size=bs, page_bytes=page, groups=tuple(groups), group_size=group_size)
 
 
 # ---- DeepSeek-V4 (vLLM 0.33, the FlashMLA path every CUDA GPU but SM12 takes) ----
