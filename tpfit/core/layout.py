@@ -48,9 +48,9 @@ class Layout(Struct, frozen=True, kw_only=True, gc=False):
 
 
 shard_of = attrgetter("tp", "dp", "enable_expert_parallel")
-"""A layout's shard, (TP, DP, expert parallel): all of it but the PP size, all that one GPU's share of a layer depends on
-(TP, and the expert split TP x DP or whole experts). A search keys what its layouts share by it (an attrgetter: the
-tuple is built in C, ~1500 times a 64-GPU search)."""
+"""A layout's shard, (TP, DP, expert parallel): all of it but the PP size, all that one GPU's share of a layer depends
+on (TP, and the expert split TP x DP or whole experts). A search keys what its layouts share by it (an attrgetter:
+the tuple is built in C, ~1500 times a 64-GPU search)."""
 
 
 def pp_layer_split(num_layers: int, pp: int) -> tuple[int, ...]:

@@ -198,8 +198,10 @@ def routed_expert_bytes(layer: LayerSpec, spec: ModelSpec, layout: Layout) -> in
 def _tp_bytes(layer: LayerSpec, spec: ModelSpec, tp: int) -> int:
     """Bytes of one decoder layer on one GPU but its routed experts: what TP alone decides."""
     q, b = spec.quant, spec.dtype_bytes
-    lin = (lambda n, k: linear_bytes(n, k, b, q)) if q and not q.experts_only else (lambda n, k: allocated_bytes(n * k * b))
-    return _attention_bytes(layer, spec, tp, lin) + _mlp_bytes(layer, spec, tp, lin) + layer.norm_vectors * spec.hidden_size * b
+    lin = ((lambda n, k: linear_bytes(n, k, b, q)) if q and not q.experts_only
+           else (lambda n, k: allocated_bytes(n * k * b)))
+    norms = layer.norm_vectors * spec.hidden_size * b
+    return _attention_bytes(layer, spec, tp, lin) + _mlp_bytes(layer, spec, tp, lin) + norms
 
 
 def layer_weight_bytes(layer: LayerSpec, spec: ModelSpec, layout: Layout) -> int:
