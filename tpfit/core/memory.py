@@ -428,8 +428,8 @@ class _ShapeMemory(Struct, frozen=True, kw_only=True, gc=False):
     check."""
     split: _SplitMemory
     plans: dict
-    """The plans made, by what they read beyond this: the requests per replica, each stage group's activation
-    peak and weights."""
+    """The plans made, by what they read beyond this: the requests per replica, the MoE workspace of each of the
+    split's MoE layer shapes, and each stage group's weights."""
 
 
 def make_memory_plan(spec: ModelSpec, layout: Layout, cluster: Cluster, engine: EngineArgs, sem: Semantics, *,
@@ -464,9 +464,9 @@ def make_memory_plan(spec: ModelSpec, layout: Layout, cluster: Cluster, engine: 
     for moe in split.moe_shapes:
         ws = workspaces.get((dp, split_by, moe))
         if ws is None:
-            distinct = distinct_layers(spec.layers)[1]
+            shapes = distinct_layers(spec.layers)[1]
             ws = workspaces[(dp, split_by, moe)] = _moe_workspace(
-                spec, (distinct[s] for s in moe), search.batch.max_num_batched_tokens * dp, split_by, v0=sem.engine_v0)
+                spec, (shapes[s] for s in moe), search.batch.max_num_batched_tokens * dp, split_by, v0=sem.engine_v0)
         wss.append(ws)
     wss.append(0)
     # all the plan reads beyond its shape: layouts that read alike share one plan (DeepSeek-V3 with and without
