@@ -409,7 +409,6 @@ class _SplitMemory(Struct, frozen=True, kw_only=True, gc=False):
     take: itemgetter | None
     """The plan's GPUs (one per stage) from the distinct GpuMemory values, in the order they are made; None where
     those are already one per stage in rank order."""
-    one_kv_group: bool
     geometry: KVGeometry
     in_flight: int
     """Tokens in flight during a step (the sliding-window groups' blocks of a request read them)."""
@@ -491,7 +490,7 @@ def make_memory_plan(spec: ModelSpec, layout: Layout, cluster: Cluster, engine: 
     gpus = tuple(distinct) if split.take is None else split.take(distinct)
     # the GPU with the fewest blocks, the first in rank order if several: where each group has one value, the first
     # of the distinct ones (stage groups come in order of their first rank)
-    worst = min(distinct if split.one_kv_group else gpus, key=_num_blocks)
+    worst = min(distinct if len(distinct) == len(stages) else gpus, key=_num_blocks)
     plan = shape.plans[key] = _verdict(gpus, worst, shape, util, concurrency, sem)
     return plan
 
@@ -591,8 +590,7 @@ def _split_memory(spec: ModelSpec, layout: Layout, engine: EngineArgs, mm: Memor
     take = groups.take if one_kv_group else _take([group.ranks for group, _ in stages], per_rank, pp)
     in_flight = (2 if pp == 1 else pp) * batch.max_num_batched_tokens
     return _SplitMemory(
-        stages=tuple(out), moe_shapes=groups.moe_shapes, take=take,
-        one_kv_group=one_kv_group, geometry=geometry, in_flight=in_flight,
+        stages=tuple(out), moe_shapes=groups.moe_shapes, take=take, geometry=geometry, in_flight=in_flight,
         blocks_per_request=geometry.blocks_per_request(
             search.max_len, in_flight_tokens=in_flight,
             state_blocks=state_blocks(search.mode, search.max_len, geometry.block_size)))
