@@ -504,20 +504,16 @@ def _shape_memory(spec: ModelSpec, layout: Layout, cluster: Cluster, engine: Eng
     if search is None:
         search = cache[("memory", util)] = _search_memory(spec, cluster, engine, sem, util, cache)
     tp, pp = layout.tp, layout.pp
-    key = ("overheads", util, tp, pp > 1, tp * layout.dp > 1)  # all that non-torch and pre-snapshot memory read
-    overheads = cache.get(key)
-    if overheads is None:
-        pre = pre_snapshot_bytes(layout, mm, moe=bool(search.moe_shapes))
-        free = None if sem.engine_v0 else check_free_memory(  # V0 has no free-memory check at start (0.6.0 worker.py)
-            total_bytes=search.total, other_bytes=search.other, pre_snapshot_bytes=pre,
-            requested_bytes=search.requested, gpu_memory_utilization=util)
-        overheads = cache[key] = non_torch_bytes(layout, sem, mm), pre, free
+    pre = pre_snapshot_bytes(layout, mm, moe=bool(search.moe_shapes))
+    free = None if sem.engine_v0 else check_free_memory(  # V0 has no free-memory check at start (0.6.0 worker.py)
+        total_bytes=search.total, other_bytes=search.other, pre_snapshot_bytes=pre, requested_bytes=search.requested,
+        gpu_memory_utilization=util)
     split = cache.get(("memory_split", tp, pp))
     if split is None:
         split = cache[("memory_split", tp, pp)] = _split_memory(spec, layout, engine, mm, stages, geometry, search,
                                                                  cache)
-    nt, pre, free = overheads
-    return _ShapeMemory(search=search, non_torch=nt, pre_snapshot=pre, free_refusal=free, split=split, plans={})
+    return _ShapeMemory(search=search, non_torch=non_torch_bytes(layout, sem, mm), pre_snapshot=pre, free_refusal=free,
+                        split=split, plans={})
 
 
 _second = itemgetter(1)
