@@ -24,7 +24,7 @@ from msgspec.structs import replace
 from tpfit.core.kv import attention_page_bytes_per_token
 from tpfit.core.layout import Layout, StageGroup, stage_groups
 from tpfit.core.weights import (
-    allocated_bytes, distinct_layers, layer_bytes, linear_bytes, padded_vocab, routed_expert_bytes,
+    allocated_bytes, distinct_layers, expert_share, layer_bytes, linear_bytes, padded_vocab, routed_expert_bytes,
 )
 from tpfit.errors import UsageError
 from tpfit.kinds import Bound, LinkKind
@@ -369,10 +369,7 @@ def _layer_cost(layer: LayerSpec, spec: ModelSpec, unquantized: ModelSpec, layou
     m = layer.moe
     if m is not None:
         group = layout.moe_parallel_size
-        if layout.enable_expert_parallel:
-            experts, inter = cdiv(m.num_experts, group), m.moe_intermediate_size
-        else:
-            experts, inter = m.num_experts, m.moe_intermediate_size // group
+        experts, inter = expert_share(m, layout)
         # parameters as the unquantized layer counts them (params_total above); bytes as vLLM holds them, the
         # mxfp4 kernels' padded width included (those zeros are read too)
         expert_params = experts * 3 * inter * h

@@ -17,7 +17,7 @@ from msgspec.structs import replace
 
 from tpfit.core.layout import Layout, StageGroup, shard_of, stage_groups
 from tpfit.kinds import AttentionKind, MlpKind, StateKind
-from tpfit.model.spec import LayerSpec, ModelSpec, QuantSpec
+from tpfit.model.spec import LayerSpec, MoESpec, ModelSpec, QuantSpec
 from tpfit.units import MIB, cdiv, round_up
 
 VOCAB_PADDING = 64
@@ -177,6 +177,14 @@ def _mlp_bytes(layer: LayerSpec, spec: ModelSpec, tp: int, lin) -> int:
     return 0
 
 
+def expert_share(moe: MoESpec, layout: Layout) -> tuple[int, int]:
+    """(experts, intermediate width of each) one GPU holds of an MoE layer: every expert with its width split over
+    TP x DP, or whole experts split over them under expert parallel (`FusedMoEParallelConfig`)."""
+    if layout.enable_expert_parallel:
+        return cdiv(moe.num_experts, layout.moe_parallel_size), moe.moe_intermediate_size
+    return moe.num_experts, moe.moe_intermediate_size // layout.moe_parallel_size
+
+
 def routed_expert_bytes(layer: LayerSpec, spec: ModelSpec, layout: Layout) -> int:
     """An MoE layer's routed experts on one GPU (0 for a dense layer): every expert's width split over TP x DP, or
     whole experts split over them under expert parallel (`FusedMoEParallelConfig`); mxfp4 kernels pad the width."""
@@ -184,10 +192,7 @@ def routed_expert_bytes(layer: LayerSpec, spec: ModelSpec, layout: Layout) -> in
     if m is None:
         return 0
     h, b, q = spec.hidden_size, spec.dtype_bytes, spec.quant
-    if layout.enable_expert_parallel:
-        experts, inter = cdiv(m.num_experts, layout.moe_parallel_size), m.moe_intermediate_size
-    else:
-        experts, inter = m.num_experts, m.moe_intermediate_size // layout.moe_parallel_size
+    experts, inter = expert_share(m, layout)
     if q and q.method == "mxfp4":
         inter = round_up(inter, MXFP4_PAD)
     if q is None:
