@@ -36,41 +36,36 @@ def _valid_tps(n: int, limit: int) -> tuple[int, ...]:
     return tuple(t for t in range(1, limit + 1) if n % t == 0)
 
 
+@lru_cache(maxsize=1024)
+def _tp_choices(n: int, tp: int) -> tuple[int | None, str]:
+    """For a size `n` that TP=`tp` does not divide: the largest TP below it that does (None if none), and the TPs up
+    to max(tp, 8) that do, as a fix lists them ("1, 2, 4 or 8"). Once per size and TP: a 64-GPU search writes ~600
+    TP refusals for ~60 TP sizes."""
+    ok_tps = _valid_tps(n, max(tp, 8))
+    lower = [t for t in ok_tps if t < tp]
+    return (lower[-1] if lower else None), _join(ok_tps)
+
+
 def _join(values: tuple[int, ...]) -> str:
     return ", ".join(map(str, values[:-1])) + (" or " if len(values) > 1 else "") + str(values[-1])
 
 
-class _TpRefusal(NamedTuple):
-    """A TP rule's refusal but its fix, the one part that names the PP and DP sizes: made once per rule, size and TP
-    (the rule's `_..._refusal`), since a 64-GPU search writes ~600 of them for ~60 TP sizes."""
-
-    rule: str
-    detail: str
-    vllm_error: str
-    best: int | None
-    """The largest TP below this one that divides the size (None if none)."""
-    divide: str
-    """"TP must divide <what>: <the TPs that do>"."""
-
-    @classmethod
-    def make(cls, rule: str, detail: str, vllm_error: str, what: str, n: int, tp: int) -> _TpRefusal:
-        ok_tps = _valid_tps(n, max(tp, 8))
-        lower = [t for t in ok_tps if t < tp]
-        return cls(rule, detail, vllm_error, lower[-1] if lower else None, f"TP must divide {what}: {_join(ok_tps)}")
-
-    def at(self, layout: Layout, cluster: Cluster) -> list[Violation]:
-        """The refusal of `layout`, with its fix: PP to use the GPUs where there is none, or the largest smaller TP
-        (and the GPUs it leaves free), then the TPs that divide the size."""
-        gpus, pp, best = layout.world_size, layout.pp, self.best
-        offer_pp = f"use --pipeline-parallel-size {gpus} to use all {gpus} GPUs" if pp == 1 and gpus > 1 else ""
-        if best is None:
-            fix = f"{offer_pp}; or {self.divide}" if offer_pp else self.divide
-        else:
-            left = cluster.num_gpus - best * pp * layout.dp
-            smaller = f"--tensor-parallel-size {best}" + (f" and leave {left} GPU{'s' if left != 1 else ''} free"
-                                                          if left else "")
-            fix = f"{offer_pp}; or {smaller}; {self.divide}" if offer_pp else f"{smaller}; or {self.divide}"
-        return [Violation(rule=self.rule, detail=self.detail, vllm_error=self.vllm_error, fix=fix)]
+def _tp_refusal(layout: Layout, cluster: Cluster, *, rule: str, detail: str, vllm_error: str, what: str, n: int
+                ) -> list[Violation]:
+    """A TP rule's refusal of `layout` (TP does not divide `what`, of size `n`), with its fix: PP to use the GPUs
+    where there is none, or the largest smaller TP (and the GPUs it leaves free), then the TPs that divide the size."""
+    best, ok_tps = _tp_choices(n, layout.tp)
+    divide = f"TP must divide {what}: {ok_tps}"
+    gpus, pp = layout.world_size, layout.pp
+    offer_pp = f"use --pipeline-parallel-size {gpus} to use all {gpus} GPUs" if pp == 1 and gpus > 1 else ""
+    if best is None:
+        fix = f"{offer_pp}; or {divide}" if offer_pp else divide
+    else:
+        left = cluster.num_gpus - best * pp * layout.dp
+        smaller = f"--tensor-parallel-size {best}" + (f" and leave {left} GPU{'s' if left != 1 else ''} free"
+                                                      if left else "")
+        fix = f"{offer_pp}; or {smaller}; {divide}" if offer_pp else f"{smaller}; or {divide}"
+    return [Violation(rule=rule, detail=detail, vllm_error=vllm_error, fix=fix)]
 
 
 def check_heads(spec: ModelSpec, layout: Layout, cluster: Cluster) -> list[Violation]:
@@ -78,13 +73,9 @@ def check_heads(spec: ModelSpec, layout: Layout, cluster: Cluster) -> list[Viola
     heads, tp = spec.num_attention_heads, layout.tp
     if heads % tp == 0:
         return []
-    return _heads_refusal(heads, tp).at(layout, cluster)
-
-
-@lru_cache(maxsize=1024)
-def _heads_refusal(heads: int, tp: int) -> _TpRefusal:
-    return _TpRefusal.make("heads_divisible_by_tp", f"TP={tp} is refused ({heads} attention heads)",
-                           HEADS_NOT_DIVISIBLE.format(heads=heads, tp=tp), f"{heads} heads", heads, tp)
+    return _tp_refusal(layout, cluster, rule="heads_divisible_by_tp",
+                       detail=f"TP={tp} is refused ({heads} attention heads)",
+                       vllm_error=HEADS_NOT_DIVISIBLE.format(heads=heads, tp=tp), what=f"{heads} heads", n=heads)
 
 
 def check_kv_heads(spec: ModelSpec, layout: Layout, cluster: Cluster) -> list[Violation]:
@@ -92,7 +83,10 @@ def check_kv_heads(spec: ModelSpec, layout: Layout, cluster: Cluster) -> list[Vi
     tp = layout.tp
     for kv in _sizes(spec.layers).kv_heads:
         if kv >= tp and kv % tp:
-            return _kv_heads_refusal(kv, tp).at(layout, cluster)
+            return _tp_refusal(layout, cluster, rule="kv_heads_split",
+                               detail=f"{kv} KV heads do not split over TP={tp}",
+                               vllm_error=NOT_DIVISIBLE.format(numerator=kv, denominator=tp), what=f"{kv} KV heads",
+                               n=kv)
         if kv < tp and tp % kv:
             return [Violation(rule="kv_heads_replicate", detail=f"TP={tp} is not a multiple of {kv} KV heads",
                               vllm_error=NOT_DIVISIBLE.format(numerator=tp, denominator=kv),
@@ -100,25 +94,15 @@ def check_kv_heads(spec: ModelSpec, layout: Layout, cluster: Cluster) -> list[Vi
     return []
 
 
-@lru_cache(maxsize=1024)
-def _kv_heads_refusal(kv: int, tp: int) -> _TpRefusal:
-    return _TpRefusal.make("kv_heads_split", f"{kv} KV heads do not split over TP={tp}",
-                           NOT_DIVISIBLE.format(numerator=kv, denominator=tp), f"{kv} KV heads", kv, tp)
-
-
 def check_vocab(spec: ModelSpec, layout: Layout, cluster: Cluster) -> list[Violation]:
     """`VocabParallelEmbedding`: the vocab, padded to 64, must split over TP."""
-    padded = padded_vocab(spec.vocab_size)
-    if padded % layout.tp == 0:
+    padded, tp = padded_vocab(spec.vocab_size), layout.tp
+    if padded % tp == 0:
         return []
-    return _vocab_refusal(padded, layout.tp).at(layout, cluster)
-
-
-@lru_cache(maxsize=1024)
-def _vocab_refusal(padded: int, tp: int) -> _TpRefusal:
-    return _TpRefusal.make("vocab_divisible_by_tp", f"padded vocab {padded} does not split over TP={tp}",
-                           NOT_DIVISIBLE.format(numerator=padded, denominator=tp), f"the padded vocab {padded}", padded,
-                           tp)
+    return _tp_refusal(layout, cluster, rule="vocab_divisible_by_tp",
+                       detail=f"padded vocab {padded} does not split over TP={tp}",
+                       vllm_error=NOT_DIVISIBLE.format(numerator=padded, denominator=tp),
+                       what=f"the padded vocab {padded}", n=padded)
 
 
 def check_mlp_split(spec: ModelSpec, layout: Layout, cluster: Cluster) -> list[Violation]:
@@ -126,14 +110,10 @@ def check_mlp_split(spec: ModelSpec, layout: Layout, cluster: Cluster) -> list[V
     tp = layout.tp
     for size in _sizes(spec.layers).mlp_widths:
         if size % tp:
-            return _mlp_refusal(size, tp).at(layout, cluster)
+            return _tp_refusal(layout, cluster, rule="mlp_divisible_by_tp",
+                               detail=f"MLP width {size} does not split over TP={tp}",
+                               vllm_error=NOT_DIVISIBLE.format(numerator=size, denominator=tp), what=f"{size}", n=size)
     return []
-
-
-@lru_cache(maxsize=1024)
-def _mlp_refusal(size: int, tp: int) -> _TpRefusal:
-    return _TpRefusal.make("mlp_divisible_by_tp", f"MLP width {size} does not split over TP={tp}",
-                           NOT_DIVISIBLE.format(numerator=size, denominator=tp), f"{size}", size, tp)
 
 
 def check_moe_split(spec: ModelSpec, layout: Layout, cluster: Cluster) -> list[Violation]:
@@ -384,7 +364,7 @@ def _expert_split(lay: Layout) -> tuple[int, int]:
 
 
 def _tp_fix_reads(lay: Layout) -> tuple[int, bool, int]:
-    """What a TP refusal's fix reads (`_TpRefusal.at`): TP, whether PP is 1 (then it offers PP = TP), and the stages
+    """What a TP refusal's fix reads (`_tp_refusal`): TP, whether PP is 1 (then it offers PP = TP), and the stages
     x replicas that a smaller TP leaves GPUs free for (PP x DP)."""
     return lay.tp, lay.pp == 1, lay.pp * lay.dp
 
