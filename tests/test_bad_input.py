@@ -374,10 +374,27 @@ def test_explain_without_a_log_on_a_terminal_does_not_wait():
 
 
 def test_json_help_says_what_each_command_prints():
-    for command, word in (("verify", "report"), ("explain", "diagnoses")):
+    for command, word in (("verify", "report"), ("explain", "diagnoses"), ("doctor", "findings"),
+                          ("speed", "concurrency")):
         text = tpfit(command, "--help", env={"COLUMNS": "200"}).stdout
         line = next(line for line in text.splitlines() if "--json" in line)
         assert "plan" not in line.lower() and word in line, line
+
+
+def test_command_list_shows_each_summary_on_one_line():
+    """`tpfit --help` lists each command with its docstring's first paragraph as one line (at a width that holds
+    it), not broken where the source wraps it (deploy's "Ray; its" / "Prometheus alerting rules")."""
+    import importlib
+    import inspect
+
+    from tpfit.cli.app import COMMANDS
+
+    text = tpfit("--help", env={"COLUMNS": "400"}).stdout
+    rows = {line.split()[1]: line for line in text.splitlines() if line.startswith("│ ") and len(line.split()) > 2}
+    for name, target in COMMANDS.items():
+        module, function = target.split(":")
+        doc = inspect.cleandoc(getattr(importlib.import_module(module), function).__doc__).split("\n\n")[0]
+        assert " ".join(doc.split()) in rows[name], (name, rows.get(name))
 
 
 def test_explain_names_two_ranks_on_one_gpu(tmp_path):

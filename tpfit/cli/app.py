@@ -7,6 +7,7 @@ COMMANDS. `main()` imports only the command it runs, so `tpfit plan` never loads
 from __future__ import annotations
 
 import importlib
+import inspect
 import re
 import sys
 from typing import Optional
@@ -51,8 +52,17 @@ def make_app(only: str | None = None) -> typer.Typer:
     for name, target in COMMANDS.items():
         if only is None or name == only:
             module, function = target.split(":")
-            app.command(name=name)(getattr(importlib.import_module(module), function))
+            command = getattr(importlib.import_module(module), function)
+            app.command(name=name, short_help=summary(command.__doc__))(command)
     return app
+
+
+def summary(docstring: str | None) -> str:
+    """A command's first docstring paragraph as one line: what `tpfit --help` lists beside its name.
+
+    typer's command list keeps the docstring's line breaks in its default "rich" markup mode (its own `--help`
+    joins them), so a summary wrapped in the source would show broken mid-sentence."""
+    return " ".join(inspect.cleandoc(docstring or "").split("\n\n")[0].split())
 
 
 def __getattr__(name: str):

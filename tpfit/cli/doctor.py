@@ -6,11 +6,11 @@ from typing import Annotated, Optional
 
 import typer
 
-from tpfit.cli.options import GmuOpt, JsonOpt
+from tpfit.cli.options import GmuOpt
 
 
 def doctor(
-    as_json: JsonOpt = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the host's facts and the findings as JSON.")] = False,
     image: Annotated[Optional[str], typer.Option("--image", help="The vllm/vllm-openai tag you will run "
                                                  "(its CUDA build is checked against the driver).")] = None,
     probe: Annotated[bool, typer.Option("--probe", help="Also run a tiny GPU container (docker run --gpus all).")] = False,

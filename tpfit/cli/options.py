@@ -15,6 +15,7 @@ ModelArg = Annotated[str, typer.Argument(
 GpusOpt = Annotated[Optional[str], typer.Option(
     "--gpus", help="GPUs: 2x3090, 4xH100, 8xH100-80GB, 2x24GB, 2x8xH100 (2 nodes). Default: detected via NVML.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the plan as JSON (the contract in the README).")]
+"""`tpfit plan --json`; other commands say what their own --json prints."""
 TpOpt = Annotated[Optional[int], typer.Option("--tp", "--tensor-parallel-size", min=1, max=MAX_PARALLEL_SIZE,
                                               help="Only this TP size.")]
 PpOpt = Annotated[Optional[int], typer.Option("--pp", "--pipeline-parallel-size", min=1, max=MAX_PARALLEL_SIZE,

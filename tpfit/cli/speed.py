@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from tpfit.cli.options import (
-    AllOpt, ContextOpt, GpusOpt, InputTokensOpt, JsonOpt, KvDtypeOpt, ModelArg, OutputTokensOpt, QuantOpt, VersionOpt,
+    AllOpt, ContextOpt, GpusOpt, InputTokensOpt, KvDtypeOpt, ModelArg, OutputTokensOpt, QuantOpt, VersionOpt,
 )
 from tpfit.errors import UsageError
 from tpfit.kinds import KvCacheDtype
@@ -39,7 +39,8 @@ def speed(
     quantization: QuantOpt = None,
     vllm_version: VersionOpt = None,
     show_all: AllOpt = False,
-    as_json: JsonOpt = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print each layout's predictions, concurrency by "
+                                          "concurrency, as JSON.")] = False,
 ) -> None:
     """Predicted output tok/s, TPOT and TTFT of every layout of MODEL on GPUS, concurrency by concurrency."""
     from tpfit.request import PlanRequest
