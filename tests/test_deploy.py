@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from tests.conftest import ROOT
 from tpfit.core.engine import EngineArgs
 from tpfit import Workload, make_plan
-from tpfit.deploy.common import Deployment, deployment_from_plan
+from tpfit.deploy.common import Deployment, deployment_from_plan, k8s_name
 from tpfit.deploy.render import FORMATS, render
 from tpfit.hardware.cluster import Cluster
 from tpfit.live.launch import free_port
@@ -168,12 +168,13 @@ def test_gpu_selection_and_shm_size(tmp_path):
     assert dev["device_ids"] == ["2", "3"] and "count" not in dev
 
 
-hostile = st.text(alphabet=st.sampled_from(list("ab /$()`'\"\n\\;&|*?~#{}-_.:")), min_size=1, max_size=24)
+hostile = st.text(alphabet=st.sampled_from(list("ab /$()`'\"\n\\;&|*?~#{}-_.:\r\x85\u2028")), min_size=1, max_size=24)
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(model=hostile, served=hostile)
 @example(model=":", served="._")  # found by this test: a YAML 1.1 reader (ruamel) took a plain ._ for a float
+@example(model="a\x85b", served="a\u2028b")  # PyYAML wrote these raw in single quotes: read back as spaces
 def test_hostile_names_are_quoted_everywhere(model, served, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("c")
     d = deployment_from_plan(made_plan(), command=f"tpfit deploy {model}", model_path=model, served_model_name=served)
@@ -189,6 +190,22 @@ def test_hostile_names_are_quoted_everywhere(model, served, tmp_path_factory):
     objs = validate_k8s(render(d, "k8s")["k8s.yaml"])
     args = next(o for o in objs if o["kind"] == "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
     assert [a.replace("$$(", "$(") for a in args[:4]] == ["--model", *want]
+
+
+@pytest.mark.parametrize("char", ["\r", "\x85", "\u2028", "\u2029", "\x0b", "\x1b"])
+def test_header_comment_holds_any_character_of_the_command(char):
+    """The header quotes the command line; a YAML line break other than LF (CR, NEL, LS, PS) in a served name
+    ended the comment and turned the rest into keys (`services` gained a key `b`), and other control characters
+    made YAML readers refuse the whole file."""
+    name = f"a{char}b: c"
+    d = deployment_from_plan(made_plan(), command=shlex.join(["tpfit", "deploy", "--served-model-name", name]),
+                             served_model_name=name)
+    for fmt, keys in (("compose", ["services", "volumes"]), ("k8s", ["apiVersion", "kind", "metadata", "spec"])):
+        text = next(iter(render(d, fmt).values()))
+        docs = [doc for doc in yaml.safe_load_all(text) if doc]
+        assert list(docs[0]) == keys, fmt
+        assert name in docs[0]["services"][k8s_name(d.model)]["command"] if fmt == "compose" else True
+    assert bash_argv(render(d, "serve")["serve.sh"], "vllm")[2:4] == ["--served-model-name", name]
 
 
 def test_no_token_value_in_any_file(monkeypatch, tmp_path):

@@ -8,8 +8,15 @@ from tpfit.deploy.common import HF_CACHE_CONTAINER, HF_CACHE_HOST, Deployment
 
 
 def comment(header: tuple[str, ...]) -> str:
-    # a newline in a header line must not end the comment
-    return "".join(f"# {line.replace(chr(10), ' ')}\n" for line in header)
+    """Header lines as `#` comments, each character that is not printable written as its escape (`\\r`,
+    `\\x85`, `\\u2028`): YAML ends a comment at any of its line breaks (CR, NEL, LS, PS as well as LF), so a raw
+    one in a model id or served name would turn the rest of the line into keys, and YAML readers refuse the
+    other control characters anywhere in the file."""
+    return "".join(f"# {_printable(line)}\n" for line in header)
+
+
+def _printable(text: str) -> str:
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
 
 
 def join_lines(parts: list[list[str]]) -> str:

@@ -10,6 +10,9 @@ import yaml
 # readers with underscore digits (ruamel, used by check-jsonschema) read them as floats or fail.
 _NUMBER_LIKE = re.compile(r"[-+]?[0-9._:]+(?:[eE][-+]?[0-9_]*)?")
 
+_BREAKS = "\x85\u2028\u2029"
+"""YAML 1.1 line breaks besides CR and LF: only a double-quoted scalar keeps them (as the escapes \\N, \\L, \\P)."""
+
 
 class _PlainDumper(yaml.SafeDumper):
     def ignore_aliases(self, data) -> bool:  # noqa: ANN001 - PyYAML's signature
@@ -17,6 +20,8 @@ class _PlainDumper(yaml.SafeDumper):
 
 
 def _represent_str(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
+    if any(c in _BREAKS for c in data):  # PyYAML writes them raw in single quotes, which read back as a space
+        return dumper.represent_scalar("tag:yaml.org,2002:str", data, style='"')
     if _NUMBER_LIKE.fullmatch(data):
         return dumper.represent_scalar("tag:yaml.org,2002:str", data, style="'")
     return yaml.SafeDumper.represent_str(dumper, data)
