@@ -26,6 +26,7 @@ from tpfit.deploy.common import deployment_from_plan
 from tpfit.deploy.grafana import dashboard
 from tpfit.deploy.monitoring import Monitoring
 from tpfit.deploy.render import render
+from tpfit.errors import UsageError
 
 CAPTURES = ROOT / "tests" / "data" / "vllm-metrics"
 JOB = "llama-3-1-8b-instruct"
@@ -211,6 +212,41 @@ def test_each_alert_fires_and_clears_in_promtool(tmp_path):
                             timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS" in result.stdout
+
+
+def test_a_job_and_labels_with_quotes_and_braces_fire_as_given(tmp_path):
+    """--job and --alert-label values are the user's text: a `"` or `\\` in the job ended (or escaped inside) the
+    PromQL string of every selector, and a `{{` in a label value or in the job named in the description was
+    parsed as a Go template, so promtool refused the file."""
+    tool = promtool()
+    job, team = 'a"b\\c {{x}}', "{{ on call"
+    doc = alert_rules(targets(), AlertSettings(job=job, labels=(("team", team),)))
+    (tmp_path / "alerts.yaml").write_text(yaml.safe_dump(doc))
+    rule = next(r for r in doc["groups"][0]["rules"] if r["alert"] == RULE_NAMES[AlertKind.SERVER_DOWN])
+    labels = {"instance": INSTANCE, "job": job, "severity": "critical", "tpfit_alert": "server_down", "team": team}
+    literal = lambda text: re.sub(r"\{\{ \$labels\.(\w+) \}\}", lambda m: labels[m.group(1)], text).replace(  # noqa: E731
+        '{{ "{{" }}', "{{")
+    annotations = {k: literal(v) for k, v in rule["annotations"].items()}
+    assert f"(job {job})" in annotations["description"]
+    series = "up{job=%s,instance=%s}" % (json.dumps(job), json.dumps(INSTANCE))
+    test = {"interval": "1m", "input_series": [{"series": series, "values": "0x5"}],
+            "alert_rule_test": [{"eval_time": "3m", "alertname": rule["alert"],
+                                 "exp_alerts": [{"exp_labels": labels, "exp_annotations": annotations}]}]}
+    (tmp_path / "test.yaml").write_text(yaml.safe_dump({"rule_files": ["alerts.yaml"], "evaluation_interval": "1m",
+                                                        "tests": [test]}))
+    result = subprocess.run([tool, "test", "rules", str(tmp_path / "test.yaml")], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("window, expected", [("1.5s", "[1500ms]"), ("90s", "[90s]"), ("5m", "[5m]")])
+def test_windows_keep_their_fraction_of_a_second(window, expected, tmp_path):
+    """format_duration rounded to whole seconds: window=10ms became `[0s]`, which promtool refuses, and 1.5s
+    became `[2s]`. Now a window under 1 s is refused (no two scrapes fit) and fractions are written in ms."""
+    doc = alert_rules(targets(), AlertSettings(job=JOB, thresholds=Thresholds.parse([f"window={window}"])))
+    assert all(expected in e for e in rule_exprs(doc) if "rate(" in e)
+    with pytest.raises(UsageError, match="--threshold window"):
+        Thresholds.parse(["window=10ms"])
 
 
 def test_dashboard_queries_pass_promtool(tmp_path):

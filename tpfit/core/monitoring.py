@@ -5,6 +5,7 @@ them, so the terminal and the pager say the same thing."""
 
 from __future__ import annotations
 
+import json
 import shlex
 
 from msgspec import Struct
@@ -148,6 +149,10 @@ class PlanTargets(Struct, frozen=True, kw_only=True):
 # ---- thresholds ---------------------------------------------------------------------------------------
 
 
+MIN_WINDOW_S = 1.0
+"""The shortest `window`: a shorter range holds no two scrapes, so its rates and percentiles are never there."""
+
+
 class Thresholds(Struct, frozen=True, kw_only=True):
     """Where each alert starts and how long the condition must hold. Defaults follow the published rules
     (llm-d: KV > 0.90 for 10 m; Gateway API Inference Extension: KV 0.8, queue 5) made stricter where the
@@ -184,8 +189,9 @@ class Thresholds(Struct, frozen=True, kw_only=True):
             if getattr(self, name) < 0:
                 raise UsageError("a duration of 0 or more seconds", flag=f"--threshold {name.removesuffix('_s')}",
                                  value=getattr(self, name))
-        if self.window_s <= 0:
-            raise UsageError("a window of more than 0 seconds", flag="--threshold window", value=self.window_s)
+        if not self.window_s >= MIN_WINDOW_S:
+            raise UsageError(f"a window of at least {MIN_WINDOW_S:g} s (rates and percentiles need two scrapes in it; "
+                             "the default is 5m)", flag="--threshold window", value=self.window_s)
 
     @classmethod
     def parse(cls, settings: list[str] | tuple[str, ...]) -> Thresholds:
@@ -214,6 +220,18 @@ class Thresholds(Struct, frozen=True, kw_only=True):
             return self
         return replace(self, ttft_p99_s=self.ttft_p99_s if self.ttft_p99_s is not None else targets.ttft_p99_s,
                        itl_p99_s=self.itl_p99_s if self.itl_p99_s is not None else targets.itl_p99_s)
+
+
+def promql_string(text: str) -> str:
+    """A PromQL string literal: `promql_string('vllm') == '"vllm"'`; quotes, backslashes and control characters
+    escaped (JSON's escapes are a subset of the Go escapes PromQL reads), so a job named `a"b` selects that job."""
+    return json.dumps(text, ensure_ascii=False)
+
+
+def template_text(text: str) -> str:
+    """Text for an alert's labels or annotations, which Prometheus expands as Go templates: each `{{` written as
+    `{{ "{{" }}`, so a value given on the command line (or a model path) is shown as given, not parsed."""
+    return text.replace("{{", '{{ "{{" }}')
 
 
 def parse_duration(text: str) -> float:
@@ -311,8 +329,12 @@ def fix_for(kind: AlertKind, targets: PlanTargets | None, *, demand: int | None 
 
 
 def format_duration(seconds: float) -> str:
-    """Prometheus duration: `format_duration(300) == '5m'`, `format_duration(90) == '90s'`, `0 -> '0s'`."""
-    s = int(round(seconds))
+    """Prometheus duration: `format_duration(300) == '5m'`, `format_duration(90) == '90s'`, `0 -> '0s'`,
+    `format_duration(1.5) == '1500ms'` (whole seconds only where they are exact: `[0s]` is no range)."""
+    ms = int(round(seconds * 1000))
+    if ms % 1000:
+        return f"{ms}ms"
+    s = ms // 1000
     if s and s % 3600 == 0:
         return f"{s // 3600}h"
     if s and s % 60 == 0:

@@ -7,7 +7,7 @@ import math
 from dataclasses import dataclass, field
 
 from tpfit.core.monitoring import (
-    SEVERITY, AlertKind, MetricNames, PlanTargets, Thresholds, fix_for, format_duration,
+    SEVERITY, AlertKind, MetricNames, PlanTargets, Thresholds, fix_for, format_duration, promql_string, template_text,
 )
 from tpfit.deploy.shell import comment
 from tpfit.deploy.yamlout import dump
@@ -53,7 +53,7 @@ def regex_at_least(n: int) -> str:
 
 
 def _sel(job: str, extra: str = "") -> str:
-    return "{" + f'job="{job}"' + (f",{extra}" if extra else "") + "}"
+    return "{" + f"job={promql_string(job)}" + (f",{extra}" if extra else "") + "}"
 
 
 def alert_rules(targets: PlanTargets | None, settings: AlertSettings, *, vllm_version: str | None = None) -> dict:
@@ -70,15 +70,17 @@ def alert_rules(targets: PlanTargets | None, settings: AlertSettings, *, vllm_ve
     def rule(kind: AlertKind, expr: str, hold_s: float, summary: str, description: str) -> dict:
         return {
             "alert": RULE_NAMES[kind], "expr": expr, "for": format_duration(hold_s),
-            "labels": {"severity": SEVERITY[kind], "tpfit_alert": kind.value, **dict(settings.labels)},
+            "labels": {"severity": SEVERITY[kind], "tpfit_alert": kind.value,
+                       **{k: template_text(v) for k, v in settings.labels}},
             "annotations": {"summary": summary, "description": description + plan_note,
-                            "runbook": fix_for(kind, targets)},
+                            "runbook": template_text(fix_for(kind, targets))},
         }
 
     rules = [
         rule(AlertKind.SERVER_DOWN, f"up{s} == 0", t.down_for_s,
              "vLLM {{ $labels.instance }} does not answer /metrics",
-             f"Prometheus could not scrape {{{{ $labels.instance }}}} (job {job}) for {format_duration(t.down_for_s)}."),
+             f"Prometheus could not scrape {{{{ $labels.instance }}}} (job {template_text(job)}) for "
+             f"{format_duration(t.down_for_s)}."),
     ]
     if targets is not None:
         floor = math.ceil(targets.num_gpu_blocks * (1 - t.kv_capacity_shortfall))

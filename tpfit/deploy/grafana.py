@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from tpfit.core.monitoring import MetricNames, PlanTargets, format_duration
+from tpfit.core.monitoring import MetricNames, PlanTargets, format_duration, promql_string
 from tpfit.deploy.alerts import AlertSettings
 from tpfit.vllm_facts import CURRENT_VLLM_VERSION
 
@@ -37,7 +37,7 @@ def dashboard(targets: PlanTargets | None, settings: AlertSettings, *, title: st
     """The dashboard as a dict (import it in Grafana: Dashboards > New > Import)."""
     t = settings.thresholds.for_plan(targets)
     names = MetricNames.for_version(targets.vllm_version if targets else CURRENT_VLLM_VERSION)
-    s = "{" + f'job="{settings.job}",instance=~"$instance"' + "}"
+    s = "{" + f'job={promql_string(settings.job)},instance=~"$instance"' + "}"
     w = format_duration(t.window_s)
     plan_use = (min(1.0, targets.concurrency * targets.context_tokens / targets.kv_cache_tokens)
                 if targets and targets.kv_cache_tokens else None)
@@ -98,7 +98,7 @@ def dashboard(targets: PlanTargets | None, settings: AlertSettings, *, title: st
         "templating": {"list": [
             {"name": "datasource", "type": "datasource", "query": "prometheus", "label": "Prometheus"},
             {"name": "instance", "type": "query", "datasource": DATASOURCE, "label": "Server",
-             "query": f'label_values({names.requests_running}{{job="{settings.job}"}}, instance)',
+             "query": f"label_values({names.requests_running}{{job={promql_string(settings.job)}}}, instance)",
              "includeAll": True, "multi": True, "current": {"text": "All", "value": "$__all"}, "refresh": 2,
              "allValue": ".*"},
         ]},
