@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from tpfit.cli.options import GpusOpt
+from tpfit.cli.options import GpusOpt, check_server_url
 from tpfit.kinds import ModelDtype
 from tpfit.errors import UsageError
 
@@ -94,6 +94,8 @@ def check(
                              value=driver)
     if (file is None) == (url is None):
         raise UsageError("give FILE (or - for stdin) or --url, not both", flag="FILE")
+    if url is not None:
+        check_server_url(url)
     if url is not None and fix:
         raise UsageError("a running server has no file to fix", flag="--fix")
     if url is None and (log is not None or tp or pp or getattr(dtype, "value", dtype) != "auto"):

@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from tpfit.errors import UsageError
 from tpfit.kinds import KvCacheDtype, ModelDtype, Objective
 from tpfit.limits import MAX_PARALLEL_SIZE
 
@@ -54,3 +55,32 @@ ObjectiveOpt = Annotated[Objective, typer.Option(
     help="Rank layouts by throughput (output tok/s at --concurrency) or latency (per request).")]
 TtftOpt = Annotated[Optional[float], typer.Option("--ttft", min=0.0, help="Target time to first token, seconds.")]
 TpotOpt = Annotated[Optional[float], typer.Option("--tpot", min=0.0, help="Target time per output token, seconds.")]
+
+
+def check_server_url(url: str, *, flag: str = "--url") -> str:
+    """A vLLM server's base URL as `watch`, `verify` and `check` take it, or UsageError naming the flag: http or
+    https, a host, a port from 1 to 65535 when given, no spaces or control characters, an IP address that is one.
+
+    Valid: "http://127.0.0.1:8000", "https://vllm.example.com", "http://[::1]:8000".
+    Not valid: "127.0.0.1:8000" (no scheme), "http://:8000" (no host), "http://h:99999", "http://256.1.1.1"."""
+    from urllib.parse import urlsplit
+
+    if not url.lower().startswith(("http://", "https://")):
+        example = f"http://{url}" if "://" not in url else "http://127.0.0.1:8000"
+        raise UsageError(f"a server URL starts with http:// or https://, e.g. {example}", flag=flag, value=url)
+    why = "a space or control character in it" if any(c.isspace() or not c.isprintable() for c in url) else None
+    if why is None:
+        import httpx  # what the client will parse it with: its refusals (a bad IP address, port or bracket) too
+
+        try:
+            port, host = urlsplit(url).port, httpx.URL(url).host
+        except (ValueError, httpx.InvalidURL) as err:
+            port, host, why = None, "", str(err).rstrip(".")
+        if why is None and not host:
+            why = "no host"
+        elif why is None and port == 0:
+            why = "port 0"
+    if why is not None:
+        raise UsageError(f"not a server URL ({why}); use http://HOST:PORT such as http://127.0.0.1:8000", flag=flag,
+                         value=url)
+    return url

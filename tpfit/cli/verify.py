@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from tpfit.cli.options import ConcurrencyOpt, ContextOpt, DtypeOpt, GpusOpt, PpOpt, TpOpt
+from tpfit.cli.options import ConcurrencyOpt, ContextOpt, DtypeOpt, GpusOpt, PpOpt, TpOpt, check_server_url
 from tpfit.errors import UsageError
 from tpfit.kinds import ModelDtype
 
@@ -44,20 +44,8 @@ def verify(
 
     if bool(url) == bool(launch):
         raise UsageError("give exactly one of --url URL or --launch", flag="--url")
-    if url and not url.startswith(("http://", "https://")):
-        example = f"http://{url}" if "://" not in url else "http://127.0.0.1:8000"
-        raise UsageError(f"a server URL starts with http:// or https://, e.g. {example}", flag="--url", value=url)
     if url:
-        from urllib.parse import urlparse
-
-        try:
-            parsed = urlparse(url)
-            parsed.port  # noqa: B018 - raises ValueError for a port out of range
-        except ValueError:
-            parsed = None
-        if parsed is None or not parsed.hostname:
-            raise UsageError("not a server URL; use http://HOST:PORT such as http://127.0.0.1:8000", flag="--url",
-                             value=url)
+        check_server_url(url)
     if launch and not model:
         raise UsageError("--launch needs MODEL", flag="MODEL")
     if docker and not launch:

@@ -11,7 +11,7 @@ import typer
 from tpfit.cli.monitoring import PlanFileOpt, ThresholdOpt, plan_document, plan_targets
 from tpfit.cli.options import (
     ConcurrencyOpt, ContextOpt, DpOpt, GmuOpt, GpusOpt, InputTokensOpt, OutputTokensOpt, PpOpt, TpotOpt, TpOpt,
-    TtftOpt, VersionOpt,
+    TtftOpt, VersionOpt, check_server_url,
 )
 from tpfit.errors import UsageError
 
@@ -49,9 +49,7 @@ def watch(
     if not url:
         raise UsageError("give at least one server: --url http://HOST:PORT", flag="--url")
     for u in url:
-        if not u.startswith(("http://", "https://")) or len(u.split("://", 1)[1].strip("/")) == 0:
-            raise UsageError(f"a server URL starts with http:// or https://, e.g. http://{u.split('://')[-1]}",
-                             flag="--url", value=u)
+        check_server_url(u)
     thresholds = Thresholds.parse(threshold or [])
     doc = plan_document(plan_file, model, dict(
         gpus=gpus, tp=tp, pp=pp, dp=dp, enable_expert_parallel=None, context=context, concurrency=concurrency,
