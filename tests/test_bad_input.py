@@ -218,6 +218,41 @@ def test_a_rule_refusal_is_reported_as_one_with_the_users_flags(args, needles):
     assert "AWQ" not in summary and "does not fit" not in summary, summary
 
 
+@pytest.mark.parametrize("args,needles", [
+    (("--context", "1"), ("--context 1", "--context 2")),
+    (("--max-model-len", "1"), ("--context 2",)),
+    (("--context", "4096", "--output-tokens", "4096"), ("--output-tokens 4096", "--output-tokens 4095")),
+    (("--context", "4096", "--input-tokens", "4096"), ("--input-tokens 4096", "--input-tokens 4095")),
+    (("--input-tokens", "200000"), ("--input-tokens 200000", "131,072", "--input-tokens 131071")),
+    (("--output-tokens", "131072"), ("--output-tokens 131072", "--output-tokens 131071")),
+])
+def test_requests_longer_than_the_context_are_refused(args, needles):
+    """vLLM refuses a request longer than --max-model-len (without --context: the model's); the speed figures were
+    made for such requests (one prompt token filled in beside 4,096 answer tokens in a 4,096 context)."""
+    one_line_error(tpfit("plan", "llama-3.1-8b", "--gpus", "1xH100", *args), *needles)
+
+
+@pytest.mark.parametrize("model,args", [
+    ("llama-3.1-8b", ("--context", "4096", "--input-tokens", "4000")),
+    ("llama-3.1-8b", ("--context", "300", "--output-tokens", "200")),
+    ("CONFIG", ()),  # a model of 512 tokens, no --context: the default 1,024-token prompt does not fit
+])
+def test_default_request_lengths_fit_in_the_context(tmp_path, model, args):
+    """The length left out is filled within the context (the answer of a 4,000-token prompt in 4,096 was 256)."""
+    if model == "CONFIG":
+        model = str(config_with(tmp_path, max_position_embeddings=512, rope_scaling=None))
+    result = tpfit("plan", model, "--gpus", "1xH100", *args, "--json")
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)
+    best = doc["candidates"][doc["recommended"]]
+    limit = best["memory"]["max_model_len"]
+    for given, key in (("--input-tokens", "input_tokens"), ("--output-tokens", "output_tokens")):
+        if given in args:
+            assert best["speed"][key] == int(args[args.index(given) + 1])
+    assert best["speed"]["input_tokens"] + best["speed"]["output_tokens"] <= limit, best["speed"]
+    assert doc["workload"]["input_tokens"] == best["speed"]["input_tokens"], doc["workload"]
+
+
 def test_explicit_bfloat16_on_a_t4_is_refused_and_auto_falls_back_to_float16():
     explicit = tpfit("plan", "llama-3.2-1b", "--gpus", "1xT4", "--dtype", "bfloat16", "--json")
     doc = json.loads(explicit.stdout)
@@ -311,6 +346,15 @@ def test_nothing_fits_report_marks_no_star_and_no_flags():
     out = result.stdout
     assert "★" not in out and "vLLM flags for" not in out, out
     assert "GiB KV" not in out or "-" not in out.split("GiB KV")[0].splitlines()[-1], out
+
+
+def test_the_one_line_answer_gives_the_tables_sequence_count():
+    """7.98 requests of 131,072 tokens fit: the answer said "8.0 sequences" beside "--max-num-seqs 7"."""
+    doc = json.loads(tpfit("plan", "llama-3.1-8b", "--gpus", "2xH100", "--json").stdout)
+    memory = doc["candidates"][doc["recommended"]]["memory"]
+    shown = doc["summary"].split(" with ", 1)[1].split(" sequences", 1)[0]
+    assert shown == f"{memory['max_concurrency']:.2f}", (shown, memory["max_concurrency"])
+    assert int(float(shown)) >= int(doc["summary"].split("--max-num-seqs ")[1].split()[0]), doc["summary"]
 
 
 @pytest.mark.parametrize("width", ["80", "60"])

@@ -16,7 +16,7 @@ vLLM runs; a measured GpuCalibration replaces the spec-sheet figures where there
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple, NoReturn
 
 from msgspec import Struct
 from msgspec.structs import replace
@@ -221,17 +221,46 @@ class SpeedWorkload(Struct, frozen=True, kw_only=True):
 
     @classmethod
     def make(cls, *, concurrency: int, context: int | None, input_tokens: int | None = None,
-             output_tokens: int | None = None) -> SpeedWorkload:
+             output_tokens: int | None = None, max_model_len: int | None = None) -> SpeedWorkload:
         """Fill what the user left out: answers of DEFAULT_OUTPUT_TOKENS (at most half the context), prompts
-        filling the rest of `context` (DEFAULT_INPUT_TOKENS without one)."""
-        out = output_tokens or (min(DEFAULT_OUTPUT_TOKENS, max(1, context // 2)) if context else DEFAULT_OUTPUT_TOKENS)
+        filling the rest of `context` (DEFAULT_INPUT_TOKENS without one), both within the longest request the
+        server takes (`context`, else `max_model_len`: the model's). vLLM refuses a request longer than that
+        ("This model's maximum context length is ..."), so given lengths beyond it are a UsageError naming them.
+
+        Example: `--context 4096 --input-tokens 4000` gets answers of 96 tokens, not 256 (4,256 tokens)."""
+        limit = context or max_model_len
+        out = output_tokens or (min(DEFAULT_OUTPUT_TOKENS, max(1, limit // 2)) if limit else DEFAULT_OUTPUT_TOKENS)
+        if not output_tokens and input_tokens and limit:
+            out = max(1, min(out, limit - input_tokens))  # the answer fits beside the given prompt
         inp = input_tokens or (max(1, context - out) if context else DEFAULT_INPUT_TOKENS)
+        if not input_tokens and limit:
+            inp = max(1, min(inp, limit - out))
+        if limit and inp + out > limit:
+            _refuse_request(inp, out, limit, context=context, input_given=bool(input_tokens),
+                            output_given=bool(output_tokens))
         return cls(input_tokens=inp, output_tokens=out, concurrency=concurrency)
 
     def __post_init__(self) -> None:
         for name in ("input_tokens", "output_tokens", "concurrency"):
             if getattr(self, name) < 1:
                 raise UsageError("must be at least 1", flag=f"--{name.replace('_', '-')}", value=getattr(self, name))
+
+
+def _refuse_request(inp: int, out: int, limit: int, *, context: int | None, input_given: bool,
+                    output_given: bool) -> NoReturn:
+    """The UsageError for requests of `inp` + `out` tokens that exceed `limit`, naming the flag the user gave."""
+    where = f"--context {limit}" if context else f"the model's {limit:,} tokens (its longest --max-model-len)"
+    if limit < 2:
+        raise UsageError("holds no request: one needs at least 2 tokens (a prompt token and an answer token); use "
+                         "--context 2 or more", flag="--context", value=limit)
+    if input_given and output_given:
+        raise UsageError(f"--input-tokens + --output-tokens ({inp + out:,}) exceed {where}; vLLM refuses such "
+                         f"requests; give at most {limit:,} tokens in all", flag="--input-tokens", value=inp)
+    if input_given:
+        raise UsageError(f"leaves no token for the answer within {where}; use --input-tokens {limit - 1} or less",
+                         flag="--input-tokens", value=inp)
+    raise UsageError(f"leaves no token for the prompt within {where}; use --output-tokens {limit - 1} or less",
+                     flag="--output-tokens", value=out)
 
 
 class StepTerms(Struct, frozen=True, kw_only=True, gc=False):

@@ -58,15 +58,13 @@ class Workload(Struct, frozen=True, kw_only=True):
         for flag, value in (("--input-tokens", self.input_tokens), ("--output-tokens", self.output_tokens)):
             if value is not None and value < 1:
                 raise UsageError("must be at least 1", flag=flag, value=value)
-        asked = (self.input_tokens or 0) + (self.output_tokens or 0)
-        if self.context and asked > self.context:
-            raise UsageError(f"--input-tokens + --output-tokens ({asked}) exceed --context {self.context}; vLLM "
-                             "refuses such requests", flag="--input-tokens", value=self.input_tokens)
+        self.speed_workload()  # requests that fit in the context, or the UsageError naming the flag
 
-    def speed_workload(self) -> SpeedWorkload:
-        """The requests the speed figures are for (defaults filled in)."""
-        return SpeedWorkload.make(concurrency=self.concurrency, context=self.context,
-                                  input_tokens=self.input_tokens, output_tokens=self.output_tokens)
+    def speed_workload(self, max_model_len: int | None = None) -> SpeedWorkload:
+        """The requests the speed figures are for (defaults filled in), within the context, else within
+        `max_model_len` (the plan's: `Plan.speed_workload`)."""
+        return SpeedWorkload.make(concurrency=self.concurrency, context=self.context, input_tokens=self.input_tokens,
+                                  output_tokens=self.output_tokens, max_model_len=max_model_len)
 
 
 # gc=False here and on the other values a search makes by the thousand (Layout, StageGroup, MemoryPlan, GpuMemory,
@@ -129,6 +127,11 @@ class Plan(Struct, frozen=True, kw_only=True):
     def best(self) -> Candidate | None:
         return None if self.recommended is None else self.candidates[self.recommended]
 
+    def speed_workload(self) -> SpeedWorkload:
+        """The requests the speed figures are for: the workload's, within the longest request this plan's server
+        takes (its --max-model-len, else the model's)."""
+        return self.workload.speed_workload(self.engine.max_model_len or self.model.max_model_len)
+
     def to_dict(self) -> dict:
         """Every field as plain JSON values (tpfit/codec.py): what `from_dict` reads back equal."""
         return encode(self)
@@ -190,7 +193,7 @@ def make_plan(model: ModelSpec, cluster: Cluster, workload: Workload | None = No
     is_moe = spec.is_moe
     layouts = layouts or enumerate_layouts(cluster.num_gpus, is_moe=is_moe)
     candidates = []
-    speed_work = workload.speed_workload()
+    speed_work = workload.speed_workload(engine.max_model_len or spec.max_model_len)
     shared: dict = {}  # what layouts share, for the whole search: stage groups, activation peaks, layer costs
     geometries: dict[int, KVGeometry] = {}  # the KV layout depends on TP only
     kv_bytes = kv_bytes_per_element(spec, engine)

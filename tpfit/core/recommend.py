@@ -178,7 +178,7 @@ def summarize(plan: Plan) -> str:
     ctx, conc = plan.engine.max_model_len or plan.model.max_model_len, plan.workload.concurrency
     if best is not None and best.memory.verdict is Verdict.STARTS:
         m = best.memory
-        return (f"{head}: fits as {best.layout} with {m.max_concurrency:.1f} sequences of {ctx} tokens "
+        return (f"{head}: fits as {best.layout} with {m.max_concurrency:.2f} sequences of {ctx} tokens "
                 f"({m.kv_cache_tokens:,} KV tokens){_speed_clause(plan)}; use {_command(plan, best)}")
     dtype = "bf16" if plan.model.dtype == "bfloat16" else plan.model.dtype
     what = f"does not fit in {dtype}" if plan.model.quant is None else "does not fit"

@@ -27,7 +27,7 @@ def candidate_to_dict(plan: Plan, c: Candidate) -> dict:
 
 
 def _speed_workload(plan: Plan) -> dict:
-    w = plan.workload.speed_workload()
+    w = plan.speed_workload()
     return {"input_tokens": w.input_tokens, "output_tokens": w.output_tokens}
 
 

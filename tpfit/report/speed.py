@@ -24,7 +24,7 @@ def sweep_rows(plans: tuple[Plan, ...]) -> list[tuple[str, list]]:
 
 def sweep_to_dict(plans: tuple[Plan, ...]) -> dict:
     first = plans[0]
-    work = first.workload.speed_workload()
+    work = first.speed_workload()
     return {
         "model": first.model.model_id, "cluster": first.cluster.to_dict(),
         "input_tokens": work.input_tokens, "output_tokens": work.output_tokens,
@@ -42,7 +42,7 @@ def _spark(values: list[float | None], top: float) -> str:
 
 def render_sweep(plans: tuple[Plan, ...], console: Console, *, show_all: bool = False) -> None:
     first = plans[0]
-    work = first.workload.speed_workload()
+    work = first.speed_workload()
     cl = first.cluster
     console.print(f"[bold]{escape(first.model.model_id)}[/] on {cl.num_gpus}× {escape(cl.gpu.name)}: "
                   f"requests of {work.input_tokens:,} prompt + {work.output_tokens:,} output tokens")

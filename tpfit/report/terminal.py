@@ -107,7 +107,7 @@ _SPEED_DROP_FIRST = ("tok/s per request", "bound", "TTFT (s)")
 
 def _speed_table(plan: Plan, rows: list[Candidate], width: int | None = None) -> Table:
     """Predicted speed of the layouts that serve, in the order tpfit ranks them (core/rank.py)."""
-    work = plan.workload.speed_workload()
+    work = plan.speed_workload()
     title = (f"Predicted speed at {work.concurrency} concurrent ({work.input_tokens:,} prompt + "
              f"{work.output_tokens:,} output tokens; {rows[0].speed.calibration})")
     columns = ["layout", "output tok/s", "tok/s per request", "TTFT (s)", "TPOT (ms)", "bound"]
