@@ -232,6 +232,20 @@ def test_requests_longer_than_the_context_are_refused(args, needles):
     one_line_error(tpfit("plan", "llama-3.1-8b", "--gpus", "1xH100", *args), *needles)
 
 
+def test_max_num_seqs_above_the_batch_is_refused_as_vllm_refuses_it(tmp_path):
+    """vLLM lowers only its own default --max-num-seqs to --max-num-batched-tokens; given both, it refuses. The plan
+    answered "use --max-num-seqs 100" for --max-num-seqs 200, and `tpfit check` found no error in such a file."""
+    one_line_error(tpfit("plan", "llama-3.1-8b", "--gpus", "1xH100", "--max-num-seqs", "200",
+                         "--max-num-batched-tokens", "100"),
+                   "--max-num-seqs 200", "max_num_batched_tokens (100) must be greater than or equal to max_num_seqs "
+                   "(200)", "--max-num-seqs 100 or less")
+    script = tmp_path / "serve.sh"
+    script.write_text("vllm serve meta-llama/Llama-3.1-8B-Instruct --max-num-seqs 200 --max-num-batched-tokens 100\n")
+    result = tpfit("check", str(script), "--gpus", "1xH100")
+    assert result.returncode == 1 and "Traceback" not in result.stderr, (result.stdout, result.stderr)
+    assert "error[flag-value] --max-num-seqs 200" in result.stdout, result.stdout
+
+
 @pytest.mark.parametrize("model,args", [
     ("llama-3.1-8b", ("--context", "4096", "--input-tokens", "4000")),
     ("llama-3.1-8b", ("--context", "300", "--output-tokens", "200")),

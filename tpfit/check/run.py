@@ -22,7 +22,7 @@ from tpfit.core.plan import Workload, make_plan
 from tpfit.deployment.containers import image_version
 from tpfit.deployment.facts import DeploymentFile, Unit
 from tpfit.deployment.flags import flag_table
-from tpfit.errors import TpfitError
+from tpfit.errors import TpfitError, UsageError
 from tpfit.hardware.catalog import find_gpu, find_gpu_by_nvml_name
 from tpfit.hardware.cluster import Cluster
 from tpfit.units import parse_size
@@ -108,7 +108,13 @@ def engine_from_flags(unit: Unit, version: str) -> tuple[EngineArgs | None, Layo
     if bad:
         return None, None, bad
     ep = cmd.get("--enable-expert-parallel") is not None
-    return EngineArgs(**kwargs), Layout(tp=tp, pp=pp, dp=dp, enable_expert_parallel=ep), bad
+    try:
+        engine = EngineArgs(**kwargs)
+    except UsageError as err:  # flags vLLM refuses together (--max-num-seqs above --max-num-batched-tokens)
+        a = cmd.get(err.flag or "")
+        return None, None, [Finding(kind=Kind.FLAG_VALUE, severity=Severity.ERROR, unit=unit.name,
+                                    where=a.where if a is not None else unit.where, message=str(err))]
+    return engine, Layout(tp=tp, pp=pp, dp=dp, enable_expert_parallel=ep), bad
 
 
 def gpu_of_product(product: str):

@@ -9,6 +9,7 @@ from __future__ import annotations
 from msgspec import Struct
 from msgspec.structs import asdict, force_setattr
 
+from tpfit.core.vllm_messages import BATCH_BELOW_MAX_NUM_SEQS
 from tpfit.errors import UsageError
 from tpfit.kinds import KvCacheDtype, MambaCacheMode, ModelDtype
 from tpfit.vllm_facts import CURRENT_VLLM_VERSION, default_gpu_memory_utilization, parse_version
@@ -65,6 +66,12 @@ class EngineArgs(Struct, frozen=True, kw_only=True):
             raise UsageError(str(err), flag="--vllm-version", value=self.vllm_version) from None
         if self.gpu_memory_utilization is not None and not 0 < self.gpu_memory_utilization <= 1:
             raise UsageError("must be in (0, 1]", flag="--gpu-memory-utilization", value=self.gpu_memory_utilization)
+        seqs, tokens = self.max_num_seqs, self.max_num_batched_tokens
+        if seqs is not None and tokens is not None and tokens < seqs:
+            vllm_error = BATCH_BELOW_MAX_NUM_SEQS.format(max_num_batched_tokens=tokens, max_num_seqs=seqs)
+            raise UsageError(f"more than --max-num-batched-tokens {tokens}, which vLLM refuses (\"{vllm_error.rstrip('.')}\"); "
+                             f"use --max-num-seqs {tokens} or less, or --max-num-batched-tokens {seqs} or more",
+                             flag="--max-num-seqs", value=seqs)
         for name, kind, flag in (("kv_cache_dtype", KvCacheDtype, "--kv-cache-dtype"), ("dtype", ModelDtype, "--dtype")):
             value = getattr(self, name)
             if type(value) is not kind:  # a plain string of the same spelling becomes the member

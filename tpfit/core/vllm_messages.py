@@ -187,5 +187,13 @@ V0_KV_CACHE_BELOW_MAX_LEN = VllmMessage(
              "`max_model_len` when initializing the engine.",
     source="vllm/worker/worker.py::raise_if_cache_size_invalid (V0 engine, 0.6 and 0.7; 0.6.0 lines 468-481)")
 
+# ---- engine flags (core/engine.py EngineArgs) -------------------------------------------------
+
+BATCH_BELOW_MAX_NUM_SEQS = VllmMessage(
+    template="max_num_batched_tokens ({max_num_batched_tokens}) must be greater than or equal to max_num_seqs "
+             "({max_num_seqs}).",
+    source="vllm/config/scheduler.py::SchedulerConfig.verify_max_model_len (0.33; 0.6.0 config.py::_verify_args): "
+           "vLLM lowers only its own default max_num_seqs to the batch, a given one is refused")
+
 MESSAGES = tuple(v for v in globals().values() if isinstance(v, VllmMessage))
 """Every message above, in order."""

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 
 from tpfit.core.startup import startable_utilization
 from tpfit.core.vllm_messages import (
-    BF16_CAPABILITY, DSV4_KV_CACHE_DTYPE, EP_WITHOUT_EXPERTS, FP8_BLOCK_K, FP8_BLOCK_N, FP8_MOE_BLOCK_N,
+    BATCH_BELOW_MAX_NUM_SEQS, BF16_CAPABILITY, DSV4_KV_CACHE_DTYPE, EP_WITHOUT_EXPERTS, FP8_BLOCK_K, FP8_BLOCK_N, FP8_MOE_BLOCK_N,
     FREE_MEMORY_BELOW_REQUEST,
     HEADS_NOT_DIVISIBLE, KV_CACHE_BELOW_MAX_LEN, MARLIN_GROUP_SIZE, MARLIN_GROUP_SPLIT, MARLIN_MIN_THREAD_K,
     MARLIN_MIN_THREAD_N, MAX_LEN_ABOVE_DERIVED, NOT_DIVISIBLE, NO_KV_CACHE_MEMORY, PP_NOT_SUPPORTED,
@@ -121,6 +121,15 @@ def _world(m: re.Match, ctx: Context) -> Diagnosis:
     return Diagnosis(kind="world_size", cause=f"TP x PP = {m['world_size']} GPUs, but this node shows {m['gpus']}",
                      fix="lower --tensor-parallel-size x --pipeline-parallel-size to the visible GPUs; check "
                          "CUDA_VISIBLE_DEVICES / docker --gpus; for several nodes add --distributed-executor-backend ray",
+                     evidence=m.group(0))
+
+
+def _batch(m: re.Match, ctx: Context) -> Diagnosis:
+    seqs, tokens = m["max_num_seqs"], m["max_num_batched_tokens"]
+    return Diagnosis(kind="max_num_seqs_above_batch", cause=f"--max-num-seqs {seqs} is more than "
+                                                            f"--max-num-batched-tokens {tokens}: a step could not "
+                                                            "hold one token of every running request",
+                     fix=f"use --max-num-seqs {tokens} or less, or --max-num-batched-tokens {seqs} or more",
                      evidence=m.group(0))
 
 
@@ -249,6 +258,7 @@ RULES: tuple[tuple[VllmMessage | LogSignature, Diagnose], ...] = (
     (LogSignature(r"CUDA out of memory occurred when warming up sampler[^\n]*|(?:torch\.)?OutOfMemoryError: CUDA out "
                   r"of memory[^\n]*|CUDA error: out of memory"), _oom),
     (WORLD_SIZE_ABOVE_GPUS, _world),
+    (BATCH_BELOW_MAX_NUM_SEQS, _batch),
     (EP_WITHOUT_EXPERTS, _ep_without_experts),
     (PP_NOT_SUPPORTED, _pp_not_supported),
     (QUANT_CAPABILITY, _capability),
