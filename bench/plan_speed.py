@@ -39,6 +39,9 @@ BASELINE = "import typer, rich"
 """What every typer + rich command pays before doing anything: the floor of the cold-start ratio."""
 COLD_GOAL_RATIO = 1.25
 SEARCH_GOAL_MS = 20
+NO_SPEED_GPUS = "8x8x80GB"
+"""The same 64 GPUs given by their size alone (`--gpus 8x8x80GB`): no bandwidth, so no speed figures. The search as
+it was when the goal was set (the speed model came after): it shows what of a 64-GPU search the speed model takes."""
 
 
 LIBRARY = f"{BASELINE}; from tpfit import Plan, load_model"
@@ -130,11 +133,12 @@ def main() -> int:
           f"CPU time: plan {cpu['plan']:.3f} s, baseline {cpu['base']:.3f} s = {cpu['plan'] / cpu['base']:.2f}x, "
           f"library {cpu['library'] / cpu['base']:.2f}x)")
     for model in ("llama-3.1-70b", "deepseek-v3"):
-        for gpus in ("1xh100", "8xh100", "8x8xh100"):
+        for gpus in ("1xh100", "8xh100", "8x8xh100", NO_SPEED_GPUS):
             ms, cpu_ms, n = search_ms(model, gpus)
             print(f"search {model:14s} {gpus:9s}: {ms:7.2f} ms (CPU {cpu_ms:7.2f} ms) for {n:4d} layouts   "
-                  f"goal <= {SEARCH_GOAL_MS} ms")
-            if cpu_ms > SEARCH_GOAL_MS:
+                  f"goal <= {SEARCH_GOAL_MS} ms" + ("   (no speed figures: GPUs given by their size)"
+                                                     if gpus == NO_SPEED_GPUS else ""))
+            if cpu_ms > SEARCH_GOAL_MS and gpus != NO_SPEED_GPUS:
                 steps = where_ms(model, gpus, cpu_ms)
                 print("  where its CPU ms go (sampled): " + ", ".join(f"{step} {t:.1f}" for step, t in steps.items()))
     return 0
