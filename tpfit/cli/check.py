@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import stat
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -27,8 +28,16 @@ def _read(file: str) -> bytes:
     if file == "-":
         return sys.stdin.buffer.read(MAX_BYTES + 1)
     path = Path(file)
-    if not path.is_file():
-        raise UsageError("no such file", flag="FILE", value=file)
+    try:
+        kind = path.stat().st_mode
+    except OSError as err:  # missing, a dangling link, a loop of links, no permission
+        raise UsageError(f"cannot read it ({err.strerror})", flag="FILE", value=file) from None
+    if stat.S_ISDIR(kind):
+        raise UsageError("is a folder; give the deployment file in it (a shell script, compose file or Kubernetes "
+                         "manifest)", flag="FILE", value=file)
+    if not stat.S_ISREG(kind):
+        raise UsageError("is not a regular file (a pipe or device); give a file, or - to read stdin", flag="FILE",
+                         value=file)
     try:
         with path.open("rb") as fh:
             return fh.read(MAX_BYTES + 1)
@@ -124,7 +133,11 @@ def check(
         if target is None:
             sys.stdout.write(text)
         else:
-            target.write_text(text)
+            try:
+                target.write_text(text)
+            except OSError as err:
+                raise UsageError(f"cannot write the fixed file there ({err.strerror})",
+                                 flag="--in-place" if in_place else "--fix", value=str(target)) from None
             by_hand = f"; by hand: {'; '.join(manual)}" if manual else ""
             typer.echo(f"wrote {target}: {len(applied)} edit(s){by_hand}", err=True)
     raise typer.Exit(report.exit_code)

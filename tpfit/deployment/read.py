@@ -46,14 +46,13 @@ def _nesting(text: str) -> int:
 
 
 def decode(data: bytes, name: str) -> str:
-    if len(data) > MAX_BYTES:
-        raise UsageError(f"{len(data) / MIB:.1f} MiB is too big for a deployment file (at most 512 KiB)",
-                         flag="FILE", value=name)
+    if len(data) > MAX_BYTES:  # only MAX_BYTES + 1 are read: the size itself is not known here
+        raise UsageError("is larger than 512 KiB, too big for a deployment file", flag="FILE", value=name)
     if b"\x00" in data:
         raise UsageError("a binary file, not a shell script, compose file or Kubernetes manifest", flag="FILE",
                          value=name)
     try:
-        return data.decode("utf-8")
+        return data.decode("utf-8").removeprefix("\ufeff")  # a byte order mark (editors on Windows write one)
     except UnicodeDecodeError as err:
         raise UsageError(f"not UTF-8 text (byte {err.start}); give a shell script, compose file or Kubernetes "
                          "manifest", flag="FILE", value=name) from None

@@ -151,7 +151,7 @@ def _probes(c, path: str) -> list[Probe]:
                 out.append(Probe(kind=kind, initial_delay_s=float(num["initialDelaySeconds"]),
                                  period_s=float(num["periodSeconds"]), failure_threshold=int(num["failureThreshold"]),
                                  where=Where(line=_line(c, f"{kind}Probe"), path=f"{path}.{kind}Probe")))
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, OverflowError):  # OverflowError: int(.inf)
                 raise UsageError(f"{path}.{kind}Probe: periodSeconds, failureThreshold and initialDelaySeconds "
                                  "must be numbers") from None
             if not 1 <= out[-1].period_s < float("inf"):  # Kubernetes: "Minimum value is 1"
@@ -339,7 +339,7 @@ def _compose_unit(name: str, svc, path: str, runtime: Runtime) -> Unit | None:
                                 period_s=float(size_or_seconds(hc.get("interval")) or 30),
                                 failure_threshold=int(hc.get("retries", 3) or 3),
                                 where=Where(line=_line(svc, "healthcheck"), path=f"{path}.healthcheck")))
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise UsageError(f"{path}.healthcheck: retries must be a number, interval and start_period durations "
                              "such as 30s") from None
     return Unit(name=name, runtime=runtime, command=command, where=Where(line=_line(svc, "image") if image else 0,
