@@ -79,3 +79,25 @@ def test_check_fix_that_cannot_write_is_one_line(tmp_path):
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert errors == [f"error: --fix {tmp_path / 'run.fixed.sh'}: cannot write the fixed file there (Is a directory)"]
+
+
+# ---- tpfit deploy --plan ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("edit", ["recommended-null", "max-concurrency-nan"])
+def test_a_plan_file_whose_inner_plan_contradicts_itself_is_one_line(tmp_path, edit):
+    """The `plan` value decoded field by field, then rendering its summary raised (AttributeError for a
+    recommended layout of null beside layouts that serve, ValueError for a NaN concurrency): tracebacks."""
+    import json
+
+    result = tpfit("plan", "llama-3.1-8b", "--gpus", "2xH100", "--json")
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)
+    if edit == "recommended-null":
+        doc["plan"]["recommended"] = None
+    else:
+        doc["plan"]["candidates"][doc["plan"]["recommended"]]["memory"]["max_concurrency"] = float("nan")
+    path = tmp_path / "plan.json"
+    path.write_text(json.dumps(doc))  # Python writes NaN, which Python's reader reads back
+    for command in (["deploy", "--plan", str(path)], ["watch", "--plan", str(path), "--url", "http://127.0.0.1:1"]):
+        one_line_error(tpfit(*command), "--plan", "the plan it holds contradicts itself")

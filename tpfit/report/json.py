@@ -133,7 +133,14 @@ def plan_from_dict(doc: dict, *, where: str) -> Plan:
     except RecursionError:
         raise UsageError(f"not a `tpfit plan --json` file: plan nests too deeply; {_SAVE_AGAIN}", flag="--plan",
                          value=where) from None
-    made = msgspec.json.decode(msgspec.json.encode({**plan_to_dict(plan), "tpfit_version": doc.get("tpfit_version")}))
+    try:
+        rendered = plan_to_dict(plan)
+    # the Plan decoded field by field, but its parts disagree (a recommended layout of None beside one that serves,
+    # a NaN concurrency): rendering it fails somewhere in the summary, which only a file edited by hand reaches
+    except (ArithmeticError, AttributeError, IndexError, KeyError, TypeError, ValueError) as err:
+        raise UsageError(f"not a `tpfit plan --json` file: the plan it holds contradicts itself ({type(err).__name__}: "
+                         f"{err}); {_SAVE_AGAIN}", flag="--plan", value=where) from None
+    made = msgspec.json.decode(msgspec.json.encode({**rendered, "tpfit_version": doc.get("tpfit_version")}))
     changed = None if doc == made else _first_difference(doc, made)  # the walk only to name what differs
     if changed is not None:
         by = "" if doc.get("tpfit_version") == __version__ else f" (or tpfit {doc.get('tpfit_version')!r} wrote it)"
