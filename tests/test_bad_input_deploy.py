@@ -101,3 +101,95 @@ def test_a_plan_file_whose_inner_plan_contradicts_itself_is_one_line(tmp_path, e
     path.write_text(json.dumps(doc))  # Python writes NaN, which Python's reader reads back
     for command in (["deploy", "--plan", str(path)], ["watch", "--plan", str(path), "--url", "http://127.0.0.1:1"]):
         one_line_error(tpfit(*command), "--plan", "the plan it holds contradicts itself")
+
+
+# ---- servers that answer without end ---------------------------------------------------------------------
+
+
+class _Endless:
+    """An HTTP server on loopback whose every answer is a 200 that never ends: `trickle` sends one byte each
+    0.2 s (each read within any read timeout), else 64 KiB chunks as fast as it can. Stops on exit."""
+
+    def __init__(self, *, trickle: bool):
+        self.trickle = trickle
+
+    def __enter__(self) -> str:
+        import socket
+        import threading
+
+        self.stop = threading.Event()
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.sock.settimeout(0.2)
+        threading.Thread(target=self._accept, daemon=True).start()
+        return f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+
+    def _accept(self) -> None:
+        import threading
+
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+
+    def _answer(self, conn) -> None:
+        try:
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n")
+            chunk = b"x" * (1 if self.trickle else 65536)
+            while not self.stop.is_set():
+                conn.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                if self.trickle:
+                    self.stop.wait(0.2)
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.sock.close()
+
+
+def test_watch_once_ends_against_a_server_that_trickles_its_answer():
+    """httpx's timeouts bound each read, not the answer: `watch --once --scrape-timeout 1` never ended."""
+    import time
+
+    with _Endless(trickle=True) as url:
+        start = time.monotonic()
+        result = tpfit("watch", "--url", url, "--once", "--interval", "0.2", "--scrape-timeout", "1", timeout=40)
+        assert time.monotonic() - start < 20
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert "stalled" in result.stdout and "ALERT server_down" in result.stdout
+
+
+def test_verify_timeout_bounds_an_answer_that_trickles():
+    """`verify --timeout 2` waited as long as bytes kept coming (README: --timeout bounds every request)."""
+    import time
+
+    with _Endless(trickle=True) as url:
+        start = time.monotonic()
+        line = one_line_error(tpfit("verify", "--url", url, "--timeout", "2", timeout=40), url, code=1)
+        assert time.monotonic() - start < 15, line
+    assert "did not answer within 2 s" in line
+
+
+def test_an_answer_without_end_is_cut_at_the_body_limit(monkeypatch):
+    """An endless /metrics was read into memory until the process died; now MAX_BODY_BYTES ends it (1 MiB here)."""
+    import asyncio
+
+    from tpfit.errors import ServerError
+    from tpfit.live import client as client_module
+
+    monkeypatch.setattr(client_module, "MAX_BODY_BYTES", 2**20)
+
+    async def scrape(url: str) -> str:
+        async with client_module.VllmClient(url) as client:
+            return await client.metrics_text(timeout_s=20)
+
+    with _Endless(trickle=False) as url:
+        with pytest.raises(ServerError, match="answered more than 1 MiB"):
+            asyncio.run(scrape(url))

@@ -7,14 +7,18 @@ see an httpx exception.
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import httpx
 
 from tpfit.errors import ServerError, ServerTimeout
+from tpfit.units import MIB
 from tpfit.live.stream import CompletionStreams
 
 DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=5.0)
+MAX_BODY_BYTES = 64 * MIB
+"""The largest answer read: a vLLM /metrics is tens of KiB per engine (its histograms), JSON answers less."""
 _VLLM_PATHS = ("/version", "/v1/models", "/metrics")
 """Endpoints every vLLM OpenAI server has: a 404 there means another kind of server."""
 
@@ -75,35 +79,55 @@ class VllmClient:
         await self.streams.aclose()
         await self._http.aclose()
 
-    async def get_json(self, path: str) -> dict:
+    async def _exchange(self, method: str, path: str, *, timeout_s: float | None = None,
+                        body: dict | None = None) -> httpx.Response:
+        """One request and its whole answer, within `timeout_s` (default: the client's read timeout) from start
+        to end and MAX_BODY_BYTES: httpx's timeouts bound each read, so a server that trickles its answer, or
+        sends one without end, would otherwise hold the caller (and its memory) for ever."""
+        limit_s = timeout_s or self.timeout.read or DEFAULT_TIMEOUT.read
+        url = self.base_url + path
+
+        async def whole() -> httpx.Response:
+            async with self._http.stream(method, path, json=body,
+                                         **({"timeout": timeout_s} if timeout_s else {})) as r:
+                chunks, size = [], 0
+                async for chunk in r.aiter_bytes():
+                    size += len(chunk)
+                    if size > MAX_BODY_BYTES:
+                        raise ServerError(f"{self.base_url} is not a vLLM server: {method} {path} answered more "
+                                          f"than {MAX_BODY_BYTES // MIB} MiB", url=url)
+                    chunks.append(chunk)
+                return httpx.Response(r.status_code, headers=r.headers, content=b"".join(chunks), request=r.request)
+
         try:
-            r = await self._http.get(path)
-            r.raise_for_status()
-            data = r.json()
-        except (httpx.HTTPError, json.JSONDecodeError) as err:
-            raise _error(self.base_url + path, err, self.timeout) from err
+            return (await asyncio.wait_for(whole(), limit_s)).raise_for_status()
+        except asyncio.TimeoutError:
+            by = "" if timeout_s else " (--timeout)"
+            raise ServerTimeout(f"{url} did not answer within {limit_s:g} s{by} (the whole answer); is it a vLLM "
+                                "server that has finished starting?", url=url) from None
+        except httpx.HTTPError as err:
+            raise _error(url, err, None if timeout_s else self.timeout) from err
+
+    async def _json(self, method: str, path: str, body: dict | None = None) -> object:
+        response = await self._exchange(method, path, body=body)
+        try:
+            return json.loads(response.text)
+        except json.JSONDecodeError as err:
+            raise _error(self.base_url + path, err) from err
+
+    async def get_json(self, path: str) -> dict:
+        data = await self._json("GET", path)
         if not isinstance(data, dict):
             raise ServerError(f"{self.base_url} is not a vLLM server: GET {path} answered {type(data).__name__}, "
                               "not a JSON object", url=self.base_url + path)
         return data
 
     async def post_json(self, path: str, body: dict) -> dict:
-        try:
-            r = await self._http.post(path, json=body)
-            r.raise_for_status()
-            return r.json()
-        except (httpx.HTTPError, json.JSONDecodeError) as err:
-            raise _error(self.base_url + path, err, self.timeout) from err
+        return await self._json("POST", path, body)
 
     async def metrics_text(self, *, timeout_s: float | None = None) -> str:
-        """The /metrics body; `timeout_s` bounds this one request (watch's stall detection)."""
-        try:
-            r = await self._http.get("/metrics", **({"timeout": timeout_s} if timeout_s else {}))
-            r.raise_for_status()
-            return r.text
-        except httpx.HTTPError as err:
-            # a per-scrape timeout is the caller's own (watch's --scrape-timeout), not --timeout
-            raise _error(self.base_url + "/metrics", err, None if timeout_s else self.timeout) from err
+        """The /metrics body; `timeout_s` bounds this one request (watch's stall detection), else --timeout does."""
+        return (await self._exchange("GET", "/metrics", timeout_s=timeout_s)).text
 
     async def healthy(self) -> bool:
         try:
