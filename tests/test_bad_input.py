@@ -431,6 +431,39 @@ def test_explain_without_a_log_on_a_terminal_does_not_wait():
     one_line_error(result, "LOGFILE")
 
 
+@pytest.mark.parametrize("path", ["/dev/zero", "/dev/urandom"])
+def test_explain_refuses_a_device_instead_of_reading_it_forever(path):
+    """`tpfit explain /dev/zero` read until the machine ran out of memory (the process was killed)."""
+    start = time.monotonic()
+    one_line_error(tpfit("explain", path, timeout=30), "LOGFILE", path)
+    assert time.monotonic() - start < 10
+
+
+def test_explain_holds_a_logs_end_within_a_bound():
+    """A log of any length (a file, or a pipe that is not seekable) takes at most the bound: its last bytes."""
+    import io
+
+    from tpfit.cli.explain import read_log_tail
+
+    data = b"INFO noise\n" * 10_000 + b"ERROR the refusal\n"
+
+    class Pipe(io.RawIOBase):
+        def __init__(self):
+            self.rest = data
+
+        def readable(self):
+            return True
+
+        def readinto(self, buffer):
+            n = min(len(buffer), 4096, len(self.rest))
+            buffer[:n], self.rest = self.rest[:n], self.rest[n:]
+            return n
+
+    for stream in (io.BytesIO(data), io.BufferedReader(Pipe())):
+        text = read_log_tail(stream, limit=1000)
+        assert text.endswith("ERROR the refusal\n") and len(text) == 1000, (type(stream), len(text))
+
+
 def test_json_help_says_what_each_command_prints():
     for command, word in (("verify", "report"), ("explain", "diagnoses"), ("doctor", "findings"),
                           ("speed", "concurrency")):

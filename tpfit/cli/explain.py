@@ -2,17 +2,36 @@
 
 from __future__ import annotations
 
+import os
+import stat
 import sys
-from pathlib import Path
-from typing import Annotated, Optional
+from collections import deque
+from typing import Annotated, BinaryIO, Optional
 
 import typer
 
 from tpfit.cli.options import GpusOpt
 from tpfit.errors import UsageError
+from tpfit.limits import MAX_LOG_BYTES
 
 DEFAULT_GPUS = "8xh100"
 """GPUs assumed for the TP sizes a model accepts when --gpus is not given."""
+
+
+def read_log_tail(stream: BinaryIO, limit: int = MAX_LOG_BYTES) -> str:
+    """A log's last `limit` bytes as text (the end holds vLLM's refusal): a file is read from there; a pipe is read
+    to its end, keeping only the last chunks, so a log of any length takes at most `limit` bytes of memory."""
+    if stream.seekable():
+        size = stream.seek(0, os.SEEK_END)
+        stream.seek(max(0, size - limit))
+    chunks: deque[bytes] = deque()
+    held = 0
+    while chunk := stream.read(1 << 20):
+        chunks.append(chunk)
+        held += len(chunk)
+        while held - len(chunks[0]) >= limit:
+            held -= len(chunks.popleft())
+    return b"".join(chunks)[-limit:].decode(errors="replace")
 
 
 def explain(
@@ -28,10 +47,14 @@ def explain(
         raise UsageError("LOGFILE missing: give a vLLM log file, or pipe one in: vllm serve ... 2>&1 | tpfit explain -",
                          flag="LOGFILE")
     if logfile in (None, "-"):
-        text = sys.stdin.read()
+        text = read_log_tail(sys.stdin.buffer)
     else:
         try:
-            text = Path(logfile).read_text(errors="replace")
+            with open(logfile, "rb") as log:
+                if not stat.S_ISREG(mode := os.fstat(log.fileno()).st_mode) and not stat.S_ISFIFO(mode):
+                    raise UsageError("not a log file (a device or other special file); give a vLLM log file, or "
+                                     "pipe one in: ... | tpfit explain -", flag="LOGFILE", value=logfile)
+                text = read_log_tail(log)
         except OSError as err:
             raise UsageError(f"cannot read it ({err.strerror or err})", flag="LOGFILE", value=logfile) from None
     context = Context()
