@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -163,6 +164,19 @@ def test_world_size_the_host_cannot_form_is_refused():
     run = _tpfit("calibrate", "--device", "cpu", "--world-size", "1")
     assert run.returncode == 2
     assert "--world-size 1: an all-reduce needs 2 to" in run.stderr and "Traceback" not in run.stderr
+
+
+@pytest.mark.parametrize("where", ["folder", "under a file"])
+def test_an_unwritable_out_is_refused_before_measuring(tmp_path, where):
+    """`--out` was tried only after the minute of measuring (and any vLLM run): a folder or a path under a file
+    wasted it all. Refused first, before torch is imported (this needs no torch)."""
+    (tmp_path / "file").write_text("x")
+    out = tmp_path if where == "folder" else tmp_path / "file" / "cal.json"
+    start = time.monotonic()
+    run = _tpfit("calibrate", "--device", "cpu", "--out", str(out), timeout=60)
+    assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr
+    assert run.stderr.startswith(f"error: --out {out}: cannot write the calibration") and run.stderr.count("\n") == 1
+    assert time.monotonic() - start < 15 and (tmp_path / "file").read_text() == "x"
 
 
 def test_vllm_model_without_a_config_is_refused_before_measuring(tmp_path):
