@@ -337,6 +337,12 @@ def test_deploy_model_and_plan_together_is_refused(tmp_path):
     ({"head_dim": 0}, "head_dim"),
     ({"vocab_size": -1}, "vocab_size"),
     ({"intermediate_size": True}, "intermediate_size"),
+    # read as true or false: the string "false" was true (tied embeddings: the LM head's 1 GB left out)
+    ({"tie_word_embeddings": "false"}, "tie_word_embeddings"),
+    ({"quantization_config": {"quant_method": "gptq", "bits": 4, "group_size": 128, "sym": "no"}}, "sym"),
+    # planned as if the field said otherwise: group 0 as group 128, an unknown layer type as full attention
+    ({"quantization_config": {"quant_method": "awq", "bits": 4, "group_size": 0}}, "group_size"),
+    ({"layer_types": ["sliding"] * 32}, "layer_types"),
 ])
 def test_inconsistent_config_fields_are_named(tmp_path, changes, field):
     one_line_error(tpfit("plan", str(config_with(tmp_path, **changes)), "--gpus", "1xH100"), field, "config.json")

@@ -69,6 +69,12 @@ _OPTIONAL_COUNTS = {
     "linear_value_head_dim": (1, limits.MAX_HEAD_DIM),
     "linear_conv_kernel_dim": (1, 64),
 }
+_FLAGS = ("tie_word_embeddings", "attention_bias", "mlp_bias")
+"""Fields read as true or false: a string such as "false" would read as true (tied embeddings: the LM head's
+bytes left out)."""
+_QUANT_FLAGS = ("zero_point", "sym", "lm_head")
+_LAYER_TYPES = ("full_attention", "sliding_attention", "chunked_attention", "linear_attention")
+"""`layer_types` entries as transformers writes them; the families read the sliding ones, any other is full."""
 _FRACTIONS = {"partial_rotary_factor": (0.0, 1.0)}
 """Fields that are a fraction in (low, high]."""
 _MLA_TYPES = ("deepseek_v2", "deepseek_v3", "kimi_k2")
@@ -113,6 +119,9 @@ def check_config(config: dict, *, source: str) -> None:
         if value is not None and (not isinstance(value, (int, float)) or isinstance(value, bool)
                                   or not low < value <= high):
             raise _fail(source, field, f"{field} is {value!r}; use a number above {low} and at most {high}")
+    for field in _FLAGS:
+        for part in (cfg, config):
+            _check_flag(part.get(field), field, field, source)
     rope = cfg.get("rope_scaling")
     if rope is not None:
         if not isinstance(rope, dict):
@@ -140,6 +149,9 @@ def check_config(config: dict, *, source: str) -> None:
         value = cfg.get(field)
         if value is not None and (not isinstance(value, list) or (value and len(value) < n_layers)):
             raise _fail(source, field, f"{field} must list one entry per layer ({n_layers})")
+    unknown = [t for t in cfg.get("layer_types") or () if t not in _LAYER_TYPES]
+    if unknown:
+        raise _fail(source, "layer_types", f"layer_types holds {unknown[0]!r}; use {', '.join(_LAYER_TYPES)}")
     pattern = cfg.get("hybrid_override_pattern")
     if pattern is not None and not isinstance(pattern, str):
         raise _fail(source, "hybrid_override_pattern", "hybrid_override_pattern must be a string such as \"M-M*\"")
@@ -157,12 +169,19 @@ def _check_quant(qc: Any, source: str) -> None:
         raise _fail(source, "weight_block_size", f"quantization_config.weight_block_size is {block!r}; use two "
                                                  "whole numbers such as [128, 128]")
     group = qc.get("group_size", qc.get("q_group_size"))
-    if group is not None and not (_is_int(group) and (group == -1 or 0 <= group <= 4096)):
+    if group is not None and not (_is_int(group) and (group == -1 or 1 <= group <= 4096)):
         raise _fail(source, "group_size", f"quantization_config.group_size is {group!r}; use -1 or 1 to 4096")
+    for key in _QUANT_FLAGS:
+        _check_flag(qc.get(key), key, f"quantization_config.{key}", source)
     for key in ("bits", "w_bit"):
         bits = qc.get(key)
         if bits is not None and (bits not in (2, 3, 4, 8) or isinstance(bits, bool)):
             raise _fail(source, key, f"quantization_config.{key} is {bits!r}; use 4 or 8")
+
+
+def _check_flag(value: Any, field: str, name: str, source: str) -> None:
+    if value is not None and not isinstance(value, bool):
+        raise _fail(source, field, f"{name} is {value!r}; use true or false")
 
 
 def make_checked_spec(config: Any, *, model_id: str, source: str, sidecar: dict | None = None,
