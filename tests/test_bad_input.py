@@ -69,6 +69,15 @@ def test_plan_file_with_recommended_out_of_range(tmp_path):
     one_line_error(tpfit("deploy", "--plan", str(plan)), "--plan", "recommended")
 
 
+@pytest.mark.parametrize("where", ["folder", "missing folder"])
+def test_an_unwritable_html_is_refused_before_the_plan_is_printed(tmp_path, where):
+    """`--json --html DIR` printed the whole plan on stdout, then exited 2 for the --html file."""
+    html = tmp_path if where == "folder" else tmp_path / "missing" / "plan.html"
+    result = tpfit("plan", "llama-3.1-8b", "--gpus", "1xH100", "--json", "--html", str(html))
+    one_line_error(result, "--html", str(html))
+    assert result.stdout == "" and not (tmp_path / "missing").exists()
+
+
 def test_out_naming_an_existing_file(tmp_path):
     existing = tmp_path / "file.txt"
     existing.write_text("x")

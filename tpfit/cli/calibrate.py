@@ -11,6 +11,7 @@ from typing import Annotated, Optional
 import typer
 from msgspec.structs import replace
 
+from tpfit.cli.options import check_writable
 from tpfit.kinds import CalibrationDevice
 
 
@@ -41,7 +42,7 @@ def calibrate(
 
     python = vllm_python or sys.executable
     if out is not None:
-        _check_writable(out)  # before a minute of measuring, and before torch is imported
+        check_writable(out, "--out", make_folders=True)  # before a minute of measuring, and before torch is imported
     if vllm_model is not None:
         from tpfit.live.vllm_step import check_vllm_model
 
@@ -55,7 +56,7 @@ def calibrate(
     gpu_id = catalog_id(facts.gpu_name)
     path = out or calibration_dir() / calibration_filename(facts.gpu_name, gpu_id)
     if out is None:
-        _check_writable(path)
+        check_writable(path, "--out", make_folders=True)
     samples, failed = _run_with_progress(plan_steps(facts, sizes_for(facts, quick=quick), world_sizes), quiet=as_json)
     cal = make_calibration(samples, gpu_name=facts.gpu_name, gpu_id=gpu_id, num_gpus=facts.num_gpus,
                            source=describe_source(facts, datetime.date.today().isoformat()))
@@ -67,7 +68,8 @@ def calibrate(
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(document, indent=1) + "\n")
     except OSError as err:
-        raise _unwritable(path, err) from None
+        raise UsageError(f"cannot write the calibration ({err.strerror or err}); give a writable --out FILE",
+                         flag="--out", value=str(path)) from None
     if as_json:
         typer.echo(json.dumps(document, indent=1))
         typer.echo(f"wrote {path}", err=True)
@@ -80,27 +82,6 @@ def calibrate(
     if failed:
         typer.echo(f"error: these measurements failed and are missing from {path}: {', '.join(failed)}", err=True)
         raise typer.Exit(1)
-
-
-def _check_writable(path: Path) -> None:
-    """Refuse a calibration path that cannot be written (a folder, a file's child, a read-only place) before anything
-    is measured: open it for appending, in the folders `calibrate` would make, and remove it again if it was new."""
-    existed = path.exists()
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "a"):
-            pass
-    except OSError as err:
-        raise _unwritable(path, err) from None
-    if not existed:
-        path.unlink(missing_ok=True)
-
-
-def _unwritable(path: Path, err: OSError):
-    from tpfit.errors import UsageError
-
-    return UsageError(f"cannot write the calibration ({err.strerror or err}); give a writable --out FILE",
-                      flag="--out", value=str(path))
 
 
 def _run_with_progress(steps, *, quiet: bool):

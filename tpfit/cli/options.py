@@ -84,3 +84,22 @@ def check_server_url(url: str, *, flag: str = "--url") -> str:
         raise UsageError(f"not a server URL ({why}); use http://HOST:PORT such as http://127.0.0.1:8000", flag=flag,
                          value=url)
     return url
+
+
+def check_writable(path: Path, flag: str, *, make_folders: bool = False) -> None:
+    """Refuse an output path that cannot be written (a folder, a path under a file, a missing or read-only folder)
+    before the work whose result goes there: open it for appending (`make_folders`: in the folders the command makes
+    for it), and remove it again if it was new."""
+    from tpfit.errors import UsageError
+
+    existed = path.exists()
+    try:
+        if make_folders:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a"):
+            pass
+    except OSError as err:
+        raise UsageError(f"cannot write it ({err.strerror or err}); give a file in a writable folder", flag=flag,
+                         value=str(path)) from None
+    if not existed:
+        path.unlink(missing_ok=True)

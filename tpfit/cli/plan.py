@@ -9,7 +9,7 @@ import typer
 from tpfit.cli.options import (
     AllOpt, BatchedOpt, ConcurrencyOpt, ContextOpt, DpOpt, DtypeOpt, EagerOpt, EpOpt, GmuOpt, GpusOpt, HtmlOpt,
     InputTokensOpt, JsonOpt, KvDtypeOpt, LanguageOnlyOpt, MaxModelLenOpt, ModelArg, ObjectiveOpt, OutputTokensOpt, PpOpt,
-    QuantOpt, SeqsOpt, TpotOpt, TpOpt, TtftOpt, VersionOpt,
+    QuantOpt, SeqsOpt, TpotOpt, TpOpt, TtftOpt, VersionOpt, check_writable,
 )
 from tpfit.kinds import KvCacheDtype, ModelDtype, Objective
 
@@ -47,6 +47,8 @@ def plan(
     from tpfit.kinds import Verdict
     from tpfit.request import PlanRequest
 
+    if html is not None:
+        check_writable(html, "--html")  # before the plan is printed: no answer on stdout beside exit 2
     result = PlanRequest.from_options(ctx.params).make()
     if as_json:
         from tpfit.report.json import plan_json

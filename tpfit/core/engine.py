@@ -68,8 +68,8 @@ class EngineArgs(Struct, frozen=True, kw_only=True):
             raise UsageError("must be in (0, 1]", flag="--gpu-memory-utilization", value=self.gpu_memory_utilization)
         seqs, tokens = self.max_num_seqs, self.max_num_batched_tokens
         if seqs is not None and tokens is not None and tokens < seqs:
-            vllm_error = BATCH_BELOW_MAX_NUM_SEQS.format(max_num_batched_tokens=tokens, max_num_seqs=seqs)
-            raise UsageError(f"more than --max-num-batched-tokens {tokens}, which vLLM refuses (\"{vllm_error.rstrip('.')}\"); "
+            vllm_error = BATCH_BELOW_MAX_NUM_SEQS.format(max_num_batched_tokens=tokens, max_num_seqs=seqs).rstrip(".")
+            raise UsageError(f"more than --max-num-batched-tokens {tokens}, which vLLM refuses (\"{vllm_error}\"); "
                              f"use --max-num-seqs {tokens} or less, or --max-num-batched-tokens {seqs} or more",
                              flag="--max-num-seqs", value=seqs)
         for name, kind, flag in (("kv_cache_dtype", KvCacheDtype, "--kv-cache-dtype"), ("dtype", ModelDtype, "--dtype")):
