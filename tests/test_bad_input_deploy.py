@@ -193,3 +193,50 @@ def test_an_answer_without_end_is_cut_at_the_body_limit(monkeypatch):
     with _Endless(trickle=False) as url:
         with pytest.raises(ServerError, match="answered more than 1 MiB"):
             asyncio.run(scrape(url))
+
+
+class _JsonServer:
+    """An HTTP server on loopback answering every GET with the JSON object `answers[path]` (or {"a": 1})."""
+
+    def __init__(self, answers: dict[str, object]):
+        self.answers = answers
+
+    def __enter__(self) -> str:
+        import http.server
+        import json
+        import threading
+
+        answers = self.answers
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 - http.server's name
+                body = json.dumps(answers.get(self.path, {"a": 1})).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return f"http://127.0.0.1:{self.server.server_port}"
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.parametrize("answers, why", [
+    ({}, 'GET /version has no "version"'),
+    ({"/version": {"version": "0.33.0"}, "/v1/models": {"data": []}}, "GET /v1/models lists no model"),
+    ({"/version": {"version": "0.33.0"}, "/v1/models": {"data": [{"id": "m"}]}}, "gives 'm' no max_model_len"),
+], ids=["no-version", "no-model", "no-max-model-len"])
+def test_a_json_server_that_is_not_vllm_is_named_so(answers, why):
+    """A server answering JSON without vLLM's fields was read as a model of 0 tokens: verify said
+    `--output-tokens 1 leaves no room for a prompt in 0 tokens` (exit 2), check `--max-model-len 0: not an int`."""
+    with _JsonServer(answers) as url:
+        for command in (["verify", "--timeout", "5"], ["check"]):
+            one_line_error(tpfit(*command, "--url", url, timeout=30), f"{url} is not a vLLM server", why, code=1)

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from tpfit.errors import MetricsFormatError
+from tpfit.errors import MetricsFormatError, ServerError
 from tpfit.live.startup_log import StartupFigures, parse_startup_log
 
 
@@ -250,11 +250,23 @@ def _num(text: str | None, kind=int):
         return None
 
 
+def _not_vllm(client, path: str, what: str) -> ServerError:
+    return ServerError(f"{client.base_url} is not a vLLM server: GET {path} {what}", url=client.base_url + path)
+
+
 async def read_server_facts(client, *, log_text: str | None = None) -> ServerFacts:
     """Read a live server through `client` (a VllmClient)."""
-    version = (await client.get_json("/version")).get("version", "")
-    models = (await client.get_json("/v1/models")).get("data") or [{}]
-    model = models[0]
+    version = (await client.get_json("/version")).get("version")
+    if not isinstance(version, str) or not version:
+        raise _not_vllm(client, "/version", 'has no "version" (vLLM answers {"version": "0.33.0"})')
+    models = (await client.get_json("/v1/models")).get("data")
+    model = models[0] if isinstance(models, list) and models else None
+    if not isinstance(model, dict) or not isinstance(model.get("id"), str):
+        raise _not_vllm(client, "/v1/models", 'lists no model (vLLM answers {"data": [{"id": ...}]})')
+    max_model_len = model.get("max_model_len")
+    if not isinstance(max_model_len, int) or isinstance(max_model_len, bool) or max_model_len < 1:
+        raise _not_vllm(client, "/v1/models", f"gives {model['id']!r} no max_model_len (vLLM lists it with each "
+                                              "model)")
     sample = parse_metrics(await client.metrics_text())
     cache = sample.cache_config
     startup = parse_startup_log(log_text) if log_text else None
@@ -265,8 +277,8 @@ async def read_server_facts(client, *, log_text: str | None = None) -> ServerFac
     if concurrency is None and startup is not None:
         concurrency = startup.max_concurrency
     return ServerFacts(
-        url=client.base_url, version=version, model_id=model.get("id", ""), model_root=model.get("root", ""),
-        max_model_len=int(model.get("max_model_len") or 0), block_size=_num(cache.get("block_size")),
+        url=client.base_url, version=version, model_id=model["id"], model_root=str(model.get("root") or ""),
+        max_model_len=max_model_len, block_size=_num(cache.get("block_size")),
         num_blocks=_num(cache.get("num_gpu_blocks")), kv_cache_memory_bytes=_num(cache.get("kv_cache_memory_bytes")),
         kv_cache_tokens=tokens, max_concurrency=concurrency, cache_dtype=cache.get("cache_dtype", "auto"),
         gpu_memory_utilization=_num(cache.get("gpu_memory_utilization"), float), startup=startup,
