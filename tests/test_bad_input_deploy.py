@@ -240,3 +240,18 @@ def test_a_json_server_that_is_not_vllm_is_named_so(answers, why):
     with _JsonServer(answers) as url:
         for command in (["verify", "--timeout", "5"], ["check"]):
             one_line_error(tpfit(*command, "--url", url, timeout=30), f"{url} is not a vLLM server", why, code=1)
+
+
+# ---- tpfit deploy's own flags ------------------------------------------------------------------------------
+
+
+def test_deploy_keeps_an_explicit_cuda_and_checks_it_against_the_driver():
+    """--driver replaced the image's CUDA whatever --cuda said: `--driver 590.1.1 --cuda 12.9` wrote the -cu130
+    image, and `--driver 575.51.03 --cuda 13.0` silently wrote the 12.9 one."""
+    base = ["deploy", "llama-3.1-8b", "--gpus", "2xH100", "--format", "docker"]
+    kept = tpfit(*base, "--driver", "590.1.1", "--cuda", "12.9")
+    assert kept.returncode == 0 and "vllm/vllm-openai:v0.33.0 \\" in kept.stdout, kept.stderr
+    picked = tpfit(*base, "--driver", "590.1.1")
+    assert picked.returncode == 0 and "vllm/vllm-openai:v0.33.0-cu130" in picked.stdout, picked.stderr
+    one_line_error(tpfit(*base, "--driver", "575.51.03", "--cuda", "13.0"), "--cuda 13.0", "needs driver >= 580.65.06",
+                   "--cuda 12.9")

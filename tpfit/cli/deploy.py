@@ -26,7 +26,8 @@ def deploy(
                                      "(Prometheus rules) or grafana (dashboard JSON).")] = "serve",
     plan_file: Annotated[Optional[Path], typer.Option("--plan", help="A `tpfit plan --json` file to deploy.")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", help="Write the files into this folder.")] = None,
-    cuda: Annotated[CudaBuild, typer.Option("--cuda", help="Image CUDA build (13.0: the -cu130 tag).")] = DEFAULT_CUDA,
+    cuda: Annotated[Optional[CudaBuild], typer.Option("--cuda", help="Image CUDA build (13.0: the -cu130 tag; default "
+                                                      f"{DEFAULT_CUDA}, or what --driver runs).")] = None,
     driver: Annotated[Optional[str], typer.Option("--driver", help="Host driver version: picks the image CUDA.")] = None,
     port: Annotated[int, typer.Option("--port", min=1, max=65535)] = 8000,
     gpu_ids: Annotated[Optional[str], typer.Option("--gpu-ids", help="Host GPU indices, e.g. 0,1 (default: all).")] = None,

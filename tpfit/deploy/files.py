@@ -12,20 +12,36 @@ from tpfit.deploy.render import MONITORED_FORMATS, MONITORING_FORMATS, render
 from tpfit.core.plan import Plan
 from tpfit.errors import UsageError
 from tpfit.report.json import plan_to_dict
-from tpfit.vllm_facts import CudaBuild, cuda_for_driver
+from tpfit.vllm_facts import DEFAULT_CUDA, CudaBuild, cuda_for_driver, parse_driver
 
 
-def deployment_files(plan: Plan, fmt: str, *, command: str, cuda: CudaBuild, driver: str | None, port: int,
+def image_cuda(cuda: CudaBuild | None, driver: str | None) -> CudaBuild:
+    """The image's CUDA build: `--cuda` as given (None: not given), checked against `--driver` when both are; the
+    newest build the driver runs when only it is given; the plain tag otherwise. A driver too old for the asked
+    build is refused rather than silently written as another build (or as one the host cannot run)."""
+    if not driver:
+        return cuda or DEFAULT_CUDA
+    runs = cuda_for_driver(driver)
+    if cuda is None:
+        return runs
+    if parse_driver(driver) < cuda.min_driver:
+        need = ".".join(f"{p:02d}" if i else str(p) for i, p in enumerate(cuda.min_driver))
+        raise UsageError(f"the CUDA {cuda} image needs driver >= {need}, --driver {driver} runs CUDA {runs}; use "
+                         f"--cuda {runs} (or leave --cuda out: --driver picks it)", flag="--cuda", value=cuda.value)
+    return cuda
+
+
+def deployment_files(plan: Plan, fmt: str, *, command: str, cuda: CudaBuild | None, driver: str | None, port: int,
                      gpu_ids: tuple[int, ...], gpu_ids_text: str | None, served_model_name: str | None,
                      model_path: str | None, shm_size: str | None, monitoring: bool,
                      monitoring_for: Callable[[dict, Deployment], object]) -> dict[str, str]:
-    """File name -> text for `fmt`. `monitoring_for(doc, deployment)` makes the Prometheus side
-    (deploy/monitoring.py) from the plan's document when the format or --monitoring asks."""
+    """File name -> text for `fmt` (`cuda`: None when not given, see image_cuda). `monitoring_for(doc, deployment)`
+    makes the Prometheus side (deploy/monitoring.py) from the plan's document when the format or --monitoring
+    asks."""
     if monitoring and fmt not in MONITORED_FORMATS:
         raise UsageError(f"--monitoring goes with --format {', '.join(MONITORED_FORMATS)} (for rules alone: "
                          "--format alerts)", flag="--monitoring")
-    if driver:
-        cuda = cuda_for_driver(driver)
+    cuda = image_cuda(cuda, driver)
     d = deployment_from_plan(plan, command=command, cuda=cuda, port=port, gpu_ids=gpu_ids,
                              served_model_name=served_model_name, model_path=model_path, shm_size=shm_size)
     checks.check_format(d, fmt, gpu_id=plan.cluster.gpu.id)
