@@ -15,6 +15,9 @@ from tpfit.core.layout import Layout
 from tpfit.core.memory import safe_utilization
 from tpfit.core.plan import Plan
 from tpfit.deploy.common import HF_CACHE_CONTAINER
+from tpfit.deploy.startup import (
+    DOWNLOAD_BYTES_PER_S, LOAD_BYTES_PER_S, SPREAD, START_OVERHEAD_S, download_bytes, start_seconds,
+)
 from tpfit.deployment.facts import Runtime, Unit, Where
 from tpfit.deployment.flags import FlagTable
 from tpfit.kinds import Verdict
@@ -32,16 +35,6 @@ KSERVE_FLAGS = frozenset({
 SECRET_NAME = re.compile(r"(TOKEN|SECRET|PASSWORD|API_KEY|APIKEY|ACCESS_KEY)", re.IGNORECASE)
 SECRET_FLAGS = ("--api-key", "--hf-token")
 HF_TOKEN_VALUE = re.compile(r"\bhf_[A-Za-z0-9]{20,}")
-LOAD_BYTES_PER_S = GIB
-"""Weights read into one GPU per second at start-up: safetensors from a network volume or a busy disk (local
-NVMe reads 2-5 GB/s; a slow PVC 0.2 GB/s). Conservative for the probe check."""
-START_OVERHEAD_S = 180
-"""Start-up besides reading the weights (profiling, torch.compile, CUDA-graph capture, engine processes). The
-real vLLM 0.26 start-ups in calibration/ took 65 s (Llama-3.1-8B, 1xH100), 88 s (Llama-3.1-70B TP=2, 2xH100)
-and 118 s (Qwen2.5-72B TP=4, 4xH200) from the first log line to the last, with the weights in the page cache
-("Model loading took ... 2.2 seconds"); 180 s leaves room for larger models and a cold compile cache."""
-DOWNLOAD_BYTES_PER_S = 200 * 10**6
-"""Hugging Face download rate a first start (empty cache) gets: ~200 MB/s from the Hub's CDN."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -253,13 +246,6 @@ def _shm_edits(unit: Unit) -> tuple[Edit, ...]:
     return (Edit(op=Op.YAML_SET, key=key, value=value, target=unit.handle[0], unit=unit),)
 
 
-def load_seconds(r: Resolved) -> tuple[float, float]:
-    """(seconds to start from a warm cache, seconds the first download adds) for the planned model."""
-    c = r.plan.candidates[0]
-    per_gpu = max(c.weight_bytes_per_gpu or (0,))
-    return START_OVERHEAD_S + per_gpu / LOAD_BYTES_PER_S, r.plan.rule_of_thumb.weights_bytes / DOWNLOAD_BYTES_PER_S
-
-
 def check_probes(unit: Unit, r: Resolved) -> list[Finding]:
     """A liveness probe acts on a server still loading unless a startup probe covers the load (KServe #5062,
     AIBrix #772): the kubelet kills it and it never comes up."""
@@ -270,11 +256,11 @@ def check_probes(unit: Unit, r: Resolved) -> list[Finding]:
     guard = startup or live
     if guard is None:
         return []
-    warm, download = load_seconds(r)
+    warm, download = start_seconds(r.plan, r.plan.candidates[0])
     budget = guard.budget_s
     what = "startup probe" if startup else "liveness probe (no startup probe)"
     period = startup.period_s if startup else 10.0
-    fix_failures = int(-(-(1.5 * (warm + download)) // period))  # half again: load speeds vary by storage
+    fix_failures = int(-(-(SPREAD * (warm + download)) // period))
     edits: tuple[Edit, ...] = ()
     if unit.handle is not None:
         c = unit.handle[0]
@@ -291,7 +277,7 @@ def check_probes(unit: Unit, r: Resolved) -> list[Finding]:
     if budget < warm + download and not (unit.command.model or "/").startswith("/"):
         return [_f(Kind.STARTUP_PROBE, Severity.WARNING, unit,
                    f"the {what} gives up after {budget:.0f} s; a first start also downloads "
-                   f"{r.plan.rule_of_thumb.weights_bytes / GB:.0f} GB (about {download:.0f} s at "
+                   f"{download_bytes(r.plan, r.plan.candidates[0]) / GB:.0f} GB (about {download:.0f} s at "
                    f"{DOWNLOAD_BYTES_PER_S / 10**6:.0f} MB/s)", guard.where,
                    vllm="killed during the first download; starts once the cache is filled", fix=fix, edits=edits)]
     return []

@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass, field
 
 from tpfit.core.plan import Plan
+from tpfit.deploy.startup import MIN_START_WAIT_S, wait_seconds
 from tpfit.vllm_facts import DEFAULT_CUDA, CudaBuild, image_for
 
 DEFAULT_PORT = 8000
@@ -46,6 +47,8 @@ class Deployment:
     """Host GPU indices to use; empty = all."""
     shm_size: str | None = None
     """`--shm-size` instead of `--ipc=host` when set."""
+    start_wait_s: int = MIN_START_WAIT_S
+    """How long the startup probe and health check let the server start (deploy/startup.py `wait_seconds`)."""
     header: tuple[str, ...] = field(default=())
     """Comment lines: model, layout, predicted KV tokens and concurrency, tpfit version, command."""
 
@@ -111,5 +114,5 @@ def deployment_from_plan(plan: Plan, *, command: str, cuda: CudaBuild = DEFAULT_
         model=model, served_model_name=served_model_name, engine_args=tuple(argv), tensor_parallel_size=lay.tp,
         pipeline_parallel_size=lay.pp, data_parallel_size=lay.dp, gpus_per_node=cluster.gpus_per_node,
         nodes=cluster.nodes, image=image_for(version, cuda), vllm_version=version, port=port, gpu_ids=gpu_ids,
-        shm_size=shm_size, header=header,
+        shm_size=shm_size, header=header, start_wait_s=wait_seconds(plan, best, downloads=model_path is None),
     )

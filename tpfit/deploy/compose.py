@@ -22,7 +22,7 @@ def compose_dict(d: Deployment) -> dict:
         "deploy": {"resources": {"reservations": {"devices": [device]}}},
         "healthcheck": {
             "test": ["CMD", "curl", "-fsS", f"http://localhost:{d.port}/health"],
-            "interval": "15s", "timeout": "5s", "retries": 5, "start_period": "1200s",
+            "interval": "15s", "timeout": "5s", "retries": 5, "start_period": f"{d.start_wait_s}s",
         },
     }
     if d.shm_size:

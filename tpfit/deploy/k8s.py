@@ -7,8 +7,10 @@ from tpfit.deploy.shell import comment
 from tpfit.deploy.yamlout import dump_all
 
 TOKEN_SECRET = "hf-token"
-STARTUP_FAILURES = 120
-"""Startup probe: 120 x 10 s = 20 minutes for download, load, profiling and graph capture."""
+PROBE_PERIOD_S = 10
+HF_CACHE_HOST_PATH = "/var/cache/huggingface"
+"""Where a LeaderWorkerSet's pods keep the Hugging Face cache on their node (as vLLM's run_cluster.sh mounts the
+host's cache into each node's container): a restarted pod does not download its stage again."""
 
 
 def k8s_args(argv: list[str]) -> list[str]:
@@ -21,10 +23,12 @@ def _token_env() -> list[dict]:
                                                                 "optional": True}}}]
 
 
-def _probes(port: int) -> dict:
-    get = {"httpGet": {"path": "/health", "port": port}}
+def _probes(d: Deployment) -> dict:
+    """Startup probe: download, load, profiling and graph capture (`d.start_wait_s`), then readiness and liveness."""
+    get = {"httpGet": {"path": "/health", "port": d.port}}
     return {
-        "startupProbe": {**get, "periodSeconds": 10, "failureThreshold": STARTUP_FAILURES},
+        "startupProbe": {**get, "periodSeconds": PROBE_PERIOD_S,
+                         "failureThreshold": -(-d.start_wait_s // PROBE_PERIOD_S)},
         "readinessProbe": {**get, "periodSeconds": 5},
         "livenessProbe": {**get, "periodSeconds": 10, "failureThreshold": 3},
     }
@@ -46,7 +50,7 @@ def single_node(d: Deployment) -> list[dict]:
         "resources": {"limits": {"nvidia.com/gpu": d.gpus_per_replica_node}},
         "volumeMounts": [{"name": "dshm", "mountPath": "/dev/shm"},
                          {"name": "hf-cache", "mountPath": HF_CACHE_CONTAINER}],
-        **_probes(d.port),
+        **_probes(d),
     }
     deployment = {
         "apiVersion": "apps/v1", "kind": "Deployment",
@@ -80,11 +84,13 @@ def leader_worker_set(d: Deployment) -> list[dict]:
     def pod(role: str, command: str, probes: bool) -> dict:
         c = {"name": f"vllm-{role}", "image": d.image, "command": ["sh", "-c", command], "env": _token_env(),
              "resources": {"limits": {"nvidia.com/gpu": d.tensor_parallel_size}},
-             "volumeMounts": [{"name": "dshm", "mountPath": "/dev/shm"}]}
+             "volumeMounts": [{"name": "dshm", "mountPath": "/dev/shm"},
+                              {"name": "hf-cache", "mountPath": HF_CACHE_CONTAINER}]}
         if probes:
             c["ports"] = [{"containerPort": d.port, "name": "http"}]
-            c.update(_probes(d.port))
-        return {"metadata": {"labels": {"role": role}}, "spec": {"containers": [c], "volumes": [_shm_volume()]}}
+            c.update(_probes(d))
+        cache = {"name": "hf-cache", "hostPath": {"path": HF_CACHE_HOST_PATH, "type": "DirectoryOrCreate"}}
+        return {"metadata": {"labels": {"role": role}}, "spec": {"containers": [c], "volumes": [_shm_volume(), cache]}}
 
     lws = {
         "apiVersion": "leaderworkerset.x-k8s.io/v1", "kind": "LeaderWorkerSet", "metadata": {"name": name},
