@@ -255,6 +255,21 @@ def test_max_num_seqs_above_the_batch_is_refused_as_vllm_refuses_it(tmp_path):
     assert "error[flag-value] --max-num-seqs 200" in result.stdout, result.stdout
 
 
+@pytest.mark.parametrize("args,needles", [
+    # V1 lowers only its own default --max-num-seqs to the batch: a given one above the default batch is refused
+    (("--max-num-seqs", "10000"), ("--max-num-seqs 10000", "must be greater than or equal to max_num_seqs (10000)")),
+    # the V0 engine (0.6, 0.7) lowers none, and without chunked prefill (up to 32K tokens) needs a whole request
+    (("--max-num-batched-tokens", "100", "--vllm-version", "0.6.0"),
+     ("--max-num-batched-tokens 100", "is smaller than max_model_len (4096)", "--max-num-batched-tokens 4096 or more")),
+    (("--max-num-batched-tokens", "200", "--context", "40000", "--vllm-version", "0.7.3"),
+     ("--max-num-batched-tokens 200", "must be greater than or equal to max_num_seqs (256)")),
+])
+def test_batch_flags_vllm_refuses_with_its_defaults_are_named(args, needles):
+    """These were planned as vLLM never starts them (the sequences quietly lowered to the batch)."""
+    context = () if "--context" in args else ("--context", "4096")
+    one_line_error(tpfit("plan", "llama-3.1-8b", "--gpus", "1xH100", *context, *args), *needles)
+
+
 @pytest.mark.parametrize("model,args", [
     ("llama-3.1-8b", ("--context", "4096", "--input-tokens", "4000")),
     ("llama-3.1-8b", ("--context", "300", "--output-tokens", "200")),

@@ -39,6 +39,22 @@ def normalize_vllm_version(text: str | None, *, flag: str = "--vllm-version") ->
     return ".".join(map(str, version))
 
 
+def check_batch(*, max_num_seqs: int, max_num_batched_tokens: int, seqs_given: bool, tokens_given: bool) -> None:
+    """vLLM's SchedulerConfig refuses a step of fewer tokens than sequences; it lowers only its own default
+    max_num_seqs to the batch (V1; the V0 engine lowers none). A UsageError naming the flag the user gave."""
+    seqs, tokens = max_num_seqs, max_num_batched_tokens
+    if tokens >= seqs:
+        return
+    quoted = BATCH_BELOW_MAX_NUM_SEQS.format(max_num_batched_tokens=tokens, max_num_seqs=seqs).rstrip(".")
+    fix = f"use --max-num-seqs {tokens} or less, or --max-num-batched-tokens {seqs} or more"
+    if seqs_given:
+        what = (f"more than --max-num-batched-tokens {tokens}" if tokens_given else
+                f"more than the {tokens} tokens vLLM batches per step by default here (--max-num-batched-tokens)")
+        raise UsageError(f"{what}, which vLLM refuses (\"{quoted}\"); {fix}", flag="--max-num-seqs", value=seqs)
+    raise UsageError(f"fewer than the {seqs} sequences vLLM runs by default (--max-num-seqs), which it refuses "
+                     f"(\"{quoted}\"); {fix}", flag="--max-num-batched-tokens", value=tokens)
+
+
 class EngineArgs(Struct, frozen=True, kw_only=True):
     """The vLLM flags a plan is made for; None means "vLLM's default for this version and GPU"."""
 
@@ -66,12 +82,9 @@ class EngineArgs(Struct, frozen=True, kw_only=True):
             raise UsageError(str(err), flag="--vllm-version", value=self.vllm_version) from None
         if self.gpu_memory_utilization is not None and not 0 < self.gpu_memory_utilization <= 1:
             raise UsageError("must be in (0, 1]", flag="--gpu-memory-utilization", value=self.gpu_memory_utilization)
-        seqs, tokens = self.max_num_seqs, self.max_num_batched_tokens
-        if seqs is not None and tokens is not None and tokens < seqs:
-            vllm_error = BATCH_BELOW_MAX_NUM_SEQS.format(max_num_batched_tokens=tokens, max_num_seqs=seqs).rstrip(".")
-            raise UsageError(f"more than --max-num-batched-tokens {tokens}, which vLLM refuses (\"{vllm_error}\"); "
-                             f"use --max-num-seqs {tokens} or less, or --max-num-batched-tokens {seqs} or more",
-                             flag="--max-num-seqs", value=seqs)
+        if self.max_num_seqs is not None and self.max_num_batched_tokens is not None:
+            check_batch(max_num_seqs=self.max_num_seqs, max_num_batched_tokens=self.max_num_batched_tokens,
+                        seqs_given=True, tokens_given=True)
         for name, kind, flag in (("kv_cache_dtype", KvCacheDtype, "--kv-cache-dtype"), ("dtype", ModelDtype, "--dtype")):
             value = getattr(self, name)
             if type(value) is not kind:  # a plain string of the same spelling becomes the member

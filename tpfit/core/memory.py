@@ -19,7 +19,7 @@ from operator import attrgetter, itemgetter
 
 from msgspec import Struct
 
-from tpfit.core.engine import EngineArgs, Semantics, mamba_cache_mode, uses_model_runner_v2
+from tpfit.core.engine import EngineArgs, Semantics, check_batch, mamba_cache_mode, uses_model_runner_v2
 from tpfit.core.kv import KVGeometry, kv_bytes_per_element, make_kv_geometry
 from tpfit.core.layout import Layout, StageGroup
 from tpfit.core.memory_model import EraConstants, MemoryModel, ProfileEra
@@ -27,8 +27,9 @@ from tpfit.core.startup import (
     check_free_memory, check_kv_cache_fits_max_len, check_kv_cache_memory, check_v0_kv_cache_fits_max_len, reason,
     requested_bytes,
 )
-from tpfit.core.vllm_messages import Violation
+from tpfit.core.vllm_messages import V0_BATCH_BELOW_MAX_LEN, Violation
 from tpfit.core.weights import distinct_layers, group_weights, padded_vocab
+from tpfit.errors import UsageError
 from tpfit.hardware.cluster import Cluster
 from tpfit.kinds import AttentionKind, MambaCacheMode, Verdict
 from tpfit.model.spec import LayerSpec, ModelSpec
@@ -69,12 +70,20 @@ V0_MIN_BATCHED_TOKENS = 2048
 def batch_defaults(cluster: Cluster, engine: EngineArgs, sem: Semantics, max_model_len: int) -> BatchDefaults:
     """`EngineArgs.get_batch_defaults` by device memory, then vLLM's clamps (§4 of the reference); the V0
     engine's `SchedulerConfig` defaults before 0.8."""
+    seqs_given, tokens_given = engine.max_num_seqs is not None, engine.max_num_batched_tokens is not None
     if sem.engine_v0:
         seqs = engine.max_num_seqs or V0_MAX_NUM_SEQS
         chunked = max_model_len > V0_CHUNKED_PREFILL_ABOVE
         chunk = next(n for v, n in reversed(V0_CHUNKED_BATCHED_TOKENS) if sem.version >= v)
         tokens = engine.max_num_batched_tokens or (chunk if chunked else max(max_model_len, V0_MIN_BATCHED_TOKENS))
-        return BatchDefaults(max_num_seqs=min(seqs, tokens), max_num_batched_tokens=tokens)
+        if not chunked and tokens < max_model_len:  # only a given batch can be; V0 refuses it
+            quoted = V0_BATCH_BELOW_MAX_LEN.format(max_num_batched_tokens=tokens, max_model_len=max_model_len)
+            raise UsageError(f"below --max-model-len {max_model_len}, which vLLM {engine.vllm_version} refuses "
+                             f"without chunked prefill (\"{quoted.split('. ')[0]}\"); use --max-num-batched-tokens "
+                             f"{max_model_len} or more, or a shorter --max-model-len", flag="--max-num-batched-tokens",
+                             value=tokens)
+        check_batch(max_num_seqs=seqs, max_num_batched_tokens=tokens, seqs_given=seqs_given, tokens_given=tokens_given)
+        return BatchDefaults(max_num_seqs=seqs, max_num_batched_tokens=tokens)
     mem = cluster.gpu.cuda_total_bytes
     if sem.three_batch_tiers and mem >= 160 * GIB:
         tokens, seqs = 16384, 1024
@@ -87,6 +96,8 @@ def batch_defaults(cluster: Cluster, engine: EngineArgs, sem: Semantics, max_mod
         tokens = engine.max_num_batched_tokens
     else:
         tokens = min(seqs * max_model_len, tokens)
+    if seqs_given:  # vLLM lowers only its own default to the batch
+        check_batch(max_num_seqs=seqs, max_num_batched_tokens=tokens, seqs_given=True, tokens_given=tokens_given)
     return BatchDefaults(max_num_seqs=min(seqs, tokens), max_num_batched_tokens=tokens)
 
 

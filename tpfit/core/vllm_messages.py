@@ -195,5 +195,12 @@ BATCH_BELOW_MAX_NUM_SEQS = VllmMessage(
     source="vllm/config/scheduler.py::SchedulerConfig.verify_max_model_len (0.33; 0.6.0 config.py::_verify_args): "
            "vLLM lowers only its own default max_num_seqs to the batch, a given one is refused")
 
+V0_BATCH_BELOW_MAX_LEN = VllmMessage(
+    template="max_num_batched_tokens ({max_num_batched_tokens}) is smaller than max_model_len ({max_model_len}). "
+             "This effectively limits the maximum sequence length to max_num_batched_tokens and makes vLLM reject "
+             "longer sequences. Please increase max_num_batched_tokens or decrease max_model_len.",
+    source="vllm/config.py::SchedulerConfig._verify_args (V0 engine, 0.6 and 0.7: without chunked prefill, which "
+           "is on by default only above 32768 tokens)")
+
 MESSAGES = tuple(v for v in globals().values() if isinstance(v, VllmMessage))
 """Every message above, in order."""

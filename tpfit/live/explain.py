@@ -13,8 +13,8 @@ from tpfit.core.vllm_messages import (
     FP8_MOE_BLOCK_N, FREE_MEMORY_BELOW_REQUEST,
     HEADS_NOT_DIVISIBLE, KV_CACHE_BELOW_MAX_LEN, MARLIN_GROUP_SIZE, MARLIN_GROUP_SPLIT, MARLIN_MIN_THREAD_K,
     MARLIN_MIN_THREAD_N, MAX_LEN_ABOVE_DERIVED, NOT_DIVISIBLE, NO_KV_CACHE_MEMORY, PP_NOT_SUPPORTED,
-    QUANT_CAPABILITY, QUANT_INPUT_NOT_ALIGNED, QUANT_OUTPUT_NOT_ALIGNED, V0_KV_CACHE_BELOW_MAX_LEN, VllmMessage,
-    WORLD_SIZE_ABOVE_GPUS,
+    QUANT_CAPABILITY, QUANT_INPUT_NOT_ALIGNED, QUANT_OUTPUT_NOT_ALIGNED, V0_BATCH_BELOW_MAX_LEN,
+    V0_KV_CACHE_BELOW_MAX_LEN, VllmMessage, WORLD_SIZE_ABOVE_GPUS,
 )
 from tpfit.vllm_facts import driver_requirements
 
@@ -131,6 +131,15 @@ def _batch(m: re.Match, ctx: Context) -> Diagnosis:
                                                             "hold one token of every running request",
                      fix=f"use --max-num-seqs {tokens} or less, or --max-num-batched-tokens {seqs} or more",
                      evidence=m.group(0))
+
+
+def _v0_batch(m: re.Match, ctx: Context) -> Diagnosis:
+    tokens, max_len = m["max_num_batched_tokens"], m["max_model_len"]
+    return Diagnosis(kind="batch_below_max_model_len", cause=f"--max-num-batched-tokens {tokens} is below "
+                                                             f"--max-model-len {max_len} and chunked prefill is off "
+                                                             "(vLLM before 0.8: on by default only above 32K tokens)",
+                     fix=f"use --max-num-batched-tokens {max_len} or more, add --enable-chunked-prefill, or a "
+                         "shorter --max-model-len", evidence=m.group(0))
 
 
 def _shm(m: re.Match, ctx: Context) -> Diagnosis:
@@ -259,6 +268,7 @@ RULES: tuple[tuple[VllmMessage | LogSignature, Diagnose], ...] = (
                   r"of memory[^\n]*|CUDA error: out of memory"), _oom),
     (WORLD_SIZE_ABOVE_GPUS, _world),
     (BATCH_BELOW_MAX_NUM_SEQS, _batch),
+    (V0_BATCH_BELOW_MAX_LEN, _v0_batch),
     (EP_WITHOUT_EXPERTS, _ep_without_experts),
     (PP_NOT_SUPPORTED, _pp_not_supported),
     (QUANT_CAPABILITY, _capability),
