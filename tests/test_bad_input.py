@@ -367,9 +367,17 @@ def test_deploy_model_and_plan_together_is_refused(tmp_path):
     # planned as if the field said otherwise: group 0 as group 128, an unknown layer type as full attention
     ({"quantization_config": {"quant_method": "awq", "bits": 4, "group_size": 0}}, "group_size"),
     ({"layer_types": ["sliding"] * 32}, "layer_types"),
+    # an AttributeError's text instead of the field
+    ({"quantization_config": {"quant_method": "compressed-tensors", "config_groups": "int8"}}, "config_groups"),
 ])
 def test_inconsistent_config_fields_are_named(tmp_path, changes, field):
     one_line_error(tpfit("plan", str(config_with(tmp_path, **changes)), "--gpus", "1xH100"), field, "config.json")
+
+
+def test_a_config_file_under_its_own_name_is_named_by_it():
+    """`tpfit plan shared/model-configs/meta-llama--Llama-3.1-8B-Instruct.json` answered "model-configs on ..."."""
+    doc = json.loads(tpfit("plan", str(LLAMA_8B), "--gpus", "1xH100", "--json").stdout)
+    assert doc["model"]["id"] == LLAMA_8B.stem and doc["summary"].startswith(f"{LLAMA_8B.stem} on "), doc["summary"]
 
 
 def test_library_best_is_none_when_nothing_starts():

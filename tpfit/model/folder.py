@@ -61,7 +61,9 @@ def load_folder(path: Path, *, model_id: str | None = None) -> ModelSpec:
     quant_cfg = folder / "quantize_config.json"  # AutoGPTQ / AutoAWQ sidecar
     if quant_cfg.is_file() and "quantization_config" not in config:
         config = {**config, "quantization_config": read_json(quant_cfg, "quantization config")}
-    spec = make_checked_spec(config, model_id=model_id or str(config.get("_name_or_path") or folder.name),
+    # a folder's model is named by the folder; a config saved under its own name (Llama-3.1-8B.json) by that name
+    name = folder.name if config_path.name == "config.json" else config_path.stem
+    spec = make_checked_spec(config, model_id=model_id or str(config.get("_name_or_path") or name),
                              sidecar=sidecar, source=str(config_path), spec_source=str(path))
     tensors = read_folder(folder) if path.is_dir() else ()
     if tensors:
