@@ -224,8 +224,10 @@ def test_a_job_and_labels_with_quotes_and_braces_fire_as_given(tmp_path):
     (tmp_path / "alerts.yaml").write_text(yaml.safe_dump(doc))
     rule = next(r for r in doc["groups"][0]["rules"] if r["alert"] == RULE_NAMES[AlertKind.SERVER_DOWN])
     labels = {"instance": INSTANCE, "job": job, "severity": "critical", "tpfit_alert": "server_down", "team": team}
-    literal = lambda text: re.sub(r"\{\{ \$labels\.(\w+) \}\}", lambda m: labels[m.group(1)], text).replace(  # noqa: E731
-        '{{ "{{" }}', "{{")
+    def literal(text: str) -> str:  # the annotation as Prometheus expands it for these labels
+        text = re.sub(r"\{\{ \$labels\.(\w+) \}\}", lambda m: labels[m.group(1)], text)
+        return text.replace('{{ "{{" }}', "{{")
+
     annotations = {k: literal(v) for k, v in rule["annotations"].items()}
     assert f"(job {job})" in annotations["description"]
     series = "up{job=%s,instance=%s}" % (json.dumps(job), json.dumps(INSTANCE))

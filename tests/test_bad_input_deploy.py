@@ -60,7 +60,8 @@ def test_check_reads_a_script_that_starts_with_a_byte_order_mark(tmp_path):
     assert "tensor-parallel-size" in result.stdout and "1 vLLM server(s)" in result.stdout
 
 
-@pytest.mark.parametrize("probe", ["{periodSeconds: 10, failureThreshold: .inf}", "{periodSeconds: 10, failureThreshold: 1e999}"])
+@pytest.mark.parametrize("probe", ["{periodSeconds: 10, failureThreshold: .inf}",
+                                   "{periodSeconds: 10, failureThreshold: 1e999}"])
 def test_check_refuses_an_infinite_probe_threshold_in_one_line(tmp_path, probe):
     """int(.inf) raised OverflowError: a traceback."""
     path = tmp_path / "pod.yaml"

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -149,6 +150,68 @@ def test_multi_node_ray_lws_and_nnodes(tmp_path):
     assert leader["resources"]["limits"]["nvidia.com/gpu"] == 8
     serve = leader["command"][2].split("; ", 1)[1]
     assert extract_vllm_flags(shlex.split(serve)[2:]) == flags
+
+
+def _deploy(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "tpfit", "deploy", *args], capture_output=True, text=True, cwd=ROOT,
+                          timeout=120, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+
+
+def _lws(*args: str) -> tuple[int, int, list[str]]:
+    """(LWS size, GPUs per pod, the leader's vllm serve argv) of `tpfit deploy ARGS --format lws`."""
+    result = _deploy(*args, "--format", "lws")
+    assert result.returncode == 0, result.stderr
+    tmpl = validate_k8s(result.stdout)[0]["spec"]["leaderWorkerTemplate"]
+    pods = [tmpl[k]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"]
+            for k in ("leaderTemplate", "workerTemplate")]
+    assert pods[0] == pods[1]
+    serve = tmpl["leaderTemplate"]["spec"]["containers"][0]["command"][2].split("; ", 1)[1]
+    return tmpl["size"], pods[0], shlex.split(serve)
+
+
+def _ray_serve(*args: str) -> tuple[str, list[str], list[str]]:
+    """(ray-cluster.sh's NODES=, its vllm serve argv, nnodes.sh's vllm serve argv)."""
+    result = _deploy(*args, "--format", "ray")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    serves = [shlex.split(line)[1:] for line in lines if line.startswith("exec vllm serve")]
+    nodes = next(line for line in lines if line.startswith("NODES=")).split()[0]
+    return nodes, serves[0], serves[1]
+
+
+def test_data_parallel_across_nodes_places_every_engine():
+    """Llama-3.1-8B on 2x8 H100 for 512 requests: TP1 DP16. The LWS had one pod of 1 GPU (TP) per PP stage
+    (size 1) for 16 engines, and the Ray head ran all 16 DP ranks on its own 8 GPUs: vLLM could start neither.
+    Now two pods of 8 GPUs, and Ray places the engines (8 on each node, vLLM's strict packing)."""
+    args = ["llama-3.1-8b", "--gpus", "2x8xH100", "--context", "4096", "--concurrency", "512"]
+    size, gpus, serve = _lws(*args)
+    assert (size, gpus) == (2, 8) and serve[serve.index("--data-parallel-size") + 1] == "16"
+    assert serve[-4:] == ["--data-parallel-backend", "ray", "--data-parallel-size-local", "8"]
+    nodes, ray_serve, nnodes_serve = _ray_serve(*args)
+    assert nodes == "NODES=2" and ray_serve[:-1] == serve
+    assert "--data-parallel-backend" not in nnodes_serve and nnodes_serve[-4:-2] == ["--nnodes", "2"]
+
+
+def test_a_layout_that_fits_one_node_of_a_cluster_gets_all_its_gpus():
+    """TP4 PP2 on 2x8 H100 fits one node: compose and k8s gave the container 4 GPUs (TP) for a world of 8, and
+    the LWS two pods of 4 without the Ray executor; vLLM refuses both ("World size (8) is larger than ...")."""
+    args = ["llama-3.1-70b", "--gpus", "2x8xH100", "--tp", "4", "--pp", "2", "--context", "8192"]
+    compose = _deploy(*args, "--format", "compose")
+    assert compose.returncode == 0, compose.stderr
+    service = next(iter(yaml.safe_load(compose.stdout)["services"].values()))
+    assert service["deploy"]["resources"]["reservations"]["devices"][0]["count"] == 8
+    size, gpus, serve = _lws(*args)
+    assert (size, gpus) == (1, 8) and "--distributed-executor-backend" not in serve
+    assert _ray_serve(*args)[0] == "NODES=1"
+
+
+def test_replicas_of_an_engine_that_spans_nodes_are_refused_for_lws_and_ray():
+    for fmt in ("lws", "ray"):
+        result = _deploy("llama-3.1-405b", "--gpus", "4x8xH100", "--tp", "8", "--pp", "2", "--dp", "2", "--context",
+                         "8192", "--format", fmt)
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+        assert result.stderr.startswith(f"error: --format {fmt}: the layout TP8 PP2 DP2") and not result.stdout
+        assert "each of its 2 engines spans nodes" in result.stderr
 
 
 def test_image_tag_follows_version_and_driver():

@@ -75,6 +75,8 @@ def check_format(d: Deployment, fmt: str, *, gpu_id: str) -> None:
         raise UsageError(f"the plan spans {nodes} nodes (TP{d.tensor_parallel_size} x PP{d.pipeline_parallel_size} "
                          f"x DP{d.data_parallel_size} on {per_node} GPUs per node); {fmt} starts one node's server; "
                          "use --format lws or --format ray", flag="--format", value=fmt)
+    if fmt in ("lws", "ray") and d.nodes_used > 1:
+        _check_multi_node(d, fmt)
     from tpfit.hardware.catalog import find_gpu
 
     gpu = find_gpu(gpu_id)
@@ -83,6 +85,26 @@ def check_format(d: Deployment, fmt: str, *, gpu_id: str) -> None:
         raise UsageError(f"{vendor} GPUs need vLLM's ROCm image (vllm/vllm-openai-rocm, --device /dev/kfd --device "
                          f"/dev/dri), which tpfit does not write; --format {fmt} writes NVIDIA's CUDA image; use "
                          "--format serve on a host with vLLM for ROCm installed", flag="--gpus", value=gpu_id)
+
+
+def _check_multi_node(d: Deployment, fmt: str) -> None:
+    """What Ray and LWS cannot start as planned: replicas of an engine that itself spans nodes, a share of the
+    GPUs per node that splits an engine or leaves them idle, replicas over nodes before vLLM could place them."""
+    from tpfit.deployment.flags import flag_table
+
+    engine = d.tensor_parallel_size * d.pipeline_parallel_size
+    layout = f"TP{d.tensor_parallel_size} PP{d.pipeline_parallel_size} DP{d.data_parallel_size}"
+    if d.engine_spans_nodes and d.data_parallel_size > 1:
+        why = f"each of its {d.data_parallel_size} engines spans nodes ({engine} GPUs)"
+    elif d.num_gpus % d.nodes_used or (d.data_parallel_spans_nodes and d.gpus_per_replica_node % engine):
+        why = f"its {d.num_gpus} GPUs do not split into whole engines per node over {d.nodes_used} nodes"
+    elif d.data_parallel_spans_nodes and not flag_table(d.vllm_version).has("--data-parallel-backend"):
+        why = f"vLLM {d.vllm_version} cannot place data-parallel engines on other nodes (no --data-parallel-backend)"
+    else:
+        return
+    raise UsageError(f"the layout {layout} on {d.gpus_per_node} GPUs per node cannot be written as one {fmt} "
+                     f"deployment: {why}; plan with --dp 1 and run one deployment per replica, or choose --tp/--pp/"
+                     "--dp that fill whole nodes", flag="--format", value=fmt)
 
 
 def check_out_dir(out: Path) -> None:

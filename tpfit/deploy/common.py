@@ -53,26 +53,45 @@ class Deployment:
     """Comment lines: model, layout, predicted KV tokens and concurrency, tpfit version, command."""
 
     @property
-    def gpus_per_replica_node(self) -> int:
-        """GPUs one node of one replica uses: TP within a node (PP across nodes when multi-node)."""
-        if self.nodes > 1:
-            return self.tensor_parallel_size
+    def num_gpus(self) -> int:
         return self.tensor_parallel_size * self.pipeline_parallel_size * self.data_parallel_size
 
     @property
+    def nodes_used(self) -> int:
+        """Nodes the layout runs on: one when its GPUs fit a node, else as many as they fill (vLLM numbers its
+        ranks TP first, then PP, then DP, and fills each node before the next)."""
+        return max(1, -(-self.num_gpus // self.gpus_per_node))
+
+    @property
+    def gpus_per_replica_node(self) -> int:
+        """GPUs each node (container, pod) of the layout uses: all of them on one node, else an equal share (TP=8
+        PP=2 on 2x8: 8 each; TP=1 DP=16 on 2x8: 8 each)."""
+        return -(-self.num_gpus // self.nodes_used)
+
+    @property
     def engine_spans_nodes(self) -> bool:
-        """One engine's TP x PP ranks do not fit on one node."""
-        return self.nodes > 1 and self.tensor_parallel_size * self.pipeline_parallel_size > self.gpus_per_node
+        """One engine's TP x PP ranks do not fit on one node's share: vLLM needs the Ray executor (or --nnodes)."""
+        return self.tensor_parallel_size * self.pipeline_parallel_size > self.gpus_per_replica_node
+
+    @property
+    def data_parallel_spans_nodes(self) -> bool:
+        """The data-parallel engines run on several nodes: under Ray, vLLM places them with
+        `--data-parallel-backend ray`, this node's share given as `--data-parallel-size-local`."""
+        return self.nodes_used > 1 and self.data_parallel_size > 1
 
     def vllm_argv(self, *, ray: bool = True) -> list[str]:
         """`vllm serve` arguments after the program name: the model, then the flags; with the Ray executor when
-        the engine spans nodes, unless `ray` is False (vLLM's own `--nnodes` launcher needs none)."""
+        the engine spans nodes and Ray's data-parallel placement when its replicas do, unless `ray` is False
+        (vLLM's own `--nnodes` launcher needs neither: it places both itself)."""
         argv = [self.model]
         if self.served_model_name:
             argv += ["--served-model-name", self.served_model_name]
         argv += list(self.engine_args)
         if ray and self.engine_spans_nodes:
             argv += ["--distributed-executor-backend", "ray"]
+        if ray and self.data_parallel_spans_nodes:
+            per_node = self.gpus_per_replica_node // (self.tensor_parallel_size * self.pipeline_parallel_size)
+            argv += ["--data-parallel-backend", "ray", "--data-parallel-size-local", str(per_node)]
         if self.port != DEFAULT_PORT:
             argv += ["--port", str(self.port)]
         return argv

@@ -72,7 +72,7 @@ def single_node(d: Deployment) -> list[dict]:
 
 
 def leader_worker_set(d: Deployment) -> list[dict]:
-    """A LeaderWorkerSet: one leader pod and nodes-1 workers per replica, joined through Ray."""
+    """A LeaderWorkerSet: one pod per node the layout uses (a leader and the workers), joined through Ray."""
     import shlex
 
     name = k8s_name(d.model)
@@ -83,7 +83,7 @@ def leader_worker_set(d: Deployment) -> list[dict]:
 
     def pod(role: str, command: str, probes: bool) -> dict:
         c = {"name": f"vllm-{role}", "image": d.image, "command": ["sh", "-c", command], "env": _token_env(),
-             "resources": {"limits": {"nvidia.com/gpu": d.tensor_parallel_size}},
+             "resources": {"limits": {"nvidia.com/gpu": d.gpus_per_replica_node}},
              "volumeMounts": [{"name": "dshm", "mountPath": "/dev/shm"},
                               {"name": "hf-cache", "mountPath": HF_CACHE_CONTAINER}]}
         if probes:
@@ -95,7 +95,7 @@ def leader_worker_set(d: Deployment) -> list[dict]:
     lws = {
         "apiVersion": "leaderworkerset.x-k8s.io/v1", "kind": "LeaderWorkerSet", "metadata": {"name": name},
         "spec": {"replicas": 1, "leaderWorkerTemplate": {
-            "size": d.pipeline_parallel_size, "restartPolicy": "RecreateGroupOnPodRestart",
+            "size": d.nodes_used, "restartPolicy": "RecreateGroupOnPodRestart",
             "leaderTemplate": pod("leader", leader_cmd, True), "workerTemplate": pod("worker", worker_cmd, False),
         }},
     }

@@ -58,7 +58,7 @@ def ray_script(d: Deployment) -> str:
     lines = [
         "#!/usr/bin/env bash",
         comment(d.header).rstrip("\n"),
-        f"# A Ray cluster of {d.nodes} nodes for one vLLM server (TP within a node, PP across nodes), as vLLM's",
+        f"# A Ray cluster of {d.nodes_used} nodes for one vLLM server (TP within a node, PP across nodes), as vLLM's",
         "# run_cluster.sh. Run on every node, the head first, and keep each running:",
         "#   head:    HEAD_IP=10.0.0.1 bash ray-cluster.sh --head     (waits for all nodes, then runs vllm serve)",
         "#   workers: HEAD_IP=10.0.0.1 bash ray-cluster.sh --worker",
@@ -69,7 +69,7 @@ def ray_script(d: Deployment) -> str:
         "# vLLM's CPU build refuses the Ray executor: this recipe needs GPUs (nnodes.sh runs without Ray).",
         "# HF_TOKEN is read from your environment, never stored here.",
         "set -euo pipefail",
-        f"NODES={d.nodes} RAY_PORT=${{RAY_PORT:-{RAY_PORT}}} JOIN_TIMEOUT_S=${{JOIN_TIMEOUT_S:-{JOIN_TIMEOUT_S}}}",
+        f"NODES={d.nodes_used} RAY_PORT=${{RAY_PORT:-{RAY_PORT}}} JOIN_TIMEOUT_S=${{JOIN_TIMEOUT_S:-{JOIN_TIMEOUT_S}}}",
         f"RUNTIME=${{RUNTIME:-docker}} CONTAINER={CONTAINER} IMAGE={shlex.quote(d.image)}",
         'ROLE=${1:-}; shift || true',
         'case "$ROLE" in --head) IS_HEAD=1 ;; --worker) IS_HEAD=0 ;; --stop) ;;',
@@ -115,20 +115,22 @@ def nnodes_script(d: Deployment) -> str | None:
     every node: NODE_RANK=0 serves the API, the others run `--headless`; a worker waits for the head first."""
     if not flag_table(d.vllm_version).has("--nnodes"):  # read from each release's arg_utils.py
         return None
-    serve = shlex.join(["vllm", "serve", *d.vllm_argv(ray=False), "--nnodes", str(d.nodes)])
+    serve = shlex.join(["vllm", "serve", *d.vllm_argv(ray=False), "--nnodes", str(d.nodes_used)])
     lines = [
         "#!/usr/bin/env bash",
         comment(d.header).rstrip("\n"),
-        f"# vLLM's own multi-node launcher (no Ray): the same script on each of the {d.nodes} nodes, the head first;",
+        f"# vLLM's own multi-node launcher (no Ray): the same script on each of the {d.nodes_used} nodes, the head "
+        "first;",
         "# keep each running. NODE_RANK 0 is the head and serves the API; the others run headless.",
         "#   head:     HEAD_IP=10.0.0.1 NODE_RANK=0 bash nnodes.sh",
-        f"#   worker k: HEAD_IP=10.0.0.1 NODE_RANK=k bash nnodes.sh      (k = 1..{d.nodes - 1})",
+        f"#   worker k: HEAD_IP=10.0.0.1 NODE_RANK=k bash nnodes.sh      (k = 1..{d.nodes_used - 1})",
         "#   stop:     NODE_RANK=k bash nnodes.sh --stop",
         "# Extra `vllm serve` arguments may follow. VLLM_HOST_IP and NCCL_SOCKET_IFNAME / GLOO_SOCKET_IFNAME default",
         f"# to the route to HEAD_IP; MASTER_PORT (default {MASTER_PORT}) must be open on the head.",
         "# HF_TOKEN is read from your environment, never stored here.",
         "set -euo pipefail",
-        f"NODES={d.nodes} MASTER_PORT=${{MASTER_PORT:-{MASTER_PORT}}} JOIN_TIMEOUT_S=${{JOIN_TIMEOUT_S:-{JOIN_TIMEOUT_S}}}",
+        f"NODES={d.nodes_used} MASTER_PORT=${{MASTER_PORT:-{MASTER_PORT}}} "
+        f"JOIN_TIMEOUT_S=${{JOIN_TIMEOUT_S:-{JOIN_TIMEOUT_S}}}",
         'NODE_RANK=${NODE_RANK:?set NODE_RANK: 0 on the head, 1.."$((NODES - 1))" on the workers}',
         '[[ "$NODE_RANK" =~ ^[0-9]+$ ]] && (( NODE_RANK < NODES )) || { echo "nnodes.sh: NODE_RANK=$NODE_RANK: use 0..$((NODES - 1))" >&2; exit 2; }',
         'PID_FILE=${PID_FILE:-${TMPDIR:-/tmp}/tpfit-vllm-node$NODE_RANK.pid}',
