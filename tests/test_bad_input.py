@@ -291,6 +291,18 @@ def test_default_request_lengths_fit_in_the_context(tmp_path, model, args):
     assert doc["workload"]["input_tokens"] == best["speed"]["input_tokens"], doc["workload"]
 
 
+@pytest.mark.parametrize("flag,key", [("--ttft", "ttft_s"), ("--tpot", "tpot_s")])
+def test_a_target_no_layout_meets_is_said_in_the_answer(flag, key):
+    """`--ttft 0.001` got an answer with TTFT 0.05 s that did not say the target was missed."""
+    doc = json.loads(tpfit("plan", "llama-3.1-8b", "--gpus", "2xH100", "--context", "4096", flag, "0.0001",
+                           "--json").stdout)
+    assert doc["candidates"][doc["recommended"]]["speed"][key] > 0.0001
+    assert f"over {flag} 0.0001" in doc["summary"], doc["summary"]
+    met = json.loads(tpfit("plan", "llama-3.1-8b", "--gpus", "2xH100", "--context", "4096", flag, "100",
+                           "--json").stdout)
+    assert " over --t" not in met["summary"], met["summary"]
+
+
 def test_explicit_bfloat16_on_a_t4_is_refused_and_auto_falls_back_to_float16():
     explicit = tpfit("plan", "llama-3.2-1b", "--gpus", "1xT4", "--dtype", "bfloat16", "--json")
     doc = json.loads(explicit.stdout)

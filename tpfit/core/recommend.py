@@ -164,8 +164,11 @@ def _speed_clause(plan: Plan) -> str:
     why = compare_speed(plan)
     idle = plan.cluster.num_gpus - plan.best.layout.num_gpus
     spare = f"; {idle} GPU{'s' if idle > 1 else ''} left free" if idle else ""
-    return (f"; about {sp.total_output_tok_s:,.0f} output tok/s at {sp.concurrency} concurrent (TTFT {sp.ttft_s:.2f} s, "
-            f"TPOT {sp.tpot_s * 1e3:.0f} ms{'; ' + why if why else ''}{spare})")
+    w = plan.workload  # a target the layout misses is said beside its figure (ranked first, it met none better)
+    ttft = f" over --ttft {w.ttft_s:g}" if w.ttft_s is not None and sp.ttft_s > w.ttft_s else ""
+    tpot = f" over --tpot {w.tpot_s:g}" if w.tpot_s is not None and sp.tpot_s > w.tpot_s else ""
+    return (f"; about {sp.total_output_tok_s:,.0f} output tok/s at {sp.concurrency} concurrent (TTFT {sp.ttft_s:.2f} s"
+            f"{ttft}, TPOT {sp.tpot_s * 1e3:.0f} ms{tpot}{'; ' + why if why else ''}{spare})")
 
 
 def summarize(plan: Plan) -> str:
