@@ -256,3 +256,17 @@ def test_deploy_keeps_an_explicit_cuda_and_checks_it_against_the_driver():
     assert picked.returncode == 0 and "vllm/vllm-openai:v0.33.0-cu130" in picked.stdout, picked.stderr
     one_line_error(tpfit(*base, "--driver", "575.51.03", "--cuda", "13.0"), "--cuda 13.0", "needs driver >= 580.65.06",
                    "--cuda 12.9")
+
+
+def test_check_reads_past_a_here_document_with_an_apostrophe(tmp_path):
+    """A here-document's text was scanned as shell: its apostrophe opened a quote that ran to the end of the
+    script, so the `vllm serve` after it was not found ("no vLLM server found", exit 2). A command fed to
+    `ssh ... bash <<EOF` is still read, at its own line."""
+    script = tmp_path / "run.sh"
+    script.write_text("cat <<EOF\nthe model's server starts below\nEOF\n"
+                      "ssh worker bash <<'END'\n  vllm serve Qwen/Qwen2.5-7B-Instruct --tensor-parallel-size 2\nEND\n"
+                      "vllm serve meta-llama/Llama-3.1-8B-Instruct --tensor-parallel-size 3\n")
+    result = tpfit("check", str(script), "--gpus", "4xH100")
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert "2 vLLM server(s): Qwen/Qwen2.5-7B-Instruct (host), meta-llama/Llama-3.1-8B-Instruct (host)" in result.stdout
+    assert f"{script}:7: error[" in result.stdout  # TP=3 does not divide Llama-3.1-8B's 32 heads, on line 7

@@ -51,10 +51,49 @@ class Token:
     op: bool = False
 
 
+def _heredoc(tokens: list[Token], k: int) -> tuple[str, bool] | None:
+    """(delimiter, strip leading tabs) when tokens[k] opens a here-document (`<<EOF`, `<<-EOF`, `<< 'EOF'`)."""
+    raw = tokens[k].raw
+    if not raw.startswith("<<") or raw.startswith("<<<") or tokens[k].op:
+        return None
+    strip = raw.startswith("<<-")
+    word = raw[3:] if strip else raw[2:]
+    if not word and k + 1 < len(tokens) and not tokens[k + 1].op:
+        word = tokens[k + 1].raw
+    word = word.replace("'", "").replace('"', "").replace("\\", "")
+    return (word, strip) if word else None
+
+
+def _heredoc_bodies(text: str, start: int, docs: list[tuple[str, bool]], out: list[Token]) -> int:
+    """Read the bodies of the here-documents opened on the line that ends at `start`, each scanned on its own
+    (a command fed to `ssh host bash <<EOF` is one; an apostrophe in a `cat <<EOF` text must not open a quote
+    that swallows the rest of the script). Returns where the script goes on."""
+    i = start
+    for word, strip in docs:
+        body_start = i
+        while i < len(text):
+            end = text.find("\n", i)
+            end = len(text) if end < 0 else end
+            line = text[i:end]
+            if (line.lstrip("\t") if strip else line) == word:
+                body = text[body_start:i]
+                out.extend(Token(t.raw, t.start + body_start, t.end + body_start, t.op) for t in scan(body))
+                out.append(Token("\n", end, end, op=True))
+                i = end + 1
+                break
+            i = end + 1
+        else:  # no closing line: bash warns and takes the rest as the document
+            out.extend(Token(t.raw, t.start + body_start, t.end + body_start, t.op) for t in scan(text[body_start:]))
+            return len(text)
+    return i
+
+
 def scan(text: str) -> list[Token]:
     """Split shell text into words and operators, each with its span. Never raises: an unclosed quote runs
-    to the end of the text, as it would in the shell (which then reports it)."""
+    to the end of the text, as it would in the shell (which then reports it). Here-document bodies are scanned
+    each on its own, after the line that opens them."""
     out: list[Token] = []
+    docs: list[tuple[str, bool]] = []
     i, n = 0, len(text)
     while i < n:
         c = text[i]
@@ -72,6 +111,9 @@ def scan(text: str) -> list[Token]:
         if op:
             out.append(Token(op, i, i + len(op), op=True))
             i += len(op)
+            if op == "\n" and docs:
+                i = _heredoc_bodies(text, i, docs, out)
+                docs = []
             continue
         start, depth = i, 0
         while i < n:
@@ -105,6 +147,10 @@ def scan(text: str) -> list[Token]:
                 break
             i += 1
         out.append(Token(text[start:min(i, n)], start, min(i, n)))
+        opened = _heredoc(out, len(out) - 2) if len(out) > 1 and out[-2].raw in ("<<", "<<-") else \
+            _heredoc(out, len(out) - 1)
+        if opened and opened not in docs:
+            docs.append(opened)
     return out
 
 
