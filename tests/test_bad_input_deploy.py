@@ -270,3 +270,21 @@ def test_check_reads_past_a_here_document_with_an_apostrophe(tmp_path):
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
     assert "2 vLLM server(s): Qwen/Qwen2.5-7B-Instruct (host), meta-llama/Llama-3.1-8B-Instruct (host)" in result.stdout
     assert f"{script}:7: error[" in result.stdout  # TP=3 does not divide Llama-3.1-8B's 32 heads, on line 7
+
+
+@pytest.mark.parametrize("value", ["$(nproc)", "`nproc`", '"$TP"', "$((2 * 2))", "{{ .Values.tp }}"])
+def test_check_leaves_a_value_set_at_run_time_unchecked(tmp_path, value):
+    """`--tensor-parallel-size $(nproc)` was an error ("not an int", exit 1) in a script that runs; `$((2 * 2))`
+    was also cut at its first `)`. A value the shell or a template sets is now a note, not a verdict."""
+    if value.startswith("{{"):  # a Helm chart's manifest
+        path = tmp_path / "pod.yaml"
+        path.write_text("kind: Pod\nspec:\n  containers:\n  - image: vllm/vllm-openai:v0.33.0\n    args: [--model, "
+                        f"meta-llama/Llama-3.1-8B-Instruct, --tensor-parallel-size, '{value}']\n")
+    else:
+        path = tmp_path / "run.sh"
+        path.write_text(f"vllm serve meta-llama/Llama-3.1-8B-Instruct --tensor-parallel-size {value}\n")
+    result = tpfit("check", str(path), "--gpus", "4xH100")
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stdout + result.stderr
+    shown = value.strip('"')
+    assert f"info[not-checked] --tensor-parallel-size {shown} is set when it runs" in result.stdout
+    assert "0 error(s)" in result.stdout

@@ -53,14 +53,24 @@ def human_int(text: str) -> int:
     return int(value)
 
 
+def is_run_time(value: str) -> bool:
+    """A value the file leaves to the shell or a template: `$TP`, `$(nproc)`, `` `nproc` ``, `{{ .Values.tp }}`."""
+    return "$" in value or "`" in value or "{{" in value
+
+
 def engine_from_flags(unit: Unit, version: str) -> tuple[EngineArgs | None, Layout | None, list[Finding]]:
     """The EngineArgs and Layout the unit's flags give; a FLAG_VALUE finding for each value vLLM's argparse refuses."""
     cmd = unit.command
     bad: list[Finding] = []
+    unknown: list[Finding] = []
 
     def value(name: str, parse, what: str):
         a = cmd.get(name)
         if a is None or a.value is None:
+            return None
+        if is_run_time(a.value):
+            unknown.append(Finding(kind=Kind.NOT_CHECKED, severity=Severity.INFO, unit=unit.name, where=a.where,
+                                   message=f"{a.flag} {a.value} is set when it runs: layout and memory not checked"))
             return None
         try:
             return parse(a.value)
@@ -105,8 +115,8 @@ def engine_from_flags(unit: Unit, version: str) -> tuple[EngineArgs | None, Layo
         bad.append(Finding(kind=Kind.FLAG_VALUE, severity=Severity.ERROR, unit=unit.name, where=a.where,
                            message=f"--gpu-memory-utilization {gmu}: a fraction of the GPU in (0, 1]",
                            vllm="Input should be less than or equal to 1", fix="--gpu-memory-utilization 0.9"))
-    if bad:
-        return None, None, bad
+    if bad or unknown:
+        return None, None, bad + unknown
     ep = cmd.get("--enable-expert-parallel") is not None
     try:
         engine = EngineArgs(**kwargs)
@@ -163,7 +173,7 @@ def resolve(unit: Unit, given: Cluster | None, load: Callable, host_driver: str 
     if engine is None or unit.command.get("--headless") is not None:
         return r, notes
     model = unit.command.model
-    if not model or "{{" in model or "$" in model:
+    if not model or is_run_time(model):
         notes.append(Finding(kind=Kind.NOT_CHECKED, severity=Severity.INFO, unit=unit.name, where=unit.where,
                              message=f"model {model or '(none)'} is not named in the file: layout and memory not "
                                      "checked"))

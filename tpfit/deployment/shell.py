@@ -139,6 +139,10 @@ def scan(text: str) -> list[Token]:
                 depth += 1
                 i += 2
                 continue
+            if depth and c == "(":  # `$((4096 * 2))`, `$(f (x))`: nested parentheses close inside the word
+                depth += 1
+                i += 1
+                continue
             if depth and c in ")}":
                 depth -= 1
                 i += 1
