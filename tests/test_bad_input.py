@@ -255,6 +255,31 @@ def test_max_num_seqs_above_the_batch_is_refused_as_vllm_refuses_it(tmp_path):
     assert "error[flag-value] --max-num-seqs 200" in result.stdout, result.stdout
 
 
+AWQ = {"quant_method": "awq", "bits": 4, "group_size": 128, "zero_point": True, "version": "gemm"}
+
+
+@pytest.mark.parametrize("model", ["AWQ", "gpt-oss-20b"])
+def test_quantization_of_a_quantized_checkpoint_is_refused_as_vllm_refuses_it(tmp_path, model):
+    """`--quantization fp8` on an AWQ or MXFP4 checkpoint was ignored: the plan was the checkpoint's own, silently."""
+    if model == "AWQ":
+        model = str(config_with(tmp_path, quantization_config=AWQ).parent)
+    one_line_error(tpfit("plan", model, "--gpus", "1xH100", "--quantization", "fp8"), "--quantization fp8",
+                   "does not match the quantization method", "leave --quantization out")
+    same = tpfit("plan", "qwen3-32b-fp8", "--gpus", "1xH100", "--quantization", "fp8")  # its own method: accepted
+    assert same.returncode in (0, 1) and not same.stderr, same.stderr
+
+
+@pytest.mark.parametrize("flags", ["--quantization fp8", "--max-num-seqs 20000"])
+def test_check_reports_a_flag_vllm_refuses_with_the_model_as_an_error(tmp_path, flags):
+    """`tpfit check` said "0 error(s)" (a note: not checked) for flags vLLM refuses at start."""
+    folder = config_with(tmp_path, **({"quantization_config": AWQ} if "quantization" in flags else {})).parent
+    script = tmp_path / "serve.sh"
+    script.write_text(f"vllm serve {folder} {flags} --max-model-len 4096\n")
+    result = tpfit("check", str(script), "--gpus", "1xH100")
+    assert result.returncode == 1 and "Traceback" not in result.stderr, (result.stdout, result.stderr)
+    assert f"error[flag-value] {flags}" in result.stdout, result.stdout
+
+
 @pytest.mark.parametrize("args,needles", [
     # V1 lowers only its own default --max-num-seqs to the batch: a given one above the default batch is refused
     (("--max-num-seqs", "10000"), ("--max-num-seqs 10000", "must be greater than or equal to max_num_seqs (10000)")),

@@ -18,7 +18,7 @@ from tpfit.core.memory_model import MemoryModel
 from tpfit.core.perf import GpuSpeed, Speed, SpeedWorkload, make_gpu_speed, make_speed
 from tpfit.core.rank import pick_best
 from tpfit.core.rules import layout_checker
-from tpfit.core.vllm_messages import Violation
+from tpfit.core.vllm_messages import QUANT_METHOD_MISMATCH, Violation
 from tpfit.core.weights import group_weights, total_param_count
 from tpfit.codec import decode, encode
 from tpfit.errors import DocumentError, UsageError
@@ -166,6 +166,11 @@ def resolve_model(model: ModelSpec, engine: EngineArgs, cluster: Cluster | None 
         model = replace(model, dtype=engine.dtype.canonical)
     if engine.quantization and model.quant is None:
         model = replace(model, quant=online_quant(engine.quantization))
+    elif engine.quantization and not model.quant.online and model.quant.method != engine.quantization:
+        quoted = QUANT_METHOD_MISMATCH.format(quant_method=model.quant.method, quantization=engine.quantization)
+        raise UsageError(f"the checkpoint is stored quantized ({model.quant.method}), which vLLM loads as it is and "
+                         f"refuses to quantize again (\"{quoted.rstrip('.')}\"); leave --quantization out",
+                         flag="--quantization", value=engine.quantization)
     if engine.language_model_only and model.vision_params:
         model = replace(model, extra_replicated_params=model.extra_replicated_params - model.vision_params,
                         vision_params=0)

@@ -195,6 +195,11 @@ BATCH_BELOW_MAX_NUM_SEQS = VllmMessage(
     source="vllm/config/scheduler.py::SchedulerConfig.verify_max_model_len (0.33; 0.6.0 config.py::_verify_args): "
            "vLLM lowers only its own default max_num_seqs to the batch, a given one is refused")
 
+QUANT_METHOD_MISMATCH = VllmMessage(
+    template="Quantization method specified in the model config ({quant_method}) does not match the quantization "
+             "method specified in the `quantization` argument ({quantization}).",
+    source="vllm/config/model.py::ModelConfig._verify_quantization: a quantized checkpoint is loaded as it is "
+           "stored; --quantization may only name its own method")
 V0_BATCH_BELOW_MAX_LEN = VllmMessage(
     template="max_num_batched_tokens ({max_num_batched_tokens}) is smaller than max_model_len ({max_model_len}). "
              "This effectively limits the maximum sequence length to max_num_batched_tokens and makes vLLM reject "

@@ -13,8 +13,8 @@ from tpfit.core.vllm_messages import (
     FP8_MOE_BLOCK_N, FREE_MEMORY_BELOW_REQUEST,
     HEADS_NOT_DIVISIBLE, KV_CACHE_BELOW_MAX_LEN, MARLIN_GROUP_SIZE, MARLIN_GROUP_SPLIT, MARLIN_MIN_THREAD_K,
     MARLIN_MIN_THREAD_N, MAX_LEN_ABOVE_DERIVED, NOT_DIVISIBLE, NO_KV_CACHE_MEMORY, PP_NOT_SUPPORTED,
-    QUANT_CAPABILITY, QUANT_INPUT_NOT_ALIGNED, QUANT_OUTPUT_NOT_ALIGNED, V0_BATCH_BELOW_MAX_LEN,
-    V0_KV_CACHE_BELOW_MAX_LEN, VllmMessage, WORLD_SIZE_ABOVE_GPUS,
+    QUANT_CAPABILITY, QUANT_INPUT_NOT_ALIGNED, QUANT_METHOD_MISMATCH, QUANT_OUTPUT_NOT_ALIGNED,
+    V0_BATCH_BELOW_MAX_LEN, V0_KV_CACHE_BELOW_MAX_LEN, VllmMessage, WORLD_SIZE_ABOVE_GPUS,
 )
 from tpfit.vllm_facts import driver_requirements
 
@@ -140,6 +140,13 @@ def _v0_batch(m: re.Match, ctx: Context) -> Diagnosis:
                                                              "(vLLM before 0.8: on by default only above 32K tokens)",
                      fix=f"use --max-num-batched-tokens {max_len} or more, add --enable-chunked-prefill, or a "
                          "shorter --max-model-len", evidence=m.group(0))
+
+
+def _quant_mismatch(m: re.Match, ctx: Context) -> Diagnosis:
+    return Diagnosis(kind="quantization_mismatch", cause=f"--quantization {m['quantization']} on a checkpoint stored "
+                                                         f"as {m['quant_method']}: vLLM loads it as it is stored",
+                     fix="leave --quantization out (or give the checkpoint's own method); for FP8 weights use an "
+                         "unquantized checkpoint with --quantization fp8", evidence=m.group(0))
 
 
 def _shm(m: re.Match, ctx: Context) -> Diagnosis:
@@ -269,6 +276,7 @@ RULES: tuple[tuple[VllmMessage | LogSignature, Diagnose], ...] = (
     (WORLD_SIZE_ABOVE_GPUS, _world),
     (BATCH_BELOW_MAX_NUM_SEQS, _batch),
     (V0_BATCH_BELOW_MAX_LEN, _v0_batch),
+    (QUANT_METHOD_MISMATCH, _quant_mismatch),
     (EP_WITHOUT_EXPERTS, _ep_without_experts),
     (PP_NOT_SUPPORTED, _pp_not_supported),
     (QUANT_CAPABILITY, _capability),
