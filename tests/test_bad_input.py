@@ -56,6 +56,11 @@ def config_with(tmp_path: Path, **changes) -> Path:
 # ---- tracebacks ------------------------------------------------------------------------------------------
 
 
+def test_a_model_name_too_long_for_a_path_is_not_a_crash():
+    """A name past the file system's 255 bytes was stat()-ed as a path: OSError ENAMETOOLONG, a traceback."""
+    one_line_error(tpfit("plan", "a" * 280, "--gpus", "1xH100"), "not a bundled model")
+
+
 def test_zero_attention_heads_names_the_field(tmp_path):
     one_line_error(tpfit("plan", str(config_with(tmp_path, num_attention_heads=0)), "--gpus", "1xH100"),
                    "num_attention_heads", "config.json")

@@ -112,6 +112,56 @@ def test_no_file_of_the_server_is_read(client, model):
     assert "reads no files on this machine" in body["error"]
 
 
+@pytest.mark.parametrize("model", ["a" * 280, "a" * 5000, "--help", "--json", "-h"])
+def test_odd_model_names_are_field_errors_not_server_errors(client, model):
+    """A name too long for a path crashed the file check (OSError ENAMETOOLONG: HTTP 500), and one starting with '-'
+    was read by `plan`'s parser as an option: --help printed the help on the server and answered 500."""
+    answer = client.get("/api/view", params={"model": model, "gpus": "1xH100"})
+    assert answer.status_code == 400
+    assert answer.json()["field"] == "model"
+
+
+@pytest.mark.parametrize(("query", "field", "needle"), [
+    ({"enforce_eager": "maybe"}, "enforce_eager", "--enforce-eager maybe: use true or false"),
+    ({"enable_expert_parallel": "2"}, "enable_expert_parallel", "--enable-expert-parallel 2: use true or false"),
+    ({"concurency": "64"}, None, "concurency: not a field of tpfit plan"),
+])
+def test_a_query_the_plan_cannot_take_is_refused_not_left_out(client, query, field, needle):
+    """An on/off value read as neither, and a misspelt key, were dropped: planned without them, answered 200."""
+    answer = client.get("/api/plan", params={"model": "llama-3.1-8b", "gpus": "1xH100", **query})
+    assert answer.status_code == 400
+    assert answer.json()["field"] == field and answer.json()["error"].startswith(needle)
+    for value, flag in (("true", "--enforce-eager"), ("off", None)):  # what the page sends still plans
+        view = client.get("/api/view", params={"model": "llama-3.1-8b", "gpus": "1xH100", "enforce_eager": value})
+        assert view.status_code == 200 and (flag in view.json()["plan_args"] if flag else
+                                            "--enforce-eager" not in view.json()["plan_args"])
+
+
+def test_number_fields_carry_the_bounds_of_the_plan_options(client):
+    """The fields' min and max are the options' own (they were always empty: read from the option, not its type)."""
+    from tpfit.cli.plan_form import _command
+
+    page = client.get("/").text
+    fields = {f["name"]: f for f in json.loads(
+        re.search(r'<script type="application/json" id="tpfit-data">(.*?)</script>', page, re.S)[1])["fields"]}
+    bounded = [p for p in _command("plan").params if getattr(p.type, "min", None) is not None and p.name in fields]
+    assert {"tp", "context", "gpu_memory_utilization"} <= {p.name for p in bounded}
+    for p in bounded:
+        assert (fields[p.name]["min"], fields[p.name]["max"]) == (p.type.min, p.type.max), p.name
+
+
+def test_every_deploy_format_names_its_own_command(client):
+    """The page read each format's command from its file's header; grafana's JSON has none, so its tab showed
+    `tpfit deploy --format grafana`, without the model or GPUs."""
+    query, args = PLAN_CASES[0].values
+    deploy = client.get("/api/view", params=query).json()["deploy"]
+    assert set(deploy["commands"]) == set(deploy["formats"])
+    for fmt, command in deploy["commands"].items():
+        assert command == " ".join(["tpfit", "deploy", *args, "--format", fmt])
+    grafana = tpfit(*deploy["commands"]["grafana"].split()[1:])
+    assert grafana.returncode == 0 and grafana.stdout == deploy["formats"]["grafana"]["grafana.json"]
+
+
 def test_upload_plans_like_the_cli_on_that_config(client):
     path = CONFIGS / "Qwen--Qwen3-32B.json"
     name = client.post("/api/upload", content=path.read_bytes(), headers=JSON).json()["model"]

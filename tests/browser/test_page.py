@@ -237,6 +237,26 @@ def test_invalid_gpu_shows_the_cli_error_beside_the_field(browser, server):
     assert text(browser, "err-gpus") == ""
 
 
+def test_a_number_the_browser_cannot_read_is_named_not_planned_as_the_default(browser, server):
+    """A number field holding "1e" reports an empty value: the page planned without --context (the model's whole
+    length) and, for the GPU count, one GPU, and said nothing."""
+    browser.get(server + "?model=llama-3.1-8b&gpus=2xH100&context=4096")
+    wait_counter(browser, "renders", 0)
+    renders, command = counter(browser, "renders"), text(browser, "plan-command")
+    for field, error_id in (("f-context", "err-context"), ("f-count", "err-gpus")):
+        errors = counter(browser, "errors")
+        set_value(browser, field, "1e")
+        wait_counter(browser, "errors", errors)
+        assert text(browser, error_id).endswith(": not a number; type a whole number (digits only)")
+        assert browser.find_element("id", field).get_attribute("aria-invalid") == "true"
+        time.sleep(0.5)  # past the page's 250 ms pause: no plan follows
+        assert (counter(browser, "renders"), text(browser, "plan-command")) == (renders, command)
+        set_value(browser, field, {"f-context": "4096", "f-count": "2"}[field])
+        wait_counter(browser, "renders", renders)
+        renders = counter(browser, "renders")
+        assert text(browser, error_id) == "" and text(browser, "plan-command") == command
+
+
 def test_uploaded_config_is_planned_as_the_cli_plans_that_file(browser, server):
     browser.get(server + "?model=llama-3.1-8b&gpus=2xH100&context=16384")
     wait_counter(browser, "renders", 0)
@@ -268,6 +288,10 @@ def test_deploy_tabs_are_tpfit_deploy_and_keyboard_driven(browser, server):
         tab.send_keys(Keys.ARROW_RIGHT)  # the next tab, chosen from the keyboard
         tab = browser.switch_to.active_element
     assert browser.switch_to.active_element.get_attribute("data-format") == "k8s"
+    for fmt in ("k8s", "grafana"):  # grafana's JSON has no header to read its command from
+        browser.find_element("css selector", f"[role=tab][data-format={fmt}]").click()
+        assert text(browser, "deploy-command") == (
+            "The same file from the command line: " + " ".join(["tpfit", "deploy", *EXAMPLE_ARGS, "--format", fmt]))
 
 
 def test_keyboard_labels_and_verdicts_in_words(browser, server):

@@ -19,6 +19,11 @@ OUTPUT_PARAMS = frozenset({"model", "show_all", "as_json", "html"})
 MAX_QUERY_VALUE_CHARS = 300
 """A form value longer than this is refused before parsing (a model id or a GPU string is far shorter)."""
 UPLOAD_PREFIX = "upload:"
+PAGE_KEYS = ("model", "host")
+"""Query keys that are not `plan` options: MODEL, and `host` (the page's "this host (NVML)" choice, no --gpus)."""
+TRUE_WORDS = ("1", "true", "on", "yes")
+FALSE_WORDS = ("0", "false", "off", "no")
+"""How a query spells an on/off field (`enforce_eager=true`); anything else is refused."""
 
 
 def _command(name: str):
@@ -72,7 +77,7 @@ def form_fields() -> list[dict]:
         default = p.default.value if isinstance(p.default, enum.Enum) else p.default
         fields.append({
             "name": p.name, "flag": p.opts[0], "flags": list(p.opts), "off_flag": (p.secondary_opts or [None])[0],
-            "kind": kind, "choices": choices, "min": getattr(p, "min", None), "max": getattr(p, "max", None),
+            "kind": kind, "choices": choices, "min": getattr(p.type, "min", None), "max": getattr(p.type, "max", None),
             "default": default if isinstance(default, (int, float, str, bool)) else None,
             "help": getattr(p, "help", None) or "",
         })
@@ -100,6 +105,9 @@ def args_from_query(query: Mapping[str, str]) -> list[str]:
     args = [query.get("model", "").strip()]
     known = {f["name"]: f for f in form_fields()}
     for key, raw in query.items():
+        if key not in known and key not in PAGE_KEYS:  # a misspelt field would be planned with its default
+            raise FieldError(f"{key}: not a field of tpfit plan; the fields are {', '.join([*PAGE_KEYS, *known])}",
+                             field=None, flag=None)
         if len(raw) > MAX_QUERY_VALUE_CHARS:
             raise FieldError(f"{known[key]['flag'] if key in known else key}: {len(raw)} characters is "
                              f"too long (at most {MAX_QUERY_VALUE_CHARS})", field=key, flag=None)
@@ -108,10 +116,13 @@ def args_from_query(query: Mapping[str, str]) -> list[str]:
         if not value:
             continue
         if f["kind"] == "bool":
-            if value.lower() in ("1", "true", "on", "yes"):
+            if value.lower() in TRUE_WORDS:
                 args.append(f["flag"])
-            elif f["off_flag"] and value.lower() in ("0", "false", "off", "no"):
-                args.append(f["off_flag"])
+            elif value.lower() in FALSE_WORDS:
+                if f["off_flag"]:
+                    args.append(f["off_flag"])
+            else:  # read as neither, it was left out: planned without the flag the user asked for
+                raise FieldError(f"{f['flag']} {value}: use true or false", field=name, flag=f["flag"])
         else:
             args += [f["flag"], value]
     return args
@@ -186,10 +197,16 @@ def view_for_plan(plan, params: Mapping[str, object], *, uploaded: bool = False)
 
 def check_model_name(model: str) -> None:
     """The page plans bundled models, Hugging Face ids and uploads: never a path on the server's disk."""
+    from tpfit.model.load import existing_path
+
     if not model:
         raise FieldError("MODEL: choose a bundled model, type a Hugging Face id (owner/name) or upload "
                          "a config.json", field="model", flag="MODEL")
-    if model.startswith((".", "/", "~", "\\")) or model.endswith(".json") or ".." in model or Path(model).exists():
+    if model.startswith("-"):  # `plan`'s parser would read it as an option (--help, --json), not as MODEL
+        raise FieldError(f"MODEL {model}: a model name does not start with '-'; choose a bundled model, type a "
+                         "Hugging Face id (owner/name) or upload a config.json", field="model", flag="MODEL")
+    if (model.startswith((".", "/", "~", "\\")) or model.endswith(".json") or ".." in model
+            or existing_path(model) is not None):
         raise FieldError(f"MODEL {model}: the page reads no files on this machine; choose a bundled model, "
                          "a Hugging Face id (owner/name), or upload the model's config.json", field="model",
                          flag="MODEL")

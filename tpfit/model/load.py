@@ -13,13 +13,23 @@ _HF_ID = r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$"
 """owner/name; compiled on first use (re's own cache), never for a bundled model."""
 
 
+def existing_path(name: str) -> Path | None:
+    """NAME as a file or folder of this machine, None when it names none: a name too long to be a path (past the
+    system's 255-byte limit, ENAMETOOLONG) or one that cannot be read is no path, not a crash."""
+    path = Path(name).expanduser()
+    try:
+        return path if path.exists() else None
+    except OSError:
+        return None
+
+
 def load_model(name: str, *, revision: str | None = None) -> ModelSpec:
     """Resolve MODEL as tpfit's CLI does: existing path, then bundled catalog, then the Hub (each source's module is
     imported only when MODEL is of its kind, so a bundled model starts without the folder and Hub readers)."""
     if not name or not name.strip():
         raise SourceError("no model given; use a bundled name such as llama-3.1-70b, a folder, or owner/name")
-    path = Path(name).expanduser()
-    if path.exists():
+    path = existing_path(name)
+    if path is not None:
         from tpfit.model.folder import load_folder
 
         return load_folder(path)

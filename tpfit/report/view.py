@@ -26,17 +26,20 @@ def deploy_command(deploy_args: Sequence[str] | None, fmt: str) -> str:
 
 
 def deploy_files(plan: Plan, doc: dict, *, deploy_args: Sequence[str] | None, model_path: str | None = None) -> dict:
-    """{format: {file name: text}} for every `tpfit deploy --format`, or {"error": why} when there is none
-    (`doc`: the plan's JSON, which the monitoring rules read)."""
+    """{"formats": {format: {file name: text}}, "commands": {format: the `tpfit deploy` line}} for every
+    `tpfit deploy --format`, or "error": why when there is none (`doc`: the plan's JSON, which the monitoring rules
+    read). The page shows each format's command from here: not every file has a header to read it from (grafana's
+    JSON)."""
     files: dict[str, dict[str, str]] = {}
+    commands: dict[str, str] = {}
     for fmt in FORMATS:
-        command = deploy_command(deploy_args, fmt)
+        command = commands[fmt] = deploy_command(deploy_args, fmt)
         try:
             d = deployment_from_plan(plan, command=command, model_path=model_path)
         except UsageError as err:
-            return {"error": str(err).split(": ", 1)[-1], "formats": {}}
+            return {"error": str(err).split(": ", 1)[-1], "formats": {}, "commands": {}}
         files[fmt] = render(d, fmt, default_monitoring(doc, d) if fmt in MONITORING_FORMATS else None)
-    return {"error": None, "formats": files}
+    return {"error": None, "formats": files, "commands": commands}
 
 
 def make_view(plan: Plan, *, plan_args: Sequence[str], deploy_args: Sequence[str] | None,
