@@ -470,6 +470,20 @@ def test_binary_config_names_the_file(tmp_path):
     one_line_error(tpfit("plan", str(path), "--gpus", "1xH100"), str(path))
 
 
+@pytest.mark.parametrize("header", [
+    None,  # an empty file: "unpack requires a buffer of 8 bytes"
+    [1, 2],  # a JSON list: a traceback (AttributeError: 'list' object has no attribute 'items')
+    {"a": {"dtype": "BF16", "shape": [-5, 3], "data_offsets": [0, 10]}},  # counted as -30 bytes of weights
+])
+def test_a_broken_safetensors_file_names_the_file(tmp_path, header):
+    (tmp_path / "config.json").write_text(LLAMA_8B.read_text())
+    text = b"" if header is None else json.dumps(header).encode()
+    (tmp_path / "model.safetensors").write_bytes(len(text).to_bytes(8, "little") + text if text else b"")
+    line = one_line_error(tpfit("plan", str(tmp_path), "--gpus", "1xH100"), str(tmp_path / "model.safetensors"),
+                          "safetensors")
+    assert line.count(str(tmp_path)) == 1, line
+
+
 def test_binary_plan_file_names_the_file(tmp_path):
     path = tmp_path / "plan.json"
     path.write_bytes(b"\xff\xfe\x00\x81" * 100)

@@ -31,17 +31,41 @@ class TensorInfo(Struct, frozen=True, kw_only=True):
 
 
 def read_header(path: Path) -> tuple[TensorInfo, ...]:
-    """The tensors of one .safetensors file (header only)."""
+    """The tensors of one .safetensors file (header only); SourceError naming the file when it is not one."""
     try:
         with path.open("rb") as f:
-            (length,) = struct.unpack("<Q", f.read(8))
-            if length > MAX_HEADER_BYTES:
-                raise SourceError(f"{path}: safetensors header of {length} bytes is not plausible", source=str(path))
-            header = json.loads(f.read(length))
-    except (OSError, struct.error, json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise SourceError(f"{path}: cannot read the safetensors header ({err})", source=str(path)) from err
-    return tuple(TensorInfo(name=k, dtype=v["dtype"], shape=tuple(v["shape"]))
-                 for k, v in header.items() if k != "__metadata__")
+            start = f.read(8)
+            length = struct.unpack("<Q", start)[0] if len(start) == 8 else None
+            header = json.loads(f.read(length)) if length is not None and length <= MAX_HEADER_BYTES else None
+    except OSError as err:
+        raise SourceError(f"{path}: cannot read the safetensors header ({err.strerror or err})",
+                          source=str(path)) from err
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
+        raise SourceError(f"{path}: the safetensors header is not JSON ({err}); is the file complete?",
+                          source=str(path)) from err
+    if length is None or length > MAX_HEADER_BYTES:
+        what = f"{len(start)} bytes long" if length is None else f"headed by a length of {length:,} bytes"
+        raise SourceError(f"{path}: not a safetensors file ({what}); remove it or give the model's own files",
+                          source=str(path))
+    tensors = header.items() if isinstance(header, dict) else None
+    try:
+        return tuple(TensorInfo(name=k, dtype=_dtype(v["dtype"]), shape=_shape(v["shape"]))
+                     for k, v in tensors if k != "__metadata__")
+    except (TypeError, KeyError, ValueError):
+        raise SourceError(f"{path}: the safetensors header is not a table of tensors " + '({name: {"dtype", "shape", '
+                          '"data_offsets"}}); is it the model\'s own file?', source=str(path)) from None
+
+
+def _dtype(value: object) -> str:
+    if not isinstance(value, str):
+        raise TypeError(value)
+    return value
+
+
+def _shape(value: object) -> tuple[int, ...]:
+    if not isinstance(value, list) or not all(type(n) is int and n >= 0 for n in value):
+        raise ValueError(value)
+    return tuple(value)
 
 
 def read_folder(folder: Path) -> tuple[TensorInfo, ...]:
