@@ -288,3 +288,19 @@ def test_check_leaves_a_value_set_at_run_time_unchecked(tmp_path, value):
     shown = value.strip('"')
     assert f"info[not-checked] --tensor-parallel-size {shown} is set when it runs" in result.stdout
     assert "0 error(s)" in result.stdout
+
+
+# ---- durations -----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("args, flag", [
+    (["watch", "--once", "--interval", "1e308"], "--interval"),  # --once waited that long between its two scrapes
+    (["watch", "--once", "--interval", "inf"], "--interval"),
+    (["watch", "--once", "--scrape-timeout", "nan"], "--scrape-timeout"),  # ValueError: deadline must not be NaN
+    (["watch", "--duration", "nan"], "--duration"),  # never compared as passed: watched for ever
+    (["verify", "--timeout", "nan"], "--timeout"),  # ValueError: deadline must not be NaN
+    (["verify", "--ttft-p99", "nan"], "--ttft-p99"),
+])
+def test_a_duration_that_never_ends_is_refused(args, flag):
+    """Click's ranges let `nan` through, and `inf` where no maximum was set: these hung or raised."""
+    one_line_error(tpfit(*args, "--url", "http://127.0.0.1:1", timeout=30), flag)

@@ -57,6 +57,20 @@ TtftOpt = Annotated[Optional[float], typer.Option("--ttft", min=0.0, help="Targe
 TpotOpt = Annotated[Optional[float], typer.Option("--tpot", min=0.0, help="Target time per output token, seconds.")]
 
 
+MAX_INTERVAL_S = 3600.0
+"""The longest `watch --interval` and `--scrape-timeout`: an hour, against Prometheus' 15-60 s scrapes."""
+
+
+def finite(value: float | None) -> float | None:
+    """A typer callback: click's ranges let `nan` through (every comparison with it is false), and `inf` where no
+    maximum is set; a duration of either would never end or raise deep inside asyncio."""
+    import math
+
+    if value is not None and not math.isfinite(value):
+        raise typer.BadParameter(f"{value} is not a number of seconds; give one such as 2 or 0.5")
+    return value
+
+
 def check_server_url(url: str, *, flag: str = "--url") -> str:
     """A vLLM server's base URL as `watch`, `verify` and `check` take it, or UsageError naming the flag: http or
     https, a host, a port from 1 to 65535 when given, no spaces or control characters, an IP address that is one.

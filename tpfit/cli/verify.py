@@ -7,7 +7,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from tpfit.cli.options import ConcurrencyOpt, ContextOpt, DtypeOpt, GpusOpt, PpOpt, TpOpt, check_server_url
+from tpfit.cli.options import (
+    ConcurrencyOpt, ContextOpt, DtypeOpt, GpusOpt, PpOpt, TpOpt, check_server_url, finite,
+)
 from tpfit.errors import UsageError
 from tpfit.kinds import ModelDtype
 
@@ -32,9 +34,11 @@ def verify(
     concurrency: ConcurrencyOpt = 4,
     output_tokens: Annotated[Optional[int], typer.Option("--output-tokens", min=1)] = None,
     requests: Annotated[Optional[int], typer.Option("--requests", min=1, help="Default: 3 x concurrency.")] = None,
-    ttft_p99: Annotated[Optional[float], typer.Option("--ttft-p99", min=0, help="SLO in seconds.")] = None,
-    itl_p99: Annotated[Optional[float], typer.Option("--itl-p99", min=0, help="SLO in seconds.")] = None,
-    timeout: Annotated[float, typer.Option("--timeout", min=1, max=86_400,
+    ttft_p99: Annotated[Optional[float], typer.Option("--ttft-p99", min=0, callback=finite,
+                                                      help="SLO in seconds.")] = None,
+    itl_p99: Annotated[Optional[float], typer.Option("--itl-p99", min=0, callback=finite,
+                                                     help="SLO in seconds.")] = None,
+    timeout: Annotated[float, typer.Option("--timeout", min=1, max=86_400, callback=finite,
                                            help="Seconds for start-up, for each request and for the load.")] = 600,
     as_json: Annotated[bool, typer.Option("--json", help="Print the verify report as JSON.")] = False,
 ) -> None:

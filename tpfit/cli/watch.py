@@ -10,8 +10,8 @@ import typer
 
 from tpfit.cli.monitoring import PlanFileOpt, ThresholdOpt, plan_document, plan_targets
 from tpfit.cli.options import (
-    ConcurrencyOpt, ContextOpt, DpOpt, GmuOpt, GpusOpt, InputTokensOpt, OutputTokensOpt, PpOpt, TpotOpt, TpOpt,
-    TtftOpt, VersionOpt, check_server_url,
+    MAX_INTERVAL_S, ConcurrencyOpt, ContextOpt, DpOpt, GmuOpt, GpusOpt, InputTokensOpt, OutputTokensOpt, PpOpt,
+    TpotOpt, TpOpt, TtftOpt, VersionOpt, check_server_url, finite,
 )
 from tpfit.errors import UsageError
 
@@ -20,13 +20,15 @@ def watch(
     url: Annotated[Optional[list[str]], typer.Option(
         "--url", help="A vLLM server, e.g. http://127.0.0.1:8000; repeat for several (summed, and per engine).")] = None,
     plan_file: PlanFileOpt = None,
-    interval: Annotated[float, typer.Option("--interval", min=0.1, help="Seconds between scrapes.")] = 2.0,
+    interval: Annotated[float, typer.Option("--interval", min=0.1, max=MAX_INTERVAL_S, callback=finite,
+                                            help="Seconds between scrapes.")] = 2.0,
     once: Annotated[bool, typer.Option("--once", help="Two scrapes --interval apart, one report; exit 1 when "
                                        "an alert condition holds (durations are not waited out).")] = False,
-    duration: Annotated[Optional[float], typer.Option("--duration", min=0, help="Stop after this many seconds.")] = None,
+    duration: Annotated[Optional[float], typer.Option("--duration", min=0, callback=finite,
+                                                      help="Stop after this many seconds.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="JSON: one object per scrape round (one line each).")] = False,
     threshold: ThresholdOpt = None,
-    scrape_timeout: Annotated[float, typer.Option("--scrape-timeout", min=0.1,
+    scrape_timeout: Annotated[float, typer.Option("--scrape-timeout", min=0.1, max=MAX_INTERVAL_S, callback=finite,
                                                   help="Seconds before a scrape counts as stalled.")] = 5.0,
     gpus: GpusOpt = None,
     tp: TpOpt = None,
