@@ -270,3 +270,13 @@ def test_ui_refuses_a_port_in_use():
                              capture_output=True, text=True, timeout=30)
     assert run.returncode == 2
     assert run.stderr.startswith("error: --port ") and "use another --port" in run.stderr
+
+
+def test_ui_names_host_for_an_address_of_another_machine():
+    """192.0.2.1 (TEST-NET-1) parses but is nobody's interface: the error named `--port 8765` and said to use
+    another port."""
+    _need("uvicorn")
+    run = subprocess.run([sys.executable, "-m", "tpfit", "ui", "--host", "192.0.2.1", "--port", "0"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=30)
+    assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr
+    assert run.stderr.startswith("error: --host 192.0.2.1: not an address of this machine"), run.stderr

@@ -25,6 +25,7 @@ def _is_loopback(address: str) -> bool:
 
 def _listen(host: str, port: int):
     """A bound socket, so a port in use or a bad host is one line, not a server traceback."""
+    import errno
     import socket
 
     try:
@@ -38,6 +39,9 @@ def _listen(host: str, port: int):
         sock.bind(address)
     except OSError as err:
         sock.close()
+        if err.errno == errno.EADDRNOTAVAIL:  # a valid address, of another machine
+            raise UsageError(f"not an address of this machine ({err.strerror}); use 127.0.0.1, ::1 or an "
+                             "interface's address", flag="--host", value=host) from None
         raise UsageError(f"cannot listen on {host}:{port} ({err.strerror or err}); use another --port "
                          "(0 picks a free one)", flag="--port", value=port) from None
     sock.listen(64)
