@@ -178,7 +178,27 @@ def test_upload_plans_like_the_cli_on_that_config(client):
     assert page == cli
     view = client.get("/api/view", params={"model": name, "gpus": "2xH100", "context": "16384"}).json()
     assert view["plan_args"][0] == "config.json"
-    assert "--plan plan.json" in view["deploy"]["formats"]["serve"]["serve.sh"]
+
+
+def test_an_uploads_deploy_files_are_what_deploy_writes_for_its_folder(client, tmp_path):
+    """They served `upload-<hash>` (no such model: vLLM would look it up on the Hub) and named `tpfit deploy --plan
+    plan.json`, whose plan.json served the server's temporary copy, deleted when it stops."""
+    from tpfit.cli.plan_form import UPLOADED_MODEL_FOLDER
+
+    path = CONFIGS / "Qwen--Qwen3-32B.json"
+    name = client.post("/api/upload", content=path.read_bytes(), headers=JSON).json()["model"]
+    deploy = client.get("/api/view", params={"model": name, "gpus": "2xH100", "context": "16384"}).json()["deploy"]
+    (tmp_path / "config.json").write_text(path.read_text())  # the folder the user holds the config in
+    for fmt in ("serve", "docker"):
+        command = deploy["commands"][fmt]
+        assert command.startswith(f"tpfit deploy {UPLOADED_MODEL_FOLDER} --gpus 2xH100 --context 16384 ")
+        cli = tpfit(*command.replace(UPLOADED_MODEL_FOLDER, str(tmp_path)).split()[1:])
+        assert cli.returncode == 0, cli.stderr
+        (text,) = deploy["formats"][fmt].values()
+        same = [line for line in cli.stdout.replace(str(tmp_path), UPLOADED_MODEL_FOLDER).splitlines()
+                if not line.startswith("# model ")]  # the header names the model by its folder's name
+        assert [line for line in text.splitlines() if not line.startswith("# model ")] == same
+        assert "upload-" not in "\n".join(same) and f" {UPLOADED_MODEL_FOLDER}" in text
 
 
 def test_uploads_are_bounded_and_must_be_json_objects(client):

@@ -76,7 +76,7 @@ def browser(server):
     for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,900",
                 "--disable-extensions", "--no-first-run"):
         options.add_argument(arg)
-    options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
+    options.set_capability("goog:loggingPrefs", {"performance": "ALL", "browser": "ALL"})
     driver = webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))
     driver.set_page_load_timeout(WAIT_S)
     try:
@@ -272,6 +272,36 @@ def test_uploaded_config_is_planned_as_the_cli_plans_that_file(browser, server):
         f"{c['memory']['kv_cache_tokens']:,}" if c["memory"] else "" for c in plan["candidates"]]
 
 
+def test_an_upload_the_server_never_receives_is_said_beside_the_model(browser, server):
+    """The upload's request had no error handling: with the server gone the page said nothing (an unhandled
+    rejection in the console)."""
+    browser.get(server + "?model=llama-3.1-8b&gpus=1xH100")
+    wait_counter(browser, "renders", 0)
+    errors = counter(browser, "errors")
+    browser.execute_cdp_cmd("Network.enable", {})
+    browser.execute_cdp_cmd("Network.emulateNetworkConditions", {
+        "offline": True, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1})
+    try:
+        browser.find_element("id", "f-upload").send_keys(str(CONFIGS / "Qwen--Qwen3-32B.json"))
+        wait_counter(browser, "errors", errors)
+    finally:
+        browser.execute_cdp_cmd("Network.emulateNetworkConditions", {
+            "offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1})
+    assert text(browser, "err-model").startswith("the tpfit server did not answer (")
+
+
+def test_a_plan_whose_every_layout_is_refused(browser, server):
+    args = ["llama-3.1-70b", "--gpus", "3xH100", "--tp", "3"]
+    browser.get(server + "?model=llama-3.1-70b&gpus=3xH100&tp=3")
+    wait_counter(browser, "renders", 0)
+    plan = cli_plan(args)
+    assert len(plan["candidates"]) == 1 and plan["recommended"] is None
+    check_page_equals_plan(browser, plan)
+    assert text(browser, "bars") == "No layout to show."
+    assert text(browser, "show-refused-text") == "Show the 1 layout vLLM refuses"  # it said "1 layouts"
+    assert browser.find_element("css selector", "#layouts caption").text.startswith("1 layout for 1 × 3 ")
+
+
 def test_deploy_tabs_are_tpfit_deploy_and_keyboard_driven(browser, server):
     from selenium.webdriver.common.keys import Keys
 
@@ -292,6 +322,24 @@ def test_deploy_tabs_are_tpfit_deploy_and_keyboard_driven(browser, server):
         browser.find_element("css selector", f"[role=tab][data-format={fmt}]").click()
         assert text(browser, "deploy-command") == (
             "The same file from the command line: " + " ".join(["tpfit", "deploy", *EXAMPLE_ARGS, "--format", fmt]))
+
+
+def test_without_the_clipboard_copy_selects_the_text_it_copies(browser, server):
+    """Where the browser refuses the clipboard (a page served to other machines over http, a denied permission),
+    "Copy link" selected the deploy file and said "press Ctrl+C": the user copied serve.sh, not the link."""
+    browser.get(server + "?model=llama-3.1-8b&gpus=1xH100")
+    wait_counter(browser, "renders", 0)
+    browser.execute_cdp_cmd("Browser.setPermission", {"permission": {"name": "clipboard-write"}, "setting": "denied",
+                                                      "origin": server.rstrip("/")})
+    try:
+        for button, expected in (("share-copy", "return location.href"),
+                                 ("deploy-copy", "return document.getElementById('deploy-text').textContent")):
+            browser.find_element("id", button).click()
+            wait(browser, "return document.getElementById('status').textContent.startsWith('Selected')", button)
+            selected = browser.execute_script("return getSelection().toString()")
+            assert selected == browser.execute_script(expected).rstrip("\n")  # a selection leaves out a final newline
+    finally:
+        browser.execute_cdp_cmd("Browser.resetPermissions", {})
 
 
 def test_keyboard_labels_and_verdicts_in_words(browser, server):
@@ -368,3 +416,10 @@ def test_html_report_opens_offline_with_the_same_figures(browser, tmp_path):
     finally:
         browser.execute_cdp_cmd("Network.emulateNetworkConditions", {
             "offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1})
+
+
+def test_no_script_error_reached_the_console(browser):
+    """Last in the module: every page above ran without an uncaught error or rejection (the console keeps them;
+    a refused input's HTTP 400 is logged as a network entry, which is the page working)."""
+    logged = browser.get_log("browser")
+    assert [e for e in logged if e["level"] == "SEVERE" and e["source"] != "network"] == []

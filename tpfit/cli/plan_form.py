@@ -19,6 +19,9 @@ OUTPUT_PARAMS = frozenset({"model", "show_all", "as_json", "html"})
 MAX_QUERY_VALUE_CHARS = 300
 """A form value longer than this is refused before parsing (a model id or a GPU string is far shorter)."""
 UPLOAD_PREFIX = "upload:"
+UPLOADED_MODEL_FOLDER = "/path/to/model"
+"""What an uploaded config.json's deploy files serve: the page never learns the folder it came from, and the server's
+temporary copy (or the `upload-<hash>` name vLLM would look up on the Hub) is no model to serve."""
 PAGE_KEYS = ("model", "host")
 """Query keys that are not `plan` options: MODEL, and `host` (the page's "this host (NVML)" choice, no --gpus)."""
 TRUE_WORDS = ("1", "true", "on", "yes")
@@ -190,9 +193,11 @@ def view_for_plan(plan, params: Mapping[str, object], *, uploaded: bool = False)
     from tpfit.report.view import make_view
 
     args = args_from_query(query_from_params(params))
+    if uploaded:  # run with the real folder in its place, that command writes these files
+        deploy_args = deploy_args_for([UPLOADED_MODEL_FOLDER, *args[1:]])
+        return make_view(plan, plan_args=args, deploy_args=deploy_args, model_path=UPLOADED_MODEL_FOLDER)
     # the folder vLLM loads, as `tpfit deploy` names it (a config.json's folder, not the file)
-    return make_view(plan, plan_args=args, deploy_args=None if uploaded else deploy_args_for(args),
-                     model_path=None if uploaded else plan.model.local_path)
+    return make_view(plan, plan_args=args, deploy_args=deploy_args_for(args), model_path=plan.model.local_path)
 
 
 def check_model_name(model: str) -> None:

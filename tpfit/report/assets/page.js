@@ -48,6 +48,7 @@
     for (const c of children) if (c !== null && c !== undefined) node.append(c);
     return node;
   }
+  const plural = (n, word) => (n === 1 ? word : word + "s");
   const gib = (x) => (x === null || x === undefined ? "" : Number(x).toFixed(2));
   const int = (x) => (x === null || x === undefined ? "" : Number(x).toLocaleString("en-US"));
   const layoutName = (l) => `TP${l.tp} PP${l.pp} DP${l.dp}` + (l.ep > 1 ? ` EP${l.ep}` : "");
@@ -116,7 +117,10 @@
     $("inputs").addEventListener("submit", (e) => { e.preventDefault(); refresh(); });
     $("f-gpu-source").addEventListener("change", syncGpuSource);
     $("f-upload").addEventListener("change", upload);
-    $("share-copy").addEventListener("click", () => copy(location.href, "Link copied"));
+    $("share-copy").addEventListener("click", () => copy(location.href, "Link copied", () => {
+      $("share").textContent = location.href;  // shown, so that it can be selected
+      return $("share");
+    }));
   }
 
   function syncGpuSource() {
@@ -193,6 +197,7 @@
     const q = query();
     history.replaceState(null, "", "?" + q.toString());
     $("share").href = location.href;
+    if ($("share").textContent.includes("?")) $("share").textContent = location.href;
     inflight = new AbortController();
     document.body.classList.add("busy");
     $("status").textContent = "Planning…";
@@ -200,7 +205,7 @@
       const resp = await fetch("api/view?" + q.toString(), { signal: inflight.signal });
       clearErrors();
       if (resp.status >= 500) {
-        showError({ error: `tpfit failed on these inputs (HTTP ${resp.status}, a bug: the terminal running \`tpfit ui\` shows the traceback)` });
+        showError({ error: serverBug(resp.status) });
         return;
       }
       const body = await resp.json();
@@ -209,7 +214,7 @@
     } catch (e) {
       if (e.name === "AbortError") return;
       clearErrors();
-      showError({ error: "the tpfit server did not answer (" + e.message + "); is `tpfit ui` still running?" });
+      showError({ error: noAnswer(e) });
     } finally {
       document.body.classList.remove("busy");
     }
@@ -223,12 +228,20 @@
       showError({ field: "model", error: `config.json: ${file.size} bytes is more than the ${DATA.upload_limit_bytes} bytes the page accepts` });
       return;
     }
-    const resp = await fetch("api/upload", { method: "POST", body: await file.text(), headers: { "Content-Type": "application/json" } });
-    const body = await resp.json();
+    let resp, body;
+    try {  // as refresh() does: a server gone or failing is said beside the field, not left in the console
+      resp = await fetch("api/upload", { method: "POST", body: await file.text(), headers: { "Content-Type": "application/json" } });
+      body = resp.status >= 500 ? { field: "model", error: serverBug(resp.status) } : await resp.json();
+    } catch (e) {
+      showError({ field: "model", error: noAnswer(e) });
+      return;
+    }
     if (!resp.ok) { showError(body); return; }
     $("f-model").value = body.model;
     refresh();
   }
+  const serverBug = (status) => `tpfit failed on these inputs (HTTP ${status}, a bug: the terminal running \`tpfit ui\` shows the traceback)`;
+  const noAnswer = (e) => "the tpfit server did not answer (" + e.message + "); is `tpfit ui` still running?";
 
   // ---- results ---------------------------------------------------------------------------------
   function render(v) {
@@ -406,11 +419,11 @@
       }
     });
     const refused = plan.candidates.filter((c) => ["refused", "refused_at_start"].includes(verdictOf(c))).length;
-    $("show-refused-text").textContent = `Show the ${refused} layouts vLLM refuses`;
+    $("show-refused-text").textContent = `Show the ${refused} ${plural(refused, "layout")} vLLM refuses`;
     $("show-refused").checked = plan.candidates.length <= 16;  // a long list starts with what runs
     $("show-refused").parentElement.hidden = refused === 0;
     $("show-refused").onchange = showRefused;
-    $("layouts").replaceChildren(el("caption", { class: "hint", style: "text-align:left", text: `${plan.candidates.length} layouts for ${plan.cluster.nodes} × ${plan.cluster.gpus_per_node} ${plan.cluster.gpu_name}` }), thead, tbody);
+    $("layouts").replaceChildren(el("caption", { class: "hint", style: "text-align:left", text: `${plan.candidates.length} ${plural(plan.candidates.length, "layout")} for ${plan.cluster.nodes} × ${plan.cluster.gpus_per_node} ${plan.cluster.gpu_name}` }), thead, tbody);
     showRefused();
   }
 
@@ -484,7 +497,7 @@
     $("deploy-download").href = "data:text/plain;charset=utf-8," + encodeURIComponent(f.text);
     $("deploy-download").download = f.name;
     $("deploy-download").setAttribute("aria-label", "Download " + f.name);
-    $("deploy-copy").onclick = () => copy(f.text, f.name + " copied");
+    $("deploy-copy").onclick = () => copy(f.text, f.name + " copied", () => $("deploy-text"));
     $("deploy-command").textContent = "The same file from the command line: " + view.deploy.commands[f.fmt];
   }
 
@@ -496,13 +509,15 @@
     pickTab(files, next);
   }
 
-  async function copy(text, done) {
+  // holder(): the element showing exactly TEXT, selected for Ctrl+C where the clipboard is refused (a page served
+  // to other machines over http, or the permission denied)
+  async function copy(text, done, holder) {
     try {
       await navigator.clipboard.writeText(text);
       $("status").textContent = done;
     } catch (e) {
       const range = document.createRange();
-      range.selectNodeContents($("deploy-text"));
+      range.selectNodeContents(holder());
       getSelection().removeAllRanges();
       getSelection().addRange(range);
       $("status").textContent = "Selected: press Ctrl+C to copy";
