@@ -271,6 +271,40 @@ def test_header_comment_holds_any_character_of_the_command(char):
     assert bash_argv(render(d, "serve")["serve.sh"], "vllm")[2:4] == ["--served-model-name", name]
 
 
+@pytest.mark.parametrize("path", ["/srv/models/llama 70b", "/srv/m,odel's $HOME"])
+def test_a_local_model_folder_is_mounted_in_every_container(path, tmp_path):
+    """The container formats passed a host folder as --model without mounting it: vLLM in the container found no
+    such folder. docker and the Ray script bind it read-only at the same path (--mount, whose CSV takes commas),
+    compose binds it, Kubernetes mounts the node's folder at that path."""
+    import csv
+
+    d = deployment_from_plan(made_plan(), command="tpfit deploy", model_path=path)
+    docker = bash_argv(render(d, "docker")["docker-run.sh"], "docker")
+    fields = next(csv.reader([docker[docker.index("--mount") + 1]]))
+    assert fields == ["type=bind", f"source={path}", f"target={path}", "readonly"]
+    assert docker[docker.index("--model") + 1] == path
+    compose = render(d, "compose")["compose.yaml"]
+    validate_compose(compose, tmp_path)
+    service = next(iter(yaml.safe_load(compose)["services"].values()))
+    bind = next(v for v in service["volumes"] if isinstance(v, dict))
+    assert (bind["source"].replace("$$", "$"), bind["target"], bind["read_only"]) == (path, path, True)
+    pod = next(o for o in validate_k8s(render(d, "k8s")["k8s.yaml"]) if o["kind"] == "Deployment")["spec"]["template"]
+    assert {"name": "model", "hostPath": {"path": path, "type": "Directory"}} in pod["spec"]["volumes"]
+    assert {"name": "model", "mountPath": path, "readOnly": True} in pod["spec"]["containers"][0]["volumeMounts"]
+    ray = render(d, "ray")["ray-cluster.sh"]
+    assert subprocess.run(["bash", "-n"], input=ray.encode()).returncode == 0
+    mount = next(shlex.split(line.rstrip(" \\"))[1] for line in ray.splitlines() if line.strip().startswith("--mount "))
+    assert next(csv.reader([mount]))[1] == f"source={path}"
+
+
+def test_a_relative_model_folder_is_deployed_by_its_absolute_path():
+    """A container's --mount needs an absolute source, and vLLM in the container has another working folder."""
+    result = _deploy("tests/data/tiny-llama-config", "--gpus", "1xH100", "--format", "docker")
+    assert result.returncode == 0, result.stderr
+    argv = bash_argv(result.stdout, "docker")
+    assert argv[argv.index("--model") + 1] == str(ROOT / "tests" / "data" / "tiny-llama-config")
+
+
 def test_no_token_value_in_any_file(monkeypatch, tmp_path):
     secret = "hf_SECRETvalue1234567890"
     monkeypatch.setenv("HF_TOKEN", secret)
@@ -372,7 +406,8 @@ def test_verify_launch_docker_uses_the_deploy_command_and_reports_docker_errors(
 
     proc = _docker_process(str(tmp_path), ["--max-model-len", "512", "--tensor-parallel-size", "2"])
     argv = proc.argv
-    assert argv[:2] == ["docker", "run"] and "--ipc=host" in argv and f"{tmp_path}:{tmp_path}:ro" in argv
+    assert argv[:2] == ["docker", "run"] and "--ipc=host" in argv
+    assert argv[argv.index("--mount") + 1] == f"type=bind,source={tmp_path},target={tmp_path},readonly"
     image_at = argv.index("vllm/vllm-openai:v0.33.0")
     assert argv[image_at + 1:] == ["--model", str(tmp_path), "--max-model-len", "512", "--tensor-parallel-size", "2",
                                    "--port", str(proc.port)]

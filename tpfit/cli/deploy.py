@@ -91,7 +91,8 @@ def deploy(
     command = shlex.join(["tpfit", "deploy", *sys.argv[2:]]) if sys.argv[1:2] == ["deploy"] else "tpfit deploy"
     files = deployment_files(
         plan, fmt, command=command, cuda=cuda, driver=driver, port=port, gpu_ids=ids, gpu_ids_text=gpu_ids,
-        served_model_name=served_model_name, model_path=plan.model.local_path,
+        served_model_name=served_model_name,
+        model_path=str(Path(plan.model.local_path).absolute()) if plan.model.local_path else None,
         shm_size=shm_size, monitoring=monitoring,
         monitoring_for=lambda doc, d: make_monitoring(doc, d, job=job, threshold=threshold, alert_label=alert_label))
     if fmt == "lws" and plan.cluster.nodes == 1:

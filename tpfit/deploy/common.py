@@ -47,6 +47,9 @@ class Deployment:
     """Host GPU indices to use; empty = all."""
     shm_size: str | None = None
     """`--shm-size` instead of `--ipc=host` when set."""
+    local_model: bool = False
+    """`model` is a folder on this machine: containers bind it read-only at the same path (vLLM in a container
+    sees no host path otherwise)."""
     start_wait_s: int = MIN_START_WAIT_S
     """How long the startup probe and health check let the server start (deploy/startup.py `wait_seconds`)."""
     header: tuple[str, ...] = field(default=())
@@ -134,4 +137,5 @@ def deployment_from_plan(plan: Plan, *, command: str, cuda: CudaBuild = DEFAULT_
         pipeline_parallel_size=lay.pp, data_parallel_size=lay.dp, gpus_per_node=cluster.gpus_per_node,
         nodes=cluster.nodes, image=image_for(version, cuda), vllm_version=version, port=port, gpu_ids=gpu_ids,
         shm_size=shm_size, header=header, start_wait_s=wait_seconds(plan, best, downloads=model_path is None),
+        local_model=model_path is not None,
     )

@@ -17,7 +17,9 @@ def compose_dict(d: Deployment) -> dict:
         "image": d.image,
         "command": [a.replace("$", "$$") for a in d.server_argv()],  # compose interpolates a bare $
         "ports": [f"{d.port}:{d.port}"],
-        "volumes": [f"${{HF_HOME:-~/.cache/huggingface}}:{HF_CACHE_CONTAINER}", "vllm-cache:/root/.cache/vllm"],
+        "volumes": [f"${{HF_HOME:-~/.cache/huggingface}}:{HF_CACHE_CONTAINER}", "vllm-cache:/root/.cache/vllm"] + (
+            [{"type": "bind", "source": d.model.replace("$", "$$"), "target": d.model, "read_only": True}]
+            if d.local_model else []),
         "environment": {"HF_TOKEN": "${HF_TOKEN:-}"},  # interpolated from the caller's environment
         "deploy": {"resources": {"reservations": {"devices": [device]}}},
         "healthcheck": {

@@ -38,6 +38,15 @@ def _shm_volume() -> dict:
     return {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "16Gi"}}
 
 
+def _model_volume(d: Deployment) -> list[dict]:
+    """A model folder given as a path: the same path on the node (copy it there), checked to be a folder."""
+    return [{"name": "model", "hostPath": {"path": d.model, "type": "Directory"}}] if d.local_model else []
+
+
+def _model_mount(d: Deployment) -> list[dict]:
+    return [{"name": "model", "mountPath": d.model, "readOnly": True}] if d.local_model else []
+
+
 def single_node(d: Deployment) -> list[dict]:
     name = k8s_name(d.model)
     labels = {"app": name}
@@ -49,7 +58,7 @@ def single_node(d: Deployment) -> list[dict]:
         "env": _token_env(),
         "resources": {"limits": {"nvidia.com/gpu": d.gpus_per_replica_node}},
         "volumeMounts": [{"name": "dshm", "mountPath": "/dev/shm"},
-                         {"name": "hf-cache", "mountPath": HF_CACHE_CONTAINER}],
+                         {"name": "hf-cache", "mountPath": HF_CACHE_CONTAINER}] + _model_mount(d),
         **_probes(d),
     }
     deployment = {
@@ -60,7 +69,8 @@ def single_node(d: Deployment) -> list[dict]:
             "selector": {"matchLabels": labels},
             "template": {"metadata": {"labels": labels}, "spec": {
                 "containers": [container],
-                "volumes": [_shm_volume(), {"name": "hf-cache", "persistentVolumeClaim": {"claimName": f"{name}-hf-cache"}}],
+                "volumes": [_shm_volume(), {"name": "hf-cache", "persistentVolumeClaim": {"claimName": f"{name}-hf-cache"}}]
+                + _model_volume(d),
             }},
         },
     }
@@ -85,12 +95,13 @@ def leader_worker_set(d: Deployment) -> list[dict]:
         c = {"name": f"vllm-{role}", "image": d.image, "command": ["sh", "-c", command], "env": _token_env(),
              "resources": {"limits": {"nvidia.com/gpu": d.gpus_per_replica_node}},
              "volumeMounts": [{"name": "dshm", "mountPath": "/dev/shm"},
-                              {"name": "hf-cache", "mountPath": HF_CACHE_CONTAINER}]}
+                              {"name": "hf-cache", "mountPath": HF_CACHE_CONTAINER}] + _model_mount(d)}
         if probes:
             c["ports"] = [{"containerPort": d.port, "name": "http"}]
             c.update(_probes(d))
         cache = {"name": "hf-cache", "hostPath": {"path": HF_CACHE_HOST_PATH, "type": "DirectoryOrCreate"}}
-        return {"metadata": {"labels": {"role": role}}, "spec": {"containers": [c], "volumes": [_shm_volume(), cache]}}
+        return {"metadata": {"labels": {"role": role}},
+                "spec": {"containers": [c], "volumes": [_shm_volume(), cache] + _model_volume(d)}}
 
     lws = {
         "apiVersion": "leaderworkerset.x-k8s.io/v1", "kind": "LeaderWorkerSet", "metadata": {"name": name},

@@ -49,12 +49,24 @@ def gpus_flag(d: Deployment) -> str:
     return '"device=' + ",".join(map(str, d.gpu_ids)) + '"'
 
 
+def bind_mount(path: str) -> str:
+    """docker's `--mount` value binding a host folder read-only at the same path. Its fields are CSV, so a path
+    with a comma or a quote is quoted as CSV quotes it (`-v` cannot hold a path with `:` at all)."""
+    import csv
+    import io
+
+    row = io.StringIO()
+    csv.writer(row, lineterminator="").writerow(["type=bind", f"source={path}", f"target={path}", "readonly"])
+    return row.getvalue()
+
+
 def docker_argv(d: Deployment) -> list[list[str]]:
     shm = ["--shm-size", d.shm_size] if d.shm_size else ["--ipc=host"]
     return [
         ["docker", "run", "--runtime", "nvidia", "--gpus", gpus_flag(d)],
         shm,
         ["-v", f"{HF_CACHE_HOST}:{HF_CACHE_CONTAINER}".replace("~", "${HOME}")],
+        ["--mount", bind_mount(d.model)] if d.local_model else [],
         ["--env", "HF_TOKEN"],  # passed through from the caller's environment, never written here
         ["-p", f"{d.port}:{d.port}"],
         [d.image],
@@ -66,7 +78,7 @@ def docker_command(d: Deployment) -> str:
     parts = docker_argv(d)
     # ${HOME} must stay expandable: quote every part except the volume path's variable
     lines = []
-    for p in parts:
+    for p in filter(None, parts):
         if p[0] == "-v":
             host, container = p[1].split(":", 1)
             lines.append(f'-v "{host}":{shlex.quote(container)}')

@@ -116,13 +116,12 @@ def docker_process(model: str, flags: list[str]):
     port = free_port()
     tp = int(flags[flags.index("--tensor-parallel-size") + 1]) if "--tensor-parallel-size" in flags else 1
     pp = int(flags[flags.index("--pipeline-parallel-size") + 1]) if "--pipeline-parallel-size" in flags else 1
-    d = Deployment(model=model, served_model_name=None, engine_args=tuple(flags), tensor_parallel_size=tp,
-                   pipeline_parallel_size=pp, data_parallel_size=1, gpus_per_node=tp * pp, nodes=1,
-                   image=image_for(CURRENT_VLLM_VERSION), vllm_version=CURRENT_VLLM_VERSION, port=port)
+    local = Path(model).exists()  # a local model folder: bound in the container at the same path
+    d = Deployment(model=str(Path(model).resolve()) if local else model, served_model_name=None,
+                   engine_args=tuple(flags), tensor_parallel_size=tp, pipeline_parallel_size=pp, data_parallel_size=1,
+                   gpus_per_node=tp * pp, nodes=1, image=image_for(CURRENT_VLLM_VERSION),
+                   vllm_version=CURRENT_VLLM_VERSION, port=port, local_model=local)
     argv = [a.replace("${HOME}", str(Path.home())) for part in docker_argv(d) for a in part]
-    if Path(model).exists():  # a local model folder: visible in the container at the same path
-        path = str(Path(model).resolve())
-        argv[argv.index(d.image):argv.index(d.image)] = ["-v", f"{path}:{path}:ro"]
     return DockerVllm(argv=argv, name=f"tpfit-verify-{port}", port=port)
 
 
