@@ -257,6 +257,27 @@ def test_a_number_the_browser_cannot_read_is_named_not_planned_as_the_default(br
         assert text(browser, error_id) == "" and text(browser, "plan-command") == command
 
 
+def test_a_link_plans_every_spelling_the_server_takes_and_shows_its_flags(browser, server):
+    """A link with FP8, LATENCY, yes or on (all of which `tpfit plan` and /api/plan take) was planned without them:
+    the lists and the checkbox could not hold those spellings, so the page sent the defaults and rewrote the URL.
+    The flags it set, and a flag named by an error, sat inside the closed flags box."""
+    browser.get(server + "?model=qwen3-30b-a3b&gpus=2xH100&context=8192&kv_cache_dtype=FP8&enforce_eager=yes"
+                         "&enable_expert_parallel=on&objective=LATENCY")
+    wait_counter(browser, "renders", 0)
+    args = ["qwen3-30b-a3b", "--gpus", "2xH100", "--enable-expert-parallel", "--context", "8192", "--kv-cache-dtype",
+            "fp8", "--enforce-eager", "--objective", "latency"]
+    assert text(browser, "plan-command") == "tpfit plan " + " ".join(args)
+    check_page_equals_plan(browser, cli_plan(args))
+    assert browser.find_element("id", "flags-box").get_attribute("open") is not None
+    browser.get(server + "?model=llama-3.1-8b&gpus=1xH100")
+    wait_counter(browser, "renders", 0)
+    assert browser.find_element("id", "flags-box").get_attribute("open") is None
+    browser.get(server + "?model=llama-3.1-8b&gpus=1xH100&max_num_seqs=0")
+    wait_counter(browser, "errors", 0)
+    assert text(browser, "err-max_num_seqs").startswith("Invalid value for '--max-num-seqs'")
+    assert browser.find_element("id", "f-max_num_seqs").is_displayed()
+
+
 def test_uploaded_config_is_planned_as_the_cli_plans_that_file(browser, server):
     browser.get(server + "?model=llama-3.1-8b&gpus=2xH100&context=16384")
     wait_counter(browser, "renders", 0)

@@ -49,7 +49,7 @@ def _listen(host: str, port: int):
 
 
 def _page_data() -> dict:
-    from tpfit.cli.plan_form import form_fields
+    from tpfit.cli.plan_form import TRUE_WORDS, form_fields
     from tpfit.hardware.catalog import catalog_gpus
     from tpfit.model.catalog import catalog_models
 
@@ -58,6 +58,7 @@ def _page_data() -> dict:
         "catalog": {"models": [{"alias": a, "hf_id": h} for a, h in catalog_models()],
                     "gpus": [{"alias": g.id, "name": g.name} for g in catalog_gpus()]},
         "example": EXAMPLE_QUERY,
+        "true_words": list(TRUE_WORDS),
     }
 
 

@@ -107,9 +107,18 @@
     }
     for (const f of DATA.fields) {
       const input = $("f-" + f.name);
-      if (!input || !(f.name in start)) continue;
-      if (input.type === "checkbox") input.checked = ["1", "true", "on"].includes(start[f.name]);
-      else input.value = start[f.name];
+      if (!input || !(f.name in start) || !start[f.name]) continue;
+      const value = start[f.name];
+      if (input.type === "checkbox") input.checked = DATA.true_words.includes(value.toLowerCase());
+      else {
+        // a spelling the server takes but the list does not hold ("FP8", "yes"): kept, so the URL plans what it
+        // says (it was dropped for the default) and the server judges it
+        if (input.tagName === "SELECT" && ![...input.options].some((o) => o.value === value)) {
+          input.append(el("option", { value, text: value }));
+        }
+        input.value = value;
+      }
+      reveal(input);
     }
     syncGpuSource();
     $("inputs").addEventListener("input", schedule);
@@ -121,6 +130,12 @@
       $("share").textContent = location.href;  // shown, so that it can be selected
       return $("share");
     }));
+  }
+
+  // a field set from the URL or named by an error is shown, not left inside the closed flags box
+  function reveal(input) {
+    const box = input.closest("details");
+    if (box) box.open = true;
   }
 
   function syncGpuSource() {
@@ -168,7 +183,11 @@
     const field = err.field && $("err-" + err.field) ? err.field : "general";
     $("err-" + field).textContent = err.error;
     const inputs = field === "gpus" ? ["f-gpu", "f-count", "f-nodes"] : ["f-" + field];
-    for (const id of inputs) if ($(id)) $(id).setAttribute("aria-invalid", "true");
+    for (const id of inputs) {
+      if (!$(id)) continue;
+      $(id).setAttribute("aria-invalid", "true");
+      reveal($(id));
+    }
     $("status").textContent = "Not planned: " + err.error;
   }
 
