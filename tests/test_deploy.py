@@ -231,6 +231,18 @@ def test_gpu_selection_and_shm_size(tmp_path):
     assert dev["device_ids"] == ["2", "3"] and "count" not in dev
 
 
+def test_gpu_ids_pin_the_serve_command_and_are_refused_where_nothing_can_pin_them():
+    """--gpu-ids was silently dropped by serve (no CUDA_VISIBLE_DEVICES: vLLM took GPUs 0 and 1), k8s, lws and ray."""
+    d = deployment_from_plan(made_plan(), command="x", gpu_ids=(2, 3))
+    shim = 'vllm() { printf "%s\\0" "$CUDA_VISIBLE_DEVICES" "$@"; }\n'
+    run = subprocess.run(["bash", "-c", shim + render(d, "serve")["serve.sh"]], capture_output=True)
+    assert run.returncode == 0 and run.stdout.decode().split("\0")[:2] == ["2,3", "serve"]
+    for fmt in ("k8s", "lws", "ray"):
+        result = _deploy("llama-3.1-70b", "--gpus", "2xH100", "--context", "8192", "--gpu-ids", "2,3", "--format", fmt)
+        assert result.returncode == 2 and not result.stdout, result.stderr
+        assert result.stderr.startswith(f"error: --gpu-ids 2,3: --format {fmt} cannot pin host GPUs"), result.stderr
+
+
 hostile = st.text(alphabet=st.sampled_from(list("ab /$()`'\"\n\\;&|*?~#{}-_.:\r\x85\u2028")), min_size=1, max_size=24)
 
 

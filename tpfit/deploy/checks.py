@@ -38,8 +38,17 @@ def parse_gpu_ids(text: str) -> tuple[int, ...]:
     return ids
 
 
-def check_gpu_ids(ids: tuple[int, ...], d: Deployment, *, text: str) -> None:
-    """The indices must name exactly the GPUs one node of the layout uses."""
+GPU_ID_FORMATS = ("serve", "docker", "compose")
+"""Formats that start the server on a host whose GPUs tpfit can name (Kubernetes and Ray assign their own)."""
+
+
+def check_gpu_ids(ids: tuple[int, ...], d: Deployment, *, text: str, fmt: str) -> None:
+    """The indices must name exactly the GPUs one node of the layout uses, in a format that can pin them."""
+    if fmt not in GPU_ID_FORMATS and fmt not in ("alerts", "grafana"):
+        who = ("Kubernetes assigns them to the pod through nvidia.com/gpu; a nodeSelector picks the nodes"
+               if fmt in ("k8s", "lws") else "Ray gives each node's container all of its GPUs")
+        raise UsageError(f"--format {fmt} cannot pin host GPUs ({who}); use --format {', '.join(GPU_ID_FORMATS)}, "
+                         "or leave --gpu-ids out", flag="--gpu-ids", value=text)
     need = d.gpus_per_replica_node
     if ids and len(ids) != need:
         layout = f"TP{d.tensor_parallel_size} PP{d.pipeline_parallel_size} DP{d.data_parallel_size}"

@@ -46,7 +46,7 @@ def deployment_files(plan: Plan, fmt: str, *, command: str, cuda: CudaBuild | No
                              served_model_name=served_model_name, model_path=model_path, shm_size=shm_size)
     checks.check_format(d, fmt, gpu_id=plan.cluster.gpu.id)
     if gpu_ids:
-        checks.check_gpu_ids(gpu_ids, d, text=gpu_ids_text)
+        checks.check_gpu_ids(gpu_ids, d, text=gpu_ids_text, fmt=fmt)
     if not (monitoring or fmt in MONITORING_FORMATS):
         return render(d, fmt, None)
     return render(d, fmt, monitoring_for(plan_to_dict(plan), d))

@@ -25,9 +25,11 @@ def join_lines(parts: list[list[str]]) -> str:
 
 
 def serve_command(d: Deployment) -> str:
-    """The `vllm serve` command (the token, if needed, comes from the caller's HF_TOKEN environment)."""
+    """The `vllm serve` command, on the `--gpu-ids` GPUs when given (the token, if needed, comes from the caller's
+    HF_TOKEN environment)."""
     argv = d.vllm_argv()
-    parts = [["vllm", "serve", argv[0]]]
+    pin = [f"CUDA_VISIBLE_DEVICES={','.join(map(str, d.gpu_ids))}"] if d.gpu_ids else []
+    parts = [[*pin, "vllm", "serve", argv[0]]]
     parts += _flag_lines(argv[1:])
     return comment(d.header) + join_lines(parts)
 
