@@ -64,6 +64,14 @@ def check_shm_size(text: str) -> str:
     return text.strip()
 
 
+def shm_bytes(text: str) -> int:
+    """Bytes of a size in docker's syntax (binary multiples, as go-units' RAMInBytes): `16g` -> 17179869184."""
+    m = re.match(r"^(\d+(?:\.\d+)?)\s?([kmgtp]?)", text.strip(), re.IGNORECASE)
+    if m is None:
+        raise UsageError("use a size docker understands, such as 16g or 1024m", flag="--shm-size", value=text)
+    return int(float(m.group(1)) * 1024 ** ("kmgtp".index(m.group(2).lower()) + 1 if m.group(2) else 0))
+
+
 def parse_driver(text: str) -> tuple[int, ...]:
     """`--driver 580.65.06` -> (580, 65, 6); refused when not a version or too old for every image tpfit writes."""
     if not _DRIVER.match(text.strip()):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from tpfit.deploy.checks import shm_bytes
 from tpfit.deploy.common import HF_CACHE_CONTAINER, Deployment, k8s_name
 from tpfit.deploy.shell import comment
 from tpfit.deploy.yamlout import dump_all
@@ -34,8 +35,10 @@ def _probes(d: Deployment) -> dict:
     }
 
 
-def _shm_volume() -> dict:
-    return {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "16Gi"}}
+def _shm_volume(d: Deployment) -> dict:
+    """/dev/shm in memory: `--shm-size` when given (in bytes, a Kubernetes quantity), else 16 GiB."""
+    size = str(shm_bytes(d.shm_size)) if d.shm_size else "16Gi"
+    return {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": size}}
 
 
 def _model_volume(d: Deployment) -> list[dict]:
@@ -69,7 +72,7 @@ def single_node(d: Deployment) -> list[dict]:
             "selector": {"matchLabels": labels},
             "template": {"metadata": {"labels": labels}, "spec": {
                 "containers": [container],
-                "volumes": [_shm_volume(), {"name": "hf-cache", "persistentVolumeClaim": {"claimName": f"{name}-hf-cache"}}]
+                "volumes": [_shm_volume(d), {"name": "hf-cache", "persistentVolumeClaim": {"claimName": f"{name}-hf-cache"}}]
                 + _model_volume(d),
             }},
         },
@@ -101,7 +104,7 @@ def leader_worker_set(d: Deployment) -> list[dict]:
             c.update(_probes(d))
         cache = {"name": "hf-cache", "hostPath": {"path": HF_CACHE_HOST_PATH, "type": "DirectoryOrCreate"}}
         return {"metadata": {"labels": {"role": role}},
-                "spec": {"containers": [c], "volumes": [_shm_volume(), cache] + _model_volume(d)}}
+                "spec": {"containers": [c], "volumes": [_shm_volume(d), cache] + _model_volume(d)}}
 
     lws = {
         "apiVersion": "leaderworkerset.x-k8s.io/v1", "kind": "LeaderWorkerSet", "metadata": {"name": name},

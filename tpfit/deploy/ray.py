@@ -22,6 +22,8 @@ MASTER_PORT = 29501
 JOIN_TIMEOUT_S = 600
 """How long a head waits for its workers (and a worker for its head) before it gives up with a message."""
 CONTAINER = "vllm-ray-node"
+RAY_SHM_SIZE = "10.24g"
+"""The node container's /dev/shm in vLLM's run_cluster.sh, unless `--shm-size` says otherwise."""
 
 # Shared by both scripts: which address and interface this node uses to reach the others. On the head the
 # address is HEAD_IP itself; on a worker, the source address of its route to HEAD_IP. The interface is the
@@ -86,7 +88,8 @@ def ray_script(d: Deployment) -> str:
         'else wait_port "$HEAD_IP" "$RAY_PORT" "the Ray head"',
         '  RAY=(ray start "--address=$HEAD_IP:$RAY_PORT" "--node-ip-address=$VLLM_HOST_IP"); fi',
         'if [ "$RUNTIME" = docker ]; then',
-        f'  docker run -d --name "$CONTAINER" --entrypoint /bin/bash --network host --shm-size 10.24g --gpus all \\',
+        f'  docker run -d --name "$CONTAINER" --entrypoint /bin/bash --network host '
+        f'--shm-size {shlex.quote(d.shm_size or RAY_SHM_SIZE)} --gpus all \\',
         f'    -v "${{HF_HOME:-$HOME/.cache/huggingface}}":{HF_CACHE_CONTAINER} -e HF_TOKEN \\',
         *([f"    --mount {shlex.quote(bind_mount(d.model))} \\"] if d.local_model else []),
         '    -e "VLLM_HOST_IP=$VLLM_HOST_IP" -e "RAY_NODE_IP_ADDRESS=$VLLM_HOST_IP" -e "RAY_OVERRIDE_NODE_IP_ADDRESS=$VLLM_HOST_IP" \\',
