@@ -247,9 +247,10 @@ def test_shm_size_reaches_kubernetes_and_ray():
     """--shm-size went to docker and compose only: Kubernetes kept 16Gi and the Ray script 10.24g."""
     d = deployment_from_plan(made_plan(), command="x", shm_size="32g")
     for fmt in ("k8s", "lws"):
-        pods = [o["spec"]["template"] if o["kind"] == "Deployment" else o["spec"]["leaderWorkerTemplate"]["leaderTemplate"]
-                for o in validate_k8s(next(iter(render(d, fmt).values()))) if o["kind"] in ("Deployment",
-                                                                                            "LeaderWorkerSet")]
+        objs = validate_k8s(next(iter(render(d, fmt).values())))
+        pods = [o["spec"]["template"] if o["kind"] == "Deployment" else
+                o["spec"]["leaderWorkerTemplate"]["leaderTemplate"]
+                for o in objs if o["kind"] in ("Deployment", "LeaderWorkerSet")]
         dshm = next(v for v in pods[0]["spec"]["volumes"] if v["name"] == "dshm")
         assert dshm["emptyDir"]["sizeLimit"] == str(32 * 2**30), fmt
     assert " --shm-size 32g --gpus all " in render(d, "ray")["ray-cluster.sh"]

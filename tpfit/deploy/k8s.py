@@ -72,7 +72,8 @@ def single_node(d: Deployment) -> list[dict]:
             "selector": {"matchLabels": labels},
             "template": {"metadata": {"labels": labels}, "spec": {
                 "containers": [container],
-                "volumes": [_shm_volume(d), {"name": "hf-cache", "persistentVolumeClaim": {"claimName": f"{name}-hf-cache"}}]
+                "volumes": [_shm_volume(d),
+                            {"name": "hf-cache", "persistentVolumeClaim": {"claimName": f"{name}-hf-cache"}}]
                 + _model_volume(d),
             }},
         },
