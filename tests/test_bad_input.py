@@ -83,6 +83,15 @@ def test_an_unwritable_html_is_refused_before_the_plan_is_printed(tmp_path, wher
     assert result.stdout == "" and not (tmp_path / "missing").exists()
 
 
+@pytest.mark.parametrize("name", ["-", "a" * 300 + ".html"])
+def test_an_html_name_that_is_no_file_is_refused_without_a_trace(tmp_path, name):
+    """`--html -` wrote a file named "-" in the current folder; a name past the file system's 255 bytes raised
+    OSError ENAMETOOLONG from the writability check itself (a traceback)."""
+    run = tpfit("plan", "llama-3.1-8b", "--gpus", "1xH100", "--html", name)
+    one_line_error(run, "--html ")
+    assert not (ROOT / "-").exists() and run.stdout == ""
+
+
 def test_out_naming_an_existing_file(tmp_path):
     existing = tmp_path / "file.txt"
     existing.write_text("x")

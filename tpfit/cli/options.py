@@ -106,8 +106,11 @@ def check_writable(path: Path, flag: str, *, make_folders: bool = False) -> None
     for it), and remove it again if it was new."""
     from tpfit.errors import UsageError
 
-    existed = path.exists()
+    if str(path) == "-":  # taken literally, it wrote a file named "-" in the current folder
+        raise UsageError("this writes a file, not standard output (which holds the command's own report); give "
+                         "a file name", flag=flag, value=str(path))
     try:
+        existed = path.exists()  # inside: a name too long for the file system raises here (ENAMETOOLONG)
         if make_folders:
             path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "a"):
