@@ -104,8 +104,6 @@ def check_writable(path: Path, flag: str, *, make_folders: bool = False) -> None
     """Refuse an output path that cannot be written (a folder, a path under a file, a missing or read-only folder)
     before the work whose result goes there: open it for appending (`make_folders`: in the folders the command makes
     for it), and remove it again if it was new."""
-    from tpfit.errors import UsageError
-
     if str(path) == "-":  # taken literally, it wrote a file named "-" in the current folder
         raise UsageError("this writes a file, not standard output (which holds the command's own report); give "
                          "a file name", flag=flag, value=str(path))

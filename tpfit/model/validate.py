@@ -172,10 +172,12 @@ def _check_quant(qc: Any, source: str) -> None:
     if group is not None and not (_is_int(group) and (group == -1 or 1 <= group <= 4096)):
         raise _fail(source, "group_size", f"quantization_config.group_size is {group!r}; use -1 or 1 to 4096")
     groups = qc.get("config_groups")
-    if groups is not None and not (isinstance(groups, dict) and all(
-            isinstance(g, dict) and isinstance(g.get("weights") or {}, dict) for g in groups.values())):
-        raise _fail(source, "config_groups", f"quantization_config.config_groups is {groups!r}; use an object of "
-                                             "groups such as {\"group_0\": {\"weights\": {\"num_bits\": 8}}}")
+    bad = (["config_groups"] if not isinstance(groups, dict) else
+           [f"config_groups.{k}" for k, g in groups.items()
+            if not isinstance(g, dict) or not isinstance(g.get("weights") or {}, dict)]) if groups is not None else []
+    if bad:
+        raise _fail(source, "config_groups", f"quantization_config.{bad[0]} is not an object of groups with their "
+                                             "weights; use one such as {\"group_0\": {\"weights\": {\"num_bits\": 8}}}")
     for key in _QUANT_FLAGS:
         _check_flag(qc.get(key), key, f"quantization_config.{key}", source)
     for key in ("bits", "w_bit"):
