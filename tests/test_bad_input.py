@@ -611,6 +611,13 @@ def test_a_gpu_given_by_size_plans_without_speed_figures():
     assert doc["summary"].startswith("Llama-3.1-8B-Instruct on 3×") and "fits" in doc["summary"]
 
 
+def test_speed_of_a_gpu_given_by_size_names_gpus_instead_of_saying_nothing_starts():
+    """`tpfit speed MODEL --gpus 2x24GB` said "no layout starts and serves; `tpfit plan` says why" of a model that
+    plan fits: such a GPU has no bandwidth to predict with."""
+    assert tpfit("plan", "llama-3.1-8b", "--gpus", "2x24GB").returncode == 0
+    one_line_error(tpfit("speed", "llama-3.1-8b", "--gpus", "2x24GB"), "--gpus 2x24GB", "--gpus 2x3090")
+
+
 def test_a_control_character_in_a_value_keeps_the_error_on_one_line():
     """A value with a newline or NEL (U+0085) is quoted escaped, so the error stays one line."""
     line = one_line_error(tpfit("plan", "llama-3.1-8b", "--gpus", "1xH100", "--quantization", "d\x85x\ny"),

@@ -205,9 +205,7 @@ def make_plan(model: ModelSpec, cluster: Cluster, workload: Workload | None = No
     # DP replicas don't change a GPU's memory, except that MoE experts are split over TP x DP
     cache: dict[tuple, tuple[tuple[int, ...], MemoryPlan | None]] = {}  # per-GPU weights of one replica, memory
     check_layout = layout_checker(spec, cluster, engine)
-    # no speed without the GPU's bandwidth: a CPU, or a GPU given only by its size (--gpus 2x24GB)
-    timed = cluster.gpu.vendor != "CPU" and cluster.gpu.mem_bw_bytes_per_s > 0
-    speed_of = (gpu_speed or make_gpu_speed(cluster.gpu)) if timed else None
+    speed_of = (gpu_speed or make_gpu_speed(cluster.gpu)) if cluster.gpu.has_speed_figures else None
     for layout in layouts:
         violations = check_layout(layout)
         tp, pp = layout.tp, layout.pp

@@ -42,6 +42,12 @@ class GpuSpec(Struct, frozen=True, kw_only=True):
     def is_a100(self) -> bool:
         return "a100" in self.id
 
+    @property
+    def has_speed_figures(self) -> bool:
+        """Whether speed can be predicted on it: a CPU, or a GPU given only by its size (`--gpus 2x24GB`), has no
+        memory bandwidth to predict with (plans then hold memory figures only)."""
+        return self.vendor != "CPU" and self.mem_bw_bytes_per_s > 0
+
 
 def _catalog() -> dict:
     return load_data("gpus.json")
