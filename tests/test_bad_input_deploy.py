@@ -304,3 +304,22 @@ def test_check_leaves_a_value_set_at_run_time_unchecked(tmp_path, value):
 def test_a_duration_that_never_ends_is_refused(args, flag):
     """Click's ranges let `nan` through, and `inf` where no maximum was set: these hung or raised."""
     one_line_error(tpfit(*args, "--url", "http://127.0.0.1:1", timeout=30), flag)
+
+
+# ---- tpfit verify's own options ------------------------------------------------------------------------------
+
+
+def test_verify_log_that_cannot_be_read_is_one_line(tmp_path):
+    """`--log` was read without a check: FileNotFoundError / IsADirectoryError tracebacks."""
+    one_line_error(tpfit("verify", "--url", "http://127.0.0.1:1", "--log", str(tmp_path / "none.log")), "--log",
+                   "cannot read it (No such file or directory)")
+    one_line_error(tpfit("verify", "--url", "http://127.0.0.1:1", "--log", str(tmp_path)), "--log", "is a folder")
+
+
+def test_verify_vllm_args_are_checked_before_anything_starts():
+    """An unbalanced quote in --vllm-args raised ValueError from shlex (a traceback); with --url the flags were
+    silently ignored."""
+    one_line_error(tpfit("verify", "tests/data/tiny-llama-config", "--launch", "--vllm-python", "/bin/true",
+                         "--vllm-args", "--served-model-name 'x"), "--vllm-args", "No closing quotation")
+    one_line_error(tpfit("verify", "--url", "http://127.0.0.1:1", "--vllm-args", "--enforce-eager"), "--vllm-args",
+                   "goes with --launch")

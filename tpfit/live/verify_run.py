@@ -64,6 +64,16 @@ class VerifyRequest:
         return flags
 
 
+def read_log(path: Path) -> str:
+    """`--log`: the server's start-up log, or UsageError naming the flag (missing, a folder, unreadable)."""
+    if path.is_dir():
+        raise UsageError("is a folder; give the server's log file", flag="--log", value=str(path))
+    try:
+        return path.read_text(errors="replace")
+    except OSError as err:
+        raise UsageError(f"cannot read it ({err.strerror})", flag="--log", value=str(path)) from None
+
+
 def run_verify(req: VerifyRequest, *, say: Callable[[str], None] | None = None) -> dict:
     """Start (with --launch) or reach the server, verify, stop what was started. `say` gets progress lines."""
     import asyncio
@@ -78,7 +88,7 @@ def run_verify(req: VerifyRequest, *, say: Callable[[str], None] | None = None) 
             if say:
                 say(f"starting vLLM ({url})")
             proc.wait_ready(timeout_s=req.timeout, on_progress=(lambda line: _startup_line(line, say)) if say else None)
-        log_text = proc.log_text() if proc else (req.log.read_text(errors="replace") if req.log else None)
+        log_text = proc.log_text() if proc else (read_log(req.log) if req.log else None)
         report = asyncio.run(_verify(url, req, log_text, say))
     finally:
         if proc:
