@@ -342,6 +342,13 @@ def test_a_target_no_layout_meets_is_said_in_the_answer(flag, key):
     assert " over --t" not in met["summary"], met["summary"]
 
 
+@pytest.mark.parametrize("value", ["nan", "0", "-1", "inf"])
+@pytest.mark.parametrize("flag", ["--ttft", "--tpot"])
+def test_a_target_that_is_no_number_of_seconds_is_refused(flag, value):
+    """`--ttft nan` was taken as met by every layout (NaN compares false) and printed as null; 0 as missed by all."""
+    one_line_error(tpfit("plan", "llama-3.1-8b", "--gpus", "1xH100", flag, value), flag, "seconds above 0")
+
+
 def test_explicit_bfloat16_on_a_t4_is_refused_and_auto_falls_back_to_float16():
     explicit = tpfit("plan", "llama-3.2-1b", "--gpus", "1xT4", "--dtype", "bfloat16", "--json")
     doc = json.loads(explicit.stdout)

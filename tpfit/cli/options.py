@@ -53,8 +53,8 @@ OutputTokensOpt = Annotated[Optional[int], typer.Option(
 ObjectiveOpt = Annotated[Objective, typer.Option(
     "--objective", case_sensitive=False,
     help="Rank layouts by throughput (output tok/s at --concurrency) or latency (per request).")]
-TtftOpt = Annotated[Optional[float], typer.Option("--ttft", min=0.0, help="Target time to first token, seconds.")]
-TpotOpt = Annotated[Optional[float], typer.Option("--tpot", min=0.0, help="Target time per output token, seconds.")]
+TtftOpt = Annotated[Optional[float], typer.Option("--ttft", help="Target time to first token, seconds (above 0).")]
+TpotOpt = Annotated[Optional[float], typer.Option("--tpot", help="Target time per output token, seconds (above 0).")]
 
 
 MAX_INTERVAL_S = 3600.0

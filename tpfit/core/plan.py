@@ -58,6 +58,10 @@ class Workload(Struct, frozen=True, kw_only=True):
         for flag, value in (("--input-tokens", self.input_tokens), ("--output-tokens", self.output_tokens)):
             if value is not None and value < 1:
                 raise UsageError("must be at least 1", flag=flag, value=value)
+        for flag, seconds in (("--ttft", self.ttft_s), ("--tpot", self.tpot_s)):
+            # NaN compared false with every figure (a target met by all), 0 with none
+            if seconds is not None and not 0 < seconds < float("inf"):
+                raise UsageError("a target is a number of seconds above 0, such as 0.5", flag=flag, value=seconds)
         self.speed_workload()  # requests that fit in the context, or the UsageError naming the flag
 
     def speed_workload(self, max_model_len: int | None = None) -> SpeedWorkload:
