@@ -323,3 +323,14 @@ def test_verify_vllm_args_are_checked_before_anything_starts():
                          "--vllm-args", "--served-model-name 'x"), "--vllm-args", "No closing quotation")
     one_line_error(tpfit("verify", "--url", "http://127.0.0.1:1", "--vllm-args", "--enforce-eager"), "--vllm-args",
                    "goes with --launch")
+
+
+def test_check_names_windows_line_endings_in_a_script(tmp_path):
+    """bash keeps each CR of a CRLF script: `\\` + CR is no continuation, so `--tensor-parallel-size 3` on the next
+    line never reaches vLLM. check read it as bash does and reported a clean TP=1 server (exit 0)."""
+    script = tmp_path / "run.sh"
+    script.write_bytes(b"vllm serve meta-llama/Llama-3.1-8B-Instruct \\\r\n  --tensor-parallel-size 3\r\n")
+    result = tpfit("check", str(script), "--gpus", "4xH100")
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stdout + result.stderr
+    assert f"{script}:1: error[line-endings] the script has Windows (CRLF) line endings" in result.stdout
+    assert f"dos2unix {script}" in result.stdout

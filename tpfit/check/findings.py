@@ -35,6 +35,7 @@ class Kind(str, Enum):
     ENFORCE_EAGER = "enforce-eager"
     GPU_UTILIZATION = "gpu-memory-utilization"
     NOT_CHECKED = "not-checked"
+    LINE_ENDINGS = "line-endings"
 
 
 class Op(str, Enum):

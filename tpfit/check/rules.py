@@ -18,7 +18,7 @@ from tpfit.deploy.common import HF_CACHE_CONTAINER
 from tpfit.deploy.startup import (
     DOWNLOAD_BYTES_PER_S, LOAD_BYTES_PER_S, SPREAD, START_OVERHEAD_S, download_bytes, start_seconds,
 )
-from tpfit.deployment.facts import Runtime, Unit, Where
+from tpfit.deployment.facts import DeploymentFile, Format, Runtime, Unit, Where
 from tpfit.deployment.flags import FlagTable
 from tpfit.kinds import Verdict
 from tpfit.live.doctor import MIN_SHM_BYTES
@@ -420,6 +420,20 @@ def check_server(unit: Unit, r: Resolved) -> list[Finding]:
         said += f"; tpfit predicts {m.kv_cache_tokens:,} for these flags ({err:+.1f} %)"
     return [_f(Kind.CAPACITY, Severity.INFO, unit, said, unit.where,
                vllm=f"KV cache size: {facts.kv_cache_tokens:,} tokens")]
+
+
+def check_line_endings(dep: DeploymentFile) -> list[Finding]:
+    """A shell script saved with CRLF line endings: bash keeps each CR, so a `\\` before it escapes the CR instead
+    of continuing the line (the flags below never reach vLLM) and the last word of each line ends in a CR
+    (`--max-model-len 4096\\r`). tpfit reads the script as bash does, so the findings below follow from that."""
+    if dep.format is not Format.SHELL or "\r\n" not in dep.text:
+        return []
+    line = dep.text.count("\n", 0, dep.text.index("\r\n")) + 1
+    return [Finding(kind=Kind.LINE_ENDINGS, severity=Severity.ERROR, unit=dep.units[0].name if dep.units else "",
+                    where=Where(line=line), message="the script has Windows (CRLF) line endings",
+                    vllm="bash passes each CR on: a `\\` at the end of a line escapes the CR instead of continuing the "
+                         "command, so the flags on the next lines never reach vLLM",
+                    fix=f"convert it to LF line endings: dos2unix {dep.name} (or sed -i 's/\\r$//' {dep.name})")]
 
 
 def check_shared_gpus(units: list[Unit], resolved: list[Resolved]) -> list[Finding]:

@@ -12,7 +12,7 @@ import msgspec
 from tpfit.check.findings import Finding, Kind, Severity
 from tpfit.check.rules import (
     Resolved, check_engine_flags, check_flags, check_gpu_count, check_hf_cache, check_image, check_layout_and_memory,
-    check_probes, check_secrets, check_server, check_shared_gpus, check_shared_memory,
+    check_line_endings, check_probes, check_secrets, check_server, check_shared_gpus, check_shared_memory,
 )
 from tpfit.core.engine import EngineArgs
 from tpfit.kinds import KvCacheDtype, ModelDtype
@@ -242,6 +242,7 @@ def check_deployment(dep: DeploymentFile, *, gpus: Cluster | None = None, load: 
         findings += check_engine_flags(unit, r)
         findings += check_server(unit, r)
     findings += check_shared_gpus(list(dep.units), resolved)
+    findings += check_line_endings(dep)
     order = {Severity.ERROR: 0, Severity.WARNING: 1, Severity.INFO: 2}
     findings.sort(key=lambda f: (f.where.line, order[f.severity]))
     return CheckReport(file=dep, findings=tuple(findings))

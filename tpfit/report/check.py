@@ -26,6 +26,7 @@ RULE_HELP = {
     Kind.ENFORCE_EAGER: "--enforce-eager (no CUDA graphs) where graphs fit.",
     Kind.GPU_UTILIZATION: "Servers sharing a GPU whose --gpu-memory-utilization add up to more than the card.",
     Kind.NOT_CHECKED: "What tpfit could not check, and what would let it.",
+    Kind.LINE_ENDINGS: "A shell script with Windows (CRLF) line endings: bash passes each CR into the command line.",
 }
 
 
