@@ -29,8 +29,10 @@ FALSE_WORDS = ("0", "false", "off", "no")
 """How a query spells an on/off field (`enforce_eager=true`); anything else is refused."""
 
 
+@functools.lru_cache(maxsize=None)
 def _command(name: str):
-    """The typer app's click command NAME: its parameters are the page's fields."""
+    """The typer app's click command NAME: its parameters are the page's fields. Built once: typer rebuilds every
+    command of the app for it (~30 ms), which five calls a request made most of the page's answer time."""
     from typer.main import get_command
 
     from tpfit.cli.app import app
