@@ -314,3 +314,15 @@ def test_ui_names_host_for_an_address_of_another_machine():
                          capture_output=True, text=True, timeout=30)
     assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr
     assert run.stderr.startswith("error: --host 192.0.2.1: not an address of this machine"), run.stderr
+
+
+def test_a_format_deploy_refuses_is_not_offered_as_a_file(client):
+    """The page rendered every format without deploy's checks: for Llama-3.1-405B on 2x8 H100 (TP8 PP2, one engine
+    over two nodes) it offered serve, docker, compose and k8s files that start one node's server of 8 GPUs for a
+    world of 16, files `tpfit deploy` refuses to write. Now each format goes through deploy/files.py."""
+    query = {"model": "llama-3.1-405b", "gpus": "2x8xH100", "context": "8192"}
+    deploy = client.get("/api/view", params=query).json()["deploy"]
+    assert set(deploy["formats"]) == set(deploy["commands"]) == {"lws", "ray", "alerts", "grafana"}
+    assert set(deploy["refused"]) == {"serve", "docker", "compose", "k8s"}
+    cli = tpfit("deploy", "llama-3.1-405b", "--gpus", "2x8xH100", "--context", "8192", "--format", "compose")
+    assert cli.returncode == 2 and cli.stderr == f"error: {deploy['refused']['compose']}\n"

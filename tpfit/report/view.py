@@ -10,9 +10,8 @@ import shlex
 from collections.abc import Sequence
 
 from tpfit.core.plan import Plan
-from tpfit.deploy.common import deployment_from_plan
 from tpfit.deploy.monitoring import default_monitoring
-from tpfit.deploy.render import FORMATS, MONITORING_FORMATS, render
+from tpfit.deploy.render import FORMATS
 from tpfit.errors import UsageError
 
 VIEW_SCHEMA_VERSION = 1
@@ -26,20 +25,31 @@ def deploy_command(deploy_args: Sequence[str] | None, fmt: str) -> str:
 
 
 def deploy_files(plan: Plan, doc: dict, *, deploy_args: Sequence[str] | None, model_path: str | None = None) -> dict:
-    """{"formats": {format: {file name: text}}, "commands": {format: the `tpfit deploy` line}} for every
-    `tpfit deploy --format`, or "error": why when there is none (`doc`: the plan's JSON, which the monitoring rules
-    read). The page shows each format's command from here: not every file has a header to read it from (grafana's
-    JSON)."""
+    """{"formats": {format: {file name: text}}, "commands": {format: the `tpfit deploy` line}, "refused":
+    {format: why}} for every `tpfit deploy --format`, each written (or refused: a plan across nodes in a single-node
+    format, an engine Ray cannot place) by deploy's own deploy/files.py, or "error": why when there is nothing to
+    deploy (`doc`: the plan's JSON, which the monitoring rules read). The page shows each format's command from
+    here: not every file has a header to read it from (grafana's JSON)."""
+    from tpfit.deploy.common import DEFAULT_PORT
+    from tpfit.deploy.files import deployment_files
+
     files: dict[str, dict[str, str]] = {}
     commands: dict[str, str] = {}
+    refused: dict[str, str] = {}
     for fmt in FORMATS:
-        command = commands[fmt] = deploy_command(deploy_args, fmt)
+        command = deploy_command(deploy_args, fmt)
         try:
-            d = deployment_from_plan(plan, command=command, model_path=model_path)
+            files[fmt] = deployment_files(
+                plan, fmt, command=command, cuda=None, driver=None, port=DEFAULT_PORT, gpu_ids=(), gpu_ids_text=None,
+                served_model_name=None, model_path=model_path, shm_size=None, monitoring=False,
+                monitoring_for=lambda _, d: default_monitoring(doc, d))
         except UsageError as err:
-            return {"error": str(err).split(": ", 1)[-1], "formats": {}, "commands": {}}
-        files[fmt] = render(d, fmt, default_monitoring(doc, d) if fmt in MONITORING_FORMATS else None)
-    return {"error": None, "formats": files, "commands": commands}
+            if err.flag not in ("--format", "--gpus"):  # nothing to deploy in any format
+                return {"error": str(err).split(": ", 1)[-1], "formats": {}, "commands": {}, "refused": {}}
+            refused[fmt] = str(err)
+            continue
+        commands[fmt] = command
+    return {"error": None, "formats": files, "commands": commands, "refused": refused}
 
 
 def make_view(plan: Plan, *, plan_args: Sequence[str], deploy_args: Sequence[str] | None,
