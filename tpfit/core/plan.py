@@ -240,8 +240,12 @@ def make_plan(model: ModelSpec, cluster: Cluster, workload: Workload | None = No
                                              stages=stages, geometry=geometries[tp], cache=shared)
                     if lower.verdict.serves:
                         memory = lower
-            # each stage's weight once per TP rank: zip of tp references to the list repeats each item in place
-            replica = tuple(rank_weights) if tp == 1 else tuple(chain.from_iterable(zip(*[rank_weights] * tp)))
+            # each stage's weight once per TP rank: one stage's tuple repeated (in C), else zip of tp references to
+            # the list repeats each item in place
+            if tp == 1 or pp == 1:
+                replica = tuple(rank_weights) * tp
+            else:
+                replica = tuple(chain.from_iterable(zip(*[rank_weights] * tp)))
             hit = cache[key] = (replica, memory)
         replica, memory = hit
         speed = None

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import lru_cache
-from typing import NamedTuple
 from operator import attrgetter
+from typing import NamedTuple
+
+from msgspec import Struct
 
 from tpfit.core.engine import EngineArgs
 from tpfit.core.layout import Layout, shard_of
@@ -21,7 +23,7 @@ from tpfit.core.vllm_messages import (
     BF16_CAPABILITY, DSV4_KV_CACHE_DTYPE, EP_WITHOUT_EXPERTS, FP8_BLOCK_K, FP8_MOE_BLOCK_N, HEADS_NOT_DIVISIBLE,
     MARLIN_GROUP_SIZE,
     MAX_LEN_ABOVE_DERIVED, NOT_DIVISIBLE, PP_NOT_SUPPORTED, PP_STAGE_WITHOUT_LAYERS, QUANT_CAPABILITY,
-    QUANT_INPUT_NOT_ALIGNED, QUANT_OUTPUT_NOT_ALIGNED, WORLD_SIZE_ABOVE_GPUS, Violation,
+    QUANT_INPUT_NOT_ALIGNED, QUANT_OUTPUT_NOT_ALIGNED, WORLD_SIZE_ABOVE_GPUS, Violation, VllmMessage,
 )
 from tpfit.kinds import KvCacheDtype, MlpKind
 from tpfit.model.spec import LayerSpec, ModelSpec
@@ -36,26 +38,39 @@ def _valid_tps(n: int, limit: int) -> tuple[int, ...]:
     return tuple(t for t in range(1, limit + 1) if n % t == 0)
 
 
-@lru_cache(maxsize=1024)
-def _tp_choices(n: int, tp: int) -> tuple[int | None, str]:
-    """For a size `n` that TP=`tp` does not divide: the largest TP below it that does (None if none), and the TPs up
-    to max(tp, 8) that do, as a fix lists them ("1, 2, 4 or 8"). Once per size and TP: a 64-GPU search writes ~600
-    TP refusals for ~60 TP sizes."""
-    ok_tps = _valid_tps(n, max(tp, 8))
-    lower = [t for t in ok_tps if t < tp]
-    return (lower[-1] if lower else None), _join(ok_tps)
-
-
 def _join(values: tuple[int, ...]) -> str:
     return ", ".join(map(str, values[:-1])) + (" or " if len(values) > 1 else "") + str(values[-1])
 
 
-def _tp_refusal(layout: Layout, cluster: Cluster, *, rule: str, detail: str, vllm_error: str, what: str, n: int
-                ) -> list[Violation]:
-    """A TP rule's refusal of `layout` (TP does not divide `what`, of size `n`), with its fix: PP to use the GPUs
-    where there is none, or the largest smaller TP (and the GPUs it leaves free), then the TPs that divide the size."""
-    best, ok_tps = _tp_choices(n, layout.tp)
-    divide = f"TP must divide {what}: {ok_tps}"
+class _TpRule(Struct, frozen=True, kw_only=True, eq=False):
+    """What a TP rule says when TP does not divide a size of the model: templates of the size `{n}` and `{tp}`, and
+    vLLM's message with its two fields for them. One per rule, beside its check (compared by identity: a cache key)."""
+
+    rule: str
+    detail: str
+    message: VllmMessage
+    fields: tuple[str, str]
+    """The message's fields for the size and for TP."""
+    what: str
+    """What TP must divide."""
+
+
+@lru_cache(maxsize=1024)
+def _tp_texts(rule: _TpRule, n: int, tp: int) -> tuple[str, str, int | None, str]:
+    """`rule`'s detail and vLLM's message for size `n` at TP `tp`, the largest TP below it that divides `n` (None if
+    none), and "TP must divide <what>: <the TPs up to max(tp, 8) that do>". Once per rule, size and TP: a 64-GPU
+    search writes ~600 TP refusals for ~60 TP sizes (their fixes differ by PP and DP)."""
+    ok_tps = _valid_tps(n, max(tp, 8))
+    lower = [t for t in ok_tps if t < tp]
+    size, split = rule.fields
+    return (rule.detail.format(n=n, tp=tp), rule.message.format(**{size: n, split: tp}),
+            lower[-1] if lower else None, f"TP must divide {rule.what.format(n=n)}: {_join(ok_tps)}")
+
+
+def _tp_refusal(rule: _TpRule, n: int, layout: Layout, cluster: Cluster) -> list[Violation]:
+    """`rule`'s refusal of `layout` (its TP does not divide size `n`), with its fix: PP to use the GPUs where there
+    is none, or the largest smaller TP (and the GPUs it leaves free), then the TPs that divide the size."""
+    detail, vllm_error, best, divide = _tp_texts(rule, n, layout.tp)
     gpus, pp = layout.world_size, layout.pp
     offer_pp = f"use --pipeline-parallel-size {gpus} to use all {gpus} GPUs" if pp == 1 and gpus > 1 else ""
     if best is None:
@@ -65,7 +80,11 @@ def _tp_refusal(layout: Layout, cluster: Cluster, *, rule: str, detail: str, vll
         smaller = f"--tensor-parallel-size {best}" + (f" and leave {left} GPU{'s' if left != 1 else ''} free"
                                                       if left else "")
         fix = f"{offer_pp}; or {smaller}; {divide}" if offer_pp else f"{smaller}; or {divide}"
-    return [Violation(rule=rule, detail=detail, vllm_error=vllm_error, fix=fix)]
+    return [Violation(rule=rule.rule, detail=detail, vllm_error=vllm_error, fix=fix)]
+
+
+_HEADS = _TpRule(rule="heads_divisible_by_tp", detail="TP={tp} is refused ({n} attention heads)",
+                 message=HEADS_NOT_DIVISIBLE, fields=("heads", "tp"), what="{n} heads")
 
 
 def check_heads(spec: ModelSpec, layout: Layout, cluster: Cluster) -> list[Violation]:
@@ -73,9 +92,11 @@ def check_heads(spec: ModelSpec, layout: Layout, cluster: Cluster) -> list[Viola
     heads, tp = spec.num_attention_heads, layout.tp
     if heads % tp == 0:
         return []
-    return _tp_refusal(layout, cluster, rule="heads_divisible_by_tp",
-                       detail=f"TP={tp} is refused ({heads} attention heads)",
-                       vllm_error=HEADS_NOT_DIVISIBLE.format(heads=heads, tp=tp), what=f"{heads} heads", n=heads)
+    return _tp_refusal(_HEADS, heads, layout, cluster)
+
+
+_KV_HEADS = _TpRule(rule="kv_heads_split", detail="{n} KV heads do not split over TP={tp}", message=NOT_DIVISIBLE,
+                    fields=("numerator", "denominator"), what="{n} KV heads")
 
 
 def check_kv_heads(spec: ModelSpec, layout: Layout, cluster: Cluster) -> list[Violation]:
@@ -83,10 +104,7 @@ def check_kv_heads(spec: ModelSpec, layout: Layout, cluster: Cluster) -> list[Vi
     tp = layout.tp
     for kv in _sizes(spec.layers).kv_heads:
         if kv >= tp and kv % tp:
-            return _tp_refusal(layout, cluster, rule="kv_heads_split",
-                               detail=f"{kv} KV heads do not split over TP={tp}",
-                               vllm_error=NOT_DIVISIBLE.format(numerator=kv, denominator=tp), what=f"{kv} KV heads",
-                               n=kv)
+            return _tp_refusal(_KV_HEADS, kv, layout, cluster)
         if kv < tp and tp % kv:
             return [Violation(rule="kv_heads_replicate", detail=f"TP={tp} is not a multiple of {kv} KV heads",
                               vllm_error=NOT_DIVISIBLE.format(numerator=tp, denominator=kv),
@@ -94,15 +112,20 @@ def check_kv_heads(spec: ModelSpec, layout: Layout, cluster: Cluster) -> list[Vi
     return []
 
 
+_VOCAB = _TpRule(rule="vocab_divisible_by_tp", detail="padded vocab {n} does not split over TP={tp}",
+                 message=NOT_DIVISIBLE, fields=("numerator", "denominator"), what="the padded vocab {n}")
+
+
 def check_vocab(spec: ModelSpec, layout: Layout, cluster: Cluster) -> list[Violation]:
     """`VocabParallelEmbedding`: the vocab, padded to 64, must split over TP."""
     padded, tp = padded_vocab(spec.vocab_size), layout.tp
     if padded % tp == 0:
         return []
-    return _tp_refusal(layout, cluster, rule="vocab_divisible_by_tp",
-                       detail=f"padded vocab {padded} does not split over TP={tp}",
-                       vllm_error=NOT_DIVISIBLE.format(numerator=padded, denominator=tp),
-                       what=f"the padded vocab {padded}", n=padded)
+    return _tp_refusal(_VOCAB, padded, layout, cluster)
+
+
+_MLP = _TpRule(rule="mlp_divisible_by_tp", detail="MLP width {n} does not split over TP={tp}", message=NOT_DIVISIBLE,
+               fields=("numerator", "denominator"), what="{n}")
 
 
 def check_mlp_split(spec: ModelSpec, layout: Layout, cluster: Cluster) -> list[Violation]:
@@ -110,9 +133,7 @@ def check_mlp_split(spec: ModelSpec, layout: Layout, cluster: Cluster) -> list[V
     tp = layout.tp
     for size in _sizes(spec.layers).mlp_widths:
         if size % tp:
-            return _tp_refusal(layout, cluster, rule="mlp_divisible_by_tp",
-                               detail=f"MLP width {size} does not split over TP={tp}",
-                               vllm_error=NOT_DIVISIBLE.format(numerator=size, denominator=tp), what=f"{size}", n=size)
+            return _tp_refusal(_MLP, size, layout, cluster)
     return []
 
 
