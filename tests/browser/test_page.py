@@ -237,6 +237,23 @@ def test_invalid_gpu_shows_the_cli_error_beside_the_field(browser, server):
     assert text(browser, "err-gpus") == ""
 
 
+def test_after_an_error_the_previous_plan_is_not_shown_as_the_answer(browser, server):
+    """A refused input left the last plan's verdict, answer and figures as they were: "fits ... 4096 tokens" beside
+    --context 0, as if it answered it."""
+    browser.get(server + "?model=llama-3.1-8b&gpus=1xH100&context=4096")
+    wait_counter(browser, "renders", 0)
+    opacity = "return getComputedStyle(document.getElementById(arguments[0])).opacity"
+    assert browser.execute_script(opacity, "answer") == "1"
+    errors, renders = counter(browser, "errors"), counter(browser, "renders")
+    set_value(browser, "f-context", "0")
+    wait_counter(browser, "errors", errors)
+    assert text(browser, "status").endswith("(shown below: the plan of the previous inputs)")
+    assert float(browser.execute_script(opacity, "answer")) < 1 and float(browser.execute_script(opacity, "verdict")) < 1
+    set_value(browser, "f-context", "8192")
+    wait_counter(browser, "renders", renders)
+    assert browser.execute_script(opacity, "answer") == "1" and text(browser, "status") == ""
+
+
 def test_a_number_the_browser_cannot_read_is_named_not_planned_as_the_default(browser, server):
     """A number field holding "1e" reports an empty value: the page planned without --context (the model's whole
     length) and, for the GPU count, one GPU, and said nothing."""

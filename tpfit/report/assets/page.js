@@ -188,7 +188,10 @@
       $(id).setAttribute("aria-invalid", "true");
       reveal($(id));
     }
-    $("status").textContent = "Not planned: " + err.error;
+    // what stays below is the plan of earlier inputs: dimmed and said, not shown as the answer to these
+    const shown = view !== null;
+    document.body.classList.toggle("stale", shown);
+    $("status").textContent = "Not planned: " + err.error + (shown ? " (shown below: the plan of the previous inputs)" : "");
   }
 
   // A number field holding what the browser cannot read as a number ("1e", "--5") reports an empty value: left
@@ -265,6 +268,7 @@
   // ---- results ---------------------------------------------------------------------------------
   function render(v) {
     view = v;
+    document.body.classList.remove("stale");
     document.body.dataset.renders = String(Number(document.body.dataset.renders || 0) + 1);
     const plan = v.plan;
     $("plan-command").textContent = v.plan_command;
