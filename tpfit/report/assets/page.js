@@ -419,7 +419,7 @@
       }), i === plan.recommended ? el("div", { class: "hint", text: "recommended" }) : null));
       tr.append(el("td", {}, el("span", { class: "tag " + tag, text })));
       const cells = [
-        ["kv_cache_tokens", m && int(m.kv_cache_tokens)], ["max_concurrency", m && m.max_concurrency],
+        ["kv_cache_tokens", m && int(m.kv_cache_tokens)], ["max_concurrency", m && Number(m.max_concurrency).toFixed(2)],
         ["weights_gib", m ? gib(m.weights_gib) : gib(Math.max(...c.weights_gib_per_gpu, 0))],
         ["kv_cache_gib", m && gib(m.kv_cache_gib)], ["free_gib_per_gpu", m && gib(m.free_gib_per_gpu)],
       ];
