@@ -85,13 +85,11 @@ def parse_driver(text: str) -> tuple[int, ...]:
 
 def check_format(d: Deployment, fmt: str, *, gpu_id: str) -> None:
     """Refuse a format that would silently deploy something else than the plan."""
-    per_node = d.gpus_per_node
-    used = d.tensor_parallel_size * d.pipeline_parallel_size * d.data_parallel_size
-    if fmt in SINGLE_NODE_FORMATS and d.nodes > 1 and used > per_node:
-        nodes = -(-used // per_node)
-        raise UsageError(f"the plan spans {nodes} nodes (TP{d.tensor_parallel_size} x PP{d.pipeline_parallel_size} "
-                         f"x DP{d.data_parallel_size} on {per_node} GPUs per node); {fmt} starts one node's server; "
-                         "use --format lws or --format ray", flag="--format", value=fmt)
+    if fmt in SINGLE_NODE_FORMATS and d.nodes_used > 1:
+        raise UsageError(f"the plan spans {d.nodes_used} nodes (TP{d.tensor_parallel_size} x "
+                         f"PP{d.pipeline_parallel_size} x DP{d.data_parallel_size} on {d.gpus_per_node} GPUs per "
+                         f"node); {fmt} starts one node's server; use --format lws or --format ray", flag="--format",
+                         value=fmt)
     if fmt in ("lws", "ray") and d.nodes_used > 1:
         _check_multi_node(d, fmt)
     from tpfit.hardware.catalog import find_gpu
