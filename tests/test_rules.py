@@ -77,7 +77,10 @@ def test_tp3_on_64_heads_names_the_fix():
     (v, *_) = check_layout(spec, Layout(tp=3), Cluster.parse("3xh100"), EngineArgs())
     assert v.vllm_error == "Total number of attention heads (64) must be divisible by tensor parallel size (3)."
     assert "TP=3 is refused (64 attention heads)" in v.detail
-    assert "--pipeline-parallel-size 3 to use all 3 GPUs" in v.fix and "--tensor-parallel-size 2 and leave 1 GPU free" in v.fix
+    assert "--pipeline-parallel-size 3 on the same 3 GPUs" in v.fix and "--tensor-parallel-size 2 and leave 1 GPU free" in v.fix
+    # on 4 GPUs the same layout leaves one free: PP=3 takes the same 3 (it said "to use all 3 GPUs")
+    (v, *_) = check_layout(spec, Layout(tp=3), Cluster.parse("4xh100"), EngineArgs())
+    assert "--pipeline-parallel-size 3 on the same 3 GPUs" in v.fix and "use all" not in v.fix
 
 
 def test_calibration_refusals():

@@ -7,7 +7,10 @@ import string
 import pytest
 
 from tests.conftest import load_config
+from msgspec.structs import replace
+
 from tpfit import EngineArgs, Workload, make_plan
+from tpfit.core.plan import AWQ_FALLBACK
 from tpfit.core.vllm_messages import (
     FREE_MEMORY_BELOW_REQUEST, KV_CACHE_BELOW_MAX_LEN, MAX_LEN_ABOVE_DERIVED, MESSAGES, VllmMessage,
 )
@@ -60,6 +63,7 @@ def test_releases_word_it_differently_and_it_is_still_found():
     ("meta-llama--Llama-3.1-70B.json", "2x3090", EngineArgs(max_model_len=4096)),  # no KV memory
     ("meta-llama--Llama-3.1-70B.json", "2xh100", EngineArgs()),  # KV below one 131072-token request
     ("meta-llama--Llama-3.1-8B.json", "1xh200", EngineArgs(gpu_memory_utilization=0.999)),  # free memory at start
+    ("openai--gpt-oss-20b.json", "1xh100", EngineArgs(dtype="float16")),  # MXFP4 computes in bfloat16 only
 ])
 def test_every_refusal_the_planner_predicts_is_explained(config, gpus, engine):
     plan = make_plan(load_config(config), Cluster.parse(gpus), Workload(), engine)
@@ -68,3 +72,23 @@ def test_every_refusal_the_planner_predicts_is_explained(config, gpus, engine):
     assert errors
     for error in errors:
         assert explain(f"(EngineCore pid=1) ERROR {error}"), error
+
+
+def test_a_dtype_the_quantization_method_does_not_take_is_refused_and_explained():
+    """vLLM's own text (0.26, an AWQ checkpoint on an Ampere GPU, where it loads as awq_marlin) is found, and the
+    planner refuses a float32 AWQ plan and a float16 MXFP4 one with the same message."""
+    line = ("(EngineCore pid=1) ValueError: torch.float32 is not supported for quantization method awq_marlin. "
+            "Supported dtypes: [torch.float16, torch.bfloat16]")
+    (diagnosis,) = explain(line)
+    assert diagnosis.kind == "quant_dtype" and "awq_marlin" in diagnosis.cause and "torch.float32" in diagnosis.cause
+    awq = make_plan(replace(load_config("meta-llama--Llama-3.1-8B.json"), quant=AWQ_FALLBACK), Cluster.parse("1xa100"),
+                    Workload(context=4096), EngineArgs(dtype="float32"))
+    assert awq.best is None
+    (refusal,) = {v for c in awq.candidates for v in c.violations}
+    assert refusal.rule == "quant_dtype"
+    assert refusal.vllm_error == ("torch.float32 is not supported for quantization method awq. Supported dtypes: "
+                                  "[torch.float16, torch.bfloat16]")
+    for dtype in ("auto", "float16", "bfloat16"):  # what AWQ computes in: no such refusal
+        ok = make_plan(replace(load_config("meta-llama--Llama-3.1-8B.json"), quant=AWQ_FALLBACK),
+                       Cluster.parse("1xa100"), Workload(context=4096), EngineArgs(dtype=dtype))
+        assert ok.best is not None, dtype

@@ -23,7 +23,7 @@ from tpfit.core.vllm_messages import (
     BF16_CAPABILITY, DSV4_KV_CACHE_DTYPE, EP_WITHOUT_EXPERTS, FP8_BLOCK_K, FP8_MOE_BLOCK_N, HEADS_NOT_DIVISIBLE,
     MARLIN_GROUP_SIZE,
     MAX_LEN_ABOVE_DERIVED, NOT_DIVISIBLE, PP_NOT_SUPPORTED, PP_STAGE_WITHOUT_LAYERS, QUANT_CAPABILITY,
-    QUANT_INPUT_NOT_ALIGNED, QUANT_OUTPUT_NOT_ALIGNED, WORLD_SIZE_ABOVE_GPUS, Violation, VllmMessage,
+    QUANT_DTYPE, QUANT_INPUT_NOT_ALIGNED, QUANT_OUTPUT_NOT_ALIGNED, WORLD_SIZE_ABOVE_GPUS, Violation, VllmMessage,
 )
 from tpfit.kinds import KvCacheDtype, MlpKind
 from tpfit.model.spec import LayerSpec, ModelSpec
@@ -72,7 +72,7 @@ def _tp_refusal(rule: _TpRule, n: int, layout: Layout, cluster: Cluster) -> list
     is none, or the largest smaller TP (and the GPUs it leaves free), then the TPs that divide the size."""
     detail, vllm_error, best, divide = _tp_texts(rule, n, layout.tp)
     gpus, pp = layout.world_size, layout.pp
-    offer_pp = f"use --pipeline-parallel-size {gpus} to use all {gpus} GPUs" if pp == 1 and gpus > 1 else ""
+    offer_pp = f"use --pipeline-parallel-size {gpus} on the same {gpus} GPUs" if pp == 1 and gpus > 1 else ""
     if best is None:
         fix = f"{offer_pp}; or {divide}" if offer_pp else divide
     else:
@@ -350,11 +350,34 @@ def check_layout(spec: ModelSpec, layout: Layout, cluster: Cluster, engine: Engi
     return (*found, *model_wide_violations(spec, cluster, engine))
 
 
+QUANT_ACT_DTYPES = {
+    "awq": ("float16", "bfloat16"), "gptq": ("float16", "bfloat16"), "fp8": ("bfloat16", "float16"),
+    "mxfp4": ("bfloat16",), "modelopt": ("bfloat16", "float16"), "modelopt_fp4": ("bfloat16", "float16"),
+}
+"""`get_supported_act_dtypes` of the quantization config vLLM loads each method with (0.26.0 and 0.33.0:
+auto_awq.py / auto_gptq.py, fp8.py (online fp8 too), mxfp4.py, modelopt.py's Fp8 and NvFp4 configs; 0.19's
+awq_marlin / gptq_marlin, which vLLM picks on the GPUs these dtypes run on). compressed-tensors also takes float32."""
+
+
+def check_quant_dtype(spec: ModelSpec, engine: EngineArgs) -> list[Violation]:
+    """`_get_quantization_config`: the model's dtype must be one the quantization method computes in (a float32 AWQ
+    model, `--dtype half` on an MXFP4 checkpoint)."""
+    method = spec.quant.method if spec.quant else engine.quantization
+    supported = QUANT_ACT_DTYPES.get(method or "")
+    if supported is None or spec.dtype in supported:
+        return []
+    listed = "[" + ", ".join(f"torch.{d}" for d in supported) + "]"
+    return [Violation(rule="quant_dtype", detail=f"{method} weights compute in {' or '.join(supported)}, not "
+                                                 f"{spec.dtype}",
+                      vllm_error=QUANT_DTYPE.format(dtype=f"torch.{spec.dtype}", method=method, supported=listed),
+                      fix=f"use --dtype auto or --dtype {supported[0]}")]
+
+
 def model_wide_violations(spec: ModelSpec, cluster: Cluster, engine: EngineArgs) -> tuple[Violation, ...]:
     """The checks no layout changes (the GPU, the KV-cache dtype, --max-model-len), after the layout rules: one
     list for `check_layout` and `layout_checker`."""
-    return (*check_gpu_support(spec, cluster, engine), *check_kv_cache_dtype(spec, cluster, engine),
-            *check_max_model_len(spec, engine))
+    return (*check_gpu_support(spec, cluster, engine), *check_quant_dtype(spec, engine),
+            *check_kv_cache_dtype(spec, cluster, engine), *check_max_model_len(spec, engine))
 
 
 # what a rule reads of a layout (RULE_FACTORS); plain fields are read by attrgetter, in C: a 64-GPU search reads

@@ -146,6 +146,12 @@ QUANT_CAPABILITY = VllmMessage(
              "{minimum}. Current capability: {current}.",
     source="vllm/config/model.py::_verify_quantization / vllm/model_executor/model_loader",
     fix="use an AWQ/GPTQ checkpoint or a newer GPU")
+QUANT_DTYPE = VllmMessage(
+    template="{dtype} is not supported for quantization method {method}. Supported dtypes: {supported}",
+    source="vllm/config/vllm.py::_get_quantization_config (0.19, 0.33; model_loader/loader.py in 0.6): the quant "
+           "config's get_supported_act_dtypes",
+    fields=(("supported", r"\[[^\]]*\]"),),
+    fix="use --dtype auto (the checkpoint's) or one of the dtypes listed")
 BF16_CAPABILITY = VllmMessage(
     template="Bfloat16 is only supported on GPUs with compute capability of at least 8.0. Your {gpu_name} GPU has "
              "compute capability {capability}. You can use float16 instead by explicitly setting the `dtype` flag in "

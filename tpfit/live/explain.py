@@ -13,7 +13,7 @@ from tpfit.core.vllm_messages import (
     FP8_MOE_BLOCK_N, FREE_MEMORY_BELOW_REQUEST,
     HEADS_NOT_DIVISIBLE, KV_CACHE_BELOW_MAX_LEN, MARLIN_GROUP_SIZE, MARLIN_GROUP_SPLIT, MARLIN_MIN_THREAD_K,
     MARLIN_MIN_THREAD_N, MAX_LEN_ABOVE_DERIVED, NOT_DIVISIBLE, NO_KV_CACHE_MEMORY, PP_NOT_SUPPORTED,
-    QUANT_CAPABILITY, QUANT_INPUT_NOT_ALIGNED, QUANT_METHOD_MISMATCH, QUANT_OUTPUT_NOT_ALIGNED,
+    QUANT_CAPABILITY, QUANT_DTYPE, QUANT_INPUT_NOT_ALIGNED, QUANT_METHOD_MISMATCH, QUANT_OUTPUT_NOT_ALIGNED,
     V0_BATCH_BELOW_MAX_LEN, V0_KV_CACHE_BELOW_MAX_LEN, VllmMessage, WORLD_SIZE_ABOVE_GPUS,
 )
 from tpfit.vllm_facts import driver_requirements
@@ -52,7 +52,7 @@ def _tp_advice(ctx: Context) -> str:
 def _heads(m: re.Match, ctx: Context) -> Diagnosis:
     heads, tp = m["heads"], m["tp"]
     return Diagnosis(kind="heads_divisible_by_tp", cause=f"TP={tp} does not divide the model's {heads} attention heads",
-                     fix=_tp_advice(ctx) + f"; or --pipeline-parallel-size {tp} to use all {tp} GPUs",
+                     fix=_tp_advice(ctx) + f"; or --pipeline-parallel-size {tp} on the same {tp} GPUs",
                      evidence=m.group(0))
 
 
@@ -239,6 +239,12 @@ def _capability(m: re.Match, ctx: Context) -> Diagnosis:
                      fix=QUANT_CAPABILITY.fix, evidence=m.group(0))
 
 
+def _quant_dtype(m: re.Match, ctx: Context) -> Diagnosis:
+    return Diagnosis(kind="quant_dtype", cause=f"{m['method']} weights do not compute in {m['dtype']} (vLLM takes "
+                                               f"{m['supported']})",
+                     fix=QUANT_DTYPE.fix, evidence=m.group(0))
+
+
 def _bf16(m: re.Match, ctx: Context) -> Diagnosis:
     return Diagnosis(kind="gpu_capability_bf16", cause="the GPU has no bfloat16 (compute capability below 8.0)",
                      fix=BF16_CAPABILITY.fix, evidence=m.group(0))
@@ -280,6 +286,7 @@ RULES: tuple[tuple[VllmMessage | LogSignature, Diagnose], ...] = (
     (EP_WITHOUT_EXPERTS, _ep_without_experts),
     (PP_NOT_SUPPORTED, _pp_not_supported),
     (QUANT_CAPABILITY, _capability),
+    (QUANT_DTYPE, _quant_dtype),
     (BF16_CAPABILITY, _bf16),
     (DSV4_KV_CACHE_DTYPE, _dsv4_kv_dtype),
     (FREE_MEMORY_BELOW_REQUEST, _free_memory),
