@@ -215,6 +215,20 @@ def test_an_uploads_deploy_files_are_what_deploy_writes_for_its_folder(client, t
         assert "upload-" not in "\n".join(same) and f" {UPLOADED_MODEL_FOLDER}" in text
 
 
+@pytest.mark.parametrize(("config", "start"), [
+    (b'{"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": NaN}',
+     "config.json: hidden_size is nan"),
+    (b'{"a": 1}', "config.json: not supported yet: a config without model_type"),
+])
+def test_an_uploads_errors_name_the_file_not_the_servers_copy(client, config, start):
+    """They named the server's temporary copy: '/tmp/tpfit-ui-0tpgpuh6/upload-97f27c37d7d7/config.json: ...',
+    'upload-015abd7f5cc5: not supported yet: ...'."""
+    name = client.post("/api/upload", content=config, headers=JSON).json()["model"]
+    body = client.get("/api/view", params={"model": name, "gpus": "1xH100"}).json()
+    assert body["field"] == "model" and body["error"].startswith(start)
+    assert "tpfit-ui-" not in body["error"] and "upload-" not in body["error"]
+
+
 def test_uploads_are_bounded_and_must_be_json_objects(client):
     from tpfit.ui.server import UPLOAD_LIMIT_BYTES
 

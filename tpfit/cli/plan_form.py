@@ -235,10 +235,22 @@ def plan_view_from_query(query: Mapping[str, str], *, uploads: Mapping[str, Path
     else:
         check_model_name(model)
         args = args_from_query(query)
-    params = parse_args(args)
-    plan = plan_from_params(params)
+    try:
+        params = parse_args(args)
+        plan = plan_from_params(params)
+    except FieldError as err:
+        if not uploaded:
+            raise
+        raise _as_uploaded(err, uploads[model]) from None
     view = view_for_plan(plan, {**params, "model": "config.json"} if uploaded else params, uploaded=uploaded)
     return view["plan"], view
+
+
+def _as_uploaded(err: FieldError, path: Path) -> FieldError:
+    """ERR naming the file as the page's user knows it, `config.json`: not the server's temporary copy (its path,
+    or the `upload-<hash>` folder a config without a name is named by)."""
+    message = str(err).replace(str(path), "config.json").replace(path.parent.name, "config.json")
+    return FieldError(message, field=err.field, flag=err.flag)
 
 
 def write_report(path: Path, plan, params: Mapping[str, object]) -> None:
