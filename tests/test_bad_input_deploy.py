@@ -334,3 +334,11 @@ def test_check_names_windows_line_endings_in_a_script(tmp_path):
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stdout + result.stderr
     assert f"{script}:1: error[line-endings] the script has Windows (CRLF) line endings" in result.stdout
     assert f"dos2unix {script}" in result.stdout
+
+
+@pytest.mark.parametrize("args", [["--threshold", "kv_cache_usage=5"], ["--job", "vllm"], ["--alert-label", "team=ml"]])
+def test_deploy_monitoring_options_without_monitoring_files_are_refused(args):
+    """`--format serve --threshold kv_cache_usage=5` wrote serve.sh and exit 0: the option (valid or not) was
+    dropped without a word, as were --job and --alert-label."""
+    one_line_error(tpfit("deploy", "llama-3.1-8b", "--gpus", "1xH100", "--format", "serve", *args),
+                   f"{args[0]} {args[1]}: goes with --format alerts or grafana, or --monitoring")

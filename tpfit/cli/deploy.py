@@ -64,10 +64,16 @@ def deploy(
 
     from tpfit.deploy import checks
     from tpfit.deploy.files import deployment_files
-    from tpfit.deploy.render import FORMATS
+    from tpfit.deploy.render import FORMATS, MONITORED_FORMATS, MONITORING_FORMATS
 
     if fmt not in FORMATS:
         raise UsageError(f"use one of {', '.join(FORMATS)}", flag="--format", value=fmt)
+    given = [(flag, value if isinstance(value, str) else value[0])
+             for flag, value in (("--threshold", threshold), ("--job", job), ("--alert-label", alert_label)) if value]
+    if given and not (monitoring or fmt in MONITORING_FORMATS):
+        raise UsageError(f"goes with --format {' or '.join(MONITORING_FORMATS)}, or --monitoring with --format "
+                         f"{', '.join(MONITORED_FORMATS)} (--format {fmt} writes no alerting rules)", flag=given[0][0],
+                         value=given[0][1])
     ids = checks.parse_gpu_ids(gpu_ids) if gpu_ids is not None else ()
     if shm_size is not None:
         shm_size = checks.check_shm_size(shm_size)
