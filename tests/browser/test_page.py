@@ -417,6 +417,21 @@ def test_keyboard_labels_and_verdicts_in_words(browser, server):
                      if c["memory"] and c["memory"]["verdict"] != "refused_at_start"]
 
 
+def test_nothing_to_deploy_is_a_sentence_that_fits_a_phone(browser, server):
+    """With no layout to deploy, the page says why in the file's box: as a file it kept its one long line, cut at
+    the edge of a 360 px screen (a scroll bar inside the box to read it)."""
+    browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                            {"width": 360, "height": 740, "deviceScaleFactor": 1, "mobile": True})
+    try:
+        browser.get(server + "?model=llama-3.1-70b&gpus=2x3090&context=4096&concurrency=2")
+        wait_counter(browser, "renders", 0)
+        assert text(browser, "deploy-text").startswith("vLLM would refuse every layout")
+        box = browser.find_element("id", "deploy-text").find_element("xpath", "..")
+        assert browser.execute_script("return arguments[0].scrollWidth - arguments[0].clientWidth", box) <= 1
+    finally:
+        browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+
+
 def test_screenshots_desktop_and_narrow(browser, server, shots):
     for name, width in (("desktop", 1280), ("mobile", 390)):
         browser.set_window_size(width, 900)

@@ -488,6 +488,7 @@
       for (const [name, text] of Object.entries(byName)) files.push({ fmt, name, text });
     }
     $("deploy-panel").hidden = false;
+    $("deploy-text").parentElement.classList.toggle("prose", !files.length);  // a sentence wraps; a file keeps its lines
     if (!files.length) {
       $("deploy-name").textContent = "";
       $("deploy-text").textContent = d.error || "Nothing to deploy.";
