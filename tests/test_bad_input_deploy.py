@@ -342,3 +342,18 @@ def test_deploy_monitoring_options_without_monitoring_files_are_refused(args):
     dropped without a word, as were --job and --alert-label."""
     one_line_error(tpfit("deploy", "llama-3.1-8b", "--gpus", "1xH100", "--format", "serve", *args),
                    f"{args[0]} {args[1]}: goes with --format alerts or grafana, or --monitoring")
+
+
+def test_plan_options_beside_a_plan_file_or_without_a_model_are_refused(tmp_path):
+    """`deploy --plan plan.json --gpus 4xH100` deployed the file's 1xH100 plan, and `watch --gpus 1xH100 --url
+    ...` watched with no plan at all: the plan options were dropped without a word."""
+    result = tpfit("plan", "llama-3.1-8b", "--gpus", "1xH100", "--json")
+    assert result.returncode == 0, result.stderr
+    plan = tmp_path / "plan.json"
+    plan.write_text(result.stdout)
+    one_line_error(tpfit("deploy", "--plan", str(plan), "--gpus", "4xH100"),
+                   "--gpus 4xH100: goes with MODEL (the --plan file holds its own plan)")
+    one_line_error(tpfit("watch", "--plan", str(plan), "--context", "4096", "--url", "http://127.0.0.1:1", "--once"),
+                   "--context 4096: goes with MODEL")
+    one_line_error(tpfit("watch", "--gpus", "1xH100", "--url", "http://127.0.0.1:1", "--once"),
+                   "--gpus 1xH100: goes with MODEL (it plans MODEL, which is not given)")

@@ -13,6 +13,7 @@ from tpfit.cli.monitoring import AlertLabelOpt, JobOpt, MonitoringOpt, Threshold
 from tpfit.cli.options import (
     ConcurrencyOpt, ContextOpt, DpOpt, EagerOpt, GmuOpt, GpusOpt, InputTokensOpt, KvDtypeOpt, LanguageOnlyOpt,
     MaxModelLenOpt, ObjectiveOpt, OutputTokensOpt, PpOpt, QuantOpt, SeqsOpt, TpOpt, TpotOpt, TtftOpt, VersionOpt,
+    check_plan_options,
 )
 from tpfit.errors import UsageError
 from tpfit.kinds import KvCacheDtype, Objective
@@ -81,6 +82,7 @@ def deploy(
         checks.parse_driver(driver)
     if out is not None:
         checks.check_out_dir(out)
+    check_plan_options(ctx, model=model, plan_file=plan_file if model is None else None)
     if plan_file is not None:
         from tpfit.report.json import read_plan_file
 

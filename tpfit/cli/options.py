@@ -57,6 +57,26 @@ TtftOpt = Annotated[Optional[float], typer.Option("--ttft", help="Target time to
 TpotOpt = Annotated[Optional[float], typer.Option("--tpot", help="Target time per output token, seconds (above 0).")]
 
 
+PLAN_OPTIONS = ("gpus", "tp", "pp", "dp", "context", "concurrency", "max_model_len", "gpu_memory_utilization",
+                "kv_cache_dtype", "quantization", "max_num_seqs", "enforce_eager", "language_model_only", "vllm_version",
+                "input_tokens", "output_tokens", "objective", "ttft", "tpot")
+"""The options that describe a plan to make (`deploy` and `watch` take them beside MODEL)."""
+
+
+def check_plan_options(ctx: typer.Context, *, model: str | None, plan_file: Path | None) -> None:
+    """Plan options make a plan of MODEL: beside `--plan` (a file holds its own) or without MODEL they would be
+    dropped without a word, so they are refused naming the first one given."""
+    if model is not None and plan_file is None:
+        return
+    given = [p for p in ctx.command.params if p.name in PLAN_OPTIONS  # by name: typer vendors its own click
+             and getattr(ctx.get_parameter_source(p.name), "name", None) == "COMMANDLINE"]
+    if given:
+        why = "the --plan file holds its own plan" if plan_file is not None else "it plans MODEL, which is not given"
+        flag, value = given[0].opts[0], ctx.params[given[0].name]
+        shown = flag if isinstance(value, bool) else f"{flag} {getattr(value, 'value', value)}"
+        raise UsageError(f"{shown}: goes with MODEL ({why})", flag=flag)
+
+
 MAX_INTERVAL_S = 3600.0
 """The longest `watch --interval` and `--scrape-timeout`: an hour, against Prometheus' 15-60 s scrapes."""
 

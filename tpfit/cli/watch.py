@@ -11,11 +11,12 @@ import typer
 from tpfit.cli.monitoring import PlanFileOpt, ThresholdOpt, plan_document, plan_targets
 from tpfit.cli.options import (
     MAX_INTERVAL_S, ConcurrencyOpt, ContextOpt, DpOpt, GmuOpt, GpusOpt, InputTokensOpt, OutputTokensOpt, PpOpt,
-    TpotOpt, TpOpt, TtftOpt, VersionOpt, check_server_url, finite,
+    TpotOpt, TpOpt, TtftOpt, VersionOpt, check_plan_options, check_server_url, finite,
 )
 from tpfit.errors import UsageError
 
 def watch(
+    ctx: typer.Context,
     model: Annotated[Optional[str], typer.Argument(help="Plan MODEL on --gpus to compare with (or --plan).")] = None,
     url: Annotated[Optional[list[str]], typer.Option(
         "--url", help="A vLLM server, e.g. http://127.0.0.1:8000; repeat for several (summed, and per engine).")] = None,
@@ -52,6 +53,7 @@ def watch(
         raise UsageError("give at least one server: --url http://HOST:PORT", flag="--url")
     for u in url:
         check_server_url(u)
+    check_plan_options(ctx, model=model, plan_file=plan_file)
     thresholds = Thresholds.parse(threshold or [])
     doc = plan_document(plan_file, model, dict(
         gpus=gpus, tp=tp, pp=pp, dp=dp, enable_expert_parallel=None, context=context, concurrency=concurrency,
