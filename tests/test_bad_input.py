@@ -361,10 +361,14 @@ def test_explicit_bfloat16_on_a_t4_is_refused_and_auto_falls_back_to_float16():
     assert any("float16" in n for n in doc["model"]["notes"])
 
 
-@pytest.mark.parametrize("version", ["0.1", "99.0", "", "abc", "0.26.0.1", "-1.0"])
+# 0.26.0.1 is no release: the package index's vllm versions have a fourth part only in 0.9.0.1 and 0.10.1.1
+@pytest.mark.parametrize("version", ["0.1", "99.0", "", "abc", "0.26.0.1", "-1.0", "0.26.0.1.2", "0.26.0.post1",
+                                     "0.26.0rc1", "0.11.1.dev5+g1234"])
 def test_unmodelled_or_malformed_vllm_versions_are_refused(version):
     line = one_line_error(tpfit("plan", "llama-3.1-8b", "--gpus", "1xH100", "--vllm-version", version),
                           "--vllm-version")
+    if "rc" in version or "dev" in version:
+        assert "pre-release" in line and version.split("rc")[0].split(".dev")[0] in line, line
     if version in ("0.1", "99.0"):
         from tpfit.core.engine import MODELLED_VLLM_VERSIONS
 
@@ -656,3 +660,27 @@ def test_a_saved_plan_with_a_wrong_type_is_named(tmp_path, path, value):
     plan = tmp_path / "p.json"
     plan.write_text(json.dumps(doc))
     one_line_error(tpfit("deploy", "--plan", str(plan)), "--plan")
+
+
+@pytest.mark.parametrize(("flag", "most"), [("--max-num-seqs", "MAX_NUM_SEQS"),
+                                            ("--max-num-batched-tokens", "MAX_NUM_BATCHED_TOKENS")])
+def test_batch_flags_are_bounded_for_plan_page_and_check(flag, most, tmp_path):
+    from tests.inprocess import tpfit as in_process
+    from tpfit import EngineArgs, limits
+    from tpfit.errors import UsageError
+
+    bound = getattr(limits, most)
+    other = ("--max-num-batched-tokens", str(limits.MAX_NUM_BATCHED_TOKENS)) if flag == "--max-num-seqs" else \
+        ("--max-num-seqs", "1")  # a batch vLLM takes with the other flag, so only the bound can refuse it
+    for value in (bound + 1, 100000000000000000000):
+        one_line_error(in_process("plan", "llama-3.1-8b", "--gpus", "1xH100", flag, str(value), *other), flag)
+    at = in_process("plan", "llama-3.1-8b", "--gpus", "1xH100", flag, str(bound), *other)
+    assert at.returncode in (0, 1) and not at.stderr, at.stderr  # planned (a bound refuses no value at or below it)
+    with pytest.raises(UsageError, match=f"^{flag} {bound + 1}: must be from 1 to {bound:,}"):
+        EngineArgs(**{flag.lstrip("-").replace("-", "_"): bound + 1})
+    script = tmp_path / "serve.sh"
+    script.write_text(f"vllm serve llama-3.1-8b --max-model-len 4096 {flag} {10 ** 20} {' '.join(other)}\n")
+    check = in_process("check", str(script), "--gpus", "1xH100", "--json")
+    found = json.loads(check.stdout)["findings"]
+    assert check.returncode == 1 and [f["kind"] for f in found] == ["flag-value"], found
+    assert found[0]["message"].startswith(f"{flag} {10 ** 20}: must be from 1 to {bound:,}"), found

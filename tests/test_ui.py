@@ -52,6 +52,8 @@ PLAN_CASES = [
                   "--enforce-eager"], id="moe-2-nodes-fp8-eager"),
     pytest.param({"model": "llama-3.1-70b", "gpus": "2x3090", "context": "4096", "concurrency": "2"},
                  ["llama-3.1-70b", "--gpus", "2x3090", "--context", "4096", "--concurrency", "2"], id="nothing-fits"),
+    pytest.param({"model": "llama-3.1-8b", "gpus": "1xH100", "vllm_version": "v0.8.5.post1"},
+                 ["llama-3.1-8b", "--gpus", "1xH100", "--vllm-version", "v0.8.5.post1"], id="post-release"),
 ]
 
 
@@ -90,6 +92,11 @@ def test_view_carries_the_plan_its_arguments_and_deploy_files(client):
     ({"model": "llama-3.1-8b", "gpus": "1xH100", "kv_cache_dtype": "fp4"}, "kv_cache_dtype", "--kv-cache-dtype"),
     ({"model": "llama-3.1-8b", "gpus": "1xH100", "tp": "two"}, "tp", "--tp"),
     ({"model": "no-such-model", "gpus": "1xH100"}, "model", "MODEL"),
+    ({"model": "llama-3.1-8b", "gpus": "1xH100", "vllm_version": "0.26.0.1"}, "vllm_version", "--vllm-version"),
+    ({"model": "llama-3.1-8b", "gpus": "1xH100", "max_num_seqs": "70000", "max_num_batched_tokens": "70000"},
+     "max_num_seqs", "--max-num-seqs"),
+    ({"model": "llama-3.1-8b", "gpus": "1xH100", "max_num_batched_tokens": str(10 ** 20)}, "max_num_batched_tokens",
+     "--max-num-batched-tokens"),
 ])
 def test_bad_input_is_the_cli_error_on_its_field(client, query, field, flag):
     args = [query["model"]]

@@ -200,3 +200,64 @@ def test_language_model_only_needs_a_release_that_has_the_flag():
                           "0.10.0", "--language-model-only"], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert old.returncode == 2 and old.stderr.startswith("error: --language-model-only: vLLM 0.10.0 has no such flag")
     assert len(old.stderr.strip().splitlines()) == 1
+
+
+# Real releases spelled beyond X.Y.Z (the package index lists them, and vllm/vllm-openai has their tags)
+POST_RELEASES = [("0.6.3.post1", "0.6.3.post1", "0.6.3"), ("v0.8.5.post1", "0.8.5.post1", "0.8.5"),
+                 ("0.8.5post1", "0.8.5.post1", "0.8.5"), ("0.10.1.1", "0.10.1.1", "0.10.1"),
+                 ("v0.9.0.1", "0.9.0.1", "0.9.0")]
+
+
+@pytest.mark.parametrize(("given", "name", "base"), POST_RELEASES)
+def test_post_releases_and_hotfixes_plan_as_their_base_and_keep_their_name(given, name, base):
+    import json
+
+    from tests.inprocess import tpfit
+    from tpfit.deployment.flags import flag_table
+    from tpfit.vllm_facts import parse_version, read_release
+
+    args = ("plan", "llama-3.1-8b", "--gpus", "1xH100", "--context", "8192", "--json", "--vllm-version")
+    post, plain = tpfit(*args, given), tpfit(*args, base)
+    assert post.returncode == plain.returncode == 0, post.stderr
+    assert json.loads(post.stdout)["engine"]["vllm_version"] == name
+    assert post.stdout.replace(name, base) == plain.stdout  # the same plan: only the release's name differs
+    assert read_release(given).name == name and parse_version(given) == parse_version(base)
+    docker = tpfit("deploy", "llama-3.1-8b", "--gpus", "1xH100", "--format", "docker", "--vllm-version", given)
+    assert docker.returncode == 0, docker.stderr
+    assert f"vllm/vllm-openai:v{name}" in docker.stdout and f"vllm/vllm-openai:v{base} " not in docker.stdout
+    table = flag_table(name)
+    assert table.version == flag_table(base).version and table.asked == name
+
+
+def test_an_image_tag_or_server_of_a_post_release_reads_as_that_release(tmp_path):
+    import json
+
+    from tests.inprocess import tpfit
+    from tpfit.core.monitoring import MetricNames
+    from tpfit.deployment.containers import image_version
+
+    assert image_version("vllm/vllm-openai:v0.8.5.post1") == "0.8.5.post1"
+    assert image_version("vllm/vllm-openai:v0.10.1.1-cu130") == "0.10.1.1"
+    assert image_version("vllm/vllm-openai:latest") is None
+    # verify plans the server's own version (GET /version): a post release's EngineArgs and metric names
+    assert EngineArgs(vllm_version="0.8.5.post1").vllm_version == "0.8.5.post1"
+    assert MetricNames.for_version("0.8.5.post1") == MetricNames.for_version("0.8.5")
+    script = tmp_path / "run.sh"  # --language-model-only came in 0.17.1: check names the release of the tag
+    script.write_text("docker run --gpus all vllm/vllm-openai:v0.8.5.post1 --model llama-3.1-8b --max-model-len 4096 "
+                      "--language-model-only\n")
+    found = json.loads(tpfit("check", str(script), "--gpus", "1xH100", "--json").stdout)["findings"]
+    flag = next(f for f in found if f["kind"] == "unknown-flag")
+    assert "0.8.5.post1" in flag["message"], flag
+
+
+@pytest.mark.parametrize(("text", "why"), [("0.26.0.1", "no release 0.26.0.1"), ("0.26.0.post2", "no release"),
+                                           ("0.26.0.1.2", "not a vLLM release"), ("abc", "not a vLLM release"),
+                                           ("0.26.0rc1", "pre-release"), ("0.26", None), ("0.26.0+cpu", None)])
+def test_read_release_takes_releases_only(text, why):
+    from tpfit.vllm_facts import read_release
+
+    if why is None:
+        assert read_release(text).name == "0.26.0"
+        return
+    with pytest.raises(ValueError, match=why):
+        read_release(text)

@@ -32,6 +32,18 @@ server's log of days can grow past any memory; `/dev/zero` never ends)."""
 MAX_JSON_BYTES = 64 << 20
 """A config, quantization sidecar or saved plan file: real configs are under 100 KB, plans of 128 GPUs ~30 MB (every candidate, and the Plan value itself)."""
 
+# ---- vLLM's batch flags (`--max-num-seqs`, `--max-num-batched-tokens`; tpfit/core/engine.py EngineArgs) ----------
+
+MAX_NUM_SEQS = 1 << 16
+"""`--max-num-seqs`: vLLM's largest default is 1,024 (B200 and H100-class GPUs; 256 on smaller ones,
+shared/reference/vllm-internals.md "batch defaults"), and servers of many short chats set a few thousand. 65,536
+is 64 times that default; above it the sampler's [seqs x vocab] logits alone are tens of GiB, so a larger value is a
+typo (`--max-num-seqs 99999999999999` planned a KV cache for that many requests)."""
+MAX_NUM_BATCHED_TOKENS = MAX_POSITIONS
+"""`--max-num-batched-tokens`: the defaults are 2,048 to 16,384 per step, but without chunked prefill a step holds a
+whole prompt, so a server of Llama-4-Scout's 10,485,760-token context may set that many: the bound is the longest
+context tpfit reads (134,217,728). `--max-num-batched-tokens 100000000000000000000` answered "needs 1e16 GiB"."""
+
 # ---- clusters (`--gpus`, tpfit/hardware/cluster.py) ---------------------------------------------------
 
 MAX_NODES = 16

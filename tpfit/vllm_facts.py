@@ -4,6 +4,10 @@ builds and the host driver each needs."""
 
 from __future__ import annotations
 
+import re
+
+from msgspec import Struct
+
 from tpfit.kinds import Kind
 
 CURRENT_VLLM_VERSION = "0.33.0"
@@ -15,19 +19,58 @@ GPU_MEMORY_UTILIZATION_DEFAULT_BEFORE_0_20 = 0.9
 """The same default before 0.20."""
 
 
-def parse_version(text: str) -> tuple[int, int, int]:
-    """`"0.26.0" -> (0, 26, 0)`; also accepts "0.26", "v0.26.0" and local builds ("0.26.0+cpu").
+RELEASES_BEYOND_PATCH = ("0.6.1.post1", "0.6.1.post2", "0.6.3.post1", "0.6.4.post1", "0.6.6.post1", "0.8.5.post1",
+                         "0.9.0.1", "0.10.1.1")
+"""vLLM's releases from 0.6.0 to 0.33.0 spelled beyond X.Y.Z: post releases (PEP 440 `.postN`, a rebuilt wheel) and
+hotfixes with a fourth part, as the package index lists vllm's versions; each has its `vllm/vllm-openai:v...` tag of
+the same spelling. They change no rule tpfit models, so each plans as its X.Y.Z. A fourth part or `.postN` outside
+this list (`0.26.0.1`) is refused: it names no release, and is far more often a typo than a hotfix tpfit has not
+heard of."""
 
-    Not valid: "", "abc", "0.26.0.1".
+_RELEASE = re.compile(r"[vV]?(?P<nums>\d{1,4}(?:\.\d{1,4}){1,3})(?:[._-]?post(?P<post>\d{1,4}))?(?:\+[0-9A-Za-z._-]+)?")
+_PRE_RELEASE = re.compile(r"[vV]?(?P<nums>\d{1,4}(?:\.\d{1,4}){1,3})[._-]?(?:a|b|c|rc|alpha|beta|pre|preview|dev)\d*"
+                          r"(?:\.dev\d*)?(?:\+[0-9A-Za-z._-]+)?", re.IGNORECASE)
+
+
+class VllmRelease(Struct, frozen=True, kw_only=True):
+    """A vLLM release as its user named it (`name`, the spelling of its package version and image tag) and the X.Y.Z
+    whose semantics it plans with (`base`): "v0.8.5.post1" -> name "0.8.5.post1", base (0, 8, 5)."""
+
+    name: str
+    base: tuple[int, int, int]
+
+
+def read_release(text: str) -> VllmRelease:
+    """The release `text` names, or ValueError saying what would work (its message names no flag: callers add it).
+
+    Valid: "0.26.0", "0.26" and "v0.26.0" (-> "0.26.0"), "0.26.0+cpu" (a local build of 0.26.0), "0.8.5.post1",
+    "v0.8.5.post1", "0.8.5post1" and "0.8.5-post1" (-> "0.8.5.post1", PEP 440's spellings), "0.10.1.1" (a hotfix).
+    Not valid: "", "abc", "0.26.0.1" and "0.26.0.post1" (no such release: RELEASES_BEYOND_PATCH), "0.26.0.1.2",
+    "0.26.0rc1" and "0.11.1.dev5" (pre-releases: plan for the release).
     """
-    parts = text.strip().lstrip("v").split("+")[0].split(".")
-    try:
-        nums = [int(p) for p in parts[:3]]
-    except ValueError:
-        raise ValueError(f"not a vLLM version: {text!r}; use a release such as 0.26.0") from None
-    if not nums or len(parts) > 3:
-        raise ValueError(f"not a vLLM version: {text!r}; use a release such as 0.26.0")
-    return tuple(nums + [0] * (3 - len(nums)))  # type: ignore[return-value]
+    raw = text.strip()
+    m = _RELEASE.fullmatch(raw)
+    if m is None:
+        pre = _PRE_RELEASE.fullmatch(raw)
+        if pre is not None:
+            raise ValueError(f"{raw} is a pre-release or development build of vLLM; plan for the release it leads to "
+                             f"or follows, such as {pre.group('nums')}")
+        raise ValueError(f"not a vLLM release: {text!r}; use one such as {CURRENT_VLLM_VERSION} (or 0.8.5.post1, "
+                         "0.10.1.1 as published)")
+    nums = [int(p) for p in m.group("nums").split(".")]
+    base = tuple(nums[:3] + [0] * (3 - len(nums[:3])))
+    name = ".".join(map(str, nums if len(nums) > 3 else base)) + (f".post{int(m['post'])}" if m["post"] else "")
+    if (len(nums) > 3 or m["post"]) and name not in RELEASES_BEYOND_PATCH:
+        plain = ".".join(map(str, base))
+        raise ValueError(f"vLLM has no release {name} (those beyond X.Y.Z are {', '.join(RELEASES_BEYOND_PATCH)}); "
+                         f"use {plain}")
+    return VllmRelease(name=name, base=base)  # type: ignore[arg-type]
+
+
+def parse_version(text: str) -> tuple[int, int, int]:
+    """The X.Y.Z whose semantics `text`'s release has: `"0.26.0" -> (0, 26, 0)`, `"0.8.5.post1" -> (0, 8, 5)`,
+    `"0.10.1.1" -> (0, 10, 1)`; ValueError for what `read_release` refuses."""
+    return read_release(text).base
 
 
 def default_gpu_memory_utilization(version: str) -> float:

@@ -9,7 +9,7 @@ import typer
 
 from tpfit.errors import UsageError
 from tpfit.kinds import KvCacheDtype, ModelDtype, Objective
-from tpfit.limits import MAX_PARALLEL_SIZE
+from tpfit.limits import MAX_NUM_BATCHED_TOKENS, MAX_NUM_SEQS, MAX_PARALLEL_SIZE
 
 ModelArg = Annotated[str, typer.Argument(
     help="Bundled model (llama-3.1-70b, qwen3-32b, ...), a local folder or config.json, or a Hugging Face id.")]
@@ -36,8 +36,9 @@ KvDtypeOpt = Annotated[KvCacheDtype, typer.Option("--kv-cache-dtype", case_sensi
 QuantOpt = Annotated[Optional[str], typer.Option(
     "--quantization", "-q", help="vLLM's --quantization; fp8 = online FP8 of a bf16 checkpoint.")]
 DtypeOpt = Annotated[ModelDtype, typer.Option("--dtype", case_sensitive=False, help="vLLM's --dtype.")]
-SeqsOpt = Annotated[Optional[int], typer.Option("--max-num-seqs", min=1, help="vLLM's --max-num-seqs.")]
-BatchedOpt = Annotated[Optional[int], typer.Option("--max-num-batched-tokens", min=1,
+SeqsOpt = Annotated[Optional[int], typer.Option("--max-num-seqs", min=1, max=MAX_NUM_SEQS,
+                                                help="vLLM's --max-num-seqs.")]
+BatchedOpt = Annotated[Optional[int], typer.Option("--max-num-batched-tokens", min=1, max=MAX_NUM_BATCHED_TOKENS,
                                                    help="vLLM's --max-num-batched-tokens.")]
 EagerOpt = Annotated[bool, typer.Option("--enforce-eager", help="No CUDA graphs (vLLM's --enforce-eager).")]
 LanguageOnlyOpt = Annotated[bool, typer.Option("--language-model-only",

@@ -12,7 +12,9 @@ from msgspec.structs import asdict, force_setattr
 from tpfit.core.vllm_messages import BATCH_BELOW_MAX_NUM_SEQS
 from tpfit.errors import UsageError
 from tpfit.kinds import KvCacheDtype, MambaCacheMode, ModelDtype
-from tpfit.vllm_facts import CURRENT_VLLM_VERSION, default_gpu_memory_utilization, parse_version
+from tpfit.limits import MAX_NUM_BATCHED_TOKENS, MAX_NUM_SEQS
+from tpfit.vllm_facts import CURRENT_VLLM_VERSION, default_gpu_memory_utilization, parse_version, \
+    read_release
 
 MODELLED_VLLM_VERSIONS = ("0.6.0", CURRENT_VLLM_VERSION)
 """The oldest and newest vLLM release whose memory rules tpfit models (patch releases of the newest included).
@@ -20,23 +22,25 @@ MODELLED_VLLM_VERSIONS = ("0.6.0", CURRENT_VLLM_VERSION)
 
 
 def normalize_vllm_version(text: str | None, *, flag: str = "--vllm-version") -> str:
-    """One spelling per release, valid as an image tag after "v", within MODELLED_VLLM_VERSIONS.
+    """One spelling per release, the one its package and image tag use (after "v"), within MODELLED_VLLM_VERSIONS.
+    A post release or hotfix keeps its name (so `deploy` pins its image) and plans as its X.Y.Z (`parse_version`).
 
-    Valid: "0.26.0", "v0.26.0", "V0.26", "0.26.0+cu129" (all -> "0.26.0"), "0.33.1".
-    Not valid: "", "abc", "0.26.0.1", "0.1" and "99.0" (outside the modelled range).
+    Valid: "0.26.0", "v0.26.0", "V0.26", "0.26.0+cu129" (all -> "0.26.0"), "0.33.1", "v0.8.5.post1" (->
+    "0.8.5.post1"), "0.10.1.1". Not valid: "", "abc", "0.26.0.1" (no such release), "0.26.0rc1", "0.1" and "99.0"
+    (outside the modelled range).
     """
     low, high = MODELLED_VLLM_VERSIONS
     raw = (text or "").strip()
-    body = raw[1:] if raw[:1] in ("v", "V") else raw
-    parts = body.split("+")[0].split(".")
-    if not 2 <= len(parts) <= 3 or not all(p.isdigit() and len(p) <= 4 for p in parts):
-        raise UsageError(f"not a vLLM release; use one such as {high} (tpfit models {low} to {high})", flag=flag,
-                         value=repr(text) if not raw else raw)
-    version = tuple(int(p) for p in parts) + (0,) * (3 - len(parts))
+    try:
+        release = read_release(raw)
+    except ValueError as err:
+        raise UsageError(f"{err} (tpfit models {low} to {high})", flag=flag, value=repr(text) if not raw else raw) \
+            from None
+    version = release.base
     if not parse_version(low) <= version or version[:2] > parse_version(high)[:2]:
         raise UsageError(f"tpfit models vLLM {low} to {high} (patch releases included); plan with one of those",
                          flag=flag, value=raw)
-    return ".".join(map(str, version))
+    return release.name
 
 
 def check_batch(*, max_num_seqs: int, max_num_batched_tokens: int, seqs_given: bool, tokens_given: bool) -> None:
@@ -82,6 +86,11 @@ class EngineArgs(Struct, frozen=True, kw_only=True):
             raise UsageError(str(err), flag="--vllm-version", value=self.vllm_version) from None
         if self.gpu_memory_utilization is not None and not 0 < self.gpu_memory_utilization <= 1:
             raise UsageError("must be in (0, 1]", flag="--gpu-memory-utilization", value=self.gpu_memory_utilization)
+        for flag, n, most in (("--max-num-seqs", self.max_num_seqs, MAX_NUM_SEQS),
+                              ("--max-num-batched-tokens", self.max_num_batched_tokens, MAX_NUM_BATCHED_TOKENS)):
+            if n is not None and not 1 <= n <= most:
+                raise UsageError(f"must be from 1 to {most:,} (tpfit/limits.py: far above any real server's)",
+                                 flag=flag, value=n)
         if self.max_num_seqs is not None and self.max_num_batched_tokens is not None:
             check_batch(max_num_seqs=self.max_num_seqs, max_num_batched_tokens=self.max_num_batched_tokens,
                         seqs_given=True, tokens_given=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from tpfit.vllm_facts import CURRENT_VLLM_VERSION, parse_version
+from tpfit.vllm_facts import CURRENT_VLLM_VERSION, read_release
 from tpfit.deployment.argv import parse_args, server_start, strip_prefixes
 from tpfit.deployment.facts import EnvVar, Runtime, Unit, VllmCommand, Where, Word
 from tpfit.deployment.flags import flag_table
@@ -19,11 +19,12 @@ _NO_VALUE = {"-d", "--detach", "--rm", "-i", "-t", "--interactive", "--tty", "--
              "--publish-all", "--read-only", "--no-healthcheck", "--oom-kill-disable", "-q", "--quiet",
              "--disable-content-trust", "--replace", "--sig-proxy", "--tls-verify", "--rmi", "--http-proxy"}
 _SHORT_BOOLS = set("dtiPq")
-_TAG = re.compile(r"(?:^|[:@-])v?(\d+\.\d+(?:\.\d+)?)")
+_TAG = re.compile(r"(?:^|[:@-])v?(\d+\.\d+(?:\.\d+){0,2}(?:\.post\d+)?)")
 
 
 def image_version(image: str | None) -> str | None:
-    """The vLLM release an image tag names: `vllm/vllm-openai:v0.8.5` -> 0.8.5, `:latest` or none -> None."""
+    """The vLLM release an image tag names: `vllm/vllm-openai:v0.8.5` -> 0.8.5, `:v0.8.5.post1` -> 0.8.5.post1
+    (`read_release`), `:latest`, none or no release -> None."""
     if not image or ":" not in image.rsplit("/", 1)[-1]:
         return None
     tag = image.rsplit(":", 1)[1]
@@ -31,10 +32,9 @@ def image_version(image: str | None) -> str | None:
     if not m:
         return None
     try:
-        v = parse_version(m.group(1))
+        return read_release(m.group(1)).name
     except ValueError:
         return None
-    return ".".join(map(str, v))
 
 
 def is_vllm_image(image: str) -> bool:
