@@ -372,6 +372,7 @@ def test_without_the_clipboard_copy_selects_the_text_it_copies(browser, server):
     try:
         for button, expected in (("share-copy", "return location.href"),
                                  ("deploy-copy", "return document.getElementById('deploy-text').textContent")):
+            browser.execute_script("document.getElementById('status').textContent = ''")  # the last click's word
             browser.find_element("id", button).click()
             wait(browser, "return document.getElementById('status').textContent.startsWith('Selected')", button)
             selected = browser.execute_script("return getSelection().toString()")
