@@ -38,7 +38,7 @@ MAX_NUM_SEQS = 1 << 16
 """`--max-num-seqs`: vLLM's largest default is 1,024 (B200 and H100-class GPUs; 256 on smaller ones,
 shared/reference/vllm-internals.md "batch defaults"), and servers of many short chats set a few thousand. 65,536
 is 64 times that default; above it the sampler's [seqs x vocab] logits alone are tens of GiB, so a larger value is a
-typo (`--max-num-seqs 99999999999999` planned a KV cache for that many requests)."""
+typo, refused in one line instead of planned (65,536 sequences x Llama-3's 128,256 logits in float32 are 31 GiB)."""
 MAX_NUM_BATCHED_TOKENS = MAX_POSITIONS
 """`--max-num-batched-tokens`: the defaults are 2,048 to 16,384 per step, but without chunked prefill a step holds a
 whole prompt, so a server of Llama-4-Scout's 10,485,760-token context may set that many: the bound is the longest
