@@ -397,3 +397,16 @@ def test_thresholds_parse():
     t = Thresholds.parse(["kv_cache_usage=85%", "waiting_for=2m", "ttft_p99=500ms", "itl-p99=0.08", "window=1h"])
     assert (t.kv_cache_usage, t.waiting_for_s, t.ttft_p99_s, t.itl_p99_s, t.window_s) == (0.85, 120, 0.5, 0.08, 3600)
     assert math.isclose(Thresholds.parse(["kv_capacity_shortfall=2.5%"]).kv_capacity_shortfall, 0.025)
+
+
+def test_the_runbook_counts_the_plans_requests_in_english():
+    """It said "the plan held 1 requests"."""
+    from tpfit.core.monitoring import AlertKind, PlanTargets, fix_for
+
+    def held(concurrency: int) -> str:
+        targets = PlanTargets(model_id="m", gpus="1xh100", context_tokens=8192, concurrency=concurrency,
+                              kv_cache_tokens=50_000, num_gpu_blocks=3125, block_size=16, max_concurrency=6.1)
+        return fix_for(AlertKind.KV_SATURATED, targets)
+
+    assert "the plan held 1 request of 8,192 tokens" in held(1)
+    assert "the plan held 12 requests of 8,192 tokens" in held(12)

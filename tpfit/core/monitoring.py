@@ -308,7 +308,7 @@ def fix_for(kind: AlertKind, targets: PlanTargets | None, *, demand: int | None 
     t = targets
     want = max(demand or 0, 2 * t.concurrency)
     replan = f"`{t.plan_command(want)}`"
-    held = f"the plan held {t.concurrency} requests of {t.context_tokens:,} tokens"
+    held = f"the plan held {t.concurrency} request{'s' if t.concurrency != 1 else ''} of {t.context_tokens:,} tokens"
     seqs = max(1, int(t.max_concurrency))
     if kind is AlertKind.KV_CAPACITY:
         return (f"the plan predicted {t.kv_cache_tokens:,} KV tokens per engine; the server did not get the "
