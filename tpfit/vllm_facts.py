@@ -27,9 +27,11 @@ the same spelling. They change no rule tpfit models, so each plans as its X.Y.Z.
 this list (`0.26.0.1`) is refused: it names no release, and is far more often a typo than a hotfix tpfit has not
 heard of."""
 
-_RELEASE = re.compile(r"[vV]?(?P<nums>\d{1,4}(?:\.\d{1,4}){1,3})(?:[._-]?post(?P<post>\d{1,4}))?(?:\+[0-9A-Za-z._-]+)?")
-_PRE_RELEASE = re.compile(r"[vV]?(?P<nums>\d{1,4}(?:\.\d{1,4}){1,3})[._-]?(?:a|b|c|rc|alpha|beta|pre|preview|dev)\d*"
-                          r"(?:\.dev\d*)?(?:\+[0-9A-Za-z._-]+)?", re.IGNORECASE)
+_RELEASE = r"[vV]?(?P<nums>\d{1,4}(?:\.\d{1,4}){1,3})(?:[._-]?post(?P<post>\d{1,4}))?(?:\+[0-9A-Za-z._-]+)?"
+_PRE_RELEASE = (r"(?i)[vV]?(?P<nums>\d{1,4}(?:\.\d{1,4}){1,3})[._-]?(?:a|b|c|rc|alpha|beta|pre|preview|dev)\d*"
+                r"(?:\.dev\d*)?(?:\+[0-9A-Za-z._-]+)?")
+"""Patterns compiled on first use (re's cache): a plan of a plain X.Y.Z, the default, needs neither, and the two cost
+~0.8 ms to compile, 1.5 % of `tpfit plan`'s cold start."""
 
 
 class VllmRelease(Struct, frozen=True, kw_only=True):
@@ -49,9 +51,13 @@ def read_release(text: str) -> VllmRelease:
     "0.26.0rc1" and "0.11.1.dev5" (pre-releases: plan for the release).
     """
     raw = text.strip()
-    m = _RELEASE.fullmatch(raw)
+    parts = raw.split(".")
+    if 2 <= len(parts) <= 3 and all(p.isdigit() and p.isascii() and len(p) <= 4 for p in parts):  # X.Y or X.Y.Z
+        base = tuple(int(p) for p in parts) + (0,) * (3 - len(parts))
+        return VllmRelease(name=".".join(map(str, base)), base=base)  # type: ignore[arg-type]
+    m = re.fullmatch(_RELEASE, raw)
     if m is None:
-        pre = _PRE_RELEASE.fullmatch(raw)
+        pre = re.fullmatch(_PRE_RELEASE, raw)
         if pre is not None:
             raise ValueError(f"{raw} is a pre-release or development build of vLLM; plan for the release it leads to "
                              f"or follows, such as {pre.group('nums')}")
