@@ -1,4 +1,5 @@
-"""Shared option aliases, so `--gpus` means the same in every command."""
+"""Shared option aliases, so `--gpus` means the same in every command, and the checks of option values that several
+commands share (a server URL, a file to write, plan options beside --plan, finite durations)."""
 
 from __future__ import annotations
 
