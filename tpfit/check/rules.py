@@ -16,7 +16,7 @@ from tpfit.core.memory import safe_utilization
 from tpfit.core.plan import Plan
 from tpfit.deploy.common import HF_CACHE_CONTAINER
 from tpfit.deploy.startup import (
-    DOWNLOAD_BYTES_PER_S, LOAD_BYTES_PER_S, SPREAD, START_OVERHEAD_S, download_bytes, start_seconds,
+    DOWNLOAD_BYTES_PER_S, LOAD_BYTES_PER_S, START_OVERHEAD_S, download_bytes, start_seconds, wait_seconds,
 )
 from tpfit.deployment.facts import DeploymentFile, Format, Runtime, Unit, Where
 from tpfit.deployment.flags import FlagTable
@@ -256,11 +256,13 @@ def check_probes(unit: Unit, r: Resolved) -> list[Finding]:
     guard = startup or live
     if guard is None:
         return []
-    warm, download = start_seconds(r.plan, r.plan.candidates[0])
+    c = r.plan.candidates[0]
+    warm, download = start_seconds(r.plan, c)
+    local = (unit.command.model or "/").startswith("/")  # a folder on the node: nothing to download
     budget = guard.budget_s
     what = "startup probe" if startup else "liveness probe (no startup probe)"
     period = startup.period_s if startup else 10.0
-    fix_failures = int(-(-(SPREAD * (warm + download)) // period))
+    fix_failures = -(-wait_seconds(r.plan, c, downloads=not local) // max(1, int(period)))  # as `tpfit deploy` waits
     edits: tuple[Edit, ...] = ()
     if unit.handle is not None:
         c = unit.handle[0]
@@ -274,10 +276,10 @@ def check_probes(unit: Unit, r: Resolved) -> list[Finding]:
                    f"{LOAD_BYTES_PER_S / GIB:.0f} GiB/s + {START_OVERHEAD_S} s of profiling and graph capture)",
                    guard.where, vllm="killed while loading: the log ends in 'KeyboardInterrupt: terminated', the pod "
                                      "restarts in a loop", fix=fix, edits=edits)]
-    if budget < warm + download and not (unit.command.model or "/").startswith("/"):
+    if budget < warm + download and not local:
         return [_f(Kind.STARTUP_PROBE, Severity.WARNING, unit,
                    f"the {what} gives up after {budget:.0f} s; a first start also downloads "
-                   f"{download_bytes(r.plan, r.plan.candidates[0]) / GB:.0f} GB (about {download:.0f} s at "
+                   f"{download_bytes(r.plan, c) / GB:.0f} GB (about {download:.0f} s at "
                    f"{DOWNLOAD_BYTES_PER_S / 10**6:.0f} MB/s)", guard.where,
                    vllm="killed during the first download; starts once the cache is filled", fix=fix, edits=edits)]
     return []
