@@ -44,7 +44,7 @@ def deploy_files(plan: Plan, doc: dict, *, deploy_args: Sequence[str] | None, mo
                 served_model_name=None, model_path=model_path, shm_size=None, monitoring=False,
                 monitoring_for=lambda _, d: default_monitoring(doc, d))
         except UsageError as err:
-            if err.flag not in ("--format", "--gpus"):  # nothing to deploy in any format
+            if err.flag in ("--plan", "MODEL"):  # deployment_from_plan: nothing to deploy in any format
                 return {"error": str(err).split(": ", 1)[-1], "formats": {}, "commands": {}, "refused": {}}
             refused[fmt] = str(err)
             continue
