@@ -121,13 +121,15 @@ def docker_process(model: str, flags: list[str]):
     from tpfit.deploy.common import Deployment
     from tpfit.deploy.shell import docker_argv
     from tpfit.live.launch import DockerVllm, free_port
+    from tpfit.model.load import existing_path
     from tpfit.vllm_facts import image_for
 
     port = free_port()
     tp = int(flags[flags.index("--tensor-parallel-size") + 1]) if "--tensor-parallel-size" in flags else 1
     pp = int(flags[flags.index("--pipeline-parallel-size") + 1]) if "--pipeline-parallel-size" in flags else 1
-    local = Path(model).exists()  # a local model folder: bound in the container at the same path
-    d = Deployment(model=str(Path(model).resolve()) if local else model, served_model_name=None,
+    folder = existing_path(model)  # a local model folder (~ expanded, as the plan loads it): bound at the same path
+    local = folder is not None
+    d = Deployment(model=str(folder.resolve()) if local else model, served_model_name=None,
                    engine_args=tuple(flags), tensor_parallel_size=tp, pipeline_parallel_size=pp, data_parallel_size=1,
                    gpus_per_node=tp * pp, nodes=1, image=image_for(CURRENT_VLLM_VERSION),
                    vllm_version=CURRENT_VLLM_VERSION, port=port, local_model=local)
