@@ -59,18 +59,15 @@ TtftOpt = Annotated[Optional[float], typer.Option("--ttft", help="Target time to
 TpotOpt = Annotated[Optional[float], typer.Option("--tpot", help="Target time per output token, seconds (above 0).")]
 
 
-PLAN_OPTIONS = ("gpus", "tp", "pp", "dp", "context", "concurrency", "max_model_len", "gpu_memory_utilization",
-                "kv_cache_dtype", "quantization", "max_num_seqs", "enforce_eager", "language_model_only", "vllm_version",
-                "input_tokens", "output_tokens", "objective", "ttft", "tpot")
-"""The options that describe a plan to make (`deploy` and `watch` take them beside MODEL)."""
-
-
 def check_plan_options(ctx: typer.Context, *, model: str | None, plan_file: Path | None) -> None:
     """Plan options make a plan of MODEL: beside `--plan` (a file holds its own) or without MODEL they would be
     dropped without a word, so they are refused naming the first one given."""
     if model is not None and plan_file is None:
         return
-    given = [p for p in ctx.command.params if p.name in PLAN_OPTIONS  # by name: typer vendors its own click
+    from tpfit.request import PlanRequest  # the options that make a plan are its fields
+
+    plan_options = set(PlanRequest.__struct_fields__) - {"model"}
+    given = [p for p in ctx.command.params if p.name in plan_options  # by name: typer vendors its own click
              and getattr(ctx.get_parameter_source(p.name), "name", None) == "COMMANDLINE"]
     if given:
         why = "the --plan file holds its own plan" if plan_file is not None else "it plans MODEL, which is not given"
