@@ -39,7 +39,6 @@ class Deployment:
     pipeline_parallel_size: int
     data_parallel_size: int
     gpus_per_node: int
-    nodes: int
     image: str
     vllm_version: str
     port: int = DEFAULT_PORT
@@ -135,7 +134,7 @@ def deployment_from_plan(plan: Plan, *, command: str, cuda: CudaBuild = DEFAULT_
     return Deployment(
         model=model, served_model_name=served_model_name, engine_args=tuple(argv), tensor_parallel_size=lay.tp,
         pipeline_parallel_size=lay.pp, data_parallel_size=lay.dp, gpus_per_node=cluster.gpus_per_node,
-        nodes=cluster.nodes, image=image_for(version, cuda), vllm_version=version, port=port, gpu_ids=gpu_ids,
+        image=image_for(version, cuda), vllm_version=version, port=port, gpu_ids=gpu_ids,
         shm_size=shm_size, header=header, start_wait_s=wait_seconds(plan, best, downloads=model_path is None),
         local_model=model_path is not None,
     )

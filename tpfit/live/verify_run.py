@@ -131,7 +131,7 @@ def docker_process(model: str, flags: list[str]):
     local = folder is not None
     d = Deployment(model=str(folder.resolve()) if local else model, served_model_name=None,
                    engine_args=tuple(flags), tensor_parallel_size=tp, pipeline_parallel_size=pp, data_parallel_size=1,
-                   gpus_per_node=tp * pp, nodes=1, image=image_for(CURRENT_VLLM_VERSION),
+                   gpus_per_node=tp * pp, image=image_for(CURRENT_VLLM_VERSION),
                    vllm_version=CURRENT_VLLM_VERSION, port=port, local_model=local)
     argv = [a.replace("${HOME}", str(Path.home())) for part in docker_argv(d) for a in part]
     return DockerVllm(argv=argv, name=f"tpfit-verify-{port}", port=port)
