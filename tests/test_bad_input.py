@@ -504,6 +504,18 @@ def test_a_broken_safetensors_file_names_the_file(tmp_path, header):
     assert line.count(str(tmp_path)) == 1, line
 
 
+@pytest.mark.parametrize("raw,needle", [
+    ((9).to_bytes(8, "little") + b"{not json", "header is not JSON"),
+    ((1 << 40).to_bytes(8, "little") + b"{}", "headed by a length of"),
+])
+def test_a_safetensors_file_that_is_not_one_names_the_file(tmp_path, raw, needle):
+    (tmp_path / "config.json").write_text(LLAMA_8B.read_text())
+    (tmp_path / "model.safetensors").write_bytes(raw)
+    line = one_line_error(tpfit("plan", str(tmp_path), "--gpus", "1xH100"), str(tmp_path / "model.safetensors"),
+                          needle)
+    assert line.count(str(tmp_path)) == 1, line
+
+
 def test_binary_plan_file_names_the_file(tmp_path):
     path = tmp_path / "plan.json"
     path.write_bytes(b"\xff\xfe\x00\x81" * 100)

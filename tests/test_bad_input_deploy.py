@@ -357,3 +357,15 @@ def test_plan_options_beside_a_plan_file_or_without_a_model_are_refused(tmp_path
                    "--context 4096: goes with MODEL")
     one_line_error(tpfit("watch", "--gpus", "1xH100", "--url", "http://127.0.0.1:1", "--once"),
                    "--gpus 1xH100: goes with MODEL (it plans MODEL, which is not given)")
+
+
+@pytest.mark.parametrize("args,fmt,needle", [
+    (["--tp", "1", "--pp", "1", "--dp", "9"], "lws", "9 GPUs do not split into whole engines per node"),
+    (["--tp", "1", "--pp", "1", "--dp", "16", "--vllm-version", "0.8.5"], "ray",
+     "cannot place data-parallel engines on other nodes"),
+])
+def test_a_multi_node_layout_ray_or_lws_cannot_place_is_one_line(args, fmt, needle):
+    """Ray and LWS give each node an equal share: 9 GPUs over two nodes of 8, or replicas across nodes on a vLLM
+    without --data-parallel-backend, would be written as files that start nothing."""
+    one_line_error(tpfit("deploy", "llama-3.1-8b", "--gpus", "2x8xH100", *args, "--format", fmt), "--format",
+                   needle)
