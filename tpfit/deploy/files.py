@@ -34,10 +34,10 @@ def image_cuda(cuda: CudaBuild | None, driver: str | None) -> CudaBuild:
 def deployment_files(plan: Plan, fmt: str, *, command: str, cuda: CudaBuild | None, driver: str | None, port: int,
                      gpu_ids: tuple[int, ...], gpu_ids_text: str | None, served_model_name: str | None,
                      model_path: str | None, shm_size: str | None, monitoring: bool,
-                     monitoring_for: Callable[[dict, Deployment], object]) -> dict[str, str]:
+                     monitoring_for: Callable[[dict, Deployment], object], doc: dict | None = None) -> dict[str, str]:
     """File name -> text for `fmt` (`cuda`: None when not given, see image_cuda). `monitoring_for(doc, deployment)`
     makes the Prometheus side (deploy/monitoring.py) from the plan's document when the format or --monitoring
-    asks."""
+    asks; `doc`: that document (report/json.py `plan_to_dict`) where the caller has it already."""
     if monitoring and fmt not in MONITORED_FORMATS:
         raise UsageError(f"--monitoring goes with --format {', '.join(MONITORED_FORMATS)} (for rules alone: "
                          "--format alerts)", flag="--monitoring")
@@ -49,4 +49,4 @@ def deployment_files(plan: Plan, fmt: str, *, command: str, cuda: CudaBuild | No
         checks.check_gpu_ids(gpu_ids, d, text=gpu_ids_text, fmt=fmt)
     if not (monitoring or fmt in MONITORING_FORMATS):
         return render(d, fmt, None)
-    return render(d, fmt, monitoring_for(plan_to_dict(plan), d))
+    return render(d, fmt, monitoring_for(plan_to_dict(plan) if doc is None else doc, d))

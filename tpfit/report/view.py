@@ -42,7 +42,7 @@ def deploy_files(plan: Plan, doc: dict, *, deploy_args: Sequence[str] | None, mo
             files[fmt] = deployment_files(
                 plan, fmt, command=command, cuda=None, driver=None, port=DEFAULT_PORT, gpu_ids=(), gpu_ids_text=None,
                 served_model_name=None, model_path=model_path, shm_size=None, monitoring=False,
-                monitoring_for=lambda _, d: default_monitoring(doc, d))
+                monitoring_for=default_monitoring, doc=doc)
         except UsageError as err:
             if err.flag in ("--plan", "MODEL"):  # deployment_from_plan: nothing to deploy in any format
                 return {"error": str(err).split(": ", 1)[-1], "formats": {}, "commands": {}, "refused": {}}
