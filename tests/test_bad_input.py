@@ -569,7 +569,7 @@ def test_explain_holds_a_logs_end_within_a_bound():
     """A log of any length (a file, or a pipe that is not seekable) takes at most the bound: its last bytes."""
     import io
 
-    from tpfit.cli.explain import read_log_tail
+    from tpfit.live.log_file import read_log_tail
 
     data = b"INFO noise\n" * 10_000 + b"ERROR the refusal\n"
 

@@ -55,12 +55,9 @@ def _fixed_path(file: str, in_place: bool) -> Path | None:
 def _server(url: str, log: Optional[Path], tp: Optional[int], pp: Optional[int], dtype: str):
     from tpfit.deployment.read_server import read_server, server_deployment
 
-    log_text = None
-    if log is not None:
-        try:
-            log_text = log.read_text(errors="replace")
-        except OSError as err:
-            raise UsageError(f"cannot read it ({err.strerror})", flag="--log", value=str(log)) from None
+    from tpfit.live.log_file import read_log_file
+
+    log_text = None if log is None else read_log_file(log, flag="--log")
     facts = read_server(url, log_text=log_text)
     return server_deployment(facts, tp=tp, pp=pp, dtype=dtype), facts
 

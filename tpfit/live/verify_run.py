@@ -13,6 +13,7 @@ from pathlib import Path
 
 from tpfit.errors import UsageError
 from tpfit.kinds import ModelDtype
+from tpfit.live.log_file import read_log_file
 from tpfit.vllm_facts import CURRENT_VLLM_VERSION
 
 KEY_LINES = ("KV cache size", "Maximum concurrency", "Model loading took", "Available KV cache", "init engine",
@@ -64,16 +65,6 @@ class VerifyRequest:
         return flags
 
 
-def read_log(path: Path) -> str:
-    """`--log`: the server's start-up log, or UsageError naming the flag (missing, a folder, unreadable)."""
-    if path.is_dir():
-        raise UsageError("is a folder; give the server's log file", flag="--log", value=str(path))
-    try:
-        return path.read_text(errors="replace")
-    except OSError as err:
-        raise UsageError(f"cannot read it ({err.strerror})", flag="--log", value=str(path)) from None
-
-
 def run_verify(req: VerifyRequest, *, say: Callable[[str], None] | None = None) -> dict:
     """Start (with --launch) or reach the server, verify, stop what was started. `say` gets progress lines."""
     import asyncio
@@ -88,7 +79,7 @@ def run_verify(req: VerifyRequest, *, say: Callable[[str], None] | None = None) 
             if say:
                 say(f"starting vLLM ({url})")
             proc.wait_ready(timeout_s=req.timeout, on_progress=(lambda line: _startup_line(line, say)) if say else None)
-        log_text = proc.log_text() if proc else (read_log(req.log) if req.log else None)
+        log_text = proc.log_text() if proc else (read_log_file(req.log, flag="--log") if req.log else None)
         report = asyncio.run(_verify(url, req, log_text, say))
     finally:
         if proc:
