@@ -316,6 +316,14 @@ def test_verify_log_that_cannot_be_read_is_one_line(tmp_path):
     one_line_error(tpfit("verify", "--url", "http://127.0.0.1:1", "--log", str(tmp_path)), "--log", "is a folder")
 
 
+@pytest.mark.parametrize("command", [["verify"], ["check"]])
+def test_a_device_given_as_log_is_refused_not_read_without_end(command):
+    """`verify --log /dev/zero` and `check --log /dev/zero` read until memory ran out (explain already refused it:
+    the three read a log through tpfit/live/log_file.py now)."""
+    one_line_error(tpfit(*command, "--url", "http://127.0.0.1:1", "--log", "/dev/zero", timeout=60), "--log",
+                   "not a log file")
+
+
 def test_verify_vllm_args_are_checked_before_anything_starts():
     """An unbalanced quote in --vllm-args raised ValueError from shlex (a traceback); with --url the flags were
     silently ignored."""

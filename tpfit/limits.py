@@ -27,8 +27,9 @@ MAX_POSITIONS = 1 << 27
 """max_position_embeddings and other context keys: Llama-4-Scout has 10,485,760."""
 
 MAX_LOG_BYTES = 64 << 20
-"""`tpfit explain`, `verify --log` and `check --log` read a log's last 64 MiB (tpfit/live/log_file.py): vLLM's refusal ends its run, and a start-up log is under 1 MB (a
-server's log of days can grow past any memory; `/dev/zero` never ends)."""
+"""`tpfit explain`, `verify --log` and `check --log` read a log's last 64 MiB (tpfit/live/log_file.py): vLLM's
+refusal ends its run, and a start-up log is under 1 MB (a server's log of days can grow past any memory;
+`/dev/zero` never ends)."""
 MAX_JSON_BYTES = 64 << 20
 """A config, quantization sidecar or saved plan file: real configs are under 100 KB, plans of 128 GPUs ~30 MB (every candidate, and the Plan value itself)."""
 
