@@ -97,6 +97,12 @@ class CudaBuild(Kind):
         return _MIN_DRIVER[self]
 
     @property
+    def min_driver_text(self) -> str:
+        """The minimum driver as NVIDIA writes it: "575.51.03"."""
+        major, minor, patch = self.min_driver
+        return f"{major}.{minor:02d}.{patch:02d}"
+
+    @property
     def tag_suffix(self) -> str:
         return "-cu130" if self is CudaBuild.CU130 else ""
 
@@ -136,7 +142,7 @@ def cuda_for_driver(driver: str | None) -> CudaBuild:
 def driver_requirements() -> str:
     """`CUDA 12.9 images need >= 575.51.03, -cu130 images >= 580.65.06`, for messages."""
     return ", ".join(f"{'CUDA ' + c.value if not c.tag_suffix else c.tag_suffix} images "
-                     f"{'need ' if i == 0 else ''}>= {c.min_driver[0]}.{c.min_driver[1]:02d}.{c.min_driver[2]:02d}"
+                     f"{'need ' if i == 0 else ''}>= {c.min_driver_text}"
                      for i, c in enumerate(CudaBuild))
 
 

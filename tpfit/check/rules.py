@@ -308,12 +308,10 @@ def check_image(unit: Unit, r: Resolved) -> list[Finding]:
                       fix=f"pin it: {unit.image.split(':')[0]}:v{r.table.version}"))
     if r.host_driver:
         cuda = cuda_of_image(unit.image)
-        need = cuda.min_driver
         have = parse_driver(r.host_driver)
-        if have and have < need:
+        if have and have < cuda.min_driver:
             out.append(_f(Kind.IMAGE, Severity.ERROR, unit,
-                          f"{unit.image} is built for CUDA {cuda}, which needs driver >= "
-                          f"{need[0]}.{need[1]:02d}.{need[2]:02d}; "
+                          f"{unit.image} is built for CUDA {cuda}, which needs driver >= {cuda.min_driver_text}; "
                           f"this host runs {r.host_driver}", unit.image_where,
                           vllm="RuntimeError: The NVIDIA driver on your system is too old",
                           fix="use an image built for this driver's CUDA (without -cu130), or upgrade the driver"))

@@ -25,8 +25,7 @@ def image_cuda(cuda: CudaBuild | None, driver: str | None) -> CudaBuild:
     if cuda is None:
         return runs
     if parse_driver(driver) < cuda.min_driver:
-        need = ".".join(f"{p:02d}" if i else str(p) for i, p in enumerate(cuda.min_driver))
-        raise UsageError(f"the CUDA {cuda} image needs driver >= {need}, --driver {driver} runs CUDA {runs}; use "
+        raise UsageError(f"the CUDA {cuda} image needs driver >= {cuda.min_driver_text}, --driver {driver} runs CUDA {runs}; use "
                          f"--cuda {runs} (or leave --cuda out: --driver picks it)", flag="--cuda", value=cuda.value)
     return cuda
 
