@@ -204,10 +204,10 @@ def resolve(unit: Unit, given: Cluster | None, load: Callable, host_driver: str 
                                memory_model=memory_model).candidates[0].memory
             longest = at_max.max_model_len_fit if at_max is not None else None
     except (TpfitError, ValueError) as err:
-        given = unit.command.get(err.flag) if isinstance(err, UsageError) and err.flag else None
-        if given is not None:  # a flag of the file vLLM refuses with this model or these GPUs (--quantization on a
+        refused = unit.command.get(err.flag) if isinstance(err, UsageError) and err.flag else None
+        if refused is not None:  # a flag of the file vLLM refuses with this model or these GPUs (--quantization on a
             # quantized checkpoint, --max-num-seqs above the default batch)
-            notes.append(Finding(kind=Kind.FLAG_VALUE, severity=Severity.ERROR, unit=unit.name, where=given.where,
+            notes.append(Finding(kind=Kind.FLAG_VALUE, severity=Severity.ERROR, unit=unit.name, where=refused.where,
                                  message=str(err)))
         else:
             notes.append(Finding(kind=Kind.NOT_CHECKED, severity=Severity.INFO, unit=unit.name, where=unit.where,
