@@ -418,6 +418,20 @@ def test_keyboard_labels_and_verdicts_in_words(browser, server):
                      if c["memory"] and c["memory"]["verdict"] != "refused_at_start"]
 
 
+def test_formats_deploy_refuses_for_the_plan_are_said_not_dropped(browser, server):
+    """Llama-3.1-405B on 2x8 H100 spans two nodes: tpfit deploy refuses the single-node formats, and the page showed
+    only the others' tabs, without a word on the missing ones."""
+    browser.get(server + "?model=llama-3.1-405b&gpus=2x8xH100&context=8192")
+    wait_counter(browser, "renders", 0)
+    tabs = {b.get_attribute("data-format") for b in browser.find_elements("css selector", "[role=tab]")}
+    assert "compose" not in tabs and "lws" in tabs
+    cli = tpfit("deploy", "llama-3.1-405b", "--gpus", "2x8xH100", "--context", "8192", "--format", "compose")
+    assert cli.returncode == 2
+    said = text(browser, "deploy-refused")
+    assert said.startswith("Not written for this plan: ") and "compose (" in said
+    assert cli.stderr.strip().split("--format compose: ", 1)[1] in said
+
+
 def test_nothing_to_deploy_is_a_sentence_that_fits_a_phone(browser, server):
     """With no layout to deploy, the page says why in the file's box: as a file it kept its one long line, cut at
     the edge of a 360 px screen (a scroll bar inside the box to read it)."""

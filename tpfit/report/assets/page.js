@@ -488,6 +488,12 @@
       for (const [name, text] of Object.entries(byName)) files.push({ fmt, name, text });
     }
     $("deploy-panel").hidden = false;
+    // formats tpfit deploy refuses for this plan (a single-node format for a plan across nodes): said, not dropped
+    const refused = Object.entries(d.refused || {});
+    $("deploy-refused").hidden = !refused.length;
+    $("deploy-refused").textContent = refused.length
+      ? "Not written for this plan: " + refused.map(([fmt, why]) => `${fmt} (${why.replace(/^--format \S+: /, "")})`).join("; ")
+      : "";
     $("deploy-text").parentElement.classList.toggle("prose", !files.length);  // a sentence wraps; a file keeps its lines
     if (!files.length) {
       $("deploy-name").textContent = "";
