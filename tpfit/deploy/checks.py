@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 
 from tpfit.deploy.common import Deployment
+from tpfit.deployment.containers import size_or_none
 from tpfit.errors import UsageError
 from tpfit.vllm_facts import CudaBuild, driver_requirements
 
@@ -19,7 +20,6 @@ CONTAINER_FORMATS = ("docker", "compose", "k8s", "lws", "ray")
 """Formats that pin the CUDA image `vllm/vllm-openai` and NVIDIA's device plumbing."""
 MAX_GPU_INDEX = 1023
 
-_SHM = re.compile(r"^\d+(\.\d+)?\s?[kmgtp]?i?b?$", re.IGNORECASE)
 """docker's `RAMInBytes` grammar (go-units): `16g`, `16GB`, `16gib`, `1024m`, `17179869184`."""
 _DRIVER = re.compile(r"^\d{2,4}(\.\d{1,3}){1,2}$")
 
@@ -58,18 +58,11 @@ def check_gpu_ids(ids: tuple[int, ...], d: Deployment, *, text: str, fmt: str) -
 
 
 def check_shm_size(text: str) -> str:
-    """docker's size syntax, above zero: `16g`, `10.24gb`, `1024m`."""
-    if not _SHM.match(text.strip()) or not any(ch in "123456789" for ch in text.split(".")[0] + text):
+    """docker's size syntax, above zero: `16g`, `10.24gb`, `1024m` (read as check reads a compose file's shm_size:
+    deployment/containers.py `size_or_none`)."""
+    if not size_or_none(text.strip()):
         raise UsageError("use a size docker understands, such as 16g or 1024m", flag="--shm-size", value=text)
     return text.strip()
-
-
-def shm_bytes(text: str) -> int:
-    """Bytes of a size in docker's syntax (binary multiples, as go-units' RAMInBytes): `16g` -> 17179869184."""
-    m = re.match(r"^(\d+(?:\.\d+)?)\s?([kmgtp]?)", text.strip(), re.IGNORECASE)
-    if m is None:
-        raise UsageError("use a size docker understands, such as 16g or 1024m", flag="--shm-size", value=text)
-    return int(float(m.group(1)) * 1024 ** ("kmgtp".index(m.group(2).lower()) + 1 if m.group(2) else 0))
 
 
 def parse_driver(text: str) -> tuple[int, ...]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tpfit.deploy.checks import shm_bytes
+from tpfit.deployment.containers import size_or_none
 from tpfit.deploy.common import HF_CACHE_CONTAINER, Deployment, k8s_name
 from tpfit.deploy.shell import comment
 from tpfit.deploy.yamlout import dump_all
@@ -37,7 +37,7 @@ def _probes(d: Deployment) -> dict:
 
 def _shm_volume(d: Deployment) -> dict:
     """/dev/shm in memory: `--shm-size` when given (in bytes, a Kubernetes quantity), else 16 GiB."""
-    size = str(shm_bytes(d.shm_size)) if d.shm_size else "16Gi"
+    size = str(size_or_none(d.shm_size)) if d.shm_size else "16Gi"
     return {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": size}}
 
 
