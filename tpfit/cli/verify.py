@@ -54,18 +54,9 @@ def verify(
         raise UsageError("--launch needs MODEL", flag="MODEL")
     if docker and not launch:
         raise UsageError("--docker goes with --launch", flag="--docker")
-    if vllm_args is not None:
-        import shlex
-
-        if not launch:
-            raise UsageError("--vllm-args goes with --launch (a server given by --url already runs with its flags)",
-                             flag="--vllm-args")
-        try:
-            shlex.split(vllm_args)
-        except ValueError as err:
-            raise UsageError(f"not a command line ({err}); quote it as the shell would, e.g. "
-                             "--vllm-args \"--max-num-seqs 8 --enforce-eager\"", flag="--vllm-args",
-                             value=vllm_args) from None
+    if vllm_args is not None and not launch:
+        raise UsageError("--vllm-args goes with --launch (a server given by --url already runs with its flags)",
+                         flag="--vllm-args")
     kv_bytes = None
     if kv_cache_memory_bytes:
         try:

@@ -48,11 +48,19 @@ class VerifyRequest:
     itl_p99: float | None = None
     timeout: float = 600
 
+    def __post_init__(self) -> None:
+        self.launch_flags()  # --vllm-args as the shell would split it, or the UsageError naming it
+
     def launch_flags(self) -> list[str]:
         """The vLLM flags `--launch` starts it with: --vllm-args, then the options tpfit knows."""
         import shlex
 
-        flags = shlex.split(self.vllm_args or "")
+        try:
+            flags = shlex.split(self.vllm_args or "")
+        except ValueError as err:
+            raise UsageError(f"not a command line ({err}); quote it as the shell would, e.g. "
+                             "--vllm-args \"--max-num-seqs 8 --enforce-eager\"", flag="--vllm-args",
+                             value=self.vllm_args) from None
         if self.dtype is not ModelDtype.AUTO:
             flags += ["--dtype", self.dtype]
         if self.kv_cache_memory_bytes:
