@@ -384,6 +384,9 @@ def test_the_plans_latency_targets_become_rules(tmp_path):
 @pytest.mark.parametrize("args,needle", [
     (["--format", "serve", "--monitoring"], "--monitoring"),
     (["--format", "alerts", "--alert-label", "bad label=x"], "--alert-label"),
+    # a label every alert already has (its own severity; the server the texts name) is not replaced on all of them
+    (["--format", "alerts", "--alert-label", "severity=page"], "--alert-label severity=page"),
+    (["--format", "alerts", "--alert-label", "instance=x"], "--alert-label instance=x"),
     (["--format", "alerts", "--threshold", "kv_cache_usage=2"], "--threshold kv_cache_usage"),
     (["--format", "grafana", "--threshold", "window=soon"], "--threshold window=soon"),
     (["--format", "alerts", "--job", " "], "--job"),

@@ -56,8 +56,11 @@ MonitoringOpt = Annotated[bool, typer.Option(
 
 
 def parse_labels(items: list[str] | None) -> tuple[tuple[str, str], ...]:
-    """`--alert-label team=ml` -> (("team", "ml"),); a Prometheus label name is [a-zA-Z_][a-zA-Z0-9_]*."""
+    """`--alert-label team=ml` -> (("team", "ml"),); a Prometheus label name is [a-zA-Z_][a-zA-Z0-9_]*, and not one
+    the alerts already carry (alerts.OWN_LABELS)."""
     import re
+
+    from tpfit.deploy.alerts import OWN_LABELS
 
     out = []
     for item in items or []:
@@ -65,6 +68,9 @@ def parse_labels(items: list[str] | None) -> tuple[tuple[str, str], ...]:
         if not sep or not re.fullmatch(r"[a-zA-Z_][a-zA-Z0-9_]*", key) or key.startswith("__"):
             raise UsageError("use KEY=VALUE with a Prometheus label name as KEY, e.g. team=ml",
                              flag="--alert-label", value=item)
+        if key in OWN_LABELS:
+            raise UsageError(f"every alert already has a {key} label of its own ({', '.join(OWN_LABELS)}); "
+                             "add a label of another name, e.g. team=ml", flag="--alert-label", value=item)
         out.append((key, value))
     return tuple(out)
 

@@ -23,6 +23,11 @@ RULE_NAMES = {
     AlertKind.ITL: "VllmInterTokenLatencyAboveTarget",
 }
 
+OWN_LABELS = ("alertname", "severity", "tpfit_alert", "job", "instance", "model_name", "engine", "num_gpu_blocks")
+"""Labels an alert already has a meaning for: Prometheus's alert name, the two each rule sets (its severity and
+kind), and the series labels the rules group by and their texts read. A user's `--alert-label` of one of these names
+would replace it on every alert (one severity for all, texts naming the wrong server), so it is refused."""
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AlertSettings:
