@@ -12,6 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tpfit.errors import MetricsFormatError, ServerError
 from tpfit.live.startup_log import StartupFigures, parse_startup_log
+from tpfit.vllm_facts import CURRENT_VLLM_VERSION
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -258,7 +259,7 @@ async def read_server_facts(client, *, log_text: str | None = None) -> ServerFac
     """Read a live server through `client` (a VllmClient)."""
     version = (await client.get_json("/version")).get("version")
     if not isinstance(version, str) or not version:
-        raise _not_vllm(client, "/version", 'has no "version" (vLLM answers {"version": "0.33.0"})')
+        raise _not_vllm(client, "/version", f'has no "version" (vLLM answers {{"version": "{CURRENT_VLLM_VERSION}"}})')
     models = (await client.get_json("/v1/models")).get("data")
     model = models[0] if isinstance(models, list) and models else None
     if not isinstance(model, dict) or not isinstance(model.get("id"), str):
