@@ -113,6 +113,25 @@ def test_shell_script_with_functions_and_background_servers():
     assert len(capacity) == 2 and all("requests of 100 tokens" in f.message for f in capacity)
 
 
+COMPOUND = """#!/usr/bin/env bash
+MODEL=Qwen/Qwen2.5-7B-Instruct
+if [ -n "${PORT:-}" ]; then vllm serve "$MODEL" --tensor-parallel-size 3 --port "$PORT"; fi
+while true; do CUDA_VISIBLE_DEVICES=1 vllm serve "$MODEL" --max-model-len 4096; sleep 5; done
+{ vllm serve "$MODEL" --max-model-len 8192; } > serve.log 2>&1
+"""
+
+
+def test_servers_inside_compound_commands_are_found():
+    """A server after `then`, `do` or `{` on the same line is a server (it was 'no vLLM server found', exit 2)."""
+    dep = read_deployment(COMPOUND.encode(), "compound.sh")
+    assert [(u.where.line, u.command.model) for u in dep.units] == [(3, "Qwen/Qwen2.5-7B-Instruct"),
+                                                                    (4, "Qwen/Qwen2.5-7B-Instruct"),
+                                                                    (5, "Qwen/Qwen2.5-7B-Instruct")]
+    assert dep.units[1].gpu_ids == ("1",)
+    report = check_deployment(dep, gpus=Cluster.parse("4xH100"), load=load_real)
+    assert {f.where.line for f in report.findings if f.kind is Kind.LAYOUT} == {3}  # 28 heads over TP=3
+
+
 def test_compose_paths_and_lines():
     _, report = check_file(CORPUS / "bad-compose.yaml", "4xH100")
     count = next(f for f in report.findings if f.kind is Kind.GPU_COUNT)

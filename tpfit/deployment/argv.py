@@ -2,7 +2,8 @@
 
 Recognised (vLLM docs, deploy-conventions.md §1.1): `vllm serve MODEL ...`, `python -m
 vllm.entrypoints.openai.api_server --model MODEL ...`, and an image's arguments (`docker run ... IMAGE ARGS`,
-whose entrypoint is the server). `env`, `sudo`, `exec`, `nohup`, `NAME=value` prefixes are skipped.
+whose entrypoint is the server). `env`, `sudo`, `exec`, `nohup`, `NAME=value` prefixes are skipped, and so are the
+shell's reserved words that open a compound command (`if ...; then vllm serve ...; fi`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,9 @@ from tpfit.deployment.flags import NONE, REQUIRED, FlagTable
 from tpfit.deployment.shell import expand, is_assignment
 
 PREFIXES = ("sudo", "exec", "nohup", "env", "time", "command", "stdbuf", "numactl", "taskset")
+RESERVED_WORDS = ("if", "then", "elif", "else", "while", "until", "do", "{", "!")
+"""bash's reserved words a command may follow on the same line (`then vllm serve ...`, `do ...`, `{ ...; }`): the
+command starts after them."""
 API_SERVER_MODULES = ("vllm.entrypoints.openai.api_server", "vllm.entrypoints.api_server",
                       "vllm.entrypoints.launchers.api_server.entry")
 
@@ -27,7 +31,7 @@ def strip_prefixes(words: list[Word]) -> tuple[list[Word], dict[str, str], list[
             name, value = w.split("=", 1)
             env[name] = value
             env_words.append(words[i])
-        elif w in PREFIXES or (w.startswith("-") and i and words[i - 1].text in PREFIXES):
+        elif w in PREFIXES or w in RESERVED_WORDS or (w.startswith("-") and i and words[i - 1].text in PREFIXES):
             pass
         else:
             break

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tpfit.vllm_facts import CURRENT_VLLM_VERSION
-from tpfit.deployment.argv import parse_args, server_start, strip_prefixes
+from tpfit.deployment.argv import RESERVED_WORDS, parse_args, server_start, strip_prefixes
 from tpfit.deployment.containers import inner_commands, read_run
 from tpfit.deployment.facts import DeploymentFile, EnvVar, Format, Runtime, Unit, Word
 from tpfit.deployment.flags import flag_table
@@ -14,6 +14,8 @@ def units_in(cmds: list[list[Word]], variables: dict[str, str], depth: int = 0) 
     """Every vLLM server the commands start, in order; `variables` collects `NAME=value` lines on the way."""
     out: list[Unit] = []
     for raw in cmds:
+        while len(raw) > 1 and raw[0].text in RESERVED_WORDS:  # `then MODEL=x`, `do vllm serve ...`
+            raw = raw[1:]
         if raw[0].text in ("export", "readonly", "local", "declare") and len(raw) > 1:
             raw = raw[1:]
         if all(is_assignment(w.text) for w in raw):
