@@ -132,6 +132,34 @@ def test_servers_inside_compound_commands_are_found():
     assert {f.where.line for f in report.findings if f.kind is Kind.LAYOUT} == {3}  # 28 heads over TP=3
 
 
+def _docker(image: str) -> bytes:
+    return (f"docker run --gpus all --ipc=host -v ~/.cache/huggingface:/root/.cache/huggingface {image} "
+            "--model meta-llama/Llama-3.1-8B-Instruct --max-model-len 4096\n").encode()
+
+
+def test_image_tags_outside_the_modelled_releases():
+    """An image of a release older than tpfit models is a note, not a traceback (v0.5.4 raised StopIteration); a
+    newer one is checked by the newest rules and says so; a tag naming no release (v0.26.0.1) is checked as the
+    release it was meant to be and named: the official repository has no such tag."""
+    def run(image):
+        dep = read_deployment(_docker(image), "run.sh")
+        return check_deployment(dep, gpus=Cluster.parse("1xH100"), load=load_real)
+
+    old = run("vllm/vllm-openai:v0.5.4")
+    assert [f.kind for f in old.findings] == [Kind.NOT_CHECKED] and "0.5.4" in old.findings[0].message
+    new = run("vllm/vllm-openai:v0.40.0")
+    assert {f.kind for f in new.findings} == {Kind.NOT_CHECKED, Kind.CAPACITY}
+    typo = run("vllm/vllm-openai:v0.26.0.1-cu130")
+    image = next(f for f in typo.findings if f.kind is Kind.IMAGE)
+    assert image.severity is Severity.ERROR and "no release 0.26.0.1" in image.message
+    assert image.fix == "pin a release: vllm/vllm-openai:v0.26.0-cu130"
+    # planned as 0.26.0 (its 0.9 default utilization), not as the current release (0.92)
+    assert run("vllm/vllm-openai:v0.26.0").findings[-1].message == typo.findings[-1].message
+    assert typo.findings[-1].message != run("vllm/vllm-openai:v0.33.0").findings[-1].message
+    own = run("myorg/vllm-custom:v0.26.0.1")
+    assert [f.severity for f in own.findings if f.kind is Kind.IMAGE] == [Severity.WARNING]
+
+
 def test_compose_paths_and_lines():
     _, report = check_file(CORPUS / "bad-compose.yaml", "4xH100")
     count = next(f for f in report.findings if f.kind is Kind.GPU_COUNT)

@@ -114,9 +114,13 @@ CUDA_PROBE_IMAGE = f"nvidia/cuda:{DEFAULT_CUDA}.0-base-ubuntu24.04"
 """A tiny image that proves a container sees the GPUs (`tpfit doctor --probe`)."""
 
 
+OFFICIAL_IMAGE = "vllm/vllm-openai"
+"""vLLM's own image repository (Docker Hub): one tag per release, `vX.Y.Z` and `vX.Y.Z-cu130`."""
+
+
 def image_for(vllm_version: str, cuda: CudaBuild = DEFAULT_CUDA) -> str:
     """The pinned official image: `vllm/vllm-openai:vX.Y.Z`, `-cu130` for the CUDA 13.0 build."""
-    return f"vllm/vllm-openai:v{vllm_version}{CudaBuild(cuda).tag_suffix}"
+    return f"{OFFICIAL_IMAGE}:v{vllm_version}{CudaBuild(cuda).tag_suffix}"
 
 
 def cuda_of_image(image: str | None) -> CudaBuild:

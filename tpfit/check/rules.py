@@ -23,7 +23,7 @@ from tpfit.deployment.flags import FlagTable
 from tpfit.kinds import Verdict
 from tpfit.live.doctor import MIN_SHM_BYTES
 from tpfit.units import GB, GIB, format_gib
-from tpfit.vllm_facts import cuda_of_image, default_gpu_memory_utilization, parse_driver
+from tpfit.vllm_facts import OFFICIAL_IMAGE, cuda_of_image, default_gpu_memory_utilization, parse_driver
 
 KSERVE_FLAGS = frozenset({
     "--model_name", "--model_id", "--model_dir", "--model_revision", "--tokenizer_revision", "--backend", "--task",
@@ -298,9 +298,18 @@ def check_image(unit: Unit, r: Resolved) -> list[Finding]:
     if unit.image is None or not unit.runtime.container:
         return []
     out = []
-    from tpfit.deployment.containers import image_version, is_vllm_image
+    from tpfit.deployment.containers import image_tag_problem, image_version, is_vllm_image, tag_version
 
-    if is_vllm_image(unit.image) and image_version(unit.image) is None:
+    problem = image_tag_problem(unit.image) if is_vllm_image(unit.image) else None
+    if problem:
+        meant = image_version(unit.image) or r.table.asked
+        official = unit.image.rsplit(":", 1)[0].removeprefix("docker.io/") == OFFICIAL_IMAGE
+        out.append(_f(Kind.IMAGE, Severity.ERROR if official else Severity.WARNING, unit,
+                      f"{unit.image}: {problem} (checked as vLLM {meant})", unit.image_where,
+                      vllm=f"docker: manifest for {unit.image} not found: manifest unknown" if official else
+                      "runs whatever that build is",
+                      fix=f"pin a release: {unit.image.replace(tag_version(unit.image) or '', meant)}"))
+    elif is_vllm_image(unit.image) and image_version(unit.image) is None:
         out.append(_f(Kind.IMAGE, Severity.WARNING, unit,
                       f"{unit.image} names no vLLM release: each pull may bring another version (flags checked "
                       f"against vLLM {r.table.version})", unit.image_where,

@@ -14,7 +14,7 @@ from tpfit.check.rules import (
     Resolved, check_engine_flags, check_flags, check_gpu_count, check_hf_cache, check_image, check_layout_and_memory,
     check_line_endings, check_probes, check_secrets, check_server, check_shared_gpus, check_shared_memory,
 )
-from tpfit.core.engine import EngineArgs
+from tpfit.core.engine import MODELLED_VLLM_VERSIONS, EngineArgs, outside_modelled
 from tpfit.kinds import KvCacheDtype, ModelDtype
 from tpfit.vllm_facts import CURRENT_VLLM_VERSION
 from tpfit.core.layout import Layout
@@ -172,6 +172,16 @@ def resolve(unit: Unit, given: Cluster | None, load: Callable, host_driver: str 
                  node_gpus=given.gpus_per_node if given is not None and given.source != "cpu" else None)
     if engine is None or unit.command.get("--headless") is not None:
         return r, notes
+    side = outside_modelled(version)
+    if side:
+        low, high = MODELLED_VLLM_VERSIONS
+        notes.append(Finding(kind=Kind.NOT_CHECKED, severity=Severity.INFO, unit=unit.name, where=unit.image_where,
+                             message=f"{unit.image} runs vLLM {version}; tpfit models {low} to {high}: flags "
+                                     f"checked against vLLM {table.version}'s, " + (
+                                         "layout and memory not checked" if side < 0 else
+                                         f"layout and memory by {high}'s rules")))
+        if side < 0:
+            return r, notes
     model = unit.command.model
     if not model or is_run_time(model):
         notes.append(Finding(kind=Kind.NOT_CHECKED, severity=Severity.INFO, unit=unit.name, where=unit.where,

@@ -36,11 +36,18 @@ def normalize_vllm_version(text: str | None, *, flag: str = "--vllm-version") ->
     except ValueError as err:
         raise UsageError(f"{err} (tpfit models {low} to {high})", flag=flag, value=repr(text) if not raw else raw) \
             from None
-    version = release.base
-    if not parse_version(low) <= version or version[:2] > parse_version(high)[:2]:
+    if outside_modelled(release.name):
         raise UsageError(f"tpfit models vLLM {low} to {high} (patch releases included); plan with one of those",
                          flag=flag, value=raw)
     return release.name
+
+
+def outside_modelled(version: str) -> int:
+    """-1 when the release `version` names is older than MODELLED_VLLM_VERSIONS, 1 when newer (the newest's patch
+    releases are inside), 0 inside."""
+    low, high = MODELLED_VLLM_VERSIONS
+    base = parse_version(version)
+    return -1 if base < parse_version(low) else 1 if base[:2] > parse_version(high)[:2] else 0
 
 
 def check_batch(*, max_num_seqs: int, max_num_batched_tokens: int, seqs_given: bool, tokens_given: bool) -> None:

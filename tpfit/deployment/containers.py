@@ -22,19 +22,38 @@ _SHORT_BOOLS = set("dtiPq")
 _TAG = re.compile(r"(?:^|[:@-])v?(\d+\.\d+(?:\.\d+){0,2}(?:\.post\d+)?)")
 
 
-def image_version(image: str | None) -> str | None:
-    """The vLLM release an image tag names: `vllm/vllm-openai:v0.8.5` -> 0.8.5, `:v0.8.5.post1` -> 0.8.5.post1
-    (`read_release`), `:latest`, none or no release -> None."""
+def tag_version(image: str | None) -> str | None:
+    """The version an image tag spells (`vllm/vllm-openai:v0.26.0-cu130` -> "0.26.0"), release or not."""
     if not image or ":" not in image.rsplit("/", 1)[-1]:
         return None
-    tag = image.rsplit(":", 1)[1]
-    m = _TAG.search(tag)
-    if not m:
+    m = _TAG.search(image.rsplit(":", 1)[1])
+    return m.group(1) if m else None
+
+
+def image_version(image: str | None) -> str | None:
+    """The vLLM release an image tag names: `vllm/vllm-openai:v0.8.5` -> 0.8.5, `:v0.8.5.post1` -> 0.8.5.post1
+    (`read_release`); a tag that spells a version vLLM never released (`:v0.26.0.1`) -> its X.Y.Z (0.26.0), the
+    release it was meant to be (`image_tag_problem` says why); `:latest` and no tag -> None."""
+    text = tag_version(image)
+    if text is None:
         return None
     try:
-        return read_release(m.group(1)).name
+        return read_release(text).name
     except ValueError:
+        return ".".join(text.split(".")[:3])
+
+
+def image_tag_problem(image: str | None) -> str | None:
+    """Why the image's tag names no vLLM release (read_release's message: `vLLM has no release 0.26.0.1 ...`), or
+    None when it names one or no version at all."""
+    text = tag_version(image)
+    if text is None:
         return None
+    try:
+        read_release(text)
+    except ValueError as err:
+        return str(err)
+    return None
 
 
 def is_vllm_image(image: str) -> bool:
