@@ -132,6 +132,48 @@ def test_servers_inside_compound_commands_are_found():
     assert {f.where.line for f in report.findings if f.kind is Kind.LAYOUT} == {3}  # 28 heads over TP=3
 
 
+BRANCHES = """#!/usr/bin/env bash
+CUDA_VISIBLE_DEVICES=0 vllm serve meta-llama/Llama-3.1-8B-Instruct --gpu-memory-utilization 0.45 --port 8001 &
+if [ "$RUNTIME" = docker ]; then
+  exec docker run --gpus '"device=0"' --ipc=host -v ~/.cache/huggingface:/root/.cache/huggingface \\
+    vllm/vllm-openai:v0.33.0 --model meta-llama/Llama-3.1-8B-Instruct --gpu-memory-utilization 0.45
+fi
+CUDA_VISIBLE_DEVICES=0 exec vllm serve meta-llama/Llama-3.1-8B-Instruct --gpu-memory-utilization 0.45
+"""
+
+
+def test_servers_in_other_branches_of_an_exec_are_one_start(tmp_path):
+    """A server `exec` starts ends the script: one below it runs only instead of it (ray-cluster.sh's container and
+    host branches were counted as two servers, and three servers of 0.45 on one GPU as 1.35 of it)."""
+    from tpfit.report.check import render_text, report_dict
+
+    dep = read_deployment(BRANCHES.encode(), "branches.sh")
+    assert [u.alternative_of for u in dep.units] == [None, None, 1]
+    report = check_deployment(dep, gpus=Cluster.parse("1xH100"), load=load_real)
+    assert not [f for f in report.findings if f.kind is Kind.GPU_UTILIZATION]  # 0.45 + max(0.45, 0.45)
+    assert "branches.sh: 2 vLLM server(s)" in render_text(report)
+    worse = BRANCHES.replace("0.45 --port", "0.6 --port")
+    report = check_deployment(read_deployment(worse.encode(), "b.sh"), gpus=Cluster.parse("1xH100"), load=load_real)
+    shared = next(f for f in report.findings if f.kind is Kind.GPU_UTILIZATION)
+    assert "add up to 1.05" in shared.message and "each of the 2 servers" in shared.fix
+    # in the background or a subshell, exec ends nothing
+    both = "(exec vllm serve Qwen/Qwen3-8B) &\nexec vllm serve Qwen/Qwen3-8B &\nvllm serve Qwen/Qwen3-8B\n"
+    assert [u.alternative_of for u in read_deployment(both.encode(), "b.sh").units] == [None, None, None]
+
+    from typer.testing import CliRunner
+
+    from tpfit.cli.app import app
+
+    result = CliRunner().invoke(app, ["deploy", "llama-3.1-8b", "--gpus", "1xH100", "--context", "8192",
+                                      "--format", "ray", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    dep = read_deployment((tmp_path / "ray-cluster.sh").read_bytes(), "ray-cluster.sh")
+    assert [u.alternative_of for u in dep.units] == [None, 0]
+    report = check_deployment(dep, gpus=Cluster.parse("1xH100"))
+    assert report_dict(report)["servers"][1]["alternative_of"] == 0
+    assert "ray-cluster.sh: 1 vLLM server(s)" in render_text(report)
+
+
 def _docker(image: str) -> bytes:
     return (f"docker run --gpus all --ipc=host -v ~/.cache/huggingface:/root/.cache/huggingface {image} "
             "--model meta-llama/Llama-3.1-8B-Instruct --max-model-len 4096\n").encode()

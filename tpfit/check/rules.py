@@ -448,24 +448,29 @@ def check_line_endings(dep: DeploymentFile) -> list[Finding]:
 def check_shared_gpus(units: list[Unit], resolved: list[Resolved]) -> list[Finding]:
     """Servers given the same GPU: their --gpu-memory-utilization must add up to what one card holds."""
     out = []
-    by_gpu: dict[str, list[tuple[Unit, float]]] = {}
-    for u, r in zip(units, resolved):
+    by_gpu: dict[str, list[tuple[Unit, float, int]]] = {}
+    for k, (u, r) in enumerate(zip(units, resolved)):
         if r.engine is None:
             continue
         util = r.engine.gpu_memory_utilization or default_gpu_memory_utilization(r.engine.vllm_version)
         for g in u.gpu_ids:
-            by_gpu.setdefault(g, []).append((u, util))
-    for g, users in sorted(by_gpu.items()):
-        total = sum(util for _, util in users)
-        if len(users) > 1 and total > 1.0 - 0.05:
+            by_gpu.setdefault(g, []).append((u, util, k if u.alternative_of is None else u.alternative_of))
+    for g, found in sorted(by_gpu.items()):
+        # servers in other branches of one `exec` (Unit.alternative_of) never run together: the largest counts
+        starts: dict[int, float] = {}
+        for _, util, start in found:
+            starts[start] = max(util, starts.get(start, 0.0))
+        users = [(u, util) for u, util, _ in found]
+        total = sum(starts.values())
+        if len(starts) > 1 and total > 1.0 - 0.05:
             u, util = users[-1]
-            share = round(max(0.05, (0.95 / len(users))), 2)
+            share = round(max(0.05, (0.95 / len(starts))), 2)
             out.append(_f(Kind.GPU_UTILIZATION, Severity.ERROR, u,
                           f"GPU {g} is shared by {', '.join(x.name for x, _ in users)} whose "
                           f"--gpu-memory-utilization add up to {total:.2f}", _flag_where(u, "--gpu-memory-utilization"),
                           vllm="the second server: ValueError: Free memory on device is less than desired GPU memory "
                                "utilization",
-                          fix=f"--gpu-memory-utilization {share} for each of the {len(users)} servers",
+                          fix=f"--gpu-memory-utilization {share} for each of the {len(starts)} servers",
                           edits=tuple(Edit(op=Op.SET_FLAG, flag="--gpu-memory-utilization", value=str(share), unit=x)
                                       for x, _ in users)))
     return out

@@ -10,12 +10,9 @@ from __future__ import annotations
 
 from tpfit.deployment.facts import Arg, VllmCommand, Where, Word
 from tpfit.deployment.flags import NONE, REQUIRED, FlagTable
-from tpfit.deployment.shell import expand, is_assignment
+from tpfit.deployment.shell import RESERVED_WORDS, expand, is_assignment
 
 PREFIXES = ("sudo", "exec", "nohup", "env", "time", "command", "stdbuf", "numactl", "taskset")
-RESERVED_WORDS = ("if", "then", "elif", "else", "while", "until", "do", "{", "!")
-"""bash's reserved words a command may follow on the same line (`then vllm serve ...`, `do ...`, `{ ...; }`): the
-command starts after them."""
 API_SERVER_MODULES = ("vllm.entrypoints.openai.api_server", "vllm.entrypoints.api_server",
                       "vllm.entrypoints.launchers.api_server.entry")
 

@@ -149,6 +149,9 @@ class Unit:
     probes: tuple[Probe, ...] = ()
     gpu_ids: tuple[str, ...] = ()
     """Host GPU ids given to the container (compose `device_ids`, docker `device=0,1`)."""
+    alternative_of: int | None = None
+    """Index (in the file's units) of a server an `exec` started above this one in the script: this one runs only
+    where that one did not (another branch of an `if` or `case`), never beside it."""
     handle: object = field(default=None, compare=False, repr=False)
     """For --fix: the image Word of a docker/podman run; (service, path) of a compose service; (container, pod,
     path, pod path) of a Kubernetes container."""

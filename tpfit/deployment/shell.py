@@ -16,6 +16,9 @@ from dataclasses import dataclass, field
 from tpfit.deployment.facts import Where, Word
 
 OPERATORS = ("&&", "||", ";;", ";", "&", "|", "(", ")", "\n")
+RESERVED_WORDS = ("if", "then", "elif", "else", "while", "until", "do", "{", "!")
+"""bash's reserved words a command may follow on the same line (`then vllm serve ...`, `do ...`, `{ ...; }`): the
+command starts after them."""
 _ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
 _VAR = re.compile(r"^\$(?:\{([A-Za-z_][A-Za-z0-9_]*)(?::?-([^}]*))?\}|([A-Za-z_][A-Za-z0-9_]*))$")
 
@@ -169,14 +172,33 @@ def unquote(raw: str) -> str:
 
 def commands(store: TextStore) -> list[list[Word]]:
     """The simple commands of a text: runs of words between operators."""
-    out: list[list[Word]] = [[]]
-    for t in scan(store.text):
-        if t.op:
-            if out[-1]:
-                out.append([])
+    return script_commands(store)[0]
+
+
+def script_commands(store: TextStore) -> tuple[list[list[Word]], frozenset[int]]:
+    """The simple commands of a text, and the indices of those that replace the shell: `exec CMD` outside any
+    subshell, `{ }` group, pipeline or background job. The script runs nothing after one of them, so a command
+    written below it runs only where the `exec` was in a branch not taken (`if ...; then exec A; fi; exec B`)."""
+    cmds: list[list[Word]] = []
+    ends: set[int] = set()
+    words: list[Word] = []
+    before, depth = "", 0
+    for t in [*scan(store.text), Token("\n", len(store.text), len(store.text), op=True)]:
+        if not t.op:
+            words.append(Word(text=unquote(t.raw), where=store.where(t.start), span=(t.start, t.end), store=store))
             continue
-        out[-1].append(Word(text=unquote(t.raw), where=store.where(t.start), span=(t.start, t.end), store=store))
-    return [c for c in out if c]
+        if words:
+            texts = [w.text for w in words]
+            depth += texts[0] == "{"
+            first = next((x for x in texts if x not in RESERVED_WORDS), "")
+            if first == "exec" and len(texts) > 1 and not depth and before != "|" and t.raw not in ("&", "|"):
+                ends.add(len(cmds))
+            depth -= texts[0] == "}" and depth > 0
+            cmds.append(words)
+            words = []
+        depth += 1 if t.raw == "(" else -1 if t.raw == ")" and depth > 0 else 0
+        before = t.raw
+    return cmds, frozenset(ends)
 
 
 def expand(value: str, variables: dict[str, str]) -> str:

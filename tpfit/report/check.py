@@ -42,8 +42,11 @@ def render_text(report: CheckReport) -> str:
         if f.fix:
             lines.append(f"    fix: {f.fix}")
     counts = {s: sum(1 for f in report.findings if f.severity is s) for s in Severity}
-    units = ", ".join(f"{u.name} ({u.runtime.value})" for u in report.file.units)
-    lines.append(f"{name}: {len(report.file.units)} vLLM server(s): {units}; {counts[Severity.ERROR]} error(s), "
+    units = ", ".join(f"{u.name} ({u.runtime.value})" if u.alternative_of is None else
+                      f"or {u.name} ({u.runtime.value}, line {u.where.line}, in another branch)"
+                      for u in report.file.units).replace(", or ", " or ")
+    servers = sum(u.alternative_of is None for u in report.file.units)
+    lines.append(f"{name}: {servers} vLLM server(s): {units}; {counts[Severity.ERROR]} error(s), "
                  f"{counts[Severity.WARNING]} warning(s), {counts[Severity.INFO]} note(s)")
     return "\n".join(lines) + "\n"
 
@@ -54,7 +57,8 @@ def report_dict(report: CheckReport) -> dict:
         "file": report.file.name,
         "format": report.file.format.value,
         "servers": [{"name": u.name, "runtime": u.runtime.value, "model": u.command.model, "image": u.image,
-                     "gpus": u.gpus, "line": u.where.line, "path": u.where.path} for u in report.file.units],
+                     "gpus": u.gpus, "line": u.where.line, "path": u.where.path, "alternative_of": u.alternative_of}
+                    for u in report.file.units],
         "findings": [f.to_dict() for f in report.findings],
         "exit_code": report.exit_code,
     }
