@@ -193,6 +193,34 @@ def test_two_servers_summed_and_per_engine():
     assert saturated.message == f"KV cache at 100% on {a} #0 (threshold 90%)"
 
 
+def _broken(body: str, series: str, value: str) -> str:
+    """The real body with one series' value replaced, as a broken exporter writes it."""
+    return "\n".join(line.rsplit(" ", 1)[0] + " " + value if line.startswith(series + "{") else line
+                     for line in body.splitlines()) + "\n"
+
+
+@pytest.mark.parametrize("value", ["NaN", "-1.0", "+Inf"])
+def test_a_broken_gauge_is_no_reading_not_ok(value):
+    """A NaN, negative or infinite KV usage or queue is said to be no reading; it read as 0 % and 0 waiting, 'ok'."""
+    body = _broken(_broken(BODY["waiting"], "vllm:kv_cache_usage_perc", value), "vllm:num_requests_waiting", value)
+    view = fold([(0, URL, BODY["waiting"]), (30, URL, body)])
+    kv, free, waiting = view.line("kv_cache_usage"), view.line("free_kv_tokens"), view.line("requests_waiting")
+    for line in (kv, free, waiting):
+        assert line.value is None and line.status is Status.UNKNOWN, line
+    assert kv.note == f"no reading: vllm:kv_cache_usage_perc reads {float(value):g}"
+    assert waiting.note == f"no reading: vllm:num_requests_waiting reads {float(value):g}"
+    assert view.line("requests_running").value == 3  # the series that read well still do
+    assert not {AlertKind.KV_SATURATED, AlertKind.QUEUE} & {a.kind for a in view.alerts}
+    assert view.line("kv_cache_usage_peak").value == 1.0  # the good scrape's
+    counter = _broken(BODY["waiting"], "vllm:num_preemptions_total", value)
+    view = fold([(0, URL, BODY["idle"]), (30, URL, counter), (61, URL, BODY["waiting"])])
+    assert view.line("preemptions_per_min").value is None
+    assert view.line("preemptions_per_min").note.startswith("no reading: vllm:num_preemptions_total reads")
+    out = io.StringIO()
+    render_watch(view, Console(file=out, width=120, color_system=None))
+    assert "no reading" in out.getvalue()
+
+
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(body=st.one_of(
     st.text(max_size=400),

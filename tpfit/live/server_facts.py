@@ -83,6 +83,9 @@ class MetricsSample:
     """vllm:inter_token_latency_seconds (before 0.11: vllm:time_per_output_token_seconds)."""
     cache_config: dict[str, str] = field(default_factory=dict)
     """Labels of vllm:cache_config_info (block_size, num_gpu_blocks, kv_cache_memory_bytes, ...)."""
+    broken: dict[str, float] = field(default_factory=dict)
+    """Field -> the value its series gave where that is no reading: NaN, infinite or negative (a broken exporter;
+    every series tpfit reads counts something). The field keeps 0; `tpfit watch` shows no value for it."""
 
     @property
     def kv_cache_tokens(self) -> int | None:
@@ -109,6 +112,14 @@ _SUMMED = {"vllm:kv_cache_usage_perc": "kv_cache_usage", "vllm:num_requests_runn
            "vllm:generation_tokens_total": "generation_tokens_total", "vllm:prompt_tokens_total": "prompt_tokens_total",
            "vllm:request_queue_time_seconds_sum": "queue_time_sum_s",
            "vllm:request_queue_time_seconds_count": "queue_time_count"}
+def broken_reading(sample: MetricsSample, attr: str) -> str:
+    """Why `attr` of the sample has no reading ("vllm:kv_cache_usage_perc reads NaN"), or "" when it has one."""
+    if attr not in sample.broken:
+        return ""
+    series = next(k for k, v in _SUMMED.items() if v == attr)
+    return f"{series} reads {sample.broken[attr]:g}"
+
+
 _HISTOGRAMS = {"vllm:time_to_first_token_seconds": "ttft", "vllm:inter_token_latency_seconds": "itl"}
 
 
@@ -153,13 +164,15 @@ def parse_engine_metrics(text: str) -> dict[str, MetricsSample]:
         if not old:
             seen_new.add((s.labels.get("engine", ""), name.split("_bucket")[0]))
     for s in samples:
-        if not math.isfinite(s.value):  # NaN or +-Inf from a broken exporter: not a reading
-            continue
         engine = s.labels.get("engine", "")
         name, old = _canonical(s.name)
         if old and (engine, name.split("_bucket")[0]) in seen_new:
             continue
-        e = per.setdefault(engine, {"values": {}, "hist": {}, "cache": {}, "model": ""})
+        e = per.setdefault(engine, {"values": {}, "hist": {}, "cache": {}, "model": "", "broken": {}})
+        if not math.isfinite(s.value) or s.value < 0:  # NaN, +-Inf or below 0 from a broken exporter: not a reading
+            if name in _SUMMED:
+                e["broken"][_SUMMED[name]] = s.value
+            continue
         e["model"] = e["model"] or s.labels.get("model_name", "")
         if name == "vllm:cache_config_info":
             e["cache"] = {k: v for k, v in s.labels.items() if k != "engine"}
@@ -186,7 +199,7 @@ def parse_engine_metrics(text: str) -> dict[str, MetricsSample]:
         hists = {key: Histogram(buckets=tuple(sorted(h["buckets"].items())), total=h["total"], count=h["count"])
                  for key, h in e["hist"].items()}
         out[engine] = MetricsSample(engine=engine, model_name=e["model"], cache_config=e["cache"], **e["values"],
-                                    **hists)
+                                    **hists, broken=e["broken"])
     return dict(sorted(out.items(), key=lambda kv: (not kv[0].isdigit(), int(kv[0]) if kv[0].isdigit() else 0, kv[0])))
 
 
@@ -208,7 +221,7 @@ def combine(samples: Iterable[MetricsSample]) -> MetricsSample:
         model_name=samples[0].model_name, kv_cache_usage=usage,
         **{key: sum(getattr(s, key) for s in samples) for key in _SUMMED.values() if key != "kv_cache_usage"},
         request_errors_total=sum(s.request_errors_total for s in samples), ttft=ttft, itl=itl,
-        cache_config=samples[0].cache_config,
+        cache_config=samples[0].cache_config, broken={k: v for s in samples for k, v in s.broken.items()},
     )
 
 

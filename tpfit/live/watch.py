@@ -18,7 +18,7 @@ import msgspec
 from tpfit.core.monitoring import SEVERITY, AlertKind, PlanTargets, Thresholds, fix_for
 from tpfit.errors import MetricsFormatError, ServerError, ServerTimeout
 from tpfit.kinds import Kind
-from tpfit.live.server_facts import Histogram, MetricsSample, combine, parse_engine_metrics
+from tpfit.live.server_facts import Histogram, MetricsSample, broken_reading, combine, parse_engine_metrics
 
 
 class ScrapeState(Kind):
@@ -86,11 +86,12 @@ class EngineRow:
 
     url: str
     engine: str
-    kv_cache_usage: float
+    kv_cache_usage: float | None
+    """None when the exporter gave no reading (NaN, negative: MetricsSample.broken), as for the figures below."""
     kv_cache_tokens: int | None
     free_kv_tokens: int | None
-    running: float
-    waiting: float
+    running: float | None
+    waiting: float | None
     preemptions_per_min: float | None
 
 
@@ -185,13 +186,18 @@ class _Series:
     def span_s(self) -> float:
         return self.at_s[-1] - self.at_s[0] if len(self.at_s) > 1 else 0.0
 
-    def increase(self, attr: str) -> float:
+    def increase(self, attr: str) -> float | None:
+        """The counter's increase over the window; None when a reading in it was broken (NaN, negative)."""
+        if any(attr in s.broken for s in self.samples):
+            return None
         return _increase([getattr(s, attr) for s in self.samples])
 
     def restarted(self) -> bool:
-        return any(b.generation_tokens_total < a.generation_tokens_total or b.ttft.count < a.ttft.count
-                   or b.prompt_tokens_total < a.prompt_tokens_total
-                   for a, b in zip(self.samples, self.samples[1:]))
+        def went_down(a: MetricsSample, b: MetricsSample, attr: str) -> bool:
+            return attr not in a.broken and attr not in b.broken and getattr(b, attr) < getattr(a, attr)
+
+        return any(went_down(a, b, "generation_tokens_total") or b.ttft.count < a.ttft.count
+                   or went_down(a, b, "prompt_tokens_total") for a, b in zip(self.samples, self.samples[1:]))
 
 
 def _series(history: Sequence[Scrape], since_s: float) -> list[_Series]:
@@ -267,29 +273,34 @@ def make_view(history: Sequence[Scrape], *, urls: Sequence[str], now_s: float, t
             continue
         for e in latest[u].engines:
             cap = e.kv_cache_tokens
+            usage = _reading(e, "kv_cache_usage")
             x = spans.get((u, e.engine))
-            ppm = x.increase("preemptions_total") / x.span_s * 60 if x and x.span_s else None
-            engines.append(EngineRow(url=u, engine=e.engine, kv_cache_usage=e.kv_cache_usage, kv_cache_tokens=cap,
-                                     free_kv_tokens=None if cap is None else int((1 - e.kv_cache_usage) * cap),
-                                     running=e.requests_running, waiting=e.requests_waiting,
-                                     preemptions_per_min=None if ppm is None else round(ppm, 3)))
+            grew = x.increase("preemptions_total") if x and x.span_s else None
+            engines.append(EngineRow(url=u, engine=e.engine, kv_cache_usage=usage, kv_cache_tokens=cap,
+                                     free_kv_tokens=None if cap is None or usage is None else int((1 - usage) * cap),
+                                     running=_reading(e, "requests_running"), waiting=_reading(e, "requests_waiting"),
+                                     preemptions_per_min=None if grew is None else round(grew / x.span_s * 60, 3)))
 
     total = combine(current)
     have = bool(current)
     caps = [e.kv_cache_tokens for e in current]
     capacity = sum(caps) if have and all(c is not None for c in caps) else None
-    free = None if capacity is None else int((1 - total.kv_cache_usage) * capacity)
+    usage_now = _reading(total, "kv_cache_usage") if have else None
+    free = None if capacity is None or usage_now is None else int((1 - usage_now) * capacity)
     span = max((x.span_s for x in series), default=0.0)
     rated = span > 0
 
     def rate(attr: str, per_s: float = 1.0) -> float | None:
-        return sum(x.increase(attr) for x in series) / span * per_s if rated else None
+        grew = [x.increase(attr) for x in series]
+        return sum(grew) / span * per_s if rated and None not in grew else None
 
     ttft = _sum_hists(_hist_increase([s.ttft for s in x.samples]) for x in series)
     itl = _sum_hists(_hist_increase([s.itl for s in x.samples]) for x in series)
-    kv_peak = max((s.kv_cache_usage for x in series for s in x.samples), default=None)
+    kv_peak = max((s.kv_cache_usage for x in series for s in x.samples if "kv_cache_usage" not in s.broken),
+                  default=None)
     demand_peak = _demand_peak(history, now_s - t.window_s)
     preempt_per_min = rate("preemptions_total", 60.0)
+    gen_rate, prompt_rate = rate("generation_tokens_total"), rate("prompt_tokens_total")
 
     n_servers = max(1, len(urls))
     n_engines = max(len(current), 1)
@@ -303,16 +314,19 @@ def make_view(history: Sequence[Scrape], *, urls: Sequence[str], now_s: float, t
         conditions.append((AlertKind.SERVER_DOWN, row.url, row.state is not ScrapeState.OK, row.message,
                            t.down_for_s))
     if have:
-        usage = total.kv_cache_usage
-        # per engine, as the rule's `max by (instance, engine)`: one full DP rank preempts while another idles
-        fullest = max(engines, key=lambda e: e.kv_cache_usage)
-        where = f" on {fullest.url} #{fullest.engine}" if len(engines) > 1 else ""
-        conditions.append((AlertKind.KV_SATURATED, "all", fullest.kv_cache_usage >= t.kv_cache_usage,
-                           f"KV cache at {_pct(fullest.kv_cache_usage)}{where} (threshold {_pct(t.kv_cache_usage)})",
-                           t.kv_cache_usage_for_s))
-        conditions.append((AlertKind.QUEUE, "all", total.requests_waiting > t.waiting,
-                           f"{total.requests_waiting:.0f} request(s) waiting with KV at {_pct(usage)} and "
-                           f"{total.requests_running:.0f} running", t.waiting_for_s))
+        read = [e for e in engines if e.kv_cache_usage is not None]
+        if read:
+            # per engine, as the rule's `max by (instance, engine)`: one full DP rank preempts while another idles
+            fullest = max(read, key=lambda e: e.kv_cache_usage or 0.0)
+            where = f" on {fullest.url} #{fullest.engine}" if len(engines) > 1 else ""
+            conditions.append((AlertKind.KV_SATURATED, "all", (fullest.kv_cache_usage or 0.0) >= t.kv_cache_usage,
+                               f"KV cache at {_pct(fullest.kv_cache_usage)}{where} (threshold "
+                               f"{_pct(t.kv_cache_usage)})", t.kv_cache_usage_for_s))
+        if "requests_waiting" not in total.broken:
+            running = "?" if "requests_running" in total.broken else f"{total.requests_running:.0f}"
+            conditions.append((AlertKind.QUEUE, "all", total.requests_waiting > t.waiting,
+                               f"{total.requests_waiting:.0f} request(s) waiting with KV at {_pct(usage_now)} and "
+                               f"{running} running", t.waiting_for_s))
         if targets:
             short = [e for e in current if e.kv_cache_tokens is not None
                      and e.kv_cache_tokens < targets.kv_cache_tokens * (1 - t.kv_capacity_shortfall)]
@@ -355,11 +369,19 @@ def make_view(history: Sequence[Scrape], *, urls: Sequence[str], now_s: float, t
             return Status.ALERT if a.firing else Status.WARN
         return Status.OK
 
-    v = total if have else None
+    running_now = _reading(total, "requests_running") if have else None
+    waiting_now = _reading(total, "requests_waiting") if have else None
+
+    def broken(*attrs: str) -> str:
+        """What the exporter gave instead of a reading, for the line's note."""
+        said = [broken_reading(total, a) for a in attrs] if have else []
+        return "no reading: " + ", ".join(x for x in said if x) if any(said) else ""
+
     lines = (
         Line(key="kv_cache_usage", label="KV cache usage", unit="%", plan=plan_use,
-             value=v.kv_cache_usage if v else None, status=status(AlertKind.KV_SATURATED, value=v),
-             note=f"plan: {plan_conc} x {targets.context_tokens:,} tokens" if targets else ""),
+             value=usage_now, status=status(AlertKind.KV_SATURATED, value=usage_now),
+             note=broken("kv_cache_usage") or (f"plan: {plan_conc} x {targets.context_tokens:,} tokens"
+                                               if targets else "")),
         Line(key="kv_cache_usage_peak", label="KV cache usage, peak", unit="%", plan=plan_use, value=kv_peak,
              status=Status.UNKNOWN if kv_peak is None else
              (Status.WARN if kv_peak >= t.kv_cache_usage else Status.OK)),
@@ -368,18 +390,20 @@ def make_view(history: Sequence[Scrape], *, urls: Sequence[str], now_s: float, t
              status=Status.UNKNOWN if free is None else
              (Status.WARN if targets and free < targets.context_tokens else Status.OK),
              note="less than one request of the plan's context" if targets and free is not None
-             and free < targets.context_tokens else ""),
+             and free < targets.context_tokens else broken("kv_cache_usage")),
         Line(key="kv_cache_tokens", label="KV cache capacity", unit="tokens", value=capacity, plan=plan_cap,
              status=status(AlertKind.KV_CAPACITY, value=capacity)),
         Line(key="requests_running", label="Requests running", unit="requests", plan=plan_conc,
-             value=v.requests_running if v else None,
-             status=Status.UNKNOWN if v is None else
-             (Status.WARN if plan_conc is not None and v.requests_running > plan_conc else Status.OK),
-             note="more than planned" if v and plan_conc is not None and v.requests_running > plan_conc else ""),
+             value=running_now,
+             status=Status.UNKNOWN if running_now is None else
+             (Status.WARN if plan_conc is not None and running_now > plan_conc else Status.OK),
+             note="more than planned" if running_now is not None and plan_conc is not None
+             and running_now > plan_conc else broken("requests_running")),
         Line(key="requests_waiting", label="Requests waiting", unit="requests", plan=0 if targets else None,
-             value=v.requests_waiting if v else None, status=status(AlertKind.QUEUE, value=v)),
+             value=waiting_now, status=status(AlertKind.QUEUE, value=waiting_now), note=broken("requests_waiting")),
         Line(key="preemptions_per_min", label="Preemptions", unit="/min", plan=0 if targets else None,
-             value=preempt_per_min, status=status(AlertKind.PREEMPTIONS, value=preempt_per_min)),
+             value=preempt_per_min, status=status(AlertKind.PREEMPTIONS, value=preempt_per_min),
+             note=_broken_in(series, "preemptions_total")),
         Line(key="ttft_p50_s", label="TTFT p50", unit="s", value=ttft.quantile(0.5),
              plan=targets.predicted_ttft_s if targets else None,
              status=Status.UNKNOWN if ttft.count <= 0 else Status.OK,
@@ -393,17 +417,30 @@ def make_view(history: Sequence[Scrape], *, urls: Sequence[str], now_s: float, t
         Line(key="itl_p99_s", label="Inter-token latency p99", unit="s", value=itl_p99, plan=t.itl_p99_s,
              status=status(AlertKind.ITL, value=itl_p99), note="plan: TPOT target" if t.itl_p99_s is not None else ""),
         Line(key="generation_tokens_per_s", label="Generated tokens", unit="tok/s",
-             value=rate("generation_tokens_total"),
+             value=gen_rate,
              plan=(targets.predicted_output_tokens_per_s * n_servers
                    if targets and targets.predicted_output_tokens_per_s is not None else None),
-             status=Status.UNKNOWN if not rated else Status.OK,
-             note="plan: predicted at its concurrency" if targets and targets.predicted_output_tokens_per_s
-             is not None else ""),
-        Line(key="prompt_tokens_per_s", label="Prompt tokens", unit="tok/s", value=rate("prompt_tokens_total"),
-             status=Status.UNKNOWN if not rated else Status.OK),
+             status=Status.UNKNOWN if gen_rate is None else Status.OK,
+             note=_broken_in(series, "generation_tokens_total") or ("plan: predicted at its concurrency" if targets
+                                                                    and targets.predicted_output_tokens_per_s
+                                                                    is not None else "")),
+        Line(key="prompt_tokens_per_s", label="Prompt tokens", unit="tok/s", value=prompt_rate,
+             status=Status.UNKNOWN if prompt_rate is None else Status.OK,
+             note=_broken_in(series, "prompt_tokens_total")),
     )
     return WatchView(at_s=now_s, window_s=t.window_s, servers=servers, engines=tuple(engines), lines=lines,
                      alerts=tuple(alerts), targets=targets, rounds=previous.rounds + 1 if previous else 1)
+
+
+def _reading(sample: MetricsSample, attr: str) -> float | None:
+    """The sample's figure, None where the exporter gave no reading (MetricsSample.broken)."""
+    return None if attr in sample.broken else getattr(sample, attr)
+
+
+def _broken_in(series: Sequence[_Series], attr: str) -> str:
+    """A line's note where a reading of the counter in the window was broken: "no reading: ... reads nan"."""
+    said = next((broken_reading(s, attr) for x in series for s in x.samples if attr in s.broken), "")
+    return f"no reading: {said}" if said else ""
 
 
 def _sum_hists(hists) -> Histogram:
