@@ -59,6 +59,13 @@ def closest(plan: Plan) -> Candidate | None:
     return plan.best or (plan.candidates[ranked[0]] if ranked else None)
 
 
+def num_seqs(m) -> int:
+    """The `--max-num-seqs` the command gives for a memory plan: the requests its KV cache holds (whole ones, at
+    least one), at most the batch the plan was made with (the given flag or vLLM's default). The one-line answer
+    quotes the same figure."""
+    return max(1, min(m.max_num_seqs, int(m.max_concurrency)))
+
+
 def make_flags(plan: Plan, c: Candidate) -> tuple[Flag, ...]:
     """The `vllm serve` flags for one candidate, each with its reason."""
     m, lay = c.memory, c.layout
@@ -75,8 +82,7 @@ def make_flags(plan: Plan, c: Candidate) -> tuple[Flag, ...]:
         flags.append(Flag(name="--quantization", value=plan.model.quant.method, reason="FP8 weights, loaded from bf16"))
     flags.append(Flag(name="--max-model-len", value=str(m.max_model_len),
                       reason=f"requests up to {m.max_model_len} tokens; at most {m.max_model_len_fit} fit one request"))
-    seqs = max(1, min(m.max_num_seqs, int(m.max_concurrency)))
-    flags.append(Flag(name="--max-num-seqs", value=str(seqs),
+    flags.append(Flag(name="--max-num-seqs", value=str(num_seqs(m)),
                       reason=f"the KV cache holds {m.max_concurrency:.2f} requests of {m.max_model_len} tokens"))
     free = min(g.free_bytes for g in m.gpus)
     flags.append(Flag(name="--gpu-memory-utilization", value=f"{m.gpu_memory_utilization:g}",
@@ -188,14 +194,13 @@ def summarize(plan: Plan) -> str:
     if best is not None and best.memory.verdict is Verdict.INSUFFICIENT_CONCURRENCY:
         m = best.memory
         what = (f"starts as {best.layout} but holds {m.max_concurrency:.2f} sequences of {ctx} tokens, not {conc}"
-                f" (--max-num-seqs {max(1, int(m.max_concurrency))})")
+                f" (--max-num-seqs {num_seqs(m)})")
     elif best is not None and best.memory.reasons:
         what += f" ({best.memory.reasons[0]})"
     alt = plan.fallback
-    if alt is not None:
-        seqs = max(1, min(conc, int(alt.best.memory.max_concurrency)))
-        return (f"{head}: {what}; AWQ 4-bit fits with {seqs} sequence{'s' if seqs > 1 else ''} of {ctx} tokens; "
-                f"use {_command(alt, alt.best)} with an AWQ checkpoint")
+    if alt is not None:  # the sequences its KV cache holds, as the fitting answer above gives them
+        return (f"{head}: {what}; AWQ 4-bit fits as {alt.best.layout} with {alt.best.memory.max_concurrency:.2f} "
+                f"sequences of {ctx} tokens; use {_command(alt, alt.best)} with an AWQ checkpoint")
     return f"{head}: {what}; use more or larger GPUs, a quantized checkpoint, or a shorter --max-model-len"
 
 

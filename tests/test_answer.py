@@ -1,0 +1,51 @@
+"""The one-line answer agrees with the flags and tables beside it: every figure it quotes is the one they give.
+
+Each test plans bundled models through the real CLI (in-process: `tests/inprocess.py`) and reads `--json`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from tests.inprocess import tpfit
+
+
+def plan_json(*args: str) -> dict:
+    run = tpfit("plan", *args, "--json")
+    assert run.returncode in (0, 1), run.stderr
+    return json.loads(run.stdout)
+
+
+def flag_value(command: str, flag: str) -> str:
+    return command.split(f"{flag} ", 1)[1].split()[0]
+
+
+@pytest.mark.parametrize("args", [
+    # one request asked: the answer said "AWQ 4-bit fits with 1 sequence" beside "--max-num-seqs 2"
+    ("llama-3.1-70b", "--gpus", "2x3090", "--context", "4096"),
+    # two replicas of 91 sequences each: it said "fits with 1 sequence" beside "--max-num-seqs 91"
+    ("llama-3.1-405b", "--gpus", "2x8xH100", "--context", "8192", "--dp", "2"),
+])
+def test_the_awq_alternative_gives_the_sequences_its_flags_run(args):
+    doc = plan_json(*args)
+    fallback = doc["plan"]["fallback"]
+    memory = fallback["candidates"][fallback["recommended"]]["memory"]
+    shown = re.search(r"AWQ 4-bit fits as \S+ PP\d+(?: DP\d+)? with (\S+) sequences", doc["summary"])
+    assert shown, doc["summary"]
+    assert shown[1] == f"{memory['max_concurrency']:.2f}", (shown[1], doc["summary"])
+    seqs = int(flag_value(doc["summary"].split("AWQ 4-bit", 1)[1], "--max-num-seqs"))
+    assert seqs == max(1, min(memory["max_num_seqs"], int(memory["max_concurrency"]))), doc["summary"]
+
+
+def test_the_insufficient_answer_names_the_flag_its_command_gives():
+    """The KV cache holds 3.53 of 8 requests with --max-num-seqs 2 given: it said "(--max-num-seqs 3)" beside the
+    flags' --max-num-seqs 2."""
+    doc = plan_json("llama-3.1-70b", "--gpus", "2xH100", "--context", "8192", "--concurrency", "8",
+                    "--max-num-seqs", "2")
+    best = doc["candidates"][doc["plan"]["recommended"]]
+    assert best["memory"]["verdict"] == "insufficient_concurrency", doc["summary"]
+    flags = {f["flag"]: f["value"] for f in best["flags"]}
+    assert f"(--max-num-seqs {flags['--max-num-seqs']})" in doc["summary"], (flags, doc["summary"])
