@@ -49,3 +49,21 @@ def test_the_insufficient_answer_names_the_flag_its_command_gives():
     assert best["memory"]["verdict"] == "insufficient_concurrency", doc["summary"]
     flags = {f["flag"]: f["value"] for f in best["flags"]}
     assert f"(--max-num-seqs {flags['--max-num-seqs']})" in doc["summary"], (flags, doc["summary"])
+
+
+def test_a_batch_below_the_concurrency_is_said_beside_starts():
+    """--max-num-seqs 4 on two replicas serves 8 of 64 requests at once: the answer said "fits ... 111.37 sequences"
+    and exit 0 without a word, the speed figures queueing the rest. The verdict (the KV cache's) stays `starts`."""
+    run = tpfit("plan", "llama-3.1-8b", "--gpus", "2xH100", "--context", "4096", "--concurrency", "64",
+                "--max-num-seqs", "4", "--json")
+    doc = json.loads(run.stdout)
+    best = doc["candidates"][doc["recommended"]]
+    assert run.returncode == 0 and best["memory"]["verdict"] == "starts", doc["summary"]
+    dp = best["layout"]["dp"]
+    assert f"--max-num-seqs 4 runs {4 * dp} of the 64 requests at once" in doc["summary"], doc["summary"]
+    assert best["speed"]["running_per_replica"] == 4, best["speed"]  # what the speed figures ran
+    reason = next(f["reason"] for f in best["flags"] if f["flag"] == "--max-num-seqs")
+    assert reason.startswith("at most 4 requests run at once (as given)"), reason
+    # a batch that runs every request says nothing of it
+    full = plan_json("llama-3.1-8b", "--gpus", "2xH100", "--context", "4096", "--concurrency", "64")
+    assert "at once" not in full["summary"], full["summary"]

@@ -82,8 +82,11 @@ def make_flags(plan: Plan, c: Candidate) -> tuple[Flag, ...]:
         flags.append(Flag(name="--quantization", value=plan.model.quant.method, reason="FP8 weights, loaded from bf16"))
     flags.append(Flag(name="--max-model-len", value=str(m.max_model_len),
                       reason=f"requests up to {m.max_model_len} tokens; at most {m.max_model_len_fit} fit one request"))
-    flags.append(Flag(name="--max-num-seqs", value=str(num_seqs(m)),
-                      reason=f"the KV cache holds {m.max_concurrency:.2f} requests of {m.max_model_len} tokens"))
+    holds = f"the KV cache holds {m.max_concurrency:.2f} requests of {m.max_model_len} tokens"
+    if m.max_num_seqs < int(m.max_concurrency):  # the batch, not the KV cache, limits what runs at once
+        whose = "as given" if plan.engine.max_num_seqs else "vLLM's limit for this batch"
+        holds = f"at most {m.max_num_seqs} requests run at once ({whose}); {holds}"
+    flags.append(Flag(name="--max-num-seqs", value=str(num_seqs(m)), reason=holds))
     free = min(g.free_bytes for g in m.gpus)
     flags.append(Flag(name="--gpu-memory-utilization", value=f"{m.gpu_memory_utilization:g}",
                       reason=f"leaves {format_gib(free)} GiB free per GPU while serving"))
@@ -177,6 +180,17 @@ def _speed_clause(plan: Plan) -> str:
             f"{ttft}, TPOT {sp.tpot_s * 1e3:.0f} ms{tpot}{'; ' + why if why else ''}{spare})")
 
 
+def _batch_clause(plan: Plan, c: Candidate) -> str:
+    """"; --max-num-seqs 4 runs 8 of the 64 requests at once (4 per replica), the others wait": the KV cache holds
+    --concurrency, but the batch (a given --max-num-seqs, or vLLM's default) runs fewer; the speed figures queue the
+    rest (perf.py), and the verdict, which is the KV cache's, stays."""
+    seqs, dp, conc = num_seqs(c.memory), c.layout.dp, plan.workload.concurrency
+    if seqs >= -(-conc // dp):  # each replica runs its share of the requests
+        return ""
+    per = f" ({seqs} per replica)" if dp > 1 else ""
+    return f"; --max-num-seqs {seqs} runs {seqs * dp} of the {conc} requests at once{per}, the others wait"
+
+
 def summarize(plan: Plan) -> str:
     """One line for the common question: does it fit, with which layout and flags."""
     name = plan.model.model_id.split("/")[-1]
@@ -188,7 +202,8 @@ def summarize(plan: Plan) -> str:
     if best is not None and best.memory.verdict is Verdict.STARTS:
         m = best.memory
         return (f"{head}: fits as {best.layout} with {m.max_concurrency:.2f} sequences of {ctx} tokens "
-                f"({m.kv_cache_tokens:,} KV tokens){_speed_clause(plan)}; use {_command(plan, best)}")
+                f"({m.kv_cache_tokens:,} KV tokens){_batch_clause(plan, best)}{_speed_clause(plan)}; "
+                f"use {_command(plan, best)}")
     dtype = "bf16" if plan.model.dtype == "bfloat16" else plan.model.dtype
     what = f"does not fit in {dtype}" if plan.model.quant is None else "does not fit"
     if best is not None and best.memory.verdict is Verdict.INSUFFICIENT_CONCURRENCY:
