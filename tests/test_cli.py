@@ -110,6 +110,17 @@ def test_config_missing_a_field(tmp_path: Path):
     assert result.returncode == 2 and "num_attention_heads" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_config_missing_a_family_field_names_the_file_once(tmp_path: Path):
+    """A key only the family reads (the MLP width): the line said '<path>: <folder>: config.json has no ...'."""
+    cfg = json.loads((CONFIGS / "meta-llama--Llama-3.1-8B.json").read_text())
+    del cfg["intermediate_size"]
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    result = tpfit("plan", str(tmp_path), "--gpus", "1xh100")
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.strip() == (f"error: {tmp_path / 'config.json'}: has no 'intermediate_size'; is this a "
+                                     "complete model config?"), result.stderr
+
+
 def test_unsupported_model_type(tmp_path: Path):
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "t5", "hidden_size": 512}))
     result = tpfit("plan", str(tmp_path), "--gpus", "1xh100")

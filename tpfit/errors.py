@@ -58,6 +58,8 @@ class SpecError(TpfitError, ValueError):
     def __init__(self, message: str, *, model_id: str | None = None, field: str | None = None) -> None:
         self.model_id = model_id
         self.field = field
+        self.detail = message
+        """The message without the model's name, for a caller that names the file instead."""
         where = f"{model_id}: " if model_id else ""
         super().__init__(f"{where}{message}")
 

@@ -206,7 +206,8 @@ def make_checked_spec(config: Any, *, model_id: str, source: str, sidecar: dict 
     except SpecError as err:
         if source in str(err):
             raise
-        raise SpecError(f"{source}: {err}", field=err.field) from err
+        # SOURCE names the file: not the model's name again, nor "config.json" ('m: config.json has no ...')
+        raise SpecError(f"{source}: {err.detail.removeprefix('config.json ')}", field=err.field) from err
     except KeyError as err:
         field = str(err.args[0]) if err.args else "?"
         raise SpecError(f"{source}: has no {field!r}, which this model type needs", field=field) from err
