@@ -340,6 +340,34 @@ def test_a_plan_whose_every_layout_is_refused(browser, server):
     assert browser.find_element("css selector", "#layouts caption").text.startswith("1 layout for 1 × 3 ")
 
 
+def flag_rows(driver) -> list[str]:
+    return driver.execute_script("return [...document.querySelectorAll('#flags tr[data-flag]')].map(tr => tr.dataset.flag)")
+
+
+def test_a_layout_that_does_not_start_shows_no_flags(browser, server):
+    """Nothing fits: the flags table listed the closest layout's, refused at start ('--max-num-seqs 1: the KV cache
+    holds 0.00 requests'), under 'vLLM flags' as if to run. The table says why there are none instead; a layout that
+    starts still shows its own."""
+    browser.get(server + "?model=llama-3.1-70b&gpus=2x3090&context=4096")
+    wait_counter(browser, "renders", 0)
+    plan = cli_plan(["llama-3.1-70b", "--gpus", "2x3090", "--context", "4096"])
+    assert plan["recommended"] is None and text(browser, "answer") == plan["summary"]
+    shown = next(c for c in plan["candidates"] if c["accepted"])  # the layout the page selects
+    assert shown["flags"], "the JSON keeps every accepted layout's flags"
+    assert flag_rows(browser) == []
+    note = browser.find_element("css selector", "#flags caption[data-note=no-flags]").text
+    lay = shown["layout"]
+    assert note.startswith(f"No flags for TP{lay['tp']} PP{lay['pp']} DP{lay['dp']}: refused at start ("), note
+    assert shown["memory"]["reasons"][0] in note and note.endswith("the answer above says what would start."), note
+    renders = counter(browser, "renders")
+    set_value(browser, "f-gpu", "H100")
+    wait_counter(browser, "renders", renders)
+    plan = cli_plan(["llama-3.1-70b", "--gpus", "2xH100", "--context", "4096"])
+    best = plan["candidates"][plan["recommended"]]
+    assert flag_rows(browser) == [f["flag"] for f in best["flags"]]
+    assert not browser.find_elements("css selector", "#flags caption")
+
+
 def test_deploy_tabs_are_tpfit_deploy_and_keyboard_driven(browser, server):
     from selenium.webdriver.common.keys import Keys
 

@@ -459,13 +459,25 @@
     }
   }
 
+  const SERVING = ["starts", "insufficient_concurrency"];
   function renderFlags(c) {
-    const flags = c && c.flags ? c.flags : [];
+    // a layout vLLM refuses or that runs out of memory has no flags to start it with (the terminal shows none):
+    // its figures in the JSON are no command to run, so the table says why instead of listing them
+    const v = verdictOf(c);
+    const flags = SERVING.includes(v) && c.flags ? c.flags : [];
+    let note = null;
+    if (!c) note = "No flags: vLLM refuses every layout; the answer above says why.";
+    else if (!flags.length) {
+      const why = c.memory && c.memory.reasons.length ? c.memory.reasons[0] : (c.reasons[0] || {}).detail;
+      note = `No flags for ${layoutName(c.layout)}: ${VERDICTS[v][0].replace(/^\S+ /, "")}` + (why ? ` (${why})` : "") +
+        (view.plan.recommended === null ? "; the answer above says what would start." : ".");
+    }
+    const caption = note ? el("caption", { class: "hint", style: "text-align:left", "data-note": "no-flags", text: note }) : null;
     const thead = el("thead", {}, el("tr", {}, ...["Flag", "Value", "Why", ""].map((h) => el("th", { scope: "col", text: h }))));
     const tbody = el("tbody", {}, ...flags.map((f) => el("tr", { "data-flag": f.flag },
       el("td", {}, el("code", { text: f.flag })), el("td", {}, el("code", { text: f.value ?? "" })),
       el("td", { class: "why", text: f.reason }), el("td", { class: "hint", text: f.optional ? "optional" : "" }))));
-    $("flags").replaceChildren(thead, tbody);
+    $("flags").replaceChildren(...[caption, thead, tbody].filter(Boolean));
   }
 
   function renderSpeed(c) {
