@@ -201,6 +201,28 @@ def test_upload_plans_like_the_cli_on_that_config(client):
     assert view["plan_args"][0] == "config.json"
 
 
+def test_an_upload_is_named_as_the_user_named_its_file(client):
+    """The summary said 'upload-6500f2063c6e on 2×H100-SXM: ...', the server's folder for it. A file of its own
+    name is planned as `tpfit plan FILE` plans it, name included; a config.json (whose folder the page never learns)
+    is 'config.json', as its errors and the plan command already called it."""
+    path = CONFIGS / "Qwen--Qwen3-32B.json"
+    query = {"gpus": "2x3090", "context": "4096"}  # does not fit: the AWQ alternative's plan is named too
+    named = client.post("/api/upload", content=path.read_bytes(), headers=JSON, params={"name": path.name})
+    view = client.get("/api/view", params={"model": named.json()["model"], **query}).json()
+    cli = json.loads(tpfit("plan", str(path), *sum((["--" + k, v] for k, v in query.items()), []), "--json").stdout)
+    assert view["plan"]["summary"] == cli["summary"] and view["plan"]["model"]["id"] == cli["model"]["id"]
+    assert view["plan_command"] == "tpfit plan Qwen--Qwen3-32B.json --gpus 2x3090 --context 4096"
+    for name in (None, "config.json", "../../etc/passwd.json", "notes.txt"):  # kept as config.json
+        model = client.post("/api/upload", content=path.read_bytes(), headers=JSON,
+                            params={} if name is None else {"name": name}).json()["model"]
+        view = client.get("/api/view", params={"model": model, **query}).json()
+        doc = view["plan"]
+        assert doc["summary"].startswith("config.json on 2×3090: "), doc["summary"]
+        assert doc["plan"]["model"]["model_id"] == doc["plan"]["fallback"]["model"]["model_id"] == "config.json"
+        assert "upload-" not in json.dumps(view["deploy"]), view["deploy"]
+        assert view["plan_command"].startswith("tpfit plan config.json ")
+
+
 def test_an_uploads_deploy_files_are_what_deploy_writes_for_its_folder(client, tmp_path):
     """They served `upload-<hash>` (no such model: vLLM would look it up on the Hub) and named `tpfit deploy --plan
     plan.json`, whose plan.json served the server's temporary copy, deleted when it stops."""

@@ -303,8 +303,10 @@ def test_uploaded_config_is_planned_as_the_cli_plans_that_file(browser, server):
     browser.find_element("id", "f-upload").send_keys(str(config))
     wait_counter(browser, "renders", renders)
     assert browser.find_element("id", "f-model").get_attribute("value").startswith("upload:")
-    assert text(browser, "plan-command") == "tpfit plan config.json --gpus 2xH100 --context 16384"
+    # the file's own name, as the command line takes it: the answer said 'upload-<hash> on 2×H100-SXM'
+    assert text(browser, "plan-command") == f"tpfit plan {config.name} --gpus 2xH100 --context 16384"
     plan = cli_plan([str(config), "--gpus", "2xH100", "--context", "16384"])
+    assert text(browser, "answer") == plan["summary"]
     check_bars(browser, plan, plan["candidates"][plan["recommended"]])
     assert [r["kv_cache_tokens"] for r in table_rows(browser)] == [
         f"{c['memory']['kv_cache_tokens']:,}" if c["memory"] else "" for c in plan["candidates"]]

@@ -242,15 +242,32 @@ def plan_view_from_query(query: Mapping[str, str], *, uploads: Mapping[str, Path
         if not uploaded:
             raise
         raise _as_uploaded(err, uploads[model]) from None
-    view = view_for_plan(plan, {**params, "model": "config.json"} if uploaded else params, uploaded=uploaded)
+    if uploaded:
+        plan = _named_as_uploaded(plan, uploads[model])
+    view = view_for_plan(plan, {**params, "model": uploads[model].name} if uploaded else params, uploaded=uploaded)
     return view["plan"], view
 
 
 def _as_uploaded(err: FieldError, path: Path) -> FieldError:
-    """ERR naming the file as the page's user knows it, `config.json`: not the server's temporary copy (its path,
-    or the `upload-<hash>` folder a config without a name is named by)."""
-    message = str(err).replace(str(path), "config.json").replace(path.parent.name, "config.json")
+    """ERR naming the file as the page's user knows it (`config.json`, or the name their file had): not the server's
+    temporary copy (its path, or the `upload-<hash>` folder a config without a name is named by)."""
+    message = str(err).replace(str(path), path.name).replace(path.parent.name, path.name)
     return FieldError(message, field=err.field, flag=err.flag)
+
+
+def _named_as_uploaded(plan, path: Path):
+    """PLAN with its model named as the page's user knows it. A file of its own name (`Qwen--Qwen3-32B.json`) is
+    already named as `tpfit plan FILE` names it, and a config with `_name_or_path` by that; a `config.json` is named
+    by its folder, which here is the server's `upload-<hash>` (the page never learns the user's): `config.json`."""
+    from msgspec.structs import replace
+
+    if plan.model.model_id != path.parent.name:
+        return plan
+
+    def named(p):
+        return replace(p, model=replace(p.model, model_id=path.name))
+
+    return replace(named(plan), fallback=plan.fallback and named(plan.fallback))
 
 
 def write_report(path: Path, plan, params: Mapping[str, object]) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import re
 import shutil
 import tempfile
 from collections import OrderedDict
@@ -36,21 +37,32 @@ PlanView = Callable[[dict, dict], tuple[dict, dict]]
 """(form query, {upload name: config path}) -> (plan JSON, view); bad input raises FieldError."""
 
 
+UPLOAD_FILE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+() -]{0,95}\.json", re.IGNORECASE)
+"""A file name the page's upload keeps (`Qwen--Qwen3-32B.json`): the model is named by it as `tpfit plan FILE`
+names it; any other (a path, a name without .json) is kept as `config.json`."""
+
+
+def upload_file_name(name: str | None) -> str:
+    """The name an uploaded file is kept under: the browser's name for it when plain, else `config.json`."""
+    return name if name is not None and UPLOAD_FILE_NAME.fullmatch(name) else "config.json"
+
+
 class Uploads:
-    """Uploaded config.json files, each in its own folder under one private temporary folder."""
+    """Uploaded config files, each in its own folder under one private temporary folder, under the name the user's
+    file had (`config.json`, `Qwen--Qwen3-32B.json`)."""
 
     def __init__(self) -> None:
         self.root = Path(tempfile.mkdtemp(prefix="tpfit-ui-"))
         self.paths: OrderedDict[str, Path] = OrderedDict()
 
-    def add(self, body: bytes) -> str:
-        """Keep a config; its name is `upload:` + the first 12 hex digits of its SHA-256."""
-        name = "upload:" + hashlib.sha256(body).hexdigest()[:12]
+    def add(self, body: bytes, file_name: str = "config.json") -> str:
+        """Keep a config; its name is `upload:` + the first 12 hex digits of the SHA-256 of its file name and body."""
+        name = "upload:" + hashlib.sha256(file_name.encode() + b"\0" + body).hexdigest()[:12]
         if name not in self.paths:
             folder = self.root / name.replace(":", "-")
             folder.mkdir(exist_ok=True)
-            (folder / "config.json").write_bytes(body)
-            self.paths[name] = folder / "config.json"
+            (folder / file_name).write_bytes(body)
+            self.paths[name] = folder / file_name
             while len(self.paths) > MAX_UPLOADS:
                 _, old = self.paths.popitem(last=False)
                 shutil.rmtree(old.parent, ignore_errors=True)
@@ -62,7 +74,7 @@ class Uploads:
 
 def make_app(*, plan_view: PlanView, page_data: dict, allowed_hosts: tuple[str, ...] | None = None) -> Starlette:
     """The app: `/` the page, `/api/plan` `tpfit plan --json`'s object, `/api/view` the page's view,
-    `/api/upload` a config.json.
+    `/api/upload` a config.json (`?name=` the file's own name, which names the model).
 
     Args:
         page_data: the form's fields, catalog and example inputs, inlined into the page.
@@ -108,7 +120,7 @@ def make_app(*, plan_view: PlanView, page_data: dict, allowed_hosts: tuple[str, 
             return _model_error(f"config.json is not valid JSON ({err}); upload the model's config.json", 400)
         if not isinstance(config, dict):
             return _model_error("config.json must hold a JSON object (the model's config)", 400)
-        return JSONResponse({"model": uploads.add(body)})
+        return JSONResponse({"model": uploads.add(body, upload_file_name(request.query_params.get("name")))})
 
     routes = [Route("/", index), Route("/api/plan", plan_json), Route("/api/view", view_json),
               Route("/api/upload", upload, methods=["POST"])]

@@ -252,7 +252,7 @@
     }
     let resp, body;
     try {  // as refresh() does: a server gone or failing is said beside the field, not left in the console
-      resp = await fetch("api/upload", { method: "POST", body: await file.text(), headers: { "Content-Type": "application/json" } });
+      resp = await fetch("api/upload?name=" + encodeURIComponent(file.name), { method: "POST", body: await file.text(), headers: { "Content-Type": "application/json" } });
       body = resp.status >= 500 ? { field: "model", error: serverBug(resp.status) } : await resp.json();
     } catch (e) {
       showError({ field: "model", error: noAnswer(e) });
