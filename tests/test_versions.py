@@ -261,3 +261,29 @@ def test_read_release_takes_releases_only(text, why):
         return
     with pytest.raises(ValueError, match=why):
         read_release(text)
+
+
+def test_a_development_build_of_a_server_plans_as_the_release_it_leads_to():
+    """A source install or nightly image reports `0.11.1.dev5+gabc1234` at /version: verify refused it as
+    '--vllm-version 0.11.1.dev5: ... a pre-release' (a flag verify has not got, exit 2); a server older than tpfit
+    models raised StopIteration deep in the planner."""
+    from tpfit.deployment.read_server import server_deployment
+    from tpfit.errors import UsageError
+    from tpfit.live.server_facts import ServerFacts
+    from tpfit.live.verify_run import VerifyRequest, plan_for_server
+    from tpfit.vllm_facts import build_release
+
+    assert build_release("0.11.1.dev5+gabc1234") == build_release("0.11.1rc2") == "0.11.1"
+    assert build_release("0.26.0+cpu") == "0.26.0" and build_release("v0.8.5.post1") == "0.8.5.post1"
+    with pytest.raises(ValueError):
+        build_release("unknown")
+    tiny = str(ROOT / "tests" / "data" / "tiny-llama-config")
+    facts = ServerFacts(url="http://127.0.0.1:8000", version="0.11.1.dev5+gabc1234", model_id="tiny", model_root=tiny,
+                        max_model_len=512, block_size=128, kv_cache_memory_bytes=1 << 20)
+    req = VerifyRequest(model=None, url=facts.url, kv_cache_memory_bytes="1M", kv_bytes=1 << 20)
+    assert plan_for_server(facts, req).engine.vllm_version == "0.11.1"
+    assert server_deployment(facts).units[0].image == "vllm/vllm-openai:v0.11.1"
+    old = ServerFacts(**{**facts.to_dict(), "version": "0.5.4"})
+    with pytest.raises(UsageError, match="the server runs vLLM 0.5.4; tpfit models 0.6.0") as err:
+        plan_for_server(old, req)
+    assert err.value.flag == "--url"

@@ -73,6 +73,20 @@ def read_release(text: str) -> VllmRelease:
     return VllmRelease(name=name, base=base)  # type: ignore[arg-type]
 
 
+def build_release(text: str) -> str:
+    """The release a vLLM build reports itself as (`/version`, `vllm --version`): a release as `read_release` names
+    it ("0.26.0+cpu" -> "0.26.0"); a development or pre-release build, which source installs and nightly images
+    report, as the X.Y.Z it leads to ("0.11.1.dev5+gabc1234", "0.11.1rc2" -> "0.11.1"). ValueError when `text`
+    spells no version."""
+    try:
+        return read_release(text).name
+    except ValueError:
+        nums = re.match(r"\s*[vV]?(\d{1,4}(?:\.\d{1,4}){1,2})", text)
+        if nums is None:
+            raise
+        return read_release(nums.group(1)).name
+
+
 def parse_version(text: str) -> tuple[int, int, int]:
     """The X.Y.Z whose semantics `text`'s release has: `"0.26.0" -> (0, 26, 0)`, `"0.8.5.post1" -> (0, 8, 5)`,
     `"0.10.1.1" -> (0, 10, 1)`; ValueError for what `read_release` refuses."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from tpfit.deployment.facts import Arg, DeploymentFile, Format, Runtime, Unit, VllmCommand, Where
 from tpfit.live.server_facts import ServerFacts
+from tpfit.vllm_facts import build_release, image_for
 
 
 def _arg(name: str, value: object, path: str) -> Arg:
@@ -45,8 +46,10 @@ def server_deployment(facts: ServerFacts, *, tp: int | None = None, pp: int | No
             args.append(_arg(name, n, "given to tpfit check"))
     command = VllmCommand(model=facts.model_root or facts.model_id, model_where=Where(path="/v1/models root"),
                           args=tuple(args), anchor=None)
-    version = facts.version.split("+")[0]
+    try:  # a development build (0.11.1.dev5+gabc1234) as the release it leads to
+        image = image_for(build_release(facts.version))
+    except ValueError:
+        image = None
     unit = Unit(name=f"{facts.model_id} at {facts.url}", runtime=Runtime.SERVER, command=command,
-                where=Where(path=facts.url), image=f"vllm/vllm-openai:v{version}" if version else None,
-                handle=facts)
+                where=Where(path=facts.url), image=image, handle=facts)
     return DeploymentFile(name=facts.url, format=Format.SERVER, units=(unit,))

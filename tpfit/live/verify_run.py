@@ -14,7 +14,7 @@ from pathlib import Path
 from tpfit.errors import UsageError
 from tpfit.kinds import ModelDtype
 from tpfit.live.log_file import read_log_file
-from tpfit.vllm_facts import CURRENT_VLLM_VERSION
+from tpfit.vllm_facts import CURRENT_VLLM_VERSION, build_release
 
 KEY_LINES = ("KV cache size", "Maximum concurrency", "Model loading took", "Available KV cache", "init engine",
              "Explicitly set", "Starting vLLM", "Error", "error")
@@ -141,6 +141,22 @@ def _startup_line(line: str, say: Callable[[str], None]) -> None:
         say("  | " + line[-160:])
 
 
+def server_release(facts) -> str:
+    """The release to plan a running server with: the one its /version names, a development build's as the
+    release it leads to (vllm_facts.build_release); a UsageError naming --url for one older than tpfit models."""
+    from tpfit.core.engine import MODELLED_VLLM_VERSIONS, outside_modelled
+
+    try:
+        version = build_release(facts.version)
+    except ValueError:
+        return CURRENT_VLLM_VERSION
+    if outside_modelled(version) < 0:
+        low, high = MODELLED_VLLM_VERSIONS
+        raise UsageError(f"the server runs vLLM {facts.version}; tpfit models {low} to {high}, so it has no plan to "
+                         "verify it against", flag="--url", value=facts.url)
+    return version
+
+
 def plan_for_server(facts, req: VerifyRequest, *, input_tokens: int | None = None,
                     output_tokens: int | None = None):
     """The plan of what the server loaded: its model, max_model_len, block size and KV budget, one layout; its
@@ -154,7 +170,7 @@ def plan_for_server(facts, req: VerifyRequest, *, input_tokens: int | None = Non
     spec = load_model(req.model or facts.model_root)
     kv = req.kv_bytes or (facts.kv_cache_memory_bytes if facts.device == "cpu" or req.gpus is None else None)
     cluster = Cluster.parse(req.gpus) if req.gpus else Cluster.cpu(64 * GIB, workers=(req.tp or 1) * (req.pp or 1))
-    version = facts.version.split("+")[0] or CURRENT_VLLM_VERSION
+    version = server_release(facts)
     engine = EngineArgs(vllm_version=version, max_model_len=facts.max_model_len, dtype=req.dtype,
                         kv_cache_memory_bytes=kv, block_size=facts.block_size,
                         gpu_memory_utilization=facts.gpu_memory_utilization)
