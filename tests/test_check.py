@@ -174,6 +174,42 @@ def test_servers_in_other_branches_of_an_exec_are_one_start(tmp_path):
     assert "ray-cluster.sh: 1 vLLM server(s)" in render_text(report)
 
 
+@pytest.mark.parametrize("fmt", ["docker", "compose", "k8s"])
+def test_a_model_folder_must_be_mounted_in_its_container(fmt, tmp_path):
+    """deploy's own files for a local model folder (a comma and a quote in its name) come back clean; the same file
+    without the mount is an error: vLLM in the container finds no such folder. check read docker's --mount as
+    plain comma-separated fields, so deploy's CSV-quoted one lost its target."""
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from tpfit.cli.app import app
+
+    folder = tmp_path / "my tiny,model's"
+    folder.mkdir()
+    shutil.copy(ROOT / "tests" / "data" / "tiny-llama-config" / "config.json", folder)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["deploy", str(folder), "--gpus", "2xL4", "--tp", "2", "--format", fmt,
+                                      "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    path = next(out.iterdir())
+    text = path.read_text()
+    dep = read_deployment(text.encode(), path.name)
+    report = check_deployment(dep, gpus=Cluster.parse("2xL4"))
+    assert not [f for f in report.findings if f.severity is not Severity.INFO], report.findings
+    if fmt == "docker":
+        bare = "".join(line for line in text.splitlines(keepends=True) if "--mount" not in line)
+    elif fmt == "compose":
+        bare = text.replace("      read_only: true\n", "").replace("    - type: bind\n", "    - type: volume\n")
+        bare = bare.replace(f"      target: {folder}\n", "      target: /elsewhere\n")
+    else:
+        bare = text.replace(f"mountPath: {folder}", "mountPath: /elsewhere")
+    report = check_deployment(read_deployment(bare.encode(), path.name), gpus=Cluster.parse("2xL4"))
+    mount = [f for f in report.findings if f.kind is Kind.MODEL_MOUNT]
+    assert [f.severity for f in mount] == [Severity.ERROR] and str(folder) in mount[0].vllm, report.findings
+    assert report.exit_code == 1
+
+
 def _docker(image: str) -> bytes:
     return (f"docker run --gpus all --ipc=host -v ~/.cache/huggingface:/root/.cache/huggingface {image} "
             "--model meta-llama/Llama-3.1-8B-Instruct --max-model-len 4096\n").encode()

@@ -31,6 +31,7 @@ class Kind(str, Enum):
     IMAGE = "image"
     SECRET = "plaintext-secret"
     HF_CACHE = "hf-cache"
+    MODEL_MOUNT = "model-mount"
     TRUST_REMOTE_CODE = "trust-remote-code"
     ENFORCE_EAGER = "enforce-eager"
     GPU_UTILIZATION = "gpu-memory-utilization"

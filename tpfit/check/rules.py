@@ -8,6 +8,7 @@ Pure: a Unit and what was resolved for it (model, GPUs, plan) in, Findings out.
 from __future__ import annotations
 
 import re
+import shlex
 from dataclasses import dataclass
 
 from tpfit.check.findings import Edit, Finding, Kind, Op, Severity
@@ -15,6 +16,7 @@ from tpfit.core.layout import Layout
 from tpfit.core.memory import safe_utilization
 from tpfit.core.plan import Plan
 from tpfit.deploy.common import HF_CACHE_CONTAINER
+from tpfit.deploy.shell import bind_mount
 from tpfit.deploy.startup import (
     DOWNLOAD_BYTES_PER_S, LOAD_BYTES_PER_S, START_OVERHEAD_S, download_bytes, start_seconds, wait_seconds,
 )
@@ -59,6 +61,11 @@ class Resolved:
     longest_len: int | None = None
     """The longest --max-model-len this layout's KV cache holds one request of (vLLM's estimate, up to the
     model's maximum)."""
+
+
+def is_run_time(value: str) -> bool:
+    """A value the file leaves to the shell or a template: `$TP`, `$(nproc)`, `` `nproc` ``, `{{ .Values.tp }}`."""
+    return "$" in value or "`" in value or "{{" in value
 
 
 def _f(kind: Kind, sev: Severity, unit: Unit, message: str, where: Where, *, vllm: str = "", fix: str = "",
@@ -386,6 +393,32 @@ def check_hf_cache(unit: Unit) -> list[Finding]:
     return [_f(Kind.HF_CACHE, Severity.WARNING, unit, f"no Hugging Face cache mounted: {model} is downloaded again "
                                                       "on every restart", unit.where,
                vllm="downloads the whole checkpoint at each start", fix=snippet, edits=edits)]
+
+
+KSERVE_MODEL_DIR = "/mnt/models"
+"""Where KServe's storage initializer puts a `storageUri` model in the predictor container (a volume its webhook
+adds, which the manifest does not list)."""
+
+
+def check_model_mount(unit: Unit) -> list[Finding]:
+    """A container that serves a model folder by its path needs that folder mounted: vLLM in the container sees
+    only the image and its volumes (`tpfit deploy` binds a local model read-only at the same path)."""
+    model = unit.command.model or ""
+    if not unit.runtime.container or not model.startswith("/") or is_run_time(model):
+        return []
+    inside = (m.rstrip("/") for m in unit.mounts)
+    if any(model.rstrip("/") == m or model.startswith(m + "/") for m in inside if m) \
+            or model.startswith(KSERVE_MODEL_DIR):
+        return []
+    official = (unit.image or "").rsplit(":", 1)[0].removeprefix("docker.io/") == OFFICIAL_IMAGE
+    fix = {Runtime.KUBERNETES: f"mount a volume holding the model at {model} (hostPath, a PersistentVolumeClaim)",
+           Runtime.COMPOSE: f"add a bind volume: {{type: bind, source: {model}, target: {model}, read_only: true}}",
+           Runtime.PODMAN_COMPOSE: f"add a bind volume: {{type: bind, source: {model}, target: {model}, read_only: "
+                                   "true}"}.get(unit.runtime, shlex.join(["--mount", bind_mount(model)]))
+    return [_f(Kind.MODEL_MOUNT, Severity.ERROR if official else Severity.WARNING, unit,
+               f"serves {model}, but nothing is mounted there" + ("" if official else " (unless the image holds it)"),
+               unit.command.model_where, vllm=f"ValueError: Invalid repository ID or local directory specified: "
+                                              f"'{model}'", fix=fix)]
 
 
 def check_engine_flags(unit: Unit, r: Resolved) -> list[Finding]:

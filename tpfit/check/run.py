@@ -12,7 +12,8 @@ import msgspec
 from tpfit.check.findings import Finding, Kind, Severity
 from tpfit.check.rules import (
     Resolved, check_engine_flags, check_flags, check_gpu_count, check_hf_cache, check_image, check_layout_and_memory,
-    check_line_endings, check_probes, check_secrets, check_server, check_shared_gpus, check_shared_memory,
+    check_line_endings, check_model_mount, check_probes, check_secrets, check_server, check_shared_gpus,
+    check_shared_memory, is_run_time,
 )
 from tpfit.core.engine import MODELLED_VLLM_VERSIONS, EngineArgs, outside_modelled
 from tpfit.kinds import KvCacheDtype, ModelDtype
@@ -51,11 +52,6 @@ def human_int(text: str) -> int:
     if value != int(value) or value < 1:
         raise ValueError(text)
     return int(value)
-
-
-def is_run_time(value: str) -> bool:
-    """A value the file leaves to the shell or a template: `$TP`, `$(nproc)`, `` `nproc` ``, `{{ .Values.tp }}`."""
-    return "$" in value or "`" in value or "{{" in value
 
 
 def engine_from_flags(unit: Unit, version: str) -> tuple[EngineArgs | None, Layout | None, list[Finding]]:
@@ -249,6 +245,7 @@ def check_deployment(dep: DeploymentFile, *, gpus: Cluster | None = None, load: 
         findings += check_image(unit, r)
         findings += check_secrets(unit)
         findings += check_hf_cache(unit)
+        findings += check_model_mount(unit)
         findings += check_engine_flags(unit, r)
         findings += check_server(unit, r)
     findings += check_shared_gpus(list(dep.units), resolved)

@@ -89,6 +89,18 @@ def _gpus_value(value: str) -> tuple[int | None, tuple[str, ...]]:
     return None, ()
 
 
+def mount_fields(value: str) -> dict[str, str]:
+    """docker's `--mount` value as its fields: CSV, so a quoted field keeps its commas (`"source=/m/a,b"`, as
+    deploy/shell.py `bind_mount` writes a path holding one)."""
+    import csv
+
+    try:
+        row = next(csv.reader([value]), [])
+    except csv.Error:
+        row = value.split(",")
+    return dict(p.split("=", 1) for p in row if "=" in p)
+
+
 def size_or_none(text: str | None) -> int | None:
     if text is None:
         return None
@@ -137,7 +149,7 @@ def read_run(words: list[Word], runtime: Runtime, variables: dict[str, str]) -> 
         elif opt in ("-v", "--volume"):
             mounts.append(volume_target(value))
         elif opt == "--mount":
-            fields = dict(p.split("=", 1) for p in value.split(",") if "=" in p)
+            fields = mount_fields(value)
             mounts.append(fields.get("target") or fields.get("destination") or fields.get("dst") or "")
             if fields.get("target") == "/dev/shm":
                 ipc_host = ipc_host or fields.get("type") == "bind"

@@ -22,6 +22,7 @@ RULE_HELP = {
     Kind.IMAGE: "The image tag: pinned, and built for a CUDA the host driver runs.",
     Kind.SECRET: "A token or key written into the file.",
     Kind.HF_CACHE: "No Hugging Face cache volume: the model is downloaded at every start.",
+    Kind.MODEL_MOUNT: "A container serving a model folder by its path with nothing mounted there.",
     Kind.TRUST_REMOTE_CODE: "--trust-remote-code for a model vLLM implements itself.",
     Kind.ENFORCE_EAGER: "--enforce-eager (no CUDA graphs) where graphs fit.",
     Kind.GPU_UTILIZATION: "Servers sharing a GPU whose --gpu-memory-utilization add up to more than the card.",
