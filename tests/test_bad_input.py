@@ -641,6 +641,15 @@ def test_speed_of_a_gpu_given_by_size_names_gpus_instead_of_saying_nothing_start
     one_line_error(tpfit("speed", "llama-3.1-8b", "--gpus", "2x24GB"), "--gpus 2x24GB", "--gpus 2x3090")
 
 
+@pytest.mark.parametrize("option", [["--ttft", "0.1"], ["--tpot", "0.01"], ["--objective", "latency"],
+                                    ["--input-tokens", "100"], ["--output-tokens", "100"]])
+def test_speed_options_beside_a_gpu_given_by_size_are_refused(option):
+    """No speed figures to rank by: `--objective latency --ttft 0.1` on `--gpus 2x24GB` were dropped without a word
+    (the same answer as without them, exit 0)."""
+    one_line_error(tpfit("plan", "llama-3.1-8b", "--gpus", "2x24GB", "--context", "4096", *option),
+                   f"{option[0]} {option[1]}: ", "--gpus 2x3090", f"leave {option[0]} out")
+
+
 def test_a_control_character_in_a_value_keeps_the_error_on_one_line():
     """A value with a newline or NEL (U+0085) is quoted escaped, so the error stays one line."""
     line = one_line_error(tpfit("plan", "llama-3.1-8b", "--gpus", "1xH100", "--quantization", "d\x85x\ny"),

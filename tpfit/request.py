@@ -92,6 +92,11 @@ class PlanRequest(Struct, frozen=True, kw_only=True):
                             input_tokens=self.input_tokens, output_tokens=self.output_tokens,
                             objective=self.objective, ttft_s=self.ttft, tpot_s=self.tpot)
         cluster = read_cluster(self.gpus)
+        if not cluster.gpu.has_speed_figures and (given := workload.speed_options()):  # make_plan would drop them
+            flag, value = given[0]
+            raise UsageError(f"{cluster.gpu.name} has no speed figures to rank by (a GPU given only by its size has "
+                             f"no memory bandwidth); name the GPU, such as --gpus 2x3090 or --gpus 2xL40S, or leave "
+                             f"{flag} out", flag=flag, value=value)
         spec = load_model(self.model)
         layouts = tuple(
             lay for lay in enumerate_layouts(cluster.num_gpus, is_moe=spec.is_moe or bool(ep))

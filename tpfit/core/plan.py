@@ -64,6 +64,14 @@ class Workload(Struct, frozen=True, kw_only=True):
                 raise UsageError("a target is a number of seconds above 0, such as 0.5", flag=flag, value=seconds)
         self.speed_workload()  # requests that fit in the context, or the UsageError naming the flag
 
+    def speed_options(self) -> tuple[tuple[str, object], ...]:
+        """The options given that only the speed figures read (flag, value): `--ttft`, `--tpot`, `--objective
+        latency`, `--input-tokens`, `--output-tokens`. A plan without speed figures cannot honour them."""
+        given = (("--ttft", self.ttft_s), ("--tpot", self.tpot_s),
+                 ("--objective", self.objective if self.objective is not Objective.THROUGHPUT else None),
+                 ("--input-tokens", self.input_tokens), ("--output-tokens", self.output_tokens))
+        return tuple((flag, value) for flag, value in given if value is not None)
+
     def speed_workload(self, max_model_len: int | None = None) -> SpeedWorkload:
         """The requests the speed figures are for (defaults filled in), within the context, else within
         `max_model_len` (the plan's: `Plan.speed_workload`)."""
