@@ -166,6 +166,23 @@ def test_world_size_the_host_cannot_form_is_refused():
     assert "--world-size 1: an all-reduce needs 2 to" in run.stderr and "Traceback" not in run.stderr
 
 
+@pytest.mark.parametrize(("num_gpus", "size", "needle"), [
+    (1, 2, "--world-size 2: an all-reduce needs 2 GPUs or more, this host has 1 (NVIDIA H100 80GB HBM3); leave --world-size out"),
+    (2, 3, "--world-size 3: an all-reduce needs 2 to 2 processes on this host"),
+])
+def test_world_size_beyond_the_hosts_gpus_is_refused_before_measuring(num_gpus, size, needle):
+    """On one GPU, --world-size 2 passed the check (it allowed up to max(2, GPUs)) and its NCCL pair failed after
+    the minute of bandwidth and GEMM timings. The facts are what read_host_facts returns for such a host."""
+    from tpfit.live.calibrate import Device, HostFacts, check_world_sizes
+
+    facts = HostFacts(device=Device.CUDA, gpu_name="NVIDIA H100 80GB HBM3", num_gpus=num_gpus, torch_version="2.11.0",
+                      fp8=True, peer_access=num_gpus > 1)
+    with pytest.raises(UsageError) as err:
+        check_world_sizes(facts, (size,))
+    assert str(err.value) == needle
+    check_world_sizes(facts, tuple(range(2, num_gpus + 1)))  # what the host forms passes
+
+
 @pytest.mark.parametrize("where", ["folder", "under a file"])
 def test_an_unwritable_out_is_refused_before_measuring(tmp_path, where):
     """`--out` was tried only after the minute of measuring (and any vLLM run): a folder or a path under a file

@@ -575,12 +575,15 @@ def plan_steps(facts: HostFacts, sizes: CalibrationSizes, world_sizes: Sequence[
 
 
 def check_world_sizes(facts: HostFacts, world_sizes: Sequence[int]) -> None:
-    """Each requested size is one this host can form: 2 .. its GPU count (any count of CPU processes)."""
-    limit = facts.num_gpus if facts.device is Device.CUDA else os.cpu_count() or 2
+    """Each requested size is one this host can form: 2 .. its GPU count (NCCL, one process per GPU), 2 .. its CPUs
+    (gloo; at least 2)."""
+    most = facts.num_gpus if facts.device is Device.CUDA else max(2, os.cpu_count() or 2)
     for n in world_sizes:
-        if not 2 <= n <= max(2, limit):
-            raise UsageError(f"an all-reduce needs 2 to {max(2, limit)} processes on this host",
-                             flag="--world-size", value=n)
+        if most < 2:  # one GPU: 2 was let through (a NCCL pair on one GPU) and failed after the minute of measuring
+            raise UsageError(f"an all-reduce needs 2 GPUs or more, this host has {facts.num_gpus} "
+                             f"({facts.gpu_name}); leave --world-size out", flag="--world-size", value=n)
+        if not 2 <= n <= most:
+            raise UsageError(f"an all-reduce needs 2 to {most} processes on this host", flag="--world-size", value=n)
 
 
 def sizes_for(facts: HostFacts, *, quick: bool) -> CalibrationSizes:
