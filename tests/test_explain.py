@@ -79,6 +79,18 @@ def test_cuda_oom_at_sampler_warmup_real_calibration_outcome():
     assert d.kind == "cuda_oom_sampler" and "--max-num-seqs" in d.fix
 
 
+def test_cuda_oom_after_start_up_is_the_serving_overflow_real_logs():
+    """Real vLLM 0.26 runs that started (engine ready, graphs captured) and ran out of memory at their first
+    requests: explain said 'during profiling or warm-up', the start-up it had passed."""
+    for log in ("l8-tp1-g988.log", "l8-tp1-g99.log"):
+        (d,) = explain((ROOT / "calibration" / "vllm-0.26-h200x1" / log).read_text())
+        assert d.kind == "cuda_oom_serving" and "after vLLM had started" in d.cause, (log, d)
+        assert "--gpu-memory-utilization" in d.fix and "OutOfMemoryError" in d.evidence
+    # 70B on 4xH200 at 0.98 ran out in the kernel warm-up (compile_or_warm_up_model), before the engine's line
+    (d,) = explain((ROOT / "calibration" / "vllm-0.26-h200x4" / "l70-tp4-g98.log").read_text())
+    assert d.kind == "cuda_oom" and "profiling or warm-up" in d.cause
+
+
 def test_world_size_quoted_message():
     line = quoted("World size ({world_size}) is larger").replace("{world_size}", "4").replace("{gpu_count}", "2")
     (d,) = explain(line)
