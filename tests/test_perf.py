@@ -3,6 +3,7 @@ measured in bench/speed_accuracy.py, not here."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -224,6 +225,20 @@ def test_speed_command_prints_layouts_by_concurrency():
     bad = subprocess.run([sys.executable, "-m", "tpfit", "speed", "llama-3.1-8b", "--gpus", "2xH100",
                           "--concurrency", "0,4"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "--concurrency" in bad.stderr
+
+
+@pytest.mark.parametrize("as_json", [[], ["--json"]])
+def test_speed_where_no_layout_serves_exits_1(as_json):
+    """70B in bf16 on two 24 GB cards serves at no concurrency: speed said so and exited 0, as a success."""
+    from tests.inprocess import tpfit
+
+    run = tpfit("speed", "llama-3.1-70b", "--gpus", "2x3090", "--context", "4096", "--concurrency", "1,8", *as_json)
+    assert run.returncode == 1 and run.stderr == "", (run.returncode, run.stderr)
+    if as_json:
+        assert json.loads(run.stdout)["layouts"] == []
+    else:
+        assert "no layout starts and serves; `tpfit plan` says why" in run.stdout
+    assert tpfit("plan", "llama-3.1-70b", "--gpus", "2x3090", "--context", "4096").returncode == 1  # as plan does
 
 
 def test_verify_puts_the_predicted_speed_beside_the_load():

@@ -60,9 +60,11 @@ def speed(
         from tpfit.report.speed import sweep_to_dict
 
         typer.echo(json.dumps(sweep_to_dict(plans), indent=1))
-        return
-    from rich.console import Console
+    else:
+        from rich.console import Console
 
-    from tpfit.report.speed import render_sweep
+        from tpfit.report.speed import render_sweep
 
-    render_sweep(plans, Console(), show_all=show_all)
+        render_sweep(plans, Console(), show_all=show_all)
+    if all(p.best is None for p in plans):  # no layout serves at any concurrency: a failed answer, as plan's
+        raise typer.Exit(1)
