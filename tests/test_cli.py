@@ -133,6 +133,13 @@ def test_misspelled_hub_id_offline_suggests_close_match():
     assert "meta-llama/Llama-3.1-70B-Instruct" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_a_misspelled_bundled_name_in_capitals_gets_suggestions():
+    """The catalog takes LLAMA-3.1-8B, but the near-miss hint compared with case: QWEN3-30B had no suggestion."""
+    result = tpfit("plan", "QWEN3-30B", "--gpus", "1xh100")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "; did you mean " in result.stderr and "qwen3-30b-a3b" in result.stderr, result.stderr
+
+
 def test_no_gpu_and_no_gpus_flag_says_how_to_describe_them():
     result = tpfit("plan", "llama-3.1-8b")
     if result.returncode == 0:

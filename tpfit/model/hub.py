@@ -19,7 +19,10 @@ def is_offline() -> bool:
 
 
 def _suggest(repo_id: str) -> str:
-    close = difflib.get_close_matches(repo_id, catalog_names(), n=3, cutoff=0.6)
+    """Bundled names close to REPO_ID, compared without case (the catalog finds LLAMA-3.1-8B, so QWEN3-30B is a
+    near miss like qwen3-30b, not a name with nothing close)."""
+    names = {name.lower(): name for name in catalog_names()}
+    close = [names[n] for n in difflib.get_close_matches(repo_id.lower(), list(names), n=3, cutoff=0.6)]
     return f"; did you mean {' or '.join(close)}?" if close else ""
 
 
