@@ -306,10 +306,10 @@ def test_regex_at_least_matches_exactly_the_integers_above(floor, n):
 # ---- deploy --monitoring ---------------------------------------------------------------------------------
 
 
-def _monitoring() -> tuple:
+def _monitoring(job: str = JOB) -> tuple:
     plan = made_plan("llama-3.1-8b", "1xh100", 8192, 12)
     d = deployment_from_plan(plan, command="tpfit deploy test")
-    return d, Monitoring(targets=PlanTargets.from_plan_dict(as_doc(plan)), settings=AlertSettings(job=JOB))
+    return d, Monitoring(targets=PlanTargets.from_plan_dict(as_doc(plan)), settings=AlertSettings(job=job))
 
 
 def test_compose_monitoring_scrapes_the_server_under_the_rules_job(tmp_path):
@@ -330,9 +330,11 @@ def test_compose_monitoring_scrapes_the_server_under_the_rules_job(tmp_path):
     assert "./alerts.yaml:/etc/prometheus/alerts.yaml:ro" in compose["services"]["prometheus"]["volumes"]
 
 
-@pytest.mark.parametrize("fmt", ["k8s", "lws"])
-def test_k8s_monitoring_adds_a_service_monitor_and_rules(fmt, tmp_path):
-    d, m = _monitoring()
+@pytest.mark.parametrize("fmt,job", [("k8s", JOB), ("lws", JOB), ("k8s", 'team "a" vllm'), ("lws", "vllm")])
+def test_k8s_monitoring_adds_a_service_monitor_and_rules(fmt, job, tmp_path):
+    """The job the ServiceMonitor gives its targets is the one the rules select, --job included (the monitor kept
+    the app label's value, so rules for --job vllm selected a job nothing scraped)."""
+    d, m = _monitoring(job)
     text = render(d, fmt, m)[f"{fmt}.yaml"]
     objs = [o for o in yaml.safe_load_all(text) if o]
     core = [o for o in objs if not o["apiVersion"].startswith("monitoring.coreos.com")]
@@ -342,8 +344,13 @@ def test_k8s_monitoring_adds_a_service_monitor_and_rules(fmt, tmp_path):
     # the ServiceMonitor selects the Service by its labels and port name, and names the job as the rules do
     assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
     assert monitor["spec"]["endpoints"][0]["port"] in {p["name"] for p in service["spec"]["ports"]}
-    assert service["metadata"]["labels"][monitor["spec"]["jobLabel"]] == JOB
+    scraped_as = service["metadata"]["labels"][monitor["spec"]["jobLabel"]]
+    for relabel in monitor["spec"]["endpoints"][0].get("relabelings", []):  # Prometheus' replace, no source labels
+        if relabel["targetLabel"] == "job" and relabel.get("action", "replace") == "replace":
+            scraped_as = relabel["replacement"]
+    assert scraped_as == job
     rule = next(o for o in objs if o["kind"] == "PrometheusRule")
+    assert all(f"job={json.dumps(job)}" in expr for expr in rule_exprs(rule["spec"]))
     if shutil.which("promtool") or os.environ.get("CI"):
         (tmp_path / "r.yaml").write_text(yaml.safe_dump(rule["spec"]))
         result = subprocess.run([promtool(), "check", "rules", str(tmp_path / "r.yaml")], capture_output=True,

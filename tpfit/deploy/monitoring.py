@@ -38,13 +38,16 @@ def default_monitoring(plan: dict, d: Deployment) -> Monitoring:
 
 def service_monitor(d: Deployment, m: Monitoring) -> dict:
     """Scrapes the Service labelled `app: <name>` on its `http` port; `jobLabel: app` makes the job
-    that label's value, the job the rules select."""
+    that label's value, the job the rules select by default; another `--job` is set by relabelling the target's
+    `job` (the rules would select a job no target has)."""
     name = k8s_name(d.model)
+    endpoint: dict = {"port": "http", "path": "/metrics", "interval": SCRAPE_INTERVAL}
+    if m.settings.job != name:
+        endpoint["relabelings"] = [{"targetLabel": "job", "replacement": m.settings.job}]
     return {
         "apiVersion": "monitoring.coreos.com/v1", "kind": "ServiceMonitor",
         "metadata": {"name": name, "labels": {"app": name}},
-        "spec": {"jobLabel": "app", "selector": {"matchLabels": {"app": name}},
-                 "endpoints": [{"port": "http", "path": "/metrics", "interval": SCRAPE_INTERVAL}]},
+        "spec": {"jobLabel": "app", "selector": {"matchLabels": {"app": name}}, "endpoints": [endpoint]},
     }
 
 
