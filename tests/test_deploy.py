@@ -243,6 +243,28 @@ def test_gpu_ids_pin_the_serve_command_and_are_refused_where_nothing_can_pin_the
         assert result.stderr.startswith(f"error: --gpu-ids 2,3: --format {fmt} cannot pin host GPUs"), result.stderr
 
 
+@pytest.mark.parametrize("hf_home", [None, "/data/hf cache"])
+def test_docker_and_compose_mount_the_same_hugging_face_cache(hf_home):
+    """docker-run.sh mounts HF_HOME where the caller sets it, as compose.yaml and ray-cluster.sh do (it mounted
+    ~/.cache/huggingface whatever HF_HOME said: a second download into the home folder); verify --launch --docker
+    passes the same folder without a shell."""
+    from tpfit.deploy.shell import docker_argv
+
+    d = deployment_from_plan(made_plan(), command="tpfit deploy test")
+    script = render(d, "docker")["docker-run.sh"]
+    env = {"HOME": "/home/u", "PATH": "/usr/bin:/bin", **({"HF_HOME": hf_home} if hf_home else {})}
+    shim = 'docker() { printf "%s\\0" "$@"; }\n'
+    argv = subprocess.run(["bash", "-c", shim + script], capture_output=True, env=env, check=True,
+                          timeout=30).stdout.decode().split("\0")
+    cache = hf_home or "/home/u/.cache/huggingface"
+    assert argv[argv.index("-v") + 1] == f"{cache}:/root/.cache/huggingface"
+    compose = yaml.safe_load(render(d, "compose")["compose.yaml"])
+    volume = next(iter(compose["services"].values()))["volumes"][0]
+    assert volume.startswith("${HF_HOME:-") and volume.endswith(":/root/.cache/huggingface")
+    assert '-v "${HF_HOME:-$HOME/.cache/huggingface}":' in render(d, "ray")["ray-cluster.sh"]
+    assert ["-v", f"{cache}:/root/.cache/huggingface"] in docker_argv(d, cache_host=cache)
+
+
 def test_shm_size_reaches_kubernetes_and_ray():
     """--shm-size went to docker and compose only: Kubernetes kept 16Gi and the Ray script 10.24g."""
     d = deployment_from_plan(made_plan(), command="x", shm_size="32g")

@@ -14,7 +14,9 @@ from tpfit.deploy.startup import MIN_START_WAIT_S, wait_seconds
 from tpfit.vllm_facts import DEFAULT_CUDA, CudaBuild, image_for
 
 DEFAULT_PORT = 8000
-HF_CACHE_HOST = "~/.cache/huggingface"
+HF_CACHE_HOST_SHELL = "${HF_HOME:-$HOME/.cache/huggingface}"
+"""The host's Hugging Face cache as a shell script names it: HF_HOME where the caller sets it (as huggingface_hub
+reads it; compose writes `${HF_HOME:-~/.cache/huggingface}`), else the default under HOME."""
 HF_CACHE_CONTAINER = "/root/.cache/huggingface"
 _DNS_LABEL = re.compile(r"[^a-z0-9-]+")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shlex
 
-from tpfit.deploy.common import HF_CACHE_CONTAINER, HF_CACHE_HOST, Deployment
+from tpfit.deploy.common import HF_CACHE_CONTAINER, HF_CACHE_HOST_SHELL, Deployment
 
 
 def comment(header: tuple[str, ...]) -> str:
@@ -62,12 +62,14 @@ def bind_mount(path: str) -> str:
     return row.getvalue()
 
 
-def docker_argv(d: Deployment) -> list[list[str]]:
+def docker_argv(d: Deployment, *, cache_host: str = HF_CACHE_HOST_SHELL) -> list[list[str]]:
+    """`docker run`'s words, one list per line; `cache_host`: the host's Hugging Face cache (the shell's
+    expansion by default; a path for a command run without a shell)."""
     shm = ["--shm-size", d.shm_size] if d.shm_size else ["--ipc=host"]
     return [
         ["docker", "run", "--runtime", "nvidia", "--gpus", gpus_flag(d)],
         shm,
-        ["-v", f"{HF_CACHE_HOST}:{HF_CACHE_CONTAINER}".replace("~", "${HOME}")],
+        ["-v", f"{cache_host}:{HF_CACHE_CONTAINER}"],
         ["--mount", bind_mount(d.model)] if d.local_model else [],
         ["--env", "HF_TOKEN"],  # passed through from the caller's environment, never written here
         ["-p", f"{d.port}:{d.port}"],
@@ -78,12 +80,11 @@ def docker_argv(d: Deployment) -> list[list[str]]:
 
 def docker_command(d: Deployment) -> str:
     parts = docker_argv(d)
-    # ${HOME} must stay expandable: quote every part except the volume path's variable
+    # the cache's ${HF_HOME:-$HOME/...} must stay expandable: quote every part except the volume path's variables
     lines = []
     for p in filter(None, parts):
         if p[0] == "-v":
-            host, container = p[1].split(":", 1)
-            lines.append(f'-v "{host}":{shlex.quote(container)}')
+            lines.append(f'-v "{HF_CACHE_HOST_SHELL}":{shlex.quote(HF_CACHE_CONTAINER)}')
         else:
             lines.append(shlex.join(p))
     return comment(d.header) + " \\\n    ".join(lines) + "\n"

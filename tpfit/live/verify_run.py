@@ -4,6 +4,7 @@ contract); `tpfit.report.verify` renders it."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import tempfile
@@ -132,7 +133,8 @@ def docker_process(model: str, flags: list[str]):
                    engine_args=tuple(flags), tensor_parallel_size=tp, pipeline_parallel_size=pp, data_parallel_size=1,
                    gpus_per_node=tp * pp, image=image_for(CURRENT_VLLM_VERSION),
                    vllm_version=CURRENT_VLLM_VERSION, port=port, local_model=local)
-    argv = [a.replace("${HOME}", str(Path.home())) for part in docker_argv(d) for a in part]
+    cache = os.environ.get("HF_HOME") or str(Path.home() / ".cache" / "huggingface")  # as the script's shell reads it
+    argv = [a for part in docker_argv(d, cache_host=cache) for a in part]
     return DockerVllm(argv=argv, name=f"tpfit-verify-{port}", port=port)
 
 
