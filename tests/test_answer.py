@@ -67,3 +67,20 @@ def test_a_batch_below_the_concurrency_is_said_beside_starts():
     # a batch that runs every request says nothing of it
     full = plan_json("llama-3.1-8b", "--gpus", "2xH100", "--context", "4096", "--concurrency", "64")
     assert "at once" not in full["summary"], full["summary"]
+
+
+def test_a_replicas_figures_are_said_to_be_per_replica():
+    """150 requests over four replicas of 53.48 sequences: the answer said "fits ... with 53.48 sequences ... at 150
+    concurrent", a figure below the concurrency it claims to hold. The figures (and --max-num-seqs) are one engine's."""
+    doc = plan_json("llama-3.1-8b", "--gpus", "4xL40S", "--context", "4096", "--concurrency", "150", "--dp", "4")
+    best = doc["candidates"][doc["recommended"]]
+    m = best["memory"]
+    assert best["layout"]["dp"] == 4 and m["verdict"] == "starts"
+    assert (f"with {m['max_concurrency']:.2f} sequences of 4096 tokens per replica "
+            f"({m['kv_cache_tokens']:,} KV tokens each)") in doc["summary"], doc["summary"]
+    reason = next(f["reason"] for f in best["flags"] if f["flag"] == "--max-num-seqs")
+    assert reason.endswith("requests of 4096 tokens per replica"), reason
+    short = plan_json("llama-3.1-8b", "--gpus", "4xL40S", "--context", "32768", "--concurrency", "64", "--dp", "4")
+    assert "sequences of 32768 tokens per replica, not the 16 of 64 each gets" in short["summary"], short["summary"]
+    one = plan_json("llama-3.1-8b", "--gpus", "1xH100", "--context", "4096")  # one engine: nothing to say
+    assert "per replica" not in one["summary"] and " each)" not in one["summary"], one["summary"]

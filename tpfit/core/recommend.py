@@ -82,7 +82,7 @@ def make_flags(plan: Plan, c: Candidate) -> tuple[Flag, ...]:
         flags.append(Flag(name="--quantization", value=plan.model.quant.method, reason="FP8 weights, loaded from bf16"))
     flags.append(Flag(name="--max-model-len", value=str(m.max_model_len),
                       reason=f"requests up to {m.max_model_len} tokens; at most {m.max_model_len_fit} fit one request"))
-    holds = f"the KV cache holds {m.max_concurrency:.2f} requests of {m.max_model_len} tokens"
+    holds = f"the KV cache holds {m.max_concurrency:.2f} requests of {m.max_model_len} tokens{_each(lay)}"
     if m.max_num_seqs < int(m.max_concurrency):  # the batch, not the KV cache, limits what runs at once
         whose = "as given" if plan.engine.max_num_seqs else "vLLM's limit for this batch"
         holds = f"at most {m.max_num_seqs} requests run at once ({whose}); {holds}"
@@ -180,6 +180,17 @@ def _speed_clause(plan: Plan) -> str:
             f"{ttft}, TPOT {sp.tpot_s * 1e3:.0f} ms{tpot}{'; ' + why if why else ''}{spare})")
 
 
+def _each(lay) -> str:
+    """" per replica" for a layout of several replicas: a memory plan's figures, like --max-num-seqs, are one
+    engine's, and DP engines share the requests out."""
+    return " per replica" if lay.dp > 1 else ""
+
+
+def _sequences(c: Candidate, ctx: int) -> str:
+    """"111.37 sequences of 4096 tokens per replica": what one engine's KV cache holds, as the table gives it."""
+    return f"{c.memory.max_concurrency:.2f} sequences of {ctx} tokens{_each(c.layout)}"
+
+
 def _batch_clause(plan: Plan, c: Candidate) -> str:
     """"; --max-num-seqs 4 runs 8 of the 64 requests at once (4 per replica), the others wait": the KV cache holds
     --concurrency, but the batch (a given --max-num-seqs, or vLLM's default) runs fewer; the speed figures queue the
@@ -201,21 +212,22 @@ def summarize(plan: Plan) -> str:
     ctx, conc = plan.engine.max_model_len or plan.model.max_model_len, plan.workload.concurrency
     if best is not None and best.memory.verdict is Verdict.STARTS:
         m = best.memory
-        return (f"{head}: fits as {best.layout} with {m.max_concurrency:.2f} sequences of {ctx} tokens "
-                f"({m.kv_cache_tokens:,} KV tokens){_batch_clause(plan, best)}{_speed_clause(plan)}; "
-                f"use {_command(plan, best)}")
+        each = " each" if best.layout.dp > 1 else ""
+        return (f"{head}: fits as {best.layout} with {_sequences(best, ctx)} ({m.kv_cache_tokens:,} KV "
+                f"tokens{each}){_batch_clause(plan, best)}{_speed_clause(plan)}; use {_command(plan, best)}")
     dtype = "bf16" if plan.model.dtype == "bfloat16" else plan.model.dtype
     what = f"does not fit in {dtype}" if plan.model.quant is None else "does not fit"
     if best is not None and best.memory.verdict is Verdict.INSUFFICIENT_CONCURRENCY:
         m = best.memory
-        what = (f"starts as {best.layout} but holds {m.max_concurrency:.2f} sequences of {ctx} tokens, not {conc}"
-                f" (--max-num-seqs {num_seqs(m)})")
+        dp = best.layout.dp  # the verdict weighs each replica's share of the requests
+        share = f"the {-(-conc // dp)} of {conc} each gets" if dp > 1 else str(conc)
+        what = f"starts as {best.layout} but holds {_sequences(best, ctx)}, not {share} (--max-num-seqs {num_seqs(m)})"
     elif best is not None and best.memory.reasons:
         what += f" ({best.memory.reasons[0]})"
     alt = plan.fallback
     if alt is not None:  # the sequences its KV cache holds, as the fitting answer above gives them
-        return (f"{head}: {what}; AWQ 4-bit fits as {alt.best.layout} with {alt.best.memory.max_concurrency:.2f} "
-                f"sequences of {ctx} tokens; use {_command(alt, alt.best)} with an AWQ checkpoint")
+        return (f"{head}: {what}; AWQ 4-bit fits as {alt.best.layout} with {_sequences(alt.best, ctx)}; "
+                f"use {_command(alt, alt.best)} with an AWQ checkpoint")
     return f"{head}: {what}; use more or larger GPUs, a quantized checkpoint, or a shorter --max-model-len"
 
 
