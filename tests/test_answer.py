@@ -84,3 +84,19 @@ def test_a_replicas_figures_are_said_to_be_per_replica():
     assert "sequences of 32768 tokens per replica, not the 16 of 64 each gets" in short["summary"], short["summary"]
     one = plan_json("llama-3.1-8b", "--gpus", "1xH100", "--context", "4096")  # one engine: nothing to say
     assert "per replica" not in one["summary"] and " each)" not in one["summary"], one["summary"]
+
+
+def test_the_closest_layout_is_the_one_the_answer_and_the_terminal_name():
+    """Nothing fits: the page showed the first accepted layout (TP1 PP1, 131.45 GiB of weights per GPU) beside an
+    answer quoting TP2 PP1's 67.92 GiB; the terminal said "Closest layout TP2 PP1". The JSON names that layout."""
+    args = ("llama-3.1-70b", "--gpus", "2x3090", "--context", "4096")
+    doc = plan_json(*args)
+    assert doc["recommended"] is None and doc["closest"] is not None
+    near = doc["candidates"][doc["closest"]]
+    lay = near["layout"]
+    assert f"Closest layout TP{lay['tp']} PP{lay['pp']}" in tpfit("plan", *args).stdout
+    assert near["memory"]["reasons"][0] in doc["summary"], (near["memory"]["reasons"], doc["summary"])
+    fits = plan_json("llama-3.1-8b", "--gpus", "2xH100", "--context", "4096")
+    assert fits["closest"] == fits["recommended"] is not None
+    refused = plan_json("llama-3.1-70b", "--gpus", "3xH100", "--tp", "3")  # every layout breaks a rule
+    assert refused["closest"] is None

@@ -354,11 +354,13 @@ def test_a_layout_that_does_not_start_shows_no_flags(browser, server):
     wait_counter(browser, "renders", 0)
     plan = cli_plan(["llama-3.1-70b", "--gpus", "2x3090", "--context", "4096"])
     assert plan["recommended"] is None and text(browser, "answer") == plan["summary"]
-    shown = next(c for c in plan["candidates"] if c["accepted"])  # the layout the page selects
+    shown = plan["candidates"][plan["closest"]]  # the layout the page selects: the terminal's "Closest layout"
     assert shown["flags"], "the JSON keeps every accepted layout's flags"
+    lay = shown["layout"]
+    assert text(browser, "mem-layout") == f"· TP{lay['tp']} PP{lay['pp']} DP{lay['dp']}"  # it showed TP1 PP1 DP1's
+    check_bars(browser, plan, shown)
     assert flag_rows(browser) == []
     note = browser.find_element("css selector", "#flags caption[data-note=no-flags]").text
-    lay = shown["layout"]
     assert note.startswith(f"No flags for TP{lay['tp']} PP{lay['pp']} DP{lay['dp']}: refused at start ("), note
     assert shown["memory"]["reasons"][0] in note and note.endswith("the answer above says what would start."), note
     renders = counter(browser, "renders")

@@ -10,7 +10,7 @@ import msgspec
 
 from tpfit.core.memory import cudagraphs_in_budget, profile_era
 from tpfit.core.plan import SCHEMA_VERSION, Candidate, Plan
-from tpfit.core.recommend import make_flags, summarize, weights_gib_per_gpu
+from tpfit.core.recommend import closest, make_flags, summarize, weights_gib_per_gpu
 from tpfit.units import gib
 
 
@@ -29,6 +29,13 @@ def candidate_to_dict(plan: Plan, c: Candidate) -> dict:
 def _speed_workload(plan: Plan) -> dict:
     w = plan.speed_workload()
     return {"input_tokens": w.input_tokens, "output_tokens": w.output_tokens}
+
+
+def _closest_index(plan: Plan) -> int | None:
+    """Index of the layout the terminal shows when none starts ("Closest layout TP2 PP1"): the recommended one, else
+    the accepted one nearest to starting (recommend.closest); None when every layout broke a rule."""
+    near = closest(plan)
+    return None if near is None else next(i for i, c in enumerate(plan.candidates) if c is near)
 
 
 def plan_to_dict(plan: Plan) -> dict:
@@ -65,6 +72,7 @@ def plan_to_dict(plan: Plan) -> dict:
         },
         "summary": summarize(plan),
         "recommended": plan.recommended,
+        "closest": _closest_index(plan),
         "candidates": [candidate_to_dict(plan, c) for c in plan.candidates],
         "plan": plan.to_dict(),
     }

@@ -276,8 +276,7 @@
     $("plan-json").setAttribute("aria-label", "Download this plan as tpfit plan --json writes it (plan.json)");
     document.title = "tpfit: " + plan.model.id;
     const best = plan.recommended === null ? null : plan.candidates[plan.recommended];
-    selected = best ? plan.recommended : plan.candidates.findIndex((c) => c.accepted);
-    if (selected < 0) selected = null;
+    selected = plan.closest;  // the recommended layout, else the one the terminal calls closest (null: none passes)
     const [text, cls] = VERDICTS[verdictOf(best)];
     $("verdict").textContent = text;
     $("verdict").className = "verdict " + cls;
