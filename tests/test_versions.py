@@ -198,8 +198,38 @@ def test_hybrid_state_blocks_follow_each_releases_prefix_caching_default():
 def test_language_model_only_needs_a_release_that_has_the_flag():
     old = subprocess.run([sys.executable, "-m", "tpfit", "plan", "llama-3.1-8b", "--gpus", "1xh100", "--vllm-version",
                           "0.10.0", "--language-model-only"], capture_output=True, text=True, cwd=ROOT, timeout=120)
-    assert old.returncode == 2 and old.stderr.startswith("error: --language-model-only: vLLM 0.10.0 has no such flag")
+    assert old.returncode == 2 and old.stderr.startswith("error: --language-model-only: vLLM 0.10.0 has no "
+                                                         "--language-model-only")
     assert len(old.stderr.strip().splitlines()) == 1
+
+
+def test_a_release_without_data_or_expert_parallel_plans_and_deploys_without_them(tmp_path):
+    """vLLM 0.6 and 0.7 have no --data-parallel-size nor --enable-expert-parallel (their arg_utils.py): plan
+    recommended replicas for them and deploy wrote `--data-parallel-size 2`, which their parser refuses (tpfit check
+    said so of deploy's own file); asked for, each is one line naming the option."""
+    from tests.inprocess import tpfit
+
+    for version in ("0.6.6", "0.7.3"):
+        plan = tpfit("plan", "llama-3.1-8b", "--gpus", "2xH100", "--context", "4096", "--concurrency", "64",
+                     "--vllm-version", version, "--json")
+        assert plan.returncode == 0, plan.stderr
+        doc = __import__("json").loads(plan.stdout)
+        assert {c["layout"]["dp"] for c in doc["candidates"]} == {1}
+        assert not any(c["layout"]["ep"] > 1 for c in doc["candidates"])
+        (tmp_path / "plan.json").write_text(plan.stdout)
+        deploy = tpfit("deploy", "--plan", str(tmp_path / "plan.json"), "--format", "docker")
+        assert deploy.returncode == 0 and "--data-parallel-size" not in deploy.stdout
+        (tmp_path / "run.sh").write_text(deploy.stdout)
+        check = tpfit("check", str(tmp_path / "run.sh"), "--gpus", "2xH100")
+        assert check.returncode == 0, check.stdout
+    moe = tpfit("plan", "mixtral-8x7b", "--gpus", "4xH100", "--vllm-version", "0.7.3", "--json")
+    assert not any(c["layout"]["ep"] > 1 for c in __import__("json").loads(moe.stdout)["candidates"])
+    for args, flag in ((("--dp", "2"), "--dp 2"), (("--enable-expert-parallel",), "--enable-expert-parallel")):
+        asked = tpfit("plan", "mixtral-8x7b", "--gpus", "4xH100", "--vllm-version", "0.7.3", *args)
+        assert asked.returncode == 2 and asked.stderr.startswith(f"error: {flag}: vLLM 0.7.3 has no"), asked.stderr
+        assert "--vllm-version 0.8.5 or newer" in asked.stderr and len(asked.stderr.strip().splitlines()) == 1
+    # the default release reads no flag table: it has every flag
+    assert tpfit("plan", "llama-3.1-8b", "--gpus", "2xH100", "--dp", "2").returncode == 0
 
 
 # Real releases spelled beyond X.Y.Z (the package index lists them, and vllm/vllm-openai has their tags)

@@ -75,14 +75,25 @@ class PlanRequest(Struct, frozen=True, kw_only=True):
                              "quantized model itself (its config says how it is stored)", flag="--quantization",
                              value=self.quantization)
         version = CURRENT_VLLM_VERSION if self.vllm_version is None else normalize_vllm_version(self.vllm_version)
-        if self.language_model_only:
+        # an older release may lack a flag the plan's layouts or options need: its own arg_utils.py says
+        # (tpfit/data/vllm_flags.json); the current release has them all, and its plans skip reading the table
+        lacks: set[str] = set()
+        if version != CURRENT_VLLM_VERSION:
             from tpfit.deployment.flags import flag_table
 
             table = flag_table(version)
-            if not table.has("--language-model-only"):  # the release's own arg_utils.py (tpfit/data/vllm_flags.json)
-                raise UsageError(f"--language-model-only: vLLM {version} has no such flag (read in its "
-                                 f"{table.version} flags); leave it out or plan for a newer --vllm-version",
-                                 flag="--language-model-only")
+            wanted = (("--language-model-only", "--language-model-only", self.language_model_only),
+                      ("--data-parallel-size", f"--dp {self.dp}", (self.dp or 1) > 1),
+                      ("--enable-expert-parallel", "--enable-expert-parallel", bool(ep)))
+            for name, option, given in wanted:
+                if table.has(name):
+                    continue
+                lacks.add(name)
+                if given:
+                    first = (table.releases_with(name) or ("a newer release",))[0]
+                    raise UsageError(f"{option}: vLLM {version} has no {name} (read in its {table.version} flags); "
+                                     f"leave it out or plan for --vllm-version {first} or newer",
+                                     flag=option.split()[0])
         engine = EngineArgs(vllm_version=version, gpu_memory_utilization=self.gpu_memory_utilization,
                             max_model_len=max_model_len or context, max_num_seqs=self.max_num_seqs,
                             max_num_batched_tokens=self.max_num_batched_tokens, kv_cache_dtype=self.kv_cache_dtype,
@@ -102,6 +113,8 @@ class PlanRequest(Struct, frozen=True, kw_only=True):
             lay for lay in enumerate_layouts(cluster.num_gpus, is_moe=spec.is_moe or bool(ep))
             if (self.tp is None or lay.tp == self.tp) and (self.pp is None or lay.pp == self.pp)
             and (self.dp is None or lay.dp == self.dp) and (ep is None or lay.enable_expert_parallel == ep)
+            and not (lay.dp > 1 and "--data-parallel-size" in lacks)
+            and not (lay.enable_expert_parallel and "--enable-expert-parallel" in lacks)
         ) or (Layout(tp=self.tp or 1, pp=self.pp or 1, dp=self.dp or 1, enable_expert_parallel=bool(ep)),)
         # the GPU's calibration (the user's `tpfit calibrate` file, else a built-in one) as speed figures
         gpu_speed = make_gpu_speed(cluster.gpu, find_calibration(cluster.gpu.id))
