@@ -411,6 +411,37 @@ def test_hostile_files_one_line_exit_2(name, tmp_path):
     assert "Traceback" not in r.stderr
 
 
+HELM_TEMPLATE = """apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {{ include "vllm.fullname" . }}
+spec:
+  replicas: {{ .Values.replicaCount }}
+  template:
+    spec:
+      containers:
+        - name: vllm
+          image: "vllm/vllm-openai:{{ .Values.image.tag }}"
+          args: ["--model", {{ .Values.model | quote }}, "--tensor-parallel-size", "{{ .Values.tp }}"]
+"""
+
+
+def test_a_helm_template_is_named_with_the_command_that_renders_it():
+    """A chart's template is not YAML until Helm renders it: check said only 'not valid YAML: while parsing a flow
+    node'; it says what the file is and how to check it. A template that parses (its actions quoted) is read, its
+    templated values not checked."""
+    with pytest.raises(UsageError, match=r"a Helm \(Go\) template, not YAML until it is rendered .*helm template "
+                                         r"NAME CHART \| tpfit check -"):
+        read_deployment(HELM_TEMPLATE.encode(), "deployment.yaml")
+    with pytest.raises(UsageError, match="not valid YAML"):
+        read_deployment(HOSTILE["broken.yaml"], "broken.yaml")
+    quoted = HELM_TEMPLATE.replace("{{ include \"vllm.fullname\" . }}", "vllm").replace(
+        "{{ .Values.replicaCount }}", "1").replace("{{ .Values.model | quote }}", '"{{ .Values.model }}"')
+    dep = read_deployment(quoted.encode(), "deployment.yaml")
+    report = check_deployment(dep, gpus=Cluster.parse("2xH100"), load=load_real)
+    assert {f.kind for f in report.findings} >= {Kind.NOT_CHECKED} and report.exit_code == 0
+
+
 def test_hostile_random_input_in_process():
     """Any bytes: a DeploymentFile or a UsageError, never another exception (hypothesis, bounded)."""
     from hypothesis import HealthCheck, given, settings

@@ -17,6 +17,8 @@ MAX_BYTES = MIB // 2
 MAX_DEPTH = 64
 MAX_ALIASES = 256
 _YAML_START = re.compile(r"^(?:---|%YAML|[A-Za-z_][\w.-]*\s*:(?:\s|$)|-\s)")
+_TEMPLATE = re.compile(r"\{\{-?\s*(?:\.|include|toYaml|template|if|range|with|end|else|\$)")
+"""A Go template action as Helm charts write them: `{{ .Values.tp }}`, `{{- include "x" . }}`, `{{ end }}`."""
 _ALIAS = re.compile(r"(?:^|[\s\[{,:])\*[^\s\[\]{},]+")
 
 
@@ -76,7 +78,15 @@ def load_yaml(text: str, name: str) -> list:
     # any of them means "not YAML tpfit can read", said once here
     except Exception as err:  # noqa: BLE001
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        if _TEMPLATE.search(text):
+            raise UsageError(_helm_template(first), flag="FILE", value=name) from None
         raise UsageError(f"not valid YAML: {first}", flag="FILE", value=name) from None
+
+
+def _helm_template(problem: str) -> str:
+    """A Helm chart's template is YAML only once rendered: what went wrong, and how to check it instead."""
+    return (f"a Helm (Go) template, not YAML until it is rendered ({problem}); check what it renders: "
+            "helm template NAME CHART | tpfit check -")
 
 
 def read_deployment(data: bytes, name: str) -> DeploymentFile:
@@ -93,7 +103,8 @@ def read_deployment(data: bytes, name: str) -> DeploymentFile:
 
             found = read_shell(text, name)
     except UsageError as err:  # a reader's error (a field of the file): named with the file
-        raise UsageError(str(err), flag="FILE", value=name) from None
+        raise UsageError(_helm_template(str(err)) if docs is not None and _TEMPLATE.search(text) else str(err),
+                         flag="FILE", value=name) from None
     if not found.units:
         why = "; ".join(found.notes) or "looked for vllm serve, python -m vllm.entrypoints.openai.api_server, " \
                                         "docker/podman run with a vLLM image"
