@@ -176,6 +176,18 @@ def test_readme_speed_examples_match(gpus):
     assert json.loads(result.stdout)["summary"] == " ".join(block.split("```")[0].split())
 
 
+def test_readme_speed_sweep_example_matches():
+    """The README's `tpfit speed` table had kept figures of an older speed model (★ on TP2 at 64 requests, where the
+    plan example just above it recommends DP=2): each of its lines is a line the command prints now."""
+    text = (ROOT / "README.md").read_text()
+    command = "tpfit speed llama-3.1-8b --gpus 2xH100 --context 4096 --concurrency 1,8,64,256"
+    block = text.split(f"$ {command}\n", 1)[1].split("```", 1)[0].splitlines()
+    result = tpfit(*command.split()[1:])
+    assert result.returncode == 0, result.stderr
+    printed = [line.rstrip() for line in result.stdout.splitlines()]
+    assert len(block) == 7 and [line for line in block if line not in printed] == [], result.stdout
+
+
 @pytest.mark.parametrize("args,code,needle", [
     (["verify"], 2, "--url"),
     (["verify", "--url", "http://127.0.0.1:9", "--launch"], 2, "exactly one of --url URL or --launch"),
