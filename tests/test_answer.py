@@ -100,3 +100,22 @@ def test_the_closest_layout_is_the_one_the_answer_and_the_terminal_name():
     assert fits["closest"] == fits["recommended"] is not None
     refused = plan_json("llama-3.1-70b", "--gpus", "3xH100", "--tp", "3")  # every layout breaks a rule
     assert refused["closest"] is None
+
+
+@pytest.mark.parametrize(("args", "vllm_error", "reason"), [
+    # 65.74 GiB of weights per 24 GB card: torch fails loading them, before vLLM weighs its budget
+    (("llama-3.1-70b", "--gpus", "2x3090", "--context", "4096"), "torch.OutOfMemoryError: CUDA out of memory.",
+     "the weights alone need 65.74 GiB per GPU, more than the card's 22.08 GiB beside vLLM's CUDA context and NCCL: "
+     "torch runs out of memory loading them"),
+    # the weights load on an 80 GB card, but a 0.15 budget leaves nothing for the KV cache: vLLM's own refusal
+    (("llama-3.1-8b", "--gpus", "1xH100", "--context", "4096", "--gpu-memory-utilization", "0.15"),
+     "No available memory for the cache blocks.", "weights + activation + non-torch need 17.16 GiB per GPU, the "
+     "budget is 11.88 GiB"),
+])
+def test_weights_the_card_cannot_hold_are_torchs_out_of_memory_not_vllms_budget(args, vllm_error, reason):
+    """'vLLM says: No available memory for the cache blocks. Try increasing gpu_memory_utilization' stood beside
+    131 GiB of weights on a 24 GB card: vLLM never gets there, and no utilization helps."""
+    doc = plan_json(*args)
+    memory = doc["candidates"][doc["closest"]]["memory"]
+    assert memory["verdict"] == "refused_at_start" and memory["vllm_error"].startswith(vllm_error), memory
+    assert memory["reasons"] == [reason] and reason in doc["summary"], (memory["reasons"], doc["summary"])

@@ -24,7 +24,7 @@ from tpfit.core.kv import KVGeometry, kv_bytes_per_element, make_kv_geometry
 from tpfit.core.layout import Layout, StageGroup
 from tpfit.core.memory_model import EraConstants, MemoryModel, ProfileEra
 from tpfit.core.startup import (
-    check_free_memory, check_kv_cache_fits_max_len, check_kv_cache_memory, check_v0_kv_cache_fits_max_len, reason,
+    check_fits_card, check_free_memory, check_kv_cache_fits_max_len, check_kv_cache_memory, check_v0_kv_cache_fits_max_len, reason,
     requested_bytes,
 )
 from tpfit.core.vllm_messages import V0_BATCH_BELOW_MAX_LEN, Violation
@@ -634,7 +634,12 @@ def _verdict(gpus: tuple[GpuMemory, ...], worst: GpuMemory, shape: _ShapeMemory,
     fit = _largest_len(geometry, usable, max_len, split.in_flight, search.mode)
     # the KV checks as vLLM makes them; failing those, the free memory it finds at start (an earlier check in
     # vLLM, but the KV refusals say more about the plan)
-    if sem.engine_v0:  # V0: its own max-seq-len refusal
+    card = check_fits_card(total_bytes=worst.total_bytes, pre_snapshot_bytes=worst.pre_snapshot_bytes,
+                           weight_bytes=worst.weight_bytes, activation_bytes=worst.activation_bytes,
+                           non_torch_bytes=worst.non_torch_bytes) if worst.kv_cache_bytes <= 0 else None
+    if card:  # torch's out-of-memory, before any budget check
+        refusal = card
+    elif sem.engine_v0:  # V0: its own max-seq-len refusal
         refusal = (check_kv_cache_memory(requested_bytes=worst.requested_bytes, kv_cache_bytes=worst.kv_cache_bytes)
                    or check_v0_kv_cache_fits_max_len(max_model_len=max_len, blocks=blocks,
                                                      block_size=geometry.block_size, blocks_per_request=per_req,

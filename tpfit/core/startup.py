@@ -12,7 +12,7 @@ import math
 
 from tpfit.core.engine import Semantics
 from tpfit.core.vllm_messages import (
-    FREE_MEMORY_BELOW_REQUEST, KV_CACHE_BELOW_MAX_LEN, NO_KV_CACHE_MEMORY, V0_KV_CACHE_BELOW_MAX_LEN, Violation,
+    CUDA_OUT_OF_MEMORY, FREE_MEMORY_BELOW_REQUEST, KV_CACHE_BELOW_MAX_LEN, NO_KV_CACHE_MEMORY, V0_KV_CACHE_BELOW_MAX_LEN, Violation,
 )
 from tpfit.units import GIB, format_gib
 
@@ -54,6 +54,25 @@ def check_free_memory(*, total_bytes: int, other_bytes: int, pre_snapshot_bytes:
             gpu_memory_utilization=gpu_memory_utilization, requested_gib=vllm_gib(requested_bytes)),
         fix=f"lower --gpu-memory-utilization to {startable_utilization(free_at_start, total_bytes):.2f}"
             + (" or free the GPU" if who else ""))
+
+
+def check_fits_card(*, total_bytes: int, pre_snapshot_bytes: int, weight_bytes: int, activation_bytes: int,
+                    non_torch_bytes: int) -> Violation | None:
+    """vLLM loads the weights and runs its profile forward before it weighs anything against its budget: where
+    they need more than the card holds beside vLLM's CUDA context, torch runs out of memory there, and
+    --gpu-memory-utilization cannot help (the budget check, NO_KV_CACHE_MEMORY, is never reached)."""
+    room = total_bytes - pre_snapshot_bytes
+    need = weight_bytes + activation_bytes + non_torch_bytes
+    if need <= room:
+        return None
+    what = (f"the weights alone need {format_gib(weight_bytes)} GiB per GPU" if weight_bytes > room else
+            f"weights + activation + non-torch need {format_gib(need)} GiB per GPU")
+    return Violation(
+        rule="cuda_oom_at_start",
+        detail=f"{what}, more than the card's {format_gib(room)} GiB beside vLLM's CUDA context and NCCL: torch runs out of "
+               f"memory {'loading them' if weight_bytes > room else 'in the profile run'}",
+        vllm_error=CUDA_OUT_OF_MEMORY.format(),
+        fix="")  # the plan's one-line answer says what would fit (more GPUs, a quantized checkpoint)
 
 
 def check_kv_cache_memory(*, requested_bytes: int, kv_cache_bytes: int) -> Violation | None:

@@ -182,6 +182,12 @@ FREE_MEMORY_BELOW_REQUEST = VllmMessage(
              "utilization ({gpu_memory_utilization}, {requested_gib} GiB).",
     source="vllm/v1/worker/utils.py::request_memory",
     fields=(("device", r"(?:\S+ )?"), ("free_gib", NUMBER_PATTERN), ("total_gib", NUMBER_PATTERN)))
+CUDA_OUT_OF_MEMORY = VllmMessage(
+    template="torch.OutOfMemoryError: CUDA out of memory.",
+    source="torch's caching allocator (c10/cuda/CUDACachingAllocator.cpp), raised in vLLM's model loading or profile "
+           "run (vllm/v1/worker/gpu_worker.py load_model, determine_available_memory): what it tried to allocate "
+           "follows, a figure tpfit cannot know",
+    in_logs=False)  # explain's own OOM signature finds it, and where in the start-up it struck
 NO_KV_CACHE_MEMORY = VllmMessage(
     template="No available memory for the cache blocks. Try increasing `gpu_memory_utilization` when initializing "
              "the engine.",
