@@ -584,6 +584,19 @@ def test_cli_stdin_fix_is_a_filter_and_url_options_need_url():
     assert bad.returncode == 2 and "--url" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize("args,needle", [
+    ((), "give the deployment to check: a shell script"),  # was "give FILE ... or --url, not both"
+    (("--log", "server.log"), "--log, --tp, --pp and --dtype describe a running server: they go with --url"),
+    (("run.sh", "--url", "http://127.0.0.1:8000"), "give FILE or --url, not both"),
+])
+def test_cli_names_what_is_missing_or_too_much(args, needle):
+    from tests.inprocess import tpfit
+
+    r = tpfit("check", *args)
+    assert r.returncode == 2 and r.stderr.startswith("error: ") and needle in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
 def test_a_probe_period_below_one_second_is_named():
     # found by the hostile-structure property test: periodSeconds 0 divided the probe budget by zero
     text = (CORPUS / "docs-k8s-deployment.yaml").read_text()

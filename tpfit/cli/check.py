@@ -98,15 +98,18 @@ def check(
         if not parse_driver(driver):
             raise UsageError("use a driver version such as 570.133.20 (nvidia-smi prints it)", flag="--driver",
                              value=driver)
-    if (file is None) == (url is None):
-        raise UsageError("give FILE (or - for stdin) or --url, not both", flag="FILE")
+    if file is not None and url is not None:
+        raise UsageError(f"give FILE or --url, not both (FILE {file!r} and --url {url})", flag="FILE")
+    if url is None and (log is not None or tp or pp or getattr(dtype, "value", dtype) != "auto"):
+        raise UsageError("--log, --tp, --pp and --dtype describe a running server: they go with --url "
+                         "(a file says its own)", flag="--url")
+    if file is None and url is None:
+        raise UsageError("give the deployment to check: a shell script, compose file or Kubernetes manifest (- reads "
+                         "stdin), or --url of a running server", flag="FILE")
     if url is not None:
         check_server_url(url)
     if url is not None and fix:
         raise UsageError("a running server has no file to fix", flag="--fix")
-    if url is None and (log is not None or tp or pp or getattr(dtype, "value", dtype) != "auto"):
-        raise UsageError("--log, --tp, --pp and --dtype describe a running server: they go with --url "
-                         "(a file says its own)", flag="--url")
     facts = None
     if url is not None:
         dep, facts = _server(url, log, tp, pp, getattr(dtype, "value", dtype))
