@@ -332,6 +332,10 @@ def tpfit(*args: str) -> subprocess.CompletedProcess:
     (["--url", "http://127.0.0.1:9", "--threshold", "kv_cache_usage=0"], "--threshold kv_cache_usage"),
     (["--url", "http://127.0.0.1:9", "--plan", "/nonexistent/plan.json"], "plan"),
     (["--url", "http://127.0.0.1:9", "--interval", "0"], "--interval"),
+    # one server given twice was summed twice: its KV cache, its requests and the plan's concurrency doubled
+    (["--url", "http://127.0.0.1:9", "--url", "http://127.0.0.1:9/", "--once"],
+     "--url http://127.0.0.1:9/: names the server http://127.0.0.1:9 again"),
+    (["--url", "http://LOCALHOST:80", "--url", "http://localhost", "--once"], "names the server http://LOCALHOST:80"),
 ])
 def test_watch_bad_input(args, needle):
     result = tpfit("watch", *args)

@@ -119,6 +119,15 @@ def check_server_url(url: str, *, flag: str = "--url") -> str:
     return url
 
 
+def server_key(url: str) -> tuple:
+    """What tells two server URLs apart (a checked one: check_server_url): scheme, host without case, port with
+    the scheme's default, path without its trailing slash. `http://Host:80/` and `http://host` are one server."""
+    import httpx
+
+    u = httpx.URL(url)
+    return u.scheme, u.host.lower(), u.port or {"http": 80, "https": 443}[u.scheme], u.path.rstrip("/")
+
+
 def check_writable(path: Path, flag: str, *, make_folders: bool = False) -> None:
     """Refuse an output path that cannot be written (a folder, a path under a file, a missing or read-only folder)
     before the work whose result goes there: open it for appending (`make_folders`: in the folders the command makes

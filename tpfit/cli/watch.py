@@ -11,7 +11,7 @@ import typer
 from tpfit.cli.monitoring import PlanFileOpt, ThresholdOpt, plan_document, plan_targets
 from tpfit.cli.options import (
     MAX_INTERVAL_S, ConcurrencyOpt, ContextOpt, DpOpt, GmuOpt, GpusOpt, InputTokensOpt, OutputTokensOpt, PpOpt,
-    TpotOpt, TpOpt, TtftOpt, VersionOpt, check_plan_options, check_server_url, finite,
+    TpotOpt, TpOpt, TtftOpt, VersionOpt, check_plan_options, check_server_url, finite, server_key,
 )
 from tpfit.errors import UsageError
 
@@ -51,8 +51,13 @@ def watch(
 
     if not url:
         raise UsageError("give at least one server: --url http://HOST:PORT", flag="--url")
+    seen: dict[tuple, str] = {}
     for u in url:
         check_server_url(u)
+        same = seen.setdefault(server_key(u), u)
+        if same is not u:  # the view sums servers: one given twice would count its KV cache and requests twice
+            raise UsageError(f"names the server {same} again; give each server once (several --url are summed)",
+                             flag="--url", value=u)
     check_plan_options(ctx, model=model, plan_file=plan_file)
     thresholds = Thresholds.parse(threshold or [])
     doc = plan_document(plan_file, model, dict(
