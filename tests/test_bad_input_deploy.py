@@ -333,6 +333,15 @@ def test_verify_vllm_args_are_checked_before_anything_starts():
                    "goes with --launch")
 
 
+def test_verify_gpus_and_log_are_checked_before_a_launch():
+    """--gpus was parsed only once the launched server answered (minutes later, or after a failed start that hid
+    it); --log with --launch was read by nothing, without a word."""
+    launch = ("verify", "tests/data/tiny-llama-config", "--launch", "--vllm-python", "/bin/true")
+    one_line_error(tpfit(*launch, "--gpus", "2xfoo"), "--gpus 2xfoo", "unknown GPU")
+    one_line_error(tpfit(*launch, "--log", "server.log"), "--log server.log", "goes with --url")
+    one_line_error(tpfit("verify", "--url", "http://127.0.0.1:1", "--gpus", "2xfoo"), "--gpus 2xfoo", "unknown GPU")
+
+
 def test_check_names_windows_line_endings_in_a_script(tmp_path):
     """bash keeps each CR of a CRLF script: `\\` + CR is no continuation, so `--tensor-parallel-size 3` on the next
     line never reaches vLLM. check read it as bash does and reported a clean TP=1 server (exit 0)."""

@@ -50,7 +50,16 @@ class VerifyRequest:
     timeout: float = 600
 
     def __post_init__(self) -> None:
-        self.launch_flags()  # --vllm-args as the shell would split it, or the UsageError naming it
+        """Every option is checked here, before a server starts (a launch takes minutes): --vllm-args as the shell
+        would split it, --gpus as the plan will read it, --log only for a server tpfit does not start."""
+        self.launch_flags()
+        if self.gpus:
+            from tpfit.hardware.cluster import Cluster
+
+            Cluster.parse(self.gpus)
+        if self.log is not None and self.launch:
+            raise UsageError("goes with --url: with --launch, tpfit reads the log of the server it starts",
+                             flag="--log", value=str(self.log))
 
     def launch_flags(self) -> list[str]:
         """The vLLM flags `--launch` starts it with: --vllm-args, then the options tpfit knows."""
