@@ -333,6 +333,26 @@ def test_verify_vllm_args_are_checked_before_anything_starts():
                    "goes with --launch")
 
 
+def test_deploy_refuses_what_the_format_would_drop_or_its_check_would_call_broken(tmp_path):
+    """serve dropped --cuda, --driver and --shm-size without a word; a --shm-size below what a multi-GPU server
+    needs was written, and tpfit check called deploy's own file an error (shared-memory: 'Bus error')."""
+    tp2 = ("deploy", "llama-3.1-8b", "--gpus", "2xH100", "--tp", "2")
+    for option, value in (("--cuda", "13.0"), ("--driver", "580.65.06"), ("--shm-size", "16g")):
+        one_line_error(tpfit(*tp2, "--format", "serve", option, value), f"{option} {value}",
+                       "--format serve runs vLLM installed on this host", f"leave {option} out")
+    for fmt in ("docker", "compose", "k8s", "lws", "ray"):
+        one_line_error(tpfit(*tp2, "--format", fmt, "--shm-size", "64m"), "--shm-size 64m",
+                       "TP2 PP1 DP1 runs 2 worker processes", "at least 1 GiB")
+    assert tpfit(*tp2, "--format", "alerts", "--shm-size", "64m").returncode == 0  # one command line, every format
+    one_gpu = tpfit("deploy", "llama-3.1-8b", "--gpus", "1xH100", "--format", "docker", "--shm-size", "64m")
+    assert one_gpu.returncode == 0 and "--shm-size 64m" in one_gpu.stdout  # one process: no exchange
+    enough = tpfit(*tp2, "--format", "docker", "--shm-size", "1g")
+    assert enough.returncode == 0
+    (tmp_path / "run.sh").write_text(enough.stdout)
+    check = tpfit("check", str(tmp_path / "run.sh"), "--gpus", "2xH100")
+    assert check.returncode == 0 and "shared-memory" not in check.stdout, check.stdout
+
+
 def test_verify_gpus_and_log_are_checked_before_a_launch():
     """--gpus was parsed only once the launched server answered (minutes later, or after a failed start that hid
     it); --log with --launch was read by nothing, without a word."""

@@ -128,6 +128,10 @@ CUDA_PROBE_IMAGE = f"nvidia/cuda:{DEFAULT_CUDA}.0-base-ubuntu24.04"
 """A tiny image that proves a container sees the GPUs (`tpfit doctor --probe`)."""
 
 
+MIN_SHM_BYTES = 1 << 30
+"""The /dev/shm (1 GiB) a multi-GPU vLLM needs at least: its workers exchange tensors through it, and a container's
+default 64 MB ends in 'Bus error' (vLLM PR #1125, issue #1710). doctor warns below it, check reports a container
+below it, deploy refuses a smaller --shm-size."""
 OFFICIAL_IMAGE = "vllm/vllm-openai"
 """vLLM's own image repository (Docker Hub): one tag per release, `vX.Y.Z` and `vX.Y.Z-cu130`."""
 

@@ -23,9 +23,8 @@ from tpfit.deploy.startup import (
 from tpfit.deployment.facts import DeploymentFile, Format, Runtime, Unit, Where
 from tpfit.deployment.flags import FlagTable
 from tpfit.kinds import Verdict
-from tpfit.live.doctor import MIN_SHM_BYTES
 from tpfit.units import GB, GIB, format_gib
-from tpfit.vllm_facts import OFFICIAL_IMAGE, cuda_of_image, default_gpu_memory_utilization, parse_driver
+from tpfit.vllm_facts import MIN_SHM_BYTES, OFFICIAL_IMAGE, cuda_of_image, default_gpu_memory_utilization, parse_driver
 
 KSERVE_FLAGS = frozenset({
     "--model_name", "--model_id", "--model_dir", "--model_revision", "--tokenizer_revision", "--backend", "--task",

@@ -75,6 +75,8 @@ def deploy(
         raise UsageError(f"goes with --format {' or '.join(MONITORING_FORMATS)}, or --monitoring with --format "
                          f"{', '.join(MONITORED_FORMATS)} (--format {fmt} writes no alerting rules)", flag=given[0][0],
                          value=given[0][1])
+    checks.check_format_options(fmt, {"--cuda": cuda.value if cuda else None, "--driver": driver,
+                                      "--shm-size": shm_size})
     ids = checks.parse_gpu_ids(gpu_ids) if gpu_ids is not None else ()
     if shm_size is not None:
         shm_size = checks.check_shm_size(shm_size)

@@ -12,13 +12,17 @@ from pathlib import Path
 from tpfit.deploy.common import Deployment
 from tpfit.deployment.containers import size_or_none
 from tpfit.errors import UsageError
-from tpfit.vllm_facts import CudaBuild, driver_requirements
+from tpfit.vllm_facts import MIN_SHM_BYTES, CudaBuild, driver_requirements
 
 SINGLE_NODE_FORMATS = ("serve", "docker", "compose", "k8s")
 """Formats that start one server on one machine; a layout across nodes needs `lws` or `ray`."""
 CONTAINER_FORMATS = ("docker", "compose", "k8s", "lws", "ray")
 """Formats that pin the CUDA image `vllm/vllm-openai` and NVIDIA's device plumbing."""
 MAX_GPU_INDEX = 1023
+IMAGE_OPTIONS = {"--cuda": "no image to pick a CUDA build for", "--driver": "no image to pick a CUDA build for",
+                 "--shm-size": "no container whose /dev/shm to size (vLLM gets the host's)"}
+"""Options that shape the container, and why `serve`, which starts vLLM installed on the host, has nothing for them.
+(alerts and grafana take the server's options, unused, so one command line serves every format.)"""
 
 """docker's `RAMInBytes` grammar (go-units): `16g`, `16GB`, `16gib`, `1024m`, `17179869184`."""
 _DRIVER = re.compile(r"^\d{2,4}(\.\d{1,3}){1,2}$")
@@ -55,6 +59,25 @@ def check_gpu_ids(ids: tuple[int, ...], d: Deployment, *, text: str, fmt: str) -
         example = ",".join(map(str, range(need)))
         raise UsageError(f"names {len(ids)} GPU{'s' if len(ids) != 1 else ''}, the layout {layout} uses {need} GPUs "
                          f"per node; give {need} indices such as {example}", flag="--gpu-ids", value=text)
+
+
+def check_format_options(fmt: str, given: dict[str, str | None]) -> None:
+    """Refuse an option the format would drop: `--cuda`, `--driver` or `--shm-size` with `--format serve`."""
+    for option, nothing in IMAGE_OPTIONS.items():
+        if fmt == "serve" and given.get(option) is not None:
+            raise UsageError(f"--format serve runs vLLM installed on this host: {nothing}; use --format "
+                             f"{', '.join(CONTAINER_FORMATS)}, or leave {option} out", flag=option, value=given[option])
+
+
+def check_shm_for_layout(d: Deployment, fmt: str) -> None:
+    """A `--shm-size` smaller than a multi-GPU server needs is refused: tpfit check reports such a container as an
+    error ('Bus error'), so deploy would write a file its own check calls broken."""
+    size = size_or_none(d.shm_size)
+    if fmt in CONTAINER_FORMATS and size is not None and d.num_gpus > 1 and size < MIN_SHM_BYTES:
+        layout = f"TP{d.tensor_parallel_size} PP{d.pipeline_parallel_size} DP{d.data_parallel_size}"
+        raise UsageError(f"{layout} runs {d.num_gpus} worker processes, which exchange tensors through /dev/shm: "
+                         f"vLLM needs at least {MIN_SHM_BYTES >> 30} GiB there ('Bus error' below); use 16g, or leave "
+                         "--shm-size out for --ipc=host", flag="--shm-size", value=d.shm_size)
 
 
 def check_shm_size(text: str) -> str:

@@ -44,6 +44,7 @@ def deployment_files(plan: Plan, fmt: str, *, command: str, cuda: CudaBuild | No
     d = deployment_from_plan(plan, command=command, cuda=cuda, port=port, gpu_ids=gpu_ids,
                              served_model_name=served_model_name, model_path=model_path, shm_size=shm_size)
     checks.check_format(d, fmt, gpu_id=plan.cluster.gpu.id)
+    checks.check_shm_for_layout(d, fmt)
     if gpu_ids:
         checks.check_gpu_ids(gpu_ids, d, text=gpu_ids_text, fmt=fmt)
     if not (monitoring or fmt in MONITORING_FORMATS):

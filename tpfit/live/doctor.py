@@ -18,13 +18,12 @@ from tpfit.kinds import FindingStatus
 from tpfit.live.host import HostSnapshot
 from tpfit.units import GIB, format_gib
 from tpfit.vllm_facts import (
-    CURRENT_VLLM_VERSION, GPU_MEMORY_UTILIZATION_DEFAULT, CudaBuild, cuda_of_image, parse_driver,
+    CURRENT_VLLM_VERSION, GPU_MEMORY_UTILIZATION_DEFAULT, MIN_SHM_BYTES, CudaBuild, cuda_of_image, parse_driver,
 )
 
 OK, WARN, FAIL = FindingStatus.OK, FindingStatus.WARN, FindingStatus.FAIL
 HELD_BY_OTHERS_BYTES = GIB // 2
 """Used memory that means other processes hold the GPU (NVML's "used" of an idle GPU stays below it)."""
-MIN_SHM_BYTES = 1 * GIB
 CONSUMER_MARKERS = ("GeForce", "RTX 30", "RTX 40", "RTX 50", "TITAN")
 """GPU names whose PCIe peer-to-peer is disabled by the driver (no NVLink between them)."""
 
