@@ -4,6 +4,7 @@ the messages quoted from vLLM's source in shared/reference)."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -162,6 +163,23 @@ def test_cli_explain_stdin_and_unknown(tmp_path):
     r = subprocess.run([sys.executable, "-m", "tpfit", "explain", str(tmp_path / "missing.log")], capture_output=True,
                        text=True, cwd=ROOT)
     assert r.returncode == 2 and "LOGFILE" in r.stderr
+
+
+def test_gpus_without_a_model_is_refused_not_dropped():
+    """`explain LOG --gpus 2xH100` gave the fix without the planner's figures and said nothing of --gpus (it is
+    read only with --model); its help said it defaults to this host's GPUs (NVML), where explain assumes 8xH100."""
+    log = str(LOGS / "cpu-0.32-tp3-heads.log")
+    r = subprocess.run([sys.executable, "-m", "tpfit", "explain", log, "--gpus", "2xH100"], capture_output=True,
+                       text=True, cwd=ROOT, timeout=60)
+    assert r.returncode == 2 and r.stderr.strip() == ("error: --gpus 2xH100: only goes with --model MODEL (the "
+                                                      "planner's figures are the model's on those GPUs); give both, "
+                                                      "or leave --gpus out"), r.stderr
+    with_model = subprocess.run([sys.executable, "-m", "tpfit", "explain", log, "--gpus", "2xH100", "--model",
+                                 "llama-3.1-8b"], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert with_model.returncode == 0 and "--tensor-parallel-size 1 or 2 (what this model accepts)" in with_model.stdout
+    helped = subprocess.run([sys.executable, "-m", "tpfit", "explain", "--help"], capture_output=True, text=True,
+                            cwd=ROOT, timeout=60, env={**os.environ, "COLUMNS": "200"})
+    assert "NVML" not in helped.stdout and "8xh100" in helped.stdout, helped.stdout
 
 
 def test_ray_refused_by_the_cpu_build_real_log():
