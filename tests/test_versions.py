@@ -317,3 +317,25 @@ def test_a_development_build_of_a_server_plans_as_the_release_it_leads_to():
     with pytest.raises(UsageError, match="the server runs vLLM 0.5.4; tpfit models 0.6.0") as err:
         plan_for_server(old, req)
     assert err.value.flag == "--url"
+
+
+def test_a_yarn_factor_sets_the_longest_context_as_each_release_derives_it(tmp_path):
+    """Qwen's model card has users add YaRN to Qwen3's config (factor 4 over 32,768 positions, max_position_embeddings
+    left at 40,960). vLLM before 0.30 derived original x factor = 131,072 tokens and served --max-model-len 131072;
+    0.30 stopped multiplying a YaRN factor in (config/model.py `_get_and_verify_max_len` in the 0.29.0 and 0.30.0
+    wheels). tpfit refused it for every release ('--max-model-len 131072 > the model's 40960')."""
+    import json
+
+    from tests.inprocess import tpfit
+
+    config = json.loads((CONFIGS / "Qwen--Qwen3-8B.json").read_text())
+    config["rope_scaling"] = {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32768}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    for version, derived, code in (("0.29.0", 131072, 0), ("0.26.0", 131072, 0), ("0.30.0", 40960, 1),
+                                   ("0.33.0", 40960, 1)):
+        run = tpfit("plan", str(tmp_path), "--gpus", "1xH100", "--max-model-len", "131072", "--vllm-version", version,
+                    "--json")
+        doc = json.loads(run.stdout)
+        assert (run.returncode, doc["model"]["max_model_len"]) == (code, derived), (version, doc["summary"])
+        refused = "--max-model-len 131072 > the model's 40960" in doc["summary"]
+        assert refused == (derived == 40960), (version, doc["summary"])

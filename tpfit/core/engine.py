@@ -128,6 +128,9 @@ class Semantics(Struct, frozen=True, kw_only=True):
     """The "estimated maximum model length" leaves the null block out (newer)."""
     three_batch_tiers: bool
     """Batch defaults have a >=160 GiB tier (B200) besides the >=70 GiB one."""
+    yarn_rescales_max_len: bool = False
+    """The derived max_model_len multiplies a YaRN rope_scaling factor in (before 0.30: ModelSpec
+    .max_model_len_before_0_30)."""
     engine_v0: bool = False
     """The V0 `LLMEngine` (0.6, 0.7): 256 sequences, no chunked prefill below 32K tokens, so the profile run is
     max(max_model_len, 2048) tokens long; KV = total x util - (everything the worker allocated since its first
@@ -237,6 +240,9 @@ def semantics_for(version: str) -> Semantics:
       utilization 0.90. 0.6.4 measures torch's allocated peak plus non-torch memory instead of free memory, and
       0.6.5 on `memory_profiling` (the 0.6.4 / 0.6.5 wheels' worker.py): the same terms, the allocator's cache
       no longer counted.
+    - 0.30: the derived max_model_len no longer multiplies a YaRN rope_scaling factor in (the 0.29.0 and 0.30.0
+      wheels' config/model.py `_get_and_verify_max_len`; 0.6.0 to 0.29 reset "yarn" to
+      original_max_position_embeddings x factor).
     - 0.8 to 0.18: the V1 engine, read as 0.19: utilization 0.9 and the two batch tiers match (0.11.2 / 0.13.0
       arg_utils.py); the profile arithmetic is assumed to be 0.19's (not read in those wheels, not measured).
     """
@@ -249,5 +255,6 @@ def semantics_for(version: str) -> Semantics:
         requested_ceil=v >= (0, 20, 0),
         estimate_deducts_null_block=v >= (0, 20, 0),
         three_batch_tiers=v >= (0, 20, 0),
+        yarn_rescales_max_len=v < (0, 30, 0),
         engine_v0=v < (0, 8, 0),
     )

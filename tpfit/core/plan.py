@@ -163,7 +163,8 @@ class Plan(Struct, frozen=True, kw_only=True):
 
 
 def resolve_model(model: ModelSpec, engine: EngineArgs, cluster: Cluster | None = None) -> ModelSpec:
-    """The model as the engine will load it: `--dtype` and online `--quantization` applied.
+    """The model as the engine will load it: its release's derived maximum length, `--dtype` and online
+    `--quantization` applied.
 
     Under `--dtype auto` a bfloat16 checkpoint on an NVIDIA GPU below compute capability 8.0 is served in
     float16, with vLLM's warning (`_resolve_auto_dtype`: "Your device ... doesn't support torch.bfloat16.
@@ -174,6 +175,8 @@ def resolve_model(model: ModelSpec, engine: EngineArgs, cluster: Cluster | None 
         note = (f"{cluster.gpu.name} (compute capability {cc}) has no bfloat16: vLLM serves this bfloat16 "
                 "checkpoint in float16 under --dtype auto, as planned here")
         return resolve_model(replace(model, dtype="float16", notes=(*model.notes, note)), engine)
+    if model.max_model_len_before_0_30 and semantics_for(engine.vllm_version).yarn_rescales_max_len:
+        model = replace(model, max_model_len=model.max_model_len_before_0_30, max_model_len_before_0_30=0)
     if engine.dtype is not ModelDtype.AUTO and engine.dtype.canonical != model.dtype:
         model = replace(model, dtype=engine.dtype.canonical)
     if engine.quantization and model.quant is None:

@@ -26,8 +26,15 @@ def served_dtype(cfg: dict, outer: dict) -> str:
     return "bfloat16" if dtype == "float32" else dtype
 
 
-def derive_max_model_len(cfg: dict) -> tuple[int, str]:
-    """vLLM's derived max_model_len and the key it came from (2048 when no key exists)."""
+_ROPE_NO_SCALE_BEFORE_0_30 = {"su", "longrope", "llama3"}
+"""The same before vLLM 0.30, which multiplied a YaRN factor in too: into original_max_position_embeddings for
+"yarn", into the maximum for its other variants (0.6.0 config.py, 0.29.0 config/model.py `_get_and_verify_max_len`;
+0.30.0 stopped: "YaRN variants leave max_position_embeddings already scaled", vLLM PR 56446)."""
+
+
+def derive_max_model_len(cfg: dict, *, yarn_rescaled: bool = False) -> tuple[int, str]:
+    """vLLM's derived max_model_len and the key it came from (2048 when no key exists); `yarn_rescaled`: as vLLM
+    before 0.30 derived it."""
     found = [(int(cfg[k]), k) for k in _MAX_LEN_KEYS if isinstance(cfg.get(k), (int, float))]
     if not found:
         return 2048, "default"
@@ -36,7 +43,10 @@ def derive_max_model_len(cfg: dict) -> tuple[int, str]:
         length, key = int(cfg["model_max_length"]), "model_max_length"
     rope = cfg.get("rope_scaling") or {}
     rope_type = rope.get("rope_type") or rope.get("type")
-    if rope and rope_type not in _ROPE_NO_SCALE and "factor" in rope:
+    unscaled = _ROPE_NO_SCALE_BEFORE_0_30 if yarn_rescaled else _ROPE_NO_SCALE
+    if rope and rope_type not in unscaled and "factor" in rope:
+        if yarn_rescaled and rope_type == "yarn" and isinstance(rope.get("original_max_position_embeddings"), int):
+            length = rope["original_max_position_embeddings"]
         length = int(length * rope["factor"])
     return length, key
 
@@ -64,6 +74,7 @@ def make_spec(config: dict, *, model_id: str, sidecar: dict | None = None, sourc
         rotary_dim = decoder.mla.qk_rope_head_dim
     tie = cfg.get("tie_word_embeddings", outer.get("tie_word_embeddings"))
     max_len, max_key = derive_max_model_len(cfg)
+    before_0_30, _ = derive_max_model_len(cfg, yarn_rescaled=True)
     notes = list(decoder.notes)
     extra_params = 0
     if "vision_config" in outer:
@@ -86,6 +97,7 @@ def make_spec(config: dict, *, model_id: str, sidecar: dict | None = None, sourc
         tie_word_embeddings=decoder.tied_by_default if tie is None else bool(tie),
         max_model_len=max_len,
         max_len_key=max_key,
+        max_model_len_before_0_30=before_0_30 if before_0_30 != max_len else 0,
         layers=decoder.layers,
         mla=decoder.mla,
         quant=quant,

@@ -172,6 +172,9 @@ class ModelSpec(Struct, frozen=True, kw_only=True):
     """The derived maximum context (vLLM `_get_and_verify_max_len`)."""
     max_len_key: str
     """The config key the maximum came from, quoted in vLLM's error."""
+    max_model_len_before_0_30: int = 0
+    """The derived maximum of vLLM before 0.30 where it differs (0: the same): those releases multiplied a YaRN
+    rope_scaling factor in (hf_config._ROPE_NO_SCALE_BEFORE_0_30); `resolve_model` takes it for them."""
     layers: tuple[LayerSpec, ...]
     mla: MLASpec | None = None
     quant: QuantSpec | None = None
