@@ -210,6 +210,35 @@ def test_a_model_folder_must_be_mounted_in_its_container(fmt, tmp_path):
     assert report.exit_code == 1
 
 
+GPUS_KEY = """services:
+  vllm:
+    image: vllm/vllm-openai:v0.33.0
+    command: ["--model", "meta-llama/Llama-3.1-8B-Instruct", "--tensor-parallel-size", "4", "--max-model-len", "8192"]
+    ipc: host
+    volumes: ["~/.cache/huggingface:/root/.cache/huggingface"]
+    gpus:
+      - driver: nvidia
+        count: COUNT
+"""
+
+
+@pytest.mark.parametrize("count", ["2", '"2"'])
+def test_compose_gpus_key_gives_the_container_its_gpus(count, tmp_path):
+    """The compose spec's `gpus:` (Compose 2.30 on; in the schema test_deploy validates with) was not read: TP=4 in
+    a container of 2 GPUs was '0 error(s)'. A count written as a string ("2") is a count too."""
+    text = GPUS_KEY.replace("COUNT", count)
+    dep = read_deployment(text.encode(), "compose.yaml")
+    assert dep.units[0].gpus == 2
+    report = check_deployment(dep, gpus=Cluster.parse("4xH100"), load=load_real)
+    found = [f for f in report.findings if f.kind is Kind.GPU_COUNT]
+    assert found and found[0].where.path == "services.vllm.gpus[0]" and found[0].where.line == 8
+    fixed, applied, _ = fix_text(dep, report.findings)
+    assert "count: 4" in fixed and applied
+    again = check_deployment(read_deployment(fixed.encode(), "compose.yaml"), gpus=Cluster.parse("4xH100"),
+                             load=load_real)
+    assert again.exit_code == 0
+
+
 def _docker(image: str) -> bytes:
     return (f"docker run --gpus all --ipc=host -v ~/.cache/huggingface:/root/.cache/huggingface {image} "
             "--model meta-llama/Llama-3.1-8B-Instruct --max-model-len 4096\n").encode()

@@ -143,6 +143,8 @@ def _gpu_count_edits(unit: Unit, n: int) -> tuple[Edit, ...]:
         return (Edit(op=Op.YAML_SET, key="nvidia.com/gpu", value=n, target=_dig(c, "resources", part), unit=unit),)
     if unit.runtime in (Runtime.COMPOSE, Runtime.PODMAN_COMPOSE) and unit.handle is not None and not unit.gpu_ids:
         devices = _dig(unit.handle[0], "deploy", "resources", "reservations", "devices")
+        if not isinstance(devices, list) or not devices:
+            devices = unit.handle[0].get("gpus")  # the compose spec's `gpus:` entries
         target = devices[0] if isinstance(devices, list) and devices else None
         return (Edit(op=Op.YAML_SET, key="count", value=n, target=target, unit=unit),)
     return ()

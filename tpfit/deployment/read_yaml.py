@@ -310,16 +310,22 @@ def _compose_unit(name: str, svc, path: str, runtime: Runtime) -> Unit | None:
     if command is None:
         return None
     gpus, ids, gpus_where = None, (), Where()
-    devices = _get(svc, "deploy", "resources", "reservations", "devices")
-    for i, d in enumerate(devices if isinstance(devices, list) else []):
-        if not isinstance(d, dict):
-            continue
-        gpus_where = Where(line=_line(devices, i), path=f"{path}.deploy.resources.reservations.devices[{i}]")
-        if _list(d.get("device_ids")):
-            ids = tuple(str(x) for x in d["device_ids"])
-            gpus = len(ids)
-        elif isinstance(d.get("count"), int) and not isinstance(d.get("count"), bool):
-            gpus = d["count"]
+    # the GPU device requests: deploy.resources.reservations.devices, or the compose spec's `gpus` (`all` or the
+    # same entries, Compose 2.30 on); a count may be written as a string ("2")
+    for devices, at in ((_get(svc, "deploy", "resources", "reservations", "devices"),
+                         f"{path}.deploy.resources.reservations.devices"), (svc.get("gpus"), f"{path}.gpus")):
+        for i, d in enumerate(devices if isinstance(devices, list) else []):
+            if not isinstance(d, dict):
+                continue
+            gpus_where = Where(line=_line(devices, i), path=f"{at}[{i}]")
+            count = d.get("count")
+            if _list(d.get("device_ids")):
+                ids = tuple(str(x) for x in d["device_ids"])
+                gpus = len(ids)
+            elif isinstance(count, int) and not isinstance(count, bool):
+                gpus = count
+            elif isinstance(count, str) and count.strip().isdigit():
+                gpus = int(count)
     if svc.get("runtime") == "nvidia":
         vis = next((e.value for e in env if e.name == "NVIDIA_VISIBLE_DEVICES" and e.value), None)
         if vis and vis != "all":
