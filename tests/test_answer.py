@@ -119,3 +119,18 @@ def test_weights_the_card_cannot_hold_are_torchs_out_of_memory_not_vllms_budget(
     memory = doc["candidates"][doc["closest"]]["memory"]
     assert memory["verdict"] == "refused_at_start" and memory["vllm_error"].startswith(vllm_error), memory
     assert memory["reasons"] == [reason] and reason in doc["summary"], (memory["reasons"], doc["summary"])
+
+
+def test_expert_parallel_over_one_gpu_per_stage_is_said_to_do_nothing():
+    """--enable-expert-parallel on one GPU (or PP alone) was recommended with 'whole experts per GPU': vLLM turns it
+    on only for TP x DP above 1 (FusedMoEParallelConfig.make), so the flag changes nothing there."""
+    for gpus, extra in (("1xH100", ()), ("2xH100", ("--pp", "2"))):
+        doc = plan_json("qwen3-30b-a3b", "--gpus", gpus, "--context", "4096", "--enable-expert-parallel", *extra)
+        best = doc["candidates"][doc["recommended"]]
+        assert best["layout"]["tp"] * best["layout"]["dp"] == 1, best["layout"]
+        reason = next(f["reason"] for f in best["flags"] if f["flag"] == "--enable-expert-parallel")
+        assert "vLLM ignores it here" in reason, reason
+    wide = plan_json("qwen3-30b-a3b", "--gpus", "2xH100", "--context", "4096", "--enable-expert-parallel", "--tp", "2")
+    reason = next(f["reason"] for f in wide["candidates"][wide["recommended"]]["flags"]
+                  if f["flag"] == "--enable-expert-parallel")
+    assert reason == "whole experts per GPU"

@@ -76,8 +76,11 @@ def make_flags(plan: Plan, c: Candidate) -> tuple[Flag, ...]:
                           reason=f"{plan.model.num_hidden_layers} layers in {lay.pp} stages"))
     if lay.dp > 1:
         flags.append(Flag(name="--data-parallel-size", value=str(lay.dp), reason=f"{lay.dp} independent replicas"))
-    if lay.enable_expert_parallel:
-        flags.append(Flag(name="--enable-expert-parallel", value=None, reason="whole experts per GPU"))
+    if lay.enable_expert_parallel:  # vLLM uses expert parallel only across TP x DP above 1 (FusedMoEParallelConfig)
+        flags.append(Flag(name="--enable-expert-parallel", value=None,
+                          reason="whole experts per GPU" if lay.moe_parallel_size > 1 else
+                          "as asked, but vLLM ignores it here: expert parallel needs TP x DP above 1, and each "
+                          "GPU already holds every expert of its layers"))
     if plan.model.quant and plan.model.quant.online:
         flags.append(Flag(name="--quantization", value=plan.model.quant.method, reason="FP8 weights, loaded from bf16"))
     flags.append(Flag(name="--max-model-len", value=str(m.max_model_len),
