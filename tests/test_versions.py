@@ -339,3 +339,23 @@ def test_a_yarn_factor_sets_the_longest_context_as_each_release_derives_it(tmp_p
         assert (run.returncode, doc["model"]["max_model_len"]) == (code, derived), (version, doc["summary"])
         refused = "--max-model-len 131072 > the model's 40960" in doc["summary"]
         assert refused == (derived == 40960), (version, doc["summary"])
+
+
+@pytest.mark.parametrize(("given", "releases"), [
+    ("0.7.4", "0.7.0, 0.7.1, 0.7.2, 0.7.3"),  # 0.7.3 was 0.7's last: 0.8.0 came next
+    ("0.10.3", "0.10.0, 0.10.1, 0.10.2"),
+    ("v0.26.1", "0.26.0"),
+])
+def test_a_release_vllm_never_published_is_refused(given, releases):
+    """--vllm-version 0.7.4 planned as 'vLLM 0.7.4', and deploy pinned an image tag that does not exist: vLLM's
+    releases of an older minor are known (vllm_facts.RELEASES, the package index's list); the current minor's later
+    patches are still taken."""
+    from tests.inprocess import tpfit
+
+    run = tpfit("plan", "llama-3.1-8b", "--gpus", "1xH100", "--context", "4096", "--vllm-version", given)
+    assert run.returncode == 2 and run.stderr.strip() == (
+        f"error: --vllm-version {given}: vLLM has no release {given.lstrip('v')} ({given.lstrip('v').rsplit('.', 1)[0]}'s "
+        f"are {releases}); plan with one of those"), run.stderr
+    for fine in ("0.7.3", "0.8.5.post1", "0.33.1", "0.26"):
+        assert tpfit("plan", "llama-3.1-8b", "--gpus", "1xH100", "--context", "4096", "--vllm-version",
+                     fine).returncode == 0, fine

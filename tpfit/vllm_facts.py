@@ -19,6 +19,17 @@ GPU_MEMORY_UTILIZATION_DEFAULT_BEFORE_0_20 = 0.9
 """The same default before 0.20."""
 
 
+RELEASES = (
+    "0.6.0", "0.6.1", "0.6.2", "0.6.3", "0.6.4", "0.6.5", "0.6.6", "0.7.0", "0.7.1", "0.7.2", "0.7.3", "0.8.0", "0.8.1",
+    "0.8.2", "0.8.3", "0.8.4", "0.8.5", "0.9.0", "0.9.1", "0.9.2", "0.10.0", "0.10.1", "0.10.2", "0.11.0", "0.11.1",
+    "0.11.2", "0.12.0", "0.13.0", "0.14.0", "0.14.1", "0.15.0", "0.15.1", "0.16.0", "0.17.0", "0.17.1", "0.18.0",
+    "0.18.1", "0.19.0", "0.19.1", "0.20.0", "0.20.1", "0.20.2", "0.21.0", "0.22.0", "0.22.1", "0.23.0", "0.24.0",
+    "0.25.0", "0.25.1", "0.26.0", "0.27.0", "0.27.1", "0.28.0", "0.29.0", "0.30.0", "0.31.0", "0.32.0", "0.33.0",
+)
+"""vLLM's X.Y.Z releases from 0.6.0 to the current one, as the package index lists vllm's versions: a
+`--vllm-version` of an older minor names one of these (0.7.4, 0.10.3 name none: far more often a typo than a release
+tpfit has not heard of); the current minor's later patches are taken as released after this list."""
+
 RELEASES_BEYOND_PATCH = ("0.6.1.post1", "0.6.1.post2", "0.6.3.post1", "0.6.4.post1", "0.6.6.post1", "0.8.5.post1",
                          "0.9.0.1", "0.10.1.1")
 """vLLM's releases from 0.6.0 to 0.33.0 spelled beyond X.Y.Z: post releases (PEP 440 `.postN`, a rebuilt wheel) and
