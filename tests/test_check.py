@@ -239,6 +239,15 @@ def test_compose_gpus_key_gives_the_container_its_gpus(count, tmp_path):
     assert again.exit_code == 0
 
 
+def test_a_config_file_of_flags_is_not_checked_as_if_empty():
+    """`vllm serve MODEL --config cfg.yaml` reads its flags (TP, --max-model-len, ...) from that file
+    (argparse_utils.py); check planned the command line alone and reported its capacity as the server's."""
+    dep = read_deployment(b"vllm serve meta-llama/Llama-3.1-8B-Instruct --config /etc/vllm/config.yaml\n", "run.sh")
+    report = check_deployment(dep, gpus=Cluster.parse("1xH100"), load=load_real)
+    assert [f.kind for f in report.findings] == [Kind.NOT_CHECKED]
+    assert report.findings[0].message.startswith("--config /etc/vllm/config.yaml: vLLM reads more flags")
+
+
 def _docker(image: str) -> bytes:
     return (f"docker run --gpus all --ipc=host -v ~/.cache/huggingface:/root/.cache/huggingface {image} "
             "--model meta-llama/Llama-3.1-8B-Instruct --max-model-len 4096\n").encode()

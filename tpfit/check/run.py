@@ -77,6 +77,12 @@ def engine_from_flags(unit: Unit, version: str) -> tuple[EngineArgs | None, Layo
                                fix=f"{name} takes {what}"))
             return None
 
+    config = cmd.get("--config")
+    if config is not None:  # vLLM's YAML of flags: any of them (TP, --max-model-len, ...) may be set there
+        unknown.append(Finding(kind=Kind.NOT_CHECKED, severity=Severity.INFO, unit=unit.name, where=config.where,
+                               message=f"{config.flag} {config.value}: vLLM reads more flags from that file, which "
+                                       "tpfit does not: layout and memory not checked (give them on the command line "
+                                       "to have them checked)"))
     tp = value("--tensor-parallel-size", int, "an int") or 1
     pp = value("--pipeline-parallel-size", int, "an int") or 1
     dp = value("--data-parallel-size", int, "an int") or 1
