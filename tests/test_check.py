@@ -248,6 +248,26 @@ def test_a_config_file_of_flags_is_not_checked_as_if_empty():
     assert report.findings[0].message.startswith("--config /etc/vllm/config.yaml: vLLM reads more flags")
 
 
+@pytest.mark.parametrize("value", ["auto", "-1"])
+def test_max_model_len_auto_is_fitted_to_memory_as_vllm_does(value):
+    """vLLM 0.12 on takes --max-model-len auto (or -1): the model's maximum, shortened to what the KV cache holds
+    (kv_cache_planning._auto_fit_max_model_len). check called it 'not an int' (an error, exit 1); before 0.12 it is."""
+    line = f"vllm serve meta-llama/Llama-3.1-8B-Instruct --max-model-len {value}\n"
+    report = check_deployment(read_deployment(line.encode(), "run.sh"), gpus=Cluster.parse("1xL4"), load=load_real)
+    assert report.exit_code == 0, report.findings
+    fitted = next(f for f in report.findings if f.message.startswith("--max-model-len auto"))
+    longest = int(fitted.message.rsplit(", ", 1)[1].split()[0])
+    assert 0 < longest < 131072  # 8B in bf16 on 24 GB holds far less than the model's 131,072 tokens
+    explicit = check_deployment(read_deployment(f"vllm serve meta-llama/Llama-3.1-8B-Instruct --max-model-len "
+                                                f"{longest}\n".encode(), "run.sh"), gpus=Cluster.parse("1xL4"),
+                                load=load_real)
+    assert [f.message for f in explicit.findings] == [f.message for f in report.findings if f is not fitted]
+    old = _docker("vllm/vllm-openai:v0.8.5").replace(b"--max-model-len 4096", b"--max-model-len auto")
+    refused = check_deployment(read_deployment(old, "run.sh"), gpus=Cluster.parse("1xL4"), load=load_real)
+    flag = next(f for f in refused.findings if f.kind is Kind.FLAG_VALUE)
+    assert flag.vllm == "vllm serve: error: argument --max-model-len: invalid int value: 'auto'"  # argparse's int
+
+
 def _docker(image: str) -> bytes:
     return (f"docker run --gpus all --ipc=host -v ~/.cache/huggingface:/root/.cache/huggingface {image} "
             "--model meta-llama/Llama-3.1-8B-Instruct --max-model-len 4096\n").encode()

@@ -139,6 +139,10 @@ CUDA_PROBE_IMAGE = f"nvidia/cuda:{DEFAULT_CUDA}.0-base-ubuntu24.04"
 """A tiny image that proves a container sees the GPUs (`tpfit doctor --probe`)."""
 
 
+MAX_MODEL_LEN_AUTO_FROM = (0, 12, 0)
+"""The first release whose `--max-model-len` takes `auto` (or -1): the model's own maximum, shortened to what the
+KV cache holds at start (vllm-project/vllm#29431, merged 2025-11-25 after 0.11.2; `human_readable_int_or_auto` in
+0.19's and 0.33's arg_utils.py, `_auto_fit_max_model_len` in kv_cache_planning.py)."""
 MIN_SHM_BYTES = 1 << 30
 """The /dev/shm (1 GiB) a multi-GPU vLLM needs at least: its workers exchange tensors through it, and a container's
 default 64 MB ends in 'Bus error' (vLLM PR #1125, issue #1710). doctor warns below it, check reports a container

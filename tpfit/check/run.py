@@ -17,7 +17,7 @@ from tpfit.check.rules import (
 )
 from tpfit.core.engine import MODELLED_VLLM_VERSIONS, EngineArgs, outside_modelled
 from tpfit.kinds import KvCacheDtype, ModelDtype
-from tpfit.vllm_facts import CURRENT_VLLM_VERSION
+from tpfit.vllm_facts import CURRENT_VLLM_VERSION, MAX_MODEL_LEN_AUTO_FROM, parse_version
 from tpfit.core.layout import Layout
 from tpfit.core.plan import Workload, make_plan
 from tpfit.deployment.containers import image_version
@@ -73,9 +73,15 @@ def engine_from_flags(unit: Unit, version: str) -> tuple[EngineArgs | None, Layo
         except ValueError:
             bad.append(Finding(kind=Kind.FLAG_VALUE, severity=Severity.ERROR, unit=unit.name, where=a.where,
                                message=f"{a.flag} {a.value}: not {what}",
-                               vllm=f"vllm serve: error: argument {name}: invalid {what} value: '{a.value}'",
-                               fix=f"{name} takes {what}"))
+                               vllm=f"vllm serve: error: argument {name}: invalid {what.split()[-1]} value: "
+                                    f"'{a.value}'", fix=f"{name} takes {what}"))
             return None
+
+    def max_len(text: str) -> int | None:
+        """`auto` (or -1) where the release takes it: None, the model's maximum, which resolve() fits to memory."""
+        if text.strip().lower() in ("auto", "-1") and parse_version(version) >= MAX_MODEL_LEN_AUTO_FROM:
+            return None
+        return human_int(text)
 
     config = cmd.get("--config")
     if config is not None:  # vLLM's YAML of flags: any of them (TP, --max-model-len, ...) may be set there
@@ -89,7 +95,7 @@ def engine_from_flags(unit: Unit, version: str) -> tuple[EngineArgs | None, Layo
     gmu = value("--gpu-memory-utilization", float, "a float")
     kwargs = dict(
         vllm_version=version, gpu_memory_utilization=gmu,
-        max_model_len=value("--max-model-len", human_int, "an int"),
+        max_model_len=value("--max-model-len", max_len, "an int"),
         max_num_seqs=value("--max-num-seqs", int, "an int"),
         max_num_batched_tokens=value("--max-num-batched-tokens", human_int, "an int"),
         enforce_eager=cmd.get("--enforce-eager") is not None and cmd.get("--no-enforce-eager") is None,
@@ -203,6 +209,19 @@ def resolve(unit: Unit, given: Cluster | None, load: Callable, host_driver: str 
         return r, notes
     try:
         plan = make_plan(spec, cluster, Workload(concurrency=1), engine, layouts=(layout,), memory_model=memory_model)
+        fit = plan.candidates[0].memory
+        if engine.max_model_len is None and unit.command.get("--max-model-len") is not None and fit is not None \
+                and 0 < fit.max_model_len_fit < fit.max_model_len:
+            # --max-model-len auto: vLLM shortens the model's maximum to what the KV cache holds at start
+            engine = msgspec.structs.replace(engine, max_model_len=fit.max_model_len_fit)
+            r = replace(r, engine=engine)
+            plan = make_plan(spec, cluster, Workload(concurrency=1), engine, layouts=(layout,),
+                             memory_model=memory_model)
+            notes.append(Finding(kind=Kind.CAPACITY, severity=Severity.INFO, unit=unit.name,
+                                 where=unit.command.get("--max-model-len").where,
+                                 message=f"--max-model-len auto: vLLM fits the model's {fit.max_model_len} tokens to "
+                                         f"these GPUs' KV cache, {fit.max_model_len_fit} tokens",
+                                 vllm=f"max_model_len auto-fit to {fit.max_model_len_fit}"))
         better = make_plan(spec, cluster, Workload(context=engine.max_model_len), engine, memory_model=memory_model) \
             if plan.candidates[0].violations else None
         eager = make_plan(spec, cluster, Workload(concurrency=1), msgspec.structs.replace(engine, enforce_eager=False),
