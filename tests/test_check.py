@@ -268,6 +268,19 @@ def test_max_model_len_auto_is_fitted_to_memory_as_vllm_does(value):
     assert flag.vllm == "vllm serve: error: argument --max-model-len: invalid int value: 'auto'"  # argparse's int
 
 
+def test_a_flag_without_its_value_is_an_error():
+    """argparse refuses `--tensor-parallel-size --max-model-len 4096` ('expected one argument'); check read the flag
+    as absent and found nothing (exit 0)."""
+    for line, flag in ((b"vllm serve meta-llama/Llama-3.1-8B-Instruct --tensor-parallel-size --max-model-len 4096\n",
+                        "--tensor-parallel-size"),
+                       (b"vllm serve meta-llama/Llama-3.1-8B-Instruct --enforce-eager --max-model-len\n",
+                        "--max-model-len")):
+        report = check_deployment(read_deployment(line, "run.sh"), gpus=Cluster.parse("2xH100"), load=load_real)
+        found = [f for f in report.findings if f.kind is Kind.FLAG_VALUE]
+        assert [f.vllm for f in found] == [f"vllm serve: error: argument {flag}: expected one argument"]
+        assert report.exit_code == 1
+
+
 def _docker(image: str) -> bytes:
     return (f"docker run --gpus all --ipc=host -v ~/.cache/huggingface:/root/.cache/huggingface {image} "
             "--model meta-llama/Llama-3.1-8B-Instruct --max-model-len 4096\n").encode()

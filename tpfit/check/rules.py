@@ -21,7 +21,7 @@ from tpfit.deploy.startup import (
     DOWNLOAD_BYTES_PER_S, LOAD_BYTES_PER_S, START_OVERHEAD_S, download_bytes, start_seconds, wait_seconds,
 )
 from tpfit.deployment.facts import DeploymentFile, Format, Runtime, Unit, Where
-from tpfit.deployment.flags import FlagTable
+from tpfit.deployment.flags import REQUIRED, FlagTable
 from tpfit.kinds import Verdict
 from tpfit.units import GB, GIB, format_gib
 from tpfit.vllm_facts import MIN_SHM_BYTES, OFFICIAL_IMAGE, cuda_of_image, default_gpu_memory_utilization, parse_driver
@@ -94,6 +94,10 @@ def check_flags(unit: Unit, table: FlagTable) -> list[Finding]:
                 Edit(op=Op.SET_FLAG, flag=near, value=a.value, unit=unit))
             out.append(_f(Kind.UNKNOWN_FLAG, Severity.ERROR, unit, msg, a.where,
                           vllm=f"vllm serve: error: unrecognized arguments: {a.flag}", fix=fix, edits=edits))
+        elif a.value is None and table.takes_value(a.name) == REQUIRED:  # at the end, or another flag follows
+            out.append(_f(Kind.FLAG_VALUE, Severity.ERROR, unit, f"{a.flag} has no value", a.where,
+                          vllm=f"vllm serve: error: argument {a.name}: expected one argument",
+                          fix=f"give {a.flag} its value, or remove it"))
         elif table.deprecated(a.name):
             out.append(_f(Kind.DEPRECATED_FLAG, Severity.WARNING, unit, f"{a.flag} is deprecated in {release}",
                           a.where, vllm="a deprecation warning at start-up; a later release removes the flag",
