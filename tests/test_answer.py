@@ -134,3 +134,13 @@ def test_expert_parallel_over_one_gpu_per_stage_is_said_to_do_nothing():
     reason = next(f["reason"] for f in wide["candidates"][wide["recommended"]]["flags"]
                   if f["flag"] == "--enable-expert-parallel")
     assert reason == "whole experts per GPU"
+
+
+def test_a_replicas_shortfall_names_its_share_of_the_requests():
+    """64 requests over four replicas that each hold 6.69: the reason said 'holds 6.69 requests ..., not 16' beside
+    --concurrency 64, a figure the user never gave. It is an engine's share."""
+    doc = plan_json("llama-3.1-8b", "--gpus", "4xL40S", "--context", "32768", "--concurrency", "64", "--dp", "4")
+    memory = doc["candidates"][doc["closest"]]["memory"]
+    assert memory["verdict"] == "insufficient_concurrency"
+    assert f"{memory['max_concurrency']:.2f} requests of 32768 tokens, fewer than the 16 an engine gets" in \
+        memory["reasons"][0], memory["reasons"]

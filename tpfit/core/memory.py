@@ -667,8 +667,9 @@ def _verdict(gpus: tuple[GpuMemory, ...], worst: GpuMemory, shape: _ShapeMemory,
                        "--gpu-memory-utilization or add --enforce-eager")
     if verdict is Verdict.STARTS and concurrency and conc < concurrency:
         verdict = Verdict.INSUFFICIENT_CONCURRENCY
-        reasons.append(f"the KV cache holds {conc:.2f} requests of {max_len} tokens, not {concurrency}; "
-                       f"use --max-num-seqs {max(1, int(conc))} or a shorter --max-model-len")
+        # `concurrency` is one engine's share: with DP replicas, not the --concurrency the user gave
+        reasons.append(f"the KV cache holds {conc:.2f} requests of {max_len} tokens, fewer than the {concurrency} "
+                       f"an engine gets; use --max-num-seqs {max(1, int(conc))} or a shorter --max-model-len")
     return MemoryPlan(gpus=gpus, block_size=geometry.block_size, kv_bytes_per_token=worst.bytes_per_block // geometry.block_size,
                       kv_cache_tokens=tokens, max_model_len=max_len, max_concurrency=conc, max_model_len_fit=fit,
                       max_num_seqs=batch.max_num_seqs, max_num_batched_tokens=batch.max_num_batched_tokens,
