@@ -144,3 +144,11 @@ def test_a_replicas_shortfall_names_its_share_of_the_requests():
     assert memory["verdict"] == "insufficient_concurrency"
     assert f"{memory['max_concurrency']:.2f} requests of 32768 tokens, fewer than the 16 an engine gets" in \
         memory["reasons"][0], memory["reasons"]
+
+
+def test_a_card_given_by_its_size_is_named_by_it():
+    """The answer said 'Llama-3.1-8B-Instruct on 2×GENERIC-24GB', the catalog's id, for --gpus 2x24GB."""
+    doc = plan_json("llama-3.1-8b", "--gpus", "2x24GB", "--context", "4096")
+    assert doc["summary"].startswith("Llama-3.1-8B-Instruct on 2×24GB: fits as "), doc["summary"]
+    assert plan_json("llama-3.1-8b", "--gpus", "2x3090", "--context", "4096")["summary"].startswith(
+        "Llama-3.1-8B-Instruct on 2×3090: ")
