@@ -265,6 +265,29 @@ def test_docker_and_compose_mount_the_same_hugging_face_cache(hf_home):
     assert ["-v", f"{cache}:/root/.cache/huggingface"] in docker_argv(d, cache_host=cache)
 
 
+def test_the_first_download_is_the_whole_checkpoint_whatever_the_replicas():
+    """An MoE model's replicas split its experts (TP x DP): DeepSeek-V3 at TP=4 DP=2 holds half its weights per
+    replica, and the download the startup probe waits for was that half (302 steps of 10 s for 627 GiB at 200 MB/s,
+    which take 56 minutes alone)."""
+    import yaml as _yaml
+
+    from tpfit.core.layout import Layout
+    from tpfit.deploy.startup import DOWNLOAD_BYTES_PER_S, download_bytes
+
+    plan = made_plan("deepseek-v3", "8xh200", 8192, 1)
+    assert (plan.best.layout.tp, plan.best.layout.dp) == (4, 2)
+    whole = download_bytes(plan)
+    one_engine = make_plan(find_in_catalog("deepseek-v3"), Cluster.parse("8xh200"), Workload(context=8192),
+                           EngineArgs(), layouts=(Layout(tp=8),)).best
+    # TP=8 holds the whole model once (its replicated norms, gates and embeddings 8 times: 1.2 % more)
+    assert 0 <= sum(one_engine.weight_bytes_per_gpu) - whole < 0.02 * whole
+    assert sum(plan.best.weight_bytes_per_gpu) // plan.best.layout.dp < 0.6 * whole
+    pod = _yaml.safe_load_all(render(deployment_from_plan(plan, command="t"), "k8s")["k8s.yaml"])
+    probe = next(o for o in pod if o["kind"] == "Deployment")["spec"]["template"]["spec"]["containers"][0][
+        "startupProbe"]
+    assert probe["periodSeconds"] * probe["failureThreshold"] > whole / DOWNLOAD_BYTES_PER_S
+
+
 def test_shm_size_reaches_kubernetes_and_ray():
     """--shm-size went to docker and compose only: Kubernetes kept 16Gi and the Ray script 10.24g."""
     d = deployment_from_plan(made_plan(), command="x", shm_size="32g")

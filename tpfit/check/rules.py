@@ -291,7 +291,7 @@ def check_probes(unit: Unit, r: Resolved) -> list[Finding]:
     if budget < warm + download and not local:
         return [_f(Kind.STARTUP_PROBE, Severity.WARNING, unit,
                    f"the {what} gives up after {budget:.0f} s; a first start also downloads "
-                   f"{download_bytes(r.plan, c) / GB:.0f} GB (about {download:.0f} s at "
+                   f"{download_bytes(r.plan) / GB:.0f} GB (about {download:.0f} s at "
                    f"{DOWNLOAD_BYTES_PER_S / 10**6:.0f} MB/s)", guard.where,
                    vllm="killed during the first download; starts once the cache is filled", fix=fix, edits=edits)]
     return []

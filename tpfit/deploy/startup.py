@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import math
 
+from tpfit.core.layout import Layout
 from tpfit.core.plan import Candidate, Plan
+from tpfit.core.weights import stage_weights
 from tpfit.units import GIB
 
 LOAD_BYTES_PER_S = GIB
@@ -24,20 +26,22 @@ SPREAD = 1.5
 """The wait is half again the estimate: load speeds vary by storage."""
 
 
-def download_bytes(plan: Plan, c: Candidate) -> int:
-    """Bytes a first start downloads: the checkpoint's files when their headers were read, else the weights as
-    loaded (a quantized checkpoint is that small), or the checkpoint dtype's when vLLM quantizes it on load."""
+def download_bytes(plan: Plan) -> int:
+    """Bytes a first start downloads: the checkpoint's files when their headers were read, else the whole model's
+    weights as loaded on one GPU (a quantized checkpoint is that small), or the checkpoint dtype's when vLLM
+    quantizes it on load. Not the candidate's GPUs summed over replicas: an MoE model's replicas split its experts
+    (TP x DP), so DeepSeek-V3 at TP=4 DP=2 held half its 627 GiB per replica."""
     if plan.model.checkpoint_bytes:
         return plan.model.checkpoint_bytes
     if plan.engine.quantization:
         return plan.rule_of_thumb.weights_bytes
-    return sum(c.weight_bytes_per_gpu) // c.layout.dp
+    return sum(s.weight_bytes for s in stage_weights(plan.model, Layout()))
 
 
 def start_seconds(plan: Plan, c: Candidate) -> tuple[float, float]:
     """(seconds to start from a warm cache, seconds the first download adds) for candidate `c` of `plan`."""
     per_gpu = max(c.weight_bytes_per_gpu or (0,))
-    return START_OVERHEAD_S + per_gpu / LOAD_BYTES_PER_S, download_bytes(plan, c) / DOWNLOAD_BYTES_PER_S
+    return START_OVERHEAD_S + per_gpu / LOAD_BYTES_PER_S, download_bytes(plan) / DOWNLOAD_BYTES_PER_S
 
 
 def wait_seconds(plan: Plan, c: Candidate, *, downloads: bool = True) -> int:
