@@ -288,6 +288,24 @@ def test_the_first_download_is_the_whole_checkpoint_whatever_the_replicas():
     assert probe["periodSeconds"] * probe["failureThreshold"] > whole / DOWNLOAD_BYTES_PER_S
 
 
+@pytest.mark.parametrize("model", ["deepseek-v3", "llama-3.1-405b", "llama-3.1-8b"])
+def test_the_cache_volume_holds_the_first_download(model, tmp_path):
+    """The Hugging Face cache PersistentVolumeClaim was 200Gi for every model: DeepSeek-V3 (627 GiB) and Llama-405B
+    (756 GiB) stopped downloading with 'No space left on device'. A local model folder downloads nothing."""
+    from tpfit.deploy.startup import download_bytes
+    from tpfit.units import parse_size
+
+    plan = made_plan(model, "8xh200", 8192, 1)
+    objs = list(yaml.safe_load_all(render(deployment_from_plan(plan, command="t"), "k8s")["k8s.yaml"]))
+    validate_k8s(yaml.safe_dump_all(objs))
+    claim = next(o for o in objs if o["kind"] == "PersistentVolumeClaim")
+    size = parse_size(claim["spec"]["resources"]["requests"]["storage"].replace("Gi", "G"))  # Gi: GiB
+    assert size >= max(200 << 30, download_bytes(plan)) and size < 1.5 * max(200 << 30, download_bytes(plan))
+    local = deployment_from_plan(plan, command="t", model_path=str(tmp_path))
+    claim = next(o for o in yaml.safe_load_all(render(local, "k8s")["k8s.yaml"]) if o["kind"] == "PersistentVolumeClaim")
+    assert claim["spec"]["resources"]["requests"]["storage"] == "200Gi"
+
+
 def test_shm_size_reaches_kubernetes_and_ray():
     """--shm-size went to docker and compose only: Kubernetes kept 16Gi and the Ray script 10.24g."""
     d = deployment_from_plan(made_plan(), command="x", shm_size="32g")

@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass, field
 
 from tpfit.core.plan import Plan
-from tpfit.deploy.startup import MIN_START_WAIT_S, wait_seconds
+from tpfit.deploy.startup import MIN_START_WAIT_S, download_bytes, wait_seconds
 from tpfit.vllm_facts import DEFAULT_CUDA, CudaBuild, image_for
 
 DEFAULT_PORT = 8000
@@ -51,6 +51,9 @@ class Deployment:
     local_model: bool = False
     """`model` is a folder on this machine: containers bind it read-only at the same path (vLLM in a container
     sees no host path otherwise)."""
+    download_bytes: int = 0
+    """What a first start downloads into the Hugging Face cache (deploy/startup.py `download_bytes`; 0 for a model
+    folder given by its path): the cache volume must hold it."""
     start_wait_s: int = MIN_START_WAIT_S
     """How long the startup probe and health check let the server start (deploy/startup.py `wait_seconds`)."""
     header: tuple[str, ...] = field(default=())
@@ -138,5 +141,6 @@ def deployment_from_plan(plan: Plan, *, command: str, cuda: CudaBuild = DEFAULT_
         pipeline_parallel_size=lay.pp, data_parallel_size=lay.dp, gpus_per_node=cluster.gpus_per_node,
         image=image_for(version, cuda), vllm_version=version, port=port, gpu_ids=gpu_ids,
         shm_size=shm_size, header=header, start_wait_s=wait_seconds(plan, best, downloads=model_path is None),
+        download_bytes=0 if model_path is not None else download_bytes(plan),
         local_model=model_path is not None,
     )

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import math
+
 from tpfit.deployment.containers import size_or_none
 from tpfit.deploy.common import HF_CACHE_CONTAINER, Deployment, k8s_name
 from tpfit.deploy.shell import comment
 from tpfit.deploy.yamlout import dump_all
+from tpfit.units import GIB
 
 TOKEN_SECRET = "hf-token"
 PROBE_PERIOD_S = 10
+HF_CACHE_MIN_GIB = 200
+"""The smallest Hugging Face cache volume tpfit writes (GiB): room for a model of the size most deployments serve."""
+HF_CACHE_HEADROOM = 1.25
+"""The cache volume holds the checkpoint and a quarter more: its tokenizer and configs, the Hub's chunk cache
+(hf_xet), the files a new revision changes."""
 HF_CACHE_HOST_PATH = "/var/cache/huggingface"
 """Where a LeaderWorkerSet's pods keep the Hugging Face cache on their node (as vLLM's run_cluster.sh mounts the
 host's cache into each node's container): a restarted pod does not download its stage again."""
@@ -17,6 +25,14 @@ host's cache into each node's container): a restarted pod does not download its 
 def k8s_args(argv: list[str]) -> list[str]:
     # kubelet expands $(VAR) in args; $$( keeps it literal
     return [a.replace("$(", "$$(") for a in argv]
+
+
+def cache_volume_size(d: Deployment) -> str:
+    """The Hugging Face cache volume's size, a Kubernetes quantity: the first start's download with headroom, in
+    steps of 10 GiB, at least HF_CACHE_MIN_GIB (a fixed 200Gi could not hold DeepSeek-V3's 627 GiB of weights: the
+    download stopped with 'No space left on device')."""
+    need = math.ceil(d.download_bytes * HF_CACHE_HEADROOM / GIB / 10) * 10
+    return f"{max(HF_CACHE_MIN_GIB, need)}Gi"
 
 
 def _token_env() -> list[dict]:
@@ -81,7 +97,7 @@ def single_node(d: Deployment) -> list[dict]:
     service = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "labels": labels},
                "spec": {"selector": labels, "ports": [{"name": "http", "port": d.port, "targetPort": d.port}]}}
     pvc = {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": f"{name}-hf-cache"},
-           "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "200Gi"}}}}
+           "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": cache_volume_size(d)}}}}
     return [pvc, deployment, service]
 
 
