@@ -152,3 +152,12 @@ def test_a_card_given_by_its_size_is_named_by_it():
     assert doc["summary"].startswith("Llama-3.1-8B-Instruct on 2×24GB: fits as "), doc["summary"]
     assert plan_json("llama-3.1-8b", "--gpus", "2x3090", "--context", "4096")["summary"].startswith(
         "Llama-3.1-8B-Instruct on 2×3090: ")
+
+
+def test_a_layout_beyond_the_gpus_given_says_both_ways_out():
+    """--pp 2 on one GPU: the fix said 'use at most 1 GPUs in total', neither a flag nor the words for one GPU."""
+    doc = plan_json("llama-3.1-8b", "--gpus", "1xH100", "--pp", "2")
+    (reason,) = doc["candidates"][0]["reasons"]
+    assert reason["fix"] == "use sizes whose TP x PP x DP is at most 1, or --gpus with 2 GPUs", reason
+    assert doc["summary"].endswith("TP1 PP2 needs 2 GPUs, 1 given; use sizes whose TP x PP x DP is at most 1, or "
+                                   "--gpus with 2 GPUs"), doc["summary"]

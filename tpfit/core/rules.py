@@ -231,7 +231,8 @@ def check_placement(spec: ModelSpec, layout: Layout, cluster: Cluster) -> list[V
         return [Violation(rule="gpus_available", detail=f"{layout} needs {layout.num_gpus} GPUs, {cluster.num_gpus} given",
                           vllm_error=WORLD_SIZE_ABOVE_GPUS.format(world_size=layout.world_size,
                                                                   gpus=cluster.gpus_per_node),
-                          fix=f"use at most {cluster.num_gpus} GPUs in total")]
+                          fix=f"use sizes whose TP x PP x DP is at most {cluster.num_gpus}, or --gpus with "
+                              f"{layout.num_gpus} GPUs")]
     if cluster.nodes == 1 and layout.world_size > cluster.gpus_per_node:
         return [Violation(rule="world_size", detail=f"TP x PP = {layout.world_size} > {cluster.gpus_per_node} GPUs",
                           vllm_error=WORLD_SIZE_ABOVE_GPUS.format(world_size=layout.world_size,
