@@ -203,6 +203,21 @@ def test_vllm_model_without_a_config_is_refused_before_measuring(tmp_path):
                                  "(vLLM runs it with dummy weights)"
 
 
+@pytest.mark.parametrize(("config", "needle"), [
+    ('{"model_type": "t5", "hidden_size": 512}', "not supported yet: model_type 't5'"),
+    ('{"model_type": "llama", ', "is not valid JSON"),
+])
+def test_vllm_model_tpfit_cannot_model_is_refused_before_measuring(tmp_path, config, needle):
+    """The step overhead is fitted against tpfit's own prediction for the model: a config it cannot read was found
+    only after the minute of measuring and the vLLM run (a 'failed' measurement, exit 1)."""
+    (tmp_path / "config.json").write_text(config)
+    start = time.monotonic()
+    run = _tpfit("calibrate", "--device", "cpu", "--vllm-model", str(tmp_path), timeout=60)
+    assert run.returncode == 2 and "Traceback" not in run.stderr and run.stderr.count("\n") == 1, run.stderr
+    assert run.stderr.startswith(f"error: --vllm-model {tmp_path}: tpfit cannot model it (") and needle in run.stderr
+    assert time.monotonic() - start < 15
+
+
 def test_vllm_python_without_vllm_is_refused_before_measuring(tmp_path):
     (tmp_path / "config.json").write_text((ROOT / "tests" / "data" / "tiny-llama-config" / "config.json").read_text())
     python = sys.executable if importlib.util.find_spec("vllm") is None else "/bin/false"

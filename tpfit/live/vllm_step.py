@@ -16,7 +16,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from tpfit.errors import CalibrationError, UsageError
+from tpfit.errors import CalibrationError, SourceError, SpecError, UsageError
 from tpfit.kinds import CalibrationDevice as Device
 
 PROBE = Path(__file__).resolve().with_name("vllm_probe.py")
@@ -67,10 +67,19 @@ class VllmRun:
 
 
 def check_vllm_model(model_dir: Path, python: str) -> None:
-    """Before a minute of measuring: the folder has a config.json and `python` can import vllm (exit 2 if not)."""
+    """Before a minute of measuring: the folder has a config.json that tpfit models (the overhead is fitted against
+    its own prediction for that model: `fit_step_overhead`) and `python` can import vllm (exit 2 if not)."""
+    from tpfit.model.folder import load_folder
+
     if not (Path(model_dir) / "config.json").is_file():
         raise UsageError("needs a model folder with a config.json (vLLM runs it with dummy weights)",
                          flag="--vllm-model", value=str(model_dir))
+    try:
+        load_folder(Path(model_dir))
+    except (SourceError, SpecError) as err:  # found only after the measuring and the vLLM run, which it voided
+        raise UsageError(f"tpfit cannot model it ({err}), and fits vLLM's step overhead against its own prediction "
+                         "for the model; give a model folder tpfit plans", flag="--vllm-model",
+                         value=str(model_dir)) from None
     try:
         found = subprocess.run([python, "-c", "import importlib.util, sys; "
                                 "sys.exit(importlib.util.find_spec('vllm') is None)"],
