@@ -161,3 +161,11 @@ def test_a_layout_beyond_the_gpus_given_says_both_ways_out():
     assert reason["fix"] == "use sizes whose TP x PP x DP is at most 1, or --gpus with 2 GPUs", reason
     assert doc["summary"].endswith("TP1 PP2 needs 2 GPUs, 1 given; use sizes whose TP x PP x DP is at most 1, or "
                                    "--gpus with 2 GPUs"), doc["summary"]
+
+
+def test_the_layouts_table_says_its_figures_are_per_replica_where_a_layout_has_replicas():
+    """The table put TP1 PP1 DP4's 53.48 sequences beside TP4's 138 without saying the first is one of four engines."""
+    report = " ".join(tpfit("plan", "llama-3.1-8b", "--gpus", "4xL40S", "--context", "4096").stdout.split())
+    assert "Layouts that pass vLLM's rules (GiB per GPU; KV tokens and max conc. per replica)" in report, report
+    single = " ".join(tpfit("plan", "llama-3.1-8b", "--gpus", "1xH100", "--context", "4096").stdout.split())
+    assert "Layouts that pass vLLM's rules (GiB per GPU)" in single and "per replica" not in single

@@ -372,6 +372,14 @@ def test_a_layout_that_does_not_start_shows_no_flags(browser, server):
     assert not browser.find_elements("css selector", "#flags caption")
 
 
+def test_the_layouts_caption_says_replicas_figures_are_per_replica(browser, server):
+    """The table gave TP1 PP1 DP4's KV tokens and concurrency, one engine's, beside TP4's whole without a word."""
+    browser.get(server + "?model=llama-3.1-8b&gpus=4xL40S&context=4096")
+    wait_counter(browser, "renders", 0)
+    caption = browser.find_element("css selector", "#layouts caption").text
+    assert caption.endswith(" L40S; KV tokens and max conc. per replica"), caption
+
+
 def test_deploy_tabs_are_tpfit_deploy_and_keyboard_driven(browser, server):
     from selenium.webdriver.common.keys import Keys
 

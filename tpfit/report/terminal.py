@@ -86,7 +86,9 @@ def _accepted_table(plan: Plan, rows: list[Candidate], width: int | None = None)
                       "KV": format_gib(w.kv_cache_bytes), "KV tokens": f"{m.kv_cache_tokens:,}",
                       "max conc.": f"{m.max_concurrency:.2f}", "max len": f"{m.max_model_len_fit:,}",
                       "verdict": Text(m.verdict.replace("_", " "), style=_VERDICT_STYLE[m.verdict])})
-    return fitted_table("Layouts that pass vLLM's rules (GiB per GPU)", columns, cells, drop_first=_DROP_FIRST,
+    # a DP layout runs several engines: its KV tokens and concurrency are one engine's, as the answer says
+    each = "; KV tokens and max conc. per replica" if any(c.layout.dp > 1 for c in rows) else ""
+    return fitted_table(f"Layouts that pass vLLM's rules (GiB per GPU{each})", columns, cells, drop_first=_DROP_FIRST,
                          left=("layout", "verdict"), width=width)
 
 

@@ -445,7 +445,9 @@
     $("show-refused").checked = plan.candidates.length <= 16;  // a long list starts with what runs
     $("show-refused").parentElement.hidden = refused === 0;
     $("show-refused").onchange = showRefused;
-    $("layouts").replaceChildren(el("caption", { class: "hint", style: "text-align:left", text: `${plan.candidates.length} ${plural(plan.candidates.length, "layout")} for ${plan.cluster.nodes} × ${plan.cluster.gpus_per_node} ${plan.cluster.gpu_name}` }), thead, tbody);
+    // a DP layout runs several engines: its KV tokens and concurrency are one engine's, as the answer says
+    const perReplica = plan.candidates.some((c) => c.layout.dp > 1) ? "; KV tokens and max conc. per replica" : "";
+    $("layouts").replaceChildren(el("caption", { class: "hint", style: "text-align:left", text: `${plan.candidates.length} ${plural(plan.candidates.length, "layout")} for ${plan.cluster.nodes} × ${plan.cluster.gpus_per_node} ${plan.cluster.gpu_name}${perReplica}` }), thead, tbody);
     showRefused();
   }
 
