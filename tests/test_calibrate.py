@@ -167,7 +167,8 @@ def test_world_size_the_host_cannot_form_is_refused():
 
 
 @pytest.mark.parametrize(("num_gpus", "size", "needle"), [
-    (1, 2, "--world-size 2: an all-reduce needs 2 GPUs or more, this host has 1 (NVIDIA H100 80GB HBM3); leave --world-size out"),
+    (1, 2, "--world-size 2: an all-reduce needs 2 GPUs or more, this host has 1 (NVIDIA H100 80GB HBM3); leave "
+           "--world-size out"),
     (2, 3, "--world-size 3: an all-reduce needs 2 to 2 processes on this host"),
 ])
 def test_world_size_beyond_the_hosts_gpus_is_refused_before_measuring(num_gpus, size, needle):

@@ -353,9 +353,10 @@ def test_a_release_vllm_never_published_is_refused(given, releases):
     from tests.inprocess import tpfit
 
     run = tpfit("plan", "llama-3.1-8b", "--gpus", "1xH100", "--context", "4096", "--vllm-version", given)
+    name = given.lstrip("v")
     assert run.returncode == 2 and run.stderr.strip() == (
-        f"error: --vllm-version {given}: vLLM has no release {given.lstrip('v')} ({given.lstrip('v').rsplit('.', 1)[0]}'s "
-        f"are {releases}); plan with one of those"), run.stderr
+        f"error: --vllm-version {given}: vLLM has no release {name} ({name.rsplit('.', 1)[0]}'s are {releases}); plan "
+        "with one of those"), run.stderr
     for fine in ("0.7.3", "0.8.5.post1", "0.33.1", "0.26"):
         assert tpfit("plan", "llama-3.1-8b", "--gpus", "1xH100", "--context", "4096", "--vllm-version",
                      fine).returncode == 0, fine

@@ -43,8 +43,8 @@ def normalize_vllm_version(text: str | None, *, flag: str = "--vllm-version") ->
     if base not in RELEASES and release.base[:2] < parse_version(high)[:2]:
         minor = ".".join(map(str, release.base[:2]))
         same = [r for r in RELEASES if r.rsplit(".", 1)[0] == minor]
-        raise UsageError(f"vLLM has no release {release.name} ({minor}'s are {', '.join(same)}); plan with one of those",
-                         flag=flag, value=raw)
+        raise UsageError(f"vLLM has no release {release.name} ({minor}'s are {', '.join(same)}); plan with one of "
+                         "those", flag=flag, value=raw)
     return release.name
 
 

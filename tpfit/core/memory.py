@@ -24,7 +24,8 @@ from tpfit.core.kv import KVGeometry, kv_bytes_per_element, make_kv_geometry
 from tpfit.core.layout import Layout, StageGroup
 from tpfit.core.memory_model import EraConstants, MemoryModel, ProfileEra
 from tpfit.core.startup import (
-    check_fits_card, check_free_memory, check_kv_cache_fits_max_len, check_kv_cache_memory, check_v0_kv_cache_fits_max_len, reason,
+    check_fits_card, check_free_memory, check_kv_cache_fits_max_len, check_kv_cache_memory,
+    check_v0_kv_cache_fits_max_len, reason,
     requested_bytes,
 )
 from tpfit.core.vllm_messages import V0_BATCH_BELOW_MAX_LEN, Violation

@@ -12,7 +12,8 @@ import math
 
 from tpfit.core.engine import Semantics
 from tpfit.core.vllm_messages import (
-    CUDA_OUT_OF_MEMORY, FREE_MEMORY_BELOW_REQUEST, KV_CACHE_BELOW_MAX_LEN, NO_KV_CACHE_MEMORY, V0_KV_CACHE_BELOW_MAX_LEN, Violation,
+    CUDA_OUT_OF_MEMORY, FREE_MEMORY_BELOW_REQUEST, KV_CACHE_BELOW_MAX_LEN, NO_KV_CACHE_MEMORY,
+    V0_KV_CACHE_BELOW_MAX_LEN, Violation,
 )
 from tpfit.units import GIB, format_gib
 
@@ -69,8 +70,8 @@ def check_fits_card(*, total_bytes: int, pre_snapshot_bytes: int, weight_bytes: 
             f"weights + activation + non-torch need {format_gib(need)} GiB per GPU")
     return Violation(
         rule="cuda_oom_at_start",
-        detail=f"{what}, more than the card's {format_gib(room)} GiB beside vLLM's CUDA context and NCCL: torch runs out of "
-               f"memory {'loading them' if weight_bytes > room else 'in the profile run'}",
+        detail=f"{what}, more than the card's {format_gib(room)} GiB beside vLLM's CUDA context and NCCL: torch runs "
+               f"out of memory {'loading them' if weight_bytes > room else 'in the profile run'}",
         vllm_error=CUDA_OUT_OF_MEMORY.format(),
         fix="")  # the plan's one-line answer says what would fit (more GPUs, a quantized checkpoint)
 

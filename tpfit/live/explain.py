@@ -110,11 +110,11 @@ def _oom(m: re.Match, ctx: Context) -> Diagnosis:
     if not sampler and ENGINE_STARTED.search(m.string, 0, m.start()):
         # the plan's overflows_at_runtime: graphs outside the budget, the context and the first requests' growth
         return Diagnosis(kind="cuda_oom_serving",
-                         cause="CUDA ran out of memory serving the first requests, after vLLM had started: CUDA graphs, "
-                               "the CUDA context and what the first requests add (about 1 GiB) come on top of the "
-                               "--gpu-memory-utilization budget, and together they exceeded the card",
-                         fix="lower --gpu-memory-utilization (tpfit plan MODEL --gpus ... plans the highest that leaves "
-                             "room for them) or add --enforce-eager (no CUDA graphs)", evidence=m.group(0))
+                         cause="CUDA ran out of memory serving the first requests, after vLLM had started: CUDA "
+                               "graphs, the CUDA context and what the first requests add (about 1 GiB) come on top of "
+                               "the --gpu-memory-utilization budget, and together they exceeded the card",
+                         fix="lower --gpu-memory-utilization (tpfit plan MODEL --gpus ... plans the highest that "
+                             "leaves room for them) or add --enforce-eager (no CUDA graphs)", evidence=m.group(0))
     return Diagnosis(kind="cuda_oom_sampler" if sampler else "cuda_oom",
                      cause="CUDA ran out of memory " + ("while warming up the sampler with max_num_seqs dummy requests"
                                                         if sampler else "during profiling or warm-up"),
@@ -265,8 +265,8 @@ other failures, each with what tpfit says about it."""
 
 
 KNOWN_FAILURES = ("TP vs heads / KV heads / vocab", "quantized shard alignment", "max_model_len vs KV cache or model",
-                  "no KV cache memory", "CUDA OOM (start-up or serving)", "world size", "GPU memory in use", "shared memory", "NCCL",
-                  "two ranks on one GPU",
+                  "no KV cache memory", "CUDA OOM (start-up or serving)", "world size", "GPU memory in use",
+                  "shared memory", "NCCL", "two ranks on one GPU",
                   "no GPU", "driver too old", "CPU head size", "TMPDIR too deep for vLLM's sockets",
                   "expert parallel without experts", "pipeline parallel unsupported", "GPU too old for the weights",
                   "DeepSeek-V4 with a 16-bit KV cache",
