@@ -156,6 +156,10 @@ def test_servers_in_other_branches_of_an_exec_are_one_start(tmp_path):
     report = check_deployment(read_deployment(worse.encode(), "b.sh"), gpus=Cluster.parse("1xH100"), load=load_real)
     shared = next(f for f in report.findings if f.kind is Kind.GPU_UTILIZATION)
     assert "add up to 1.05" in shared.message and "each of the 2 servers" in shared.fix
+    # a redirection is no background job: `2>&1` and `&>log` end the exec'd server's line as any word would
+    logged = BRANCHES.replace("--gpu-memory-utilization 0.45\nfi", "--gpu-memory-utilization 0.45 >serve.log 2>&1\nfi")
+    logged = logged.rstrip("\n") + " &>serve.log\n"
+    assert [u.alternative_of for u in read_deployment(logged.encode(), "b.sh").units] == [None, None, 1]
     # in the background or a subshell, exec ends nothing
     both = "(exec vllm serve Qwen/Qwen3-8B) &\nexec vllm serve Qwen/Qwen3-8B &\nvllm serve Qwen/Qwen3-8B\n"
     assert [u.alternative_of for u in read_deployment(both.encode(), "b.sh").units] == [None, None, None]

@@ -110,7 +110,7 @@ def scan(text: str) -> list[Token]:
             j = text.find("\n", i)
             i = n if j < 0 else j
             continue
-        op = next((o for o in OPERATORS if text.startswith(o, i)), None)
+        op = None if text.startswith("&>", i) else next((o for o in OPERATORS if text.startswith(o, i)), None)
         if op:
             out.append(Token(op, i, i + len(op), op=True))
             i += len(op)
@@ -150,7 +150,8 @@ def scan(text: str) -> list[Token]:
                 depth -= 1
                 i += 1
                 continue
-            if not depth and (c in " \t\r\n;&|()"):
+            if not depth and c in " \t\r\n;&|()" and not (c == "&" and (i == start or text[i - 1] in "<>")):
+                # `2>&1`, `>&2`, `&>log` are redirections, not a background job
                 break
             i += 1
         out.append(Token(text[start:min(i, n)], start, min(i, n)))
