@@ -221,3 +221,28 @@ def test_detected_h200s_plan_as_the_catalogs():
     assert printed["nvlink_pairs"] == [[0, 1]] and printed["gpu"]["nvlink"] is True
     # and without NVLink between them the same GPUs are the PCIe card's speeds: no NVLink bandwidth
     assert cluster_from_gpus(h.gpus).gpu.nvlink_bytes_per_s == 0
+
+
+def test_a_probe_that_does_not_finish_is_no_answer_not_a_failure():
+    """`doctor --probe --image vllm/vllm-openai:...` pulls a ~10 GB image on its first run: the probe had the 20 s of
+    every other command, then read as FAIL ('GPU container probe', exit 1) on a healthy host."""
+    from tpfit.live.doctor import exit_code, probe_finding
+    from tpfit.live.read_host import PROBE_TIMEOUT_S, TIMED_OUT, _run
+
+    assert PROBE_TIMEOUT_S >= 120
+    rc, said = _run(["sleep", "5"], timeout_s=0.2)
+    assert (rc, said) == (TIMED_OUT, "no answer in 0.2 s")
+    slow = probe_finding(None, f"{said}: docker may still be pulling x", image="vllm/vllm-openai:v0.33.0")
+    assert slow.status.value == "warn" and slow.fix.startswith("docker pull vllm/vllm-openai:v0.33.0")
+    assert exit_code([slow]) == 0 and exit_code([probe_finding(False, "no GPU")]) == 1
+
+
+def test_doctor_holds_the_nodes_to_the_image_it_is_given():
+    """`doctor --image vllm/vllm-openai:v0.19.0 --nodes ...` told every node to run v0.33.0 (the current release),
+    and sized the free-memory check by 0.33's default utilization instead of the image's release."""
+    from tests.inprocess import tpfit
+
+    out = tpfit("doctor", "--image", "vllm/vllm-openai:v0.19.0", "--nodes", "127.0.0.1,10.255.255.1", "--json")
+    found = {f["check"]: f for f in json.loads(out.stdout)["findings"]}
+    said = found["nodes.vllm"]["title"] + found["nodes.vllm"]["fix"]
+    assert "0.19.0" in said and "0.33" not in said, said

@@ -30,18 +30,21 @@ def doctor(
     from tpfit.live.read_host import read_host, run_probe
     from tpfit.vllm_facts import CUDA_PROBE_IMAGE, CURRENT_VLLM_VERSION, default_gpu_memory_utilization
 
+    from tpfit.deployment.containers import image_version
+
+    release = image_version(image) or CURRENT_VLLM_VERSION  # the image's vLLM: its default utilization, every node's
     host = read_host()
     findings = check_host(host, image=image, plan_gpus=plan_gpus, gpu_memory_utilization=gpu_memory_utilization
-                          or default_gpu_memory_utilization(CURRENT_VLLM_VERSION))
+                          or default_gpu_memory_utilization(release))
     if probe:
-        findings.append(probe_finding(*run_probe(image or CUDA_PROBE_IMAGE)))
+        findings.append(probe_finding(*run_probe(image or CUDA_PROBE_IMAGE), image=image or CUDA_PROBE_IMAGE))
     if nodes is not None:
         from tpfit.live import nodes as multi
 
         listed = multi.parse_nodes(nodes)
         findings += multi.check_nodes(listed, multi.read_nodes(listed, ray_port=ray_port, master_port=master_port),
                                       multi.local_addresses(), local_vllm=multi.local_vllm_version(),
-                                      expected_vllm=CURRENT_VLLM_VERSION)
+                                      expected_vllm=release)
     if as_json:
         typer.echo(json.dumps(report_dict(host, findings), indent=1))
     else:

@@ -201,8 +201,11 @@ def check_host(h: HostSnapshot, *, image: str | None = None,
             + check_container(h, image) + check_process(h, plan_gpus))
 
 
-def probe_finding(ok: bool, evidence: str) -> Finding:
-    """What `docker run --gpus all` of a tiny CUDA image showed (read_host.run_probe)."""
+def probe_finding(ok: bool | None, evidence: str, *, image: str = "") -> Finding:
+    """What `docker run --gpus all` of a CUDA image showed (read_host.run_probe); `ok` None: no answer in time."""
+    if ok is None:
+        return Finding(check="probe", status=WARN, title="GPU container probe did not finish", evidence=evidence,
+                       fix=f"docker pull {image}, then run tpfit doctor --probe again")
     return Finding(check="probe", status=OK if ok else FAIL, title="GPU container probe", evidence=evidence,
                    fix="" if ok else "see the docker and nvidia_runtime findings")
 

@@ -18,6 +18,7 @@ from tpfit.deploy.ray import MASTER_PORT, RAY_PORT
 from tpfit.errors import UsageError
 from tpfit.kinds import FindingStatus
 from tpfit.live.doctor import Finding
+from tpfit.vllm_facts import image_for
 
 CONNECT_TIMEOUT_S = 3.0
 """One TCP connect to the head; a firewall that drops packets shows as this timeout."""
@@ -135,7 +136,7 @@ def check_nodes(nodes: tuple[str, ...], probes: list[PortProbe], addresses: froz
     if local_vllm is None:
         out.append(Finding(check="nodes.vllm", status=warn, title="no vLLM installed on this host",
                            evidence="import vllm: not found (a container image brings its own)",
-                           fix=f"run the same image on every node (vllm/vllm-openai:v{expected_vllm})"))
+                           fix=f"run the same image on every node ({image_for(expected_vllm)})"))
     elif local_vllm.split("+")[0] != expected_vllm:
         out.append(Finding(check="nodes.vllm", status=fail, title=f"vLLM {local_vllm} here, {expected_vllm} planned",
                            evidence=f"this node's vLLM is {local_vllm}",

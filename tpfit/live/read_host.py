@@ -17,10 +17,18 @@ ENV_KEYS = ("CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES")
 COMMAND_TIMEOUT_S = 20
 
 
-def _run(argv: list[str]) -> tuple[int, str]:
+TIMED_OUT = 124
+"""_run's exit status for a command that did not end in time (as coreutils' `timeout` reports it)."""
+PROBE_TIMEOUT_S = 120
+"""The GPU container probe's limit: the first run of an image pulls it (a vLLM image is ~10 GB)."""
+
+
+def _run(argv: list[str], *, timeout_s: float = COMMAND_TIMEOUT_S) -> tuple[int, str]:
     try:
-        result = subprocess.run(argv, capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S)
-    except (OSError, subprocess.TimeoutExpired) as err:
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        return TIMED_OUT, f"no answer in {timeout_s:g} s"
+    except OSError as err:
         return 127, str(err)
     return result.returncode, result.stdout if result.returncode == 0 else (result.stderr or result.stdout)
 
@@ -116,7 +124,11 @@ def snapshot_from_files(folder: Path, **overrides) -> HostSnapshot:
     return HostSnapshot(**values)
 
 
-def run_probe(image: str) -> tuple[bool, str]:
-    """`docker run --rm --gpus all IMAGE nvidia-smi -L`: does a container see the GPUs?"""
-    rc, out = _run(["docker", "run", "--rm", "--gpus", "all", "--entrypoint", "nvidia-smi", image, "-L"])
+def run_probe(image: str, *, timeout_s: float = PROBE_TIMEOUT_S) -> tuple[bool | None, str]:
+    """`docker run --rm --gpus all IMAGE nvidia-smi -L`: does a container see the GPUs? None when it did not end in
+    `timeout_s` (docker may still be pulling the image: no answer, not a failure)."""
+    rc, out = _run(["docker", "run", "--rm", "--gpus", "all", "--entrypoint", "nvidia-smi", image, "-L"],
+                   timeout_s=timeout_s)
+    if rc == TIMED_OUT:
+        return None, f"{out}: docker may still be pulling {image}"
     return rc == 0, out.strip()[:500]
