@@ -285,6 +285,52 @@ def test_a_flag_without_its_value_is_an_error():
         assert report.exit_code == 1
 
 
+PROBED_ELSEWHERE = """apiVersion: apps/v1
+kind: Deployment
+metadata: {name: v}
+spec:
+  selector: {matchLabels: {app: v}}
+  template:
+    metadata: {labels: {app: v}}
+    spec:
+      containers:
+      - name: vllm
+        image: vllm/vllm-openai:v0.33.0
+        args: ["--model", "meta-llama/Llama-3.1-8B-Instruct", "--max-model-len", "8192", "--port", "9000"]
+        ports: [{containerPort: 9000, name: api}, {containerPort: 8000, name: http}]
+        resources: {limits: {nvidia.com/gpu: 1}}
+        volumeMounts: [{name: c, mountPath: /root/.cache/huggingface}]
+        startupProbe: {httpGet: {path: /health, port: http}, periodSeconds: 10, failureThreshold: 200}
+        readinessProbe: {httpGet: {path: /health, port: api}}
+        livenessProbe: {tcpSocket: {port: 8000}, periodSeconds: 10}
+      volumes: [{name: c, emptyDir: {}}]
+"""
+COMPOSE_HEALTH = """services:
+  vllm:
+    image: vllm/vllm-openai:v0.33.0
+    command: ["--model", "meta-llama/Llama-3.1-8B-Instruct", "--max-model-len", "8192"]
+    volumes: ["~/.cache/huggingface:/root/.cache/huggingface"]
+    healthcheck: {test: ["CMD", "curl", "-fsS", "http://localhost:PORT/health"], start_period: 1200s}
+    deploy: {resources: {reservations: {devices: [{driver: nvidia, count: 1, capabilities: [gpu]}]}}}
+"""
+
+
+def test_a_probe_on_another_port_than_the_server_is_an_error():
+    """Probes asking 8000 of a server started with --port 9000 (or a health check asking 8080 of the default 8000)
+    never get an answer: the pod restarts in a loop, the container stays unhealthy. check said nothing."""
+    report = check_deployment(read_deployment(PROBED_ELSEWHERE.encode(), "k8s.yaml"), gpus=Cluster.parse("1xH100"),
+                              load=load_real)
+    found = [f for f in report.findings if f.kind is Kind.PROBE_PORT]
+    assert [f.message for f in found] == [
+        "the startup and liveness probes ask port 8000; the server listens on 9000 (--port)"]  # `api` is 9000: fine
+    assert found[0].where.path.endswith("startupProbe") and report.exit_code == 1
+    for port, errors in (("8080", 1), ("8000", 0)):
+        text = COMPOSE_HEALTH.replace("PORT", port)
+        report = check_deployment(read_deployment(text.encode(), "compose.yaml"), gpus=Cluster.parse("1xH100"),
+                                  load=load_real)
+        assert len([f for f in report.findings if f.kind is Kind.PROBE_PORT]) == errors, report.findings
+
+
 def _docker(image: str) -> bytes:
     return (f"docker run --gpus all --ipc=host -v ~/.cache/huggingface:/root/.cache/huggingface {image} "
             "--model meta-llama/Llama-3.1-8B-Instruct --max-model-len 4096\n").encode()

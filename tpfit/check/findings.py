@@ -28,6 +28,7 @@ class Kind(str, Enum):
     SHARED_MEMORY = "shared-memory"
     PODMAN_IPC = "podman-compose-ipc"
     STARTUP_PROBE = "startup-probe"
+    PROBE_PORT = "probe-port"
     IMAGE = "image"
     SECRET = "plaintext-secret"
     HF_CACHE = "hf-cache"

@@ -297,6 +297,25 @@ def check_probes(unit: Unit, r: Resolved) -> list[Finding]:
     return []
 
 
+def check_probe_ports(unit: Unit) -> list[Finding]:
+    """Probes asking another port than the server's `--port` never get an answer: Kubernetes restarts the server
+    once they give up, compose marks it unhealthy for ever."""
+    port = _port(unit)
+    wrong = [p for p in unit.probes if p.port is not None and p.port != port]
+    if not wrong:
+        return []
+    if wrong[0].kind == "healthcheck":
+        what, then = "the health check asks", "marks the container unhealthy for ever"
+    else:
+        many = len(wrong) > 1
+        what = f"the {' and '.join(p.kind for p in wrong)} probe{'s ask' if many else ' asks'}"
+        then = "gets no answer: the pod restarts in a loop once it gives up (or never turns ready)"
+    return [_f(Kind.PROBE_PORT, Severity.ERROR, unit,
+               f"{what} port {wrong[0].port}; the server listens on {port}"
+               + (" (--port)" if unit.command.get("--port") is not None else " (vLLM's default)"), wrong[0].where,
+               vllm=then, fix=f"probe port {port}, or give the server --port {wrong[0].port}")]
+
+
 def _port(unit: Unit) -> int:
     a = unit.command.get("--port")
     try:

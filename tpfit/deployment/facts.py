@@ -116,6 +116,9 @@ class Probe:
     period_s: float
     failure_threshold: int
     where: Where
+    port: int | None = None
+    """The port it asks: an httpGet's or tcpSocket's (a named one through the container's ports), the port of a
+    healthcheck's localhost URL; None when it names none tpfit can read."""
 
     @property
     def budget_s(self) -> float:

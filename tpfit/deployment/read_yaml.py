@@ -150,7 +150,8 @@ def _probes(c, path: str) -> list[Probe]:
             try:
                 out.append(Probe(kind=kind, initial_delay_s=float(num["initialDelaySeconds"]),
                                  period_s=float(num["periodSeconds"]), failure_threshold=int(num["failureThreshold"]),
-                                 where=Where(line=_line(c, f"{kind}Probe"), path=f"{path}.{kind}Probe")))
+                                 where=Where(line=_line(c, f"{kind}Probe"), path=f"{path}.{kind}Probe"),
+                                 port=_probe_port(c, p)))
             except (TypeError, ValueError, OverflowError):  # OverflowError: int(.inf)
                 raise UsageError(f"{path}.{kind}Probe: periodSeconds, failureThreshold and initialDelaySeconds "
                                  "must be numbers") from None
@@ -158,6 +159,30 @@ def _probes(c, path: str) -> list[Probe]:
                 raise UsageError(f"{path}.{kind}Probe.periodSeconds {num['periodSeconds']!r}: must be at least 1 "
                                  "(seconds between probes)")
     return out
+
+
+def _probe_port(c, probe: dict) -> int | None:
+    """The port a Kubernetes probe asks: httpGet's or tcpSocket's, a named one (`http`) through the container's
+    `ports`; None for an exec probe or a name the container does not list."""
+    action = next((probe[k] for k in ("httpGet", "tcpSocket") if isinstance(probe.get(k), dict)), None)
+    port = action.get("port") if action is not None else None
+    if isinstance(port, str) and not port.isdigit():
+        port = next((p.get("containerPort") for p in _list(c.get("ports")) if isinstance(p, dict)
+                     and p.get("name") == port), None)
+    try:
+        return int(port) if port is not None and not isinstance(port, bool) else None
+    except (TypeError, ValueError):
+        return None
+
+
+_LOCAL_URL_PORT = re.compile(r"(?:localhost|127\.0\.0\.1|0\.0\.0\.0|\[::1\]):(\d{1,5})\b")
+
+
+def _healthcheck_port(test) -> int | None:
+    """The port of the local URL a compose healthcheck's test asks (`curl -f http://localhost:8000/health`)."""
+    text = " ".join(str(x) for x in test) if isinstance(test, list) else str(test or "")
+    m = _LOCAL_URL_PORT.search(text)
+    return int(m.group(1)) if m else None
 
 
 def _gpu_product(pod) -> str | None:
@@ -344,7 +369,8 @@ def _compose_unit(name: str, svc, path: str, runtime: Runtime) -> Unit | None:
             probes.append(Probe(kind="healthcheck", initial_delay_s=float(size_or_seconds(hc.get("start_period")) or 0),
                                 period_s=float(size_or_seconds(hc.get("interval")) or 30),
                                 failure_threshold=int(hc.get("retries", 3) or 3),
-                                where=Where(line=_line(svc, "healthcheck"), path=f"{path}.healthcheck")))
+                                where=Where(line=_line(svc, "healthcheck"), path=f"{path}.healthcheck"),
+                                port=_healthcheck_port(hc.get("test"))))
         except (TypeError, ValueError, OverflowError):
             raise UsageError(f"{path}.healthcheck: retries must be a number, interval and start_period durations "
                              "such as 30s") from None
