@@ -165,6 +165,14 @@ def test_cli_explain_stdin_and_unknown(tmp_path):
     assert r.returncode == 2 and "LOGFILE" in r.stderr
 
 
+def test_float16_refused_for_the_model_type_quoted_message():
+    from tpfit.core.vllm_messages import FLOAT16_UNSUPPORTED, FLOAT16_UNSUPPORTED_MODEL_TYPES
+
+    line = FLOAT16_UNSUPPORTED.format(model_type="gemma2", reason=FLOAT16_UNSUPPORTED_MODEL_TYPES["gemma2"])
+    (d,) = explain(f"(EngineCore pid=1) ValueError: {line}\n")
+    assert d.kind == "model_dtype" and "gemma2 (Numerical instability." in d.cause and "--dtype bfloat16" in d.fix
+
+
 def test_gpus_without_a_model_is_refused_not_dropped():
     """`explain LOG --gpus 2xH100` gave the fix without the planner's figures and said nothing of --gpus (it is
     read only with --model); its help said it defaults to this host's GPUs (NVML), where explain assumes 8xH100."""

@@ -360,3 +360,34 @@ def test_a_release_vllm_never_published_is_refused(given, releases):
     for fine in ("0.7.3", "0.8.5.post1", "0.33.1", "0.26"):
         assert tpfit("plan", "llama-3.1-8b", "--gpus", "1xH100", "--context", "4096", "--vllm-version",
                      fine).returncode == 0, fine
+
+
+@pytest.mark.parametrize(("args", "version", "dtype", "needle"), [
+    # vLLM refuses float16 for Gemma 2 from 0.9.1 (_check_valid_dtype); 0.9.0 had no such rule
+    (("gemma-2-9b", "--gpus", "1xH100", "--dtype", "float16"), "0.33.0", "float16",
+     "gemma2 does not compute in float16 in vLLM"),
+    (("gemma-2-9b", "--gpus", "1xH100", "--dtype", "float16"), "0.9.0", "float16", "fits as TP1 PP1"),
+    # no bfloat16 on a V100: auto falls back to float32 for Gemma 2 (float16 is refused for it), float16 for the rest
+    (("gemma-2-9b", "--gpus", "4xV100"), "0.33.0", "float32", "does not fit in float32"),
+    (("llama-3.1-8b", "--gpus", "4xV100"), "0.9.1", "float16", "fits as "),
+    # before 0.9.1 --dtype auto kept the checkpoint's bfloat16, which vLLM refuses below compute capability 8.0
+    (("llama-3.1-8b", "--gpus", "4xV100"), "0.8.5", "bfloat16",
+     "bfloat16 needs compute capability 8.0, Tesla V100 16GB (SXM2 / PCIe) has 7.0; use --dtype half (vLLM before "
+     "0.9.1 keeps bfloat16 under --dtype auto)"),
+])
+def test_the_dtype_vllm_serves_is_each_releases(args, version, dtype, needle):
+    """Gemma 2 with --dtype float16 was planned (vLLM 0.9.1 and later refuse it: 'The model type 'gemma2' does not
+    support float16'); on a V100 under --dtype auto it was planned in float16 where vLLM falls back to float32, and
+    bfloat16 checkpoints in float16 for releases before 0.9.1, which keep bfloat16 and refuse it (the 0.9.0, 0.9.1 and
+    0.33 wheels' config `_resolve_auto_dtype`, `_FLOAT16_NOT_SUPPORTED_MODELS`; 0.8.5's worker)."""
+    import json
+
+    from tests.inprocess import tpfit
+
+    run = tpfit("plan", *args, "--context", "4096", "--vllm-version", version, "--json")
+    doc = json.loads(run.stdout)
+    assert doc["model"]["dtype"] == dtype and needle in doc["summary"], (doc["model"]["dtype"], doc["summary"])
+    if "does not compute in float16" in needle:
+        (reason,) = {r["vllm_error"] for c in doc["candidates"] for r in c["reasons"]}
+        assert reason == ("The model type 'gemma2' does not support float16. Reason: Numerical instability. Please "
+                          "use bfloat16 or float32 instead.")

@@ -19,7 +19,8 @@ from tpfit.live.explain import RULES, explain
 
 SAMPLE = {"supported": [-1, 32, 64, 128], "device": "", "max_len_key": "max_position_embeddings",
           "model_max_length": None, "method": "fp8", "derived": 2048.0, "free_gib": 37.68, "total_gib": 79.18,
-          "gpu_memory_utilization": 0.92, "requested_gib": 72.84, "needed_gib": 1.07, "available_gib": 0.5}
+          "gpu_memory_utilization": 0.92, "requested_gib": 72.84, "needed_gib": 1.07, "available_gib": 0.5,
+          "reason": "Numerical instability. Please use bfloat16 or float32 instead.", "model_type": "gemma2"}
 
 
 def fields(message: VllmMessage) -> list[str]:

@@ -134,6 +134,10 @@ class Semantics(Struct, frozen=True, kw_only=True):
     """The "estimated maximum model length" leaves the null block out (newer)."""
     three_batch_tiers: bool
     """Batch defaults have a >=160 GiB tier (B200) besides the >=70 GiB one."""
+    dtype_auto_fallback: bool = False
+    """Under `--dtype auto` a dtype the GPU lacks falls back (float16, or float32 for FLOAT16_UNSUPPORTED_MODEL_TYPES)
+    and an explicit float16 of those types is refused (from 0.9.1: `_resolve_auto_dtype`, `_check_valid_dtype`);
+    before, vLLM kept the checkpoint's bfloat16 and refused it below compute capability 8.0."""
     yarn_rescales_max_len: bool = False
     """The derived max_model_len multiplies a YaRN rope_scaling factor in (before 0.30: ModelSpec
     .max_model_len_before_0_30)."""
@@ -246,6 +250,8 @@ def semantics_for(version: str) -> Semantics:
       utilization 0.90. 0.6.4 measures torch's allocated peak plus non-torch memory instead of free memory, and
       0.6.5 on `memory_profiling` (the 0.6.4 / 0.6.5 wheels' worker.py): the same terms, the allocator's cache
       no longer counted.
+    - 0.9.1: `--dtype auto` falls back from a dtype the GPU lacks, and refuses float16 for some model types (the
+      0.9.0 and 0.9.1 wheels' config.py `_resolve_auto_dtype`, `_FLOAT16_NOT_SUPPORTED_MODELS`).
     - 0.30: the derived max_model_len no longer multiplies a YaRN rope_scaling factor in (the 0.29.0 and 0.30.0
       wheels' config/model.py `_get_and_verify_max_len`; 0.6.0 to 0.29 reset "yarn" to
       original_max_position_embeddings x factor).
@@ -261,6 +267,7 @@ def semantics_for(version: str) -> Semantics:
         requested_ceil=v >= (0, 20, 0),
         estimate_deducts_null_block=v >= (0, 20, 0),
         three_batch_tiers=v >= (0, 20, 0),
+        dtype_auto_fallback=v >= (0, 9, 1),
         yarn_rescales_max_len=v < (0, 30, 0),
         engine_v0=v < (0, 8, 0),
     )

@@ -18,7 +18,7 @@ from tpfit.core.memory_model import MemoryModel
 from tpfit.core.perf import GpuSpeed, Speed, SpeedWorkload, make_gpu_speed, make_speed
 from tpfit.core.rank import pick_best
 from tpfit.core.rules import layout_checker
-from tpfit.core.vllm_messages import QUANT_METHOD_MISMATCH, Violation
+from tpfit.core.vllm_messages import FLOAT16_UNSUPPORTED_MODEL_TYPES, QUANT_METHOD_MISMATCH, Violation
 from tpfit.core.weights import group_weights, total_param_count
 from tpfit.codec import decode, encode
 from tpfit.errors import DocumentError, UsageError
@@ -166,15 +166,23 @@ def resolve_model(model: ModelSpec, engine: EngineArgs, cluster: Cluster | None 
     """The model as the engine will load it: its release's derived maximum length, `--dtype` and online
     `--quantization` applied.
 
-    Under `--dtype auto` a bfloat16 checkpoint on an NVIDIA GPU below compute capability 8.0 is served in
-    float16, with vLLM's warning (`_resolve_auto_dtype`: "Your device ... doesn't support torch.bfloat16.
-    Falling back to torch.float16 for compatibility."); an explicit `--dtype bfloat16` is refused by a rule.
+    Under `--dtype auto` (from vLLM 0.9.1) a bfloat16 checkpoint on an NVIDIA GPU below compute capability 8.0 is
+    served in float16, with vLLM's warning (`_resolve_auto_dtype`: "Your device ... doesn't support torch.bfloat16.
+    Falling back to torch.float16 for compatibility."), or float32 for the model types vLLM refuses float16 for
+    (FLOAT16_UNSUPPORTED_MODEL_TYPES), as a float16 checkpoint of those types is served in bfloat16 (float32 without
+    it); before 0.9.1, and for an explicit `--dtype`, a rule refuses what the GPU or model type does not take.
     """
     cc = cluster.gpu.compute_capability if cluster is not None and cluster.gpu.vendor == "NVIDIA" else None
-    if engine.dtype is ModelDtype.AUTO and model.dtype == "bfloat16" and cc is not None and cc < 8.0:
-        note = (f"{cluster.gpu.name} (compute capability {cc}) has no bfloat16: vLLM serves this bfloat16 "
-                "checkpoint in float16 under --dtype auto, as planned here")
-        return resolve_model(replace(model, dtype="float16", notes=(*model.notes, note)), engine)
+    if engine.dtype is ModelDtype.AUTO and cc is not None and semantics_for(engine.vllm_version).dtype_auto_fallback:
+        no_fp16 = model.model_type in FLOAT16_UNSUPPORTED_MODEL_TYPES
+        lacks = "bfloat16" if model.dtype == "bfloat16" and cc < 8.0 else "float16" if model.dtype == "float16" \
+            and no_fp16 else None
+        if lacks is not None:
+            served = "bfloat16" if cc >= 8.0 else "float32" if no_fp16 else "float16"
+            why = (f"{cluster.gpu.name} (compute capability {cc}) has no bfloat16" if lacks == "bfloat16" else
+                   f"vLLM refuses float16 for {model.model_type}")
+            note = f"{why}: vLLM serves this {model.dtype} checkpoint in {served} under --dtype auto, as planned here"
+            return resolve_model(replace(model, dtype=served, notes=(*model.notes, note)), engine)
     if model.max_model_len_before_0_30 and semantics_for(engine.vllm_version).yarn_rescales_max_len:
         model = replace(model, max_model_len=model.max_model_len_before_0_30, max_model_len_before_0_30=0)
     if engine.dtype is not ModelDtype.AUTO and engine.dtype.canonical != model.dtype:

@@ -15,17 +15,18 @@ from typing import NamedTuple
 
 from msgspec import Struct
 
-from tpfit.core.engine import EngineArgs
+from tpfit.core.engine import EngineArgs, semantics_for
 from tpfit.core.layout import Layout, shard_of
 from tpfit.core.weights import by_identity, distinct_layers, padded_vocab
 from tpfit.hardware.cluster import Cluster
 from tpfit.core.vllm_messages import (
-    BF16_CAPABILITY, DSV4_KV_CACHE_DTYPE, EP_WITHOUT_EXPERTS, FP8_BLOCK_K, FP8_MOE_BLOCK_N, HEADS_NOT_DIVISIBLE,
+    BF16_CAPABILITY, DSV4_KV_CACHE_DTYPE, EP_WITHOUT_EXPERTS, FLOAT16_UNSUPPORTED, FLOAT16_UNSUPPORTED_MODEL_TYPES,
+    FP8_BLOCK_K, FP8_MOE_BLOCK_N, HEADS_NOT_DIVISIBLE,
     MARLIN_GROUP_SIZE,
     MAX_LEN_ABOVE_DERIVED, NOT_DIVISIBLE, PP_NOT_SUPPORTED, PP_STAGE_WITHOUT_LAYERS, QUANT_CAPABILITY,
     QUANT_DTYPE, QUANT_INPUT_NOT_ALIGNED, QUANT_OUTPUT_NOT_ALIGNED, WORLD_SIZE_ABOVE_GPUS, Violation, VllmMessage,
 )
-from tpfit.kinds import KvCacheDtype, MlpKind
+from tpfit.kinds import KvCacheDtype, MlpKind, ModelDtype
 from tpfit.model.spec import LayerSpec, ModelSpec
 
 MARLIN_GROUP_SIZES = (-1, 32, 64, 128)
@@ -305,12 +306,29 @@ def check_gpu_support(spec: ModelSpec, cluster: Cluster, engine: EngineArgs) -> 
             rule="quant_gpu_capability", detail=f"{method} needs compute capability {need}, {cluster.gpu.name} has {cc}",
             vllm_error=QUANT_CAPABILITY.format(method=method, minimum=int(need * 10), current=int(cc * 10)),
             fix=QUANT_CAPABILITY.fix))
-    if spec.dtype == "bfloat16" and cc < 8.0:  # only an explicit --dtype bfloat16 gets here (plan.resolve_model)
+    if spec.dtype == "bfloat16" and cc < 8.0:  # an explicit --dtype bfloat16, or auto before 0.9.1 (resolve_model)
+        if not semantics_for(engine.vllm_version).dtype_auto_fallback:
+            fix = "use --dtype half" + (" (vLLM before 0.9.1 keeps bfloat16 under --dtype auto)"
+                                        if engine.dtype is ModelDtype.AUTO else "")
+        elif spec.model_type in FLOAT16_UNSUPPORTED_MODEL_TYPES:
+            fix = (f"use --dtype float32 (or --dtype auto, which vLLM turns into float32 here: it refuses float16 for "
+                   f"{spec.model_type})")
+        else:
+            fix = BF16_CAPABILITY.fix
         out.append(Violation(
             rule="bf16_gpu_capability", detail=f"bfloat16 needs compute capability 8.0, {cluster.gpu.name} has {cc}",
-            vllm_error=BF16_CAPABILITY.format(gpu_name=cluster.gpu.name, capability=cc),
-            fix=BF16_CAPABILITY.fix))
+            vllm_error=BF16_CAPABILITY.format(gpu_name=cluster.gpu.name, capability=cc), fix=fix))
     return out
+
+
+def check_model_dtype(spec: ModelSpec, engine: EngineArgs) -> list[Violation]:
+    """`_check_valid_dtype` (0.9.1 to 0.33): float16 given for a model type vLLM refuses it for (Gemma 2)."""
+    reason = FLOAT16_UNSUPPORTED_MODEL_TYPES.get(spec.model_type)
+    if reason is None or spec.dtype != "float16" or not semantics_for(engine.vllm_version).dtype_auto_fallback:
+        return []
+    return [Violation(rule="model_dtype", detail=f"{spec.model_type} does not compute in float16 in vLLM",
+                      vllm_error=FLOAT16_UNSUPPORTED.format(model_type=spec.model_type, reason=reason),
+                      fix=FLOAT16_UNSUPPORTED.fix)]
 
 
 def check_kv_cache_dtype(spec: ModelSpec, cluster: Cluster, engine: EngineArgs) -> list[Violation]:
@@ -378,6 +396,7 @@ def model_wide_violations(spec: ModelSpec, cluster: Cluster, engine: EngineArgs)
     """The checks no layout changes (the GPU, the KV-cache dtype, --max-model-len), after the layout rules: one
     list for `check_layout` and `layout_checker`."""
     return (*check_gpu_support(spec, cluster, engine), *check_quant_dtype(spec, engine),
+            *check_model_dtype(spec, engine),
             *check_kv_cache_dtype(spec, cluster, engine), *check_max_model_len(spec, engine))
 
 

@@ -9,7 +9,8 @@ from dataclasses import asdict, dataclass
 
 from tpfit.core.startup import startable_utilization
 from tpfit.core.vllm_messages import (
-    BATCH_BELOW_MAX_NUM_SEQS, BF16_CAPABILITY, DSV4_KV_CACHE_DTYPE, EP_WITHOUT_EXPERTS, FP8_BLOCK_K, FP8_BLOCK_N,
+    BATCH_BELOW_MAX_NUM_SEQS, BF16_CAPABILITY, DSV4_KV_CACHE_DTYPE, EP_WITHOUT_EXPERTS, FLOAT16_UNSUPPORTED,
+    FP8_BLOCK_K, FP8_BLOCK_N,
     FP8_MOE_BLOCK_N, FREE_MEMORY_BELOW_REQUEST,
     HEADS_NOT_DIVISIBLE, KV_CACHE_BELOW_MAX_LEN, MARLIN_GROUP_SIZE, MARLIN_GROUP_SPLIT, MARLIN_MIN_THREAD_K,
     MARLIN_MIN_THREAD_N, MAX_LEN_ABOVE_DERIVED, NOT_DIVISIBLE, NO_KV_CACHE_MEMORY, PP_NOT_SUPPORTED,
@@ -218,6 +219,8 @@ RULES: tuple[tuple[VllmMessage | LogSignature, Diagnose], ...] = (
     (QUANT_CAPABILITY, _capability),
     (QUANT_DTYPE, Worded("quant_dtype",
                          "{method} weights do not compute in {dtype} (vLLM takes {supported})", QUANT_DTYPE.fix)),
+    (FLOAT16_UNSUPPORTED, Worded("model_dtype", "vLLM refuses float16 for {model_type} ({reason})",
+                                 FLOAT16_UNSUPPORTED.fix)),
     (BF16_CAPABILITY, Worded("gpu_capability_bf16", "the GPU has no bfloat16 (compute capability below 8.0)",
                              BF16_CAPABILITY.fix)),
     (DSV4_KV_CACHE_DTYPE, Worded("kv_cache_dtype",
