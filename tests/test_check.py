@@ -331,6 +331,28 @@ def test_a_probe_on_another_port_than_the_server_is_an_error():
         assert len([f for f in report.findings if f.kind is Kind.PROBE_PORT]) == errors, report.findings
 
 
+@pytest.mark.parametrize("publish,errors", [("-p 8000:8000", 1), ("-p 127.0.0.1:9000:9000/tcp", 0),
+                                            ('-p "$P:$P"', 0), ("-p 8000:8000 --network host", 0),
+                                            ("-p 8000-8010:8000-8010", 1), ("", 0)])
+def test_a_published_port_the_server_does_not_listen_on_is_an_error(publish, errors):
+    """`docker run -p 8000:8000 ... --port 9000` maps the host's 8000 to a port nothing listens on: the server starts
+    and no client outside reaches it. check said nothing."""
+    line = (f"docker run --gpus all --ipc=host {publish} -v ~/.cache/huggingface:/root/.cache/huggingface "
+            "vllm/vllm-openai:v0.33.0 --model meta-llama/Llama-3.1-8B-Instruct --max-model-len 4096 --port 9000\n")
+    report = check_deployment(read_deployment(line.encode(), "run.sh"), gpus=Cluster.parse("1xH100"), load=load_real)
+    found = [f for f in report.findings if f.kind is Kind.PROBE_PORT]
+    assert len(found) == errors, report.findings
+    if errors:
+        assert "the server listens on 9000 (--port)" in found[0].message and "-p 9000:9000" in found[0].fix
+    compose = COMPOSE_HEALTH.replace("PORT", "9000").replace('"--max-model-len", "8192"]',
+                                                             '"--max-model-len", "8192", "--port", "9000"]')
+    for ports, errors in (('ports: [{target: 9000, published: 80}]', 0), ('ports: ["80:8000"]', 1)):
+        text = compose.replace("    volumes:", f"    {ports}\n    volumes:")
+        report = check_deployment(read_deployment(text.encode(), "c.yaml"), gpus=Cluster.parse("1xH100"),
+                                  load=load_real)
+        assert len([f for f in report.findings if f.kind is Kind.PROBE_PORT]) == errors, (ports, report.findings)
+
+
 def _docker(image: str) -> bytes:
     return (f"docker run --gpus all --ipc=host -v ~/.cache/huggingface:/root/.cache/huggingface {image} "
             "--model meta-llama/Llama-3.1-8B-Instruct --max-model-len 4096\n").encode()

@@ -316,6 +316,22 @@ def check_probe_ports(unit: Unit) -> list[Finding]:
                vllm=then, fix=f"probe port {port}, or give the server --port {wrong[0].port}")]
 
 
+def check_published_port(unit: Unit) -> list[Finding]:
+    """A container that publishes ports, none of them the server's, is unreachable from outside: `-p 8000:8000`
+    beside `--port 9000` maps the host's 8000 to a port nothing listens on."""
+    port = _port(unit)
+    if unit.published is None or not unit.published or port in unit.published:
+        return []
+    shown = ", ".join(map(str, unit.published[:4])) + (", ..." if len(unit.published) > 4 else "")
+    return [_f(Kind.PROBE_PORT, Severity.ERROR, unit,
+               f"publishes container port{'s' if len(unit.published) > 1 else ''} {shown}; the server listens on "
+               f"{port}" + (" (--port)" if unit.command.get("--port") is not None else " (vLLM's default)"),
+               unit.where, vllm="starts, and answers no request from outside the container (connection refused or "
+                                "reset)",
+               fix=f"publish {port} (-p {port}:{port}; compose: ports: [\"{port}:{port}\"]), or give the server --port "
+                   f"{unit.published[0]}")]
+
+
 def _port(unit: Unit) -> int:
     a = unit.command.get("--port")
     try:

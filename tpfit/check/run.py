@@ -12,8 +12,8 @@ import msgspec
 from tpfit.check.findings import Finding, Kind, Severity
 from tpfit.check.rules import (
     Resolved, check_engine_flags, check_flags, check_gpu_count, check_hf_cache, check_image, check_layout_and_memory,
-    check_line_endings, check_model_mount, check_probe_ports, check_probes, check_secrets, check_server,
-    check_shared_gpus, check_shared_memory, is_run_time,
+    check_line_endings, check_model_mount, check_probe_ports, check_probes, check_published_port, check_secrets,
+    check_server, check_shared_gpus, check_shared_memory, is_run_time,
 )
 from tpfit.core.engine import MODELLED_VLLM_VERSIONS, EngineArgs, outside_modelled
 from tpfit.kinds import KvCacheDtype, ModelDtype
@@ -268,6 +268,7 @@ def check_deployment(dep: DeploymentFile, *, gpus: Cluster | None = None, load: 
         findings += check_shared_memory(unit, r)
         findings += check_probes(unit, r)
         findings += check_probe_ports(unit)
+        findings += check_published_port(unit)
         findings += check_image(unit, r)
         findings += check_secrets(unit)
         findings += check_hf_cache(unit)

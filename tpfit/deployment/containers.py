@@ -101,6 +101,16 @@ def mount_fields(value: str) -> dict[str, str]:
     return dict(p.split("=", 1) for p in row if "=" in p)
 
 
+def container_ports(spec: str) -> tuple[int, ...]:
+    """The container ports of a `-p` / compose short port spec: `8000:8000`, `127.0.0.1:8080:8000`, `8000`,
+    `8000-8001:8000-8001/tcp`; () for a variable or what is not a port."""
+    target = spec.rsplit("/", 1)[0].rsplit(":", 1)[-1]
+    low, _, high = target.partition("-")
+    if not low.isdigit() or (high and not high.isdigit()):
+        return ()
+    return tuple(range(int(low), int(high or low) + 1)) if int(high or low) - int(low) < 1024 else (int(low),)
+
+
 def size_or_none(text: str | None) -> int | None:
     if text is None:
         return None
@@ -116,6 +126,8 @@ def read_run(words: list[Word], runtime: Runtime, variables: dict[str, str]) -> 
     mounts: list[str] = []
     gpus, gpu_ids, gpus_where, ipc_host, shm = None, (), Where(), False, None
     entrypoint: str | None = None
+    published: list[int] | None = None
+    host_network = False
     i = 0
     while i < len(words) and words[i].text.startswith("-") and words[i].text != "-":
         w = words[i]
@@ -155,6 +167,12 @@ def read_run(words: list[Word], runtime: Runtime, variables: dict[str, str]) -> 
                 ipc_host = ipc_host or fields.get("type") == "bind"
         elif opt == "--entrypoint":
             entrypoint = value
+        elif opt in ("-p", "--publish"):
+            found = container_ports(value)
+            host_network = host_network or not found  # a port set when it runs ($PORT): not known here
+            published = (published or []) + list(found)
+        elif opt in ("--network", "--net") and value == "host":
+            host_network = True  # the host's network: every port of the container is the host's
     if i >= len(words):
         return None
     image_word = words[i]
@@ -169,7 +187,7 @@ def read_run(words: list[Word], runtime: Runtime, variables: dict[str, str]) -> 
     return Unit(name=image, runtime=runtime, command=command, where=words[0].where, image=image,
                 image_where=image_word.where, gpus=gpus, gpus_where=gpus_where, ipc_host=ipc_host or volume_shm,
                 shm_bytes=shm, env=tuple(env), mounts=tuple(m for m in mounts if m), gpu_ids=gpu_ids,
-                handle=image_word)
+                published=None if host_network or published is None else tuple(published), handle=image_word)
 
 
 def _server_in(rest: list[Word], entrypoint: str | None, image_word: Word, vllm_image: bool, table,

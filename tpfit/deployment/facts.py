@@ -150,6 +150,9 @@ class Unit:
     mounts: tuple[str, ...] = ()
     """Container paths with a volume mounted."""
     probes: tuple[Probe, ...] = ()
+    published: tuple[int, ...] | None = None
+    """Container ports published to the host (`-p HOST:CONTAINER`, compose `ports`); None when the file publishes
+    none or shares the host's network (`--network host`), where the server's own port is reached directly."""
     gpu_ids: tuple[str, ...] = ()
     """Host GPU ids given to the container (compose `device_ids`, docker `device=0,1`)."""
     alternative_of: int | None = None

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from tpfit.vllm_facts import CURRENT_VLLM_VERSION
 from tpfit.deployment.argv import parse_args, server_start, strip_prefixes
-from tpfit.deployment.containers import image_version, is_vllm_image, size_or_none, volume_target
+from tpfit.deployment.containers import container_ports, image_version, is_vllm_image, size_or_none, volume_target
 from tpfit.limits import MAX_NODES
 from tpfit.deployment.facts import DeploymentFile, EnvVar, Format, Probe, Runtime, Unit, VllmCommand, Where, Word
 from tpfit.deployment.flags import flag_table
@@ -362,6 +362,18 @@ def _compose_unit(name: str, svc, path: str, runtime: Runtime) -> Unit | None:
             mounts.append(volume_target(v))
         elif isinstance(v, dict):
             mounts.append(str(v.get("target", "")))
+    published: list[int] | None = None
+    for port in _list(svc.get("ports")):
+        if isinstance(port, dict):  # the long syntax: {target: 8000, published: 8000}
+            target = port.get("target")
+            found = (int(target),) if isinstance(target, int) or str(target).isdigit() else ()
+        else:
+            found = container_ports(str(port))
+        published = (published or []) + list(found) if found else None  # a variable ($PORT): not known here
+        if published is None:
+            break
+    if svc.get("network_mode") == "host":
+        published = None
     probes = []
     hc = svc.get("healthcheck")
     if isinstance(hc, dict):
@@ -378,6 +390,7 @@ def _compose_unit(name: str, svc, path: str, runtime: Runtime) -> Unit | None:
                                                                            path=path),
                 image=image, image_where=Where(line=_line(svc, "image"), path=f"{path}.image") if image else Where(),
                 gpus=gpus, gpus_where=gpus_where, ipc_host=svc.get("ipc") == "host",
+                published=None if published is None else tuple(published),
                 shm_bytes=size_or_none(_scalar(svc.get("shm_size"))), env=tuple(env),
                 mounts=tuple(m for m in mounts if m), probes=tuple(probes), gpu_ids=ids, handle=(svc, path))
 

@@ -19,7 +19,7 @@ RULE_HELP = {
     Kind.SHARED_MEMORY: "Multi-GPU vLLM needs /dev/shm larger than a container's 64 MB default.",
     Kind.PODMAN_IPC: "podman-compose ignores ipc: host.",
     Kind.STARTUP_PROBE: "A probe that kills the server before the model has loaded.",
-    Kind.PROBE_PORT: "A probe or health check that asks a port the server does not listen on.",
+    Kind.PROBE_PORT: "A probe, health check or published port that is not the port the server listens on.",
     Kind.IMAGE: "The image tag: pinned, and built for a CUDA the host driver runs.",
     Kind.SECRET: "A token or key written into the file.",
     Kind.HF_CACHE: "No Hugging Face cache volume: the model is downloaded at every start.",
