@@ -160,6 +160,9 @@ def test_servers_in_other_branches_of_an_exec_are_one_start(tmp_path):
     logged = BRANCHES.replace("--gpu-memory-utilization 0.45\nfi", "--gpu-memory-utilization 0.45 >serve.log 2>&1\nfi")
     logged = logged.rstrip("\n") + " &>serve.log\n"
     assert [u.alternative_of for u in read_deployment(logged.encode(), "b.sh").units] == [None, None, 1]
+    # `NAME=value exec ...` is an exec too
+    env_first = "if [ -n \"$A\" ]; then\n  CUDA_VISIBLE_DEVICES=0 exec vllm serve Qwen/Qwen3-8B\nfi\nvllm serve Qwen/Qwen3-8B\n"
+    assert [u.alternative_of for u in read_deployment(env_first.encode(), "b.sh").units] == [None, 0]
     # in the background or a subshell, exec ends nothing
     both = "(exec vllm serve Qwen/Qwen3-8B) &\nexec vllm serve Qwen/Qwen3-8B &\nvllm serve Qwen/Qwen3-8B\n"
     assert [u.alternative_of for u in read_deployment(both.encode(), "b.sh").units] == [None, None, None]

@@ -191,7 +191,7 @@ def script_commands(store: TextStore) -> tuple[list[list[Word]], frozenset[int]]
         if words:
             texts = [w.text for w in words]
             depth += texts[0] == "{"
-            first = next((x for x in texts if x not in RESERVED_WORDS), "")
+            first = next((x for x in texts if x not in RESERVED_WORDS and not is_assignment(x)), "")
             if first == "exec" and len(texts) > 1 and not depth and before != "|" and t.raw not in ("&", "|"):
                 ends.add(len(cmds))
             depth -= texts[0] == "}" and depth > 0
