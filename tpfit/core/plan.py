@@ -173,11 +173,11 @@ def resolve_model(model: ModelSpec, engine: EngineArgs, cluster: Cluster | None 
     it); before 0.9.1, and for an explicit `--dtype`, a rule refuses what the GPU or model type does not take.
     """
     cc = cluster.gpu.compute_capability if cluster is not None and cluster.gpu.vendor == "NVIDIA" else None
-    if engine.dtype is ModelDtype.AUTO and cc is not None and semantics_for(engine.vllm_version).dtype_auto_fallback:
+    if engine.dtype is ModelDtype.AUTO and cc is not None:
         no_fp16 = model.model_type in FLOAT16_UNSUPPORTED_MODEL_TYPES
         lacks = "bfloat16" if model.dtype == "bfloat16" and cc < 8.0 else "float16" if model.dtype == "float16" \
             and no_fp16 else None
-        if lacks is not None:
+        if lacks is not None and semantics_for(engine.vllm_version).dtype_auto_fallback:
             served = "bfloat16" if cc >= 8.0 else "float32" if no_fp16 else "float16"
             why = (f"{cluster.gpu.name} (compute capability {cc}) has no bfloat16" if lacks == "bfloat16" else
                    f"vLLM refuses float16 for {model.model_type}")
