@@ -391,3 +391,19 @@ def test_the_dtype_vllm_serves_is_each_releases(args, version, dtype, needle):
         (reason,) = {r["vllm_error"] for c in doc["candidates"] for r in c["reasons"]}
         assert reason == ("The model type 'gemma2' does not support float16. Reason: Numerical instability. Please "
                           "use bfloat16 or float32 instead.")
+
+
+def test_a_float32_checkpoint_is_served_in_float16_before_0_9_1():
+    """vLLM up to 0.9.0 casts a float32 checkpoint to float16 under --dtype auto ("Following common practice"; 0.6.0
+    and 0.9.0 config.py), 0.9.1 to bfloat16 where the GPU has it: the tiny test model's float32 config on a V100."""
+    import json
+
+    from tests.conftest import ROOT
+    from tests.inprocess import tpfit
+
+    tiny = str(ROOT / "tests" / "data" / "tiny-llama-config")
+    for version, gpus, dtype in (("0.8.5", "1xV100", "float16"), ("0.8.5", "1xH100", "float16"),
+                                 ("0.33.0", "1xV100", "float16"), ("0.33.0", "1xH100", "bfloat16")):
+        run = tpfit("plan", tiny, "--gpus", gpus, "--vllm-version", version, "--json")
+        doc = json.loads(run.stdout)
+        assert run.returncode == 0 and doc["model"]["dtype"] == dtype, (version, gpus, doc["summary"])

@@ -173,6 +173,10 @@ def resolve_model(model: ModelSpec, engine: EngineArgs, cluster: Cluster | None 
     it); before 0.9.1, and for an explicit `--dtype`, a rule refuses what the GPU or model type does not take.
     """
     cc = cluster.gpu.compute_capability if cluster is not None and cluster.gpu.vendor == "NVIDIA" else None
+    if model.checkpoint_float32 and engine.dtype is ModelDtype.AUTO and model.model_type != "gemma2" \
+            and not semantics_for(engine.vllm_version).dtype_auto_fallback:
+        # 0.6.0 to 0.9.0: "Following common practice, we use float16 for float32 models" (Gemma 2: bfloat16)
+        model = replace(model, dtype="float16", checkpoint_float32=False)
     if engine.dtype is ModelDtype.AUTO and cc is not None:
         no_fp16 = model.model_type in FLOAT16_UNSUPPORTED_MODEL_TYPES
         lacks = "bfloat16" if model.dtype == "bfloat16" and cc < 8.0 else "float16" if model.dtype == "float16" \

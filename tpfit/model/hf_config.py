@@ -19,10 +19,16 @@ _MAX_LEN_KEYS = (
 # Rope types whose factor is *not* multiplied into the derived maximum.
 _ROPE_NO_SCALE = {"su", "longrope", "llama3", "yarn", "deepseek_yarn", "deepseek_llama_scaling", "mrope", "default"}
 
+def config_dtype(cfg: dict, outer: dict) -> str:
+    """The checkpoint's dtype as its config names it ("" where it names none)."""
+    dtype = cfg.get("torch_dtype") or cfg.get("dtype") or outer.get("torch_dtype") or outer.get("dtype") or ""
+    return str(dtype).replace("torch.", "")
+
+
 def served_dtype(cfg: dict, outer: dict) -> str:
-    """The dtype vLLM serves under `--dtype auto`: fp32 checkpoints are served in bf16."""
-    dtype = cfg.get("torch_dtype") or cfg.get("dtype") or outer.get("torch_dtype") or outer.get("dtype") or "bfloat16"
-    dtype = str(dtype).replace("torch.", "")
+    """The dtype vLLM serves under `--dtype auto` (from 0.9.1; resolve_model has the older rule): fp32 checkpoints
+    are served in bf16."""
+    dtype = config_dtype(cfg, outer) or "bfloat16"
     return "bfloat16" if dtype == "float32" else dtype
 
 
@@ -88,6 +94,7 @@ def make_spec(config: dict, *, model_id: str, sidecar: dict | None = None, sourc
         architecture=str((outer.get("architectures") or [model_type])[0]),
         model_type=model_type,
         dtype=served_dtype(cfg, outer),
+        checkpoint_float32=config_dtype(cfg, outer) == "float32",
         hidden_size=c.hidden_size,
         num_hidden_layers=c.num_hidden_layers,
         num_attention_heads=heads,

@@ -172,6 +172,9 @@ class ModelSpec(Struct, frozen=True, kw_only=True):
     """The derived maximum context (vLLM `_get_and_verify_max_len`)."""
     max_len_key: str
     """The config key the maximum came from, quoted in vLLM's error."""
+    checkpoint_float32: bool = False
+    """The config gives float32, which `dtype` holds as the bfloat16 vLLM serves it in under --dtype auto from 0.9.1;
+    before, vLLM served it in float16 (but Gemma 2's in bfloat16): `resolve_model` takes that for those releases."""
     max_model_len_before_0_30: int = 0
     """The derived maximum of vLLM before 0.30 where it differs (0: the same): those releases multiplied a YaRN
     rope_scaling factor in (hf_config._ROPE_NO_SCALE_BEFORE_0_30); `resolve_model` takes it for them."""
