@@ -356,6 +356,21 @@ def test_a_published_port_the_server_does_not_listen_on_is_an_error(publish, err
         assert len([f for f in report.findings if f.kind is Kind.PROBE_PORT]) == errors, (ports, report.findings)
 
 
+@pytest.mark.parametrize("flags", ["-O3", "-O=3", "-Odecode", "-cc.mode=3", "-cc.cudagraph_mode FULL",
+                                   "--compilation-config.mode 3 -tp 2"])
+def test_vllms_own_shorthands_are_flags_it_takes(flags):
+    """vLLM's parser reads -O3 as --optimization-level 3 and -cc.mode=3 as one field of --compilation-config
+    (FlexibleArgumentParser, argparse_utils.py): check called them 'no vLLM release has this flag', exit 1."""
+    line = f"vllm serve meta-llama/Llama-3.1-8B-Instruct --max-model-len 4096 {flags}\n"
+    report = check_deployment(read_deployment(line.encode(), "run.sh"), gpus=Cluster.parse("2xH100"), load=load_real)
+    assert report.exit_code == 0 and not [f for f in report.findings if f.severity is Severity.ERROR], report.findings
+    old = _docker("vllm/vllm-openai:v0.8.5").replace(b"--max-model-len 4096", b"--max-model-len 4096 -O3")
+    assert check_deployment(read_deployment(old, "run.sh"), gpus=Cluster.parse("1xH100"), load=load_real).exit_code == 0
+    typo = line.replace(flags, "--compilaton-config.mode 3").encode()
+    report = check_deployment(read_deployment(typo, "run.sh"), gpus=Cluster.parse("2xH100"), load=load_real)
+    assert [f.kind for f in report.findings if f.severity is Severity.ERROR] == [Kind.UNKNOWN_FLAG]
+
+
 def _docker(image: str) -> bytes:
     return (f"docker run --gpus all --ipc=host -v ~/.cache/huggingface:/root/.cache/huggingface {image} "
             "--model meta-llama/Llama-3.1-8B-Instruct --max-model-len 4096\n").encode()

@@ -59,8 +59,20 @@ def parse_args(words: list[Word], table: FlagTable, *, positional_model: bool, a
     while i < len(words):
         w = words[i]
         text = w.text
+        if text.startswith("-O") and len(text) > 2:
+            # -O3, -O=3, -Odecode: --optimization-level where the release has it (FlexibleArgumentParser), before
+            # that -O (--compilation-config) with its value attached, as argparse reads a short option
+            name = "--optimization-level" if table.has("--optimization-level") else table.canonical("-O")
+            args.append(Arg(flag=text, name=name, value=text[3:] if text[2] == "=" else text[2:], where=w.where,
+                            words=(w,)))
+            i += 1
+            continue
         if text.startswith("-") and len(text) > 1 and not _is_number(text):
             flag, eq, inline = text.partition("=")
+            if "." in flag:  # `-cc.mode=3`, `--compilation-config.cudagraph_mode FULL`: one field of a JSON flag
+                flag = flag.split(".", 1)[0]
+                if not eq and i + 1 < len(words):
+                    eq, inline, i = "=", words[i + 1].text, i + 1
             name = table.canonical(flag)
             arity = table.takes_value(name)
             value, used = None, (w,)
