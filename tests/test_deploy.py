@@ -306,6 +306,16 @@ def test_the_cache_volume_holds_the_first_download(model, tmp_path):
     assert claim["spec"]["resources"]["requests"]["storage"] == "200Gi"
 
 
+def test_the_header_of_replicas_says_its_figures_are_each_replicas():
+    """plan says '111.37 sequences of 4096 tokens per replica (456,176 KV tokens each)'; deploy's header gave the same
+    figures as the server's, half of what two replicas hold."""
+    plan = made_plan("llama-3.1-8b", "2xh100", 4096, 64)
+    assert plan.best.layout.dp == 2
+    header = deployment_from_plan(plan, command="t").header[2]
+    assert header.endswith("at 4096 tokens per replica, 2 replicas (starts)"), header
+    assert "replica" not in deployment_from_plan(made_plan(), command="t").header[2]
+
+
 def test_shm_size_reaches_kubernetes_and_ray():
     """--shm-size went to docker and compose only: Kubernetes kept 16Gi and the Ray script 10.24g."""
     d = deployment_from_plan(made_plan(), command="x", shm_size="32g")

@@ -133,7 +133,8 @@ def deployment_from_plan(plan: Plan, *, command: str, cuda: CudaBuild = DEFAULT_
         f"model {plan.model.model_id} on {cluster.nodes} node(s) x {cluster.gpus_per_node} {cluster.gpu.id}, "
         f"layout TP={lay.tp} PP={lay.pp} DP={lay.dp}" + (f" EP={lay.ep}" if lay.ep > 1 else ""),
         f"predicted by vLLM {version}'s arithmetic: {mem.kv_cache_tokens:,} KV tokens, max concurrency "
-        f"{round(mem.max_concurrency, 2):.2f} at {mem.max_model_len} tokens ({mem.verdict.value})",
+        f"{round(mem.max_concurrency, 2):.2f} at {mem.max_model_len} tokens"
+        + (f" per replica, {lay.dp} replicas" if lay.dp > 1 else "") + f" ({mem.verdict.value})",
     ) + tuple(f"WARNING: {reason}" for reason in mem.reasons)
     model = model_path or plan.model.model_id
     return Deployment(
