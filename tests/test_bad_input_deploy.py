@@ -360,6 +360,9 @@ def test_verify_gpus_and_log_are_checked_before_a_launch():
     one_line_error(tpfit(*launch, "--gpus", "2xfoo"), "--gpus 2xfoo", "unknown GPU")
     one_line_error(tpfit(*launch, "--log", "server.log"), "--log server.log", "goes with --url")
     one_line_error(tpfit("verify", "--url", "http://127.0.0.1:1", "--gpus", "2xfoo"), "--gpus 2xfoo", "unknown GPU")
+    # a layout larger than the GPUs is vLLM's refusal as a plan: verify compared nothing with it, without a word
+    one_line_error(tpfit("verify", "--url", "http://127.0.0.1:1", "--tp", "2", "--gpus", "1xH100"), "--tp 2",
+                   "TP2 x PP1 runs 2 ranks, --gpus 1xH100 has 1 GPU")
 
 
 def test_check_names_windows_line_endings_in_a_script(tmp_path):

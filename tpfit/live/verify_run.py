@@ -56,7 +56,13 @@ class VerifyRequest:
         if self.gpus:
             from tpfit.hardware.cluster import Cluster
 
-            Cluster.parse(self.gpus)
+            gpus = Cluster.parse(self.gpus).num_gpus
+            ranks = (self.tp or 1) * (self.pp or 1)
+            if ranks > gpus:  # the plan of such a server is vLLM's refusal, and verify compared nothing with it
+                flag, value = ("--tp", self.tp) if self.tp and self.tp > 1 else ("--pp", self.pp)
+                raise UsageError(f"TP{self.tp or 1} x PP{self.pp or 1} runs {ranks} ranks, --gpus {self.gpus} has "
+                                 f"{gpus} GPU{'s' if gpus > 1 else ''}; give the server's own --tp/--pp and GPUs",
+                                 flag=flag, value=value)
         if self.log is not None and self.launch:
             raise UsageError("goes with --url: with --launch, tpfit reads the log of the server it starts",
                              flag="--log", value=str(self.log))
