@@ -397,6 +397,13 @@ def test_image_tags_outside_the_modelled_releases():
     assert typo.findings[-1].message != run("vllm/vllm-openai:v0.33.0").findings[-1].message
     own = run("myorg/vllm-custom:v0.26.0.1")
     assert [f.severity for f in own.findings if f.kind is Kind.IMAGE] == [Severity.WARNING]
+    # an X.Y.Z vLLM never published (vllm_facts.unpublished, as --vllm-version refuses it): its minor's latest
+    never = run("vllm/vllm-openai:v0.26.1")
+    image = next(f for f in never.findings if f.kind is Kind.IMAGE)
+    assert image.message.startswith("vllm/vllm-openai:v0.26.1: vLLM has no release 0.26.1 (0.26's are 0.26.0)")
+    assert image.fix == "pin a release: vllm/vllm-openai:v0.26.0" and image.severity is Severity.ERROR
+    assert never.findings[-1].message == run("vllm/vllm-openai:v0.26.0").findings[-1].message
+    assert not [f for f in run("vllm/vllm-openai:v0.33.1").findings if f.kind is Kind.IMAGE]  # the current minor
 
 
 def test_compose_paths_and_lines():

@@ -98,6 +98,22 @@ def build_release(text: str) -> str:
         return read_release(nums.group(1)).name
 
 
+def unpublished(release: VllmRelease) -> tuple[str, ...] | None:
+    """The releases of `release`'s minor when its X.Y.Z is none of them (0.26.1 -> ("0.26.0",)); None when it is
+    one, or lies outside RELEASES (before 0.6.0; the current minor's later patches and later minors)."""
+    base = ".".join(map(str, release.base))
+    if base in RELEASES or release.base < parse_version(RELEASES[0]) \
+            or release.base[:2] >= parse_version(CURRENT_VLLM_VERSION)[:2]:
+        return None
+    minor = ".".join(map(str, release.base[:2]))
+    return tuple(r for r in RELEASES if r.rsplit(".", 1)[0] == minor)
+
+
+def unpublished_text(release: VllmRelease, same: tuple[str, ...]) -> str:
+    """`vLLM has no release 0.26.1 (0.26's are 0.26.0)`, for `unpublished`'s answer."""
+    return f"vLLM has no release {release.name} ({'.'.join(map(str, release.base[:2]))}'s are {', '.join(same)})"
+
+
 def parse_version(text: str) -> tuple[int, int, int]:
     """The X.Y.Z whose semantics `text`'s release has: `"0.26.0" -> (0, 26, 0)`, `"0.8.5.post1" -> (0, 8, 5)`,
     `"0.10.1.1" -> (0, 10, 1)`; ValueError for what `read_release` refuses."""

@@ -13,8 +13,8 @@ from tpfit.core.vllm_messages import BATCH_BELOW_MAX_NUM_SEQS
 from tpfit.errors import UsageError
 from tpfit.kinds import KvCacheDtype, MambaCacheMode, ModelDtype
 from tpfit.limits import MAX_NUM_BATCHED_TOKENS, MAX_NUM_SEQS
-from tpfit.vllm_facts import CURRENT_VLLM_VERSION, RELEASES, default_gpu_memory_utilization, parse_version, \
-    read_release
+from tpfit.vllm_facts import CURRENT_VLLM_VERSION, default_gpu_memory_utilization, parse_version, read_release, \
+    unpublished, unpublished_text
 
 MODELLED_VLLM_VERSIONS = ("0.6.0", CURRENT_VLLM_VERSION)
 """The oldest and newest vLLM release whose memory rules tpfit models (patch releases of the newest included).
@@ -39,12 +39,9 @@ def normalize_vllm_version(text: str | None, *, flag: str = "--vllm-version") ->
     if outside_modelled(release.name):
         raise UsageError(f"tpfit models vLLM {low} to {high} (patch releases included); plan with one of those",
                          flag=flag, value=raw)
-    base = ".".join(map(str, release.base))
-    if base not in RELEASES and release.base[:2] < parse_version(high)[:2]:
-        minor = ".".join(map(str, release.base[:2]))
-        same = [r for r in RELEASES if r.rsplit(".", 1)[0] == minor]
-        raise UsageError(f"vLLM has no release {release.name} ({minor}'s are {', '.join(same)}); plan with one of "
-                         "those", flag=flag, value=raw)
+    same = unpublished(release)
+    if same is not None:
+        raise UsageError(f"{unpublished_text(release, same)}; plan with one of those", flag=flag, value=raw)
     return release.name
 
 

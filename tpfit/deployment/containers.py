@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from tpfit.vllm_facts import CURRENT_VLLM_VERSION, read_release
+from tpfit.vllm_facts import CURRENT_VLLM_VERSION, read_release, unpublished, unpublished_text
 from tpfit.deployment.argv import parse_args, server_start, strip_prefixes
 from tpfit.deployment.facts import EnvVar, Runtime, Unit, VllmCommand, Where, Word
 from tpfit.deployment.flags import flag_table
@@ -32,28 +32,32 @@ def tag_version(image: str | None) -> str | None:
 
 def image_version(image: str | None) -> str | None:
     """The vLLM release an image tag names: `vllm/vllm-openai:v0.8.5` -> 0.8.5, `:v0.8.5.post1` -> 0.8.5.post1
-    (`read_release`); a tag that spells a version vLLM never released (`:v0.26.0.1`) -> its X.Y.Z (0.26.0), the
-    release it was meant to be (`image_tag_problem` says why); `:latest` and no tag -> None."""
+    (`read_release`); a tag that spells a version vLLM never released -> the release it was meant to be
+    (`:v0.26.0.1` -> 0.26.0, `:v0.26.1` -> 0.26.0, its minor's latest; `image_tag_problem` says why); `:latest` and
+    no tag -> None."""
     text = tag_version(image)
     if text is None:
         return None
     try:
-        return read_release(text).name
+        release = read_release(text)
     except ValueError:
-        return ".".join(text.split(".")[:3])
+        release = read_release(".".join(text.split(".")[:3]))
+    same = unpublished(release)
+    return same[-1] if same else release.name
 
 
 def image_tag_problem(image: str | None) -> str | None:
-    """Why the image's tag names no vLLM release (read_release's message: `vLLM has no release 0.26.0.1 ...`), or
-    None when it names one or no version at all."""
+    """Why the image's tag names no vLLM release (`vLLM has no release 0.26.0.1 ...`, `... 0.26.1 (0.26's are
+    0.26.0)`), or None when it names one or no version at all."""
     text = tag_version(image)
     if text is None:
         return None
     try:
-        read_release(text)
+        release = read_release(text)
     except ValueError as err:
         return str(err)
-    return None
+    same = unpublished(release)
+    return unpublished_text(release, same) if same is not None else None
 
 
 def is_vllm_image(image: str) -> bool:
