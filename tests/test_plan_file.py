@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import ROOT, load_config
 from tpfit.cli.monitoring import make_monitoring
-from tpfit.core.plan import Plan, Workload, make_plan
+from tpfit.core.plan import SCHEMA_VERSION, Plan, Workload, make_plan
 from tpfit.data import load_memory_model
 from tpfit.deploy.files import deployment_files
 from tpfit.deploy.render import FORMATS, MONITORED_FORMATS
@@ -181,8 +181,11 @@ def test_a_figure_changed_by_hand_is_refused_not_ignored(saved_doc, tmp_path):
 
 
 @pytest.mark.parametrize("change,needle", [
-    (lambda d: d.update(schema_version=1), "schema_version is 1, this tpfit reads 2"),
-    (lambda d: d.update(schema_version="2"), "schema_version is '2', this tpfit reads 2"),
+    (lambda d: d.update(schema_version=1), f"schema_version is 1, this tpfit reads {SCHEMA_VERSION}"),
+    (lambda d: d.update(schema_version=str(SCHEMA_VERSION)),
+     f"schema_version is '{SCHEMA_VERSION}', this tpfit reads {SCHEMA_VERSION}"),
+    # a file of the layout before `closest` (schema 2): refused as written by another tpfit, not as edited by hand
+    (lambda d: (d.pop("closest", None), d.update(schema_version=2)), f"schema_version is 2, this tpfit reads {SCHEMA_VERSION}"),
     (lambda d: d.pop("plan"), "plan is missing"),
     (lambda d: d.update(plan=[1]), "plan: the value is [1], not an object"),
     (lambda d: d.clear() or d.update(services={}), "not a `tpfit plan --json` file"),

@@ -29,9 +29,10 @@ from tpfit.model.spec import ModelSpec, QuantSpec
 from tpfit.units import GB
 from tpfit.vllm_facts import architecture_refusal
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """Version of `tpfit plan --json`'s layout; `Plan.from_dict` refuses any other. 2 added `plan`, the exact value
-that `tpfit deploy --plan` and `tpfit watch --plan` read back."""
+that `tpfit deploy --plan` and `tpfit watch --plan` read back; 3 added `closest` and the model's
+`max_model_len_before_0_30` (a file of 2 was refused as "changed after tpfit plan --json wrote it")."""
 
 
 class Workload(Struct, frozen=True, kw_only=True):

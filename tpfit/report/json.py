@@ -151,7 +151,9 @@ def plan_from_dict(doc: dict, *, where: str) -> Plan:
     made = msgspec.json.decode(msgspec.json.encode({**rendered, "tpfit_version": doc.get("tpfit_version")}))
     changed = None if doc == made else _first_difference(doc, made)  # the walk only to name what differs
     if changed is not None:
-        by = "" if doc.get("tpfit_version") == __version__ else f" (or tpfit {doc.get('tpfit_version')!r} wrote it)"
+        # a build of the same version and schema may word the answer otherwise: the file can't tell the two apart
+        by = (f", or another build of tpfit {__version__} wrote it" if doc.get("tpfit_version") == __version__
+              else f" (or tpfit {doc.get('tpfit_version')!r} wrote it)")
         raise UsageError(f"{changed} differs from the plan the file holds: it was changed after tpfit plan --json "
                          f"wrote it{by}; {_SAVE_AGAIN}", flag="--plan", value=where)
     return plan
