@@ -755,6 +755,7 @@ def test_cli_stdin_fix_is_a_filter_and_url_options_need_url():
 @pytest.mark.parametrize("args,needle", [
     ((), "give the deployment to check: a shell script"),  # was "give FILE ... or --url, not both"
     (("--log", "server.log"), "--log, --tp, --pp and --dtype describe a running server: they go with --url"),
+    (("--dtype", "HALF"), "--log, --tp, --pp and --dtype describe a running server: they go with --url"),
     (("run.sh", "--url", "http://127.0.0.1:8000"), "give FILE or --url, not both"),
 ])
 def test_cli_names_what_is_missing_or_too_much(args, needle):

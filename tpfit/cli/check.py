@@ -100,7 +100,7 @@ def check(
                              value=driver)
     if file is not None and url is not None:
         raise UsageError(f"give FILE or --url, not both (FILE {file!r} and --url {url})", flag="FILE")
-    if url is None and (log is not None or tp or pp or getattr(dtype, "value", dtype) != "auto"):
+    if url is None and (log is not None or tp or pp or dtype is not ModelDtype.AUTO):
         raise UsageError("--log, --tp, --pp and --dtype describe a running server: they go with --url "
                          "(a file says its own)", flag="--url")
     if file is None and url is None:
@@ -112,7 +112,7 @@ def check(
         raise UsageError("a running server has no file to fix", flag="--fix")
     facts = None
     if url is not None:
-        dep, facts = _server(url, log, tp, pp, getattr(dtype, "value", dtype))
+        dep, facts = _server(url, log, tp, pp, dtype.value)
     else:
         dep = read_deployment(_read(file), "stdin" if file == "-" else file)
     cluster = check_cluster(gpus, kv_cache_memory_bytes=facts.kv_cache_memory_bytes if facts else None,
