@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from msgspec.structs import replace
@@ -216,3 +217,10 @@ def test_overflow_names_the_graph_pool_beyond_its_budgeted_estimate():
     beyond = w.cuda_graph_bytes - w.cuda_graph_budget_bytes
     assert beyond > 0
     assert f"CUDA graphs ({format_gib(beyond)} GiB beyond the estimate in the budget)" in tp1.memory.reasons[-1]
+
+
+@pytest.mark.parametrize("concurrency,dp,share", [(64, 4, 16), (9, 4, 3), (3, 4, 1), (1, 1, 1)])
+def test_a_replicas_share_of_the_requests_rounds_up(concurrency, dp, share):
+    # DP engines share the requests out; the busiest engine's share (9 over 4: 3, 3, 2, 1) is what its memory
+    # plan and --max-num-seqs are made for
+    assert Layout(dp=dp).requests_per_replica(concurrency) == share

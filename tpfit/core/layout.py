@@ -7,6 +7,8 @@ from operator import attrgetter
 
 from msgspec import Struct
 
+from tpfit.units import cdiv
+
 
 class Layout(Struct, frozen=True, kw_only=True, gc=False):
     """One way to place a model on GPUs: `--tensor-parallel-size`, `--pipeline-parallel-size`,
@@ -34,6 +36,11 @@ class Layout(Struct, frozen=True, kw_only=True, gc=False):
     @property
     def ep(self) -> int:
         return self.moe_parallel_size if self.enable_expert_parallel else 1
+
+    def requests_per_replica(self, concurrency: int) -> int:
+        """One engine's share of `concurrency` requests: DP replicas are separate engines that share the requests
+        out, so a memory plan and its --max-num-seqs are for cdiv(concurrency, dp) of them (9 over DP 4: 3)."""
+        return cdiv(concurrency, self.dp)
 
     def __str__(self) -> str:
         parts = [f"TP{self.tp}", f"PP{self.pp}"]

@@ -237,7 +237,7 @@ def make_plan(model: ModelSpec, cluster: Cluster, workload: Workload | None = No
     for layout in layouts:
         violations = check_layout(layout)
         tp, pp = layout.tp, layout.pp
-        per_replica = -(-workload.concurrency // layout.dp)  # DP replicas share the requests out
+        per_replica = layout.requests_per_replica(workload.concurrency)
         key = (pp, per_replica, tp, layout.moe_parallel_size if is_moe else 1, layout.enable_expert_parallel)
         hit = cache.get(key)
         if hit is None or (hit[1] is None and not violations):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from msgspec import Struct
 
+from tpfit.core.layout import Layout
+from tpfit.core.memory import MemoryPlan
 from tpfit.core.plan import Candidate, Plan
 from tpfit.core.rank import SPEED_TIE, rank_accepted
 from tpfit.kinds import KvCacheDtype, ModelDtype, Objective, Verdict
@@ -59,7 +61,7 @@ def closest(plan: Plan) -> Candidate | None:
     return plan.best or (plan.candidates[ranked[0]] if ranked else None)
 
 
-def num_seqs(m) -> int:
+def num_seqs(m: MemoryPlan) -> int:
     """The `--max-num-seqs` the command gives for a memory plan: the requests its KV cache holds (whole ones, at
     least one), at most the batch the plan was made with (the given flag or vLLM's default). The one-line answer
     quotes the same figure."""
@@ -184,7 +186,7 @@ def _speed_clause(plan: Plan) -> str:
             f"{ttft}, TPOT {sp.tpot_s * 1e3:.0f} ms{tpot}{'; ' + why if why else ''}{spare})")
 
 
-def _each(lay) -> str:
+def _each(lay: Layout) -> str:
     """" per replica" for a layout of several replicas: a memory plan's figures, like --max-num-seqs, are one
     engine's, and DP engines share the requests out."""
     return " per replica" if lay.dp > 1 else ""
@@ -200,7 +202,7 @@ def _batch_clause(plan: Plan, c: Candidate) -> str:
     --concurrency, but the batch (a given --max-num-seqs, or vLLM's default) runs fewer; the speed figures queue the
     rest (perf.py), and the verdict, which is the KV cache's, stays."""
     seqs, dp, conc = num_seqs(c.memory), c.layout.dp, plan.workload.concurrency
-    if seqs >= -(-conc // dp):  # each replica runs its share of the requests
+    if seqs >= c.layout.requests_per_replica(conc):  # each replica runs its share of the requests
         return ""
     per = f" ({seqs} per replica)" if dp > 1 else ""
     return f"; --max-num-seqs {seqs} runs {seqs * dp} of the {conc} requests at once{per}, the others wait"
@@ -223,8 +225,8 @@ def summarize(plan: Plan) -> str:
     what = f"does not fit in {dtype}" if plan.model.quant is None else "does not fit"
     if best is not None and best.memory.verdict is Verdict.INSUFFICIENT_CONCURRENCY:
         m = best.memory
-        dp = best.layout.dp  # the verdict weighs each replica's share of the requests
-        share = f"the {-(-conc // dp)} of {conc} each gets" if dp > 1 else str(conc)
+        # the verdict weighs each replica's share of the requests
+        share = f"the {best.layout.requests_per_replica(conc)} of {conc} each gets" if best.layout.dp > 1 else str(conc)
         what = f"starts as {best.layout} but holds {_sequences(best, ctx)}, not {share} (--max-num-seqs {num_seqs(m)})"
     elif best is not None and best.memory.reasons:
         what += f" ({best.memory.reasons[0]})"
