@@ -162,13 +162,13 @@ FLOAT16_UNSUPPORTED = VllmMessage(
     source="vllm/config/model.py::_check_valid_dtype (0.9.1 to 0.33; not in 0.9.0)",
     fields=(("reason", r"(?:[^.\n\[]+\.)+"),),  # whole sentences: "Numerical instability. Please use ..."
     fix="use --dtype bfloat16 (or --dtype auto), or float32 on a GPU without bfloat16")
-FLOAT16_UNSUPPORTED_MODEL_TYPES = {"gemma2": "Numerical instability. Please use bfloat16 or float32 instead.",
-                                   "gemma3": "Numerical instability. Please use bfloat16 or float32 instead.",
-                                   "gemma3_text": "Numerical instability. Please use bfloat16 or float32 instead.",
-                                   "plamo2": "Numerical instability. Please use bfloat16 or float32 instead.",
-                                   "glm4": "Numerical instability. Please use bfloat16 or float32 instead."}
-"""vLLM's `_FLOAT16_NOT_SUPPORTED_MODELS` (0.9.1 to 0.33) and their reasons: an explicit float16 is refused, and
-`--dtype auto` never picks it for them (it falls back to float32 where the GPU has no bfloat16)."""
+_NUMERICAL_INSTABILITY = "Numerical instability. Please use bfloat16 or float32 instead."
+FLOAT16_UNSUPPORTED_MODEL_TYPES = {"gemma2": _NUMERICAL_INSTABILITY, "gemma3": _NUMERICAL_INSTABILITY,
+                                   "gemma3_text": _NUMERICAL_INSTABILITY, "plamo2": _NUMERICAL_INSTABILITY,
+                                   "glm4": _NUMERICAL_INSTABILITY}
+"""vLLM's `_FLOAT16_NOT_SUPPORTED_MODELS` from 0.9.1 (as read in the 0.19, 0.26 and 0.33 wheels; 0.33's no longer
+lists plamo2) and their reasons: an explicit float16 is refused, and `--dtype auto` never picks it for them (it falls back to float32
+where the GPU has no bfloat16). Of these, tpfit models only gemma2 (tpfit/model/families)."""
 BF16_CAPABILITY = VllmMessage(
     template="Bfloat16 is only supported on GPUs with compute capability of at least 8.0. Your {gpu_name} GPU has "
              "compute capability {capability}. You can use float16 instead by explicitly setting the `dtype` flag in "
