@@ -362,6 +362,22 @@ def test_a_release_vllm_never_published_is_refused(given, releases):
                      fine).returncode == 0, fine
 
 
+def test_the_flag_table_reads_each_minors_last_release():
+    """vllm_facts.RELEASES (which --vllm-version takes) and tpfit/data/vllm_flags.json (which flags a release has)
+    are two homes of vLLM's releases: the table reads the last release of every minor RELEASES lists, and nothing
+    else, so a release added to one but not the other fails here."""
+    import json
+    from pathlib import Path
+
+    from tpfit.vllm_facts import RELEASES
+
+    table = json.loads((Path(__file__).parents[1] / "tpfit/data/vllm_flags.json").read_text())["versions"]
+    last: dict[str, str] = {}
+    for release in RELEASES:  # in order: a minor's last one wins
+        last[release.rsplit(".", 1)[0]] = release
+    assert sorted(table, key=lambda v: tuple(map(int, v.split(".")))) == list(last.values())
+
+
 @pytest.mark.parametrize(("args", "version", "dtype", "needle"), [
     # vLLM refuses float16 for Gemma 2 from 0.9.1 (_check_valid_dtype); 0.9.0 had no such rule
     (("gemma-2-9b", "--gpus", "1xH100", "--dtype", "float16"), "0.33.0", "float16",
