@@ -165,6 +165,9 @@ default 64 MB ends in 'Bus error' (vLLM PR #1125, issue #1710). doctor warns bel
 below it, deploy refuses a smaller --shm-size."""
 OFFICIAL_IMAGE = "vllm/vllm-openai"
 """vLLM's own image repository (Docker Hub): one tag per release, `vX.Y.Z` and `vX.Y.Z-cu130`."""
+DEFAULT_PORT = 8000
+"""The port `vllm serve` listens on without `--port` (`FrontendArgs.port`: vllm/entrypoints/common/cli_args.py in 0.33,
+vllm/entrypoints/openai/cli_args.py before)."""
 
 
 def image_for(vllm_version: str, cuda: CudaBuild = DEFAULT_CUDA) -> str:

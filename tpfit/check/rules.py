@@ -24,7 +24,9 @@ from tpfit.deployment.facts import DeploymentFile, Format, Runtime, Unit, Where
 from tpfit.deployment.flags import REQUIRED, FlagTable
 from tpfit.kinds import Verdict
 from tpfit.units import GB, GIB, format_gib
-from tpfit.vllm_facts import MIN_SHM_BYTES, OFFICIAL_IMAGE, cuda_of_image, default_gpu_memory_utilization, parse_driver
+from tpfit.vllm_facts import (
+    DEFAULT_PORT, MIN_SHM_BYTES, OFFICIAL_IMAGE, cuda_of_image, default_gpu_memory_utilization, parse_driver,
+)
 
 KSERVE_FLAGS = frozenset({
     "--model_name", "--model_id", "--model_dir", "--model_revision", "--tokenizer_revision", "--backend", "--task",
@@ -335,9 +337,9 @@ def check_published_port(unit: Unit) -> list[Finding]:
 def _port(unit: Unit) -> int:
     a = unit.command.get("--port")
     try:
-        return int(a.value) if a and a.value else 8000
+        return int(a.value) if a and a.value else DEFAULT_PORT
     except ValueError:
-        return 8000
+        return DEFAULT_PORT
 
 
 def check_image(unit: Unit, r: Resolved) -> list[Finding]:

@@ -11,9 +11,8 @@ from dataclasses import dataclass, field
 
 from tpfit.core.plan import Plan
 from tpfit.deploy.startup import MIN_START_WAIT_S, download_bytes, wait_seconds
-from tpfit.vllm_facts import DEFAULT_CUDA, CudaBuild, image_for
+from tpfit.vllm_facts import DEFAULT_CUDA, DEFAULT_PORT, CudaBuild, image_for
 
-DEFAULT_PORT = 8000
 HF_CACHE_HOST_SHELL = "${HF_HOME:-$HOME/.cache/huggingface}"
 """The host's Hugging Face cache as a shell script names it: HF_HOME where the caller sets it (as huggingface_hub
 reads it; compose writes `${HF_HOME:-~/.cache/huggingface}`), else the default under HOME."""
