@@ -772,3 +772,28 @@ def test_a_probe_period_below_one_second_is_named():
     bad = text.replace("periodSeconds: ", "periodSeconds: 0 #", 1)
     with pytest.raises(UsageError, match=r"Probe\.periodSeconds 0: must be at least 1"):
         read_deployment(bad.encode(), "d.yaml")
+
+
+@pytest.mark.parametrize("image, official", [
+    ("vllm/vllm-openai:v0.33.0", True),
+    ("docker.io/vllm/vllm-openai:v0.33.0-cu130", True),
+    ("vllm/vllm-openai@sha256:" + "a" * 64, True),  # a digest: rsplit(":") kept "...@sha256" and said unofficial
+    ("vllm/vllm-openai", True),
+    ("myorg/vllm-openai:v0.33.0", False),
+    ("vllm/vllm-openai-rocm:v0.33.0", False),
+    ("registry.local:5000/vllm/vllm-openai", False),
+])
+def test_official_image_is_one_test(image, official):
+    """check_image and check_model_mount ask vllm_facts.is_official_image, whatever the reference's tag or digest."""
+    from tpfit.vllm_facts import is_official_image
+
+    assert is_official_image(image) is official
+
+
+def test_model_mount_of_an_official_image_pinned_by_digest_is_an_error():
+    """vLLM's own image holds no model, pinned by tag or by digest: a model folder nothing mounts is an error."""
+    text = ("docker run --gpus all --ipc=host vllm/vllm-openai@sha256:" + "b" * 64
+            + " --model /models/llama --max-model-len 4096\n")
+    report = check_deployment(read_deployment(text.encode(), "run.sh"), gpus=Cluster.parse("1xH100"))
+    mount = [f for f in report.findings if f.kind is Kind.MODEL_MOUNT]
+    assert [f.severity for f in mount] == [Severity.ERROR], report.findings

@@ -170,6 +170,15 @@ DEFAULT_PORT = 8000
 vllm/entrypoints/openai/cli_args.py before)."""
 
 
+def is_official_image(image: str | None) -> bool:
+    """Whether an image reference is vLLM's own repository, whatever its tag or digest: `vllm/vllm-openai:v0.33.0`,
+    `docker.io/vllm/vllm-openai@sha256:...`; not `myorg/vllm-openai:v0.33.0` nor `vllm/vllm-openai-rocm`."""
+    name = (image or "").split("@", 1)[0]
+    if ":" in name.rsplit("/", 1)[-1]:  # the tag (a registry's port is before a slash)
+        name = name.rsplit(":", 1)[0]
+    return name.removeprefix("index.docker.io/").removeprefix("docker.io/") == OFFICIAL_IMAGE
+
+
 def image_for(vllm_version: str, cuda: CudaBuild = DEFAULT_CUDA) -> str:
     """The pinned official image: `vllm/vllm-openai:vX.Y.Z`, `-cu130` for the CUDA 13.0 build."""
     return f"{OFFICIAL_IMAGE}:v{vllm_version}{CudaBuild(cuda).tag_suffix}"

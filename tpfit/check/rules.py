@@ -25,7 +25,7 @@ from tpfit.deployment.flags import REQUIRED, FlagTable
 from tpfit.kinds import Verdict
 from tpfit.units import GB, GIB, format_gib
 from tpfit.vllm_facts import (
-    DEFAULT_PORT, MIN_SHM_BYTES, OFFICIAL_IMAGE, cuda_of_image, default_gpu_memory_utilization, parse_driver,
+    DEFAULT_PORT, MIN_SHM_BYTES, cuda_of_image, default_gpu_memory_utilization, is_official_image, parse_driver,
 )
 
 KSERVE_FLAGS = frozenset({
@@ -352,7 +352,7 @@ def check_image(unit: Unit, r: Resolved) -> list[Finding]:
     problem = image_tag_problem(unit.image) if is_vllm_image(unit.image) else None
     if problem:
         meant = image_version(unit.image) or r.table.asked
-        official = unit.image.rsplit(":", 1)[0].removeprefix("docker.io/") == OFFICIAL_IMAGE
+        official = is_official_image(unit.image)
         out.append(_f(Kind.IMAGE, Severity.ERROR if official else Severity.WARNING, unit,
                       f"{unit.image}: {problem} (checked as vLLM {meant})", unit.image_where,
                       vllm=f"docker: manifest for {unit.image} not found: manifest unknown" if official else
@@ -452,7 +452,7 @@ def check_model_mount(unit: Unit) -> list[Finding]:
     if any(model.rstrip("/") == m or model.startswith(m + "/") for m in inside if m) \
             or model.startswith(KSERVE_MODEL_DIR):
         return []
-    official = (unit.image or "").rsplit(":", 1)[0].removeprefix("docker.io/") == OFFICIAL_IMAGE
+    official = is_official_image(unit.image)
     fix = {Runtime.KUBERNETES: f"mount a volume holding the model at {model} (hostPath, a PersistentVolumeClaim)",
            Runtime.COMPOSE: f"add a bind volume: {{type: bind, source: {model}, target: {model}, read_only: true}}",
            Runtime.PODMAN_COMPOSE: f"add a bind volume: {{type: bind, source: {model}, target: {model}, read_only: "
