@@ -20,7 +20,7 @@ from tpfit.deploy.shell import bind_mount
 from tpfit.deploy.startup import (
     DOWNLOAD_BYTES_PER_S, LOAD_BYTES_PER_S, START_OVERHEAD_S, download_bytes, start_seconds, wait_seconds,
 )
-from tpfit.deployment.facts import DeploymentFile, Format, Runtime, Unit, Where
+from tpfit.deployment.facts import DeploymentFile, Format, ProbeKind, Runtime, Unit, Where
 from tpfit.deployment.flags import REQUIRED, FlagTable
 from tpfit.kinds import Verdict
 from tpfit.units import GB, GIB, format_gib
@@ -265,8 +265,8 @@ def check_probes(unit: Unit, r: Resolved) -> list[Finding]:
     AIBrix #772): the kubelet kills it and it never comes up."""
     if unit.runtime is not Runtime.KUBERNETES or r.plan is None:
         return []
-    live = next((p for p in unit.probes if p.kind == "liveness"), None)
-    startup = next((p for p in unit.probes if p.kind == "startup"), None)
+    live = next((p for p in unit.probes if p.kind is ProbeKind.LIVENESS), None)
+    startup = next((p for p in unit.probes if p.kind is ProbeKind.STARTUP), None)
     guard = startup or live
     if guard is None:
         return []
@@ -306,11 +306,11 @@ def check_probe_ports(unit: Unit) -> list[Finding]:
     wrong = [p for p in unit.probes if p.port is not None and p.port != port]
     if not wrong:
         return []
-    if wrong[0].kind == "healthcheck":
+    if wrong[0].kind is ProbeKind.HEALTHCHECK:
         what, then = "the health check asks", "marks the container unhealthy for ever"
     else:
         many = len(wrong) > 1
-        what = f"the {' and '.join(p.kind for p in wrong)} probe{'s ask' if many else ' asks'}"
+        what = f"the {' and '.join(p.kind.value for p in wrong)} probe{'s ask' if many else ' asks'}"
         then = "gets no answer: the pod restarts in a loop once it gives up (or never turns ready)"
     return [_f(Kind.PROBE_PORT, Severity.ERROR, unit,
                f"{what} port {wrong[0].port}; the server listens on {port}"

@@ -106,12 +106,24 @@ class EnvVar:
     where: Where
 
 
+class ProbeKind(str, Enum):
+    """What asks a server whether it is up: Kubernetes' three probes (`startupProbe`, ...), compose's healthcheck."""
+
+    STARTUP = "startup"
+    READINESS = "readiness"
+    LIVENESS = "liveness"
+    HEALTHCHECK = "healthcheck"
+
+
+KUBERNETES_PROBES = (ProbeKind.STARTUP, ProbeKind.READINESS, ProbeKind.LIVENESS)
+"""The probes a Kubernetes container has, each the key `{kind}Probe`."""
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Probe:
     """A Kubernetes probe (or a compose healthcheck): how long it lets a server start before it acts."""
 
-    kind: str
-    """startup, readiness, liveness or healthcheck."""
+    kind: ProbeKind
     initial_delay_s: float
     period_s: float
     failure_threshold: int

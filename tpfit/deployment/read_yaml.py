@@ -15,7 +15,9 @@ from tpfit.vllm_facts import CURRENT_VLLM_VERSION
 from tpfit.deployment.argv import parse_args, server_start, strip_prefixes
 from tpfit.deployment.containers import container_ports, image_version, is_vllm_image, size_or_none, volume_target
 from tpfit.limits import MAX_NODES
-from tpfit.deployment.facts import DeploymentFile, EnvVar, Format, Probe, Runtime, Unit, VllmCommand, Where, Word
+from tpfit.deployment.facts import (
+    KUBERNETES_PROBES, DeploymentFile, EnvVar, Format, Probe, ProbeKind, Runtime, Unit, VllmCommand, Where, Word,
+)
 from tpfit.deployment.flags import flag_table
 from tpfit.deployment.read_shell import units_in
 from tpfit.deployment.shell import TextStore, commands
@@ -143,12 +145,13 @@ def _env(items, path: str) -> tuple[list[EnvVar], dict[str, str]]:
 
 def _probes(c, path: str) -> list[Probe]:
     out = []
-    for kind in ("startup", "readiness", "liveness"):
+    for probe_kind in KUBERNETES_PROBES:
+        kind = probe_kind.value
         p = c.get(f"{kind}Probe")
         if isinstance(p, dict):
             num = {k: p.get(k, d) for k, d in PROBE_DEFAULTS.items()}
             try:
-                out.append(Probe(kind=kind, initial_delay_s=float(num["initialDelaySeconds"]),
+                out.append(Probe(kind=probe_kind, initial_delay_s=float(num["initialDelaySeconds"]),
                                  period_s=float(num["periodSeconds"]), failure_threshold=int(num["failureThreshold"]),
                                  where=Where(line=_line(c, f"{kind}Probe"), path=f"{path}.{kind}Probe"),
                                  port=_probe_port(c, p)))
@@ -378,7 +381,8 @@ def _compose_unit(name: str, svc, path: str, runtime: Runtime) -> Unit | None:
     hc = svc.get("healthcheck")
     if isinstance(hc, dict):
         try:
-            probes.append(Probe(kind="healthcheck", initial_delay_s=float(size_or_seconds(hc.get("start_period")) or 0),
+            probes.append(Probe(kind=ProbeKind.HEALTHCHECK,
+                                initial_delay_s=float(size_or_seconds(hc.get("start_period")) or 0),
                                 period_s=float(size_or_seconds(hc.get("interval")) or 30),
                                 failure_threshold=int(hc.get("retries", 3) or 3),
                                 where=Where(line=_line(svc, "healthcheck"), path=f"{path}.healthcheck"),
