@@ -342,6 +342,16 @@ def test_watch_bad_input(args, needle):
     assert result.returncode == 2 and needle in result.stderr and "Traceback" not in result.stderr
 
 
+def test_the_same_url_twice_is_refused_in_process_too():
+    """The check compared the first spelling with `is not`: the same URL given twice as one string object (one
+    literal, as a library caller or an in-process run passes it) was not refused, and the view summed it twice."""
+    from tests.inprocess import tpfit as in_process
+
+    url = "http://127.0.0.1:9"
+    run = in_process("watch", "--url", url, "--url", url, "--once", "--interval", "0.2")
+    assert run.returncode == 2 and f"--url {url}: names the server {url} again" in run.stderr, run.stderr
+
+
 def test_watch_once_json_on_a_dead_port_is_a_status_and_exit_1(tmp_path):
     plan = tmp_path / "plan.json"
     made = tpfit("plan", "llama-3.1-8b", "--gpus", "1xh100", "--context", "8192", "--concurrency", "12", "--json")

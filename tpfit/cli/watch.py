@@ -54,10 +54,11 @@ def watch(
     seen: dict[tuple, str] = {}
     for u in url:
         check_server_url(u)
-        same = seen.setdefault(server_key(u), u)
-        if same is not u:  # the view sums servers: one given twice would count its KV cache and requests twice
-            raise UsageError(f"names the server {same} again; give each server once (several --url are summed)",
+        key = server_key(u)
+        if key in seen:  # the view sums servers: one given twice would count its KV cache and requests twice
+            raise UsageError(f"names the server {seen[key]} again; give each server once (several --url are summed)",
                              flag="--url", value=u)
+        seen[key] = u
     check_plan_options(ctx, model=model, plan_file=plan_file)
     thresholds = Thresholds.parse(threshold or [])
     doc = plan_document(plan_file, model, dict(
