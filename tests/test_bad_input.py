@@ -639,6 +639,10 @@ def test_speed_of_a_gpu_given_by_size_names_gpus_instead_of_saying_nothing_start
     plan fits: such a GPU has no bandwidth to predict with."""
     assert tpfit("plan", "llama-3.1-8b", "--gpus", "2x24GB").returncode == 0
     one_line_error(tpfit("speed", "llama-3.1-8b", "--gpus", "2x24GB"), "--gpus 2x24GB", "--gpus 2x3090")
+    # with a speed option beside it, the answer is still --gpus: plan's "leave --input-tokens out" would not help
+    line = one_line_error(tpfit("speed", "llama-3.1-8b", "--gpus", "2x24GB", "--input-tokens", "100"),
+                          "--gpus 2x24GB", "--gpus 2x3090")
+    assert "leave --input-tokens out" not in line, line
 
 
 @pytest.mark.parametrize("option", [["--ttft", "0.1"], ["--tpot", "0.01"], ["--objective", "latency"],

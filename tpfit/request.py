@@ -43,6 +43,9 @@ class PlanRequest(Struct, frozen=True, kw_only=True):
     objective: Objective = Objective.THROUGHPUT
     ttft: float | None = None
     tpot: float | None = None
+    for_speed: bool = False
+    """`tpfit speed`: the plan is asked for its speed figures, so GPUs without them (given only by their size) are
+    refused naming --gpus, before any speed option is (leaving that out would not help)."""
 
     @classmethod
     def from_options(cls, options: Mapping[str, object]) -> PlanRequest:
@@ -103,6 +106,10 @@ class PlanRequest(Struct, frozen=True, kw_only=True):
                             input_tokens=self.input_tokens, output_tokens=self.output_tokens,
                             objective=self.objective, ttft_s=self.ttft, tpot_s=self.tpot)
         cluster = read_cluster(self.gpus)
+        if not cluster.gpu.has_speed_figures and self.for_speed:
+            raise UsageError(f"{cluster.gpu.name} has no memory bandwidth to predict speed with (a GPU given only by "
+                             "its size); name the GPU, such as --gpus 2x3090 or --gpus 2xL40S (tpfit plan gives its "
+                             "memory figures)", flag="--gpus", value=self.gpus)
         if not cluster.gpu.has_speed_figures and (given := workload.speed_options()):  # make_plan would drop them
             flag, value = given[0]
             raise UsageError(f"{cluster.gpu.name} has no speed figures to rank by (a GPU given only by its size has "

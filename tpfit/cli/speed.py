@@ -47,13 +47,8 @@ def speed(
 
     requests = [PlanRequest(model=model, gpus=gpus, context=context, concurrency=n, kv_cache_dtype=kv_cache_dtype,
                             quantization=quantization, vllm_version=vllm_version, input_tokens=input_tokens,
-                            output_tokens=output_tokens) for n in _concurrencies(concurrency)]
-    first = requests[0].make()
-    if not first.cluster.gpu.has_speed_figures:  # it said "no layout starts and serves" of a model that fits
-        raise UsageError(f"{first.cluster.gpu.name} has no memory bandwidth to predict speed with (a GPU given only "
-                         "by its size); name the GPU, such as --gpus 2x3090 or --gpus 2xL40S (tpfit plan gives its "
-                         "memory figures)", flag="--gpus", value=gpus)
-    plans = (first, *(r.make() for r in requests[1:]))
+                            output_tokens=output_tokens, for_speed=True) for n in _concurrencies(concurrency)]
+    plans = tuple(r.make() for r in requests)
     if as_json:
         import json
 
