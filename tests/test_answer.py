@@ -152,6 +152,10 @@ def test_a_card_given_by_its_size_is_named_by_it():
     assert doc["summary"].startswith("Llama-3.1-8B-Instruct on 2×24GB: fits as "), doc["summary"]
     assert plan_json("llama-3.1-8b", "--gpus", "2x3090", "--context", "4096")["summary"].startswith(
         "Llama-3.1-8B-Instruct on 2×3090: ")
+    # the prefix that marks a card given by its size is no catalog card's (GpuSpec.short_name strips it)
+    from tpfit.hardware.catalog import GENERIC_ID_PREFIX, catalog_gpus
+
+    assert not [g.id for g in catalog_gpus() if g.id.startswith(GENERIC_ID_PREFIX)]
 
 
 def test_a_layout_beyond_the_gpus_given_says_both_ways_out():

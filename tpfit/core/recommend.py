@@ -121,8 +121,7 @@ def make_flags(plan: Plan, c: Candidate) -> tuple[Flag, ...]:
 def _describe_gpus(plan: Plan) -> str:
     cl = plan.cluster
     nodes = f"{cl.nodes}×" if cl.nodes > 1 else ""
-    # a card given by its size is named by it (2×24GB), as --gpus gave it, not by its catalog id (GENERIC-24GB)
-    return f"{nodes}{cl.gpus_per_node}×{cl.gpu.id.removeprefix('generic-').replace('rtx-', '').upper()}"
+    return f"{nodes}{cl.gpus_per_node}×{cl.gpu.short_name}"
 
 
 def _command(plan: Plan, c: Candidate) -> str:

@@ -10,6 +10,10 @@ from tpfit.data import load_data
 from tpfit.units import MIB
 
 
+GENERIC_ID_PREFIX = "generic-"
+"""The id of a GPU given only by its size starts so (`generic-24gb`): no catalog id does."""
+
+
 class GpuSpec(Struct, frozen=True, kw_only=True):
     """One GPU model."""
 
@@ -47,6 +51,12 @@ class GpuSpec(Struct, frozen=True, kw_only=True):
         """Whether speed can be predicted on it: a CPU, or a GPU given only by its size (`--gpus 2x24GB`), has no
         memory bandwidth to predict with (plans then hold memory figures only)."""
         return self.vendor != "CPU" and self.mem_bw_bytes_per_s > 0
+
+    @property
+    def short_name(self) -> str:
+        """The card as the one-line answer names it (`3090`, `H100`, `24GB`): its catalog id without RTX, or the
+        size a GPU given only by its size was given as (not `GENERIC-24GB`)."""
+        return self.id.removeprefix(GENERIC_ID_PREFIX).replace("rtx-", "").upper()
 
 
 def _catalog() -> dict:
@@ -108,7 +118,7 @@ def generic_gpu(memory_gib: float) -> GpuSpec:
     smi = int(memory_gib * 1024) * MIB
     measured = find_gpu("h100")  # the one measured card the catalog scales the others by
     ratio = measured.cuda_total_bytes / measured.memory_bytes
-    return GpuSpec(id=f"generic-{memory_gib:g}gb", name=f"{memory_gib:g} GB GPU", memory_bytes=smi,
+    return GpuSpec(id=f"{GENERIC_ID_PREFIX}{memory_gib:g}gb", name=f"{memory_gib:g} GB GPU", memory_bytes=smi,
                    cuda_total_bytes=int(smi * ratio) // MIB * MIB)
 
 
