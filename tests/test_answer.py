@@ -107,6 +107,11 @@ def test_the_closest_layout_is_the_one_the_answer_and_the_terminal_name():
     (("llama-3.1-70b", "--gpus", "2x3090", "--context", "4096"), "torch.OutOfMemoryError: CUDA out of memory.",
      "the weights alone need 65.74 GiB per GPU, more than the card's 22.08 GiB beside vLLM's CUDA context and NCCL: "
      "torch runs out of memory loading them"),
+    # 14.99 GiB of weights load on a 16 GB card, but with the profile forward's activations and non-torch memory
+    # the card's 15.39 GiB (beside the CUDA context) are exceeded: torch fails in the profile run
+    (("llama-3.1-8b", "--gpus", "1x16GB", "--context", "4096"), "torch.OutOfMemoryError: CUDA out of memory.",
+     "weights + activation + non-torch need 16.27 GiB per GPU, more than the card's 15.39 GiB beside vLLM's CUDA "
+     "context and NCCL: torch runs out of memory in the profile run"),
     # the weights load on an 80 GB card, but a 0.15 budget leaves nothing for the KV cache: vLLM's own refusal
     (("llama-3.1-8b", "--gpus", "1xH100", "--context", "4096", "--gpu-memory-utilization", "0.15"),
      "No available memory for the cache blocks.", "weights + activation + non-torch need 17.16 GiB per GPU, the "
