@@ -797,3 +797,27 @@ def test_model_mount_of_an_official_image_pinned_by_digest_is_an_error():
     report = check_deployment(read_deployment(text.encode(), "run.sh"), gpus=Cluster.parse("1xH100"))
     mount = [f for f in report.findings if f.kind is Kind.MODEL_MOUNT]
     assert [f.severity for f in mount] == [Severity.ERROR], report.findings
+
+
+def test_startup_probe_fix_is_the_probe_deploy_writes(tmp_path):
+    """check --fix writes the startupProbe `tpfit deploy --format k8s` writes (deploy/k8s.startup_probe, one home):
+    same endpoint, port, period and failure threshold. Here the probe is made too short and the port 9000."""
+    import yaml
+    from typer.testing import CliRunner
+
+    from tpfit.cli.app import app
+
+    result = CliRunner().invoke(app, ["deploy", "llama-3.1-70b", "--gpus", "2xH100", "--context", "8192",
+                                      "--format", "k8s", "--port", "9000", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    text = (tmp_path / "k8s.yaml").read_text()
+    written = next(d for d in yaml.safe_load_all(text) if d and d.get("kind") == "Deployment")
+    probe = written["spec"]["template"]["spec"]["containers"][0]["startupProbe"]
+    assert probe["failureThreshold"] > 3 and probe["httpGet"] == {"path": "/health", "port": 9000}
+    short = text.replace(f"failureThreshold: {probe['failureThreshold']}", "failureThreshold: 3", 1)
+    dep = read_deployment(short.encode(), "k8s.yaml")
+    report = check_deployment(dep, gpus=Cluster.parse("2xH100"))
+    assert Kind.STARTUP_PROBE in kinds(report, Severity.ERROR), report.findings
+    fixed, _, _ = fix_text(dep, report.findings)
+    again = next(d for d in yaml.safe_load_all(fixed) if d and d.get("kind") == "Deployment")
+    assert again["spec"]["template"]["spec"]["containers"][0]["startupProbe"] == probe

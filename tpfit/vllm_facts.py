@@ -168,6 +168,8 @@ OFFICIAL_IMAGE = "vllm/vllm-openai"
 DEFAULT_PORT = 8000
 """The port `vllm serve` listens on without `--port` (`FrontendArgs.port`: vllm/entrypoints/common/cli_args.py in 0.33,
 vllm/entrypoints/openai/cli_args.py before)."""
+HEALTH_PATH = "/health"
+"""vLLM's health endpoint: 200 once the engine is up, what probes, health checks and `tpfit verify` ask."""
 
 
 def is_official_image(image: str | None) -> bool:

@@ -16,6 +16,7 @@ from tpfit.core.layout import Layout
 from tpfit.core.memory import safe_utilization
 from tpfit.core.plan import Plan
 from tpfit.deploy.common import HF_CACHE_CONTAINER
+from tpfit.deploy.k8s import PROBE_PERIOD_S, startup_probe
 from tpfit.deploy.shell import bind_mount
 from tpfit.deploy.startup import (
     DOWNLOAD_BYTES_PER_S, LOAD_BYTES_PER_S, START_OVERHEAD_S, download_bytes, start_seconds, wait_seconds,
@@ -25,7 +26,7 @@ from tpfit.deployment.flags import REQUIRED, FlagTable
 from tpfit.kinds import Verdict
 from tpfit.units import GB, GIB, format_gib
 from tpfit.vllm_facts import (
-    DEFAULT_PORT, MIN_SHM_BYTES, cuda_of_image, default_gpu_memory_utilization, is_official_image, parse_driver,
+    DEFAULT_PORT, HEALTH_PATH, MIN_SHM_BYTES, cuda_of_image, default_gpu_memory_utilization, is_official_image, parse_driver,
 )
 
 KSERVE_FLAGS = frozenset({
@@ -275,15 +276,13 @@ def check_probes(unit: Unit, r: Resolved) -> list[Finding]:
     local = (unit.command.model or "/").startswith("/")  # a folder on the node: nothing to download
     budget = guard.budget_s
     what = "startup probe" if startup else "liveness probe (no startup probe)"
-    period = startup.period_s if startup else 10.0
-    fix_failures = -(-wait_seconds(r.plan, c, downloads=not local) // max(1, int(period)))  # as `tpfit deploy` waits
+    period = max(1, int(startup.period_s)) if startup else PROBE_PERIOD_S
+    probe = startup_probe(_port(unit), wait_seconds(r.plan, c, downloads=not local), period_s=period)  # as deploy
     edits: tuple[Edit, ...] = ()
     if unit.handle is not None:
-        c = unit.handle[0]
-        probe = {"httpGet": {"path": "/health", "port": _port(unit)}, "periodSeconds": int(period),
-                 "failureThreshold": fix_failures}
-        edits = (Edit(op=Op.YAML_SET, key="startupProbe", value=probe, target=c, unit=unit),)
-    fix = f"startupProbe: httpGet /health, periodSeconds {int(period)}, failureThreshold {fix_failures}"
+        edits = (Edit(op=Op.YAML_SET, key="startupProbe", value=probe, target=unit.handle[0], unit=unit),)
+    fix = (f"startupProbe: httpGet {HEALTH_PATH}, periodSeconds {period}, failureThreshold "
+           f"{probe['failureThreshold']}")
     if budget < warm:
         return [_f(Kind.STARTUP_PROBE, Severity.ERROR, unit,
                    f"the {what} gives up after {budget:.0f} s; loading takes about {warm:.0f} s (weights at "

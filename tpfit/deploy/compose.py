@@ -5,6 +5,7 @@ from __future__ import annotations
 from tpfit.deploy.common import HF_CACHE_CONTAINER, Deployment, k8s_name
 from tpfit.deploy.shell import comment
 from tpfit.deploy.yamlout import dump
+from tpfit.vllm_facts import HEALTH_PATH
 
 
 def compose_dict(d: Deployment) -> dict:
@@ -23,7 +24,7 @@ def compose_dict(d: Deployment) -> dict:
         "environment": {"HF_TOKEN": "${HF_TOKEN:-}"},  # interpolated from the caller's environment
         "deploy": {"resources": {"reservations": {"devices": [device]}}},
         "healthcheck": {
-            "test": ["CMD", "curl", "-fsS", f"http://localhost:{d.port}/health"],
+            "test": ["CMD", "curl", "-fsS", f"http://localhost:{d.port}{HEALTH_PATH}"],
             "interval": "15s", "timeout": "5s", "retries": 5, "start_period": f"{d.start_wait_s}s",
         },
     }

@@ -9,6 +9,7 @@ from tpfit.deploy.common import HF_CACHE_CONTAINER, Deployment, k8s_name
 from tpfit.deploy.shell import comment
 from tpfit.deploy.yamlout import dump_all
 from tpfit.units import GIB
+from tpfit.vllm_facts import HEALTH_PATH
 
 TOKEN_SECRET = "hf-token"
 PROBE_PERIOD_S = 10
@@ -40,12 +41,18 @@ def _token_env() -> list[dict]:
                                                                 "optional": True}}}]
 
 
+def startup_probe(port: int, wait_s: int, *, period_s: int = PROBE_PERIOD_S) -> dict:
+    """A startup probe that waits `wait_s` (download, load, profiling and graph capture: startup.wait_seconds) for
+    vLLM's health endpoint; `tpfit check --fix` writes the same one."""
+    return {"httpGet": {"path": HEALTH_PATH, "port": port}, "periodSeconds": period_s,
+            "failureThreshold": -(-wait_s // period_s)}
+
+
 def _probes(d: Deployment) -> dict:
     """Startup probe: download, load, profiling and graph capture (`d.start_wait_s`), then readiness and liveness."""
-    get = {"httpGet": {"path": "/health", "port": d.port}}
+    get = {"httpGet": {"path": HEALTH_PATH, "port": d.port}}
     return {
-        "startupProbe": {**get, "periodSeconds": PROBE_PERIOD_S,
-                         "failureThreshold": -(-d.start_wait_s // PROBE_PERIOD_S)},
+        "startupProbe": startup_probe(d.port, d.start_wait_s),
         "readinessProbe": {**get, "periodSeconds": 5},
         "livenessProbe": {**get, "periodSeconds": 10, "failureThreshold": 3},
     }

@@ -14,6 +14,7 @@ import httpx
 
 from tpfit.errors import ServerError, ServerTimeout
 from tpfit.units import MIB
+from tpfit.vllm_facts import HEALTH_PATH
 from tpfit.live.stream import CompletionStreams
 
 DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=5.0)
@@ -131,6 +132,6 @@ class VllmClient:
 
     async def healthy(self) -> bool:
         try:
-            return (await self._http.get("/health", timeout=2.0)).status_code == 200
+            return (await self._http.get(HEALTH_PATH, timeout=2.0)).status_code == 200
         except httpx.HTTPError:
             return False
