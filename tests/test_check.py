@@ -821,3 +821,24 @@ def test_startup_probe_fix_is_the_probe_deploy_writes(tmp_path):
     fixed, _, _ = fix_text(dep, report.findings)
     again = next(d for d in yaml.safe_load_all(fixed) if d and d.get("kind") == "Deployment")
     assert again["spec"]["template"]["spec"]["containers"][0]["startupProbe"] == probe
+
+
+@pytest.mark.parametrize("flags, probe, said", [
+    ("", 9000, "the health check asks port 9000; the server listens on 8000 (vLLM's default)"),
+    (', "--port", "9000"', 8000, "the health check asks port 8000; the server listens on 9000 (--port)"),
+])
+def test_port_findings_say_where_the_servers_port_comes_from(flags, probe, said):
+    """Both port findings (probe-port, published port) name the server's port and whether --port or vLLM's default
+    (vllm_facts.DEFAULT_PORT) set it."""
+    text = f"""services:
+  vllm:
+    image: vllm/vllm-openai:v0.33.0
+    command: ["--model", "Qwen/Qwen2.5-7B-Instruct"{flags}]
+    ipc: host
+    volumes: ["~/.cache/huggingface:/root/.cache/huggingface"]
+    deploy: {{resources: {{reservations: {{devices: [{{driver: nvidia, count: 1, capabilities: [gpu]}}]}}}}}}
+    healthcheck: {{test: ["CMD", "curl", "-f", "http://localhost:{probe}/health"]}}
+"""
+    report = check_deployment(read_deployment(text.encode(), "compose.yaml"), gpus=Cluster.parse("1xH100"),
+                              load=load_real)
+    assert [f.message for f in report.findings if f.kind is Kind.PROBE_PORT] == [said], report.findings

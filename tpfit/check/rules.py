@@ -311,10 +311,8 @@ def check_probe_ports(unit: Unit) -> list[Finding]:
         many = len(wrong) > 1
         what = f"the {' and '.join(p.kind.value for p in wrong)} probe{'s ask' if many else ' asks'}"
         then = "gets no answer: the pod restarts in a loop once it gives up (or never turns ready)"
-    return [_f(Kind.PROBE_PORT, Severity.ERROR, unit,
-               f"{what} port {wrong[0].port}; the server listens on {port}"
-               + (" (--port)" if unit.command.get("--port") is not None else " (vLLM's default)"), wrong[0].where,
-               vllm=then, fix=f"probe port {port}, or give the server --port {wrong[0].port}")]
+    return [_f(Kind.PROBE_PORT, Severity.ERROR, unit, f"{what} port {wrong[0].port}; {_listens_on(unit)}",
+               wrong[0].where, vllm=then, fix=f"probe port {port}, or give the server --port {wrong[0].port}")]
 
 
 def check_published_port(unit: Unit) -> list[Finding]:
@@ -325,12 +323,17 @@ def check_published_port(unit: Unit) -> list[Finding]:
         return []
     shown = ", ".join(map(str, unit.published[:4])) + (", ..." if len(unit.published) > 4 else "")
     return [_f(Kind.PROBE_PORT, Severity.ERROR, unit,
-               f"publishes container port{'s' if len(unit.published) > 1 else ''} {shown}; the server listens on "
-               f"{port}" + (" (--port)" if unit.command.get("--port") is not None else " (vLLM's default)"),
+               f"publishes container port{'s' if len(unit.published) > 1 else ''} {shown}; {_listens_on(unit)}",
                unit.where, vllm="starts, and answers no request from outside the container (connection refused or "
                                 "reset)",
                fix=f"publish {port} (-p {port}:{port}; compose: ports: [\"{port}:{port}\"]), or give the server --port "
                    f"{unit.published[0]}")]
+
+
+def _listens_on(unit: Unit) -> str:
+    """The port findings' second half: `the server listens on 9000 (--port)`, or `... on 8000 (vLLM's default)`."""
+    given = unit.command.get("--port") is not None
+    return f"the server listens on {_port(unit)}" + (" (--port)" if given else " (vLLM's default)")
 
 
 def _port(unit: Unit) -> int:
