@@ -12,6 +12,7 @@ from pathlib import Path
 from tpfit.deploy.common import Deployment
 from tpfit.deployment.containers import size_or_none
 from tpfit.errors import UsageError
+from tpfit.units import format_gib
 from tpfit.vllm_facts import MIN_SHM_BYTES, CudaBuild, driver_requirements
 
 SINGLE_NODE_FORMATS = ("serve", "docker", "compose", "k8s")
@@ -76,7 +77,7 @@ def check_shm_for_layout(d: Deployment, fmt: str) -> None:
     if fmt in CONTAINER_FORMATS and size is not None and d.num_gpus > 1 and size < MIN_SHM_BYTES:
         layout = f"TP{d.tensor_parallel_size} PP{d.pipeline_parallel_size} DP{d.data_parallel_size}"
         raise UsageError(f"{layout} runs {d.num_gpus} worker processes, which exchange tensors through /dev/shm: "
-                         f"vLLM needs at least {MIN_SHM_BYTES >> 30} GiB there ('Bus error' below); use 16g, or leave "
+                         f"vLLM needs at least {format_gib(MIN_SHM_BYTES, 0)} GiB there ('Bus error' below); use 16g, or leave "
                          "--shm-size out for --ipc=host", flag="--shm-size", value=d.shm_size)
 
 
