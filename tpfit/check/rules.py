@@ -26,7 +26,8 @@ from tpfit.deployment.flags import REQUIRED, FlagTable
 from tpfit.kinds import Verdict
 from tpfit.units import GB, GIB, format_gib
 from tpfit.vllm_facts import (
-    DEFAULT_PORT, HEALTH_PATH, MIN_SHM_BYTES, cuda_of_image, default_gpu_memory_utilization, is_official_image, parse_driver,
+    DEFAULT_PORT, HEALTH_PATH, MIN_SHM_BYTES, cuda_of_image, default_gpu_memory_utilization, is_official_image,
+    parse_driver,
 )
 
 KSERVE_FLAGS = frozenset({

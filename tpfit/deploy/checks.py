@@ -77,8 +77,8 @@ def check_shm_for_layout(d: Deployment, fmt: str) -> None:
     if fmt in CONTAINER_FORMATS and size is not None and d.num_gpus > 1 and size < MIN_SHM_BYTES:
         layout = f"TP{d.tensor_parallel_size} PP{d.pipeline_parallel_size} DP{d.data_parallel_size}"
         raise UsageError(f"{layout} runs {d.num_gpus} worker processes, which exchange tensors through /dev/shm: "
-                         f"vLLM needs at least {format_gib(MIN_SHM_BYTES, 0)} GiB there ('Bus error' below); use 16g, or leave "
-                         "--shm-size out for --ipc=host", flag="--shm-size", value=d.shm_size)
+                         f"vLLM needs at least {format_gib(MIN_SHM_BYTES, 0)} GiB there ('Bus error' below); use 16g, "
+                         "or leave --shm-size out for --ipc=host", flag="--shm-size", value=d.shm_size)
 
 
 def check_shm_size(text: str) -> str:
