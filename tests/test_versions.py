@@ -423,3 +423,23 @@ def test_a_float32_checkpoint_is_served_in_float16_before_0_9_1():
         run = tpfit("plan", tiny, "--gpus", gpus, "--vllm-version", version, "--json")
         doc = json.loads(run.stdout)
         assert run.returncode == 0 and doc["model"]["dtype"] == dtype, (version, gpus, doc["summary"])
+
+
+def test_a_float32_gemma2_checkpoint_is_served_in_bfloat16_before_0_9_1(tmp_path):
+    """vLLM up to 0.9.0 casts float32 to float16 under --dtype auto but Gemma 2 to bfloat16 ("For Gemma 2, we downcast
+    float32 to bfloat16 instead of float16 by default", 0.6.0 and 0.7.3 config.py), which a V100 lacks: vLLM refuses
+    it there. From 0.9.1 a V100 gets float32 (float16 is refused for gemma2). The only model type resolve_model
+    names for the older rule, untested until now."""
+    import json
+
+    from tests.inprocess import tpfit
+
+    config = json.loads((CONFIGS / "google--gemma-2-9b-it.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**config, "torch_dtype": "float32"}))
+    for version, gpus, dtype, needle in (
+            ("0.8.5", "1xH100", "bfloat16", "fits as TP1 PP1"),
+            ("0.8.5", "1xV100", "bfloat16", "bfloat16 needs compute capability 8.0"),
+            ("0.33.0", "1xV100", "float32", "does not fit in float32")):
+        run = tpfit("plan", str(tmp_path), "--gpus", gpus, "--vllm-version", version, "--context", "4096", "--json")
+        doc = json.loads(run.stdout)
+        assert doc["model"]["dtype"] == dtype and needle in doc["summary"], (version, gpus, doc["summary"])
