@@ -57,6 +57,15 @@ def check_free_memory(*, total_bytes: int, other_bytes: int, pre_snapshot_bytes:
             + (" or free the GPU" if who else ""))
 
 
+ANSWER_SAYS_FIX = ""
+"""The fix of a refusal no flag of this layout mends (the weights and the forward do not fit): none here, since the
+plan's one-line answer says what would fit (more GPUs, a quantized checkpoint)."""
+
+
+def _needs(need_bytes: int) -> str:
+    return f"weights + activation + non-torch need {format_gib(need_bytes)} GiB per GPU"
+
+
 def check_fits_card(*, total_bytes: int, pre_snapshot_bytes: int, weight_bytes: int, activation_bytes: int,
                     non_torch_bytes: int) -> Violation | None:
     """vLLM loads the weights and runs its profile forward before it weighs anything against its budget: where
@@ -66,14 +75,12 @@ def check_fits_card(*, total_bytes: int, pre_snapshot_bytes: int, weight_bytes: 
     need = weight_bytes + activation_bytes + non_torch_bytes
     if need <= room:
         return None
-    what = (f"the weights alone need {format_gib(weight_bytes)} GiB per GPU" if weight_bytes > room else
-            f"weights + activation + non-torch need {format_gib(need)} GiB per GPU")
+    what = f"the weights alone need {format_gib(weight_bytes)} GiB per GPU" if weight_bytes > room else _needs(need)
     return Violation(
         rule="cuda_oom_at_start",
         detail=f"{what}, more than the card's {format_gib(room)} GiB beside vLLM's CUDA context and NCCL: torch runs "
                f"out of memory {'loading them' if weight_bytes > room else 'in the profile run'}",
-        vllm_error=CUDA_OUT_OF_MEMORY.format(),
-        fix="")  # the plan's one-line answer says what would fit (more GPUs, a quantized checkpoint)
+        vllm_error=CUDA_OUT_OF_MEMORY.format(), fix=ANSWER_SAYS_FIX)
 
 
 def check_kv_cache_memory(*, requested_bytes: int, kv_cache_bytes: int) -> Violation | None:
@@ -82,10 +89,8 @@ def check_kv_cache_memory(*, requested_bytes: int, kv_cache_bytes: int) -> Viola
         return None
     return Violation(
         rule="no_kv_cache_memory",
-        detail=f"weights + activation + non-torch need {format_gib(requested_bytes - kv_cache_bytes)} GiB per GPU, "
-               f"the budget is {format_gib(requested_bytes)} GiB",
-        vllm_error=NO_KV_CACHE_MEMORY.format(),
-        fix="")  # the plan's one-line answer says what would fit (more GPUs, a quantized checkpoint)
+        detail=f"{_needs(requested_bytes - kv_cache_bytes)}, the budget is {format_gib(requested_bytes)} GiB",
+        vllm_error=NO_KV_CACHE_MEMORY.format(), fix=ANSWER_SAYS_FIX)
 
 
 def check_kv_cache_fits_max_len(*, max_model_len: int, usable_blocks: int, blocks_per_request: int,
