@@ -842,3 +842,21 @@ def test_port_findings_say_where_the_servers_port_comes_from(flags, probe, said)
     report = check_deployment(read_deployment(text.encode(), "compose.yaml"), gpus=Cluster.parse("1xH100"),
                               load=load_real)
     assert [f.message for f in report.findings if f.kind is Kind.PROBE_PORT] == [said], report.findings
+
+
+def test_hf_cache_fix_mounts_the_folder_hf_home_names(tmp_path):
+    """check --fix mounts the cache as deploy's docker-run.sh does (deploy/shell.CACHE_VOLUME_SHELL): the folder
+    HF_HOME names when the caller sets it, ~/.cache/huggingface else. It wrote `-v ~/.cache/huggingface:...` whatever
+    HF_HOME said, the bug deploy's own script had, so the fixed script downloaded the model into another folder."""
+    text = "docker run --gpus all --ipc=host vllm/vllm-openai:v0.33.0 --model Qwen/Qwen2.5-7B-Instruct\n"
+    dep = read_deployment(text.encode(), "run.sh")
+    report = check_deployment(dep, gpus=Cluster.parse("1xH100"), load=load_real)
+    assert Kind.HF_CACHE in kinds(report, Severity.WARNING), report.findings
+    fixed, _, _ = fix_text(dep, report.findings)
+    again = check_deployment(read_deployment(fixed.encode(), "run.sh"), gpus=Cluster.parse("1xH100"), load=load_real)
+    assert Kind.HF_CACHE not in kinds(again, Severity.WARNING), again.findings
+    words = fixed.replace("docker run", "printf '%s\\n'", 1)
+    for env, mounted in (({"HF_HOME": str(tmp_path)}, str(tmp_path)),
+                         ({"HOME": "/home/u"}, "/home/u/.cache/huggingface")):
+        said = subprocess.run(["bash", "-c", words], env=env, capture_output=True, text=True, timeout=10)
+        assert f"{mounted}:/root/.cache/huggingface" in said.stdout.splitlines(), (said.stdout, said.stderr)

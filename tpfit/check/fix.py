@@ -100,10 +100,12 @@ class Fixer:
     # ---- containers ----
 
     def container_option(self, unit: Unit, words: tuple[str, ...]) -> bool:
+        """Options before the image; `words` are shell text as check/rules.py writes them (`--ipc=host`, the cache's
+        `-v "${HF_HOME:-...}":...`, which must stay expandable), never the file's own words."""
         image = unit.handle
         if unit.runtime not in (Runtime.DOCKER, Runtime.PODMAN) or image is None or image.store.read_only:
             return False
-        self.text.add(image.store, image.span[0], image.span[0], " ".join(_quote_path(w) for w in words) + " ")
+        self.text.add(image.store, image.span[0], image.span[0], " ".join(words) + " ")
         return True
 
     def env_reference(self, unit: Unit, env: EnvVar) -> bool:
@@ -190,10 +192,6 @@ class Fixer:
             new = texts[key]
             store.node[store.key] = type(old)(new) if type(old) is not str and isinstance(old, str) else new
         return dump_yaml(self.dep.documents, self.dep.text)
-
-
-def _quote_path(word: str) -> str:
-    return word if word.startswith("~") and " " not in word else shlex.quote(word)
 
 
 def _indent_of(text: str) -> tuple[int, int]:

@@ -15,9 +15,9 @@ from tpfit.check.findings import Edit, Finding, Kind, Op, Severity
 from tpfit.core.layout import Layout
 from tpfit.core.memory import safe_utilization
 from tpfit.core.plan import Plan
-from tpfit.deploy.common import HF_CACHE_CONTAINER
+from tpfit.deploy.common import HF_CACHE_CONTAINER, HF_CACHE_HOST_COMPOSE
 from tpfit.deploy.k8s import PROBE_PERIOD_S, startup_probe
-from tpfit.deploy.shell import bind_mount
+from tpfit.deploy.shell import CACHE_VOLUME_SHELL, bind_mount
 from tpfit.deploy.startup import (
     DOWNLOAD_BYTES_PER_S, LOAD_BYTES_PER_S, START_OVERHEAD_S, download_bytes, start_seconds, wait_seconds,
 )
@@ -428,13 +428,12 @@ def check_hf_cache(unit: Unit) -> list[Finding]:
             return []
     edits: tuple[Edit, ...] = ()
     if unit.runtime in (Runtime.DOCKER, Runtime.PODMAN):
-        edits = (Edit(op=Op.CONTAINER_OPTION, value=("-v", f"~/.cache/huggingface:{HF_CACHE_CONTAINER}"),
-                      unit=unit),)
+        edits = (Edit(op=Op.CONTAINER_OPTION, value=("-v", CACHE_VOLUME_SHELL), unit=unit),)
     elif unit.runtime in (Runtime.COMPOSE, Runtime.PODMAN_COMPOSE) and unit.handle is not None:
-        volume = f"${{HF_HOME:-~/.cache/huggingface}}:{HF_CACHE_CONTAINER}"
+        volume = f"{HF_CACHE_HOST_COMPOSE}:{HF_CACHE_CONTAINER}"
         edits = (Edit(op=Op.YAML_APPEND, key="volumes", value=volume, target=unit.handle[0], unit=unit),)
     snippet = {Runtime.KUBERNETES: f"a PersistentVolumeClaim mounted at {HF_CACHE_CONTAINER}"}.get(
-        unit.runtime, f"-v ~/.cache/huggingface:{HF_CACHE_CONTAINER}")
+        unit.runtime, f"-v {CACHE_VOLUME_SHELL}")
     return [_f(Kind.HF_CACHE, Severity.WARNING, unit, f"no Hugging Face cache mounted: {model} is downloaded again "
                                                       "on every restart", unit.where,
                vllm="downloads the whole checkpoint at each start", fix=snippet, edits=edits)]

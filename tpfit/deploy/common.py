@@ -15,7 +15,10 @@ from tpfit.vllm_facts import DEFAULT_CUDA, DEFAULT_PORT, CudaBuild, image_for
 
 HF_CACHE_HOST_SHELL = "${HF_HOME:-$HOME/.cache/huggingface}"
 """The host's Hugging Face cache as a shell script names it: HF_HOME where the caller sets it (as huggingface_hub
-reads it; compose writes `${HF_HOME:-~/.cache/huggingface}`), else the default under HOME."""
+reads it), else the default under HOME."""
+HF_CACHE_HOST_COMPOSE = "${HF_HOME:-~/.cache/huggingface}"
+"""The same folder as a compose file names it: compose interpolates `${HF_HOME:-...}` and expands `~` in a bind
+source itself."""
 HF_CACHE_CONTAINER = "/root/.cache/huggingface"
 _DNS_LABEL = re.compile(r"[^a-z0-9-]+")
 

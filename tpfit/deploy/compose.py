@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tpfit.deploy.common import HF_CACHE_CONTAINER, Deployment, k8s_name
+from tpfit.deploy.common import HF_CACHE_CONTAINER, HF_CACHE_HOST_COMPOSE, Deployment, k8s_name
 from tpfit.deploy.shell import comment
 from tpfit.deploy.yamlout import dump
 from tpfit.vllm_facts import HEALTH_PATH
@@ -18,7 +18,7 @@ def compose_dict(d: Deployment) -> dict:
         "image": d.image,
         "command": [a.replace("$", "$$") for a in d.server_argv()],  # compose interpolates a bare $
         "ports": [f"{d.port}:{d.port}"],
-        "volumes": [f"${{HF_HOME:-~/.cache/huggingface}}:{HF_CACHE_CONTAINER}", "vllm-cache:/root/.cache/vllm"] + (
+        "volumes": [f"{HF_CACHE_HOST_COMPOSE}:{HF_CACHE_CONTAINER}", "vllm-cache:/root/.cache/vllm"] + (
             [{"type": "bind", "source": d.model.replace("$", "$$"), "target": d.model, "read_only": True}]
             if d.local_model else []),
         "environment": {"HF_TOKEN": "${HF_TOKEN:-}"},  # interpolated from the caller's environment

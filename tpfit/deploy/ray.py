@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import shlex
 
-from tpfit.deploy.common import HF_CACHE_CONTAINER, HF_CACHE_HOST_SHELL, Deployment
-from tpfit.deploy.shell import bind_mount, comment
+from tpfit.deploy.common import Deployment
+from tpfit.deploy.shell import CACHE_VOLUME_SHELL, bind_mount, comment
 from tpfit.deployment.flags import flag_table
 
 RAY_PORT = 6379
@@ -90,7 +90,7 @@ def ray_script(d: Deployment) -> str:
         'if [ "$RUNTIME" = docker ]; then',
         f'  docker run -d --name "$CONTAINER" --entrypoint /bin/bash --network host '
         f'--shm-size {shlex.quote(d.shm_size or RAY_SHM_SIZE)} --gpus all \\',
-        f'    -v "{HF_CACHE_HOST_SHELL}":{HF_CACHE_CONTAINER} -e HF_TOKEN \\',
+        f'    -v {CACHE_VOLUME_SHELL} -e HF_TOKEN \\',
         *([f"    --mount {shlex.quote(bind_mount(d.model))} \\"] if d.local_model else []),
         '    -e "VLLM_HOST_IP=$VLLM_HOST_IP" -e "RAY_NODE_IP_ADDRESS=$VLLM_HOST_IP" -e "RAY_OVERRIDE_NODE_IP_ADDRESS=$VLLM_HOST_IP" \\',
         '    -e "NCCL_SOCKET_IFNAME=${NCCL_SOCKET_IFNAME:-}" -e "GLOO_SOCKET_IFNAME=${GLOO_SOCKET_IFNAME:-}" \\',

@@ -7,6 +7,11 @@ import shlex
 from tpfit.deploy.common import HF_CACHE_CONTAINER, HF_CACHE_HOST_SHELL, Deployment
 
 
+CACHE_VOLUME_SHELL = f'"{HF_CACHE_HOST_SHELL}":{shlex.quote(HF_CACHE_CONTAINER)}'
+"""docker's `-v` value for the Hugging Face cache, as shell text: the host side double-quoted, so that
+`${HF_HOME:-$HOME/...}` still expands (docker-run.sh, ray-cluster.sh and `tpfit check --fix` write it)."""
+
+
 def comment(header: tuple[str, ...]) -> str:
     """Header lines as `#` comments, each character that is not printable written as its escape (`\\r`,
     `\\x85`, `\\u2028`): YAML ends a comment at any of its line breaks (CR, NEL, LS, PS as well as LF), so a raw
@@ -84,7 +89,7 @@ def docker_command(d: Deployment) -> str:
     lines = []
     for p in filter(None, parts):
         if p[0] == "-v":
-            lines.append(f'-v "{HF_CACHE_HOST_SHELL}":{shlex.quote(HF_CACHE_CONTAINER)}')
+            lines.append(f"-v {CACHE_VOLUME_SHELL}")
         else:
             lines.append(shlex.join(p))
     return comment(d.header) + " \\\n    ".join(lines) + "\n"
