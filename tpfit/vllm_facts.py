@@ -1,6 +1,7 @@
 """Facts about vLLM releases and their images that several parts of tpfit use, each in one place:
-the newest release tpfit reads, the default `--gpu-memory-utilization` per release, the image's CUDA
-builds and the host driver each needs."""
+the releases up to the newest tpfit reads, the default `--gpu-memory-utilization` per release, the image's CUDA
+builds and the host driver each needs, the official image and its tags, the server's port, health path and the
+/dev/shm it needs."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import re
 from msgspec import Struct
 
 from tpfit.kinds import Kind
+from tpfit.units import GIB
 
 CURRENT_VLLM_VERSION = "0.33.0"
 """Newest vLLM release read for tpfit's rules (shared/reference/vllm-internals.md): the default target."""
@@ -159,7 +161,7 @@ MAX_MODEL_LEN_AUTO_FROM = (0, 12, 0)
 """The first release whose `--max-model-len` takes `auto` (or -1): the model's own maximum, shortened to what the
 KV cache holds at start (vllm-project/vllm#29431, merged 2025-11-25 after 0.11.2; `human_readable_int_or_auto` in
 0.19's and 0.33's arg_utils.py, `_auto_fit_max_model_len` in kv_cache_planning.py)."""
-MIN_SHM_BYTES = 1 << 30
+MIN_SHM_BYTES = GIB
 """The /dev/shm (1 GiB) a multi-GPU vLLM needs at least: its workers exchange tensors through it, and a container's
 default 64 MB ends in 'Bus error' (vLLM PR #1125, issue #1710). doctor warns below it, check reports a container
 below it, deploy refuses a smaller --shm-size."""
