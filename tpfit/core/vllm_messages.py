@@ -167,8 +167,8 @@ FLOAT16_UNSUPPORTED_MODEL_TYPES = {"gemma2": _NUMERICAL_INSTABILITY, "gemma3": _
                                    "gemma3_text": _NUMERICAL_INSTABILITY, "plamo2": _NUMERICAL_INSTABILITY,
                                    "glm4": _NUMERICAL_INSTABILITY}
 """vLLM's `_FLOAT16_NOT_SUPPORTED_MODELS` from 0.9.1 (as read in the 0.19, 0.26 and 0.33 wheels; 0.33's no longer
-lists plamo2) and their reasons: an explicit float16 is refused, and `--dtype auto` never picks it for them (it falls back to float32
-where the GPU has no bfloat16). Of these, tpfit models only gemma2 (tpfit/model/families)."""
+lists plamo2) and their reasons: an explicit float16 is refused, and `--dtype auto` never picks it for them (it falls
+back to float32 where the GPU has no bfloat16). Of these, tpfit models only gemma2 (tpfit/model/families)."""
 BF16_CAPABILITY = VllmMessage(
     template="Bfloat16 is only supported on GPUs with compute capability of at least 8.0. Your {gpu_name} GPU has "
              "compute capability {capability}. You can use float16 instead by explicitly setting the `dtype` flag in "
