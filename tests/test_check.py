@@ -860,3 +860,26 @@ def test_hf_cache_fix_mounts_the_folder_hf_home_names(tmp_path):
                          ({"HOME": "/home/u"}, "/home/u/.cache/huggingface")):
         said = subprocess.run(["bash", "-c", words], env=env, capture_output=True, text=True, timeout=10)
         assert f"{mounted}:/root/.cache/huggingface" in said.stdout.splitlines(), (said.stdout, said.stderr)
+
+
+def test_alert_rules_deploy_writes_are_not_called_a_helm_template(tmp_path):
+    """`tpfit check alerts.yaml` (deploy --monitoring writes it beside compose.yaml) said 'a Helm (Go) template, not
+    YAML until it is rendered': its annotations hold Prometheus' `{{ $labels.instance }}` inside strings. It is valid
+    YAML and no deployment, as prometheus.yml is; a chart's action where a value goes is still named as one."""
+    from typer.testing import CliRunner
+
+    from tpfit.cli.app import app
+
+    result = CliRunner().invoke(app, ["deploy", "llama-3.1-70b", "--gpus", "2xH100", "--context", "8192",
+                                      "--format", "compose", "--monitoring", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    rules = (tmp_path / "alerts.yaml").read_text()
+    assert "{{ $labels.instance }}" in rules
+    for name in ("alerts.yaml", "prometheus.yml"):
+        with pytest.raises(UsageError) as err:
+            read_deployment((tmp_path / name).read_bytes(), name)
+        assert "neither a compose file" in str(err.value) and "Helm" not in str(err.value)
+    for args in ("[--model, {{ .Values.model }}]", "\n    - --model\n    - {{ .Values.model }}"):  # parsed as mappings
+        chart = f"kind: Pod\nspec:\n  containers:\n  - image: vllm/vllm-openai:v0.33.0\n    args: {args}\n"
+        with pytest.raises(UsageError, match=r"a Helm \(Go\) template, .*args\[1\] is not a string"):
+            read_deployment(chart.encode(), "pod.yaml")

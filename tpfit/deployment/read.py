@@ -17,8 +17,13 @@ MAX_BYTES = MIB // 2
 MAX_DEPTH = 64
 MAX_ALIASES = 256
 _YAML_START = re.compile(r"^(?:---|%YAML|[A-Za-z_][\w.-]*\s*:(?:\s|$)|-\s)")
-_TEMPLATE = re.compile(r"\{\{-?\s*(?:\.|include|toYaml|template|if|range|with|end|else|\$)")
+_ACTION = r"\{\{-?\s*(?:\.|include|toYaml|template|if|range|with|end|else|\$)"
+_TEMPLATE = re.compile(_ACTION)
 """A Go template action as Helm charts write them: `{{ .Values.tp }}`, `{{- include "x" . }}`, `{{ end }}`."""
+_TEMPLATE_AS_VALUE = re.compile(r"(?:[:\[,]|^\s*-)\s*" + _ACTION, re.M)
+"""An action where YAML reads a value (`tp: {{ .Values.tp }}`, `[--model, {{ .Values.model }}]`): it parses as a
+flow mapping, which a reader then refuses. One inside a string (a Prometheus rule's `summary: vLLM {{ $labels.instance
+}} does not answer`, which `tpfit deploy --monitoring` writes) is text, not a sign of a chart."""
 _ALIAS = re.compile(r"(?:^|[\s\[{,:])\*[^\s\[\]{},]+")
 
 
@@ -103,8 +108,8 @@ def read_deployment(data: bytes, name: str) -> DeploymentFile:
 
             found = read_shell(text, name)
     except UsageError as err:  # a reader's error (a field of the file): named with the file
-        raise UsageError(_helm_template(str(err)) if docs is not None and _TEMPLATE.search(text) else str(err),
-                         flag="FILE", value=name) from None
+        chart = docs is not None and _TEMPLATE_AS_VALUE.search(text)
+        raise UsageError(_helm_template(str(err)) if chart else str(err), flag="FILE", value=name) from None
     if not found.units:
         why = "; ".join(found.notes) or "looked for vllm serve, python -m vllm.entrypoints.openai.api_server, " \
                                         "docker/podman run with a vLLM image"
