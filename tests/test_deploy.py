@@ -578,3 +578,28 @@ def test_nnodes_worker_gives_up_on_an_absent_head_with_a_message(tmp_path):
     assert "interface lo" in result.stdout  # the interface NCCL/Gloo will use, found from the route to HEAD_IP
     stop = _run(nnodes, "--stop", NODE_RANK="1", TMPDIR=str(tmp_path))
     assert stop.returncode == 1 and "no running node 1" in stop.stderr
+
+
+def test_docker_calls_of_verify_launch_are_bounded(tmp_path, monkeypatch):
+    """`docker inspect`, `docker logs` and `docker rm -f` had no time limit: a daemon that stops answering held
+    `verify --launch --docker` past its --timeout (wait_ready polls `alive` before its deadline check). Each call is
+    bounded now (launch.COMMAND_TIMEOUT_S); here a `docker` that never answers stands for the stuck daemon."""
+    import time
+
+    from tpfit.errors import ServerError
+    from tpfit.live import launch
+
+    (tmp_path / "docker").write_text("#!/bin/sh\nexec sleep 30\n")
+    (tmp_path / "docker").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
+    monkeypatch.setattr(launch, "COMMAND_TIMEOUT_S", 0.5)
+    d = launch.DockerVllm(argv=["docker", "run", "vllm/vllm-openai:v0.33.0"], name="tpfit-test-stuck", port=9,
+                          container="abc")
+    start = time.monotonic()
+    assert d.alive  # no answer: not known dead, so wait_ready keeps to its own deadline
+    assert d.log_text() == "(docker logs tpfit-test-stuck gave no answer in 0.5 s)"
+    with pytest.raises(ServerError, match="docker rm -f tpfit-test-stuck gave no answer in 0.5 s"):
+        d.stop()
+    with pytest.raises(ServerError, match="did not become ready in 1 s"):
+        d.wait_ready(timeout_s=1.0)
+    assert time.monotonic() - start < 10

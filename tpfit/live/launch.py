@@ -21,6 +21,9 @@ from pathlib import Path
 from tpfit.errors import ServerError
 
 DEFAULT_START_TIMEOUT_S = 600.0
+COMMAND_TIMEOUT_S = 30.0
+"""The bound on each `docker inspect`, `docker logs`, `docker rm` and `ps` call: a docker daemon that stops answering
+must not hold `tpfit verify --launch --docker` past its --timeout (each call had none)."""
 STOP_GRACE_S = 20.0
 
 
@@ -153,14 +156,24 @@ class VllmProcess:
 
 
 def session_pids(sid: int) -> list[int]:
-    """Live (non-zombie) processes of a session."""
-    out = subprocess.run(["ps", "-e", "-o", "pid=,sid=,stat="], capture_output=True, text=True).stdout
+    """Live (non-zombie) processes of a session; the session's leader alone when ps does not answer in time."""
+    out = _output(["ps", "-e", "-o", "pid=,sid=,stat="])
+    if out is None:
+        return [sid]
     pids = []
     for line in out.splitlines():
         parts = line.split()
         if len(parts) >= 3 and parts[1] == str(sid) and not parts[2].startswith("Z"):
             pids.append(int(parts[0]))
     return pids
+
+
+def _output(argv: list[str]) -> str | None:
+    """A quick command's stdout; None when it does not end in COMMAND_TIMEOUT_S or cannot start."""
+    try:
+        return subprocess.run(argv, capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return None
 
 
 def default_python() -> str:
@@ -197,12 +210,13 @@ class DockerVllm:
 
     @property
     def alive(self) -> bool:
-        out = subprocess.run(["docker", "inspect", "-f", "{{.State.Running}}", self.name], capture_output=True,
-                             text=True)
-        return out.stdout.strip() == "true"
+        """Running, or docker did not say in time (wait_ready's deadline still ends the wait)."""
+        out = _output(["docker", "inspect", "-f", "{{.State.Running}}", self.name])
+        return out is None or out.strip() == "true"
 
     def log_text(self) -> str:
-        return subprocess.run(["docker", "logs", self.name], capture_output=True, text=True).stdout
+        out = _output(["docker", "logs", self.name])
+        return f"(docker logs {self.name} gave no answer in {COMMAND_TIMEOUT_S:g} s)" if out is None else out
 
     def wait_ready(self, *, timeout_s: float = DEFAULT_START_TIMEOUT_S, model: str | None = None,
                    on_progress: Callable[[str], None] | None = None) -> None:
@@ -223,5 +237,6 @@ class DockerVllm:
         raise ServerError(f"vLLM in docker did not become ready in {timeout_s:.0f} s (docker logs {self.name})")
 
     def stop(self) -> None:
-        if self.container:
-            subprocess.run(["docker", "rm", "-f", self.name], capture_output=True, text=True)
+        if self.container and _output(["docker", "rm", "-f", self.name]) is None:
+            raise ServerError(f"docker rm -f {self.name} gave no answer in {COMMAND_TIMEOUT_S:g} s: the container may "
+                              f"still run; remove it by hand (docker rm -f {self.name})")
