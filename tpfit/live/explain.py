@@ -44,8 +44,7 @@ class Context:
     suggested_max_model_len: int | None = None
 
 
-
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Worded:
     """A diagnosis that puts the log line's own figures into words: `cause` and `fix` are `str.format` templates
     over the match's named groups. Most failures need no more; those that work something out (the planner's TP
@@ -166,9 +165,9 @@ class LogSignature:
 
 
 Diagnose = Callable[[re.Match, Context], Diagnosis]
-_QUANT = Worded("quant_alignment",
-                "TP cuts a quantized layer mid-group (AWQ/GPTQ group size, FP8 128-block or 4-bit packing)",
-                "use a smaller --tensor-parallel-size and add --pipeline-parallel-size to use the GPUs "
+_QUANT = Worded(kind="quant_alignment",
+                cause="TP cuts a quantized layer mid-group (AWQ/GPTQ group size, FP8 128-block or 4-bit packing)",
+                fix="use a smaller --tensor-parallel-size and add --pipeline-parallel-size to use the GPUs "
                 "(tpfit plan MODEL --gpus ... lists the TP sizes this checkpoint accepts)")
 RULES: tuple[tuple[VllmMessage | LogSignature, Diagnose], ...] = (
     (HEADS_NOT_DIVISIBLE, _heads),
@@ -177,14 +176,14 @@ RULES: tuple[tuple[VllmMessage | LogSignature, Diagnose], ...] = (
     # vLLM 0.6/0.7 (V0): the figure is the tokens the KV blocks hold; without chunked prefill (max_model_len up to
     # 32K) its profile run is max_model_len tokens long, so a shorter --max-model-len also frees activation memory
     (V0_KV_CACHE_BELOW_MAX_LEN, Worded(
-        "max_model_len_exceeds_kv_cache",
-        "one request of max_model_len {max_model_len} tokens needs more KV cache than the {max_seq_len} tokens left "
-        "after the weights and the profile run's activations",
-        "start with --max-model-len {max_seq_len} (what fits; the shorter profile run frees more), or raise "
+        kind="max_model_len_exceeds_kv_cache",
+        cause="one request of max_model_len {max_model_len} tokens needs more KV cache than the {max_seq_len} tokens "
+        "left after the weights and the profile run's activations",
+        fix="start with --max-model-len {max_seq_len} (what fits; the shorter profile run frees more), or raise "
         "--gpu-memory-utilization, add GPUs, use a quantized model")),
     (NO_KV_CACHE_MEMORY, Worded(
-        "no_kv_cache_memory", "the weights and activation peak fill the whole budget: no KV cache",
-        "add GPUs (higher --tensor-parallel-size / --pipeline-parallel-size), use a quantized model, or raise "
+        kind="no_kv_cache_memory", cause="the weights and activation peak fill the whole budget: no KV cache",
+        fix="add GPUs (higher --tensor-parallel-size / --pipeline-parallel-size), use a quantized model, or raise "
         "--gpu-memory-utilization")),
     (QUANT_INPUT_NOT_ALIGNED, _QUANT), (QUANT_OUTPUT_NOT_ALIGNED, _QUANT), (FP8_BLOCK_K, _QUANT), (FP8_BLOCK_N, _QUANT),
     (FP8_MOE_BLOCK_N, _QUANT), (MARLIN_GROUP_SPLIT, _QUANT), (MARLIN_MIN_THREAD_N, _QUANT),
@@ -193,74 +192,79 @@ RULES: tuple[tuple[VllmMessage | LogSignature, Diagnose], ...] = (
     (LogSignature(r"CUDA out of memory occurred when warming up sampler[^\n]*|(?:torch\.)?OutOfMemoryError: CUDA out "
                   r"of memory[^\n]*|CUDA error: out of memory"), _oom),
     (WORLD_SIZE_ABOVE_GPUS, Worded(
-        "world_size", "TP x PP = {world_size} GPUs, but this node shows {gpus}",
-        "lower --tensor-parallel-size x --pipeline-parallel-size to the visible GPUs; check CUDA_VISIBLE_DEVICES / "
+        kind="world_size", cause="TP x PP = {world_size} GPUs, but this node shows {gpus}",
+        fix="lower --tensor-parallel-size x --pipeline-parallel-size to the visible GPUs; check CUDA_VISIBLE_DEVICES / "
         "docker --gpus; for several nodes add --distributed-executor-backend ray")),
     (BATCH_BELOW_MAX_NUM_SEQS, Worded(
-        "max_num_seqs_above_batch",
-        "--max-num-seqs {max_num_seqs} is more than --max-num-batched-tokens {max_num_batched_tokens}: a step could "
-        "not hold one token of every running request",
-        "use --max-num-seqs {max_num_batched_tokens} or less, or --max-num-batched-tokens {max_num_seqs} or more")),
+        kind="max_num_seqs_above_batch",
+        cause="--max-num-seqs {max_num_seqs} is more than --max-num-batched-tokens {max_num_batched_tokens}: a step "
+        "could not hold one token of every running request",
+        fix="use --max-num-seqs {max_num_batched_tokens} or less, or --max-num-batched-tokens {max_num_seqs} or more")),
     (V0_BATCH_BELOW_MAX_LEN, Worded(
-        "batch_below_max_model_len",
-        "--max-num-batched-tokens {max_num_batched_tokens} is below --max-model-len {max_model_len} and chunked "
+        kind="batch_below_max_model_len",
+        cause="--max-num-batched-tokens {max_num_batched_tokens} is below --max-model-len {max_model_len} and chunked "
         "prefill is off (vLLM before 0.8: on by default only above 32K tokens)",
-        "use --max-num-batched-tokens {max_model_len} or more, add --enable-chunked-prefill, or a shorter "
+        fix="use --max-num-batched-tokens {max_model_len} or more, add --enable-chunked-prefill, or a shorter "
         "--max-model-len")),
     (QUANT_METHOD_MISMATCH, Worded(
-        "quantization_mismatch",
-        "--quantization {quantization} on a checkpoint stored as {quant_method}: vLLM loads it as it is stored",
-        "leave --quantization out (or give the checkpoint's own method); for FP8 weights use an unquantized "
+        kind="quantization_mismatch",
+        cause="--quantization {quantization} on a checkpoint stored as {quant_method}: vLLM loads it as it is stored",
+        fix="leave --quantization out (or give the checkpoint's own method); for FP8 weights use an unquantized "
         "checkpoint with --quantization fp8")),
-    (EP_WITHOUT_EXPERTS, Worded("ep_without_experts", "expert parallelism was asked of a model without experts",
-                                EP_WITHOUT_EXPERTS.fix)),
-    (PP_NOT_SUPPORTED, Worded("pp_not_supported", "vLLM's class for this model has no pipeline-parallel support",
-                              f"{PP_NOT_SUPPORTED.fix} and a --tensor-parallel-size that uses the GPUs")),
+    (EP_WITHOUT_EXPERTS, Worded(kind="ep_without_experts",
+                                cause="expert parallelism was asked of a model without experts",
+                                fix=EP_WITHOUT_EXPERTS.fix)),
+    (PP_NOT_SUPPORTED, Worded(kind="pp_not_supported",
+                              cause="vLLM's class for this model has no pipeline-parallel support",
+                              fix=f"{PP_NOT_SUPPORTED.fix} and a --tensor-parallel-size that uses the GPUs")),
     (QUANT_CAPABILITY, _capability),
-    (QUANT_DTYPE, Worded("quant_dtype",
-                         "{method} weights do not compute in {dtype} (vLLM takes {supported})", QUANT_DTYPE.fix)),
-    (FLOAT16_UNSUPPORTED, Worded("model_dtype", "vLLM refuses float16 for {model_type} ({reason})",
-                                 FLOAT16_UNSUPPORTED.fix)),
-    (BF16_CAPABILITY, Worded("gpu_capability_bf16", "the GPU has no bfloat16 (compute capability below 8.0)",
-                             BF16_CAPABILITY.fix)),
-    (DSV4_KV_CACHE_DTYPE, Worded("kv_cache_dtype",
-                                 "DeepSeek-V4's FlashMLA path caches fp8_ds_mla, not {kv_cache_dtype}",
-                                 DSV4_KV_CACHE_DTYPE.fix)),
+    (QUANT_DTYPE, Worded(kind="quant_dtype",
+                         cause="{method} weights do not compute in {dtype} (vLLM takes {supported})",
+                         fix=QUANT_DTYPE.fix)),
+    (FLOAT16_UNSUPPORTED, Worded(kind="model_dtype", cause="vLLM refuses float16 for {model_type} ({reason})",
+                                 fix=FLOAT16_UNSUPPORTED.fix)),
+    (BF16_CAPABILITY, Worded(kind="gpu_capability_bf16", cause="the GPU has no bfloat16 (compute capability below 8.0)",
+                             fix=BF16_CAPABILITY.fix)),
+    (DSV4_KV_CACHE_DTYPE, Worded(kind="kv_cache_dtype",
+                                 cause="DeepSeek-V4's FlashMLA path caches fp8_ds_mla, not {kv_cache_dtype}",
+                                 fix=DSV4_KV_CACHE_DTYPE.fix)),
     (FREE_MEMORY_BELOW_REQUEST, _free_memory),
     (LogSignature(r"unable to allocate shared memory\(shm\)[^\n]*|Bus error|Error while creating shared memory "
                   r"segment|No space left on device[^\n]*shm|/dev/shm[^\n]*(?:No space|too small)"), Worded(
-        "shared_memory", "workers could not share memory: /dev/shm is too small (Docker's default is 64 MB) or "
-        "NCCL's shared-memory transport failed",
-        "run the container with --ipc=host (or --shm-size 16g); on Kubernetes mount an emptyDir with medium: Memory "
-        "at /dev/shm")),
+        kind="shared_memory",
+        cause="workers could not share memory: /dev/shm is too small (Docker's default is 64 MB) or NCCL's "
+        "shared-memory transport failed",
+        fix="run the container with --ipc=host (or --shm-size 16g); on Kubernetes mount an emptyDir with medium: "
+        "Memory at /dev/shm")),
     # before the generic NCCL rule: the first rule of a kind wins, and this one names the cause
     (LogSignature(r"Duplicate GPU detected ?: rank (?P<rank>\d+) and rank (?P<other>\d+) both on CUDA device \w+"),
-     Worded("nccl", "two vLLM ranks (rank {rank} and rank {other}) were placed on one GPU; NCCL needs one GPU per rank",
-            "give each rank its own GPU: check CUDA_VISIBLE_DEVICES (or tpfit deploy --gpu-ids) names TP x PP "
+     Worded(kind="nccl",
+            cause="two vLLM ranks (rank {rank} and rank {other}) were placed on one GPU; NCCL needs one GPU per rank",
+            fix="give each rank its own GPU: check CUDA_VISIBLE_DEVICES (or tpfit deploy --gpu-ids) names TP x PP "
             "distinct GPUs, and that no other container claims the same devices")),
     (LogSignature(r"NCCL error[^\n]*|ncclUnhandledCudaError[^\n]*|ncclSystemError[^\n]*|ncclInternalError[^\n]*|"
                   r"ncclInvalidUsage[^\n]*"), Worded(
-        "nccl", "NCCL failed between the GPUs (peer-to-peer, shared memory or network)",
-        "in docker add --ipc=host; on PCIe consumer GPUs export NCCL_P2P_DISABLE=1; across nodes set "
+        kind="nccl", cause="NCCL failed between the GPUs (peer-to-peer, shared memory or network)",
+        fix="in docker add --ipc=host; on PCIe consumer GPUs export NCCL_P2P_DISABLE=1; across nodes set "
         "NCCL_SOCKET_IFNAME/GLOO_SOCKET_IFNAME; rerun with NCCL_DEBUG=INFO for the transport")),
     (LogSignature(r"No CUDA GPUs are available|Failed to infer device type|libcuda\.so\.1: cannot open shared "
                   r"object file|Found no NVIDIA driver on your system|CUDA driver initialization failed"), Worded(
-        "no_gpu_visible", "no NVIDIA GPU is visible to the process",
-        "docker: add --gpus all (and the NVIDIA Container Toolkit: nvidia-ctk runtime configure --runtime=docker); "
+        kind="no_gpu_visible", cause="no NVIDIA GPU is visible to the process",
+        fix="docker: add --gpus all (and the NVIDIA Container Toolkit: nvidia-ctk runtime configure --runtime=docker); "
         "check nvidia-smi and CUDA_VISIBLE_DEVICES; tpfit doctor checks all of it")),
     (LogSignature(r"The NVIDIA driver on your system is too old[^\n]*|CUDA driver version is insufficient for CUDA "
                   r"runtime version|forward compatibility was attempted on non supported HW|"
                   r"unsatisfied condition: cuda>=[\d.]+[^\n]*"), _driver),
     (LogSignature(r"Unsupported CPU attention configuration: head_dim=(?P<head_dim>\d+)"), Worded(
-        "cpu_head_dim", "the CPU attention backend has no kernel for head_dim={head_dim}",
-        "use a model whose head_dim is one of 32, 64, 80, 96, 112, 128, 160, 192, 224, 256, 512")),
+        kind="cpu_head_dim", cause="the CPU attention backend has no kernel for head_dim={head_dim}",
+        fix="use a model whose head_dim is one of 32, 64, 80, 96, 112, 128, 160, 192, 224, 256, 512")),
     (LogSignature(r"ipc path \"[^\"]*\" is longer than (?P<limit>\d+) characters"), Worded(
-        "ipc_path_too_long",
-        "vLLM's ZMQ socket path under TMPDIR is longer than the {limit} characters a Unix socket path may have",
-        "start vLLM with a short TMPDIR, e.g. TMPDIR=/tmp (tpfit verify --launch picks a short one)")),
+        kind="ipc_path_too_long",
+        cause="vLLM's ZMQ socket path under TMPDIR is longer than the {limit} characters a Unix socket path may have",
+        fix="start vLLM with a short TMPDIR, e.g. TMPDIR=/tmp (tpfit verify --launch picks a short one)")),
     (LogSignature(r"current platform (?P<platform>\w+) does not support ray\."), Worded(
-        "ray_unsupported", "this vLLM build ({platform}) has no Ray executor",
-        "drop --distributed-executor-backend ray: one host needs none, several hosts can use vLLM's own launcher "
+        kind="ray_unsupported", cause="this vLLM build ({platform}) has no Ray executor",
+        fix="drop --distributed-executor-backend ray: one host needs none, several hosts can use vLLM's own launcher "
         "(nnodes.sh from tpfit deploy --format ray); Ray needs a GPU build")),
 )
 """vLLM's refusal messages (core/vllm_messages.py, the texts the planner predicts) and the log signatures of
