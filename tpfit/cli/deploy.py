@@ -17,7 +17,7 @@ from tpfit.cli.options import (
 )
 from tpfit.errors import UsageError
 from tpfit.kinds import KvCacheDtype, Objective
-from tpfit.vllm_facts import DEFAULT_CUDA, CudaBuild
+from tpfit.vllm_facts import DEFAULT_CUDA, DEFAULT_PORT, CudaBuild
 
 
 def deploy(
@@ -30,7 +30,7 @@ def deploy(
     cuda: Annotated[Optional[CudaBuild], typer.Option("--cuda", help="Image CUDA build (13.0: the -cu130 tag; default "
                                                       f"{DEFAULT_CUDA}, or what --driver runs).")] = None,
     driver: Annotated[Optional[str], typer.Option("--driver", help="Host driver version: picks the image CUDA.")] = None,
-    port: Annotated[int, typer.Option("--port", min=1, max=65535)] = 8000,
+    port: Annotated[int, typer.Option("--port", min=1, max=65535)] = DEFAULT_PORT,
     gpu_ids: Annotated[Optional[str], typer.Option("--gpu-ids", help="Host GPU indices, e.g. 0,1 (default: all).")] = None,
     served_model_name: Annotated[Optional[str], typer.Option("--served-model-name")] = None,
     shm_size: Annotated[Optional[str], typer.Option("--shm-size", help="Use --shm-size instead of --ipc=host.")] = None,

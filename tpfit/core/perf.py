@@ -681,7 +681,7 @@ def make_speed(spec: ModelSpec, layout: Layout, memory: MemoryPlan, cluster: Clu
 
     # requests per replica, and how many of them the KV cache holds at once: vLLM admits a request when its
     # prompt's blocks are free and preempts when the cache fills, so on average each holds prompt + half the answer
-    per_replica = math.ceil(workload.concurrency / layout.dp)
+    per_replica = layout.requests_per_replica(workload.concurrency)
     blocks_per_request = cdiv(isl + osl // 2, memory.block_size)
     kv_slots = (memory.kv_cache_tokens // memory.block_size) // blocks_per_request
     running = max(1, min(per_replica, kv_slots, memory.max_num_seqs))
