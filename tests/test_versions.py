@@ -305,6 +305,8 @@ def test_a_development_build_of_a_server_plans_as_the_release_it_leads_to():
 
     assert build_release("0.11.1.dev5+gabc1234") == build_release("0.11.1rc2") == "0.11.1"
     assert build_release("0.26.0+cpu") == "0.26.0" and build_release("v0.8.5.post1") == "0.8.5.post1"
+    # a development build after a post release, and a hotfix published after tpfit's list: their X.Y.Z
+    assert build_release("0.6.4.post2.dev3+g1a2b") == "0.6.4" and build_release("0.33.0.1") == "0.33.0"
     with pytest.raises(ValueError):
         build_release("unknown")
     tiny = str(ROOT / "tests" / "data" / "tiny-llama-config")

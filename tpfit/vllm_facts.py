@@ -41,7 +41,8 @@ this list (`0.26.0.1`) is refused: it names no release, and is far more often a 
 heard of."""
 
 _RELEASE = r"[vV]?(?P<nums>\d{1,4}(?:\.\d{1,4}){1,3})(?:[._-]?post(?P<post>\d{1,4}))?(?:\+[0-9A-Za-z._-]+)?"
-_PRE_RELEASE = (r"(?i)[vV]?(?P<nums>\d{1,4}(?:\.\d{1,4}){1,3})[._-]?(?:a|b|c|rc|alpha|beta|pre|preview|dev)\d*"
+_PRE_RELEASE = (r"(?i)[vV]?(?P<nums>\d{1,4}(?:\.\d{1,4}){1,3})(?:[._-]?post\d+)?[._-]?(?:a|b|c|rc|alpha|beta|pre|"
+                r"preview|dev)\d*"
                 r"(?:\.dev\d*)?(?:\+[0-9A-Za-z._-]+)?")
 """Patterns compiled on first use (re's cache): a plan of a plain X.Y.Z, the default, needs neither, and the two cost
 ~0.8 ms to compile, 1.5 % of `tpfit plan`'s cold start."""
@@ -89,15 +90,16 @@ def read_release(text: str) -> VllmRelease:
 def build_release(text: str) -> str:
     """The release a vLLM build reports itself as (`/version`, `vllm --version`): a release as `read_release` names
     it ("0.26.0+cpu" -> "0.26.0"); a development or pre-release build, which source installs and nightly images
-    report, as the X.Y.Z it leads to ("0.11.1.dev5+gabc1234", "0.11.1rc2" -> "0.11.1"). ValueError when `text`
-    spells no version."""
+    report, as the X.Y.Z it leads to ("0.11.1.dev5+gabc1234", "0.11.1rc2", "0.11.1.post1.dev3" -> "0.11.1"), and a
+    hotfix newer than RELEASES_BEYOND_PATCH as its X.Y.Z. ValueError when `text` spells no version."""
     try:
         return read_release(text).name
     except ValueError:
-        nums = re.match(r"\s*[vV]?(\d{1,4}(?:\.\d{1,4}){1,2})", text)
-        if nums is None:
+        # read_release's own patterns: a development or pre-release build, or a hotfix newer than its list
+        found = re.fullmatch(_PRE_RELEASE, text.strip()) or re.fullmatch(_RELEASE, text.strip())
+        if found is None:
             raise
-        return read_release(nums.group(1)).name
+        return read_release(".".join(found["nums"].split(".")[:3])).name
 
 
 def unpublished(release: VllmRelease) -> tuple[str, ...] | None:
